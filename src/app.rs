@@ -1,0 +1,691 @@
+//! The runbook: each command as named steps in order. Settings are merged here, the runtime is
+//! built here, and run-level errors are turned into exit codes here.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::io::IsTerminal;
+use std::sync::Arc;
+
+use chrono::Utc;
+use tokio::sync::watch;
+
+use crate::cli::{CheckArgs, Cli, Command, Delivery, Lookup as LookupChoice, RunArgs};
+use crate::cognito::{Cognito, PoolInfo, RemoteUser, UsernameMode};
+use crate::config::{self, Common, FileConfig, RunSettings};
+use crate::error::{Error, exit};
+use crate::executor::{Cancel, Executor, RetryPolicy};
+use crate::input::{self, ColumnRules, KeyMode, Record, Reject, Row};
+use crate::limiter::{Category, Limiter, Op, QuotaSource, Quotas};
+use crate::logging::{self, Progress};
+use crate::onboard::{Budget, Ctx, Lookup, Memberships, PasswordFile};
+use crate::plan::{self, History};
+use crate::report::{self, Outcome, Report, ReportFiles, RowReport};
+
+/// Cognito's own email sender allows this many emails a day per account.
+pub const COGNITO_DEFAULT_DAILY_EMAILS: u32 = 50;
+
+/// Runs a parsed command line and returns the process exit code.
+pub fn main(cli: Cli) -> u8 {
+    let file = match config::file_config(&cli.global) {
+        Ok(f) => f,
+        Err(e) => return fail_early(&e),
+    };
+    let tty = std::io::stderr().is_terminal();
+    let (rate_fraction, concurrency, report_dir) = match &cli.command {
+        Command::Run(a) => (a.rate_fraction, a.concurrency, a.report_dir.as_deref()),
+        Command::Status(a) => (None, None, a.report_dir.as_deref()),
+        Command::Check(_) => (None, None, None),
+    };
+    let common = match config::common(&cli.global, &file, rate_fraction, concurrency, report_dir, tty) {
+        Ok(c) => c,
+        Err(e) => return fail_early(&e),
+    };
+    logging::init(common.log_format, common.verbosity, common.progress);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail_early(&Error::Config(format!("cannot start the async runtime: {e}"))),
+    };
+    let result = runtime.block_on(async {
+        match &cli.command {
+            Command::Check(args) => check(&common, &file, args).await,
+            Command::Run(args) => {
+                let settings = config::run(args, &file)?;
+                run(&common, &settings, args).await
+            }
+            Command::Status(_) => Err(Error::Config(
+                "`status` needs the state database, which this build does not have yet".into(),
+            )),
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            tracing::error!("{e}");
+            e.exit_code()
+        }
+    }
+}
+
+fn fail_early(e: &Error) -> u8 {
+    eprintln!("error: {e}");
+    e.exit_code()
+}
+
+fn require_pool(common: &Common) -> Result<&str, Error> {
+    common.pool_id.as_deref().ok_or_else(|| {
+        Error::Config("no user pool: pass --user-pool-id or set COGNITO_USER_POOL_ID".into())
+    })
+}
+
+/// Builds the limiter: the documented quotas, replaced by what Cognito reports for this account
+/// where it answers, replaced by the settings file where the operator says so.
+async fn limiter_for(common: &Common, cognito: &Cognito, used: &[Category]) -> Limiter {
+    let mut quotas = Quotas::default();
+    let probe = Limiter::new(&quotas, common.rate_fraction);
+    if common.use_provisioned_limits {
+        for category in used {
+            if common.quotas.per_category.get(category).map(|(_, s)| *s) == Some(QuotaSource::ConfigFile) {
+                continue;
+            }
+            probe.acquire(Op::GetProvisionedLimit.category()).await;
+            match cognito.provisioned_limit(*category).await {
+                Ok(rate) => {
+                    tracing::debug!(category = category.name(), rate, "provisioned limit");
+                    quotas.set(*category, rate, QuotaSource::Provisioned);
+                }
+                Err(e) => {
+                    tracing::debug!("GetProvisionedLimit not answered ({e}); using the documented quotas");
+                    break;
+                }
+            }
+        }
+    }
+    for (category, (rate, source)) in &common.quotas.per_category {
+        if *source == QuotaSource::ConfigFile {
+            quotas.set(*category, *rate, *source);
+        }
+    }
+    let limiter = Limiter::new(&quotas, common.rate_fraction);
+    for c in used {
+        tracing::debug!(
+            category = c.name(),
+            quota = quotas.get(*c),
+            rate = limiter.current_rate(*c),
+            "limiter"
+        );
+    }
+    limiter
+}
+
+/// How rows are keyed in this pool, and the column rules from its schema.
+fn rules_for(pool: &PoolInfo, columns: &[String]) -> Result<(KeyMode, ColumnRules), Error> {
+    let has_username = columns.iter().any(|c| c == "username");
+    let key_mode = match pool.username_mode {
+        UsernameMode::Email => {
+            if has_username {
+                tracing::warn!(
+                    "the pool uses email as the username; the username column is ignored"
+                );
+            }
+            KeyMode::Email
+        }
+        UsernameMode::FreeForm if has_username => KeyMode::Username,
+        UsernameMode::FreeForm => KeyMode::Email,
+        UsernameMode::FreeFormEmailAlias => KeyMode::Username,
+        UsernameMode::PhoneOnly => {
+            return Err(Error::Config(format!(
+                "pool {} uses phone numbers as usernames, which this tool does not support",
+                pool.id
+            )));
+        }
+    };
+    let rules = ColumnRules {
+        writable: Some(pool.writable_attributes()),
+        required: pool
+            .schema
+            .iter()
+            .filter(|(n, a)| a.required && n.as_str() != "email")
+            .map(|(n, _)| n.clone())
+            .collect(),
+        max_len: pool
+            .schema
+            .iter()
+            .filter_map(|(n, a)| a.max_length.map(|m| (n.clone(), m)))
+            .collect(),
+    };
+    Ok((key_mode, rules))
+}
+
+fn invalid_row(reject: &Reject) -> RowReport {
+    RowReport {
+        row: reject.line,
+        key: reject.key.clone().unwrap_or_default(),
+        username: None,
+        email: reject.email.clone(),
+        action: "none".into(),
+        outcome: Outcome::Invalid,
+        reason: match &reject.column {
+            Some(c) => format!("line {}, column {c}: {}", reject.line, reject.reason),
+            None => format!("line {}: {}", reject.line, reject.reason),
+        },
+        status_before: None,
+        status_after: None,
+        temp_password_expires_at: None,
+        attempts: 0,
+        error_code: None,
+        error_message: None,
+    }
+}
+
+/// Reads the whole CSV into valid rows and rejects.
+fn read_cohort(
+    reader: input::CohortReader<Box<dyn std::io::Read + Send>>,
+    key_mode: KeyMode,
+    rules: &ColumnRules,
+    delivery: Delivery,
+) -> Result<(Vec<Row>, Vec<Reject>), Error> {
+    let mut rows = Vec::new();
+    let mut rejects = Vec::new();
+    for record in reader.records(key_mode, rules)? {
+        match record? {
+            Record::Valid(row) => {
+                if delivery == Delivery::Sms && !row.attributes.iter().any(|(n, _)| n == "phone_number") {
+                    rejects.push(Reject {
+                        line: row.line,
+                        column: Some("phone_number".into()),
+                        key: Some(row.key.clone()),
+                        email: Some(row.email.clone()),
+                        reason: "--delivery sms needs a phone number".into(),
+                    });
+                } else {
+                    rows.push(row);
+                }
+            }
+            Record::Invalid(reject) => rejects.push(reject),
+        }
+    }
+    Ok((rows, rejects))
+}
+
+/// Every page of a paginated listing, through the retry layer.
+async fn all_pages<T, F, Fut>(exec: &Executor, op: Op, mut page: F) -> Result<Vec<T>, Error>
+where
+    F: FnMut(Option<String>) -> Fut,
+    Fut: std::future::Future<Output = Result<(Vec<T>, Option<String>), crate::cognito::CallError>>,
+{
+    let mut out = Vec::new();
+    let mut next = None;
+    loop {
+        let token = next.clone();
+        let done = exec
+            .call(op, || page(token.clone()))
+            .await
+            .map_err(|f| Error::Cognito(f.error.to_string()))?;
+        let (items, token) = done.value;
+        out.extend(items);
+        match token {
+            Some(t) if !t.is_empty() => next = Some(t),
+            _ => return Ok(out),
+        }
+    }
+}
+
+/// Checks that every group the cohort names exists in the pool.
+async fn check_groups(exec: &Executor, cognito: &Cognito, rows: &[Row]) -> Result<(), Error> {
+    let wanted: BTreeSet<&str> = rows.iter().flat_map(|r| r.groups.iter().map(String::as_str)).collect();
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let existing: HashSet<String> = all_pages(exec, Op::ListGroups, |next| async {
+        cognito.list_groups(next).await.map(|p| (p.names, p.next))
+    })
+    .await?
+    .into_iter()
+    .collect();
+    let missing: Vec<&str> = wanted.iter().copied().filter(|g| !existing.contains(*g)).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let mut have: Vec<&String> = existing.iter().collect();
+    have.sort();
+    Err(Error::Config(format!(
+        "groups not in pool {}: {}; the pool has: {}",
+        cognito.pool_id(),
+        missing.join(", "),
+        if have.is_empty() {
+            "no groups".to_string()
+        } else {
+            have.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+        }
+    )))
+}
+
+/// The key a scanned user is matched to rows by.
+fn scan_key(mode: UsernameMode, key_mode: KeyMode, user: &RemoteUser) -> Option<String> {
+    match (mode, key_mode) {
+        (UsernameMode::Email, _) => user.email.clone(),
+        _ => Some(user.username.to_lowercase()),
+    }
+}
+
+async fn scan_users(
+    exec: &Executor,
+    cognito: &Cognito,
+    pool: &PoolInfo,
+    key_mode: KeyMode,
+    rows: &[Row],
+) -> Result<BTreeMap<String, RemoteUser>, Error> {
+    let wanted: HashSet<String> = rows.iter().map(|r| r.key.to_lowercase()).collect();
+    let users = all_pages(exec, Op::ListUsers, |next| async {
+        cognito.list_users(None, next).await.map(|p| (p.users, p.next))
+    })
+    .await?;
+    Ok(users
+        .into_iter()
+        .filter_map(|u| scan_key(pool.username_mode, key_mode, &u).map(|k| (k, u)))
+        .filter(|(k, _)| wanted.contains(k))
+        .collect())
+}
+
+/// Reads the members of every group the cohort names, in the background.
+fn spawn_memberships(
+    exec: Arc<Executor>,
+    cognito: Cognito,
+    groups: BTreeSet<String>,
+) -> watch::Receiver<Option<Arc<Memberships>>> {
+    let (tx, rx) = watch::channel(None);
+    tokio::spawn(async move {
+        let mut out = Memberships::new();
+        for group in groups {
+            let members = all_pages(&exec, Op::ListUsersInGroup, |next| {
+                let cognito = cognito.clone();
+                let group = group.clone();
+                async move {
+                    cognito
+                        .list_users_in_group(&group, next)
+                        .await
+                        .map(|p| (p.names, p.next))
+                }
+            })
+            .await;
+            match members {
+                Ok(names) => {
+                    out.insert(group, names.into_iter().map(|n| n.to_lowercase()).collect());
+                }
+                Err(e) => {
+                    // Adding a user to a group they are in is harmless: without the list, every
+                    // existing user is simply added again.
+                    tracing::warn!("could not list the members of group {group}: {e}");
+                }
+            }
+        }
+        let _ = tx.send(Some(Arc::new(out)));
+    });
+    rx
+}
+
+/// Which lookup costs fewer quota-seconds for this cohort: one AdminGetUser per row, or a
+/// ListUsers scan of the whole pool (60 users a page).
+pub fn choose_lookup(choice: LookupChoice, cohort: usize, pool_users: u64, quotas: &Limiter) -> LookupChoice {
+    match choice {
+        LookupChoice::Get | LookupChoice::Scan => choice,
+        LookupChoice::Auto => {
+            let get = plan::quota_seconds(cohort as u64, quotas.current_rate(Category::UserRead));
+            let scan = plan::quota_seconds(pool_users.div_ceil(60).max(1), quotas.current_rate(Category::UserList));
+            if scan < get { LookupChoice::Scan } else { LookupChoice::Get }
+        }
+    }
+}
+
+fn run_id() -> String {
+    use rand::RngExt;
+    let suffix: u16 = rand::rng().random();
+    format!("{}-{suffix:04x}", Utc::now().format("%Y%m%dT%H%M%SZ"))
+}
+
+/// Ctrl-C and SIGTERM stop the run gracefully; a second signal exits at once.
+fn watch_signals(cancel: Arc<Cancel>) {
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::pin!(term);
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = &mut term => {}
+        }
+        tracing::warn!("stopping: finishing the rows in flight, then writing the report (signal again to quit at once)");
+        cancel.cancel();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = &mut term => {}
+        }
+        std::process::exit(i32::from(exit::ABORTED));
+    });
+}
+
+async fn run(common: &Common, settings: &RunSettings, _args: &RunArgs) -> Result<u8, Error> {
+    let started_at = Utc::now();
+    let run_id = run_id();
+    let pool_id = require_pool(common)?.to_string();
+    let reader = input::open(&settings.input, settings.encoding)?;
+    tracing::info!(
+        "reading {} ({})",
+        settings.input.display(),
+        reader.encoding_name()
+    );
+    let report_files = ReportFiles::open(&common.report_dir, &run_id)?;
+    let password_file = match (&settings.password_file, settings.dry_run) {
+        (Some(path), false) => Some(PasswordFile::create(path)?),
+        (Some(path), true) if path.exists() => {
+            return Err(Error::Config(format!(
+                "refusing to overwrite the password file {}",
+                path.display()
+            )));
+        }
+        _ => None,
+    };
+    let cognito = Cognito::connect(&common.connection, &pool_id).await?;
+    let cancel = Arc::new(Cancel::default());
+    watch_signals(Arc::clone(&cancel));
+    let used = [
+        Category::UserCreation,
+        Category::UserRead,
+        Category::UserList,
+        Category::UserAccountRecovery,
+        Category::UserUpdate,
+        Category::UserResourceUpdate,
+    ];
+    let limiter = Arc::new(limiter_for(common, &cognito, &used).await);
+    let exec = Arc::new(Executor::new(
+        Arc::clone(&limiter),
+        RetryPolicy {
+            max_attempts: common.max_attempts,
+            ..RetryPolicy::default()
+        },
+        Arc::clone(&cancel),
+    ));
+    let pool = exec
+        .call(Op::DescribeUserPool, || cognito.describe_pool())
+        .await
+        .map_err(|f| Error::Cognito(f.error.to_string()))?
+        .value;
+    tracing::info!(
+        "pool {} ({}): about {} users, temporary passwords valid {} days, email via {}",
+        pool.id,
+        pool.name,
+        pool.estimated_users,
+        pool.temporary_password_validity_days,
+        pool.email_sending_account
+    );
+    let (key_mode, rules) = rules_for(&pool, reader.columns())?;
+    let (rows, rejects) = read_cohort(reader, key_mode, &rules, settings.delivery)?;
+    check_groups(&exec, &cognito, &rows).await?;
+    let budget = email_budget(&pool, settings, rows.len());
+    let strategy = choose_lookup(settings.lookup, rows.len(), pool.estimated_users, &limiter);
+    tracing::info!(
+        "{} valid rows, {} invalid; looking users up with {}",
+        rows.len(),
+        rejects.len(),
+        match strategy {
+            LookupChoice::Scan => "a ListUsers scan",
+            _ => "AdminGetUser per row",
+        }
+    );
+    let lookup = match strategy {
+        LookupChoice::Scan => Lookup::Scanned(scan_users(&exec, &cognito, &pool, key_mode, &rows).await?),
+        _ => Lookup::PerRow,
+    };
+    let groups: BTreeSet<String> = rows.iter().flat_map(|r| r.groups.iter().cloned()).collect();
+    let memberships = (!groups.is_empty())
+        .then(|| spawn_memberships(Arc::clone(&exec), cognito.clone(), groups));
+    let ctx = Arc::new(Ctx {
+        cognito,
+        exec: Arc::clone(&exec),
+        policy: plan::Policy {
+            reissue: settings.reissue,
+            delivery: settings.delivery,
+            validity: chrono::Duration::days(i64::from(pool.temporary_password_validity_days)),
+            max_reissues: settings.max_reissues,
+        },
+        pool,
+        dry_run: settings.dry_run,
+        lookup,
+        memberships,
+        budget,
+        password_file,
+    });
+    let mut reports: Vec<RowReport> = rejects.iter().map(invalid_row).collect();
+    reports.extend(process_rows(&ctx, rows, common.concurrency, common.progress).await);
+    reports.sort_by_key(|r| r.row);
+    let interrupted = cancel.is_cancelled();
+    let fatal = exec.fatal();
+    let calls = exec
+        .calls()
+        .into_iter()
+        .map(|(c, n)| (c.name().to_string(), n))
+        .collect();
+    let throttles = limiter
+        .stats()
+        .into_iter()
+        .filter(|(_, s)| s.throttles > 0)
+        .map(|(c, s)| (c.name().to_string(), s.throttles))
+        .collect();
+    let report = Report {
+        run_id,
+        command: "run".into(),
+        started_at,
+        finished_at: Utc::now(),
+        user_pool_id: pool_id,
+        dry_run: settings.dry_run,
+        interrupted,
+        summary: report::summarize(&reports),
+        calls,
+        throttles,
+        email_budget_frees_at: None,
+        rows: reports,
+    };
+    report_files.write(&report)?;
+    for r in report.rows.iter().filter(|r| r.outcome == Outcome::Failed) {
+        tracing::warn!("line {}: {} failed: {}", r.row, r.key, r.reason);
+    }
+    tracing::info!("{}", report::one_line(&report));
+    tracing::info!(
+        "report: {} and {}",
+        report_files.json.display(),
+        report_files.csv.display()
+    );
+    println!("{}", report_files.json.display());
+    if let Some(e) = fatal {
+        return Err(Error::Cognito(e.to_string()));
+    }
+    Ok(report::exit_code(&report.rows, interrupted))
+}
+
+fn email_budget(pool: &PoolInfo, settings: &RunSettings, rows: usize) -> Budget {
+    if settings.delivery != Delivery::Email {
+        return Budget::new(settings.email_budget.map(u64::from));
+    }
+    let default = pool
+        .uses_cognito_email()
+        .then_some(COGNITO_DEFAULT_DAILY_EMAILS);
+    let budget = settings.email_budget.or(default);
+    if pool.uses_cognito_email() && rows > COGNITO_DEFAULT_DAILY_EMAILS as usize {
+        tracing::warn!(
+            "the pool sends email with Cognito's own sender (COGNITO_DEFAULT), which allows {} emails a day per account; \
+             this cohort has {rows} rows, so invitations past the budget are deferred to later runs",
+            COGNITO_DEFAULT_DAILY_EMAILS
+        );
+    }
+    Budget::new(budget.map(u64::from))
+}
+
+/// Runs the rows with bounded concurrency; rows not started when the run stops are deferred.
+async fn process_rows(ctx: &Arc<Ctx>, rows: Vec<Row>, concurrency: usize, bar: bool) -> Vec<RowReport> {
+    let progress = Progress::start("onboarding", rows.len() as u64, bar);
+    let semaphore = Arc::new(tokio::sync::Semaphore::new(concurrency));
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut out = Vec::with_capacity(rows.len());
+    let mut not_started = Vec::new();
+    let cancel = Arc::clone(&ctx.exec.cancel);
+    let mut rows = rows.into_iter();
+    for row in rows.by_ref() {
+        let permit = tokio::select! {
+            p = Arc::clone(&semaphore).acquire_owned() => p,
+            _ = wait_cancelled(&cancel) => { not_started.push(row); break; }
+        };
+        let Ok(permit) = permit else {
+            not_started.push(row);
+            break;
+        };
+        if cancel.is_cancelled() {
+            not_started.push(row);
+            break;
+        }
+        while let Some(done) = tasks.try_join_next() {
+            if let Ok(r) = done {
+                progress.inc();
+                out.push(r);
+            }
+        }
+        let ctx = Arc::clone(ctx);
+        tasks.spawn(async move {
+            let r = ctx.process(row, History::default()).await;
+            drop(permit);
+            r
+        });
+    }
+    not_started.extend(rows);
+    while let Some(done) = tasks.join_next().await {
+        match done {
+            Ok(r) => {
+                progress.inc();
+                out.push(r);
+            }
+            Err(e) => tracing::error!("a row task stopped unexpectedly: {e}"),
+        }
+    }
+    for row in not_started {
+        out.push(RowReport {
+            row: row.line,
+            key: row.key.clone(),
+            username: None,
+            email: Some(row.email.clone()),
+            action: "none".into(),
+            outcome: Outcome::Deferred,
+            reason: "not started: the run was stopped before this row".into(),
+            status_before: None,
+            status_after: None,
+            temp_password_expires_at: None,
+            attempts: 0,
+            error_code: None,
+            error_message: None,
+        });
+    }
+    out
+}
+
+async fn wait_cancelled(cancel: &Cancel) {
+    while !cancel.is_cancelled() {
+        cancel.sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+async fn check(common: &Common, file: &FileConfig, args: &CheckArgs) -> Result<u8, Error> {
+    let encoding = config::input_encoding(&args.input_args, file);
+    let reader = match &args.input {
+        Some(path) => Some(input::open(path, encoding)?),
+        None => None,
+    };
+    let mut key_mode = KeyMode::Email;
+    let mut rules = ColumnRules::default();
+    let mut pool_info = None;
+    let mut cognito_parts = None;
+    if let Some(pool_id) = &common.pool_id {
+        let cognito = Cognito::connect(&common.connection, pool_id).await?;
+        let limiter = Arc::new(Limiter::new(&common.quotas, common.rate_fraction));
+        let exec = Executor::new(limiter, RetryPolicy { max_attempts: common.max_attempts, ..RetryPolicy::default() }, Arc::new(Cancel::default()));
+        let pool = exec
+            .call(Op::DescribeUserPool, || cognito.describe_pool())
+            .await
+            .map_err(|f| Error::Cognito(f.error.to_string()))?
+            .value;
+        println!("pool {} ({})", pool.id, pool.name);
+        println!("  estimated users: {}", pool.estimated_users);
+        println!("  username: {:?}", pool.username_mode);
+        println!(
+            "  password policy: at least {} characters{}{}{}{}",
+            pool.policy.minimum_length,
+            if pool.policy.require_uppercase { ", upper-case" } else { "" },
+            if pool.policy.require_lowercase { ", lower-case" } else { "" },
+            if pool.policy.require_numbers { ", digits" } else { "" },
+            if pool.policy.require_symbols { ", symbols" } else { "" },
+        );
+        println!("  temporary passwords valid: {} days", pool.temporary_password_validity_days);
+        println!("  email sending account: {}", pool.email_sending_account);
+        if let Some(r) = &reader {
+            let (k, ru) = rules_for(&pool, r.columns())?;
+            key_mode = k;
+            rules = ru;
+        }
+        pool_info = Some(pool);
+        cognito_parts = Some((cognito, exec));
+    } else if let Some(r) = &reader
+        && r.columns().iter().any(|c| c == "username")
+    {
+        key_mode = KeyMode::Username;
+    }
+    let Some(reader) = reader else {
+        return Ok(exit::OK);
+    };
+    println!("input: {} ({})", args.input.as_ref().map(|p| p.display().to_string()).unwrap_or_default(), reader.encoding_name());
+    println!("  columns: {}", reader.columns().join(", "));
+    let mut valid = 0u64;
+    let mut invalid = 0u64;
+    let mut groups = BTreeSet::new();
+    for record in reader.records(key_mode, &rules)? {
+        match record? {
+            Record::Valid(row) => {
+                valid += 1;
+                groups.extend(row.groups);
+            }
+            Record::Invalid(reject) => {
+                invalid += 1;
+                println!("  {}", invalid_row(&reject).reason);
+            }
+        }
+    }
+    println!("  {valid} valid rows, {invalid} invalid");
+    if let (Some((cognito, exec)), false) = (&cognito_parts, groups.is_empty()) {
+        let probe: Vec<Row> = vec![Row {
+            line: 0,
+            key: String::new(),
+            email: String::new(),
+            username: None,
+            attributes: Vec::new(),
+            groups: groups.into_iter().collect(),
+        }];
+        check_groups(exec, cognito, &probe).await?;
+        println!("  every group exists in the pool");
+    }
+    if let Some(pool) = &pool_info
+        && pool.uses_cognito_email()
+        && valid > u64::from(COGNITO_DEFAULT_DAILY_EMAILS)
+    {
+        println!(
+            "  warning: Cognito's own email sender allows {COGNITO_DEFAULT_DAILY_EMAILS} emails a day; up to {valid} invitations will take {} days",
+            valid.div_ceil(u64::from(COGNITO_DEFAULT_DAILY_EMAILS))
+        );
+    }
+    Ok(if invalid > 0 { exit::ROWS_FAILED } else { exit::OK })
+}

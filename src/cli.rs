@@ -1,0 +1,224 @@
+//! The command line: clap derive only. Doc comments here are the `--help` text; validation and
+//! merging with the config file and defaults happen in `config`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::Deserialize;
+
+/// Onboard a cohort of data providers into an Amazon Cognito user pool, and keep onboarding them
+/// until every one has set a real password.
+///
+/// Exit codes: 0 every row settled; 1 the run could not start or was aborted; 2 usage error;
+/// 3 some rows were invalid or failed; 4 another run holds the state lock.
+#[derive(Debug, Parser)]
+#[command(name = "cognito-onboard", version, about, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// The Cognito user pool, e.g. eu-west-1_AbCdEf123.
+    #[arg(long, env = "COGNITO_USER_POOL_ID", global = true)]
+    pub user_pool_id: Option<String>,
+    /// AWS Region (default: from the pool id, then the AWS configuration).
+    #[arg(long, global = true)]
+    pub region: Option<String>,
+    /// Named profile from the AWS configuration files.
+    #[arg(long, global = true)]
+    pub profile: Option<String>,
+    /// Send Cognito requests here instead of AWS (an emulator); AWS_ENDPOINT_URL also works.
+    #[arg(long, global = true)]
+    pub endpoint_url: Option<String>,
+    /// How log lines on stderr look.
+    #[arg(long, value_enum, global = true)]
+    pub log_format: Option<LogFormat>,
+    /// More detail in the logs (-v debug, -vv trace).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Fewer log lines (-q warnings only, -qq errors only).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true, conflicts_with = "verbose")]
+    pub quiet: u8,
+    /// Never draw a progress bar, even on a terminal.
+    #[arg(long, global = true)]
+    pub no_progress: bool,
+    /// Settings file (TOML) with the same settings as the options; options win over it.
+    #[arg(long, env = "COGNITO_ONBOARD_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    /// The state database that remembers invitations and statuses across runs.
+    #[arg(long, env = "COGNITO_ONBOARD_STATE", global = true)]
+    pub state: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Pre-flight: read the pool's settings and validate the CSV. Writes nothing.
+    Check(CheckArgs),
+    /// Onboard: create, re-issue or skip each row, and write the report.
+    Run(RunArgs),
+    /// Refresh where every onboarded provider stands and report who is newly confirmed.
+    Status(StatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InputArgs {
+    /// Text encoding of the CSV (default: detected; UTF-8 with or without BOM, or Shift_JIS).
+    #[arg(long, value_enum)]
+    pub encoding: Option<Encoding>,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The CSV of providers to validate.
+    pub input: Option<PathBuf>,
+    #[command(flatten)]
+    pub input_args: InputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The CSV of providers (header row; `email` required).
+    pub input: PathBuf,
+    #[command(flatten)]
+    pub input_args: InputArgs,
+    /// Read only: report what would be done for each row, change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Where each run writes <run-id>.json and <run-id>.csv [default: ./reports].
+    #[arg(long)]
+    pub report_dir: Option<PathBuf>,
+    /// When to re-issue a temporary password to a user still in FORCE_CHANGE_PASSWORD
+    /// [default: expired].
+    #[arg(long, value_enum)]
+    pub reissue: Option<Reissue>,
+    /// How invitations reach people [default: email]. `suppress` sends nothing and needs
+    /// --password-file.
+    #[arg(long, value_enum)]
+    pub delivery: Option<Delivery>,
+    /// With --delivery suppress: a new file (mode 0600, never overwritten) that receives
+    /// username,temporary_password for out-of-band delivery.
+    #[arg(long)]
+    pub password_file: Option<PathBuf>,
+    /// Share of each documented Cognito quota to use, above 0 and at most 1 [default: 0.8].
+    #[arg(long)]
+    pub rate_fraction: Option<f64>,
+    /// Rows in flight at once [default: 32].
+    #[arg(long)]
+    pub concurrency: Option<usize>,
+    /// How to read existing users: per-row AdminGetUser, a ListUsers scan, or whichever costs
+    /// fewer quota-seconds [default: auto].
+    #[arg(long, value_enum)]
+    pub lookup: Option<Lookup>,
+    /// Re-issue an expired invitation at most this many times per user [default: 3].
+    #[arg(long)]
+    pub max_reissues: Option<u32>,
+    /// Invitations to send per rolling 24 hours, counting earlier runs [default: 50 with
+    /// Cognito's own email sender, unlimited otherwise].
+    #[arg(long)]
+    pub email_budget: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Limit the report to the providers in this CSV.
+    pub input: Option<PathBuf>,
+    #[command(flatten)]
+    pub input_args: InputArgs,
+    /// Where the report is written [default: ./reports].
+    #[arg(long)]
+    pub report_dir: Option<PathBuf>,
+    /// Report every user in the pool, not only those this tool onboarded.
+    #[arg(long)]
+    pub all: bool,
+    /// Also print the report on stdout in this form.
+    #[arg(long, value_enum)]
+    pub format: Option<StatusFormat>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Encoding {
+    Auto,
+    #[value(name = "utf-8", alias = "utf8")]
+    #[serde(rename = "utf-8", alias = "utf8")]
+    Utf8,
+    #[value(name = "shift_jis", alias = "sjis", alias = "cp932")]
+    #[serde(alias = "sjis", alias = "cp932")]
+    ShiftJis,
+}
+
+/// When a user still in FORCE_CHANGE_PASSWORD gets a new temporary password.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Reissue {
+    /// Only once the temporary password has expired.
+    Expired,
+    /// Never: report expired users as pending.
+    Never,
+    /// Every run (use with care: each re-issue sends a message).
+    Always,
+}
+
+/// How the invitation reaches the provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Delivery {
+    Email,
+    Sms,
+    /// Send nothing; temporary passwords go to --password-file.
+    Suppress,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Lookup {
+    Auto,
+    Get,
+    Scan,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StatusFormat {
+    Table,
+    Json,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_options_go_after_the_subcommand_too() {
+        let cli = Cli::try_parse_from([
+            "cognito-onboard",
+            "run",
+            "in.csv",
+            "--user-pool-id",
+            "eu-west-1_x",
+            "--dry-run",
+        ])
+        .expect("parses");
+        assert_eq!(cli.global.user_pool_id.as_deref(), Some("eu-west-1_x"));
+        match cli.command {
+            Command::Run(run) => assert!(run.dry_run),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+}

@@ -1,0 +1,504 @@
+//! The Cognito adapter: our domain types in, our domain types out. One method per operation, one
+//! attempt per call; retries, pacing and decisions live elsewhere. SDK types never leave here.
+
+mod error;
+mod types;
+
+pub use error::{CallError, ErrorClass, classify_code};
+pub use types::*;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region};
+use aws_sdk_cognitoidentityprovider::Client;
+use aws_sdk_cognitoidentityprovider::config::ProvideCredentials;
+use aws_sdk_cognitoidentityprovider::types::{
+    AttributeType, DeliveryMediumType, LimitClass, LimitDefinitionType, MessageActionType,
+    UserType, UsernameAttributeType,
+};
+use chrono::{DateTime, Utc};
+
+use crate::error::Error;
+use crate::limiter::{Category, Op};
+use crate::password::TempPassword;
+use error::from_sdk;
+
+/// How to reach Cognito.
+#[derive(Debug, Clone, Default)]
+pub struct Connection {
+    pub region: Option<String>,
+    pub profile: Option<String>,
+    pub endpoint_url: Option<String>,
+    /// Limit on one attempt of one call; the retry loop decides what happens next.
+    pub attempt_timeout: Duration,
+}
+
+/// How an invitation is delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Medium {
+    Email,
+    Sms,
+    /// No message (MessageAction=SUPPRESS).
+    Suppress,
+}
+
+/// A user to create.
+pub struct NewUser<'a> {
+    /// The name passed to AdminCreateUser (the email in pools where email is the username).
+    pub username: &'a str,
+    pub attributes: &'a [(String, String)],
+    pub password: &'a TempPassword,
+    pub medium: Medium,
+}
+
+/// A bound client for one pool.
+#[derive(Clone)]
+pub struct Cognito {
+    client: Client,
+    pool_id: String,
+}
+
+/// The region in a pool id ("eu-west-1_AbCd" → "eu-west-1").
+pub fn region_of_pool(pool_id: &str) -> Option<&str> {
+    let (region, rest) = pool_id.split_once('_')?;
+    (!region.is_empty() && !rest.is_empty() && region.contains('-')).then_some(region)
+}
+
+fn date(d: Option<&aws_smithy_types::DateTime>) -> Option<DateTime<Utc>> {
+    let d = d?;
+    DateTime::from_timestamp(d.secs(), d.subsec_nanos())
+}
+
+fn remote_user(
+    username: &str,
+    attributes: &[AttributeType],
+    status: Option<&str>,
+    enabled: bool,
+    modified: Option<&aws_smithy_types::DateTime>,
+    created: Option<&aws_smithy_types::DateTime>,
+) -> RemoteUser {
+    let attr = |name: &str| {
+        attributes
+            .iter()
+            .find(|a| a.name() == name)
+            .and_then(|a| a.value())
+    };
+    RemoteUser {
+        username: username.to_string(),
+        status: UserStatus::parse(status.unwrap_or("UNKNOWN")),
+        enabled,
+        email: attr("email").map(str::to_ascii_lowercase),
+        email_verified: attr("email_verified") == Some("true"),
+        sub: attr("sub").map(str::to_string),
+        last_modified: date(modified),
+        created: date(created),
+    }
+}
+
+fn from_user_type(u: &UserType) -> RemoteUser {
+    remote_user(
+        u.username().unwrap_or_default(),
+        u.attributes(),
+        u.user_status().map(|s| s.as_str()),
+        u.enabled(),
+        u.user_last_modified_date(),
+        u.user_create_date(),
+    )
+}
+
+/// An attribute; `None` only if the SDK refuses a name, which it does only for an empty one.
+fn attribute(name: &str, value: &str) -> Option<AttributeType> {
+    AttributeType::builder().name(name).value(value).build().ok()
+}
+
+impl Cognito {
+    /// Builds the client with SDK retries off (the job's own retry loop takes a rate-limiter
+    /// permit on every attempt; SDK retries would bypass it) and checks that credentials resolve.
+    pub async fn connect(conn: &Connection, pool_id: &str) -> Result<Cognito, Error> {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .retry_config(RetryConfig::disabled())
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .operation_attempt_timeout(conn.attempt_timeout)
+                    .connect_timeout(Duration::from_secs(5).min(conn.attempt_timeout))
+                    .build(),
+            );
+        if let Some(profile) = &conn.profile {
+            loader = loader.profile_name(profile);
+        }
+        let region = conn
+            .region
+            .clone()
+            .or_else(|| region_of_pool(pool_id).map(str::to_string));
+        if let Some(region) = region {
+            loader = loader.region(Region::new(region));
+        }
+        if let Some(url) = &conn.endpoint_url {
+            loader = loader.endpoint_url(url);
+        }
+        let config = loader.load().await;
+        if config.region().is_none() {
+            return Err(Error::Config(
+                "no AWS Region: pass --region, set AWS_REGION, or use a pool id like eu-west-1_Abc"
+                    .into(),
+            ));
+        }
+        let provider = config.credentials_provider().ok_or_else(|| {
+            Error::Credentials("no credentials provider is configured".to_string())
+        })?;
+        if let Err(e) = provider.provide_credentials().await {
+            return Err(Error::Credentials(format!(
+                "{}",
+                aws_smithy_types::error::display::DisplayErrorContext(&e)
+            )));
+        }
+        Ok(Cognito {
+            client: Client::new(&config),
+            pool_id: pool_id.to_string(),
+        })
+    }
+
+    pub fn pool_id(&self) -> &str {
+        &self.pool_id
+    }
+
+    /// DescribeUserPool, reduced to what the job decides on.
+    pub async fn describe_pool(&self) -> Result<PoolInfo, CallError> {
+        let out = self
+            .client
+            .describe_user_pool()
+            .user_pool_id(&self.pool_id)
+            .send()
+            .await
+            .map_err(|e| from_sdk(Op::DescribeUserPool, e))?;
+        let pool = out.user_pool().ok_or_else(|| CallError {
+            op: Op::DescribeUserPool,
+            class: ErrorClass::Fatal,
+            code: None,
+            message: "the answer had no user pool".into(),
+        })?;
+        let pp = pool.policies().and_then(|p| p.password_policy());
+        let policy = match pp {
+            Some(pp) => PasswordPolicy {
+                minimum_length: pp
+                    .minimum_length()
+                    .map(|n| n.clamp(6, 99) as usize)
+                    .unwrap_or(8),
+                require_uppercase: pp.require_uppercase(),
+                require_lowercase: pp.require_lowercase(),
+                require_numbers: pp.require_numbers(),
+                require_symbols: pp.require_symbols(),
+            },
+            None => PasswordPolicy::default(),
+        };
+        let validity = pp
+            .map(|pp| pp.temporary_password_validity_days())
+            .filter(|d| *d > 0)
+            .unwrap_or(7) as u32;
+        let email_is_username = pool
+            .username_attributes()
+            .iter()
+            .any(|a| *a == UsernameAttributeType::Email);
+        let phone_is_username = pool
+            .username_attributes()
+            .iter()
+            .any(|a| *a == UsernameAttributeType::PhoneNumber);
+        let email_alias = pool
+            .alias_attributes()
+            .iter()
+            .any(|a| a.as_str() == "email");
+        let username_mode = if email_is_username {
+            UsernameMode::Email
+        } else if phone_is_username {
+            UsernameMode::PhoneOnly
+        } else if email_alias {
+            UsernameMode::FreeFormEmailAlias
+        } else {
+            UsernameMode::FreeForm
+        };
+        let schema = pool
+            .schema_attributes()
+            .iter()
+            .filter_map(|a| {
+                let name = a.name()?.to_string();
+                Some((
+                    name,
+                    SchemaAttribute {
+                        mutable: a.mutable().unwrap_or(true),
+                        required: a.required().unwrap_or(false),
+                        max_length: a
+                            .string_attribute_constraints()
+                            .and_then(|c| c.max_length())
+                            .and_then(|m| m.parse().ok()),
+                        developer_only: a.developer_only_attribute().unwrap_or(false),
+                    },
+                ))
+            })
+            .collect();
+        Ok(PoolInfo {
+            id: pool.id().unwrap_or(&self.pool_id).to_string(),
+            name: pool.name().unwrap_or_default().to_string(),
+            policy,
+            temporary_password_validity_days: validity,
+            username_mode,
+            schema,
+            email_sending_account: pool
+                .email_configuration()
+                .and_then(|e| e.email_sending_account())
+                .map(|a| a.as_str().to_string())
+                .unwrap_or_else(|| "COGNITO_DEFAULT".to_string()),
+            estimated_users: pool.estimated_number_of_users().max(0) as u64,
+        })
+    }
+
+    /// The rate Cognito enforces for a category on this account (GetProvisionedLimit).
+    pub async fn provisioned_limit(&self, category: Category) -> Result<f64, CallError> {
+        let definition = LimitDefinitionType::builder()
+            .limit_class(LimitClass::ApiCategory)
+            .attributes("Category", category.name())
+            .build()
+            .map_err(|e| CallError {
+                op: Op::GetProvisionedLimit,
+                class: ErrorClass::Permanent,
+                code: None,
+                message: e.to_string(),
+            })?;
+        let out = self
+            .client
+            .get_provisioned_limit()
+            .limit_definition(definition)
+            .send()
+            .await
+            .map_err(|e| from_sdk(Op::GetProvisionedLimit, e))?;
+        match out.limit().map(|l| l.provisioned_limit_value()) {
+            Some(v) if v > 0 => Ok(v as f64),
+            _ => Err(CallError {
+                op: Op::GetProvisionedLimit,
+                class: ErrorClass::Permanent,
+                code: None,
+                message: "no provisioned value in the answer".into(),
+            }),
+        }
+    }
+
+    pub async fn list_groups(&self, next: Option<String>) -> Result<NamePage, CallError> {
+        let out = self
+            .client
+            .list_groups()
+            .user_pool_id(&self.pool_id)
+            .limit(60)
+            .set_next_token(next)
+            .send()
+            .await
+            .map_err(|e| from_sdk(Op::ListGroups, e))?;
+        Ok(NamePage {
+            names: out
+                .groups()
+                .iter()
+                .filter_map(|g| g.group_name().map(str::to_string))
+                .collect(),
+            next: out.next_token().map(str::to_string),
+        })
+    }
+
+    pub async fn list_users_in_group(
+        &self,
+        group: &str,
+        next: Option<String>,
+    ) -> Result<NamePage, CallError> {
+        let out = self
+            .client
+            .list_users_in_group()
+            .user_pool_id(&self.pool_id)
+            .group_name(group)
+            .limit(60)
+            .set_next_token(next)
+            .send()
+            .await
+            .map_err(|e| from_sdk(Op::ListUsersInGroup, e))?;
+        Ok(NamePage {
+            names: out
+                .users()
+                .iter()
+                .filter_map(|u| u.username().map(str::to_string))
+                .collect(),
+            next: out.next_token().map(str::to_string),
+        })
+    }
+
+    /// One page of ListUsers (60 users), optionally filtered (`cognito:user_status = "..."`,
+    /// `sub ^= "a"`, ...).
+    pub async fn list_users(
+        &self,
+        filter: Option<&str>,
+        next: Option<String>,
+    ) -> Result<UserPage, CallError> {
+        let out = self
+            .client
+            .list_users()
+            .user_pool_id(&self.pool_id)
+            .limit(60)
+            .set_filter(filter.map(str::to_string))
+            .set_pagination_token(next)
+            .send()
+            .await
+            .map_err(|e| from_sdk(Op::ListUsers, e))?;
+        Ok(UserPage {
+            users: out.users().iter().map(from_user_type).collect(),
+            next: out.pagination_token().map(str::to_string),
+        })
+    }
+
+    /// AdminGetUser; `Ok(None)` when the user does not exist.
+    pub async fn get_user(&self, username: &str) -> Result<Option<RemoteUser>, CallError> {
+        match self
+            .client
+            .admin_get_user()
+            .user_pool_id(&self.pool_id)
+            .username(username)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(Some(remote_user(
+                out.username(),
+                out.user_attributes(),
+                out.user_status().map(|s| s.as_str()),
+                out.enabled(),
+                out.user_last_modified_date(),
+                out.user_create_date(),
+            ))),
+            Err(e) => {
+                let e = from_sdk(Op::AdminGetUser, e);
+                if e.class == ErrorClass::NotFound {
+                    Ok(None)
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+
+    /// AdminCreateUser with `email_verified=true`, so the provider can use self-service
+    /// recovery later.
+    pub async fn create_user(&self, user: &NewUser<'_>) -> Result<RemoteUser, CallError> {
+        let mut attributes: Vec<AttributeType> = user
+            .attributes
+            .iter()
+            .filter_map(|(n, v)| attribute(n, v))
+            .collect();
+        attributes.extend(attribute("email_verified", "true"));
+        let mut req = self
+            .client
+            .admin_create_user()
+            .user_pool_id(&self.pool_id)
+            .username(user.username)
+            .set_user_attributes(Some(attributes))
+            .temporary_password(user.password.expose());
+        req = match user.medium {
+            Medium::Email => req.desired_delivery_mediums(DeliveryMediumType::Email),
+            Medium::Sms => req.desired_delivery_mediums(DeliveryMediumType::Sms),
+            Medium::Suppress => req.message_action(MessageActionType::Suppress),
+        };
+        let out = req
+            .send()
+            .await
+            .map_err(|e| from_sdk(Op::AdminCreateUser, e))?;
+        Ok(out.user().map(from_user_type).unwrap_or_else(|| RemoteUser {
+            username: user.username.to_string(),
+            status: UserStatus::ForceChangePassword,
+            enabled: true,
+            email: None,
+            email_verified: true,
+            sub: None,
+            last_modified: None,
+            created: None,
+        }))
+    }
+
+    /// AdminCreateUser with MessageAction=RESEND: a new invitation with a new temporary password.
+    pub async fn resend_invitation(
+        &self,
+        username: &str,
+        password: &TempPassword,
+        medium: Medium,
+    ) -> Result<(), CallError> {
+        let mut req = self
+            .client
+            .admin_create_user()
+            .user_pool_id(&self.pool_id)
+            .username(username)
+            .message_action(MessageActionType::Resend)
+            .temporary_password(password.expose());
+        req = match medium {
+            Medium::Sms => req.desired_delivery_mediums(DeliveryMediumType::Sms),
+            Medium::Email | Medium::Suppress => {
+                req.desired_delivery_mediums(DeliveryMediumType::Email)
+            }
+        };
+        req.send()
+            .await
+            .map(|_| ())
+            .map_err(|e| from_sdk(Op::AdminCreateUserResend, e))
+    }
+
+    /// AdminSetUserPassword with Permanent=false: a new temporary password, no message.
+    pub async fn set_temporary_password(
+        &self,
+        username: &str,
+        password: &TempPassword,
+    ) -> Result<(), CallError> {
+        self.client
+            .admin_set_user_password()
+            .user_pool_id(&self.pool_id)
+            .username(username)
+            .password(password.expose())
+            .permanent(false)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| from_sdk(Op::AdminSetUserPassword, e))
+    }
+
+    pub async fn mark_email_verified(&self, username: &str) -> Result<(), CallError> {
+        self.client
+            .admin_update_user_attributes()
+            .user_pool_id(&self.pool_id)
+            .username(username)
+            .set_user_attributes(Some(attribute("email_verified", "true").into_iter().collect()))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| from_sdk(Op::AdminUpdateUserAttributes, e))
+    }
+
+    pub async fn add_to_group(&self, username: &str, group: &str) -> Result<(), CallError> {
+        self.client
+            .admin_add_user_to_group()
+            .user_pool_id(&self.pool_id)
+            .username(username)
+            .group_name(group)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| from_sdk(Op::AdminAddUserToGroup, e))
+    }
+}
+
+/// Users of a scan, keyed the way rows are keyed.
+pub type UsersByKey = BTreeMap<String, RemoteUser>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn region_comes_from_the_pool_id() {
+        assert_eq!(region_of_pool("eu-west-1_AbCdEf123"), Some("eu-west-1"));
+        assert_eq!(region_of_pool("us-east-1_x"), Some("us-east-1"));
+        assert_eq!(region_of_pool("nounderscore"), None);
+        assert_eq!(region_of_pool("_x"), None);
+    }
+}

@@ -1,0 +1,171 @@
+//! Our domain view of Cognito: the few facts about a pool and a user the job decides on.
+//! SDK types never leave the `cognito` module; these do.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+/// A user's account status, as Cognito reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum UserStatus {
+    Unconfirmed,
+    Confirmed,
+    ForceChangePassword,
+    ResetRequired,
+    ExternalProvider,
+    Archived,
+    Compromised,
+    Unknown,
+    /// A status this version does not know; kept verbatim.
+    Other(String),
+}
+
+impl UserStatus {
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "UNCONFIRMED" => UserStatus::Unconfirmed,
+            "CONFIRMED" => UserStatus::Confirmed,
+            "FORCE_CHANGE_PASSWORD" => UserStatus::ForceChangePassword,
+            "RESET_REQUIRED" => UserStatus::ResetRequired,
+            "EXTERNAL_PROVIDER" => UserStatus::ExternalProvider,
+            "ARCHIVED" => UserStatus::Archived,
+            "COMPROMISED" => UserStatus::Compromised,
+            "UNKNOWN" => UserStatus::Unknown,
+            other => UserStatus::Other(other.to_string()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            UserStatus::Unconfirmed => "UNCONFIRMED",
+            UserStatus::Confirmed => "CONFIRMED",
+            UserStatus::ForceChangePassword => "FORCE_CHANGE_PASSWORD",
+            UserStatus::ResetRequired => "RESET_REQUIRED",
+            UserStatus::ExternalProvider => "EXTERNAL_PROVIDER",
+            UserStatus::Archived => "ARCHIVED",
+            UserStatus::Compromised => "COMPROMISED",
+            UserStatus::Unknown => "UNKNOWN",
+            UserStatus::Other(s) => s,
+        }
+    }
+}
+
+impl std::fmt::Display for UserStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A user as read from the pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteUser {
+    /// Cognito's username (a UUID equal to `sub` in pools where email is the username).
+    pub username: String,
+    pub status: UserStatus,
+    pub enabled: bool,
+    pub email: Option<String>,
+    pub email_verified: bool,
+    pub sub: Option<String>,
+    pub last_modified: Option<DateTime<Utc>>,
+    pub created: Option<DateTime<Utc>>,
+}
+
+/// The pool's password policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PasswordPolicy {
+    pub minimum_length: usize,
+    pub require_uppercase: bool,
+    pub require_lowercase: bool,
+    pub require_numbers: bool,
+    pub require_symbols: bool,
+}
+
+impl Default for PasswordPolicy {
+    /// Cognito's default policy.
+    fn default() -> Self {
+        PasswordPolicy {
+            minimum_length: 8,
+            require_uppercase: true,
+            require_lowercase: true,
+            require_numbers: true,
+            require_symbols: true,
+        }
+    }
+}
+
+/// How users are named in the pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UsernameMode {
+    /// `UsernameAttributes` includes email: Cognito generates the username; look users up by email.
+    Email,
+    /// Free-form usernames, email is not an alias: the username column, or else the email.
+    FreeForm,
+    /// Free-form usernames with email as an alias: usernames may not look like emails, so the CSV
+    /// needs a `username` column.
+    FreeFormEmailAlias,
+    /// Phone number is the only username attribute: not supported.
+    PhoneOnly,
+}
+
+/// What the job needs to know about a schema attribute.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaAttribute {
+    pub mutable: bool,
+    pub required: bool,
+    pub max_length: Option<usize>,
+    pub developer_only: bool,
+}
+
+/// The pool settings read once per run with DescribeUserPool.
+#[derive(Debug, Clone)]
+pub struct PoolInfo {
+    pub id: String,
+    pub name: String,
+    pub policy: PasswordPolicy,
+    /// `TemporaryPasswordValidityDays`, with 0 read as Cognito's default of 7.
+    pub temporary_password_validity_days: u32,
+    pub username_mode: UsernameMode,
+    pub schema: BTreeMap<String, SchemaAttribute>,
+    /// `COGNITO_DEFAULT` (50 emails a day per account) or `DEVELOPER` (SES).
+    pub email_sending_account: String,
+    pub estimated_users: u64,
+}
+
+impl PoolInfo {
+    /// Whether the pool sends email with Cognito's own sender, capped at 50 a day per account.
+    pub fn uses_cognito_email(&self) -> bool {
+        self.email_sending_account != "DEVELOPER"
+    }
+
+    /// Attribute names the job may write at creation: in the schema, not developer-only, and not
+    /// the ones it manages itself.
+    pub fn writable_attributes(&self) -> BTreeSet<String> {
+        self.schema
+            .iter()
+            .filter(|(name, a)| {
+                !a.developer_only
+                    && !matches!(
+                        name.as_str(),
+                        "sub" | "email_verified" | "phone_number_verified" | "updated_at"
+                    )
+            })
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+}
+
+/// One page of users.
+#[derive(Debug, Clone, Default)]
+pub struct UserPage {
+    pub users: Vec<RemoteUser>,
+    pub next: Option<String>,
+}
+
+/// One page of names (groups, or group members).
+#[derive(Debug, Clone, Default)]
+pub struct NamePage {
+    pub names: Vec<String>,
+    pub next: Option<String>,
+}

@@ -1,0 +1,302 @@
+//! Validated settings for a run: command line, then environment (through clap), then the TOML
+//! settings file, then defaults. Errors name the setting and the bad value.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::cli::{Delivery, Encoding, GlobalArgs, InputArgs, LogFormat, Lookup, Reissue};
+use crate::cognito::Connection;
+use crate::error::Error;
+use crate::input::EncodingChoice;
+use crate::limiter::{Category, QuotaSource, Quotas};
+
+/// The settings file. Every key is optional; unknown keys are an error (a typo must not be
+/// silently ignored).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub user_pool_id: Option<String>,
+    pub region: Option<String>,
+    pub profile: Option<String>,
+    pub endpoint_url: Option<String>,
+    pub log_format: Option<LogFormat>,
+    pub state: Option<PathBuf>,
+    pub encoding: Option<Encoding>,
+    pub report_dir: Option<PathBuf>,
+    pub reissue: Option<Reissue>,
+    pub delivery: Option<Delivery>,
+    pub rate_fraction: Option<f64>,
+    pub concurrency: Option<usize>,
+    pub lookup: Option<Lookup>,
+    pub max_reissues: Option<u32>,
+    pub email_budget: Option<u32>,
+    /// Seconds one attempt of one call may take.
+    pub attempt_timeout_secs: Option<f64>,
+    /// Attempts per call before a row fails (throttling and passing faults).
+    pub max_attempts: Option<u32>,
+    /// Ask Cognito (GetProvisionedLimit) for each category's rate on this account.
+    pub use_provisioned_limits: Option<bool>,
+    /// Full quota per category in requests per second, where the account's differs from the
+    /// documented default (for example a raised UserCreation quota). The fraction still applies.
+    #[serde(default)]
+    pub quotas: BTreeMap<Category, f64>,
+}
+
+impl FileConfig {
+    pub fn load(path: &Path) -> Result<Self, Error> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::io("cannot read settings file", path, e))?;
+        toml::from_str(&text)
+            .map_err(|e| Error::Config(format!("settings file {}: {e}", path.display())))
+    }
+}
+
+/// Settings every command shares.
+#[derive(Debug, Clone)]
+pub struct Common {
+    pub pool_id: Option<String>,
+    pub connection: Connection,
+    pub log_format: LogFormat,
+    /// -2 (errors only) to 2 (trace).
+    pub verbosity: i8,
+    pub progress: bool,
+    pub state_path: PathBuf,
+    pub max_attempts: u32,
+    pub quotas: Quotas,
+    pub use_provisioned_limits: bool,
+    pub rate_fraction: f64,
+    pub concurrency: usize,
+    pub report_dir: PathBuf,
+}
+
+/// Settings of `run`.
+#[derive(Debug, Clone)]
+pub struct RunSettings {
+    pub input: PathBuf,
+    pub encoding: EncodingChoice,
+    pub dry_run: bool,
+    pub reissue: Reissue,
+    pub delivery: Delivery,
+    pub password_file: Option<PathBuf>,
+    pub lookup: Lookup,
+    pub max_reissues: u32,
+    /// None: the default for the pool's email sender.
+    pub email_budget: Option<u32>,
+}
+
+pub const DEFAULT_STATE: &str = "cognito-onboard.db";
+pub const DEFAULT_REPORT_DIR: &str = "reports";
+
+fn encoding(e: Option<Encoding>) -> EncodingChoice {
+    match e {
+        None | Some(Encoding::Auto) => EncodingChoice::Auto,
+        Some(Encoding::Utf8) => EncodingChoice::Utf8,
+        Some(Encoding::ShiftJis) => EncodingChoice::ShiftJis,
+    }
+}
+
+/// Reads the settings file named by `--config`, if any.
+pub fn file_config(global: &GlobalArgs) -> Result<FileConfig, Error> {
+    match &global.config {
+        Some(path) => FileConfig::load(path),
+        None => Ok(FileConfig::default()),
+    }
+}
+
+/// The input encoding: the option, else the file's setting.
+pub fn input_encoding(args: &InputArgs, file: &FileConfig) -> EncodingChoice {
+    encoding(args.encoding.or(file.encoding))
+}
+
+/// Merges and validates the shared settings. `report_dir` and the run options that the
+/// command line may also set are passed in by the caller.
+pub fn common(
+    global: &GlobalArgs,
+    file: &FileConfig,
+    rate_fraction: Option<f64>,
+    concurrency: Option<usize>,
+    report_dir: Option<&Path>,
+    stderr_is_terminal: bool,
+) -> Result<Common, Error> {
+    let rate_fraction = rate_fraction.or(file.rate_fraction).unwrap_or(0.8);
+    if !(rate_fraction > 0.0 && rate_fraction <= 1.0) {
+        return Err(Error::Config(format!(
+            "rate_fraction must be above 0 and at most 1, got {rate_fraction}"
+        )));
+    }
+    let concurrency = concurrency.or(file.concurrency).unwrap_or(32);
+    if !(1..=1024).contains(&concurrency) {
+        return Err(Error::Config(format!(
+            "concurrency must be between 1 and 1024, got {concurrency}"
+        )));
+    }
+    let timeout = file.attempt_timeout_secs.unwrap_or(10.0);
+    if !(timeout > 0.0 && timeout <= 300.0) {
+        return Err(Error::Config(format!(
+            "attempt_timeout_secs must be above 0 and at most 300, got {timeout}"
+        )));
+    }
+    let max_attempts = file.max_attempts.unwrap_or(8);
+    if !(1..=50).contains(&max_attempts) {
+        return Err(Error::Config(format!(
+            "max_attempts must be between 1 and 50, got {max_attempts}"
+        )));
+    }
+    let mut quotas = Quotas::default();
+    for (category, rate) in &file.quotas {
+        if !(*rate > 0.0 && rate.is_finite()) {
+            return Err(Error::Config(format!(
+                "quotas.{}: must be a positive number of requests per second, got {rate}",
+                category.name()
+            )));
+        }
+        quotas.set(*category, *rate, QuotaSource::ConfigFile);
+    }
+    let endpoint_url = global
+        .endpoint_url
+        .clone()
+        .or_else(|| file.endpoint_url.clone())
+        .filter(|u| !u.is_empty());
+    if let Some(url) = &endpoint_url
+        && !(url.starts_with("http://") || url.starts_with("https://"))
+    {
+        return Err(Error::Config(format!(
+            "endpoint_url must start with http:// or https://, got {url:?}"
+        )));
+    }
+    let pool_id = global
+        .user_pool_id
+        .clone()
+        .or_else(|| file.user_pool_id.clone())
+        .filter(|p| !p.trim().is_empty());
+    Ok(Common {
+        pool_id,
+        connection: Connection {
+            region: global.region.clone().or_else(|| file.region.clone()),
+            profile: global.profile.clone().or_else(|| file.profile.clone()),
+            endpoint_url,
+            attempt_timeout: Duration::from_secs_f64(timeout),
+        },
+        log_format: global.log_format.or(file.log_format).unwrap_or(LogFormat::Text),
+        verbosity: global.verbose as i8 - global.quiet as i8,
+        progress: stderr_is_terminal && !global.no_progress,
+        state_path: global
+            .state
+            .clone()
+            .or_else(|| file.state.clone())
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE)),
+        max_attempts,
+        quotas,
+        use_provisioned_limits: file.use_provisioned_limits.unwrap_or(true),
+        rate_fraction,
+        concurrency,
+        report_dir: report_dir
+            .map(Path::to_path_buf)
+            .or_else(|| file.report_dir.clone())
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_REPORT_DIR)),
+    })
+}
+
+/// Merges and validates the settings of `run`.
+pub fn run(args: &crate::cli::RunArgs, file: &FileConfig) -> Result<RunSettings, Error> {
+    let delivery = args.delivery.or(file.delivery).unwrap_or(Delivery::Email);
+    match (delivery, &args.password_file) {
+        (Delivery::Suppress, None) => {
+            return Err(Error::Config(
+                "--delivery suppress needs --password-file, the only place the temporary passwords go".into(),
+            ));
+        }
+        (Delivery::Email | Delivery::Sms, Some(_)) => {
+            return Err(Error::Config(
+                "--password-file only goes with --delivery suppress (Cognito delivers the passwords otherwise)".into(),
+            ));
+        }
+        _ => {}
+    }
+    Ok(RunSettings {
+        input: args.input.clone(),
+        encoding: input_encoding(&args.input_args, file),
+        dry_run: args.dry_run,
+        reissue: args.reissue.or(file.reissue).unwrap_or(Reissue::Expired),
+        delivery,
+        password_file: args.password_file.clone(),
+        lookup: args.lookup.or(file.lookup).unwrap_or(Lookup::Auto),
+        max_reissues: args.max_reissues.or(file.max_reissues).unwrap_or(3),
+        email_budget: args.email_budget.or(file.email_budget),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+
+    fn parse(args: &[&str]) -> Cli {
+        let mut all = vec!["cognito-onboard"];
+        all.extend_from_slice(args);
+        Cli::try_parse_from(all).expect("parses")
+    }
+
+    #[test]
+    fn command_line_wins_over_the_file_which_wins_over_defaults() {
+        let cli = parse(&["--region", "eu-west-1", "run", "x.csv", "--rate-fraction", "0.5"]);
+        let file: FileConfig = toml::from_str(
+            "region = \"us-east-1\"\nprofile = \"ops\"\nrate_fraction = 0.2\nconcurrency = 4\n[quotas]\nUserCreation = 100\n",
+        )
+        .unwrap();
+        let Command::Run(run_args) = &cli.command else {
+            panic!()
+        };
+        let c = common(&cli.global, &file, run_args.rate_fraction, run_args.concurrency, None, false)
+            .unwrap();
+        assert_eq!(c.connection.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(c.connection.profile.as_deref(), Some("ops"));
+        assert_eq!(c.rate_fraction, 0.5);
+        assert_eq!(c.concurrency, 4);
+        assert_eq!(c.quotas.get(Category::UserCreation), 100.0);
+        assert_eq!(c.quotas.get(Category::UserRead), 120.0);
+        assert_eq!(c.report_dir, PathBuf::from("reports"));
+        let r = run(run_args, &file).unwrap();
+        assert_eq!(r.reissue, Reissue::Expired);
+        assert_eq!(r.delivery, Delivery::Email);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_name_the_setting() {
+        let err = toml::from_str::<FileConfig>("rate_fracton = 0.5").unwrap_err();
+        assert!(err.to_string().contains("rate_fracton"), "{err}");
+        let err = toml::from_str::<FileConfig>("[quotas]\nUserCreaton = 5").unwrap_err();
+        assert!(err.to_string().contains("UserCreaton"), "{err}");
+        let cli = parse(&["check"]);
+        let file = FileConfig {
+            rate_fraction: Some(1.5),
+            ..FileConfig::default()
+        };
+        let err = common(&cli.global, &file, None, None, None, false).unwrap_err();
+        assert!(err.to_string().contains("rate_fraction"), "{err}");
+        let file = FileConfig {
+            quotas: [(Category::UserList, -1.0)].into_iter().collect(),
+            ..FileConfig::default()
+        };
+        let err = common(&cli.global, &file, None, None, None, false).unwrap_err();
+        assert!(err.to_string().contains("quotas.UserList"), "{err}");
+    }
+
+    #[test]
+    fn suppress_and_password_file_go_together() {
+        let file = FileConfig::default();
+        let cli = parse(&["run", "x.csv", "--delivery", "suppress"]);
+        let Command::Run(a) = &cli.command else { panic!() };
+        assert!(run(a, &file).unwrap_err().to_string().contains("--password-file"));
+        let cli = parse(&["run", "x.csv", "--password-file", "p.csv"]);
+        let Command::Run(a) = &cli.command else { panic!() };
+        assert!(run(a, &file).unwrap_err().to_string().contains("suppress"));
+        let cli = parse(&["run", "x.csv", "--delivery", "suppress", "--password-file", "p.csv"]);
+        let Command::Run(a) = &cli.command else { panic!() };
+        assert_eq!(run(a, &file).unwrap().delivery, Delivery::Suppress);
+    }
+}

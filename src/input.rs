@@ -1,0 +1,2142 @@
+//! CSV input: encoding detection, decoding, header checks and per-row validation; reads only the file or reader it is given, no Cognito.
+//!
+//! Everything here streams: the decoder, the CSV parser and the duplicate index are all
+//! bounded, so checking a million-row file stays well under 100 MB of memory.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::fmt;
+use std::fs::File;
+use std::hash::{DefaultHasher, Hasher};
+use std::io::{self, Cursor, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use encoding_rs::{DecoderResult, Encoding, SHIFT_JIS, UTF_8, UTF_16BE, UTF_16LE};
+use encoding_rs_io::{DecodeReaderBytes, DecodeReaderBytesBuilder};
+
+/// Cognito's limit on any attribute value, in characters.
+const MAX_VALUE_CHARS: usize = 2048;
+const MAX_EMAIL_CHARS: usize = 254;
+const MAX_LOCAL_PART_CHARS: usize = 64;
+const MAX_DOMAIN_LABEL_CHARS: usize = 63;
+const MAX_USERNAME_CHARS: usize = 128;
+const MAX_GROUP_CHARS: usize = 128;
+/// How much of a non-seekable input is buffered to guess its encoding.
+const SNIFF_BYTES: usize = 64 * 1024;
+/// Quoted values in reasons are cut here so a reason stays one readable line.
+const QUOTE_CHARS: usize = 60;
+/// A best-effort key or email longer than this is garbage (often a quote left open) and is
+/// left out of the reject rather than copied into every report.
+const BEST_EFFORT_CHARS: usize = 256;
+/// Column lists in run-level errors are cut here.
+const LIST_MAX: usize = 40;
+
+const INVALID_UTF8: &str =
+    "invalid UTF-8 bytes; if this file is not UTF-8, pass --encoding shift_jis";
+const INVALID_SJIS: &str =
+    "invalid Shift_JIS bytes; if this file is not Shift_JIS, pass --encoding utf-8";
+const INVALID_UTF16: &str = "invalid UTF-16 data";
+
+/// Which text encoding the file is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EncodingChoice {
+    /// Byte-order mark if there is one, else UTF-8 if the bytes are valid UTF-8, else Shift_JIS
+    /// if they are valid Shift_JIS, else UTF-8 with the bad rows rejected.
+    #[default]
+    Auto,
+    /// UTF-8 (a UTF-8 or UTF-16 byte-order mark still wins).
+    Utf8,
+    /// Shift_JIS as Japanese Excel writes it (CP932, so 髙, ① and ～ decode).
+    ShiftJis,
+}
+
+/// What identifies a row: the lower-cased email, or the `username` column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyMode {
+    /// The key is the trimmed, lower-cased email.
+    Email,
+    /// The key is the trimmed `username` cell, compared exactly.
+    Username,
+}
+
+/// Rules from the user pool that the rows must satisfy. `None` fields mean "not checked".
+#[derive(Debug, Clone, Default)]
+pub struct ColumnRules {
+    /// Attribute names the pool lets us write (e.g. "name", "given_name", "phone_number", "locale", "custom:tenant").
+    /// When Some, any attribute column not in this set is a run-level error listing the valid names.
+    pub writable: Option<BTreeSet<String>>,
+    /// Attributes the pool requires (besides email), e.g. "name": a row with it missing/empty is invalid.
+    pub required: BTreeSet<String>,
+    /// Maximum length in characters per attribute (from the schema's StringAttributeConstraints).
+    pub max_len: HashMap<String, usize>,
+}
+
+/// One valid row, ready to be planned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    /// Line number in the file where the record starts, as a spreadsheet shows it (header = 1, first data row = 2; blank lines count).
+    pub line: u64,
+    /// The identity of the row: lower-cased trimmed email (KeyMode::Email) or trimmed username (KeyMode::Username).
+    pub key: String,
+    /// Trimmed, lower-cased email.
+    pub email: String,
+    /// Trimmed `username` cell, when the column exists and the cell is not empty.
+    pub username: Option<String>,
+    /// The other columns, name -> trimmed value (phone_number normalised to E.164), empty values
+    /// omitted, in header order; never email, username or groups.
+    pub attributes: Vec<(String, String)>,
+    /// From `groups`: `;`-separated, trimmed, empties dropped, de-duplicated keeping first order.
+    pub groups: Vec<String>,
+}
+
+/// One rejected row: never sent to Cognito, reported as `invalid`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reject {
+    /// Line where the record starts, counted like [`Row::line`].
+    pub line: u64,
+    /// The column at fault (header name), None when the whole row is at fault.
+    pub column: Option<String>,
+    /// Best-effort key, if the key cell could be read.
+    pub key: Option<String>,
+    /// Best-effort trimmed, lower-cased email.
+    pub email: Option<String>,
+    /// One human sentence, at most about 200 characters (quoted values are cut with …).
+    pub reason: String,
+}
+
+/// What one data line of the file turned into.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Record {
+    /// Passed every check.
+    Valid(Row),
+    /// Failed a check; never sent to Cognito.
+    Invalid(Reject),
+}
+
+/// Problems that stop the whole run, each naming the line and column where it applies.
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    /// Reading failed (open, or I/O mid-way).
+    #[error("cannot read {}{}: {source}", describe_path(.path), near_line(.line))]
+    Io {
+        path: Option<PathBuf>,
+        line: Option<u64>,
+        source: io::Error,
+    },
+    /// No header: the input is empty or has only blank lines.
+    #[error("the CSV is empty: it needs a header line naming the columns, at least \"email\"")]
+    Empty,
+    /// A header cell is empty.
+    #[error(
+        "column {} of the header (line {line}) has no name; name it or delete the column",
+        col_ref(.position)
+    )]
+    EmptyColumnName { position: usize, line: u64 },
+    /// Two header cells have the same name once normalised.
+    #[error(
+        "column {} appears twice in the header (line {line}): columns {} and {}",
+        quote(.name),
+        col_ref(.first),
+        col_ref(.second)
+    )]
+    DuplicateColumn {
+        name: String,
+        first: usize,
+        second: usize,
+        line: u64,
+    },
+    /// A column the tool must never take from the file.
+    #[error("column {} (header line {line}) cannot be imported: {why}", quote(.name))]
+    ReservedColumn {
+        name: String,
+        why: &'static str,
+        line: u64,
+    },
+    /// The header has no `email` column.
+    #[error("the header (line {line}) has no \"email\" column; found: {}", list(.found))]
+    MissingEmailColumn { found: Vec<String>, line: u64 },
+    /// Key mode is username but there is no `username` column.
+    #[error("rows are keyed by username but the header (line {line}) has no \"username\" column")]
+    MissingUsernameColumn { line: u64 },
+    /// Attribute columns the user pool does not let us write.
+    #[error(
+        "the user pool cannot take column(s) {} (header line {line}); valid columns are: {}",
+        list(.unknown),
+        list(.valid)
+    )]
+    UnknownColumns {
+        unknown: Vec<String>,
+        valid: Vec<String>,
+        line: u64,
+    },
+    /// Attributes the user pool requires that have no column at all.
+    #[error(
+        "the user pool requires attribute(s) {} but the header (line {line}) has no such column",
+        list(.missing)
+    )]
+    MissingRequiredColumns { missing: Vec<String>, line: u64 },
+    /// The header itself cannot be decoded in the chosen encoding.
+    #[error(
+        "the header (line {line}) has bytes that are not valid {encoding}; choose the encoding with --encoding utf-8 or --encoding shift_jis"
+    )]
+    UndecodableEncoding { encoding: &'static str, line: u64 },
+    /// A structural CSV problem after which reading cannot go on.
+    #[error("malformed CSV near line {line}: {message}")]
+    Csv { line: u64, message: String },
+}
+
+/// An open CSV with a checked header. Generic over the byte source so tests can use in-memory
+/// bytes.
+pub struct CohortReader<R: Read> {
+    csv: csv::Reader<LineTracker<DecodeReaderBytes<R, Vec<u8>>>>,
+    columns: Vec<String>,
+    header_line: u64,
+    detected: Detected,
+    path: Option<PathBuf>,
+}
+
+/// Opens a CSV file and reads its header.
+///
+/// With [`EncodingChoice::Auto`] a regular file is read once end to end in fixed-size chunks to
+/// choose the encoding (so a Shift_JIS byte on the last line is still seen), then rewound.
+/// Pipes and other non-seekable files are treated like [`from_reader`].
+pub fn open(
+    path: &Path,
+    encoding: EncodingChoice,
+) -> Result<CohortReader<Box<dyn Read + Send>>, InputError> {
+    let io_error = |source| InputError::Io {
+        path: Some(path.to_path_buf()),
+        line: None,
+        source,
+    };
+    let mut file = File::open(path).map_err(io_error)?;
+    let regular = file.metadata().map(|m| m.is_file()).unwrap_or(false);
+    if !regular || encoding != EncodingChoice::Auto {
+        return start(Box::new(file), encoding, Some(path.to_path_buf()));
+    }
+    let mut chunk = vec![0u8; SNIFF_BYTES];
+    let mut filled = read_full(&mut file, &mut chunk).map_err(io_error)?;
+    let detected = match chunk.get(..filled).and_then(from_bom) {
+        Some(detected) => detected,
+        None => {
+            let mut sniffer = Sniffer::new();
+            loop {
+                let at_end = filled < chunk.len();
+                sniffer.feed(chunk.get(..filled).unwrap_or_default(), at_end);
+                if at_end || sniffer.settled() {
+                    break;
+                }
+                filled = read_full(&mut file, &mut chunk).map_err(io_error)?;
+            }
+            sniffer.verdict()
+        }
+    };
+    drop(chunk);
+    file.seek(SeekFrom::Start(0)).map_err(io_error)?;
+    build(Box::new(file), detected, Some(path.to_path_buf()))
+}
+
+/// Wraps any byte source (stdin, in-memory bytes) and reads its header.
+///
+/// With [`EncodingChoice::Auto`] the encoding is guessed from the first 64 KiB only, so memory
+/// stays bounded; if invalid UTF-8 appears later, those rows are rejected with a hint to pass
+/// `--encoding shift_jis`.
+pub fn from_reader<R: Read + Send + 'static>(
+    reader: R,
+    encoding: EncodingChoice,
+) -> Result<CohortReader<Box<dyn Read + Send>>, InputError> {
+    start(Box::new(reader), encoding, None)
+}
+
+impl<R: Read> CohortReader<R> {
+    /// The encoding that was used (for logs): "UTF-8", "UTF-8 with BOM", "Shift_JIS",
+    /// "UTF-16LE" or "UTF-16BE".
+    pub fn encoding_name(&self) -> &str {
+        self.detected.name
+    }
+
+    /// Normalised header names in file order.
+    pub fn columns(&self) -> &[String] {
+        &self.columns
+    }
+
+    /// Checks the header against the key mode and rules (run-level errors), then streams the records.
+    pub fn records(self, key_mode: KeyMode, rules: &ColumnRules) -> Result<Records<R>, InputError> {
+        let line = self.header_line;
+        for name in &self.columns {
+            if let Some(why) = reserved(name) {
+                return Err(InputError::ReservedColumn {
+                    name: name.clone(),
+                    why,
+                    line,
+                });
+            }
+        }
+        let position = |wanted: &str| self.columns.iter().position(|c| c == wanted);
+        let Some(email) = position("email") else {
+            return Err(InputError::MissingEmailColumn {
+                found: self.columns.clone(),
+                line,
+            });
+        };
+        let username = position("username");
+        if key_mode == KeyMode::Username && username.is_none() {
+            return Err(InputError::MissingUsernameColumn { line });
+        }
+        if let Some(writable) = &rules.writable {
+            let unknown: Vec<String> = self
+                .columns
+                .iter()
+                .filter(|c| {
+                    matches!(role_of(c), Role::Attribute | Role::Phone) && !writable.contains(*c)
+                })
+                .cloned()
+                .collect();
+            if !unknown.is_empty() {
+                let mut valid: BTreeSet<String> = writable
+                    .iter()
+                    .filter(|n| reserved(n).is_none())
+                    .cloned()
+                    .collect();
+                valid.extend(["email", "username", "groups"].map(String::from));
+                return Err(InputError::UnknownColumns {
+                    unknown,
+                    valid: valid.into_iter().collect(),
+                    line,
+                });
+            }
+        }
+        // `sub` is "required" in every pool's schema but is Cognito's to set, and email is
+        // checked on its own.
+        let missing: Vec<String> = rules
+            .required
+            .iter()
+            .filter(|r| r.as_str() != "email" && reserved(r).is_none())
+            .filter(|r| !self.columns.contains(r))
+            .cloned()
+            .collect();
+        if !missing.is_empty() {
+            return Err(InputError::MissingRequiredColumns { missing, line });
+        }
+
+        let columns = self
+            .columns
+            .iter()
+            .map(|name| Column {
+                name: name.clone(),
+                role: role_of(name),
+                limit: rules
+                    .max_len
+                    .get(name)
+                    .map_or(MAX_VALUE_CHARS, |&max| max.min(MAX_VALUE_CHARS)),
+                required: rules.required.contains(name),
+            })
+            .collect();
+        let bad_bytes = if self.detected.encoding == SHIFT_JIS {
+            INVALID_SJIS
+        } else if self.detected.encoding == UTF_8 {
+            INVALID_UTF8
+        } else {
+            INVALID_UTF16
+        };
+        Ok(Records {
+            csv: self.csv,
+            record: csv::StringRecord::new(),
+            columns,
+            email,
+            username,
+            key_mode,
+            first_line_of_key: HashMap::new(),
+            bad_bytes,
+            path: self.path,
+            done: false,
+        })
+    }
+}
+
+impl<R: Read> fmt::Debug for CohortReader<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CohortReader")
+            .field("encoding", &self.detected.name)
+            .field("header_line", &self.header_line)
+            .field("columns", &self.columns)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Iterator of records; `Err` only for a run-level problem after which reading cannot go on
+/// (e.g. an I/O error), and then the iterator ends.
+pub struct Records<R: Read> {
+    csv: csv::Reader<LineTracker<DecodeReaderBytes<R, Vec<u8>>>>,
+    record: csv::StringRecord,
+    columns: Vec<Column>,
+    email: usize,
+    username: Option<usize>,
+    key_mode: KeyMode,
+    /// 64-bit hash of each key seen -> line of its first row. Hashes rather than the keys
+    /// themselves keep the index near 36 MB at a million rows instead of roughly three times
+    /// that for the strings. Two different keys share a hash with odds of about n²/2⁶⁵
+    /// (≈3·10⁻⁸ for a million rows); the cost of that is one row wrongly reported as a
+    /// duplicate, never a wrong write.
+    first_line_of_key: HashMap<u64, u64>,
+    bad_bytes: &'static str,
+    path: Option<PathBuf>,
+    done: bool,
+}
+
+impl<R: Read> fmt::Debug for Records<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Records")
+            .field("key_mode", &self.key_mode)
+            .field("keys_seen", &self.first_line_of_key.len())
+            .field("done", &self.done)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R: Read> Iterator for Records<R> {
+    type Item = Result<Record, InputError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while !self.done {
+            let from = self.csv.position().byte();
+            match self.csv.read_record(&mut self.record) {
+                Ok(false) => self.done = true,
+                Ok(true) => {
+                    let line = self.csv.get_mut().line_of_record(from);
+                    // Excel leaves rows of bare commas where cells were cleared: not data.
+                    if self.record.iter().all(|f| f.trim().is_empty()) {
+                        continue;
+                    }
+                    return Some(Ok(self.check(line)));
+                }
+                Err(err) => {
+                    let line = self.csv.get_mut().line_of_record(from);
+                    let message = err.to_string();
+                    match err.into_kind() {
+                        // Unreachable after decoding to UTF-8, but a row is the right blast radius.
+                        csv::ErrorKind::Utf8 { err, .. } => {
+                            return Some(Ok(Record::Invalid(Reject {
+                                line,
+                                column: self.columns.get(err.field()).map(|c| c.name.clone()),
+                                key: None,
+                                email: None,
+                                reason: self.bad_bytes.to_owned(),
+                            })));
+                        }
+                        csv::ErrorKind::Io(source) => {
+                            self.done = true;
+                            return Some(Err(InputError::Io {
+                                path: self.path.clone(),
+                                line: Some(line),
+                                source,
+                            }));
+                        }
+                        _ => {
+                            self.done = true;
+                            return Some(Err(InputError::Csv { line, message }));
+                        }
+                    }
+                }
+            }
+        }
+        None
+    }
+}
+
+impl<R: Read> Records<R> {
+    /// Validates the record just read; registers its key for duplicate detection.
+    fn check(&mut self, line: u64) -> Record {
+        let email = best_effort(&cell(&self.record, self.email).to_lowercase());
+        let key = match self.key_mode {
+            KeyMode::Email => email.clone(),
+            KeyMode::Username => self
+                .username
+                .and_then(|i| best_effort(cell(&self.record, i))),
+        };
+        match self.validate(line) {
+            Ok(row) => Record::Valid(row),
+            Err(fault) => Record::Invalid(Reject {
+                line,
+                column: fault
+                    .column
+                    .and_then(|i| self.columns.get(i))
+                    .map(|c| c.name.clone()),
+                key,
+                email,
+                reason: fault.reason,
+            }),
+        }
+    }
+
+    fn validate(&mut self, line: u64) -> Result<Row, Fault> {
+        let record = &self.record;
+        let at = |column: usize| move |reason: String| Fault::at(column, reason);
+        let text_check = |i: usize| -> Result<&str, Fault> {
+            let value = cell(record, i);
+            match self.columns.get(i) {
+                Some(column) => check_text(value, column, self.bad_bytes, line, record)
+                    .map(|()| value)
+                    .map_err(at(i)),
+                None => Ok(value),
+            }
+        };
+
+        let raw_email = text_check(self.email)?;
+        let email = check_email(raw_email).map_err(at(self.email))?;
+        let username = match self.username {
+            Some(i) => {
+                let value = text_check(i)?;
+                if self.key_mode == KeyMode::Username {
+                    check_username(value).map_err(at(i))?;
+                }
+                formula_check(value).map_err(at(i))?;
+                (!value.is_empty()).then(|| value.to_owned())
+            }
+            None => None,
+        };
+        let (key, key_column) = match (self.key_mode, &username, self.username) {
+            (KeyMode::Username, Some(name), Some(i)) => (name.clone(), i),
+            _ => (email.clone(), self.email),
+        };
+
+        // The key is claimed even if a later check fails, so that fixing one of two rows for
+        // the same person can never silently let the other one through.
+        match self.first_line_of_key.entry(key_hash(&key)) {
+            std::collections::hash_map::Entry::Occupied(first) => {
+                return Err(Fault::at(
+                    key_column,
+                    format!("duplicate of line {}", first.get()),
+                ));
+            }
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(line);
+            }
+        }
+
+        let width = self.columns.len();
+        if record.len() > width && record.iter().skip(width).any(|f| !f.trim().is_empty()) {
+            return Err(Fault {
+                column: None,
+                reason: format!("row has {} fields, header has {width}", record.len()),
+            });
+        }
+
+        let mut attributes = Vec::new();
+        let mut groups = Vec::new();
+        for (i, column) in self.columns.iter().enumerate() {
+            if matches!(column.role, Role::Email | Role::Username) {
+                continue;
+            }
+            let value = text_check(i)?;
+            if value.is_empty() {
+                if column.required {
+                    return Err(Fault::at(
+                        i,
+                        format!(
+                            "{} is required by the user pool but empty",
+                            quote(&column.name)
+                        ),
+                    ));
+                }
+                continue;
+            }
+            match column.role {
+                Role::Phone => {
+                    attributes.push((column.name.clone(), normalise_phone(value).map_err(at(i))?))
+                }
+                Role::Groups => {
+                    formula_check(value).map_err(at(i))?;
+                    groups = parse_groups(value).map_err(at(i))?;
+                }
+                Role::Attribute | Role::Email | Role::Username => {
+                    formula_check(value).map_err(at(i))?;
+                    attributes.push((column.name.clone(), value.to_owned()));
+                }
+            }
+        }
+
+        Ok(Row {
+            line,
+            key,
+            email,
+            username,
+            attributes,
+            groups,
+        })
+    }
+}
+
+/// A failed check: the column index (None for the whole row) and the reason.
+struct Fault {
+    column: Option<usize>,
+    reason: String,
+}
+
+impl Fault {
+    fn at(column: usize, reason: String) -> Self {
+        Fault {
+            column: Some(column),
+            reason,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Email,
+    Username,
+    Groups,
+    Phone,
+    Attribute,
+}
+
+struct Column {
+    name: String,
+    role: Role,
+    limit: usize,
+    required: bool,
+}
+
+fn role_of(name: &str) -> Role {
+    match name {
+        "email" => Role::Email,
+        "username" => Role::Username,
+        "groups" => Role::Groups,
+        "phone_number" => Role::Phone,
+        _ => Role::Attribute,
+    }
+}
+
+/// Why a column can never come from the file, if it can't.
+fn reserved(name: &str) -> Option<&'static str> {
+    match name {
+        "sub" => Some("it is assigned by Cognito and not writable"),
+        "email_verified" | "phone_number_verified" => Some("it is managed by the tool"),
+        "identities" => Some("it is managed by Cognito for federated sign-in and not writable"),
+        _ if name.starts_with("cognito:") => Some("cognito: attributes are not writable"),
+        _ => None,
+    }
+}
+
+/// A cell, trimmed; a short row's missing trailing cells read as empty.
+fn cell(record: &csv::StringRecord, index: usize) -> &str {
+    record.get(index).unwrap_or("").trim()
+}
+
+fn best_effort(value: &str) -> Option<String> {
+    (!value.is_empty() && value.chars().count() <= BEST_EFFORT_CHARS).then(|| value.to_owned())
+}
+
+fn key_hash(key: &str) -> u64 {
+    // DefaultHasher::new() has fixed keys, so the same file gives the same answer every run.
+    let mut hasher = DefaultHasher::new();
+    hasher.write(key.as_bytes());
+    hasher.finish()
+}
+
+/// Checks every cell gets: decodable, within the length limit, no control characters.
+fn check_text(
+    value: &str,
+    column: &Column,
+    bad_bytes: &str,
+    line: u64,
+    record: &csv::StringRecord,
+) -> Result<(), String> {
+    if value.contains('\u{FFFD}') {
+        return Err(bad_bytes.to_owned());
+    }
+    let chars = value.chars().count();
+    if chars > column.limit {
+        return Err(format!(
+            "value is {chars} characters long; the limit for {} is {}",
+            quote(&column.name),
+            column.limit
+        ));
+    }
+    if let Some(c) = value.chars().find(|&c| c.is_control() && c != '\t') {
+        if c == '\n' || c == '\r' {
+            // A quote left open swallows the following lines into one field; say where it ends.
+            let breaks: usize = record.iter().map(count_line_breaks).sum();
+            let last = line.saturating_add(u64::try_from(breaks).unwrap_or(u64::MAX));
+            return Err(format!(
+                "contains a line break (the row runs from line {line} to {last}; check for a quote left open): {}",
+                quote(value)
+            ));
+        }
+        return Err(format!(
+            "contains the control character U+{:04X}: {}",
+            u32::from(c),
+            quote(value)
+        ));
+    }
+    Ok(())
+}
+
+fn count_line_breaks(text: &str) -> usize {
+    text.matches('\n').count() + text.matches('\r').count() - text.matches("\r\n").count()
+}
+
+fn looks_like_formula(value: &str) -> bool {
+    let mut chars = value.chars();
+    match chars.next() {
+        Some('=' | '@') => true,
+        Some('+' | '-') => chars.next().is_some_and(|c| !c.is_ascii_digit()),
+        _ => false,
+    }
+}
+
+fn formula_check(value: &str) -> Result<(), String> {
+    if looks_like_formula(value) {
+        Err(format!(
+            "looks like a spreadsheet formula: {}",
+            quote(value)
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// Validates a trimmed email cell and returns it lower-cased.
+fn check_email(value: &str) -> Result<String, String> {
+    if value.is_empty() {
+        return Err("email is required but empty".to_owned());
+    }
+    if !value.is_ascii() {
+        return Err(format!(
+            "internationalised email addresses are not supported: {}",
+            quote(value)
+        ));
+    }
+    let email = value.to_ascii_lowercase();
+    if let Some(why) = email_problem(&email) {
+        return Err(format!(
+            "not a valid email address ({why}): {}",
+            quote(value)
+        ));
+    }
+    formula_check(value)?;
+    Ok(email)
+}
+
+/// What is wrong with a lower-cased ASCII address, if anything.
+fn email_problem(email: &str) -> Option<&'static str> {
+    if email.len() > MAX_EMAIL_CHARS {
+        return Some("longer than 254 characters");
+    }
+    if email.chars().any(|c| c.is_ascii_whitespace()) {
+        return Some("contains a space");
+    }
+    let Some((local, domain)) = email.split_once('@') else {
+        return Some("no @");
+    };
+    if domain.contains('@') {
+        return Some("more than one @");
+    }
+    if local.is_empty() {
+        return Some("nothing before the @");
+    }
+    if local.len() > MAX_LOCAL_PART_CHARS {
+        return Some("more than 64 characters before the @");
+    }
+    // Dot-atom only (RFC 5321): quoted local parts are legal but nobody's Excel sheet means one.
+    if !local
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+/=?^_`{|}~.-".contains(c))
+    {
+        return Some("a character before the @ is not allowed");
+    }
+    if local.starts_with('.') || local.ends_with('.') || local.contains("..") {
+        return Some("misplaced dot before the @");
+    }
+    if domain.is_empty() {
+        return Some("nothing after the @");
+    }
+    if !domain.contains('.') {
+        return Some("the domain needs a dot");
+    }
+    let mut labels = domain.split('.').peekable();
+    while let Some(label) = labels.next() {
+        if label.is_empty() {
+            return Some("the domain has an empty part");
+        }
+        if label.len() > MAX_DOMAIN_LABEL_CHARS {
+            return Some("a domain part is longer than 63 characters");
+        }
+        if !label
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        {
+            return Some("the domain may only have letters, digits, dots and hyphens");
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Some("a domain part starts or ends with a hyphen");
+        }
+        if labels.peek().is_none()
+            && (label.len() < 2 || !label.chars().all(|c| c.is_ascii_lowercase()))
+        {
+            return Some("the top-level domain must be at least two letters");
+        }
+    }
+    None
+}
+
+fn check_username(value: &str) -> Result<(), String> {
+    if value.is_empty() {
+        return Err("username is required (rows are keyed by username) but empty".to_owned());
+    }
+    if value.chars().count() > MAX_USERNAME_CHARS {
+        return Err(format!(
+            "username is longer than {MAX_USERNAME_CHARS} characters: {}",
+            quote(value)
+        ));
+    }
+    if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "username must not contain spaces or control characters: {}",
+            quote(value)
+        ));
+    }
+    if value.is_ascii() && email_problem(&value.to_ascii_lowercase()).is_none() {
+        return Err(format!(
+            "username must not be an email address (Cognito refuses email-format usernames when email is an alias): {}",
+            quote(value)
+        ));
+    }
+    Ok(())
+}
+
+/// Strips the separators people type (including the full-width ones a Japanese IME produces)
+/// and checks E.164.
+fn normalise_phone(value: &str) -> Result<String, String> {
+    let mut number = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            ' '
+            | '\t'
+            | '-'
+            | '('
+            | ')'
+            | '.'
+            | '\u{3000}'
+            | '\u{2010}'..='\u{2015}'
+            | '\u{2212}'
+            | '\u{FF08}'
+            | '\u{FF09}'
+            | '\u{FF0D}'
+            | '\u{FF0E}' => {}
+            '\u{FF0B}' => number.push('+'),
+            '\u{FF10}'..='\u{FF19}' => {
+                if let Some(digit) = char::from_digit(u32::from(c) - 0xFF10, 10) {
+                    number.push(digit);
+                }
+            }
+            _ => number.push(c),
+        }
+    }
+    let e164 = number.strip_prefix('+').is_some_and(|digits| {
+        (7..=15).contains(&digits.len())
+            && digits.bytes().all(|b| b.is_ascii_digit())
+            && !digits.starts_with('0')
+    });
+    if e164 {
+        Ok(number)
+    } else if !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit()) {
+        Err(format!(
+            "phone_number needs the country code in E.164 form, e.g. +81901234567: {}",
+            quote(value)
+        ))
+    } else {
+        Err(format!(
+            "not a valid phone_number (expected E.164 form, e.g. +81901234567): {}",
+            quote(value)
+        ))
+    }
+}
+
+fn parse_groups(value: &str) -> Result<Vec<String>, String> {
+    let mut groups: Vec<String> = Vec::new();
+    // A Japanese IME often types the full-width semicolon; it is never meant as part of a name.
+    for part in value.split([';', '；']) {
+        let name = part.trim();
+        if name.is_empty() {
+            continue;
+        }
+        if name.chars().count() > MAX_GROUP_CHARS {
+            return Err(format!(
+                "group name is longer than {MAX_GROUP_CHARS} characters: {}",
+                quote(name)
+            ));
+        }
+        // Cognito group names match [\p{L}\p{M}\p{S}\p{N}\p{P}]+: no spaces at all.
+        if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(format!(
+                "group name must not contain spaces or control characters: {}",
+                quote(name)
+            ));
+        }
+        if !groups.iter().any(|g| g == name) {
+            groups.push(name.to_owned());
+        }
+    }
+    Ok(groups)
+}
+
+/// Normalises a header cell: trimmed (also of stray BOMs and zero-width spaces left by
+/// concatenated exports), lower-cased except the part after `custom:`, which Cognito treats as
+/// case-sensitive.
+fn normalise_column(raw: &str) -> String {
+    let name = raw.trim_matches(|c: char| c.is_whitespace() || c == '\u{FEFF}' || c == '\u{200B}');
+    match name.get(..7) {
+        Some(prefix) if prefix.eq_ignore_ascii_case("custom:") => {
+            format!("custom:{}", name.get(7..).unwrap_or_default())
+        }
+        _ => name.to_lowercase(),
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Detected {
+    encoding: &'static Encoding,
+    name: &'static str,
+}
+
+const PLAIN_UTF8: Detected = Detected {
+    encoding: UTF_8,
+    name: "UTF-8",
+};
+const BOM_UTF8: Detected = Detected {
+    encoding: UTF_8,
+    name: "UTF-8 with BOM",
+};
+const SJIS: Detected = Detected {
+    encoding: SHIFT_JIS,
+    name: "Shift_JIS",
+};
+
+/// A byte-order mark decides the encoding whatever was asked for: no Shift_JIS file starts
+/// with one, and honouring it beats decoding Excel's "CSV UTF-8" as mojibake.
+fn from_bom(prefix: &[u8]) -> Option<Detected> {
+    if prefix.starts_with(b"\xEF\xBB\xBF") {
+        Some(BOM_UTF8)
+    } else if prefix.starts_with(b"\xFF\xFE") {
+        Some(Detected {
+            encoding: UTF_16LE,
+            name: "UTF-16LE",
+        })
+    } else if prefix.starts_with(b"\xFE\xFF") {
+        Some(Detected {
+            encoding: UTF_16BE,
+            name: "UTF-16BE",
+        })
+    } else {
+        None
+    }
+}
+
+/// Runs strict UTF-8 and Shift_JIS decoders side by side over chunks; each drops out at its
+/// first malformed sequence.
+struct Sniffer {
+    utf8: Option<encoding_rs::Decoder>,
+    sjis: Option<encoding_rs::Decoder>,
+    scratch: Vec<u8>,
+}
+
+impl Sniffer {
+    fn new() -> Self {
+        Sniffer {
+            utf8: Some(UTF_8.new_decoder_without_bom_handling()),
+            sjis: Some(SHIFT_JIS.new_decoder_without_bom_handling()),
+            scratch: vec![0; 16 * 1024],
+        }
+    }
+
+    /// `last` says no more bytes follow, so a sequence cut at the end is malformed rather than
+    /// pending.
+    fn feed(&mut self, chunk: &[u8], last: bool) {
+        let Sniffer {
+            utf8,
+            sjis,
+            scratch,
+        } = self;
+        for slot in [utf8, sjis] {
+            if let Some(decoder) = slot
+                && !decodes_cleanly(decoder, chunk, last, scratch)
+            {
+                *slot = None;
+            }
+        }
+    }
+
+    /// Nothing more to learn: both decoders have failed.
+    fn settled(&self) -> bool {
+        self.utf8.is_none() && self.sjis.is_none()
+    }
+
+    fn verdict(&self) -> Detected {
+        if self.utf8.is_some() || self.sjis.is_none() {
+            PLAIN_UTF8
+        } else {
+            SJIS
+        }
+    }
+}
+
+fn decodes_cleanly(
+    decoder: &mut encoding_rs::Decoder,
+    mut src: &[u8],
+    last: bool,
+    scratch: &mut [u8],
+) -> bool {
+    loop {
+        let (result, read, _) = decoder.decode_to_utf8_without_replacement(src, scratch, last);
+        match result {
+            DecoderResult::InputEmpty => return true,
+            DecoderResult::Malformed(..) => return false,
+            DecoderResult::OutputFull => {
+                if read == 0 {
+                    // Cannot happen with a 16 KiB scratch buffer; bail out rather than spin.
+                    return false;
+                }
+                src = src.get(read..).unwrap_or_default();
+            }
+        }
+    }
+}
+
+fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while let Some(rest) = buf.get_mut(filled..) {
+        if rest.is_empty() {
+            break;
+        }
+        match reader.read(rest) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+/// Chooses the encoding from the first [`SNIFF_BYTES`] and puts those bytes back in front.
+fn start(
+    mut source: Box<dyn Read + Send>,
+    choice: EncodingChoice,
+    path: Option<PathBuf>,
+) -> Result<CohortReader<Box<dyn Read + Send>>, InputError> {
+    let mut prefix = vec![0u8; SNIFF_BYTES];
+    let filled = read_full(&mut source, &mut prefix).map_err(|source| InputError::Io {
+        path: path.clone(),
+        line: None,
+        source,
+    })?;
+    prefix.truncate(filled);
+    let detected = from_bom(&prefix).unwrap_or_else(|| match choice {
+        EncodingChoice::Utf8 => PLAIN_UTF8,
+        EncodingChoice::ShiftJis => SJIS,
+        EncodingChoice::Auto => {
+            let mut sniffer = Sniffer::new();
+            sniffer.feed(&prefix, filled < SNIFF_BYTES);
+            sniffer.verdict()
+        }
+    });
+    let rejoined: Box<dyn Read + Send> = Box::new(Cursor::new(prefix).chain(source));
+    build(rejoined, detected, path)
+}
+
+/// Sets up decoding and CSV parsing, and reads and normalises the header.
+fn build<R: Read>(
+    source: R,
+    detected: Detected,
+    path: Option<PathBuf>,
+) -> Result<CohortReader<R>, InputError> {
+    // Decoding even valid UTF-8 (rather than passing it through) turns bad bytes into U+FFFD in
+    // the cell they belong to, so the reject can name the column.
+    let decoder = DecodeReaderBytesBuilder::new()
+        .encoding(Some(detected.encoding))
+        .strip_bom(true)
+        .build(source);
+    let mut csv = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(LineTracker::new(decoder));
+    let mut record = csv::StringRecord::new();
+    let line = loop {
+        let from = csv.position().byte();
+        match csv.read_record(&mut record) {
+            Ok(false) => return Err(InputError::Empty),
+            Ok(true) => {
+                let line = csv.get_mut().line_of_record(from);
+                if record.iter().all(|f| normalise_column(f).is_empty()) {
+                    continue;
+                }
+                break line;
+            }
+            Err(err) => {
+                let line = csv.get_mut().line_of_record(from);
+                let message = err.to_string();
+                return Err(match err.into_kind() {
+                    csv::ErrorKind::Io(source) => InputError::Io {
+                        path,
+                        line: Some(line),
+                        source,
+                    },
+                    csv::ErrorKind::Utf8 { .. } => InputError::UndecodableEncoding {
+                        encoding: detected.name,
+                        line,
+                    },
+                    _ => InputError::Csv { line, message },
+                });
+            }
+        }
+    };
+
+    let mut columns = Vec::with_capacity(record.len());
+    let mut seen: HashMap<String, usize> = HashMap::with_capacity(record.len());
+    for (index, raw) in record.iter().enumerate() {
+        let position = index + 1;
+        if raw.contains('\u{FFFD}') {
+            return Err(InputError::UndecodableEncoding {
+                encoding: detected.name,
+                line,
+            });
+        }
+        let name = normalise_column(raw);
+        if name.is_empty() {
+            return Err(InputError::EmptyColumnName { position, line });
+        }
+        if let Some(&first) = seen.get(&name) {
+            return Err(InputError::DuplicateColumn {
+                name,
+                first,
+                second: position,
+                line,
+            });
+        }
+        seen.insert(name.clone(), position);
+        columns.push(name);
+    }
+    Ok(CohortReader {
+        csv,
+        columns,
+        header_line: line,
+        detected,
+        path,
+    })
+}
+
+/// Counts physical lines in the decoded stream the CSV parser reads, because the parser's own
+/// line count does not include the blank lines it skips before a record. `\n`, `\r\n` and a
+/// lone `\r` each end a line, as they do for the parser.
+struct LineTracker<R> {
+    inner: R,
+    /// Bytes handed to the parser so far.
+    offset: u64,
+    /// Line of the next byte.
+    line: u64,
+    after_cr: bool,
+    at_line_start: bool,
+    /// (offset, line) of the first byte of each non-blank line the parser has read ahead.
+    /// Records start only there; entries are dropped as records are consumed, so this holds
+    /// just the parser's read-ahead.
+    line_starts: VecDeque<(u64, u64)>,
+}
+
+impl<R> LineTracker<R> {
+    fn new(inner: R) -> Self {
+        LineTracker {
+            inner,
+            offset: 0,
+            line: 1,
+            after_cr: false,
+            at_line_start: true,
+            line_starts: VecDeque::new(),
+        }
+    }
+
+    /// Line of the first non-blank line at or after `from`, the parser's byte position before it
+    /// read the record.
+    fn line_of_record(&mut self, from: u64) -> u64 {
+        while let Some((offset, line)) = self.line_starts.pop_front() {
+            if offset >= from {
+                return line;
+            }
+        }
+        self.line
+    }
+}
+
+impl<R: Read> Read for LineTracker<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        for &byte in buf.get(..n).unwrap_or_default() {
+            match byte {
+                b'\n' => {
+                    if !self.after_cr {
+                        self.line += 1;
+                    }
+                    self.after_cr = false;
+                    self.at_line_start = true;
+                }
+                b'\r' => {
+                    self.line += 1;
+                    self.after_cr = true;
+                    self.at_line_start = true;
+                }
+                _ => {
+                    if self.at_line_start {
+                        self.line_starts.push_back((self.offset, self.line));
+                        self.at_line_start = false;
+                    }
+                    self.after_cr = false;
+                }
+            }
+            self.offset += 1;
+        }
+        Ok(n)
+    }
+}
+
+/// `"value"` with escapes, cut at [`QUOTE_CHARS`] characters so a reason stays short.
+fn quote(value: &str) -> String {
+    let mut out = String::from("\"");
+    let mut used = 0;
+    for c in value.chars() {
+        let escaped: String = match c {
+            '\'' => c.to_string(),
+            _ => c.escape_debug().collect(),
+        };
+        let width = escaped.chars().count();
+        if used + width > QUOTE_CHARS {
+            out.push('…');
+            break;
+        }
+        used += width;
+        out.push_str(&escaped);
+    }
+    out.push('"');
+    out
+}
+
+fn list(names: &[String]) -> String {
+    let mut out: Vec<String> = names.iter().take(LIST_MAX).map(|n| quote(n)).collect();
+    if names.len() > LIST_MAX {
+        out.push(format!("and {} more", names.len() - LIST_MAX));
+    }
+    if out.is_empty() {
+        "(none)".to_owned()
+    } else {
+        out.join(", ")
+    }
+}
+
+/// "3 (C)": the position and the spreadsheet column letters, as Excel users look for them.
+fn col_ref(position: &usize) -> String {
+    let mut letters = Vec::new();
+    let mut n = *position;
+    while n > 0 {
+        let rem = (n - 1) % 26;
+        letters.push(char::from(b'A' + u8::try_from(rem).unwrap_or(0)));
+        n = (n - 1) / 26;
+    }
+    let letters: String = letters.iter().rev().collect();
+    format!("{position} ({letters})")
+}
+
+fn describe_path(path: &Option<PathBuf>) -> String {
+    match path {
+        Some(path) => path.display().to_string(),
+        None => "the input".to_owned(),
+    }
+}
+
+fn near_line(line: &Option<u64>) -> String {
+    match line {
+        Some(line) => format!(" near line {line}"),
+        None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    type Reader = CohortReader<Box<dyn Read + Send>>;
+
+    fn reader(bytes: &[u8]) -> Result<Reader, InputError> {
+        from_reader(Cursor::new(bytes.to_vec()), EncodingChoice::Auto)
+    }
+
+    fn read_with(
+        bytes: &[u8],
+        key_mode: KeyMode,
+        rules: &ColumnRules,
+    ) -> Result<Vec<Record>, InputError> {
+        reader(bytes)?.records(key_mode, rules)?.collect()
+    }
+
+    fn read(text: &str) -> Vec<Record> {
+        read_with(text.as_bytes(), KeyMode::Email, &ColumnRules::default()).expect("readable")
+    }
+
+    fn row(record: &Record) -> &Row {
+        match record {
+            Record::Valid(row) => row,
+            Record::Invalid(reject) => panic!("expected a valid row, got {reject:?}"),
+        }
+    }
+
+    fn reject(record: &Record) -> &Reject {
+        match record {
+            Record::Invalid(reject) => reject,
+            Record::Valid(row) => panic!("expected a reject, got {row:?}"),
+        }
+    }
+
+    fn lines(records: &[Record]) -> Vec<u64> {
+        records
+            .iter()
+            .map(|r| match r {
+                Record::Valid(row) => row.line,
+                Record::Invalid(reject) => reject.line,
+            })
+            .collect()
+    }
+
+    fn attr<'a>(row: &'a Row, name: &str) -> Option<&'a str> {
+        row.attributes
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn bom_is_stripped() {
+        let bytes = "\u{FEFF}email,name\r\nTaro@Example.com,山田 太郎\r\n".as_bytes();
+        let cohort = reader(bytes).unwrap();
+        assert_eq!(cohort.encoding_name(), "UTF-8 with BOM");
+        assert_eq!(cohort.columns(), ["email", "name"]);
+        let records: Vec<Record> = cohort
+            .records(KeyMode::Email, &ColumnRules::default())
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            records,
+            [Record::Valid(Row {
+                line: 2,
+                key: "taro@example.com".into(),
+                email: "taro@example.com".into(),
+                username: None,
+                attributes: vec![("name".into(), "山田 太郎".into())],
+                groups: vec![],
+            })]
+        );
+    }
+
+    #[test]
+    fn plain_utf8_is_named_plainly() {
+        assert_eq!(reader(b"email\n").unwrap().encoding_name(), "UTF-8");
+    }
+
+    #[test]
+    fn shift_jis_is_detected_from_bytes() {
+        let text = "email,name,family_name\r\ntakahashi@example.com,髙橋 ①郎,髙橋\r\n";
+        let (bytes, _, unmappable) = SHIFT_JIS.encode(text);
+        assert!(!unmappable);
+        assert!(std::str::from_utf8(&bytes).is_err());
+        let cohort = reader(&bytes).unwrap();
+        assert_eq!(cohort.encoding_name(), "Shift_JIS");
+        let records: Vec<Record> = cohort
+            .records(KeyMode::Email, &ColumnRules::default())
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(attr(row(&records[0]), "name"), Some("髙橋 ①郎"));
+        assert_eq!(attr(row(&records[0]), "family_name"), Some("髙橋"));
+    }
+
+    #[test]
+    fn open_scans_the_whole_file_for_shift_jis() {
+        // 100 KiB of ASCII rows first: beyond what from_reader would look at.
+        let mut text = String::from("email,name\n");
+        for i in 0..4000 {
+            text.push_str(&format!("user{i}@example.com,User {i}\n"));
+        }
+        assert!(text.len() > SNIFF_BYTES);
+        text.push_str("last@example.com,髙木 ～\n");
+        let (bytes, _, _) = SHIFT_JIS.encode(&text);
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        io::Write::write_all(&mut file, &bytes).unwrap();
+        let cohort = open(file.path(), EncodingChoice::Auto).unwrap();
+        assert_eq!(cohort.encoding_name(), "Shift_JIS");
+        let records: Vec<Record> = cohort
+            .records(KeyMode::Email, &ColumnRules::default())
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(records.len(), 4001);
+        let last = row(&records[4000]);
+        assert_eq!(last.line, 4002);
+        assert_eq!(attr(last, "name"), Some("髙木 ～"));
+    }
+
+    #[test]
+    fn open_reads_utf8_and_reports_missing_files() {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        io::Write::write_all(&mut file, "email,name\na@example.com,Ａ\n".as_bytes()).unwrap();
+        let cohort = open(file.path(), EncodingChoice::Auto).unwrap();
+        assert_eq!(cohort.encoding_name(), "UTF-8");
+        let missing = open(Path::new("/nonexistent/cohort.csv"), EncodingChoice::Auto);
+        let err = missing.unwrap_err();
+        assert!(matches!(err, InputError::Io { line: None, .. }), "{err:?}");
+        assert!(err.to_string().contains("/nonexistent/cohort.csv"));
+    }
+
+    #[test]
+    fn forced_encodings_are_obeyed_but_a_bom_wins() {
+        let (sjis, _, _) = SHIFT_JIS.encode("email,name\na@example.com,山田\n");
+        let forced = from_reader(Cursor::new(sjis.to_vec()), EncodingChoice::ShiftJis).unwrap();
+        assert_eq!(forced.encoding_name(), "Shift_JIS");
+        let records: Vec<Record> = forced
+            .records(KeyMode::Email, &ColumnRules::default())
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(attr(row(&records[0]), "name"), Some("山田"));
+
+        let as_utf8 = from_reader(Cursor::new(sjis.to_vec()), EncodingChoice::Utf8).unwrap();
+        assert_eq!(as_utf8.encoding_name(), "UTF-8");
+        let records: Vec<Record> = as_utf8
+            .records(KeyMode::Email, &ColumnRules::default())
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(reject(&records[0]).reason, INVALID_UTF8);
+
+        let bom = "\u{FEFF}email,name\na@example.com,山田\n"
+            .as_bytes()
+            .to_vec();
+        let cohort = from_reader(Cursor::new(bom), EncodingChoice::ShiftJis).unwrap();
+        assert_eq!(cohort.encoding_name(), "UTF-8 with BOM");
+        assert_eq!(cohort.columns(), ["email", "name"]);
+    }
+
+    #[test]
+    fn utf16_with_bom_is_decoded() {
+        let mut bytes = vec![0xFF, 0xFE];
+        for unit in "email\tx\r\na@example.com\r\n".encode_utf16() {
+            bytes.extend_from_slice(&unit.to_le_bytes());
+        }
+        let cohort = reader(&bytes).unwrap();
+        assert_eq!(cohort.encoding_name(), "UTF-16LE");
+        assert_eq!(cohort.columns(), ["email\tx"]);
+    }
+
+    #[test]
+    fn invalid_bytes_that_are_not_shift_jis_reject_the_row_and_name_the_column() {
+        let bytes = b"email,name\nbad@example.com,ab\xFF\x81 cd\ngood@example.com,ok\n";
+        let cohort = reader(bytes).unwrap();
+        assert_eq!(cohort.encoding_name(), "UTF-8");
+        let records: Vec<Record> = cohort
+            .records(KeyMode::Email, &ColumnRules::default())
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let bad = reject(&records[0]);
+        assert_eq!(bad.line, 2);
+        assert_eq!(bad.column.as_deref(), Some("name"));
+        assert_eq!(bad.email.as_deref(), Some("bad@example.com"));
+        assert_eq!(
+            bad.reason,
+            "invalid UTF-8 bytes; if this file is not UTF-8, pass --encoding shift_jis"
+        );
+        assert_eq!(row(&records[1]).email, "good@example.com");
+    }
+
+    #[test]
+    fn undecodable_header_is_a_run_level_error() {
+        let err = reader(b"em\xFFail,name\n").unwrap_err();
+        assert!(
+            matches!(
+                err,
+                InputError::UndecodableEncoding {
+                    encoding: "UTF-8",
+                    line: 1
+                }
+            ),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn header_names_are_normalised() {
+        let cohort =
+            reader(" Email ,\u{200B}Name,Custom:TenantId,PHONE_NUMBER\n".as_bytes()).unwrap();
+        assert_eq!(
+            cohort.columns(),
+            ["email", "name", "custom:TenantId", "phone_number"]
+        );
+    }
+
+    #[test]
+    fn missing_email_column() {
+        let err = read_with(
+            b"mail,Name\nx@example.com,X\n",
+            KeyMode::Email,
+            &ColumnRules::default(),
+        )
+        .unwrap_err();
+        match &err {
+            InputError::MissingEmailColumn { found, line } => {
+                assert_eq!(found, &["mail", "name"]);
+                assert_eq!(*line, 1);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_eq!(
+            err.to_string(),
+            "the header (line 1) has no \"email\" column; found: \"mail\", \"name\""
+        );
+    }
+
+    #[test]
+    fn duplicate_column() {
+        let err = reader(b"email,Name,name\n").unwrap_err();
+        assert!(
+            matches!(&err, InputError::DuplicateColumn { name, first: 2, second: 3, line: 1 } if name == "name"),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("columns 2 (B) and 3 (C)"), "{err}");
+    }
+
+    #[test]
+    fn empty_column_name() {
+        let err = reader(b"email,,name\n").unwrap_err();
+        assert!(
+            matches!(
+                err,
+                InputError::EmptyColumnName {
+                    position: 2,
+                    line: 1
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(col_ref(&28), "28 (AB)");
+    }
+
+    #[test]
+    fn reserved_columns() {
+        for name in [
+            "sub",
+            "email_verified",
+            "phone_number_verified",
+            "cognito:username",
+            "Cognito:Mfa",
+        ] {
+            let text = format!("email,{name}\n");
+            let err =
+                read_with(text.as_bytes(), KeyMode::Email, &ColumnRules::default()).unwrap_err();
+            match err {
+                InputError::ReservedColumn {
+                    name: got, line, ..
+                } => {
+                    assert_eq!(got, name.to_lowercase());
+                    assert_eq!(line, 1);
+                }
+                other => panic!("{name}: unexpected {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_columns_against_rules() {
+        let rules = ColumnRules {
+            writable: Some(
+                ["name", "given_name", "email", "email_verified"]
+                    .map(String::from)
+                    .into(),
+            ),
+            ..ColumnRules::default()
+        };
+        let err = read_with(
+            b"email,name,nickname,groups,phone_number,username\n",
+            KeyMode::Email,
+            &rules,
+        )
+        .unwrap_err();
+        match err {
+            InputError::UnknownColumns { unknown, valid, .. } => {
+                assert_eq!(unknown, ["nickname", "phone_number"]);
+                assert_eq!(valid, ["email", "given_name", "groups", "name", "username"]);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        let ok = read_with(
+            b"email,name,groups\na@example.com,A,x\n",
+            KeyMode::Email,
+            &rules,
+        )
+        .unwrap();
+        assert_eq!(ok.len(), 1);
+    }
+
+    #[test]
+    fn empty_input_and_blank_lines_only() {
+        for bytes in [&b""[..], b"\n\n\r\n", b"\xEF\xBB\xBF", b",,,\n , \n"] {
+            let err = reader(bytes).unwrap_err();
+            assert!(matches!(err, InputError::Empty), "{bytes:?}: {err:?}");
+        }
+    }
+
+    #[test]
+    fn header_only_gives_no_records() {
+        assert_eq!(read("email,name\r\n"), []);
+        assert_eq!(read("email,name"), []);
+    }
+
+    #[test]
+    fn ragged_rows() {
+        let records = read(
+            "email,name,locale\na@example.com,A,ja,extra\nb@example.com\nc@example.com,C,ja,,\n",
+        );
+        let long = reject(&records[0]);
+        assert_eq!(long.column, None);
+        assert_eq!(long.reason, "row has 4 fields, header has 3");
+        assert_eq!(long.key.as_deref(), Some("a@example.com"));
+        let short = row(&records[1]);
+        assert_eq!(short.attributes, []);
+        // Trailing empty cells (a trailing comma from Excel) are harmless.
+        assert_eq!(attr(row(&records[2]), "locale"), Some("ja"));
+    }
+
+    #[test]
+    fn blank_lines_keep_physical_line_numbers() {
+        let text = "email,name\n\na@example.com,A\n\n\nb@example.com,B\n,,\nc@example.com,C\n";
+        assert_eq!(lines(&read(text)), [3, 6, 8]);
+        let crlf = text.replace('\n', "\r\n");
+        assert_eq!(lines(&read(&crlf)), [3, 6, 8]);
+        let cr = text.replace('\n', "\r");
+        assert_eq!(lines(&read(&cr)), [3, 6, 8]);
+        assert_eq!(lines(&read("\n\nemail\n\nx@example.com\n")), [5]);
+    }
+
+    #[test]
+    fn quoted_newline_keeps_next_line_number() {
+        let text = "email,name\na@example.com,\"two\nlines\"\nb@example.com,\"B, Jr.\"\n";
+        let records = read(text);
+        let first = reject(&records[0]);
+        assert_eq!(first.line, 2);
+        assert_eq!(first.column.as_deref(), Some("name"));
+        assert!(
+            first
+                .reason
+                .starts_with("contains a line break (the row runs from line 2 to 3"),
+            "{}",
+            first.reason
+        );
+        let second = row(&records[1]);
+        assert_eq!(second.line, 4);
+        assert_eq!(attr(second, "name"), Some("B, Jr."));
+    }
+
+    #[test]
+    fn unclosed_quote_is_rejected_with_its_span() {
+        let text = "email,name\na@example.com,\"Taro\nb@example.com,Jiro\nc@example.com,Saburo\n";
+        let records = read(text);
+        assert_eq!(records.len(), 1);
+        let r = reject(&records[0]);
+        assert_eq!(r.line, 2);
+        assert!(
+            r.reason
+                .contains("from line 2 to 5; check for a quote left open"),
+            "{}",
+            r.reason
+        );
+    }
+
+    #[test]
+    fn duplicate_keys_by_case_and_space() {
+        let records = read(
+            "email\ntaro@example.com\n\n  Taro@EXAMPLE.com \njiro@example.com\nTARO@example.com\n",
+        );
+        assert_eq!(row(&records[0]).key, "taro@example.com");
+        let dup = reject(&records[1]);
+        assert_eq!(dup.line, 4);
+        assert_eq!(dup.reason, "duplicate of line 2");
+        assert_eq!(dup.column.as_deref(), Some("email"));
+        assert_eq!(dup.key.as_deref(), Some("taro@example.com"));
+        assert_eq!(row(&records[2]).line, 5);
+        assert_eq!(reject(&records[3]).reason, "duplicate of line 2");
+    }
+
+    #[test]
+    fn invalid_first_occurrence_still_claims_the_key() {
+        let records = read("email,phone_number\na@example.com,123\na@example.com,+81901234567\n");
+        assert_eq!(reject(&records[0]).column.as_deref(), Some("phone_number"));
+        assert_eq!(reject(&records[1]).reason, "duplicate of line 2");
+    }
+
+    #[test]
+    fn username_key_mode() {
+        let text = "email,username\na@example.com, Taro \nb@example.com,taro\nc@example.com,Taro\nd@example.com,\ne@example.com,x@example.com\nf@example.com,has space\n";
+        let records =
+            read_with(text.as_bytes(), KeyMode::Username, &ColumnRules::default()).unwrap();
+        let first = row(&records[0]);
+        assert_eq!(first.key, "Taro");
+        assert_eq!(first.username.as_deref(), Some("Taro"));
+        assert_eq!(row(&records[1]).key, "taro");
+        assert_eq!(reject(&records[2]).reason, "duplicate of line 2");
+        assert_eq!(reject(&records[2]).key.as_deref(), Some("Taro"));
+        assert_eq!(reject(&records[3]).column.as_deref(), Some("username"));
+        assert!(
+            reject(&records[4])
+                .reason
+                .starts_with("username must not be an email address")
+        );
+        assert!(
+            reject(&records[5])
+                .reason
+                .starts_with("username must not contain spaces")
+        );
+
+        let err = read_with(
+            b"email\na@example.com\n",
+            KeyMode::Username,
+            &ColumnRules::default(),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, InputError::MissingUsernameColumn { line: 1 }),
+            "{err:?}"
+        );
+
+        // In email mode the username column is carried, not required.
+        let records = read("email,username\na@example.com,\nb@example.com,bee\n");
+        assert_eq!(row(&records[0]).username, None);
+        assert_eq!(row(&records[0]).key, "a@example.com");
+        assert_eq!(row(&records[1]).username.as_deref(), Some("bee"));
+    }
+
+    #[test]
+    fn phone_numbers_are_normalised_or_rejected() {
+        let cases = [
+            ("+81 90-1234-5678", Ok("+819012345678")),
+            ("(+81) 90.1234.5678", Ok("+819012345678")),
+            ("＋８１ ９０－１２３４－５６７８", Ok("+819012345678")),
+            ("+1 (415) 555-0100", Ok("+14155550100")),
+            (
+                "090-1234-5678",
+                Err("phone_number needs the country code in E.164 form, e.g. +81901234567"),
+            ),
+            ("+0123456789", Err("not a valid phone_number")),
+            ("+12345", Err("not a valid phone_number")),
+            ("+1234567890123456", Err("not a valid phone_number")),
+            ("+81 90 CALL ME", Err("not a valid phone_number")),
+        ];
+        for (input, expected) in cases {
+            let text = format!("email,phone_number\na@example.com,{input}\n");
+            let records = read(&text);
+            match expected {
+                Ok(normalised) => assert_eq!(
+                    attr(row(&records[0]), "phone_number"),
+                    Some(normalised),
+                    "{input}"
+                ),
+                Err(prefix) => {
+                    let r = reject(&records[0]);
+                    assert_eq!(r.column.as_deref(), Some("phone_number"), "{input}");
+                    assert!(r.reason.starts_with(prefix), "{input}: {}", r.reason);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn formula_cells_are_rejected() {
+        for cell in ["=SUM(A1:A2)", "@cmd", "+cmd|' /C calc'!A0", "-x"] {
+            let text = format!(
+                "email,name\na@example.com,\"{}\"\n",
+                cell.replace('"', "\"\"")
+            );
+            let records = read(&text);
+            let r = reject(&records[0]);
+            assert_eq!(r.column.as_deref(), Some("name"), "{cell}");
+            assert!(
+                r.reason.starts_with("looks like a spreadsheet formula"),
+                "{cell}: {}",
+                r.reason
+            );
+        }
+        for cell in ["-5", "+1", "-", "a=b", "太郎"] {
+            let text = format!("email,name\na@example.com,{cell}\n");
+            assert_eq!(attr(row(&read(&text)[0]), "name"), Some(cell), "{cell}");
+        }
+        let records = read("email,groups\na@example.com,=HYPERLINK(\"x\")\n");
+        assert_eq!(reject(&records[0]).column.as_deref(), Some("groups"));
+    }
+
+    #[test]
+    fn megabyte_cell_gets_a_short_reason() {
+        let huge = "あ".repeat(1 << 20);
+        let text = format!("email,name\na@example.com,{huge}\nb@example.com,B\n");
+        let records = read(&text);
+        let r = reject(&records[0]);
+        assert_eq!(r.column.as_deref(), Some("name"));
+        assert_eq!(
+            r.reason,
+            "value is 1048576 characters long; the limit for \"name\" is 2048"
+        );
+        assert!(r.reason.chars().count() < 300);
+        assert_eq!(row(&records[1]).line, 3);
+
+        let huge_email = format!("{}@example.com", "a".repeat(1 << 20));
+        let records = read(&format!("email\n{huge_email}\n"));
+        let r = reject(&records[0]);
+        assert!(r.reason.chars().count() < 300, "{}", r.reason);
+        assert_eq!(r.email, None);
+    }
+
+    #[test]
+    fn control_characters_are_rejected_but_tabs_pass() {
+        let records = read("email,name\na@example.com,A\u{7}B\nb@example.com,\"A\tB\"\n");
+        assert_eq!(
+            reject(&records[0]).reason,
+            "contains the control character U+0007: \"A\\u{7}B\""
+        );
+        assert_eq!(attr(row(&records[1]), "name"), Some("A\tB"));
+    }
+
+    #[test]
+    fn required_attributes() {
+        let rules = ColumnRules {
+            required: ["name", "email", "sub"].map(String::from).into(),
+            ..ColumnRules::default()
+        };
+        let records = read_with(
+            b"email,name\na@example.com,  \nb@example.com,B\n",
+            KeyMode::Email,
+            &rules,
+        )
+        .unwrap();
+        let r = reject(&records[0]);
+        assert_eq!(r.column.as_deref(), Some("name"));
+        assert_eq!(r.reason, "\"name\" is required by the user pool but empty");
+        assert_eq!(row(&records[1]).line, 3);
+
+        let err = read_with(b"email\na@example.com\n", KeyMode::Email, &rules).unwrap_err();
+        assert!(
+            matches!(&err, InputError::MissingRequiredColumns { missing, line: 1 } if missing == &["name"]),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn max_len_from_rules() {
+        let rules = ColumnRules {
+            max_len: [("name".to_owned(), 5)].into(),
+            ..ColumnRules::default()
+        };
+        let records = read_with(
+            "email,name\na@example.com,山田 太郎\nb@example.com,山田 太郎太\n".as_bytes(),
+            KeyMode::Email,
+            &rules,
+        )
+        .unwrap();
+        assert_eq!(attr(row(&records[0]), "name"), Some("山田 太郎"));
+        assert_eq!(
+            reject(&records[1]).reason,
+            "value is 6 characters long; the limit for \"name\" is 5"
+        );
+    }
+
+    #[test]
+    fn groups_parsing() {
+        let records = read(
+            "email,groups\na@example.com, providers ; beta;;providers ; \nb@example.com,\nc@example.com,a；b\nd@example.com,beta testers\n",
+        );
+        assert_eq!(row(&records[0]).groups, ["providers", "beta"]);
+        assert!(row(&records[0]).attributes.is_empty());
+        assert_eq!(row(&records[1]).groups, Vec::<String>::new());
+        assert_eq!(row(&records[2]).groups, ["a", "b"]);
+        let r = reject(&records[3]);
+        assert_eq!(r.column.as_deref(), Some("groups"));
+        assert!(r.reason.starts_with("group name must not contain spaces"));
+
+        let long = "g".repeat(129);
+        let records = read(&format!(
+            "email,groups\na@example.com,ok;{long}\nb@example.com,{}\n",
+            "g".repeat(128)
+        ));
+        assert!(
+            reject(&records[0])
+                .reason
+                .starts_with("group name is longer than 128")
+        );
+        assert_eq!(row(&records[1]).groups, ["g".repeat(128)]);
+    }
+
+    #[test]
+    fn email_edge_cases() {
+        let long_local = format!("{}@example.com", "a".repeat(65));
+        let max_local = format!("{}@example.com", "a".repeat(64));
+        let too_long = format!(
+            "{}@{}.com",
+            "a".repeat(60),
+            "b".repeat(63) + "." + &"c".repeat(63) + "." + &"d".repeat(63)
+        );
+        let cases: &[(&str, Result<&str, &str>)] = &[
+            ("taro.yamada@example.com", Ok("taro.yamada@example.com")),
+            ("  Taro.Yamada@Example.COM  ", Ok("taro.yamada@example.com")),
+            ("a+tag@sub.example.co.jp", Ok("a+tag@sub.example.co.jp")),
+            ("o'brien@example.com", Ok("o'brien@example.com")),
+            ("x@a-b.example", Ok("x@a-b.example")),
+            (&max_local, Ok(&max_local)),
+            ("", Err("email is required but empty")),
+            (
+                "foo@",
+                Err("not a valid email address (nothing after the @)"),
+            ),
+            (
+                "@example.com",
+                Err("not a valid email address (nothing before the @)"),
+            ),
+            ("foo", Err("not a valid email address (no @)")),
+            (
+                "a@b@example.com",
+                Err("not a valid email address (more than one @)"),
+            ),
+            (
+                "taro yamada@example.com",
+                Err("not a valid email address (contains a space)"),
+            ),
+            (
+                "a@localhost",
+                Err("not a valid email address (the domain needs a dot)"),
+            ),
+            (
+                "a@example..com",
+                Err("not a valid email address (the domain has an empty part)"),
+            ),
+            (
+                "a@-example.com",
+                Err("not a valid email address (a domain part starts or ends with a hyphen)"),
+            ),
+            (
+                "a@example-.com",
+                Err("not a valid email address (a domain part starts or ends with a hyphen)"),
+            ),
+            (
+                "a@exa_mple.com",
+                Err("not a valid email address (the domain may only have"),
+            ),
+            (
+                "a@example.c",
+                Err("not a valid email address (the top-level domain"),
+            ),
+            (
+                "a@example.123",
+                Err("not a valid email address (the top-level domain"),
+            ),
+            (
+                ".a@example.com",
+                Err("not a valid email address (misplaced dot"),
+            ),
+            (
+                "a..b@example.com",
+                Err("not a valid email address (misplaced dot"),
+            ),
+            (
+                "a,b@example.com",
+                Err("not a valid email address (a character before the @"),
+            ),
+            (
+                &long_local,
+                Err("not a valid email address (more than 64 characters"),
+            ),
+            (&too_long, Err("not a valid email address (longer than 254")),
+            (
+                "山田@example.com",
+                Err("internationalised email addresses are not supported"),
+            ),
+            (
+                "taro@例え.jp",
+                Err("internationalised email addresses are not supported"),
+            ),
+            ("=a@example.com", Err("looks like a spreadsheet formula")),
+        ];
+        for (input, expected) in cases {
+            let text = format!("email,name\n\"{input}\",X\n");
+            let records = read(&text);
+            match expected {
+                Ok(email) => {
+                    let r = row(&records[0]);
+                    assert_eq!(r.email, *email, "{input:?}");
+                    assert_eq!(r.key, *email, "{input:?}");
+                }
+                Err(prefix) => {
+                    let r = reject(&records[0]);
+                    assert_eq!(r.column.as_deref(), Some("email"), "{input:?}");
+                    assert!(r.reason.starts_with(prefix), "{input:?}: {}", r.reason);
+                    assert!(r.reason.chars().count() <= 200, "{input:?}: {}", r.reason);
+                }
+            }
+        }
+    }
+
+    struct FailAfter {
+        data: Cursor<Vec<u8>>,
+    }
+
+    impl Read for FailAfter {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            match self.data.read(buf)? {
+                0 => Err(io::Error::other("disk on fire")),
+                n => Ok(n),
+            }
+        }
+    }
+
+    #[test]
+    fn io_error_mid_stream_ends_the_iteration() {
+        let mut text = String::from("email\n");
+        for i in 0..20_000 {
+            text.push_str(&format!("u{i}@example.com\n"));
+        }
+        let source = FailAfter {
+            data: Cursor::new(text.into_bytes()),
+        };
+        // The error surfaces from the prefix read or the stream, never as a panic.
+        let result = from_reader(source, EncodingChoice::Utf8)
+            .and_then(|c| c.records(KeyMode::Email, &ColumnRules::default()))
+            .map(|records| records.collect::<Vec<_>>());
+        match result {
+            Err(InputError::Io { .. }) => {}
+            Ok(items) => {
+                let errors: Vec<_> = items.iter().filter(|i| i.is_err()).collect();
+                assert_eq!(errors.len(), 1);
+                assert!(matches!(
+                    items.last(),
+                    Some(Err(InputError::Io { line: Some(_), .. }))
+                ));
+            }
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn readers_are_send() {
+        fn assert_send<T: Send>() {}
+        assert_send::<Reader>();
+        assert_send::<Records<Box<dyn Read + Send>>>();
+    }
+
+    #[test]
+    fn samples_read_as_documented() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("samples");
+        let collect = |name: &str| -> (String, Vec<Record>) {
+            let cohort = open(&dir.join(name), EncodingChoice::Auto).unwrap();
+            let encoding = cohort.encoding_name().to_owned();
+            let records = cohort
+                .records(KeyMode::Email, &ColumnRules::default())
+                .unwrap()
+                .collect::<Result<Vec<_>, _>>()
+                .unwrap();
+            (encoding, records)
+        };
+
+        let (encoding, records) = collect("providers.csv");
+        assert_eq!(encoding, "UTF-8 with BOM");
+        assert_eq!(records.len(), 10);
+        assert!(records.iter().all(|r| matches!(r, Record::Valid(_))));
+        assert!(
+            records
+                .iter()
+                .any(|r| row(r).groups == ["providers", "beta"])
+        );
+
+        let (encoding, records) = collect("providers-sjis.csv");
+        assert_eq!(encoding, "Shift_JIS");
+        assert_eq!(records.len(), 5);
+        let names: Vec<&str> = records
+            .iter()
+            .filter_map(|r| attr(row(r), "name"))
+            .collect();
+        assert!(names.iter().any(|n| n.contains('髙')), "{names:?}");
+        assert!(names.iter().any(|n| n.contains('①')), "{names:?}");
+
+        let (_, records) = collect("invalid.csv");
+        let valid = records
+            .iter()
+            .filter(|r| matches!(r, Record::Valid(_)))
+            .count();
+        assert_eq!(valid, 2);
+        assert!(records.len() >= 8);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let header_then = [b"email,name,phone_number,groups\n".as_slice(), &bytes].concat();
+            for input in [bytes, header_then] {
+                let result = from_reader(Cursor::new(input), EncodingChoice::Auto)
+                    .and_then(|c| c.records(KeyMode::Email, &ColumnRules::default()));
+                if let Ok(records) = result {
+                    for record in records.flatten() {
+                        let (line, reason_len) = match &record {
+                            Record::Valid(row) => (row.line, 0),
+                            Record::Invalid(reject) => (reject.line, reject.reason.chars().count()),
+                        };
+                        prop_assert!(line >= 2);
+                        prop_assert!(reason_len <= 200);
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn valid_rows_round_trip(
+            people in proptest::collection::vec(
+                (
+                    "[A-Za-z0-9]{1,10}(\\.[A-Za-z0-9_+]{1,5})?",
+                    "[A-Za-z0-9]{1,10}(-[a-z0-9]{1,4})?\\.[A-Za-z]{2,5}",
+                    "[ \t]{0,2}",
+                    "[A-Za-z山田太郎髙①, \"]{0,12}",
+                ),
+                1..20,
+            )
+        ) {
+            let mut writer = csv::Writer::from_writer(Vec::new());
+            writer.write_record(["email", "name"]).unwrap();
+            let mut expected = Vec::new();
+            let mut seen = std::collections::HashSet::new();
+            for (local, domain, pad, name) in &people {
+                let email = format!("{pad}{local}@{domain}{pad}");
+                writer.write_record([email.as_str(), name.as_str()]).unwrap();
+                let key = email.trim().to_lowercase();
+                expected.push((key.clone(), seen.insert(key)));
+            }
+            let bytes = writer.into_inner().unwrap();
+            let records = read_with(&bytes, KeyMode::Email, &ColumnRules::default()).unwrap();
+            prop_assert_eq!(records.len(), people.len());
+            for (i, (record, (key, first))) in records.iter().zip(&expected).enumerate() {
+                match record {
+                    Record::Valid(row) => {
+                        prop_assert!(*first);
+                        prop_assert_eq!(&row.key, key);
+                        prop_assert_eq!(row.line, i as u64 + 2);
+                    }
+                    Record::Invalid(reject) => {
+                        prop_assert!(!*first, "{:?}", reject);
+                        prop_assert!(reject.reason.starts_with("duplicate of line"));
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,375 @@
+//! Cognito's request-rate quota categories, which operation falls in which, and one adaptive
+//! rate limiter per category. Every attempt of every call takes a permit here first.
+//!
+//! The quotas are per AWS account and Region and shared with production traffic, so the job
+//! uses a fraction of each, and slows a category down further when Cognito says it is throttling
+//! (multiplicative decrease, gentle recovery: AIMD, as TCP does).
+
+use std::collections::BTreeMap;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use governor::{DefaultDirectRateLimiter, Jitter, Quota};
+use serde::{Deserialize, Serialize};
+
+/// A Cognito request-rate quota category.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Category {
+    UserCreation,
+    UserRead,
+    UserList,
+    UserAccountRecovery,
+    UserUpdate,
+    UserResourceUpdate,
+    UserPoolRead,
+    UserPoolResourceRead,
+}
+
+impl Category {
+    pub const ALL: [Category; 8] = [
+        Category::UserCreation,
+        Category::UserRead,
+        Category::UserList,
+        Category::UserAccountRecovery,
+        Category::UserUpdate,
+        Category::UserResourceUpdate,
+        Category::UserPoolRead,
+        Category::UserPoolResourceRead,
+    ];
+
+    /// Cognito's documented default quota, in requests per second per account and Region.
+    pub fn default_quota(self) -> f64 {
+        match self {
+            Category::UserCreation => 50.0,
+            Category::UserRead => 120.0,
+            Category::UserList => 30.0,
+            Category::UserAccountRecovery => 30.0,
+            Category::UserUpdate => 25.0,
+            Category::UserResourceUpdate => 25.0,
+            Category::UserPoolRead => 15.0,
+            Category::UserPoolResourceRead => 20.0,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Category::UserCreation => "UserCreation",
+            Category::UserRead => "UserRead",
+            Category::UserList => "UserList",
+            Category::UserAccountRecovery => "UserAccountRecovery",
+            Category::UserUpdate => "UserUpdate",
+            Category::UserResourceUpdate => "UserResourceUpdate",
+            Category::UserPoolRead => "UserPoolRead",
+            Category::UserPoolResourceRead => "UserPoolResourceRead",
+        }
+    }
+}
+
+/// Every Cognito operation the tool calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Op {
+    DescribeUserPool,
+    GetProvisionedLimit,
+    ListGroups,
+    ListUsers,
+    ListUsersInGroup,
+    AdminGetUser,
+    AdminCreateUser,
+    /// AdminCreateUser with MessageAction=RESEND: a new invitation to an existing user.
+    AdminCreateUserResend,
+    AdminSetUserPassword,
+    AdminUpdateUserAttributes,
+    AdminAddUserToGroup,
+}
+
+impl Op {
+    /// The quota category each operation draws from. One exhaustive match, so a new operation
+    /// cannot be added without being classified.
+    pub fn category(self) -> Category {
+        match self {
+            Op::AdminCreateUser | Op::AdminCreateUserResend => Category::UserCreation,
+            Op::AdminGetUser => Category::UserRead,
+            Op::ListUsers | Op::ListUsersInGroup => Category::UserList,
+            Op::AdminSetUserPassword => Category::UserAccountRecovery,
+            Op::AdminUpdateUserAttributes => Category::UserUpdate,
+            Op::AdminAddUserToGroup => Category::UserResourceUpdate,
+            Op::DescribeUserPool | Op::GetProvisionedLimit => Category::UserPoolRead,
+            Op::ListGroups => Category::UserPoolResourceRead,
+        }
+    }
+
+    /// Whether the call sends a message to the provider (and so spends the email budget).
+    pub fn sends_message(self) -> bool {
+        match self {
+            Op::AdminCreateUser | Op::AdminCreateUserResend => true,
+            Op::DescribeUserPool
+            | Op::GetProvisionedLimit
+            | Op::ListGroups
+            | Op::ListUsers
+            | Op::ListUsersInGroup
+            | Op::AdminGetUser
+            | Op::AdminSetUserPassword
+            | Op::AdminUpdateUserAttributes
+            | Op::AdminAddUserToGroup => false,
+        }
+    }
+
+    /// Whether repeating the call after an answer was lost can do harm (a second message).
+    /// A lost create is safe to repeat: the repeat fails with UsernameExistsException.
+    pub fn repeat_is_harmful(self) -> bool {
+        matches!(self, Op::AdminCreateUserResend)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::DescribeUserPool => "DescribeUserPool",
+            Op::GetProvisionedLimit => "GetProvisionedLimit",
+            Op::ListGroups => "ListGroups",
+            Op::ListUsers => "ListUsers",
+            Op::ListUsersInGroup => "ListUsersInGroup",
+            Op::AdminGetUser => "AdminGetUser",
+            Op::AdminCreateUser => "AdminCreateUser",
+            Op::AdminCreateUserResend => "AdminCreateUser(RESEND)",
+            Op::AdminSetUserPassword => "AdminSetUserPassword",
+            Op::AdminUpdateUserAttributes => "AdminUpdateUserAttributes",
+            Op::AdminAddUserToGroup => "AdminAddUserToGroup",
+        }
+    }
+}
+
+/// Where a category's quota came from, for the log and the report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QuotaSource {
+    Documented,
+    ConfigFile,
+    Provisioned,
+}
+
+/// The full quota of each category before the fraction is applied.
+#[derive(Debug, Clone)]
+pub struct Quotas {
+    pub per_category: BTreeMap<Category, (f64, QuotaSource)>,
+}
+
+impl Default for Quotas {
+    fn default() -> Self {
+        Quotas {
+            per_category: Category::ALL
+                .iter()
+                .map(|c| (*c, (c.default_quota(), QuotaSource::Documented)))
+                .collect(),
+        }
+    }
+}
+
+impl Quotas {
+    pub fn get(&self, category: Category) -> f64 {
+        self.per_category
+            .get(&category)
+            .map(|(rate, _)| *rate)
+            .unwrap_or_else(|| category.default_quota())
+    }
+
+    pub fn set(&mut self, category: Category, rate: f64, source: QuotaSource) {
+        self.per_category.insert(category, (rate, source));
+    }
+}
+
+/// The lowest share of its target a throttled category is slowed to.
+const MIN_SHARE: f64 = 0.1;
+/// Multiplicative decrease on a throttle.
+const DECREASE: f64 = 0.7;
+/// Successes needed (as a share of the current rate, i.e. about one second's worth) before the
+/// rate creeps back up by one tenth of the target.
+const RECOVER_AFTER_SECONDS: f64 = 1.0;
+
+struct Adaptive {
+    target: f64,
+    current: f64,
+    successes: f64,
+    limiter: Arc<DefaultDirectRateLimiter>,
+    throttles: u64,
+}
+
+/// One category's limiter.
+struct CategoryLimiter {
+    state: Mutex<Adaptive>,
+}
+
+fn build(rate: f64) -> Arc<DefaultDirectRateLimiter> {
+    // A burst of one: a batch job should pace, not spike, inside a quota it shares.
+    let period = Duration::from_secs_f64(1.0 / rate.max(0.01));
+    let quota = Quota::with_period(period)
+        .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
+        .allow_burst(NonZeroU32::MIN);
+    Arc::new(DefaultDirectRateLimiter::direct(quota))
+}
+
+/// The rate limiters of all categories.
+pub struct Limiter {
+    categories: BTreeMap<Category, CategoryLimiter>,
+}
+
+/// What the limiter did, for the report and the benchmark.
+#[derive(Debug, Clone, Serialize)]
+pub struct CategoryStats {
+    pub target_per_second: f64,
+    pub final_per_second: f64,
+    pub throttles: u64,
+}
+
+impl Limiter {
+    /// A limiter per category at `fraction` of its quota.
+    pub fn new(quotas: &Quotas, fraction: f64) -> Self {
+        let categories = Category::ALL
+            .iter()
+            .map(|c| {
+                let target = quotas.get(*c) * fraction;
+                (
+                    *c,
+                    CategoryLimiter {
+                        state: Mutex::new(Adaptive {
+                            target,
+                            current: target,
+                            successes: 0.0,
+                            limiter: build(target),
+                            throttles: 0,
+                        }),
+                    },
+                )
+            })
+            .collect();
+        Limiter { categories }
+    }
+
+    fn state(&self, category: Category) -> Option<std::sync::MutexGuard<'_, Adaptive>> {
+        self.categories
+            .get(&category)
+            .map(|c| c.state.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Waits for a permit in this category.
+    pub async fn acquire(&self, category: Category) {
+        let limiter = match self.state(category) {
+            Some(state) => Arc::clone(&state.limiter),
+            None => return,
+        };
+        limiter
+            .until_ready_with_jitter(Jitter::up_to(Duration::from_millis(2)))
+            .await;
+    }
+
+    /// Cognito throttled a call in this category: slow the whole category down.
+    pub fn throttled(&self, category: Category) {
+        if let Some(mut s) = self.state(category) {
+            s.throttles += 1;
+            let floor = s.target * MIN_SHARE;
+            let next = (s.current * DECREASE).max(floor);
+            if next < s.current {
+                s.current = next;
+                s.limiter = build(next);
+            }
+            s.successes = 0.0;
+        }
+    }
+
+    /// A call in this category went through: after about a second of clean calls, step back up.
+    pub fn succeeded(&self, category: Category) {
+        if let Some(mut s) = self.state(category) {
+            if s.current >= s.target {
+                return;
+            }
+            s.successes += 1.0;
+            if s.successes >= s.current * RECOVER_AFTER_SECONDS {
+                let next = (s.current + s.target * 0.1).min(s.target);
+                s.current = next;
+                s.limiter = build(next);
+                s.successes = 0.0;
+            }
+        }
+    }
+
+    /// The current rate of a category, in requests per second.
+    pub fn current_rate(&self, category: Category) -> f64 {
+        self.state(category).map(|s| s.current).unwrap_or(0.0)
+    }
+
+    pub fn stats(&self) -> BTreeMap<Category, CategoryStats> {
+        Category::ALL
+            .iter()
+            .filter_map(|c| {
+                self.state(*c).map(|s| {
+                    (
+                        *c,
+                        CategoryStats {
+                            target_per_second: s.target,
+                            final_per_second: s.current,
+                            throttles: s.throttles,
+                        },
+                    )
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_operation_has_the_documented_category() {
+        assert_eq!(Op::AdminCreateUser.category(), Category::UserCreation);
+        assert_eq!(Op::AdminCreateUserResend.category(), Category::UserCreation);
+        assert_eq!(Op::AdminGetUser.category(), Category::UserRead);
+        assert_eq!(Op::ListUsers.category(), Category::UserList);
+        assert_eq!(Op::ListUsersInGroup.category(), Category::UserList);
+        assert_eq!(Op::AdminAddUserToGroup.category(), Category::UserResourceUpdate);
+        assert_eq!(Op::AdminSetUserPassword.category(), Category::UserAccountRecovery);
+        assert_eq!(Op::AdminUpdateUserAttributes.category(), Category::UserUpdate);
+        assert_eq!(Op::DescribeUserPool.category(), Category::UserPoolRead);
+        assert_eq!(Op::ListGroups.category(), Category::UserPoolResourceRead);
+    }
+
+    #[test]
+    fn only_invitations_spend_the_email_budget() {
+        assert!(Op::AdminCreateUser.sends_message());
+        assert!(Op::AdminCreateUserResend.sends_message());
+        assert!(!Op::AdminSetUserPassword.sends_message());
+        assert!(!Op::AdminGetUser.sends_message());
+    }
+
+    #[test]
+    fn throttling_slows_a_category_and_success_brings_it_back() {
+        let limiter = Limiter::new(&Quotas::default(), 0.8);
+        assert!((limiter.current_rate(Category::UserCreation) - 40.0).abs() < 1e-9);
+        limiter.throttled(Category::UserCreation);
+        assert!((limiter.current_rate(Category::UserCreation) - 28.0).abs() < 1e-9);
+        assert!((limiter.current_rate(Category::UserRead) - 96.0).abs() < 1e-9);
+        for _ in 0..200 {
+            limiter.throttled(Category::UserCreation);
+        }
+        assert!((limiter.current_rate(Category::UserCreation) - 4.0).abs() < 1e-9);
+        for _ in 0..10_000 {
+            limiter.succeeded(Category::UserCreation);
+        }
+        assert!((limiter.current_rate(Category::UserCreation) - 40.0).abs() < 1e-9);
+        assert_eq!(limiter.stats()[&Category::UserCreation].throttles, 201);
+    }
+
+    #[tokio::test]
+    async fn acquire_paces_at_the_configured_rate() {
+        let mut quotas = Quotas::default();
+        quotas.set(Category::UserCreation, 10.0, QuotaSource::ConfigFile);
+        let limiter = Limiter::new(&quotas, 1.0);
+        let start = std::time::Instant::now();
+        for _ in 0..11 {
+            limiter.acquire(Category::UserCreation).await;
+        }
+        // governor reads the real clock, so this measures real pacing of 10 permits at 10/s.
+        let elapsed = start.elapsed();
+        assert!(elapsed >= Duration::from_millis(950), "{elapsed:?}");
+    }
+}

@@ -1,0 +1,478 @@
+//! Deciding what to do for one row: a pure function of the row, the user as read from the pool,
+//! the job's own history of that user, the run's policy and the time. No I/O, no clock.
+
+use chrono::{DateTime, Duration, Utc};
+use serde::Serialize;
+
+use crate::cli::{Delivery, Reissue};
+use crate::cognito::{RemoteUser, UserStatus};
+
+/// What the job remembers of a user from earlier runs (empty for a user it never saw).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct History {
+    /// When the job last sent this user an invitation (create or re-issue) that went out.
+    pub last_invited_at: Option<DateTime<Utc>>,
+    /// Re-issues the job has sent this user so far.
+    pub reissues: u32,
+    /// Groups the job has already put this user in.
+    pub groups_done: Vec<String>,
+}
+
+/// The run's settings that decisions depend on.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub reissue: Reissue,
+    pub delivery: Delivery,
+    /// The pool's `TemporaryPasswordValidityDays`.
+    pub validity: Duration,
+    /// With `--reissue expired`: re-issue at most this many times per user.
+    pub max_reissues: u32,
+}
+
+/// How a new temporary password reaches an existing user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReissueMethod {
+    /// AdminCreateUser with MessageAction=RESEND: sends a new invitation.
+    Resend,
+    /// AdminSetUserPassword with Permanent=false: sends nothing (suppress delivery).
+    SetPassword,
+}
+
+/// Why a user is left alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Keep {
+    /// Invited, temporary password still valid (or its expiry cannot be known).
+    Pending { expires_at: Option<DateTime<Utc>> },
+    /// Invitation expired, and the run does not re-issue (`--reissue never`).
+    Expired { expired_at: DateTime<Utc> },
+    /// The provider has set a password.
+    Confirmed,
+}
+
+/// Why a user needs a person to look at it; the job changes nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attention {
+    Disabled,
+    /// A status the job does not manage (RESET_REQUIRED, UNCONFIRMED, EXTERNAL_PROVIDER, ...).
+    Status(UserStatus),
+    /// The invitation expired again after `--max-reissues` re-issues.
+    ReissueLimit { reissues: u32, expired_at: DateTime<Utc> },
+    /// The key matched a user whose email is not the row's.
+    EmailMismatch { remote: Option<String> },
+}
+
+/// The main thing to do for a row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Create,
+    Reissue {
+        method: ReissueMethod,
+        /// When the previous invitation expired (None: re-issued because `--reissue always`).
+        expired_at: Option<DateTime<Utc>>,
+    },
+    Keep(Keep),
+    Attention(Attention),
+}
+
+/// The decision for one row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub action: Action,
+    /// Groups from the row the user is not yet in.
+    pub add_groups: Vec<String>,
+    /// Set `email_verified=true`: without it the provider can never recover the account alone.
+    pub verify_email: bool,
+}
+
+impl Decision {
+    /// Whether carrying out the decision sends the provider a message (and so spends the
+    /// email budget; the executor defers it when the budget is spent).
+    pub fn sends_message(&self, delivery: Delivery) -> bool {
+        match &self.action {
+            Action::Create => delivery != Delivery::Suppress,
+            Action::Reissue { method, .. } => *method == ReissueMethod::Resend,
+            Action::Keep(_) | Action::Attention(_) => false,
+        }
+    }
+
+    /// Whether nothing at all would be done: the row has converged.
+    pub fn is_settled(&self) -> bool {
+        matches!(self.action, Action::Keep(_) | Action::Attention(_))
+            && self.add_groups.is_empty()
+            && !self.verify_email
+    }
+}
+
+/// Quota-seconds that `calls` calls cost at `rate` requests per second: the time they occupy
+/// a category's quota.
+pub fn quota_seconds(calls: u64, rate: f64) -> f64 {
+    if rate <= 0.0 {
+        f64::INFINITY
+    } else {
+        calls as f64 / rate
+    }
+}
+
+/// When the user's current temporary password expires: from the job's own record of its last
+/// invitation, or, for users it did not invite, from `UserLastModifiedDate`.
+pub fn expiry(remote: &RemoteUser, history: &History, validity: Duration) -> Option<DateTime<Utc>> {
+    history
+        .last_invited_at
+        .or(remote.last_modified)
+        .map(|at| at + validity)
+}
+
+/// Decides what to do for one row.
+///
+/// | user in the pool | status / condition                                   | action                          |
+/// |------------------|------------------------------------------------------|---------------------------------|
+/// | absent           |                                                      | `Create` (+ all groups)         |
+/// | present          | email differs from the row's (username-keyed pools)  | `Attention(EmailMismatch)`      |
+/// | present          | disabled (any status)                                | `Attention(Disabled)`           |
+/// | present          | `FORCE_CHANGE_PASSWORD`, `--reissue always`          | `Reissue`                       |
+/// | present          | `FORCE_CHANGE_PASSWORD`, expired, `expired`, under the cap | `Reissue`                 |
+/// | present          | `FORCE_CHANGE_PASSWORD`, expired, `expired`, cap reached   | `Attention(ReissueLimit)` |
+/// | present          | `FORCE_CHANGE_PASSWORD`, expired, `--reissue never`  | `Keep(Expired)`                 |
+/// | present          | `FORCE_CHANGE_PASSWORD`, not expired (or unknown)    | `Keep(Pending)`                 |
+/// | present          | `CONFIRMED`                                          | `Keep(Confirmed)`               |
+/// | present          | any other status                                     | `Attention(Status)`             |
+///
+/// `Reissue` uses RESEND, or `AdminSetUserPassword` (Permanent=false) with `--delivery suppress`.
+/// For `FORCE_CHANGE_PASSWORD` and `CONFIRMED` users, groups from the row the user is not in are
+/// added and a missing `email_verified=true` is set; users needing attention are not touched.
+/// The executor turns a message-sending action into `deferred` when the email budget is spent.
+pub fn decide(
+    row_email: &str,
+    row_groups: &[String],
+    remote: Option<&RemoteUser>,
+    member_of: &dyn Fn(&str) -> bool,
+    history: &History,
+    policy: &Policy,
+    now: DateTime<Utc>,
+) -> Decision {
+    let Some(user) = remote else {
+        return Decision {
+            action: Action::Create,
+            add_groups: row_groups.to_vec(),
+            verify_email: false,
+        };
+    };
+    let attention = |a: Attention| Decision {
+        action: Action::Attention(a),
+        add_groups: Vec::new(),
+        verify_email: false,
+    };
+    if let Some(email) = &user.email
+        && !email.eq_ignore_ascii_case(row_email)
+    {
+        return attention(Attention::EmailMismatch {
+            remote: Some(email.clone()),
+        });
+    }
+    if !user.enabled {
+        return attention(Attention::Disabled);
+    }
+    let action = match &user.status {
+        UserStatus::ForceChangePassword => {
+            let method = match policy.delivery {
+                Delivery::Suppress => ReissueMethod::SetPassword,
+                Delivery::Email | Delivery::Sms => ReissueMethod::Resend,
+            };
+            let expires_at = expiry(user, history, policy.validity);
+            let expired_at = expires_at.filter(|at| *at <= now);
+            match (policy.reissue, expired_at) {
+                (Reissue::Always, _) => Action::Reissue {
+                    method,
+                    expired_at,
+                },
+                (Reissue::Expired, Some(at)) if history.reissues >= policy.max_reissues => {
+                    return attention(Attention::ReissueLimit {
+                        reissues: history.reissues,
+                        expired_at: at,
+                    });
+                }
+                (Reissue::Expired, Some(at)) => Action::Reissue {
+                    method,
+                    expired_at: Some(at),
+                },
+                (Reissue::Never, Some(at)) => Action::Keep(Keep::Expired { expired_at: at }),
+                (Reissue::Expired | Reissue::Never, None) => {
+                    Action::Keep(Keep::Pending { expires_at })
+                }
+            }
+        }
+        UserStatus::Confirmed => Action::Keep(Keep::Confirmed),
+        other => return attention(Attention::Status(other.clone())),
+    };
+    let add_groups = row_groups
+        .iter()
+        .filter(|g| !member_of(g) && !history.groups_done.contains(g))
+        .cloned()
+        .collect();
+    Decision {
+        action,
+        add_groups,
+        verify_email: !user.email_verified,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 22, 12, 0, 0).unwrap()
+    }
+
+    fn policy(reissue: Reissue) -> Policy {
+        Policy {
+            reissue,
+            delivery: Delivery::Email,
+            validity: Duration::days(7),
+            max_reissues: 3,
+        }
+    }
+
+    fn user(status: UserStatus, modified_days_ago: i64) -> RemoteUser {
+        RemoteUser {
+            username: "u-1".into(),
+            status,
+            enabled: true,
+            email: Some("a@example.com".into()),
+            email_verified: true,
+            sub: Some("u-1".into()),
+            last_modified: Some(now() - Duration::days(modified_days_ago)),
+            created: Some(now() - Duration::days(30)),
+        }
+    }
+
+    fn groups() -> Vec<String> {
+        vec!["providers".to_string(), "beta".to_string()]
+    }
+
+    fn decide_for(remote: Option<&RemoteUser>, history: &History, policy: &Policy) -> Decision {
+        decide(
+            "a@example.com",
+            &groups(),
+            remote,
+            &|g| g == "providers",
+            history,
+            policy,
+            now(),
+        )
+    }
+
+    #[test]
+    fn absent_user_is_created_with_all_groups() {
+        let d = decide_for(None, &History::default(), &policy(Reissue::Expired));
+        assert_eq!(d.action, Action::Create);
+        assert_eq!(d.add_groups, groups());
+        assert!(d.sends_message(Delivery::Email));
+        assert!(!d.sends_message(Delivery::Suppress));
+    }
+
+    #[test]
+    fn email_mismatch_needs_attention() {
+        let mut u = user(UserStatus::Confirmed, 1);
+        u.email = Some("other@example.com".into());
+        let d = decide_for(Some(&u), &History::default(), &policy(Reissue::Expired));
+        assert_eq!(
+            d.action,
+            Action::Attention(Attention::EmailMismatch {
+                remote: Some("other@example.com".into())
+            })
+        );
+        assert!(d.add_groups.is_empty());
+    }
+
+    #[test]
+    fn disabled_user_needs_attention_whatever_the_status() {
+        let mut u = user(UserStatus::ForceChangePassword, 30);
+        u.enabled = false;
+        let d = decide_for(Some(&u), &History::default(), &policy(Reissue::Always));
+        assert_eq!(d.action, Action::Attention(Attention::Disabled));
+    }
+
+    #[test]
+    fn pending_user_is_reissued_when_always() {
+        let u = user(UserStatus::ForceChangePassword, 1);
+        let d = decide_for(Some(&u), &History::default(), &policy(Reissue::Always));
+        assert_eq!(
+            d.action,
+            Action::Reissue {
+                method: ReissueMethod::Resend,
+                expired_at: None
+            }
+        );
+        assert!(d.sends_message(Delivery::Email));
+    }
+
+    #[test]
+    fn expired_user_is_reissued_when_expired() {
+        let u = user(UserStatus::ForceChangePassword, 8);
+        let d = decide_for(Some(&u), &History::default(), &policy(Reissue::Expired));
+        assert_eq!(
+            d.action,
+            Action::Reissue {
+                method: ReissueMethod::Resend,
+                expired_at: Some(now() - Duration::days(1))
+            }
+        );
+    }
+
+    #[test]
+    fn expired_user_at_the_cap_needs_attention() {
+        let u = user(UserStatus::ForceChangePassword, 8);
+        let history = History {
+            reissues: 3,
+            ..History::default()
+        };
+        let d = decide_for(Some(&u), &history, &policy(Reissue::Expired));
+        assert_eq!(
+            d.action,
+            Action::Attention(Attention::ReissueLimit {
+                reissues: 3,
+                expired_at: now() - Duration::days(1)
+            })
+        );
+    }
+
+    #[test]
+    fn expired_user_is_kept_when_never() {
+        let u = user(UserStatus::ForceChangePassword, 8);
+        let d = decide_for(Some(&u), &History::default(), &policy(Reissue::Never));
+        assert_eq!(
+            d.action,
+            Action::Keep(Keep::Expired {
+                expired_at: now() - Duration::days(1)
+            })
+        );
+    }
+
+    #[test]
+    fn valid_invitation_is_pending_with_its_expiry() {
+        let u = user(UserStatus::ForceChangePassword, 2);
+        let d = decide_for(Some(&u), &History::default(), &policy(Reissue::Expired));
+        assert_eq!(
+            d.action,
+            Action::Keep(Keep::Pending {
+                expires_at: Some(now() + Duration::days(5))
+            })
+        );
+        assert_eq!(d.add_groups, vec!["beta".to_string()]);
+    }
+
+    #[test]
+    fn unknown_expiry_is_pending() {
+        let mut u = user(UserStatus::ForceChangePassword, 2);
+        u.last_modified = None;
+        let d = decide_for(Some(&u), &History::default(), &policy(Reissue::Expired));
+        assert_eq!(d.action, Action::Keep(Keep::Pending { expires_at: None }));
+    }
+
+    #[test]
+    fn the_jobs_own_invitation_time_wins_over_last_modified() {
+        let u = user(UserStatus::ForceChangePassword, 1);
+        let history = History {
+            last_invited_at: Some(now() - Duration::days(9)),
+            ..History::default()
+        };
+        let d = decide_for(Some(&u), &history, &policy(Reissue::Expired));
+        assert!(matches!(d.action, Action::Reissue { .. }), "{d:?}");
+    }
+
+    #[test]
+    fn confirmed_user_is_kept_and_email_verified_is_fixed() {
+        let mut u = user(UserStatus::Confirmed, 1);
+        u.email_verified = false;
+        let d = decide_for(Some(&u), &History::default(), &policy(Reissue::Always));
+        assert_eq!(d.action, Action::Keep(Keep::Confirmed));
+        assert!(d.verify_email);
+        assert!(!d.sends_message(Delivery::Email));
+    }
+
+    #[test]
+    fn other_statuses_need_attention() {
+        for status in [
+            UserStatus::ResetRequired,
+            UserStatus::Unconfirmed,
+            UserStatus::ExternalProvider,
+            UserStatus::Compromised,
+            UserStatus::Other("NEW".into()),
+        ] {
+            let u = user(status.clone(), 1);
+            let d = decide_for(Some(&u), &History::default(), &policy(Reissue::Always));
+            assert_eq!(d.action, Action::Attention(Attention::Status(status)));
+            assert!(!d.verify_email && d.add_groups.is_empty());
+        }
+    }
+
+    #[test]
+    fn suppress_delivery_reissues_without_a_message() {
+        let u = user(UserStatus::ForceChangePassword, 8);
+        let mut p = policy(Reissue::Expired);
+        p.delivery = Delivery::Suppress;
+        let d = decide_for(Some(&u), &History::default(), &p);
+        assert_eq!(
+            d.action,
+            Action::Reissue {
+                method: ReissueMethod::SetPassword,
+                expired_at: Some(now() - Duration::days(1))
+            }
+        );
+        assert!(!d.sends_message(Delivery::Suppress));
+    }
+
+    #[test]
+    fn groups_already_done_are_not_added_again() {
+        let u = user(UserStatus::Confirmed, 1);
+        let history = History {
+            groups_done: vec!["beta".into()],
+            ..History::default()
+        };
+        let d = decide_for(Some(&u), &history, &policy(Reissue::Expired));
+        assert!(d.is_settled(), "{d:?}");
+    }
+
+    /// Applying a decision and deciding again settles: nothing more to do.
+    #[test]
+    fn decisions_converge() {
+        let p = policy(Reissue::Expired);
+        let starts = [
+            None,
+            Some(user(UserStatus::ForceChangePassword, 8)),
+            Some(user(UserStatus::ForceChangePassword, 1)),
+            Some(user(UserStatus::Confirmed, 1)),
+            Some(user(UserStatus::ResetRequired, 1)),
+        ];
+        for start in starts {
+            let mut remote = start.clone();
+            let mut history = History::default();
+            let d = decide_for(remote.as_ref(), &history, &p);
+            // What the executor does, applied to the model.
+            match d.action {
+                Action::Create | Action::Reissue { .. } => {
+                    let mut u = remote.unwrap_or_else(|| user(UserStatus::ForceChangePassword, 0));
+                    u.status = UserStatus::ForceChangePassword;
+                    u.last_modified = Some(now());
+                    history.last_invited_at = Some(now());
+                    if matches!(d.action, Action::Reissue { .. }) {
+                        history.reissues += 1;
+                    }
+                    remote = Some(u);
+                }
+                Action::Keep(_) | Action::Attention(_) => {}
+            }
+            if let Some(u) = remote.as_mut()
+                && d.verify_email
+            {
+                u.email_verified = true;
+            }
+            history.groups_done.extend(d.add_groups.iter().cloned());
+            let again = decide_for(remote.as_ref(), &history, &p);
+            assert!(again.is_settled(), "from {start:?}: {d:?} then {again:?}");
+        }
+    }
+}

@@ -1,0 +1,339 @@
+//! The results report: a pure fold of row results into a summary, rendered as JSON and CSV with
+//! the same rows. Never holds a password: nothing here has a field that could carry one.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+
+use crate::error::{Error, exit};
+
+/// What finally happened to a row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Created,
+    Reissued,
+    Skipped,
+    Deferred,
+    Attention,
+    Invalid,
+    Failed,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 7] = [
+        Outcome::Created,
+        Outcome::Reissued,
+        Outcome::Skipped,
+        Outcome::Deferred,
+        Outcome::Attention,
+        Outcome::Invalid,
+        Outcome::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Created => "created",
+            Outcome::Reissued => "reissued",
+            Outcome::Skipped => "skipped",
+            Outcome::Deferred => "deferred",
+            Outcome::Attention => "attention",
+            Outcome::Invalid => "invalid",
+            Outcome::Failed => "failed",
+        }
+    }
+}
+
+/// One row of the report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RowReport {
+    /// Line of the input file (header = 1).
+    pub row: u64,
+    pub key: String,
+    pub username: Option<String>,
+    pub email: Option<String>,
+    /// What was decided: create, reissue, skip, attention, none (invalid rows).
+    pub action: String,
+    pub outcome: Outcome,
+    pub reason: String,
+    pub status_before: Option<String>,
+    pub status_after: Option<String>,
+    pub temp_password_expires_at: Option<DateTime<Utc>>,
+    pub attempts: u32,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+}
+
+/// A finished (or interrupted) run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub run_id: String,
+    pub command: String,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    pub user_pool_id: String,
+    pub dry_run: bool,
+    pub interrupted: bool,
+    pub summary: BTreeMap<&'static str, u64>,
+    /// Calls that reached Cognito, per quota category, and throttles seen.
+    pub calls: BTreeMap<String, u64>,
+    pub throttles: BTreeMap<String, u64>,
+    /// With Cognito's own email sender: when the next invitation can go out, if the budget is spent.
+    pub email_budget_frees_at: Option<DateTime<Utc>>,
+    pub rows: Vec<RowReport>,
+}
+
+/// Counts per outcome, every outcome present (zero when none).
+pub fn summarize(rows: &[RowReport]) -> BTreeMap<&'static str, u64> {
+    let mut out: BTreeMap<&'static str, u64> =
+        Outcome::ALL.iter().map(|o| (o.as_str(), 0)).collect();
+    for r in rows {
+        *out.entry(r.outcome.as_str()).or_default() += 1;
+    }
+    out
+}
+
+/// The exit code a finished run reports: 3 if any row was invalid or failed.
+pub fn exit_code(rows: &[RowReport], interrupted: bool) -> u8 {
+    if interrupted {
+        exit::ABORTED
+    } else if rows
+        .iter()
+        .any(|r| matches!(r.outcome, Outcome::Invalid | Outcome::Failed))
+    {
+        exit::ROWS_FAILED
+    } else {
+        exit::OK
+    }
+}
+
+/// The one-line summary printed on stderr at the end.
+pub fn one_line(report: &Report) -> String {
+    let counts: Vec<String> = report
+        .summary
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(k, n)| format!("{n} {k}"))
+        .collect();
+    let secs = (report.finished_at - report.started_at).num_milliseconds() as f64 / 1000.0;
+    format!(
+        "{}{} rows in {secs:.1}s: {}",
+        if report.dry_run { "dry run: " } else { "" },
+        report.rows.len(),
+        if counts.is_empty() {
+            "nothing to do".to_string()
+        } else {
+            counts.join(", ")
+        }
+    )
+}
+
+/// Neutralises a cell that a spreadsheet would run as a formula (OWASP "CSV injection").
+pub fn escape_cell(s: &str) -> std::borrow::Cow<'_, str> {
+    match s.chars().next() {
+        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{s}").into(),
+        _ => s.into(),
+    }
+}
+
+const CSV_COLUMNS: [&str; 13] = [
+    "row",
+    "key",
+    "username",
+    "email",
+    "action",
+    "outcome",
+    "reason",
+    "status_before",
+    "status_after",
+    "temp_password_expires_at",
+    "attempts",
+    "error_code",
+    "error_message",
+];
+
+fn time(t: &Option<DateTime<Utc>>) -> String {
+    t.map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
+        .unwrap_or_default()
+}
+
+/// Writes the rows as CSV (UTF-8 with a BOM, so Excel reads the Japanese names right).
+pub fn write_csv<W: Write>(mut out: W, rows: &[RowReport]) -> std::io::Result<()> {
+    out.write_all("\u{feff}".as_bytes())?;
+    let mut w = csv::Writer::from_writer(out);
+    w.write_record(CSV_COLUMNS)?;
+    for r in rows {
+        let opt = |s: &Option<String>| s.clone().unwrap_or_default();
+        let record = [
+            r.row.to_string(),
+            r.key.clone(),
+            opt(&r.username),
+            opt(&r.email),
+            r.action.clone(),
+            r.outcome.as_str().to_string(),
+            r.reason.clone(),
+            opt(&r.status_before),
+            opt(&r.status_after),
+            time(&r.temp_password_expires_at),
+            r.attempts.to_string(),
+            opt(&r.error_code),
+            opt(&r.error_message),
+        ];
+        w.write_record(record.iter().map(|c| escape_cell(c).into_owned()))?;
+    }
+    w.flush()
+}
+
+/// The report's two files, created (empty) before any work so a bad path fails first.
+pub struct ReportFiles {
+    pub json: PathBuf,
+    pub csv: PathBuf,
+}
+
+impl ReportFiles {
+    /// Creates the directory and both files now.
+    pub fn open(dir: &Path, run_id: &str) -> Result<Self, Error> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io("cannot create report directory", dir, e))?;
+        let files = ReportFiles {
+            json: dir.join(format!("{run_id}.json")),
+            csv: dir.join(format!("{run_id}.csv")),
+        };
+        for path in [&files.json, &files.csv] {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(path)
+                .map_err(|e| Error::io("cannot create report file", path, e))?;
+        }
+        Ok(files)
+    }
+
+    /// Writes both files through a temporary name and a rename, so a reader never sees half.
+    pub fn write(&self, report: &Report) -> Result<(), Error> {
+        let write_atomic = |path: &Path, f: &dyn Fn(&mut std::fs::File) -> std::io::Result<()>| {
+            let tmp = path.with_extension("tmp");
+            let mut file = std::fs::File::create(&tmp)
+                .map_err(|e| Error::io("cannot write report", &tmp, e))?;
+            f(&mut file)
+                .and_then(|_| file.sync_all())
+                .map_err(|e| Error::io("cannot write report", &tmp, e))?;
+            std::fs::rename(&tmp, path).map_err(|e| Error::io("cannot write report", path, e))
+        };
+        write_atomic(&self.json, &|f| {
+            serde_json::to_writer_pretty(&mut *f, report).map_err(std::io::Error::other)?;
+            f.write_all(b"\n")
+        })?;
+        write_atomic(&self.csv, &|f| write_csv(&mut *f, &report.rows))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(n: u64, outcome: Outcome) -> RowReport {
+        RowReport {
+            row: n,
+            key: format!("p{n}@example.com"),
+            username: Some(format!("p{n}@example.com")),
+            email: Some(format!("p{n}@example.com")),
+            action: "create".into(),
+            outcome,
+            reason: "created".into(),
+            status_before: None,
+            status_after: Some("FORCE_CHANGE_PASSWORD".into()),
+            temp_password_expires_at: None,
+            attempts: 1,
+            error_code: None,
+            error_message: None,
+        }
+    }
+
+    #[test]
+    fn formula_cells_are_escaped_and_others_left_alone() {
+        assert_eq!(escape_cell("=HYPERLINK(\"x\")"), "'=HYPERLINK(\"x\")");
+        assert_eq!(escape_cell("+81 90"), "'+81 90");
+        assert_eq!(escape_cell("-1"), "'-1");
+        assert_eq!(escape_cell("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(escape_cell("\tx"), "'\tx");
+        assert_eq!(escape_cell("山田 太郎"), "山田 太郎");
+        assert_eq!(escape_cell("a=b"), "a=b");
+        assert_eq!(escape_cell(""), "");
+    }
+
+    #[test]
+    fn csv_has_the_header_the_rows_and_escapes() {
+        let mut r = row(2, Outcome::Invalid);
+        r.reason = "=cmd|' /C calc'!A0".into();
+        let mut buf = Vec::new();
+        write_csv(&mut buf, &[r, row(3, Outcome::Created)]).unwrap();
+        let text = String::from_utf8(buf).unwrap();
+        let mut lines = text.lines();
+        assert_eq!(
+            lines.next().unwrap(),
+            "\u{feff}row,key,username,email,action,outcome,reason,status_before,status_after,temp_password_expires_at,attempts,error_code,error_message"
+        );
+        assert_eq!(
+            lines.next().unwrap(),
+            "2,p2@example.com,p2@example.com,p2@example.com,create,invalid,'=cmd|' /C calc'!A0,,FORCE_CHANGE_PASSWORD,,1,,"
+        );
+        assert!(lines.next().unwrap().starts_with("3,p3@example.com"));
+        assert_eq!(lines.next(), None);
+    }
+
+    #[test]
+    fn summary_counts_every_outcome() {
+        let rows = [
+            row(2, Outcome::Created),
+            row(3, Outcome::Created),
+            row(4, Outcome::Invalid),
+        ];
+        let s = summarize(&rows);
+        assert_eq!(s["created"], 2);
+        assert_eq!(s["invalid"], 1);
+        assert_eq!(s["failed"], 0);
+        assert_eq!(s.len(), 7);
+    }
+
+    #[test]
+    fn exit_code_rules() {
+        assert_eq!(exit_code(&[row(2, Outcome::Created), row(3, Outcome::Deferred)], false), 0);
+        assert_eq!(exit_code(&[row(2, Outcome::Attention)], false), 0);
+        assert_eq!(exit_code(&[row(2, Outcome::Created), row(3, Outcome::Failed)], false), 3);
+        assert_eq!(exit_code(&[row(2, Outcome::Invalid)], false), 3);
+        assert_eq!(exit_code(&[row(2, Outcome::Created)], true), 1);
+    }
+
+    #[test]
+    fn report_files_refuse_to_overwrite_and_are_written_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = ReportFiles::open(dir.path(), "r1").unwrap();
+        assert!(ReportFiles::open(dir.path(), "r1").is_err());
+        let now = Utc::now();
+        let rows = vec![row(2, Outcome::Created)];
+        let report = Report {
+            run_id: "r1".into(),
+            command: "run".into(),
+            started_at: now,
+            finished_at: now,
+            user_pool_id: "eu-west-1_x".into(),
+            dry_run: false,
+            interrupted: false,
+            summary: summarize(&rows),
+            calls: BTreeMap::new(),
+            throttles: BTreeMap::new(),
+            email_budget_frees_at: None,
+            rows,
+        };
+        files.write(&report).unwrap();
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&files.json).unwrap()).unwrap();
+        assert_eq!(json["summary"]["created"], 1);
+        assert_eq!(json["rows"][0]["outcome"], "created");
+        assert_eq!(json["rows"][0]["row"], 2);
+        assert!(one_line(&report).contains("1 created"), "{}", one_line(&report));
+    }
+}
