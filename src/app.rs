@@ -35,7 +35,14 @@ pub fn main(cli: Cli) -> u8 {
         Command::Status(a) => (None, None, a.report_dir.as_deref()),
         Command::Check(_) => (None, None, None),
     };
-    let common = match config::common(&cli.global, &file, rate_fraction, concurrency, report_dir, tty) {
+    let common = match config::common(
+        &cli.global,
+        &file,
+        rate_fraction,
+        concurrency,
+        report_dir,
+        tty,
+    ) {
         Ok(c) => c,
         Err(e) => return fail_early(&e),
     };
@@ -45,7 +52,11 @@ pub fn main(cli: Cli) -> u8 {
         .build()
     {
         Ok(rt) => rt,
-        Err(e) => return fail_early(&Error::Config(format!("cannot start the async runtime: {e}"))),
+        Err(e) => {
+            return fail_early(&Error::Config(format!(
+                "cannot start the async runtime: {e}"
+            )));
+        }
     };
     let result = runtime.block_on(async {
         match &cli.command {
@@ -86,7 +97,9 @@ async fn limiter_for(common: &Common, cognito: &Cognito, used: &[Category]) -> L
     let probe = Limiter::new(&quotas, common.rate_fraction);
     if common.use_provisioned_limits {
         for category in used {
-            if common.quotas.per_category.get(category).map(|(_, s)| *s) == Some(QuotaSource::ConfigFile) {
+            if common.quotas.per_category.get(category).map(|(_, s)| *s)
+                == Some(QuotaSource::ConfigFile)
+            {
                 continue;
             }
             probe.acquire(Op::GetProvisionedLimit.category()).await;
@@ -96,7 +109,9 @@ async fn limiter_for(common: &Common, cognito: &Cognito, used: &[Category]) -> L
                     quotas.set(*category, rate, QuotaSource::Provisioned);
                 }
                 Err(e) => {
-                    tracing::debug!("GetProvisionedLimit not answered ({e}); using the documented quotas");
+                    tracing::debug!(
+                        "GetProvisionedLimit not answered ({e}); using the documented quotas"
+                    );
                     break;
                 }
             }
@@ -191,7 +206,9 @@ fn read_cohort(
     for record in reader.records(key_mode, rules)? {
         match record? {
             Record::Valid(row) => {
-                if delivery == Delivery::Sms && !row.attributes.iter().any(|(n, _)| n == "phone_number") {
+                if delivery == Delivery::Sms
+                    && !row.attributes.iter().any(|(n, _)| n == "phone_number")
+                {
                     rejects.push(Reject {
                         line: row.line,
                         column: Some("phone_number".into()),
@@ -234,7 +251,10 @@ where
 
 /// Checks that every group the cohort names exists in the pool.
 async fn check_groups(exec: &Executor, cognito: &Cognito, rows: &[Row]) -> Result<(), Error> {
-    let wanted: BTreeSet<&str> = rows.iter().flat_map(|r| r.groups.iter().map(String::as_str)).collect();
+    let wanted: BTreeSet<&str> = rows
+        .iter()
+        .flat_map(|r| r.groups.iter().map(String::as_str))
+        .collect();
     if wanted.is_empty() {
         return Ok(());
     }
@@ -244,7 +264,11 @@ async fn check_groups(exec: &Executor, cognito: &Cognito, rows: &[Row]) -> Resul
     .await?
     .into_iter()
     .collect();
-    let missing: Vec<&str> = wanted.iter().copied().filter(|g| !existing.contains(*g)).collect();
+    let missing: Vec<&str> = wanted
+        .iter()
+        .copied()
+        .filter(|g| !existing.contains(*g))
+        .collect();
     if missing.is_empty() {
         return Ok(());
     }
@@ -257,7 +281,10 @@ async fn check_groups(exec: &Executor, cognito: &Cognito, rows: &[Row]) -> Resul
         if have.is_empty() {
             "no groups".to_string()
         } else {
-            have.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+            have.iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         }
     )))
 }
@@ -279,7 +306,10 @@ async fn scan_users(
 ) -> Result<BTreeMap<String, RemoteUser>, Error> {
     let wanted: HashSet<String> = rows.iter().map(|r| r.key.to_lowercase()).collect();
     let users = all_pages(exec, Op::ListUsers, |next| async {
-        cognito.list_users(None, next).await.map(|p| (p.users, p.next))
+        cognito
+            .list_users(None, next)
+            .await
+            .map(|p| (p.users, p.next))
     })
     .await?;
     Ok(users
@@ -328,13 +358,25 @@ fn spawn_memberships(
 
 /// Which lookup costs fewer quota-seconds for this cohort: one AdminGetUser per row, or a
 /// ListUsers scan of the whole pool (60 users a page).
-pub fn choose_lookup(choice: LookupChoice, cohort: usize, pool_users: u64, quotas: &Limiter) -> LookupChoice {
+pub fn choose_lookup(
+    choice: LookupChoice,
+    cohort: usize,
+    pool_users: u64,
+    quotas: &Limiter,
+) -> LookupChoice {
     match choice {
         LookupChoice::Get | LookupChoice::Scan => choice,
         LookupChoice::Auto => {
             let get = plan::quota_seconds(cohort as u64, quotas.current_rate(Category::UserRead));
-            let scan = plan::quota_seconds(pool_users.div_ceil(60).max(1), quotas.current_rate(Category::UserList));
-            if scan < get { LookupChoice::Scan } else { LookupChoice::Get }
+            let scan = plan::quota_seconds(
+                pool_users.div_ceil(60).max(1),
+                quotas.current_rate(Category::UserList),
+            );
+            if scan < get {
+                LookupChoice::Scan
+            } else {
+                LookupChoice::Get
+            }
         }
     }
 }
@@ -364,7 +406,9 @@ fn watch_signals(cancel: Arc<Cancel>) {
             _ = tokio::signal::ctrl_c() => {}
             _ = &mut term => {}
         }
-        tracing::warn!("stopping: finishing the rows in flight, then writing the report (signal again to quit at once)");
+        tracing::warn!(
+            "stopping: finishing the rows in flight, then writing the report (signal again to quit at once)"
+        );
         cancel.cancel();
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
@@ -443,12 +487,14 @@ async fn run(common: &Common, settings: &RunSettings, _args: &RunArgs) -> Result
         }
     );
     let lookup = match strategy {
-        LookupChoice::Scan => Lookup::Scanned(scan_users(&exec, &cognito, &pool, key_mode, &rows).await?),
+        LookupChoice::Scan => {
+            Lookup::Scanned(scan_users(&exec, &cognito, &pool, key_mode, &rows).await?)
+        }
         _ => Lookup::PerRow,
     };
     let groups: BTreeSet<String> = rows.iter().flat_map(|r| r.groups.iter().cloned()).collect();
-    let memberships = (!groups.is_empty())
-        .then(|| spawn_memberships(Arc::clone(&exec), cognito.clone(), groups));
+    let memberships =
+        (!groups.is_empty()).then(|| spawn_memberships(Arc::clone(&exec), cognito.clone(), groups));
     let ctx = Arc::new(Ctx {
         cognito,
         exec: Arc::clone(&exec),
@@ -531,7 +577,12 @@ fn email_budget(pool: &PoolInfo, settings: &RunSettings, rows: usize) -> Budget 
 }
 
 /// Runs the rows with bounded concurrency; rows not started when the run stops are deferred.
-async fn process_rows(ctx: &Arc<Ctx>, rows: Vec<Row>, concurrency: usize, bar: bool) -> Vec<RowReport> {
+async fn process_rows(
+    ctx: &Arc<Ctx>,
+    rows: Vec<Row>,
+    concurrency: usize,
+    bar: bool,
+) -> Vec<RowReport> {
     let progress = Progress::start("onboarding", rows.len() as u64, bar);
     let semaphore = Arc::new(tokio::sync::Semaphore::new(concurrency));
     let mut tasks = tokio::task::JoinSet::new();
@@ -614,7 +665,14 @@ async fn check(common: &Common, file: &FileConfig, args: &CheckArgs) -> Result<u
     if let Some(pool_id) = &common.pool_id {
         let cognito = Cognito::connect(&common.connection, pool_id).await?;
         let limiter = Arc::new(Limiter::new(&common.quotas, common.rate_fraction));
-        let exec = Executor::new(limiter, RetryPolicy { max_attempts: common.max_attempts, ..RetryPolicy::default() }, Arc::new(Cancel::default()));
+        let exec = Executor::new(
+            limiter,
+            RetryPolicy {
+                max_attempts: common.max_attempts,
+                ..RetryPolicy::default()
+            },
+            Arc::new(Cancel::default()),
+        );
         let pool = exec
             .call(Op::DescribeUserPool, || cognito.describe_pool())
             .await
@@ -626,12 +684,31 @@ async fn check(common: &Common, file: &FileConfig, args: &CheckArgs) -> Result<u
         println!(
             "  password policy: at least {} characters{}{}{}{}",
             pool.policy.minimum_length,
-            if pool.policy.require_uppercase { ", upper-case" } else { "" },
-            if pool.policy.require_lowercase { ", lower-case" } else { "" },
-            if pool.policy.require_numbers { ", digits" } else { "" },
-            if pool.policy.require_symbols { ", symbols" } else { "" },
+            if pool.policy.require_uppercase {
+                ", upper-case"
+            } else {
+                ""
+            },
+            if pool.policy.require_lowercase {
+                ", lower-case"
+            } else {
+                ""
+            },
+            if pool.policy.require_numbers {
+                ", digits"
+            } else {
+                ""
+            },
+            if pool.policy.require_symbols {
+                ", symbols"
+            } else {
+                ""
+            },
         );
-        println!("  temporary passwords valid: {} days", pool.temporary_password_validity_days);
+        println!(
+            "  temporary passwords valid: {} days",
+            pool.temporary_password_validity_days
+        );
         println!("  email sending account: {}", pool.email_sending_account);
         if let Some(r) = &reader {
             let (k, ru) = rules_for(&pool, r.columns())?;
@@ -648,7 +725,14 @@ async fn check(common: &Common, file: &FileConfig, args: &CheckArgs) -> Result<u
     let Some(reader) = reader else {
         return Ok(exit::OK);
     };
-    println!("input: {} ({})", args.input.as_ref().map(|p| p.display().to_string()).unwrap_or_default(), reader.encoding_name());
+    println!(
+        "input: {} ({})",
+        args.input
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default(),
+        reader.encoding_name()
+    );
     println!("  columns: {}", reader.columns().join(", "));
     let mut valid = 0u64;
     let mut invalid = 0u64;
@@ -687,5 +771,9 @@ async fn check(common: &Common, file: &FileConfig, args: &CheckArgs) -> Result<u
             valid.div_ceil(u64::from(COGNITO_DEFAULT_DAILY_EMAILS))
         );
     }
-    Ok(if invalid > 0 { exit::ROWS_FAILED } else { exit::OK })
+    Ok(if invalid > 0 {
+        exit::ROWS_FAILED
+    } else {
+        exit::OK
+    })
 }

@@ -180,7 +180,10 @@ pub fn common(
             endpoint_url,
             attempt_timeout: Duration::from_secs_f64(timeout),
         },
-        log_format: global.log_format.or(file.log_format).unwrap_or(LogFormat::Text),
+        log_format: global
+            .log_format
+            .or(file.log_format)
+            .unwrap_or(LogFormat::Text),
         verbosity: global.verbose as i8 - global.quiet as i8,
         progress: stderr_is_terminal && !global.no_progress,
         state_path: global
@@ -243,7 +246,14 @@ mod tests {
 
     #[test]
     fn command_line_wins_over_the_file_which_wins_over_defaults() {
-        let cli = parse(&["--region", "eu-west-1", "run", "x.csv", "--rate-fraction", "0.5"]);
+        let cli = parse(&[
+            "--region",
+            "eu-west-1",
+            "run",
+            "x.csv",
+            "--rate-fraction",
+            "0.5",
+        ]);
         let file: FileConfig = toml::from_str(
             "region = \"us-east-1\"\nprofile = \"ops\"\nrate_fraction = 0.2\nconcurrency = 4\n[quotas]\nUserCreation = 100\n",
         )
@@ -251,8 +261,15 @@ mod tests {
         let Command::Run(run_args) = &cli.command else {
             panic!()
         };
-        let c = common(&cli.global, &file, run_args.rate_fraction, run_args.concurrency, None, false)
-            .unwrap();
+        let c = common(
+            &cli.global,
+            &file,
+            run_args.rate_fraction,
+            run_args.concurrency,
+            None,
+            false,
+        )
+        .unwrap();
         assert_eq!(c.connection.region.as_deref(), Some("eu-west-1"));
         assert_eq!(c.connection.profile.as_deref(), Some("ops"));
         assert_eq!(c.rate_fraction, 0.5);
@@ -290,13 +307,31 @@ mod tests {
     fn suppress_and_password_file_go_together() {
         let file = FileConfig::default();
         let cli = parse(&["run", "x.csv", "--delivery", "suppress"]);
-        let Command::Run(a) = &cli.command else { panic!() };
-        assert!(run(a, &file).unwrap_err().to_string().contains("--password-file"));
+        let Command::Run(a) = &cli.command else {
+            panic!()
+        };
+        assert!(
+            run(a, &file)
+                .unwrap_err()
+                .to_string()
+                .contains("--password-file")
+        );
         let cli = parse(&["run", "x.csv", "--password-file", "p.csv"]);
-        let Command::Run(a) = &cli.command else { panic!() };
+        let Command::Run(a) = &cli.command else {
+            panic!()
+        };
         assert!(run(a, &file).unwrap_err().to_string().contains("suppress"));
-        let cli = parse(&["run", "x.csv", "--delivery", "suppress", "--password-file", "p.csv"]);
-        let Command::Run(a) = &cli.command else { panic!() };
+        let cli = parse(&[
+            "run",
+            "x.csv",
+            "--delivery",
+            "suppress",
+            "--password-file",
+            "p.csv",
+        ]);
+        let Command::Run(a) = &cli.command else {
+            panic!()
+        };
         assert_eq!(run(a, &file).unwrap().delivery, Delivery::Suppress);
     }
 }

@@ -257,12 +257,20 @@ mod tests {
 
     #[test]
     fn backoff_is_reproducible_with_a_seed() {
-        let a: Vec<_> = Backoff::new(Duration::from_millis(50), Duration::from_secs(1), StdRng::seed_from_u64(9))
-            .take(10)
-            .collect();
-        let b: Vec<_> = Backoff::new(Duration::from_millis(50), Duration::from_secs(1), StdRng::seed_from_u64(9))
-            .take(10)
-            .collect();
+        let a: Vec<_> = Backoff::new(
+            Duration::from_millis(50),
+            Duration::from_secs(1),
+            StdRng::seed_from_u64(9),
+        )
+        .take(10)
+        .collect();
+        let b: Vec<_> = Backoff::new(
+            Duration::from_millis(50),
+            Duration::from_secs(1),
+            StdRng::seed_from_u64(9),
+        )
+        .take(10)
+        .collect();
         assert_eq!(a, b);
     }
 
@@ -291,7 +299,10 @@ mod tests {
         }
     }
 
-    async fn run_script(op: Op, script: Vec<Result<u32, ErrorClass>>) -> (Result<Done<u32>, Failed>, usize) {
+    async fn run_script(
+        op: Op,
+        script: Vec<Result<u32, ErrorClass>>,
+    ) -> (Result<Done<u32>, Failed>, usize) {
         let ex = executor();
         let script = Mutex::new(script.into_iter());
         let calls = Mutex::new(0usize);

@@ -326,9 +326,18 @@ mod tests {
         assert_eq!(Op::AdminGetUser.category(), Category::UserRead);
         assert_eq!(Op::ListUsers.category(), Category::UserList);
         assert_eq!(Op::ListUsersInGroup.category(), Category::UserList);
-        assert_eq!(Op::AdminAddUserToGroup.category(), Category::UserResourceUpdate);
-        assert_eq!(Op::AdminSetUserPassword.category(), Category::UserAccountRecovery);
-        assert_eq!(Op::AdminUpdateUserAttributes.category(), Category::UserUpdate);
+        assert_eq!(
+            Op::AdminAddUserToGroup.category(),
+            Category::UserResourceUpdate
+        );
+        assert_eq!(
+            Op::AdminSetUserPassword.category(),
+            Category::UserAccountRecovery
+        );
+        assert_eq!(
+            Op::AdminUpdateUserAttributes.category(),
+            Category::UserUpdate
+        );
         assert_eq!(Op::DescribeUserPool.category(), Category::UserPoolRead);
         assert_eq!(Op::ListGroups.category(), Category::UserPoolResourceRead);
     }

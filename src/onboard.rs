@@ -11,7 +11,9 @@ use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
 use crate::cli::Delivery;
-use crate::cognito::{CallError, Cognito, ErrorClass, Medium, NewUser, PoolInfo, RemoteUser, UserStatus, UsernameMode};
+use crate::cognito::{
+    CallError, Cognito, ErrorClass, Medium, NewUser, PoolInfo, RemoteUser, UserStatus, UsernameMode,
+};
 use crate::error::Error;
 use crate::executor::{Executor, Failed};
 use crate::input::Row;
@@ -175,7 +177,10 @@ fn keep_reason(k: &Keep) -> String {
     match k {
         Keep::Pending {
             expires_at: Some(at),
-        } => format!("invitation pending; temporary password valid until {}", time(*at)),
+        } => format!(
+            "invitation pending; temporary password valid until {}",
+            time(*at)
+        ),
         Keep::Pending { expires_at: None } => {
             "invitation pending; its expiry is not known".to_string()
         }
@@ -190,9 +195,9 @@ fn keep_reason(k: &Keep) -> String {
 fn attention_reason(a: &Attention) -> String {
     match a {
         Attention::Disabled => "the user is disabled; nothing was changed".to_string(),
-        Attention::Status(s) => format!(
-            "status {s} is not one this tool manages; nothing was changed"
-        ),
+        Attention::Status(s) => {
+            format!("status {s} is not one this tool manages; nothing was changed")
+        }
         Attention::ReissueLimit {
             reissues,
             expired_at,
@@ -371,7 +376,10 @@ impl Ctx {
         let extras = extras(d);
         let (outcome, reason) = match &d.action {
             Action::Create => (Outcome::Created, "would create and invite".to_string()),
-            Action::Reissue { .. } => (Outcome::Reissued, "would re-issue the invitation".to_string()),
+            Action::Reissue { .. } => (
+                Outcome::Reissued,
+                "would re-issue the invitation".to_string(),
+            ),
             Action::Keep(k) => (Outcome::Skipped, keep_reason(k)),
             Action::Attention(a) => (Outcome::Attention, attention_reason(a)),
         };
@@ -383,7 +391,13 @@ impl Ctx {
         r
     }
 
-    async fn create(&self, mut r: RowReport, row: &Row, d: &Decision, history: &History) -> RowReport {
+    async fn create(
+        &self,
+        mut r: RowReport,
+        row: &Row,
+        d: &Decision,
+        history: &History,
+    ) -> RowReport {
         let name = self.username_for(row);
         if d.sends_message(self.policy.delivery)
             && let Err(why) = self.budget.try_take()
@@ -401,9 +415,14 @@ impl Ctx {
                 return r;
             }
         };
+        // The email goes in explicitly: only pools that use it as the username derive it.
+        let attributes: Vec<(String, String)> =
+            std::iter::once(("email".to_string(), row.email.clone()))
+                .chain(row.attributes.iter().cloned())
+                .collect();
         let new_user = NewUser {
             username: &name,
-            attributes: &row.attributes,
+            attributes: &attributes,
             password: &password,
             medium: medium(self.policy.delivery),
         };
@@ -449,8 +468,9 @@ impl Ctx {
                 };
                 match (found, f.maybe_done) {
                     (Some(user), true) if user.status == UserStatus::ForceChangePassword => {
-                        r.reason = "created (an earlier answer was lost; re-reading found the user)"
-                            .to_string();
+                        r.reason =
+                            "created (an earlier answer was lost; re-reading found the user)"
+                                .to_string();
                         user
                     }
                     (Some(user), _) if f.error.class == ErrorClass::Exists => {
@@ -491,7 +511,12 @@ impl Ctx {
             .await
     }
 
-    async fn add_groups_after_create(&self, r: RowReport, username: &str, groups: &[String]) -> RowReport {
+    async fn add_groups_after_create(
+        &self,
+        r: RowReport,
+        username: &str,
+        groups: &[String],
+    ) -> RowReport {
         let d = Decision {
             action: Action::Create,
             add_groups: groups.to_vec(),
@@ -500,12 +525,21 @@ impl Ctx {
         self.fix_up(r, username, &d).await
     }
 
-    async fn reissue(&self, mut r: RowReport, user: RemoteUser, method: ReissueMethod, d: &Decision) -> RowReport {
+    async fn reissue(
+        &self,
+        mut r: RowReport,
+        user: RemoteUser,
+        method: ReissueMethod,
+        d: &Decision,
+    ) -> RowReport {
         if d.sends_message(self.policy.delivery)
             && let Err(why) = self.budget.try_take()
         {
             r.outcome = Outcome::Deferred;
-            r.reason = format!("invitation expired; re-issue deferred: {}", deferral_reason(why));
+            r.reason = format!(
+                "invitation expired; re-issue deferred: {}",
+                deferral_reason(why)
+            );
             return r;
         }
         let password = match password::generate(&self.pool.policy) {
@@ -522,7 +556,8 @@ impl Ctx {
             ReissueMethod::SetPassword => self
                 .exec
                 .call(Op::AdminSetUserPassword, || {
-                    self.cognito.set_temporary_password(&user.username, &password)
+                    self.cognito
+                        .set_temporary_password(&user.username, &password)
                 })
                 .await
                 .map(|done| {
@@ -545,8 +580,17 @@ impl Ctx {
         }
         r.outcome = Outcome::Reissued;
         r.reason = match (method, &d.action) {
-            (ReissueMethod::Resend, Action::Reissue { expired_at: Some(at), .. }) => {
-                format!("invitation had expired at {}; re-sent with a new temporary password", time(*at))
+            (
+                ReissueMethod::Resend,
+                Action::Reissue {
+                    expired_at: Some(at),
+                    ..
+                },
+            ) => {
+                format!(
+                    "invitation had expired at {}; re-sent with a new temporary password",
+                    time(*at)
+                )
             }
             (ReissueMethod::Resend, _) => "re-sent with a new temporary password".to_string(),
             (ReissueMethod::SetPassword, _) => {
@@ -566,14 +610,20 @@ impl Ctx {
     }
 
     /// RESEND, where a lost answer is checked by re-reading the user rather than sending twice.
-    async fn resend(&self, r: &mut RowReport, user: &RemoteUser, password: &TempPassword) -> Result<(), Failed> {
+    async fn resend(
+        &self,
+        r: &mut RowReport,
+        user: &RemoteUser,
+        password: &TempPassword,
+    ) -> Result<(), Failed> {
         let medium = medium(self.policy.delivery);
         let mut last = None;
         for _round in 0..2 {
             match self
                 .exec
                 .call(Op::AdminCreateUserResend, || {
-                    self.cognito.resend_invitation(&user.username, password, medium)
+                    self.cognito
+                        .resend_invitation(&user.username, password, medium)
                 })
                 .await
             {
@@ -634,7 +684,9 @@ impl Ctx {
         for group in &d.add_groups {
             match self
                 .exec
-                .call(Op::AdminAddUserToGroup, || self.cognito.add_to_group(username, group))
+                .call(Op::AdminAddUserToGroup, || {
+                    self.cognito.add_to_group(username, group)
+                })
                 .await
             {
                 Ok(x) => {
@@ -699,7 +751,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("pw.csv");
         let f = PasswordFile::create(&path).unwrap();
-        f.record("u1", &TempPassword::new("Abc,def1!".into())).unwrap();
+        f.record("u1", &TempPassword::new("Abc,def1!".into()))
+            .unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text, "username,temporary_password\nu1,\"Abc,def1!\"\n");
         #[cfg(unix)]

@@ -113,11 +113,7 @@ pub fn violations(policy: &PasswordPolicy, password: &str) -> Vec<&'static str> 
     if policy.require_numbers && !password.chars().any(|c| c.is_ascii_digit()) {
         out.push("no digit");
     }
-    if policy.require_symbols
-        && !password
-            .bytes()
-            .any(|b| SYMBOLS.contains(&b) || b == b' ')
-    {
+    if policy.require_symbols && !password.bytes().any(|b| SYMBOLS.contains(&b) || b == b' ') {
         out.push("no symbol from Cognito's set");
     }
     if password.starts_with(char::is_whitespace) || password.ends_with(char::is_whitespace) {
@@ -160,7 +156,11 @@ mod tests {
         for policy in policies() {
             for _ in 0..200 {
                 let p = generate_with(&policy, &mut rng);
-                assert_eq!(violations(&policy, p.expose()), Vec::<&str>::new(), "{policy:?}");
+                assert_eq!(
+                    violations(&policy, p.expose()),
+                    Vec::<&str>::new(),
+                    "{policy:?}"
+                );
                 assert!(p.expose().len() >= policy.minimum_length.max(GENERATED_LENGTH));
                 assert!(!p.expose().contains(' '));
                 let first = p.expose().as_bytes()[0];
@@ -198,8 +198,14 @@ mod tests {
                 "no symbol from Cognito's set"
             ]
         );
-        assert_eq!(violations(&policy, " Abcdef1!"), vec!["begins or ends with whitespace"]);
-        assert!(violations(&policy, "Abcdef1 x").is_empty(), "a space is a symbol");
+        assert_eq!(
+            violations(&policy, " Abcdef1!"),
+            vec!["begins or ends with whitespace"]
+        );
+        assert!(
+            violations(&policy, "Abcdef1 x").is_empty(),
+            "a space is a symbol"
+        );
         assert_eq!(
             violations(&policy, "Abcdéf1!"),
             vec!["has a character outside Basic Latin"]

@@ -57,9 +57,14 @@ pub enum Attention {
     /// A status the job does not manage (RESET_REQUIRED, UNCONFIRMED, EXTERNAL_PROVIDER, ...).
     Status(UserStatus),
     /// The invitation expired again after `--max-reissues` re-issues.
-    ReissueLimit { reissues: u32, expired_at: DateTime<Utc> },
+    ReissueLimit {
+        reissues: u32,
+        expired_at: DateTime<Utc>,
+    },
     /// The key matched a user whose email is not the row's.
-    EmailMismatch { remote: Option<String> },
+    EmailMismatch {
+        remote: Option<String>,
+    },
 }
 
 /// The main thing to do for a row.
@@ -182,10 +187,7 @@ pub fn decide(
             let expires_at = expiry(user, history, policy.validity);
             let expired_at = expires_at.filter(|at| *at <= now);
             match (policy.reissue, expired_at) {
-                (Reissue::Always, _) => Action::Reissue {
-                    method,
-                    expired_at,
-                },
+                (Reissue::Always, _) => Action::Reissue { method, expired_at },
                 (Reissue::Expired, Some(at)) if history.reissues >= policy.max_reissues => {
                     return attention(Attention::ReissueLimit {
                         reissues: history.reissues,

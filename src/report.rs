@@ -196,7 +196,11 @@ pub struct ReportFiles {
 impl ReportFiles {
     /// Creates the directory and both files now.
     pub fn open(dir: &Path, run_id: &str) -> Result<Self, Error> {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io("cannot create report directory", dir, e))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::io("cannot create report directory", dir, e))?;
+        // Absolute paths, so the names printed at the end work from any directory.
+        let dir = &std::fs::canonicalize(dir)
+            .map_err(|e| Error::io("cannot open report directory", dir, e))?;
         let files = ReportFiles {
             json: dir.join(format!("{run_id}.json")),
             csv: dir.join(format!("{run_id}.csv")),
@@ -300,9 +304,18 @@ mod tests {
 
     #[test]
     fn exit_code_rules() {
-        assert_eq!(exit_code(&[row(2, Outcome::Created), row(3, Outcome::Deferred)], false), 0);
+        assert_eq!(
+            exit_code(
+                &[row(2, Outcome::Created), row(3, Outcome::Deferred)],
+                false
+            ),
+            0
+        );
         assert_eq!(exit_code(&[row(2, Outcome::Attention)], false), 0);
-        assert_eq!(exit_code(&[row(2, Outcome::Created), row(3, Outcome::Failed)], false), 3);
+        assert_eq!(
+            exit_code(&[row(2, Outcome::Created), row(3, Outcome::Failed)], false),
+            3
+        );
         assert_eq!(exit_code(&[row(2, Outcome::Invalid)], false), 3);
         assert_eq!(exit_code(&[row(2, Outcome::Created)], true), 1);
     }
@@ -334,6 +347,10 @@ mod tests {
         assert_eq!(json["summary"]["created"], 1);
         assert_eq!(json["rows"][0]["outcome"], "created");
         assert_eq!(json["rows"][0]["row"], 2);
-        assert!(one_line(&report).contains("1 created"), "{}", one_line(&report));
+        assert!(
+            one_line(&report).contains("1 created"),
+            "{}",
+            one_line(&report)
+        );
     }
 }

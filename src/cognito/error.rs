@@ -58,7 +58,9 @@ pub fn classify_code(op: Op, code: &str, http_status: Option<u16>) -> ErrorClass
         }
         "LimitExceededException" if op.sends_message() => ErrorClass::EmailQuota,
         "LimitExceededException" => ErrorClass::Permanent,
-        "InternalErrorException" | "InternalFailure" | "ServiceUnavailable"
+        "InternalErrorException"
+        | "InternalFailure"
+        | "ServiceUnavailable"
         | "ServiceUnavailableException" => ErrorClass::Transient { ambiguous: false },
         "UserNotFoundException" => ErrorClass::NotFound,
         "UsernameExistsException" | "AliasExistsException" => ErrorClass::Exists,
@@ -129,11 +131,9 @@ where
             "timed out waiting for Cognito".to_string(),
         ),
         SdkError::DispatchFailure(d) => (dispatch_class(d), None, chain(&err)),
-        SdkError::ResponseError(_) => (
-            ErrorClass::Transient { ambiguous: true },
-            None,
-            chain(&err),
-        ),
+        SdkError::ResponseError(_) => {
+            (ErrorClass::Transient { ambiguous: true }, None, chain(&err))
+        }
         SdkError::ConstructionFailure(_) => (ErrorClass::Fatal, None, chain(&err)),
         _ => (ErrorClass::Permanent, None, chain(&err)),
     };
@@ -178,21 +178,91 @@ mod tests {
     fn classification_table() {
         use ErrorClass::*;
         let cases: &[(Op, &str, Option<u16>, ErrorClass)] = &[
-            (Op::AdminCreateUser, "TooManyRequestsException", Some(400), Throttled),
-            (Op::AdminCreateUser, "LimitExceededException", Some(400), EmailQuota),
-            (Op::AdminCreateUserResend, "LimitExceededException", Some(400), EmailQuota),
-            (Op::AdminAddUserToGroup, "LimitExceededException", Some(400), Permanent),
-            (Op::AdminGetUser, "InternalErrorException", Some(500), Transient { ambiguous: false }),
-            (Op::AdminGetUser, "UserNotFoundException", Some(400), NotFound),
-            (Op::AdminCreateUser, "UsernameExistsException", Some(400), Exists),
-            (Op::AdminCreateUser, "AliasExistsException", Some(400), Exists),
-            (Op::AdminCreateUser, "CodeDeliveryFailureException", Some(400), DeliveryFailed),
-            (Op::DescribeUserPool, "ResourceNotFoundException", Some(400), Fatal),
+            (
+                Op::AdminCreateUser,
+                "TooManyRequestsException",
+                Some(400),
+                Throttled,
+            ),
+            (
+                Op::AdminCreateUser,
+                "LimitExceededException",
+                Some(400),
+                EmailQuota,
+            ),
+            (
+                Op::AdminCreateUserResend,
+                "LimitExceededException",
+                Some(400),
+                EmailQuota,
+            ),
+            (
+                Op::AdminAddUserToGroup,
+                "LimitExceededException",
+                Some(400),
+                Permanent,
+            ),
+            (
+                Op::AdminGetUser,
+                "InternalErrorException",
+                Some(500),
+                Transient { ambiguous: false },
+            ),
+            (
+                Op::AdminGetUser,
+                "UserNotFoundException",
+                Some(400),
+                NotFound,
+            ),
+            (
+                Op::AdminCreateUser,
+                "UsernameExistsException",
+                Some(400),
+                Exists,
+            ),
+            (
+                Op::AdminCreateUser,
+                "AliasExistsException",
+                Some(400),
+                Exists,
+            ),
+            (
+                Op::AdminCreateUser,
+                "CodeDeliveryFailureException",
+                Some(400),
+                DeliveryFailed,
+            ),
+            (
+                Op::DescribeUserPool,
+                "ResourceNotFoundException",
+                Some(400),
+                Fatal,
+            ),
             (Op::AdminGetUser, "AccessDeniedException", Some(400), Fatal),
-            (Op::AdminGetUser, "UnrecognizedClientException", Some(400), Fatal),
-            (Op::AdminCreateUser, "InvalidParameterException", Some(400), Permanent),
-            (Op::AdminCreateUserResend, "UnsupportedUserStateException", Some(400), Permanent),
-            (Op::AdminGetUser, "SomethingNew", Some(503), Transient { ambiguous: false }),
+            (
+                Op::AdminGetUser,
+                "UnrecognizedClientException",
+                Some(400),
+                Fatal,
+            ),
+            (
+                Op::AdminCreateUser,
+                "InvalidParameterException",
+                Some(400),
+                Permanent,
+            ),
+            (
+                Op::AdminCreateUserResend,
+                "UnsupportedUserStateException",
+                Some(400),
+                Permanent,
+            ),
+            (
+                Op::AdminGetUser,
+                "SomethingNew",
+                Some(503),
+                Transient { ambiguous: false },
+            ),
             (Op::AdminGetUser, "SomethingNew", Some(400), Permanent),
         ];
         for (op, code, status, want) in cases {

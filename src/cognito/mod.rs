@@ -111,7 +111,11 @@ fn from_user_type(u: &UserType) -> RemoteUser {
 
 /// An attribute; `None` only if the SDK refuses a name, which it does only for an empty one.
 fn attribute(name: &str, value: &str) -> Option<AttributeType> {
-    AttributeType::builder().name(name).value(value).build().ok()
+    AttributeType::builder()
+        .name(name)
+        .value(value)
+        .build()
+        .ok()
 }
 
 impl Cognito {
@@ -200,12 +204,10 @@ impl Cognito {
             .unwrap_or(7) as u32;
         let email_is_username = pool
             .username_attributes()
-            .iter()
-            .any(|a| *a == UsernameAttributeType::Email);
+            .contains(&UsernameAttributeType::Email);
         let phone_is_username = pool
             .username_attributes()
-            .iter()
-            .any(|a| *a == UsernameAttributeType::PhoneNumber);
+            .contains(&UsernameAttributeType::PhoneNumber);
         let email_alias = pool
             .alias_attributes()
             .iter()
@@ -406,16 +408,19 @@ impl Cognito {
             .send()
             .await
             .map_err(|e| from_sdk(Op::AdminCreateUser, e))?;
-        Ok(out.user().map(from_user_type).unwrap_or_else(|| RemoteUser {
-            username: user.username.to_string(),
-            status: UserStatus::ForceChangePassword,
-            enabled: true,
-            email: None,
-            email_verified: true,
-            sub: None,
-            last_modified: None,
-            created: None,
-        }))
+        Ok(out
+            .user()
+            .map(from_user_type)
+            .unwrap_or_else(|| RemoteUser {
+                username: user.username.to_string(),
+                status: UserStatus::ForceChangePassword,
+                enabled: true,
+                email: None,
+                email_verified: true,
+                sub: None,
+                last_modified: None,
+                created: None,
+            }))
     }
 
     /// AdminCreateUser with MessageAction=RESEND: a new invitation with a new temporary password.
@@ -467,7 +472,9 @@ impl Cognito {
             .admin_update_user_attributes()
             .user_pool_id(&self.pool_id)
             .username(username)
-            .set_user_attributes(Some(attribute("email_verified", "true").into_iter().collect()))
+            .set_user_attributes(Some(
+                attribute("email_verified", "true").into_iter().collect(),
+            ))
             .send()
             .await
             .map(|_| ())

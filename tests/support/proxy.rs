@@ -1,4 +1,6 @@
-//! Fault-injecting HTTP proxy between the CLI under test and moto: it enforces Cognito's per-category request quotas, injects seeded faults, imposes the daily email limit, adds round-trip latency, and counts what actually reached "Cognito".
+//! Fault-injecting HTTP proxy that stands between the CLI under test and moto, playing the part of
+//! the real Cognito front door: per-category request quotas, seeded faults (500s, resets, delays),
+//! the daily email limit, round-trip latency, and counters of what actually reached "Cognito".
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -468,7 +470,9 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    /// Starts the proxy on 127.0.0.1 with an ephemeral port, on the caller's tokio runtime.
+    /// Starts the proxy on 127.0.0.1 with an ephemeral port, on the caller's tokio runtime. That
+    /// runtime must keep running while the tool talks to the proxy: a test that blocks its thread
+    /// (e.g. waiting on the binary) on a current-thread runtime wants [`Proxy::start_blocking`].
     pub async fn start(config: ProxyConfig) -> io::Result<Proxy> {
         Self::launch(config, &Handle::current(), None)
     }
@@ -1169,6 +1173,9 @@ impl hyper::rt::Write for ResettableIo {
 
 #[cfg(test)]
 mod tests {
+    // A harness-less bench that includes this file is checked with cfg(test) but has its #[test]
+    // functions stripped, which would leave this import unused.
+    #[allow(unused_imports)]
     use super::*;
 
     #[test]

@@ -1,0 +1,36 @@
+# cognito-onboard: the commands people and CI use. `make help` lists them.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: help venv demo test bench lint fmt clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+venv: $(VENV)/.installed ## Install moto and the AWS clients into .venv (once)
+
+$(VENV)/.installed: scripts/requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r scripts/requirements.txt
+	touch $@
+
+demo: venv ## Run the whole job against a local Cognito emulator
+	cargo build --quiet
+	scripts/demo.sh
+
+test: venv ## Run every test: formatting, lints, unit and end-to-end tests
+	cargo fmt --all -- --check
+	cargo clippy --all-targets --quiet -- -D warnings
+	cargo test --all-targets
+
+lint: ## Formatting and lints only
+	cargo fmt --all -- --check
+	cargo clippy --all-targets -- -D warnings
+
+fmt: ## Format the code
+	cargo fmt --all
+
+clean: ## Remove build output and the venv
+	cargo clean
+	rm -rf $(VENV)

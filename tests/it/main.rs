@@ -1,0 +1,7 @@
+//! End-to-end tests: the real binary, through the real AWS SDK, against moto's server (and the
+//! fault proxy in front of it) on 127.0.0.1.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod onboard;

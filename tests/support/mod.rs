@@ -1,0 +1,478 @@
+//! Test support shared by the integration tests and the benchmark: moto's server started on a
+//! free loopback port and stopped by PID, a pool set up through the real SDK, and the binary run
+//! with a clean environment.
+#![allow(dead_code)]
+
+pub mod proxy;
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_sdk_cognitoidentityprovider as cip;
+use cip::types::{
+    AttributeType, AuthFlowType, ChallengeNameType, ExplicitAuthFlowsType, PasswordPolicyType,
+    UserPoolPolicyType, UsernameAttributeType,
+};
+
+/// The project root (where `.venv` lives).
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn python() -> PathBuf {
+    std::env::var_os("MOTO_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join(".venv/bin/python"))
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// A moto server of our own, stopped (by PID) when dropped.
+pub struct Moto {
+    child: Child,
+    pub port: u16,
+}
+
+impl Moto {
+    pub fn start() -> Moto {
+        let py = python();
+        assert!(
+            py.exists(),
+            "{} is missing: run `make venv` (make test does it for you)",
+            py.display()
+        );
+        for _ in 0..3 {
+            let port = free_port();
+            let mut child = Command::new(&py)
+                .args([
+                    "-m",
+                    "moto.server",
+                    "-H",
+                    "127.0.0.1",
+                    "-p",
+                    &port.to_string(),
+                ])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start moto");
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return Moto { child, port };
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("moto did not start");
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn addr(&self) -> std::net::SocketAddr {
+        std::net::SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The pool policy of the data platform.
+pub fn platform_policy() -> UserPoolPolicyType {
+    UserPoolPolicyType::builder()
+        .password_policy(
+            PasswordPolicyType::builder()
+                .minimum_length(8)
+                .require_uppercase(true)
+                .require_lowercase(true)
+                .require_numbers(true)
+                .require_symbols(true)
+                .temporary_password_validity_days(7)
+                .build(),
+        )
+        .build()
+}
+
+/// A pool plus an app client that allows admin password sign-in.
+#[derive(Clone, Debug)]
+pub struct Pool {
+    pub id: String,
+    pub client_id: String,
+}
+
+/// moto, an SDK client for it, a scratch directory, and the binary.
+pub struct TestEnv {
+    pub moto: Moto,
+    pub rt: tokio::runtime::Runtime,
+    pub client: cip::Client,
+    pub dir: tempfile::TempDir,
+    /// Where the binary sends requests (moto, or a proxy in front of it).
+    pub endpoint: String,
+}
+
+pub fn sdk_client(rt: &tokio::runtime::Runtime, endpoint: &str) -> cip::Client {
+    rt.block_on(async {
+        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("eu-west-1"))
+            .endpoint_url(endpoint)
+            .credentials_provider(cip::config::Credentials::new(
+                "test", "test", None, None, "tests",
+            ))
+            .load()
+            .await;
+        cip::Client::new(&config)
+    })
+}
+
+impl TestEnv {
+    pub fn new() -> TestEnv {
+        let moto = Moto::start();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let client = sdk_client(&rt, &moto.url());
+        let endpoint = moto.url();
+        TestEnv {
+            moto,
+            rt,
+            client,
+            dir: tempfile::tempdir().expect("tempdir"),
+            endpoint,
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn write(&self, name: &str, content: impl AsRef<[u8]>) -> PathBuf {
+        let p = self.path(name);
+        std::fs::write(&p, content).expect("write test file");
+        p
+    }
+
+    /// A pool with the platform policy; `email_username`: email is the username attribute.
+    pub fn pool(&self, email_username: bool, groups: &[&str]) -> Pool {
+        self.rt.block_on(async {
+            let mut req = self
+                .client
+                .create_user_pool()
+                .pool_name("providers")
+                .policies(platform_policy());
+            if email_username {
+                req = req.username_attributes(UsernameAttributeType::Email);
+            }
+            let pool = req.send().await.expect("create pool");
+            let id = pool
+                .user_pool()
+                .and_then(|p| p.id())
+                .expect("pool id")
+                .to_string();
+            for g in groups {
+                self.client
+                    .create_group()
+                    .user_pool_id(&id)
+                    .group_name(*g)
+                    .send()
+                    .await
+                    .expect("create group");
+            }
+            let app = self
+                .client
+                .create_user_pool_client()
+                .user_pool_id(&id)
+                .client_name("tests")
+                .explicit_auth_flows(ExplicitAuthFlowsType::AllowAdminUserPasswordAuth)
+                .explicit_auth_flows(ExplicitAuthFlowsType::AllowRefreshTokenAuth)
+                .send()
+                .await
+                .expect("create app client");
+            let client_id = app
+                .user_pool_client()
+                .and_then(|c| c.client_id())
+                .expect("client id")
+                .to_string();
+            Pool { id, client_id }
+        })
+    }
+
+    /// The binary with a clean environment: dummy credentials, no AWS config files, our endpoint.
+    pub fn cmd(&self, pool: &Pool) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_cognito-onboard"));
+        c.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.dir.path())
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_REGION", "eu-west-1")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("COGNITO_USER_POOL_ID", &pool.id)
+            .env("COGNITO_ONBOARD_STATE", self.path("state.db"))
+            .args(["--endpoint-url", &self.endpoint, "--no-progress"])
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null());
+        c
+    }
+
+    pub fn users(&self, pool: &Pool) -> Vec<cip::types::UserType> {
+        self.rt.block_on(async {
+            let mut out = Vec::new();
+            let mut token = None;
+            loop {
+                let page = self
+                    .client
+                    .list_users()
+                    .user_pool_id(&pool.id)
+                    .set_pagination_token(token)
+                    .send()
+                    .await
+                    .expect("list users");
+                out.extend(page.users().iter().cloned());
+                match page.pagination_token() {
+                    Some(t) if !t.is_empty() => token = Some(t.to_string()),
+                    _ => return out,
+                }
+            }
+        })
+    }
+
+    pub fn get_user(
+        &self,
+        pool: &Pool,
+        username: &str,
+    ) -> Option<cip::operation::admin_get_user::AdminGetUserOutput> {
+        self.rt.block_on(async {
+            self.client
+                .admin_get_user()
+                .user_pool_id(&pool.id)
+                .username(username)
+                .send()
+                .await
+                .ok()
+        })
+    }
+
+    pub fn group_members(&self, pool: &Pool, group: &str) -> Vec<String> {
+        self.rt.block_on(async {
+            let out = self
+                .client
+                .list_users_in_group()
+                .user_pool_id(&pool.id)
+                .group_name(group)
+                .send()
+                .await
+                .expect("list users in group");
+            out.users()
+                .iter()
+                .filter_map(|u| attr(u.attributes(), "email"))
+                .collect()
+        })
+    }
+
+    /// Signs in with a password: Ok(true) if Cognito asks for a new password (first sign-in),
+    /// Ok(false) if it signs straight in, Err(code) if refused.
+    pub fn sign_in(&self, pool: &Pool, username: &str, password: &str) -> Result<bool, String> {
+        self.rt.block_on(async {
+            let out = self
+                .client
+                .admin_initiate_auth()
+                .user_pool_id(&pool.id)
+                .client_id(&pool.client_id)
+                .auth_flow(AuthFlowType::AdminUserPasswordAuth)
+                .auth_parameters("USERNAME", username)
+                .auth_parameters("PASSWORD", password)
+                .send()
+                .await
+                .map_err(|e| {
+                    use cip::error::ProvideErrorMetadata;
+                    e.code().unwrap_or("no code").to_string()
+                })?;
+            Ok(out.challenge_name() == Some(&ChallengeNameType::NewPasswordRequired))
+        })
+    }
+
+    /// The provider's first sign-in: temporary password, then a new one. The user is CONFIRMED after.
+    pub fn complete_first_sign_in(&self, pool: &Pool, username: &str, temporary: &str, new: &str) {
+        self.rt.block_on(async {
+            let out = self
+                .client
+                .admin_initiate_auth()
+                .user_pool_id(&pool.id)
+                .client_id(&pool.client_id)
+                .auth_flow(AuthFlowType::AdminUserPasswordAuth)
+                .auth_parameters("USERNAME", username)
+                .auth_parameters("PASSWORD", temporary)
+                .send()
+                .await
+                .expect("sign in with the temporary password");
+            assert_eq!(
+                out.challenge_name(),
+                Some(&ChallengeNameType::NewPasswordRequired)
+            );
+            self.client
+                .admin_respond_to_auth_challenge()
+                .user_pool_id(&pool.id)
+                .client_id(&pool.client_id)
+                .challenge_name(ChallengeNameType::NewPasswordRequired)
+                .challenge_responses("USERNAME", username)
+                .challenge_responses("NEW_PASSWORD", new)
+                .set_session(out.session().map(str::to_string))
+                .send()
+                .await
+                .expect("answer NEW_PASSWORD_REQUIRED");
+        })
+    }
+}
+
+pub fn attr(attrs: &[AttributeType], name: &str) -> Option<String> {
+    attrs
+        .iter()
+        .find(|a| a.name() == name)
+        .and_then(|a| a.value())
+        .map(str::to_string)
+}
+
+/// A finished run of the binary.
+pub struct Run {
+    pub output: Output,
+    pub cmdline: String,
+}
+
+impl Run {
+    pub fn code(&self) -> i32 {
+        self.output.status.code().unwrap_or(-1)
+    }
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.output.stdout).into_owned()
+    }
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.output.stderr).into_owned()
+    }
+    /// Panics, showing the command, its status, stdout and stderr, unless the exit code is `want`.
+    pub fn expect_code(&self, want: i32) -> &Self {
+        assert_eq!(
+            self.code(),
+            want,
+            "command: {}\nstatus: {:?}\n--- stdout\n{}\n--- stderr\n{}",
+            self.cmdline,
+            self.output.status,
+            self.stdout(),
+            self.stderr()
+        );
+        self
+    }
+    /// The JSON report whose path the run printed on stdout.
+    pub fn report(&self) -> serde_json::Value {
+        let path = self
+            .stdout()
+            .lines()
+            .rev()
+            .find(|l| l.ends_with(".json"))
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                panic!(
+                    "no report path on stdout\n{}\n{}",
+                    self.stdout(),
+                    self.stderr()
+                )
+            });
+        read_json(&path)
+    }
+}
+
+pub fn read_json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).expect("read report"))
+        .expect("report is JSON")
+}
+
+/// Runs a command to completion with a time limit.
+pub fn run(mut cmd: Command) -> Run {
+    let cmdline = format!("{cmd:?}");
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let child = cmd.spawn().expect("spawn cognito-onboard");
+    let output = wait_with_timeout(child, Duration::from_secs(600));
+    Run { output, cmdline }
+}
+
+fn wait_with_timeout(mut child: Child, limit: Duration) -> Output {
+    let stdout = child.stdout.take();
+    let stderr = child.stderr.take();
+    let out_thread = std::thread::spawn(move || read_all(stdout));
+    let err_thread = std::thread::spawn(move || read_all(stderr));
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break child.wait().expect("wait after kill");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: out_thread.join().unwrap_or_default(),
+        stderr: err_thread.join().unwrap_or_default(),
+    }
+}
+
+fn read_all<R: std::io::Read>(r: Option<R>) -> Vec<u8> {
+    let mut buf = Vec::new();
+    if let Some(r) = r {
+        let mut reader = BufReader::new(r);
+        loop {
+            let chunk = match reader.fill_buf() {
+                Ok([]) | Err(_) => break,
+                Ok(c) => c.to_vec(),
+            };
+            reader.consume(chunk.len());
+            buf.extend(chunk);
+        }
+    }
+    buf
+}
+
+/// Rows of a report with a given outcome.
+pub fn rows_with(report: &serde_json::Value, outcome: &str) -> Vec<serde_json::Value> {
+    report["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .filter(|r| r["outcome"] == outcome)
+        .cloned()
+        .collect()
+}
+
+/// username,temporary_password lines of a suppress-mode password file.
+pub fn passwords(path: &Path) -> Vec<(String, String)> {
+    let mut r = csv::Reader::from_path(path).expect("password file");
+    r.records()
+        .map(|rec| {
+            let rec = rec.expect("record");
+            (rec[0].to_string(), rec[1].to_string())
+        })
+        .collect()
+}
