@@ -17,8 +17,9 @@ use crate::input::{self, ColumnRules, KeyMode, Record, Reject, Row};
 use crate::limiter::{Category, Limiter, Op, QuotaSource, Quotas};
 use crate::logging::{self, Progress};
 use crate::onboard::{Budget, Ctx, Lookup, Memberships, PasswordFile};
-use crate::plan::{self, History};
+use crate::plan;
 use crate::report::{self, Outcome, Report, ReportFiles, RowReport};
+use crate::state::{self, Access, State};
 
 /// Cognito's own email sender allows this many emails a day per account.
 pub const COGNITO_DEFAULT_DAILY_EMAILS: u32 = 50;
@@ -422,12 +423,21 @@ async fn run(common: &Common, settings: &RunSettings, _args: &RunArgs) -> Result
     let started_at = Utc::now();
     let run_id = run_id();
     let pool_id = require_pool(common)?.to_string();
+    // The lock comes first: a second run must change nothing, not even create a report.
+    let access = if settings.dry_run {
+        Access::Read
+    } else {
+        Access::Write
+    };
+    let state = Arc::new(State::open(&common.state_path, access)?);
     let reader = input::open(&settings.input, settings.encoding)?;
     tracing::info!(
         "reading {} ({})",
         settings.input.display(),
         reader.encoding_name()
     );
+    let input_hash = state::file_sha256(&settings.input)
+        .map_err(|e| Error::io("cannot read", &settings.input, e))?;
     let report_files = ReportFiles::open(&common.report_dir, &run_id)?;
     let password_file = match (&settings.password_file, settings.dry_run) {
         (Some(path), false) => Some(PasswordFile::create(path)?),
@@ -439,6 +449,61 @@ async fn run(common: &Common, settings: &RunSettings, _args: &RunArgs) -> Result
         }
         _ => None,
     };
+    state.begin_run(
+        &run_id,
+        &pool_id,
+        "run",
+        Some((&settings.input, &input_hash)),
+        started_at,
+    )?;
+    let result = onboard_cohort(
+        common,
+        settings,
+        OpenRun {
+            run_id: run_id.clone(),
+            pool_id,
+            started_at,
+            reader,
+            report_files,
+            password_file,
+            state: Arc::clone(&state),
+        },
+    )
+    .await;
+    let (code, counts) = match &result {
+        Ok((code, counts)) => (*code, counts.clone()),
+        Err(e) => (e.exit_code(), String::new()),
+    };
+    state.finish_run(&run_id, Utc::now(), code, &counts)?;
+    result.map(|(code, _)| code)
+}
+
+/// What `run` has opened before it talks to Cognito.
+struct OpenRun {
+    run_id: String,
+    pool_id: String,
+    started_at: chrono::DateTime<Utc>,
+    reader: input::CohortReader<Box<dyn std::io::Read + Send>>,
+    report_files: ReportFiles,
+    password_file: Option<PasswordFile>,
+    state: Arc<State>,
+}
+
+/// The run proper: pool, cohort, lookups, rows, report. Returns the exit code and the counts.
+async fn onboard_cohort(
+    common: &Common,
+    settings: &RunSettings,
+    open: OpenRun,
+) -> Result<(u8, String), Error> {
+    let OpenRun {
+        run_id,
+        pool_id,
+        started_at,
+        reader,
+        report_files,
+        password_file,
+        state,
+    } = open;
     let cognito = Cognito::connect(&common.connection, &pool_id).await?;
     let cancel = Arc::new(Cancel::default());
     watch_signals(Arc::clone(&cancel));
@@ -475,7 +540,7 @@ async fn run(common: &Common, settings: &RunSettings, _args: &RunArgs) -> Result
     let (key_mode, rules) = rules_for(&pool, reader.columns())?;
     let (rows, rejects) = read_cohort(reader, key_mode, &rules, settings.delivery)?;
     check_groups(&exec, &cognito, &rows).await?;
-    let budget = email_budget(&pool, settings, rows.len());
+    let budget = email_budget(&pool, settings, rows.len(), &state, started_at)?;
     let strategy = choose_lookup(settings.lookup, rows.len(), pool.estimated_users, &limiter);
     tracing::info!(
         "{} valid rows, {} invalid; looking users up with {}",
@@ -495,6 +560,7 @@ async fn run(common: &Common, settings: &RunSettings, _args: &RunArgs) -> Result
     let groups: BTreeSet<String> = rows.iter().flat_map(|r| r.groups.iter().cloned()).collect();
     let memberships =
         (!groups.is_empty()).then(|| spawn_memberships(Arc::clone(&exec), cognito.clone(), groups));
+    let known = state.known(&pool.id)?;
     let ctx = Arc::new(Ctx {
         cognito,
         exec: Arc::clone(&exec),
@@ -510,6 +576,9 @@ async fn run(common: &Common, settings: &RunSettings, _args: &RunArgs) -> Result
         memberships,
         budget,
         password_file,
+        state: Arc::clone(&state),
+        run_id: run_id.clone(),
+        known,
     });
     let mut reports: Vec<RowReport> = rejects.iter().map(invalid_row).collect();
     reports.extend(process_rows(&ctx, rows, common.concurrency, common.progress).await);
@@ -527,8 +596,16 @@ async fn run(common: &Common, settings: &RunSettings, _args: &RunArgs) -> Result
         .filter(|(_, s)| s.throttles > 0)
         .map(|(c, s)| (c.name().to_string(), s.throttles))
         .collect();
+    let budget_deferred = reports
+        .iter()
+        .any(|r| r.outcome == Outcome::Deferred && r.reason.contains("budget"));
+    let frees_at = if budget_deferred {
+        budget_frees_at(&state, settings.delivery, Utc::now())?
+    } else {
+        None
+    };
     let report = Report {
-        run_id,
+        run_id: run_id.clone(),
         command: "run".into(),
         started_at,
         finished_at: Utc::now(),
@@ -538,12 +615,19 @@ async fn run(common: &Common, settings: &RunSettings, _args: &RunArgs) -> Result
         summary: report::summarize(&reports),
         calls,
         throttles,
-        email_budget_frees_at: None,
+        email_budget_frees_at: frees_at,
         rows: reports,
     };
     report_files.write(&report)?;
     for r in report.rows.iter().filter(|r| r.outcome == Outcome::Failed) {
         tracing::warn!("line {}: {} failed: {}", r.row, r.key, r.reason);
+    }
+    if let Some(at) = frees_at {
+        tracing::info!(
+            "{} invitations deferred by the email budget; it frees up from {}",
+            report.summary["deferred"],
+            at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        );
     }
     tracing::info!("{}", report::one_line(&report));
     tracing::info!(
@@ -552,28 +636,72 @@ async fn run(common: &Common, settings: &RunSettings, _args: &RunArgs) -> Result
         report_files.csv.display()
     );
     println!("{}", report_files.json.display());
+    let counts = serde_json::to_string(&report.summary).unwrap_or_default();
     if let Some(e) = fatal {
         return Err(Error::Cognito(e.to_string()));
     }
-    Ok(report::exit_code(&report.rows, interrupted))
+    Ok((report::exit_code(&report.rows, interrupted), counts))
 }
 
-fn email_budget(pool: &PoolInfo, settings: &RunSettings, rows: usize) -> Budget {
-    if settings.delivery != Delivery::Email {
-        return Budget::new(settings.email_budget.map(u64::from));
+/// How the state file names the medium of a delivery that sends messages.
+fn message_medium(delivery: Delivery) -> Option<&'static str> {
+    match delivery {
+        Delivery::Email => Some("email"),
+        Delivery::Sms => Some("sms"),
+        Delivery::Suppress => None,
     }
-    let default = pool
-        .uses_cognito_email()
+}
+
+/// The run's invitation budget: `--email-budget` (default 50 with Cognito's own email sender,
+/// unlimited otherwise) per rolling 24 hours, less what earlier runs sent in that window.
+fn email_budget(
+    pool: &PoolInfo,
+    settings: &RunSettings,
+    rows: usize,
+    state: &State,
+    now: chrono::DateTime<Utc>,
+) -> Result<Budget, Error> {
+    let Some(medium) = message_medium(settings.delivery) else {
+        return Ok(Budget::new(None));
+    };
+    let default = (settings.delivery == Delivery::Email && pool.uses_cognito_email())
         .then_some(COGNITO_DEFAULT_DAILY_EMAILS);
-    let budget = settings.email_budget.or(default);
-    if pool.uses_cognito_email() && rows > COGNITO_DEFAULT_DAILY_EMAILS as usize {
+    let Some(limit) = settings.email_budget.or(default) else {
+        return Ok(Budget::new(None));
+    };
+    let (used, _) = state.messages_since(now - chrono::Duration::hours(24), medium)?;
+    let left = u64::from(limit).saturating_sub(used);
+    tracing::info!(
+        "{medium} budget: {limit} per 24 hours{}, {used} sent in the last 24 hours, {left} left",
+        if default.is_some() && settings.email_budget.is_none() {
+            " (Cognito's own sender, COGNITO_DEFAULT)"
+        } else {
+            ""
+        }
+    );
+    if rows as u64 > left {
         tracing::warn!(
-            "the pool sends email with Cognito's own sender (COGNITO_DEFAULT), which allows {} emails a day per account; \
-             this cohort has {rows} rows, so invitations past the budget are deferred to later runs",
-            COGNITO_DEFAULT_DAILY_EMAILS
+            "this cohort has {rows} rows and the budget allows {left} more invitations now: \
+             the rest are deferred to later runs"
         );
     }
-    Budget::new(budget.map(u64::from))
+    Ok(Budget::new(Some(left)))
+}
+
+/// When the oldest invitation in the rolling window leaves it, freeing the budget.
+fn budget_frees_at(
+    state: &State,
+    delivery: Delivery,
+    now: chrono::DateTime<Utc>,
+) -> Result<Option<chrono::DateTime<Utc>>, Error> {
+    let Some(medium) = message_medium(delivery) else {
+        return Ok(None);
+    };
+    let day = chrono::Duration::hours(24);
+    Ok(state
+        .message_times_since(now - day, medium)?
+        .first()
+        .map(|t| *t + day))
 }
 
 /// Runs the rows with bounded concurrency; rows not started when the run stops are deferred.
@@ -611,7 +739,7 @@ async fn process_rows(
         }
         let ctx = Arc::clone(ctx);
         tasks.spawn(async move {
-            let r = ctx.process(row, History::default()).await;
+            let r = ctx.process(row).await;
             drop(permit);
             r
         });

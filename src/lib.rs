@@ -17,3 +17,4 @@ pub mod onboard;
 pub mod password;
 pub mod plan;
 pub mod report;
+pub mod state;

@@ -19,8 +19,9 @@ use crate::executor::{Executor, Failed};
 use crate::input::Row;
 use crate::limiter::Op;
 use crate::password::{self, TempPassword};
-use crate::plan::{self, Action, Attention, Decision, History, Keep, ReissueMethod};
+use crate::plan::{self, Action, Attention, Decision, History, InviteKind, Keep, ReissueMethod};
 use crate::report::{Outcome, RowReport};
+use crate::state::{Known, State};
 
 /// Group name → usernames in it, read once per run for the groups the cohort names.
 pub type Memberships = BTreeMap<String, HashSet<String>>;
@@ -158,6 +159,10 @@ pub struct Ctx {
     pub memberships: Option<watch::Receiver<Option<Arc<Memberships>>>>,
     pub budget: Budget,
     pub password_file: Option<PasswordFile>,
+    pub state: Arc<State>,
+    pub run_id: String,
+    /// What the state knew of each key when the run started.
+    pub known: std::collections::HashMap<String, Known>,
 }
 
 fn medium(delivery: Delivery) -> Medium {
@@ -165,6 +170,15 @@ fn medium(delivery: Delivery) -> Medium {
         Delivery::Email => Medium::Email,
         Delivery::Sms => Medium::Sms,
         Delivery::Suppress => Medium::Suppress,
+    }
+}
+
+/// How the state file names a delivery medium.
+fn medium_name(delivery: Delivery) -> &'static str {
+    match delivery {
+        Delivery::Email => "email",
+        Delivery::Sms => "sms",
+        Delivery::Suppress => "suppress",
     }
 }
 
@@ -205,6 +219,10 @@ fn attention_reason(a: &Attention) -> String {
             "invitation expired at {} after {reissues} re-issues (--max-reissues); not invited again",
             time(*expired_at)
         ),
+        Attention::Deleted => {
+            "this tool invited the user, and it has since been deleted from the pool; not re-created"
+                .to_string()
+        }
         Attention::EmailMismatch { remote } => format!(
             "a user with this username exists with another email ({}); nothing was changed",
             remote.as_deref().unwrap_or("none")
@@ -271,8 +289,58 @@ impl Ctx {
         got.clone()
     }
 
-    /// Decides and carries out one row.
-    pub async fn process(&self, row: Row, history: History) -> RowReport {
+    /// The decision inputs the state holds for a key.
+    fn history(known: &Known) -> History {
+        History {
+            last_invited_at: known.last_invited_at,
+            reissues: known.reissues,
+            groups_done: known.groups_done.clone(),
+            invited: known.invited,
+            password_lost: known.password_lost,
+        }
+    }
+
+    /// A state write failed: the row cannot go on safely (an unrecorded invitation could be
+    /// sent twice), and neither can the run.
+    fn state_failed(&self, mut r: RowReport, e: &Error) -> RowReport {
+        tracing::error!("{e}");
+        self.exec.cancel.cancel();
+        r.outcome = Outcome::Failed;
+        r.reason = format!("state database: {e}");
+        r
+    }
+
+    fn observe(&self, r: &RowReport, enabled: Option<bool>) {
+        let pool = &self.pool.id;
+        let mut statuses = Vec::new();
+        if let Some(before) = &r.status_before {
+            statuses.push(before.as_str());
+        }
+        if let Some(after) = &r.status_after
+            && r.status_before.as_ref() != Some(after)
+        {
+            statuses.push(after.as_str());
+        }
+        for status in statuses {
+            if let Err(e) = self.state.observe(
+                pool,
+                &r.key,
+                r.username.as_deref(),
+                r.email.as_deref(),
+                Some(status),
+                enabled,
+                &self.run_id,
+                self.now(),
+            ) {
+                tracing::warn!("could not record the status of {}: {e}", r.key);
+            }
+        }
+    }
+
+    /// Decides and carries out one row, and records what it saw.
+    pub async fn process(&self, row: Row) -> RowReport {
+        let known = self.known.get(&row.key).cloned().unwrap_or_default();
+        let mut history = Self::history(&known);
         let name = self.username_for(&row);
         let mut r = RowReport {
             row: row.line,
@@ -296,7 +364,29 @@ impl Ctx {
                 Err(f) => return self.failed(r, "reading the user (AdminGetUser)", &f),
             },
         };
-        self.decide_and_act(r, &row, remote, &history, 0).await
+        if let Some(intent) = &known.open_intent {
+            // The run that wrote this intent died around the call: settle it from what Cognito
+            // shows, so nobody is invited twice and nobody is forgotten.
+            let went = plan::intent_went_through(intent.kind, intent.at, remote.as_ref());
+            if let Err(e) = self
+                .state
+                .settle_intent(intent.id, went.then_some(intent.at), false)
+            {
+                return self.state_failed(r, &e);
+            }
+            if went {
+                history.last_invited_at = history.last_invited_at.max(Some(intent.at));
+                history.invited = true;
+                if intent.kind != InviteKind::Create {
+                    history.reissues += 1;
+                }
+                history.password_lost = intent.medium == "suppress";
+            }
+        }
+        let enabled = remote.as_ref().map(|u| u.enabled);
+        let r = self.decide_and_act(r, &row, remote, &history, 0).await;
+        self.observe(&r, enabled);
+        r
     }
 
     async fn decide_and_act(
@@ -353,7 +443,10 @@ impl Ctx {
                         expires_at.or_else(|| plan::expiry(u, history, self.policy.validity));
                 }
                 match remote {
-                    Some(u) => self.fix_up(r, &u.username, &decision).await,
+                    Some(u) => {
+                        let key = r.key.clone();
+                        self.fix_up(r, &key, &u.username, &decision).await
+                    }
                     None => r,
                 }
             }
@@ -415,6 +508,20 @@ impl Ctx {
                 return r;
             }
         };
+        let intent = match self.state.intent(
+            &self.pool.id,
+            &row.key,
+            InviteKind::Create,
+            medium_name(self.policy.delivery),
+            &self.run_id,
+            self.now(),
+        ) {
+            Ok(id) => id,
+            Err(e) => {
+                self.budget.give_back();
+                return self.state_failed(r, &e);
+            }
+        };
         // The email goes in explicitly: only pools that use it as the username derive it.
         let attributes: Vec<(String, String)> =
             std::iter::once(("email".to_string(), row.email.clone()))
@@ -437,6 +544,9 @@ impl Ctx {
             }
             Err(f) => {
                 r.attempts += f.attempts;
+                if !f.maybe_done {
+                    self.settle(intent, false);
+                }
                 match f.error.class {
                     ErrorClass::EmailQuota => {
                         self.budget.stop();
@@ -446,19 +556,32 @@ impl Ctx {
                         return r;
                     }
                     ErrorClass::DeliveryFailed => {
+                        self.record_invited(row, &name);
                         r.outcome = Outcome::Attention;
                         r.status_after = Some(UserStatus::ForceChangePassword.to_string());
                         r.reason = "created, but Cognito could not deliver the invitation \
                                     (CodeDeliveryFailureException): check the address, then re-issue"
                             .to_string();
                         r.error_code = f.error.code.clone();
-                        return self.add_groups_after_create(r, &name, &d.add_groups).await;
+                        return self
+                            .add_groups_after_create(r, &row.key, &name, &d.add_groups)
+                            .await;
                     }
                     _ => {}
                 }
                 // Exists, or a lost answer: find out what is true before saying anything.
                 let found = match self.read_user(&name, &mut r).await {
-                    Ok(found) => found,
+                    Ok(found) => {
+                        if f.maybe_done {
+                            let went = plan::intent_went_through(
+                                InviteKind::Create,
+                                self.now() - chrono::Duration::minutes(10),
+                                found.as_ref(),
+                            );
+                            self.settle(intent, went);
+                        }
+                        found
+                    }
                     Err(g) => {
                         if !f.maybe_done {
                             self.budget.give_back();
@@ -488,6 +611,10 @@ impl Ctx {
                 }
             }
         };
+        if r.reason.is_empty() {
+            self.settle(intent, true);
+        }
+        self.record_invited(row, &created.username);
         r.username = Some(created.username.clone());
         r.outcome = Outcome::Created;
         if r.reason.is_empty() {
@@ -500,20 +627,24 @@ impl Ctx {
         }
         r.status_after = Some(UserStatus::ForceChangePassword.to_string());
         r.temp_password_expires_at = Some(self.now() + self.policy.validity);
-        if let Some(file) = &self.password_file
-            && let Err(e) = file.record(&created.username, &password)
-        {
-            r.outcome = Outcome::Failed;
-            r.reason = format!("created, but the password could not be recorded: {e}; re-issue it");
-            return r;
+        if let Some(file) = &self.password_file {
+            if let Err(e) = file.record(&created.username, &password) {
+                r.outcome = Outcome::Failed;
+                r.reason = format!(
+                    "created, but the password could not be recorded: {e}; the next run re-issues it"
+                );
+                return r;
+            }
+            self.password_recorded(intent);
         }
-        self.add_groups_after_create(r, &created.username, &d.add_groups)
+        self.add_groups_after_create(r, &row.key, &created.username, &d.add_groups)
             .await
     }
 
     async fn add_groups_after_create(
         &self,
         r: RowReport,
+        key: &str,
         username: &str,
         groups: &[String],
     ) -> RowReport {
@@ -522,7 +653,35 @@ impl Ctx {
             add_groups: groups.to_vec(),
             verify_email: false,
         };
-        self.fix_up(r, username, &d).await
+        self.fix_up(r, key, username, &d).await
+    }
+
+    /// Settles an intent written by this run: `went` = the invitation went out.
+    fn settle(&self, intent: Option<i64>, went: bool) {
+        if let Some(id) = intent
+            && let Err(e) = self
+                .state
+                .settle_intent(id, went.then(|| self.now()), false)
+        {
+            tracing::warn!("{e}");
+        }
+    }
+
+    fn password_recorded(&self, intent: Option<i64>) {
+        if let Some(id) = intent
+            && let Err(e) = self.state.password_recorded(id)
+        {
+            tracing::warn!("{e}");
+        }
+    }
+
+    fn record_invited(&self, row: &Row, username: &str) {
+        if let Err(e) = self
+            .state
+            .mark_invited(&self.pool.id, &row.key, username, &row.email)
+        {
+            tracing::warn!("{e}");
+        }
     }
 
     async fn reissue(
@@ -551,6 +710,24 @@ impl Ctx {
                 return r;
             }
         };
+        let kind = match method {
+            ReissueMethod::Resend => InviteKind::Resend,
+            ReissueMethod::SetPassword => InviteKind::SetPassword,
+        };
+        let intent = match self.state.intent(
+            &self.pool.id,
+            &r.key,
+            kind,
+            medium_name(self.policy.delivery),
+            &self.run_id,
+            self.now(),
+        ) {
+            Ok(id) => id,
+            Err(e) => {
+                self.budget.give_back();
+                return self.state_failed(r, &e);
+            }
+        };
         let outcome = match method {
             ReissueMethod::Resend => self.resend(&mut r, &user, &password).await,
             ReissueMethod::SetPassword => self
@@ -565,6 +742,9 @@ impl Ctx {
                 }),
         };
         if let Err(f) = outcome {
+            if !f.maybe_done {
+                self.settle(intent, false);
+            }
             if f.error.class == ErrorClass::EmailQuota {
                 self.budget.stop();
                 r.attempts += f.attempts;
@@ -578,6 +758,7 @@ impl Ctx {
             }
             return self.failed(r, "re-issuing the invitation", &f);
         }
+        self.settle(intent, true);
         r.outcome = Outcome::Reissued;
         r.reason = match (method, &d.action) {
             (
@@ -599,14 +780,18 @@ impl Ctx {
         };
         r.status_after = Some(UserStatus::ForceChangePassword.to_string());
         r.temp_password_expires_at = Some(self.now() + self.policy.validity);
-        if let Some(file) = &self.password_file
-            && let Err(e) = file.record(&user.username, &password)
-        {
-            r.outcome = Outcome::Failed;
-            r.reason = format!("re-issued, but the password could not be recorded: {e}");
-            return r;
+        if let Some(file) = &self.password_file {
+            if let Err(e) = file.record(&user.username, &password) {
+                r.outcome = Outcome::Failed;
+                r.reason = format!(
+                    "re-issued, but the password could not be recorded: {e}; the next run re-issues it"
+                );
+                return r;
+            }
+            self.password_recorded(intent);
         }
-        self.fix_up(r, &user.username, d).await
+        let key = r.key.clone();
+        self.fix_up(r, &key, &user.username, d).await
     }
 
     /// RESEND, where a lost answer is checked by re-reading the user rather than sending twice.
@@ -659,7 +844,7 @@ impl Ctx {
     }
 
     /// Sets email_verified and adds missing groups; a failure here fails the row.
-    async fn fix_up(&self, mut r: RowReport, username: &str, d: &Decision) -> RowReport {
+    async fn fix_up(&self, mut r: RowReport, key: &str, username: &str, d: &Decision) -> RowReport {
         let mut done = Vec::new();
         if d.verify_email {
             match self
@@ -692,6 +877,12 @@ impl Ctx {
                 Ok(x) => {
                     r.attempts += x.attempts;
                     done.push(format!("added to group {group}"));
+                    if let Err(e) =
+                        self.state
+                            .groups_done(&self.pool.id, key, std::slice::from_ref(group))
+                    {
+                        tracing::warn!("{e}");
+                    }
                 }
                 Err(f) => {
                     let before = std::mem::take(&mut r.reason);

@@ -16,6 +16,44 @@ pub struct History {
     pub reissues: u32,
     /// Groups the job has already put this user in.
     pub groups_done: Vec<String>,
+    /// The job invited this user in an earlier run (an invitation went out).
+    pub invited: bool,
+    /// The last temporary password was set in suppress mode but never reached the password
+    /// file (the run died in between): nobody knows it, so it must be re-issued.
+    pub password_lost: bool,
+}
+
+/// What kind of invitation the job sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InviteKind {
+    Create,
+    Resend,
+    SetPassword,
+}
+
+/// Clock difference tolerated between this machine and Cognito when comparing its timestamps
+/// with ours.
+pub const CLOCK_SKEW: Duration = Duration::minutes(5);
+
+/// Whether an invitation whose result was never recorded (the run died around the call) went
+/// through, judged from the user as Cognito shows it now: a create went through if the user
+/// exists and was created around or after the intent; a re-issue if the user was modified
+/// around or after it.
+pub fn intent_went_through(
+    kind: InviteKind,
+    intent_at: DateTime<Utc>,
+    remote: Option<&RemoteUser>,
+) -> bool {
+    let Some(user) = remote else {
+        return false;
+    };
+    let since = intent_at - CLOCK_SKEW;
+    match kind {
+        InviteKind::Create => user.created.is_none_or(|c| c >= since),
+        InviteKind::Resend | InviteKind::SetPassword => {
+            user.last_modified.is_some_and(|m| m >= since)
+        }
+    }
 }
 
 /// The run's settings that decisions depend on.
@@ -65,6 +103,8 @@ pub enum Attention {
     EmailMismatch {
         remote: Option<String>,
     },
+    /// The job invited this user before, and someone has since deleted it from the pool.
+    Deleted,
 }
 
 /// The main thing to do for a row.
@@ -132,10 +172,12 @@ pub fn expiry(remote: &RemoteUser, history: &History, validity: Duration) -> Opt
 ///
 /// | user in the pool | status / condition                                   | action                          |
 /// |------------------|------------------------------------------------------|---------------------------------|
-/// | absent           |                                                      | `Create` (+ all groups)         |
+/// | absent           | the job invited it before (someone deleted it)       | `Attention(Deleted)`            |
+/// | absent           | otherwise                                            | `Create` (+ all groups)         |
 /// | present          | email differs from the row's (username-keyed pools)  | `Attention(EmailMismatch)`      |
 /// | present          | disabled (any status)                                | `Attention(Disabled)`           |
 /// | present          | `FORCE_CHANGE_PASSWORD`, `--reissue always`          | `Reissue`                       |
+/// | present          | `FORCE_CHANGE_PASSWORD`, its password was lost       | `Reissue`                       |
 /// | present          | `FORCE_CHANGE_PASSWORD`, expired, `expired`, under the cap | `Reissue`                 |
 /// | present          | `FORCE_CHANGE_PASSWORD`, expired, `expired`, cap reached   | `Attention(ReissueLimit)` |
 /// | present          | `FORCE_CHANGE_PASSWORD`, expired, `--reissue never`  | `Keep(Expired)`                 |
@@ -157,6 +199,13 @@ pub fn decide(
     now: DateTime<Utc>,
 ) -> Decision {
     let Some(user) = remote else {
+        if history.invited {
+            return Decision {
+                action: Action::Attention(Attention::Deleted),
+                add_groups: Vec::new(),
+                verify_email: false,
+            };
+        }
         return Decision {
             action: Action::Create,
             add_groups: row_groups.to_vec(),
@@ -187,6 +236,7 @@ pub fn decide(
             let expires_at = expiry(user, history, policy.validity);
             let expired_at = expires_at.filter(|at| *at <= now);
             match (policy.reissue, expired_at) {
+                _ if history.password_lost => Action::Reissue { method, expired_at },
                 (Reissue::Always, _) => Action::Reissue { method, expired_at },
                 (Reissue::Expired, Some(at)) if history.reissues >= policy.max_reissues => {
                     return attention(Attention::ReissueLimit {
@@ -273,6 +323,16 @@ mod tests {
         assert_eq!(d.add_groups, groups());
         assert!(d.sends_message(Delivery::Email));
         assert!(!d.sends_message(Delivery::Suppress));
+    }
+
+    #[test]
+    fn a_user_deleted_after_the_job_invited_it_needs_attention() {
+        let history = History {
+            invited: true,
+            ..History::default()
+        };
+        let d = decide_for(None, &history, &policy(Reissue::Expired));
+        assert_eq!(d.action, Action::Attention(Attention::Deleted));
     }
 
     #[test]
@@ -428,6 +488,42 @@ mod tests {
     }
 
     #[test]
+    fn a_lost_password_is_reissued_whatever_the_policy() {
+        let u = user(UserStatus::ForceChangePassword, 1);
+        let history = History {
+            password_lost: true,
+            ..History::default()
+        };
+        let d = decide_for(Some(&u), &history, &policy(Reissue::Never));
+        assert_eq!(
+            d.action,
+            Action::Reissue {
+                method: ReissueMethod::Resend,
+                expired_at: None
+            }
+        );
+    }
+
+    #[test]
+    fn open_intents_are_judged_by_what_cognito_shows() {
+        let at = now() - Duration::hours(1);
+        let mut u = user(UserStatus::ForceChangePassword, 0);
+        u.created = Some(at + Duration::seconds(1));
+        u.last_modified = Some(at + Duration::seconds(1));
+        assert!(intent_went_through(InviteKind::Create, at, Some(&u)));
+        assert!(!intent_went_through(InviteKind::Create, at, None));
+        u.created = Some(at - Duration::days(3));
+        assert!(
+            !intent_went_through(InviteKind::Create, at, Some(&u)),
+            "someone else's user"
+        );
+        assert!(intent_went_through(InviteKind::Resend, at, Some(&u)));
+        u.last_modified = Some(at - Duration::days(1));
+        assert!(!intent_went_through(InviteKind::Resend, at, Some(&u)));
+        assert!(!intent_went_through(InviteKind::SetPassword, at, Some(&u)));
+    }
+
+    #[test]
     fn groups_already_done_are_not_added_again() {
         let u = user(UserStatus::Confirmed, 1);
         let history = History {
@@ -460,6 +556,7 @@ mod tests {
                     u.status = UserStatus::ForceChangePassword;
                     u.last_modified = Some(now());
                     history.last_invited_at = Some(now());
+                    history.invited = true;
                     if matches!(d.action, Action::Reissue { .. }) {
                         history.reissues += 1;
                     }

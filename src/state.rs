@@ -1,0 +1,875 @@
+//! The state database: what the job did and saw, across runs and pools, in one SQLite file.
+//! Invitations are written ahead (intent before the call, result after) so a run killed at any
+//! instant is resumed without a second invitation; statuses and their transitions are kept so
+//! `status` can say who is newly confirmed. Also the run lock. Never stores a password.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+
+use crate::error::Error;
+
+/// Schema migrations, in order; `PRAGMA user_version` is how many have been applied.
+const MIGRATIONS: &[&str] = &[
+    // 1: runs, the users the job knows, and its invitations.
+    "CREATE TABLE runs (
+        run_id TEXT PRIMARY KEY,
+        pool_id TEXT NOT NULL,
+        command TEXT NOT NULL,
+        input_path TEXT,
+        input_sha256 TEXT,
+        started_at INTEGER NOT NULL,
+        finished_at INTEGER,
+        exit_code INTEGER,
+        counts TEXT
+    );
+    CREATE TABLE users (
+        pool_id TEXT NOT NULL,
+        key TEXT NOT NULL,
+        username TEXT,
+        email TEXT,
+        invited INTEGER NOT NULL DEFAULT 0,
+        groups_done TEXT NOT NULL DEFAULT '',
+        last_status TEXT,
+        last_enabled INTEGER,
+        last_seen_at INTEGER,
+        PRIMARY KEY (pool_id, key)
+    );
+    CREATE TABLE invitations (
+        id INTEGER PRIMARY KEY,
+        pool_id TEXT NOT NULL,
+        key TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        medium TEXT NOT NULL,
+        run_id TEXT NOT NULL,
+        intent_at INTEGER NOT NULL,
+        outcome TEXT NOT NULL DEFAULT 'pending',
+        sent_at INTEGER,
+        password_recorded INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX invitations_user ON invitations (pool_id, key);
+    CREATE INDEX invitations_sent ON invitations (sent_at);",
+    // 2: every status observed, with when, and when a confirmation was reported.
+    "CREATE TABLE transitions (
+        id INTEGER PRIMARY KEY,
+        pool_id TEXT NOT NULL,
+        key TEXT NOT NULL,
+        from_status TEXT,
+        to_status TEXT NOT NULL,
+        observed_at INTEGER NOT NULL,
+        run_id TEXT NOT NULL
+    );
+    CREATE INDEX transitions_user ON transitions (pool_id, key);
+    ALTER TABLE users ADD COLUMN confirmed_at INTEGER;
+    ALTER TABLE users ADD COLUMN confirmed_reported_at INTEGER;
+    INSERT INTO transitions (pool_id, key, from_status, to_status, observed_at, run_id)
+        SELECT pool_id, key, NULL, last_status, last_seen_at, 'migration'
+        FROM users WHERE last_status IS NOT NULL AND last_seen_at IS NOT NULL;
+    UPDATE users SET confirmed_at = last_seen_at WHERE last_status = 'CONFIRMED';",
+];
+
+/// The schema version this binary writes.
+pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
+
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn from_ms(v: Option<i64>) -> Option<DateTime<Utc>> {
+    v.and_then(DateTime::from_timestamp_millis)
+}
+
+pub use crate::plan::InviteKind;
+
+impl InviteKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            InviteKind::Create => "create",
+            InviteKind::Resend => "resend",
+            InviteKind::SetPassword => "set_password",
+        }
+    }
+
+    fn parse(s: &str) -> InviteKind {
+        match s {
+            "resend" => InviteKind::Resend,
+            "set_password" => InviteKind::SetPassword,
+            _ => InviteKind::Create,
+        }
+    }
+}
+
+/// An invitation whose result was never recorded: the run died around the call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenIntent {
+    pub id: i64,
+    pub kind: InviteKind,
+    pub at: DateTime<Utc>,
+    pub medium: String,
+}
+
+/// What the state knows of one user.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Known {
+    pub username: Option<String>,
+    pub email: Option<String>,
+    pub invited: bool,
+    pub first_invited_at: Option<DateTime<Utc>>,
+    pub last_invited_at: Option<DateTime<Utc>>,
+    pub reissues: u32,
+    pub groups_done: Vec<String>,
+    pub last_status: Option<String>,
+    pub last_enabled: Option<bool>,
+    pub last_seen_at: Option<DateTime<Utc>>,
+    pub confirmed_at: Option<DateTime<Utc>>,
+    pub confirmed_reported_at: Option<DateTime<Utc>>,
+    /// A suppress-mode password that went to Cognito but never reached the password file.
+    pub password_lost: bool,
+    pub open_intent: Option<OpenIntent>,
+}
+
+/// How the state is opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Takes the run lock; creates and migrates the file as needed.
+    Write,
+    /// No lock, no writes (dry runs); a missing file is an empty state.
+    Read,
+}
+
+/// The open state database.
+pub struct State {
+    conn: Option<Mutex<Connection>>,
+    writable: bool,
+    path: PathBuf,
+    _lock: Option<File>,
+}
+
+fn db_err(path: &Path, e: rusqlite::Error) -> Error {
+    let hint = match &e {
+        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::NotADatabase => {
+            " (the file is not a cognito-onboard state database, or it is corrupt; move it away to start afresh)"
+        }
+        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::DatabaseCorrupt => {
+            " (the file is corrupt; restore it from a backup or move it away to start afresh)"
+        }
+        rusqlite::Error::SqliteFailure(f, _)
+            if matches!(
+                f.code,
+                rusqlite::ErrorCode::ReadOnly
+                    | rusqlite::ErrorCode::CannotOpen
+                    | rusqlite::ErrorCode::PermissionDenied
+            ) =>
+        {
+            " (check that the file and its directory are writable)"
+        }
+        _ => "",
+    };
+    Error::State(format!("{}: {e}{hint}", path.display()))
+}
+
+impl State {
+    /// Opens (and with `Access::Write` locks, creates and migrates) the state file.
+    pub fn open(path: &Path, access: Access) -> Result<State, Error> {
+        if access == Access::Read && !path.exists() {
+            return Ok(State {
+                conn: None,
+                writable: false,
+                path: path.to_path_buf(),
+                _lock: None,
+            });
+        }
+        let lock = match access {
+            Access::Write => Some(Self::lock(path)?),
+            Access::Read => None,
+        };
+        let flags = match access {
+            Access::Write => OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
+            Access::Read => OpenFlags::SQLITE_OPEN_READ_ONLY,
+        } | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).map_err(|e| db_err(path, e))?;
+        conn.busy_timeout(Duration::from_secs(10))
+            .map_err(|e| db_err(path, e))?;
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| db_err(path, e))?;
+        let version = usize::try_from(version).unwrap_or(usize::MAX);
+        if version > SCHEMA_VERSION {
+            return Err(Error::State(format!(
+                "{} has schema version {version}, newer than this cognito-onboard knows ({SCHEMA_VERSION}): \
+                 upgrade cognito-onboard; the file was left untouched",
+                path.display()
+            )));
+        }
+        if access == Access::Write {
+            // WAL with synchronous=NORMAL: a commit survives the process being killed; after a
+            // power cut the last commits may be lost, which the next run repairs from what
+            // Cognito shows (a user that exists is never created or invited again).
+            conn.execute_batch(
+                "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;",
+            )
+            .map_err(|e| db_err(path, e))?;
+            Self::migrate(&conn, version).map_err(|e| db_err(path, e))?;
+        } else if version < SCHEMA_VERSION {
+            return Err(Error::State(format!(
+                "{} has schema version {version}; run once without --dry-run to migrate it to {SCHEMA_VERSION}",
+                path.display()
+            )));
+        }
+        Ok(State {
+            conn: Some(Mutex::new(conn)),
+            writable: access == Access::Write,
+            path: path.to_path_buf(),
+            _lock: lock,
+        })
+    }
+
+    /// An exclusive advisory lock on `<state>.lock`, released by the OS when the process ends
+    /// however it ends, so a killed run never leaves a stale lock.
+    fn lock(path: &Path) -> Result<File, Error> {
+        let mut lock_path = path.as_os_str().to_owned();
+        lock_path.push(".lock");
+        let lock_path = PathBuf::from(lock_path);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| Error::io("cannot open the state lock file", &lock_path, e))?;
+        match file.try_lock() {
+            Ok(()) => Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) => Err(Error::Locked(format!(
+                "another cognito-onboard run is using {} (lock {}); this run changed nothing",
+                path.display(),
+                lock_path.display()
+            ))),
+            Err(std::fs::TryLockError::Error(e)) => {
+                Err(Error::io("cannot lock the state file", &lock_path, e))
+            }
+        }
+    }
+
+    fn migrate(conn: &Connection, from: usize) -> rusqlite::Result<()> {
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(from) {
+            let tx = conn.unchecked_transaction()?;
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+            tx.commit()?;
+        }
+        Ok(())
+    }
+
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<Option<T>, Error> {
+        match &self.conn {
+            None => Ok(None),
+            Some(conn) => {
+                let conn = conn.lock().unwrap_or_else(|e| e.into_inner());
+                f(&conn).map(Some).map_err(|e| db_err(&self.path, e))
+            }
+        }
+    }
+
+    /// Like `with`, but a read-only state (a dry run) writes nothing and answers `None`.
+    fn write<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<Option<T>, Error> {
+        if self.writable {
+            self.with(f)
+        } else {
+            Ok(None)
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Records the start of a run.
+    pub fn begin_run(
+        &self,
+        run_id: &str,
+        pool_id: &str,
+        command: &str,
+        input: Option<(&Path, &str)>,
+        at: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        self.write(|c| {
+            c.execute(
+                "INSERT INTO runs (run_id, pool_id, command, input_path, input_sha256, started_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    run_id,
+                    pool_id,
+                    command,
+                    input.map(|(p, _)| p.display().to_string()),
+                    input.map(|(_, h)| h.to_string()),
+                    ms(at)
+                ],
+            )
+        })
+        .map(|_| ())
+    }
+
+    pub fn finish_run(
+        &self,
+        run_id: &str,
+        at: DateTime<Utc>,
+        exit_code: u8,
+        counts: &str,
+    ) -> Result<(), Error> {
+        self.write(|c| {
+            c.execute(
+                "UPDATE runs SET finished_at = ?2, exit_code = ?3, counts = ?4 WHERE run_id = ?1",
+                params![run_id, ms(at), exit_code, counts],
+            )
+        })
+        .map(|_| ())
+    }
+
+    /// Everything known about the users of a pool, by key.
+    pub fn known(&self, pool_id: &str) -> Result<HashMap<String, Known>, Error> {
+        Ok(self
+            .with(|c| {
+                let mut out: HashMap<String, Known> = HashMap::new();
+                let mut stmt = c.prepare(
+                    "SELECT key, username, email, invited, groups_done, last_status, last_enabled,
+                            last_seen_at, confirmed_at, confirmed_reported_at
+                     FROM users WHERE pool_id = ?1",
+                )?;
+                let rows = stmt.query_map([pool_id], |r| {
+                    let groups: String = r.get(4)?;
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        Known {
+                            username: r.get(1)?,
+                            email: r.get(2)?,
+                            invited: r.get::<_, i64>(3)? != 0,
+                            groups_done: groups
+                                .split('\n')
+                                .filter(|g| !g.is_empty())
+                                .map(str::to_string)
+                                .collect(),
+                            last_status: r.get(5)?,
+                            last_enabled: r.get::<_, Option<i64>>(6)?.map(|v| v != 0),
+                            last_seen_at: from_ms(r.get(7)?),
+                            confirmed_at: from_ms(r.get(8)?),
+                            confirmed_reported_at: from_ms(r.get(9)?),
+                            ..Known::default()
+                        },
+                    ))
+                })?;
+                for row in rows {
+                    let (key, known) = row?;
+                    out.insert(key, known);
+                }
+                let mut stmt = c.prepare(
+                    "SELECT id, key, kind, medium, intent_at, outcome, sent_at, password_recorded
+                     FROM invitations WHERE pool_id = ?1 ORDER BY id",
+                )?;
+                let rows = stmt.query_map([pool_id], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, i64>(4)?,
+                        r.get::<_, String>(5)?,
+                        r.get::<_, Option<i64>>(6)?,
+                        r.get::<_, i64>(7)? != 0,
+                    ))
+                })?;
+                for row in rows {
+                    let (id, key, kind, medium, intent_at, outcome, sent_at, recorded) = row?;
+                    let k = out.entry(key).or_default();
+                    let kind = InviteKind::parse(&kind);
+                    match outcome.as_str() {
+                        "sent" => {
+                            let at = from_ms(sent_at.or(Some(intent_at)));
+                            k.invited = true;
+                            k.first_invited_at = k.first_invited_at.or(at);
+                            k.last_invited_at = at.or(k.last_invited_at);
+                            if kind != InviteKind::Create {
+                                k.reissues += 1;
+                            }
+                            k.password_lost = medium == "suppress" && !recorded;
+                        }
+                        "pending" => {
+                            k.open_intent = Some(OpenIntent {
+                                id,
+                                kind,
+                                at: from_ms(Some(intent_at)).unwrap_or_default(),
+                                medium,
+                            });
+                        }
+                        _ => {}
+                    }
+                }
+                Ok(out)
+            })?
+            .unwrap_or_default())
+    }
+
+    /// Writes "about to invite" before the call; returns the intent's id.
+    pub fn intent(
+        &self,
+        pool_id: &str,
+        key: &str,
+        kind: InviteKind,
+        medium: &str,
+        run_id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Option<i64>, Error> {
+        self.write(|c| {
+            c.execute(
+                "INSERT INTO invitations (pool_id, key, kind, medium, run_id, intent_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![pool_id, key, kind.as_str(), medium, run_id, ms(at)],
+            )?;
+            Ok(c.last_insert_rowid())
+        })
+    }
+
+    /// Records what became of an intent: sent (at), or certainly not sent.
+    pub fn settle_intent(
+        &self,
+        id: i64,
+        sent_at: Option<DateTime<Utc>>,
+        password_recorded: bool,
+    ) -> Result<(), Error> {
+        self.write(|c| {
+            c.execute(
+                "UPDATE invitations SET outcome = ?2, sent_at = ?3, password_recorded = ?4 WHERE id = ?1",
+                params![
+                    id,
+                    if sent_at.is_some() { "sent" } else { "failed" },
+                    sent_at.map(ms),
+                    password_recorded
+                ],
+            )
+        })
+        .map(|_| ())
+    }
+
+    /// Marks an invitation's password as written to the password file.
+    pub fn password_recorded(&self, id: i64) -> Result<(), Error> {
+        self.write(|c| {
+            c.execute(
+                "UPDATE invitations SET password_recorded = 1 WHERE id = ?1",
+                [id],
+            )
+        })
+        .map(|_| ())
+    }
+
+    /// Records that the user's key is known, with what Cognito said about it, and a transition
+    /// when the status differs from the last one seen. `status` None: the user is not in the pool.
+    #[allow(clippy::too_many_arguments)]
+    pub fn observe(
+        &self,
+        pool_id: &str,
+        key: &str,
+        username: Option<&str>,
+        email: Option<&str>,
+        status: Option<&str>,
+        enabled: Option<bool>,
+        run_id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        let status = status.unwrap_or("DELETED");
+        self.write(|c| {
+            let tx = c.unchecked_transaction()?;
+            let last: Option<Option<String>> = tx
+                .query_row(
+                    "SELECT last_status FROM users WHERE pool_id = ?1 AND key = ?2",
+                    params![pool_id, key],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let last = last.flatten();
+            tx.execute(
+                "INSERT INTO users (pool_id, key, username, email, last_status, last_enabled, last_seen_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (pool_id, key) DO UPDATE SET
+                   username = COALESCE(excluded.username, users.username),
+                   email = COALESCE(excluded.email, users.email),
+                   last_status = excluded.last_status,
+                   last_enabled = excluded.last_enabled,
+                   last_seen_at = excluded.last_seen_at",
+                params![pool_id, key, username, email, status, enabled, ms(at)],
+            )?;
+            if last.as_deref() != Some(status) {
+                tx.execute(
+                    "INSERT INTO transitions (pool_id, key, from_status, to_status, observed_at, run_id)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![pool_id, key, last, status, ms(at), run_id],
+                )?;
+                if status == "CONFIRMED" {
+                    tx.execute(
+                        "UPDATE users SET confirmed_at = ?3, confirmed_reported_at = NULL
+                         WHERE pool_id = ?1 AND key = ?2",
+                        params![pool_id, key, ms(at)],
+                    )?;
+                }
+            }
+            tx.commit()
+        })
+        .map(|_| ())
+    }
+
+    /// Marks the user as invited by this tool (after a create it made).
+    pub fn mark_invited(
+        &self,
+        pool_id: &str,
+        key: &str,
+        username: &str,
+        email: &str,
+    ) -> Result<(), Error> {
+        self.write(|c| {
+            c.execute(
+                "INSERT INTO users (pool_id, key, username, email, invited) VALUES (?1, ?2, ?3, ?4, 1)
+                 ON CONFLICT (pool_id, key) DO UPDATE SET invited = 1, username = excluded.username,
+                   email = excluded.email",
+                params![pool_id, key, username, email],
+            )
+        })
+        .map(|_| ())
+    }
+
+    /// Records groups the user was added to.
+    pub fn groups_done(&self, pool_id: &str, key: &str, groups: &[String]) -> Result<(), Error> {
+        if groups.is_empty() {
+            return Ok(());
+        }
+        self.write(|c| {
+            let tx = c.unchecked_transaction()?;
+            let current: Option<String> = tx
+                .query_row(
+                    "SELECT groups_done FROM users WHERE pool_id = ?1 AND key = ?2",
+                    params![pool_id, key],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let mut all: Vec<String> = current
+                .unwrap_or_default()
+                .split('\n')
+                .filter(|g| !g.is_empty())
+                .map(str::to_string)
+                .collect();
+            for g in groups {
+                if !all.contains(g) {
+                    all.push(g.clone());
+                }
+            }
+            tx.execute(
+                "INSERT INTO users (pool_id, key, groups_done) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (pool_id, key) DO UPDATE SET groups_done = excluded.groups_done",
+                params![pool_id, key, all.join("\n")],
+            )?;
+            tx.commit()
+        })
+        .map(|_| ())
+    }
+
+    /// Invitations by `medium` ("email" or "sms") sent or possibly sent since `since`, across
+    /// every pool in the file (the email cap is per account), and the oldest of them.
+    pub fn messages_since(
+        &self,
+        since: DateTime<Utc>,
+        medium: &str,
+    ) -> Result<(u64, Option<DateTime<Utc>>), Error> {
+        Ok(self
+            .with(|c| {
+                c.query_row(
+                    "SELECT COUNT(*), MIN(COALESCE(sent_at, intent_at)) FROM invitations
+                     WHERE kind IN ('create', 'resend') AND medium = ?2
+                       AND outcome IN ('sent', 'pending')
+                       AND COALESCE(sent_at, intent_at) > ?1",
+                    params![ms(since), medium],
+                    |r| Ok((r.get::<_, i64>(0)? as u64, from_ms(r.get(1)?))),
+                )
+            })?
+            .unwrap_or((0, None)))
+    }
+
+    /// The times of the message-sending invitations since `since`, oldest first: for when the
+    /// budget frees up.
+    pub fn message_times_since(
+        &self,
+        since: DateTime<Utc>,
+        medium: &str,
+    ) -> Result<Vec<DateTime<Utc>>, Error> {
+        Ok(self
+            .with(|c| {
+                let mut stmt = c.prepare(
+                    "SELECT COALESCE(sent_at, intent_at) AS t FROM invitations
+                     WHERE kind IN ('create', 'resend') AND medium = ?2
+                       AND outcome IN ('sent', 'pending') AND COALESCE(sent_at, intent_at) > ?1
+                     ORDER BY t",
+                )?;
+                let rows = stmt.query_map(params![ms(since), medium], |r| r.get::<_, i64>(0))?;
+                rows.map(|r| r.map(|v| from_ms(Some(v)).unwrap_or_default()))
+                    .collect()
+            })?
+            .unwrap_or_default())
+    }
+
+    /// Marks confirmations as reported by `status`, so the next report lists only new ones.
+    pub fn confirmations_reported(
+        &self,
+        pool_id: &str,
+        keys: &[String],
+        at: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        self.write(|c| {
+            let tx = c.unchecked_transaction()?;
+            for key in keys {
+                tx.execute(
+                    "UPDATE users SET confirmed_reported_at = ?3 WHERE pool_id = ?1 AND key = ?2",
+                    params![pool_id, key, ms(at)],
+                )?;
+            }
+            tx.commit()
+        })
+        .map(|_| ())
+    }
+
+    /// The previous `status` report's time for this pool, if any.
+    pub fn last_status_run(&self, pool_id: &str) -> Result<Option<DateTime<Utc>>, Error> {
+        Ok(self
+            .with(|c| {
+                c.query_row(
+                    "SELECT MAX(started_at) FROM runs WHERE pool_id = ?1 AND command = 'status' AND finished_at IS NOT NULL",
+                    [pool_id],
+                    |r| r.get::<_, Option<i64>>(0),
+                )
+            })?
+            .flatten()
+            .and_then(|v| from_ms(Some(v))))
+    }
+}
+
+/// SHA-256 of a file, streamed, for the runs table.
+pub fn file_sha256(path: &Path) -> std::io::Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    let mut file = File::open(path)?;
+    std::io::copy(&mut file, &mut hasher)?;
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn t(h: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 22, h, 0, 0).unwrap()
+    }
+
+    #[test]
+    fn a_new_file_gets_the_current_schema_and_a_newer_one_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        drop(State::open(&path, Access::Write).unwrap());
+        let conn = Connection::open(&path).unwrap();
+        let v: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v as usize, SCHEMA_VERSION);
+        conn.pragma_update(None, "user_version", 99).unwrap();
+        drop(conn);
+        let err = State::open(&path, Access::Write).err().unwrap();
+        assert!(err.to_string().contains("newer"), "{err}");
+        let conn = Connection::open(&path).unwrap();
+        let v: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, 99, "left untouched");
+    }
+
+    #[test]
+    fn version_one_migrates_with_its_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        conn.execute(
+            "INSERT INTO users (pool_id, key, username, email, invited, last_status, last_seen_at)
+             VALUES ('p', 'a@example.com', 'u1', 'a@example.com', 1, 'CONFIRMED', ?1)",
+            [ms(t(3))],
+        )
+        .unwrap();
+        drop(conn);
+        let state = State::open(&path, Access::Write).unwrap();
+        let known = state.known("p").unwrap();
+        assert_eq!(known["a@example.com"].confirmed_at, Some(t(3)));
+        assert_eq!(
+            known["a@example.com"].last_status.as_deref(),
+            Some("CONFIRMED")
+        );
+    }
+
+    #[test]
+    fn the_lock_keeps_a_second_writer_out_until_the_first_is_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let first = State::open(&path, Access::Write).unwrap();
+        let err = State::open(&path, Access::Write).err().unwrap();
+        assert_eq!(err.exit_code(), 4, "{err}");
+        assert!(
+            State::open(&path, Access::Read).is_ok(),
+            "readers are not locked out"
+        );
+        drop(first);
+        assert!(State::open(&path, Access::Write).is_ok());
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_database_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        std::fs::write(&path, vec![0x42u8; 8192]).unwrap();
+        let err = State::open(&path, Access::Write).err().unwrap();
+        assert!(
+            err.to_string()
+                .contains("not a cognito-onboard state database"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn intents_history_and_the_email_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::open(&dir.path().join("s.db"), Access::Write).unwrap();
+        let a = state
+            .intent("p", "a", InviteKind::Create, "email", "r1", t(1))
+            .unwrap()
+            .unwrap();
+        state.settle_intent(a, Some(t(1)), false).unwrap();
+        let b = state
+            .intent("p", "a", InviteKind::Resend, "email", "r2", t(5))
+            .unwrap()
+            .unwrap();
+        state.settle_intent(b, Some(t(5)), false).unwrap();
+        let c = state
+            .intent("p", "b", InviteKind::Create, "email", "r2", t(6))
+            .unwrap()
+            .unwrap();
+        state.settle_intent(c, None, false).unwrap();
+        state
+            .intent("p", "c", InviteKind::Create, "email", "r2", t(7))
+            .unwrap();
+        state
+            .intent("p", "d", InviteKind::Create, "suppress", "r2", t(7))
+            .unwrap();
+        let known = state.known("p").unwrap();
+        assert_eq!(known["a"].first_invited_at, Some(t(1)));
+        assert_eq!(known["a"].last_invited_at, Some(t(5)));
+        assert_eq!(known["a"].reissues, 1);
+        assert!(known["b"].last_invited_at.is_none() && known["b"].open_intent.is_none());
+        assert_eq!(
+            known["c"].open_intent.as_ref().unwrap().kind,
+            InviteKind::Create
+        );
+        // a's two, and c's possibly-sent one; the failed and the suppressed ones do not count.
+        assert_eq!(
+            state.messages_since(t(0), "email").unwrap(),
+            (3, Some(t(1)))
+        );
+        assert_eq!(
+            state.messages_since(t(2), "email").unwrap(),
+            (2, Some(t(5)))
+        );
+        assert_eq!(state.messages_since(t(0), "sms").unwrap(), (0, None));
+        assert_eq!(
+            state.message_times_since(t(0), "email").unwrap(),
+            vec![t(1), t(5), t(7)]
+        );
+    }
+
+    #[test]
+    fn observations_record_transitions_and_confirmations() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::open(&dir.path().join("s.db"), Access::Write).unwrap();
+        state
+            .observe(
+                "p",
+                "a",
+                Some("u"),
+                Some("a@x.com"),
+                Some("FORCE_CHANGE_PASSWORD"),
+                Some(true),
+                "r1",
+                t(1),
+            )
+            .unwrap();
+        state
+            .observe(
+                "p",
+                "a",
+                Some("u"),
+                None,
+                Some("FORCE_CHANGE_PASSWORD"),
+                Some(true),
+                "r2",
+                t(2),
+            )
+            .unwrap();
+        state
+            .observe(
+                "p",
+                "a",
+                None,
+                None,
+                Some("CONFIRMED"),
+                Some(true),
+                "r3",
+                t(3),
+            )
+            .unwrap();
+        let k = &state.known("p").unwrap()["a"];
+        assert_eq!(k.confirmed_at, Some(t(3)));
+        assert_eq!(k.confirmed_reported_at, None);
+        assert_eq!(k.email.as_deref(), Some("a@x.com"));
+        state
+            .confirmations_reported("p", &["a".to_string()], t(4))
+            .unwrap();
+        assert_eq!(
+            state.known("p").unwrap()["a"].confirmed_reported_at,
+            Some(t(4))
+        );
+        let n: i64 = state
+            .with(|c| c.query_row("SELECT COUNT(*) FROM transitions", [], |r| r.get(0)))
+            .unwrap()
+            .unwrap();
+        assert_eq!(n, 2, "FCP first seen, then CONFIRMED");
+    }
+
+    #[test]
+    fn read_access_to_a_missing_file_is_an_empty_state_and_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("none.db");
+        let state = State::open(&path, Access::Read).unwrap();
+        assert!(state.known("p").unwrap().is_empty());
+        assert_eq!(
+            state
+                .intent("p", "a", InviteKind::Create, "email", "r", t(1))
+                .unwrap(),
+            None
+        );
+        assert!(!path.exists());
+    }
+}
