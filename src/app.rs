@@ -8,7 +8,9 @@ use std::sync::Arc;
 use chrono::Utc;
 use tokio::sync::watch;
 
-use crate::cli::{CheckArgs, Cli, Command, Delivery, Lookup as LookupChoice, RunArgs};
+use crate::cli::{
+    CheckArgs, Cli, Command, Delivery, Lookup as LookupChoice, RunArgs, StatusArgs, StatusFormat,
+};
 use crate::cognito::{Cognito, PoolInfo, RemoteUser, UsernameMode};
 use crate::config::{self, Common, FileConfig, RunSettings};
 use crate::error::{Error, exit};
@@ -20,6 +22,7 @@ use crate::onboard::{Budget, Ctx, Lookup, Memberships, PasswordFile};
 use crate::plan;
 use crate::report::{self, Outcome, Report, ReportFiles, RowReport};
 use crate::state::{self, Access, State};
+use crate::status::{self, Refresh, Standing, StatusReport, StatusRow};
 
 /// Cognito's own email sender allows this many emails a day per account.
 pub const COGNITO_DEFAULT_DAILY_EMAILS: u32 = 50;
@@ -66,9 +69,7 @@ pub fn main(cli: Cli) -> u8 {
                 let settings = config::run(args, &file)?;
                 run(&common, &settings, args).await
             }
-            Command::Status(_) => Err(Error::Config(
-                "`status` needs the state database, which this build does not have yet".into(),
-            )),
+            Command::Status(args) => status(&common, &file, args).await,
         }
     });
     match result {
@@ -904,4 +905,378 @@ async fn check(common: &Common, file: &FileConfig, args: &CheckArgs) -> Result<u
     } else {
         exit::OK
     })
+}
+
+/// One provider `status` refreshes: its key, and the name to read it by.
+struct Target {
+    key: String,
+    username: String,
+}
+
+/// Reads each target with AdminGetUser, `concurrency` at a time.
+async fn read_each(
+    exec: &Arc<Executor>,
+    cognito: &Cognito,
+    targets: Vec<(String, String)>,
+    concurrency: usize,
+) -> BTreeMap<String, Result<Option<RemoteUser>, String>> {
+    let semaphore = Arc::new(tokio::sync::Semaphore::new(concurrency));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (key, username) in targets {
+        let exec = Arc::clone(exec);
+        let cognito = cognito.clone();
+        let semaphore = Arc::clone(&semaphore);
+        tasks.spawn(async move {
+            let _permit = semaphore.acquire_owned().await;
+            let got = exec
+                .call(Op::AdminGetUser, || cognito.get_user(&username))
+                .await
+                .map(|d| d.value)
+                .map_err(|f| f.error.to_string());
+            (key, got)
+        });
+    }
+    let mut out = BTreeMap::new();
+    while let Some(done) = tasks.join_next().await {
+        if let Ok((key, got)) = done {
+            out.insert(key, got);
+        }
+    }
+    out
+}
+
+/// `status`: refresh where every provider stands, record transitions, report.
+async fn status(common: &Common, file: &FileConfig, args: &StatusArgs) -> Result<u8, Error> {
+    let started_at = Utc::now();
+    let run_id = run_id();
+    let pool_id = require_pool(common)?.to_string();
+    let state = Arc::new(State::open(&common.state_path, Access::Write)?);
+    let reader = match &args.input {
+        Some(path) => Some(input::open(
+            path,
+            config::input_encoding(&args.input_args, file),
+        )?),
+        None => None,
+    };
+    let input_hash = match &args.input {
+        Some(path) => {
+            Some(state::file_sha256(path).map_err(|e| Error::io("cannot read", path, e))?)
+        }
+        None => None,
+    };
+    let report_files = ReportFiles::open(&common.report_dir, &run_id)?;
+    state.begin_run(
+        &run_id,
+        &pool_id,
+        "status",
+        args.input.as_deref().zip(input_hash.as_deref()),
+        started_at,
+    )?;
+    let result = refresh_status(
+        common,
+        args,
+        &state,
+        reader,
+        &report_files,
+        &run_id,
+        &pool_id,
+        started_at,
+    )
+    .await;
+    let (code, counts) = match &result {
+        Ok((code, counts)) => (*code, counts.clone()),
+        Err(e) => (e.exit_code(), String::new()),
+    };
+    state.finish_run(&run_id, Utc::now(), code, &counts)?;
+    result.map(|(code, _)| code)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn refresh_status(
+    common: &Common,
+    args: &StatusArgs,
+    state: &Arc<State>,
+    reader: Option<input::CohortReader<Box<dyn std::io::Read + Send>>>,
+    report_files: &ReportFiles,
+    run_id: &str,
+    pool_id: &str,
+    started_at: chrono::DateTime<Utc>,
+) -> Result<(u8, String), Error> {
+    let cognito = Cognito::connect(&common.connection, pool_id).await?;
+    let cancel = Arc::new(Cancel::default());
+    watch_signals(Arc::clone(&cancel));
+    let limiter =
+        Arc::new(limiter_for(common, &cognito, &[Category::UserRead, Category::UserList]).await);
+    let exec = Arc::new(Executor::new(
+        Arc::clone(&limiter),
+        RetryPolicy {
+            max_attempts: common.max_attempts,
+            ..RetryPolicy::default()
+        },
+        Arc::clone(&cancel),
+    ));
+    let pool = exec
+        .call(Op::DescribeUserPool, || cognito.describe_pool())
+        .await
+        .map_err(|f| Error::Cognito(f.error.to_string()))?
+        .value;
+    let known = state.known(&pool.id)?;
+    let mut key_mode = KeyMode::Email;
+    let mut targets: Vec<Target> = match reader {
+        Some(reader) => {
+            let (k, rules) = rules_for(&pool, reader.columns())?;
+            key_mode = k;
+            let (rows, rejects) = read_cohort(reader, key_mode, &rules, Delivery::Email)?;
+            for r in &rejects {
+                tracing::warn!("{}", invalid_row(r).reason);
+            }
+            rows.iter()
+                .map(|row| Target {
+                    key: row.key.clone(),
+                    username: known
+                        .get(&row.key)
+                        .and_then(|k| k.username.clone())
+                        .unwrap_or_else(|| match pool.username_mode {
+                            UsernameMode::Email | UsernameMode::PhoneOnly => row.email.clone(),
+                            _ => row.username.clone().unwrap_or_else(|| row.email.clone()),
+                        }),
+                })
+                .collect()
+        }
+        None => known
+            .iter()
+            .filter(|(_, k)| k.invited)
+            .map(|(key, k)| Target {
+                key: key.clone(),
+                username: k.username.clone().unwrap_or_else(|| key.clone()),
+            })
+            .collect(),
+    };
+    if key_mode == KeyMode::Email && pool.username_mode != UsernameMode::Email && !known.is_empty()
+    {
+        // Keys of free-form pools are usernames or emails; scans match them by username.
+        key_mode = KeyMode::Username;
+    }
+    let pending = targets
+        .iter()
+        .filter(|t| {
+            known.get(&t.key).and_then(|k| k.last_status.as_deref())
+                == Some("FORCE_CHANGE_PASSWORD")
+        })
+        .count() as u64;
+    let read_quota = common.quotas.get(Category::UserRead);
+    let list_quota = common.quotas.get(Category::UserList);
+    let (refresh, estimates) = status::choose_refresh(
+        targets.len() as u64,
+        pending,
+        pool.estimated_users,
+        read_quota,
+        list_quota,
+        args.all,
+    );
+    tracing::info!(
+        "refreshing {} providers by {:?} (estimated quota-seconds: per user {:.2}, scan {:.2}, pending scan {:.2})",
+        if args.all {
+            "all".to_string()
+        } else {
+            targets.len().to_string()
+        },
+        refresh,
+        estimates["per_user"],
+        estimates["scan"],
+        estimates["pending_scan"]
+    );
+    let mut results: BTreeMap<String, Result<Option<RemoteUser>, String>> = BTreeMap::new();
+    match refresh {
+        Refresh::PerUser => {
+            let pairs = targets
+                .iter()
+                .map(|t| (t.key.clone(), t.username.clone()))
+                .collect();
+            results = read_each(&exec, &cognito, pairs, common.concurrency).await;
+        }
+        Refresh::Scan | Refresh::PendingScan => {
+            let filter = (refresh == Refresh::PendingScan)
+                .then_some("cognito:user_status = \"FORCE_CHANGE_PASSWORD\"");
+            let users = all_pages(&exec, Op::ListUsers, |next| async {
+                cognito
+                    .list_users(filter, next)
+                    .await
+                    .map(|p| (p.users, p.next))
+            })
+            .await?;
+            let mut by_key: BTreeMap<String, RemoteUser> = users
+                .into_iter()
+                .filter_map(|u| scan_key(pool.username_mode, key_mode, &u).map(|k| (k, u)))
+                .collect();
+            if args.all {
+                let tracked: HashSet<String> =
+                    targets.iter().map(|t| t.key.to_lowercase()).collect();
+                for (key, user) in &by_key {
+                    if !tracked.contains(key) {
+                        targets.push(Target {
+                            key: key.clone(),
+                            username: user.username.clone(),
+                        });
+                    }
+                }
+            }
+            let mut missing = Vec::new();
+            for t in &targets {
+                match by_key.remove(&t.key.to_lowercase()) {
+                    Some(user) => {
+                        results.insert(t.key.clone(), Ok(Some(user)));
+                    }
+                    None if refresh == Refresh::Scan => {
+                        results.insert(t.key.clone(), Ok(None));
+                    }
+                    None => missing.push((t.key.clone(), t.username.clone())),
+                }
+            }
+            results.extend(read_each(&exec, &cognito, missing, common.concurrency).await);
+        }
+    }
+    let now = Utc::now();
+    for t in &targets {
+        let Some(Ok(remote)) = results.get(&t.key) else {
+            continue;
+        };
+        let was_invited = known.get(&t.key).is_some_and(|k| k.invited);
+        if remote.is_none() && !was_invited {
+            continue;
+        }
+        state.observe(
+            &pool.id,
+            &t.key,
+            remote.as_ref().map(|u| u.username.as_str()),
+            remote.as_ref().and_then(|u| u.email.as_deref()),
+            remote.as_ref().map(|u| u.status.as_str()),
+            remote.as_ref().map(|u| u.enabled),
+            run_id,
+            now,
+        )?;
+    }
+    let known = state.known(&pool.id)?;
+    let validity = chrono::Duration::days(i64::from(pool.temporary_password_validity_days));
+    let empty = crate::state::Known::default();
+    let mut rows: Vec<StatusRow> = targets
+        .iter()
+        .map(|t| {
+            let k = known.get(&t.key).unwrap_or(&empty);
+            match results.get(&t.key) {
+                Some(Ok(remote)) => status::classify(&t.key, remote.as_ref(), k, validity, now),
+                Some(Err(e)) => StatusRow {
+                    key: t.key.clone(),
+                    username: Some(t.username.clone()),
+                    email: k.email.clone(),
+                    status: None,
+                    standing: Standing::Unknown,
+                    reason: format!("could not read: {e}"),
+                    first_invited_at: k.first_invited_at,
+                    last_invited_at: k.last_invited_at,
+                    reissues: k.reissues,
+                    temp_password_expires_at: None,
+                    confirmed_at: k.confirmed_at,
+                },
+                None => StatusRow {
+                    key: t.key.clone(),
+                    username: Some(t.username.clone()),
+                    email: k.email.clone(),
+                    status: None,
+                    standing: Standing::Unknown,
+                    reason: "not read: the refresh was stopped".into(),
+                    first_invited_at: k.first_invited_at,
+                    last_invited_at: k.last_invited_at,
+                    reissues: k.reissues,
+                    temp_password_expires_at: None,
+                    confirmed_at: k.confirmed_at,
+                },
+            }
+        })
+        .collect();
+    rows.sort_by(|a, b| a.key.cmp(&b.key));
+    let newly: Vec<StatusRow> = rows
+        .iter()
+        .filter(|r| r.standing == Standing::NewlyConfirmed)
+        .cloned()
+        .collect();
+    let calls = exec.calls();
+    let quota_seconds = calls
+        .iter()
+        .map(|(c, n)| plan::quota_seconds(*n, common.quotas.get(*c)))
+        .filter(|q| q.is_finite())
+        .sum::<f64>();
+    let report = StatusReport {
+        run_id: run_id.to_string(),
+        command: "status",
+        started_at,
+        finished_at: Utc::now(),
+        user_pool_id: pool.id.clone(),
+        previous_status_at: state.last_status_run(&pool.id)?,
+        refresh,
+        estimated_quota_seconds: estimates,
+        quota_seconds: (quota_seconds * 1000.0).round() / 1000.0,
+        calls: calls
+            .into_iter()
+            .map(|(c, n)| (c.name().to_string(), n))
+            .collect(),
+        summary: status::summarize(&rows),
+        funnel: status::funnel(&rows),
+        newly_confirmed: newly.clone(),
+        rows,
+    };
+    let newly_path = report_files
+        .json
+        .with_file_name(format!("{run_id}-newly-confirmed.csv"));
+    report_files.write_with(
+        &|f| {
+            serde_json::to_writer_pretty(&mut *f, &report).map_err(std::io::Error::other)?;
+            std::io::Write::write_all(f, b"\n")
+        },
+        &|f| status::write_csv(&mut *f, &report.rows),
+    )?;
+    crate::report::write_atomic(&newly_path, &|f| status::write_csv(&mut *f, &newly))?;
+    state.confirmations_reported(
+        &pool.id,
+        &newly.iter().map(|r| r.key.clone()).collect::<Vec<_>>(),
+        now,
+    )?;
+    let s = &report.summary;
+    tracing::info!(
+        "{} providers: {} newly confirmed, {} confirmed, {} pending, {} expired, {} attention, {} not invited; {:.2} quota-seconds",
+        report.rows.len(),
+        s["newly_confirmed"],
+        s["confirmed"],
+        s["pending"],
+        s["expired"],
+        s["attention"],
+        s["not_invited"],
+        report.quota_seconds
+    );
+    tracing::info!(
+        "report: {} and {}; newly confirmed: {}",
+        report_files.json.display(),
+        report_files.csv.display(),
+        newly_path.display()
+    );
+    match args.format {
+        Some(StatusFormat::Table) => print!("{}", status::table(&report)),
+        Some(StatusFormat::Json) => println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        ),
+        None => println!("{}", report_files.json.display()),
+    }
+    let counts = serde_json::to_string(&report.summary).unwrap_or_default();
+    if let Some(e) = exec.fatal() {
+        return Err(Error::Cognito(e.to_string()));
+    }
+    let code = if cancel.is_cancelled() {
+        exit::ABORTED
+    } else if report.summary["unknown"] > 0 {
+        exit::ROWS_FAILED
+    } else {
+        exit::OK
+    };
+    Ok((code, counts))
 }

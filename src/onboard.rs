@@ -432,7 +432,10 @@ impl Ctx {
                 r
             }
             Action::Reissue { method, .. } => match remote {
-                Some(user) => self.reissue(r, user, *method, &decision).await,
+                Some(user) => {
+                    let name = self.username_for(row);
+                    self.reissue(r, &name, user, *method, &decision).await
+                }
                 None => r,
             },
             Action::Keep(k) => {
@@ -684,9 +687,12 @@ impl Ctx {
         }
     }
 
+    /// Re-issues the invitation. `name` is the name the user was created with (the email in
+    /// pools where email is the username), which every Cognito API accepts for the user.
     async fn reissue(
         &self,
         mut r: RowReport,
+        name: &str,
         user: RemoteUser,
         method: ReissueMethod,
         d: &Decision,
@@ -729,7 +735,7 @@ impl Ctx {
             }
         };
         let outcome = match method {
-            ReissueMethod::Resend => self.resend(&mut r, &user, &password).await,
+            ReissueMethod::Resend => self.resend(&mut r, name, &user, &password).await,
             ReissueMethod::SetPassword => self
                 .exec
                 .call(Op::AdminSetUserPassword, || {
@@ -798,6 +804,7 @@ impl Ctx {
     async fn resend(
         &self,
         r: &mut RowReport,
+        name: &str,
         user: &RemoteUser,
         password: &TempPassword,
     ) -> Result<(), Failed> {
@@ -807,8 +814,7 @@ impl Ctx {
             match self
                 .exec
                 .call(Op::AdminCreateUserResend, || {
-                    self.cognito
-                        .resend_invitation(&user.username, password, medium)
+                    self.cognito.resend_invitation(name, password, medium)
                 })
                 .await
             {
@@ -818,7 +824,7 @@ impl Ctx {
                 }
                 Err(f) if f.maybe_done => {
                     r.attempts += f.attempts;
-                    let now = self.read_user(&user.username, r).await?;
+                    let now = self.read_user(name, r).await?;
                     let moved = match (&now, user.last_modified) {
                         (Some(n), Some(before)) => n.last_modified.is_some_and(|t| t > before),
                         _ => false,

@@ -215,23 +215,36 @@ impl ReportFiles {
         Ok(files)
     }
 
-    /// Writes both files through a temporary name and a rename, so a reader never sees half.
+    /// Writes a run's report to both files.
     pub fn write(&self, report: &Report) -> Result<(), Error> {
-        let write_atomic = |path: &Path, f: &dyn Fn(&mut std::fs::File) -> std::io::Result<()>| {
-            let tmp = path.with_extension("tmp");
-            let mut file = std::fs::File::create(&tmp)
-                .map_err(|e| Error::io("cannot write report", &tmp, e))?;
-            f(&mut file)
-                .and_then(|_| file.sync_all())
-                .map_err(|e| Error::io("cannot write report", &tmp, e))?;
-            std::fs::rename(&tmp, path).map_err(|e| Error::io("cannot write report", path, e))
-        };
-        write_atomic(&self.json, &|f| {
-            serde_json::to_writer_pretty(&mut *f, report).map_err(std::io::Error::other)?;
-            f.write_all(b"\n")
-        })?;
-        write_atomic(&self.csv, &|f| write_csv(&mut *f, &report.rows))
+        self.write_with(
+            &|f| {
+                serde_json::to_writer_pretty(&mut *f, report).map_err(std::io::Error::other)?;
+                f.write_all(b"\n")
+            },
+            &|f| write_csv(&mut *f, &report.rows),
+        )
     }
+
+    /// Writes both files with the given writers.
+    pub fn write_with(&self, json: &WriteFn<'_>, csv: &WriteFn<'_>) -> Result<(), Error> {
+        write_atomic(&self.json, json)?;
+        write_atomic(&self.csv, csv)
+    }
+}
+
+/// Something that writes a whole file.
+pub type WriteFn<'a> = dyn Fn(&mut std::fs::File) -> std::io::Result<()> + 'a;
+
+/// Writes a file through a temporary name and a rename, so a reader never sees half of it.
+pub fn write_atomic(path: &Path, f: &WriteFn<'_>) -> Result<(), Error> {
+    let tmp = path.with_extension("tmp");
+    let mut file =
+        std::fs::File::create(&tmp).map_err(|e| Error::io("cannot write report", &tmp, e))?;
+    f(&mut file)
+        .and_then(|_| file.sync_all())
+        .map_err(|e| Error::io("cannot write report", &tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io("cannot write report", path, e))
 }
 
 #[cfg(test)]

@@ -163,6 +163,31 @@ impl TestEnv {
         }
     }
 
+    /// Puts a fault proxy between the binary and moto; the binary talks to it from now on.
+    pub fn proxy(
+        &mut self,
+        configure: impl FnOnce(proxy::ProxyConfig) -> proxy::ProxyConfig,
+    ) -> proxy::Proxy {
+        let p = proxy::Proxy::start_blocking(configure(proxy::ProxyConfig::new(self.moto.addr())))
+            .expect("start the fault proxy");
+        self.endpoint = p.url();
+        p
+    }
+
+    /// Moves every time the state database recorded back by `hours`, as if that much time had
+    /// passed since.
+    pub fn age_state(&self, hours: i64) {
+        let conn = rusqlite::Connection::open(self.path("state.db")).expect("open state");
+        let ms = hours * 3_600_000;
+        conn.execute_batch(&format!(
+            "UPDATE invitations SET intent_at = intent_at - {ms}, sent_at = sent_at - {ms};
+             UPDATE users SET last_seen_at = last_seen_at - {ms}, confirmed_at = confirmed_at - {ms},
+               confirmed_reported_at = confirmed_reported_at - {ms};
+             UPDATE transitions SET observed_at = observed_at - {ms};"
+        ))
+        .expect("age the state");
+    }
+
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }

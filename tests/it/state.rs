@@ -1,0 +1,357 @@
+//! Runs that remember: `status`, expiry from the job's own invitation times, the re-issue cap,
+//! the email budget across runs, the run lock and the state file's errors.
+
+use std::time::{Duration, Instant};
+
+use crate::support::proxy::FaultKind;
+use crate::support::*;
+
+fn cohort(n: usize) -> String {
+    let mut s = String::from("email,name\n");
+    for i in 0..n {
+        s.push_str(&format!("provider{i:04}@example.com,Provider {i}\n"));
+    }
+    s
+}
+
+fn run_cmd(env: &TestEnv, pool: &Pool, args: &[&str]) -> Run {
+    let mut c = env.cmd(pool);
+    c.args(args);
+    run(c)
+}
+
+#[test]
+fn status_lists_each_confirmation_once() {
+    let env = TestEnv::new();
+    let pool = env.pool(true, &[]);
+    let csv = env.write("p.csv", cohort(4));
+    let pw = env.path("pw.csv");
+    run_cmd(
+        &env,
+        &pool,
+        &[
+            "run",
+            csv.to_str().unwrap(),
+            "--delivery",
+            "suppress",
+            "--password-file",
+            pw.to_str().unwrap(),
+        ],
+    )
+    .expect_code(0);
+    let issued = passwords(&pw);
+    // The password file names Cognito's usernames (UUIDs here); sign two of them in.
+    for (user, temp) in &issued[..2] {
+        env.complete_first_sign_in(&pool, user, temp, "Fresh-Passw0rd!");
+    }
+    let confirmed_emails: Vec<String> = issued[..2]
+        .iter()
+        .map(|(u, _)| attr(env.get_user(&pool, u).unwrap().user_attributes(), "email").unwrap())
+        .collect();
+
+    let first = run_cmd(&env, &pool, &["status"]);
+    first.expect_code(0);
+    let report = first.report();
+    assert_eq!(report["summary"]["newly_confirmed"], 2, "{report:#}");
+    assert_eq!(report["summary"]["pending"], 2);
+    let mut newly: Vec<String> = report["newly_confirmed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["key"].as_str().unwrap().to_string())
+        .collect();
+    newly.sort();
+    let mut want = confirmed_emails.clone();
+    want.sort();
+    assert_eq!(newly, want);
+    assert_eq!(report["funnel"]["invited"], 4);
+    assert_eq!(report["funnel"]["confirmed"], 2);
+    assert!(report["funnel"]["median_hours_to_confirm"].is_number());
+    let newly_csv = first
+        .stdout()
+        .trim()
+        .replace(".json", "-newly-confirmed.csv");
+    let text = std::fs::read_to_string(&newly_csv).unwrap();
+    assert_eq!(text.lines().count(), 3, "{text}");
+    for e in &want {
+        assert!(text.contains(e.as_str()), "{text}");
+    }
+
+    let second = run_cmd(&env, &pool, &["status", "--format", "table"]);
+    second.expect_code(0);
+    assert!(
+        second.stdout().contains("newly confirmed: none"),
+        "{}",
+        second.stdout()
+    );
+    assert!(
+        second.stdout().contains("2 confirmed, 2 pending"),
+        "{}",
+        second.stdout()
+    );
+}
+
+#[test]
+fn run_records_confirmations_for_status_and_status_with_a_cohort() {
+    let env = TestEnv::new();
+    let pool = env.pool(false, &[]);
+    let csv = env.write("p.csv", cohort(3));
+    let pw = env.path("pw.csv");
+    run_cmd(
+        &env,
+        &pool,
+        &[
+            "run",
+            csv.to_str().unwrap(),
+            "--delivery",
+            "suppress",
+            "--password-file",
+            pw.to_str().unwrap(),
+        ],
+    )
+    .expect_code(0);
+    let issued = passwords(&pw);
+    let (user, temp) = issued
+        .iter()
+        .find(|(u, _)| u == "provider0000@example.com")
+        .expect("provider0000 was issued a password");
+    env.complete_first_sign_in(&pool, user, temp, "Fresh-Passw0rd!");
+    // A run sees the confirmation first; status still reports it as new, once.
+    run_cmd(&env, &pool, &["run", csv.to_str().unwrap()]).expect_code(0);
+    let other = env.write(
+        "other.csv",
+        "email\nprovider0000@example.com\nnobody@example.com\n",
+    );
+    let r = run_cmd(&env, &pool, &["status", other.to_str().unwrap()]);
+    r.expect_code(0);
+    let report = r.report();
+    assert_eq!(report["summary"]["newly_confirmed"], 1, "{report:#}");
+    assert_eq!(report["summary"]["not_invited"], 1);
+    assert_eq!(report["rows"].as_array().unwrap().len(), 2);
+    let again = run_cmd(&env, &pool, &["status"]);
+    assert_eq!(again.report()["summary"]["newly_confirmed"], 0);
+    assert_eq!(again.report()["summary"]["confirmed"], 1);
+}
+
+#[test]
+fn expired_invitations_are_reissued_up_to_the_cap() {
+    let mut env = TestEnv::new();
+    let pool = env.pool(true, &[]);
+    let proxy = env.proxy(|c| c);
+    let csv = env.write("p.csv", cohort(2));
+    let csv = csv.to_str().unwrap();
+    run_cmd(&env, &pool, &["run", csv]).expect_code(0);
+    assert_eq!(proxy.stats().creates, 2);
+    // Not yet expired: nothing sent.
+    let r = run_cmd(&env, &pool, &["run", csv]);
+    assert_eq!(r.report()["summary"]["skipped"], 2);
+    env.age_state(8 * 24);
+    let status = run_cmd(&env, &pool, &["status"]);
+    assert_eq!(
+        status.report()["summary"]["expired"],
+        2,
+        "{:#}",
+        status.report()
+    );
+    let r = run_cmd(&env, &pool, &["run", csv, "--max-reissues", "1"]);
+    r.expect_code(0);
+    let report = r.report();
+    assert_eq!(report["summary"]["reissued"], 2, "{report:#}");
+    assert!(
+        report["rows"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("expired")
+    );
+    assert_eq!(proxy.stats().resends, 2);
+    // Freshly re-issued: pending again.
+    let r = run_cmd(&env, &pool, &["run", csv, "--max-reissues", "1"]);
+    assert_eq!(r.report()["summary"]["skipped"], 2);
+    // Expired again, but the cap is reached: attention, nothing sent.
+    env.age_state(8 * 24);
+    let r = run_cmd(&env, &pool, &["run", csv, "--max-reissues", "1"]);
+    r.expect_code(0);
+    let report = r.report();
+    assert_eq!(report["summary"]["attention"], 2, "{report:#}");
+    assert!(
+        report["rows"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("--max-reissues")
+    );
+    assert_eq!(proxy.stats().resends, 2);
+    assert_eq!(proxy.stats().invitations(), 4);
+}
+
+#[test]
+fn the_email_budget_spreads_a_cohort_over_days() {
+    let mut env = TestEnv::new();
+    let pool = env.pool(true, &[]);
+    let proxy = env.proxy(|c| c);
+    let csv = env.write("p.csv", cohort(120));
+    let csv = csv.to_str().unwrap();
+    let mut created = Vec::new();
+    for day in 0..4 {
+        let r = run_cmd(&env, &pool, &["run", csv]);
+        r.expect_code(0);
+        let report = r.report();
+        created.push(report["summary"]["created"].as_u64().unwrap());
+        let deferred = report["summary"]["deferred"].as_u64().unwrap();
+        if deferred > 0 {
+            assert!(
+                report["email_budget_frees_at"].is_string(),
+                "day {day}: {report:#}"
+            );
+        }
+        env.age_state(25);
+    }
+    assert_eq!(created, [50, 50, 20, 0]);
+    assert_eq!(proxy.stats().creates, 120);
+    assert_eq!(env.users(&pool).len(), 120);
+}
+
+#[test]
+fn a_second_run_on_the_same_state_exits_with_the_lock_code_and_changes_nothing() {
+    let mut env = TestEnv::new();
+    let pool = env.pool(true, &[]);
+    let proxy = env.proxy(|c| c.latency(Duration::from_millis(200)));
+    let csv = env.write("p.csv", cohort(15));
+    let mut first = env.cmd(&pool);
+    first.args(["run", csv.to_str().unwrap(), "--concurrency", "1"]);
+    first
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut child = first.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while proxy.stats().creates == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(proxy.stats().creates > 0, "the first run did not start");
+    let reports_before = std::fs::read_dir(env.path("reports")).unwrap().count();
+    let calls_before = proxy.stats().events.len();
+    let second = run_cmd(&env, &pool, &["run", csv.to_str().unwrap()]);
+    second.expect_code(4);
+    assert!(
+        second.stderr().contains("another cognito-onboard run"),
+        "{}",
+        second.stderr()
+    );
+    assert_eq!(
+        std::fs::read_dir(env.path("reports")).unwrap().count(),
+        reports_before
+    );
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    // Every call after the second run started came from the first (15 rows: 1 describe,
+    // lookups and creates); the second made none.
+    let second_calls = proxy.stats().events.len() - calls_before;
+    assert!(second_calls <= 30, "{second_calls}");
+    assert_eq!(proxy.stats().creates, 15);
+}
+
+#[test]
+fn a_corrupt_or_unwritable_state_file_is_a_clear_error() {
+    let env = TestEnv::new();
+    let pool = env.pool(true, &[]);
+    let csv = env.write("p.csv", cohort(1));
+    std::fs::write(env.path("state.db"), vec![0x5au8; 4096]).unwrap();
+    let r = run_cmd(&env, &pool, &["run", csv.to_str().unwrap()]);
+    r.expect_code(1);
+    assert!(
+        r.stderr().contains("not a cognito-onboard state database"),
+        "{}",
+        r.stderr()
+    );
+    let blocker = env.write("not-a-dir", "x");
+    let r = run({
+        let mut c = env.cmd(&pool);
+        c.env("COGNITO_ONBOARD_STATE", blocker.join("state.db"))
+            .args(["run", csv.to_str().unwrap()]);
+        c
+    });
+    r.expect_code(1);
+    assert!(r.stderr().contains("not-a-dir"), "{}", r.stderr());
+    assert!(env.users(&pool).is_empty());
+    assert!(
+        !env.path("reports").exists(),
+        "no report for a run that could not start"
+    );
+}
+
+#[test]
+fn a_state_file_of_schema_one_is_migrated_by_a_run() {
+    let env = TestEnv::new();
+    let pool = env.pool(true, &[]);
+    let csv = env.write("p.csv", cohort(1));
+    {
+        let conn = rusqlite::Connection::open(env.path("state.db")).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE runs (run_id TEXT PRIMARY KEY, pool_id TEXT NOT NULL, command TEXT NOT NULL,
+               input_path TEXT, input_sha256 TEXT, started_at INTEGER NOT NULL, finished_at INTEGER,
+               exit_code INTEGER, counts TEXT);
+             CREATE TABLE users (pool_id TEXT NOT NULL, key TEXT NOT NULL, username TEXT, email TEXT,
+               invited INTEGER NOT NULL DEFAULT 0, groups_done TEXT NOT NULL DEFAULT '',
+               last_status TEXT, last_enabled INTEGER, last_seen_at INTEGER, PRIMARY KEY (pool_id, key));
+             CREATE TABLE invitations (id INTEGER PRIMARY KEY, pool_id TEXT NOT NULL, key TEXT NOT NULL,
+               kind TEXT NOT NULL, medium TEXT NOT NULL, run_id TEXT NOT NULL, intent_at INTEGER NOT NULL,
+               outcome TEXT NOT NULL DEFAULT 'pending', sent_at INTEGER,
+               password_recorded INTEGER NOT NULL DEFAULT 0);
+             PRAGMA user_version = 1;",
+        )
+        .unwrap();
+    }
+    run_cmd(&env, &pool, &["run", csv.to_str().unwrap()]).expect_code(0);
+    let conn = rusqlite::Connection::open(env.path("state.db")).unwrap();
+    let v: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, 2);
+    let n: i64 = conn
+        .query_row("SELECT COUNT(*) FROM transitions", [], |r| r.get(0))
+        .unwrap();
+    assert!(n >= 1);
+}
+
+#[test]
+fn a_run_killed_at_any_moment_is_resumed_without_a_second_invitation() {
+    // The full crash test (500 rows, 10 seeded kill points) lives in the robustness tests;
+    // this one kills a small run right after its first invitation reached Cognito.
+    let mut env = TestEnv::new();
+    let pool = env.pool(true, &[]);
+    let proxy = env.proxy(|c| {
+        c.fault(
+            Some("AdminCreateUser"),
+            FaultKind::DelayAfterForward(Duration::from_secs(3)),
+            1.0,
+        )
+    });
+    let csv = env.write("p.csv", cohort(3));
+    let mut c = env.cmd(&pool);
+    c.args(["run", csv.to_str().unwrap(), "--concurrency", "1"]);
+    c.stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut child = c.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while proxy.stats().creates == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    proxy.set_faults(Vec::new());
+    let r = run_cmd(&env, &pool, &["run", csv.to_str().unwrap()]);
+    r.expect_code(0);
+    let report = r.report();
+    assert_eq!(report["summary"]["created"], 2, "{report:#}");
+    assert_eq!(
+        report["summary"]["skipped"], 1,
+        "the killed row's user exists and is pending"
+    );
+    let stats = proxy.stats();
+    for i in 0..3 {
+        assert_eq!(
+            stats.invitations_to(&format!("provider{i:04}@example.com")),
+            1,
+            "{stats:?}"
+        );
+    }
+}
