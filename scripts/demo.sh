@@ -55,4 +55,7 @@ assert sent == 0, "the second run sent something"
 assert r["summary"]["skipped"] == len(r["rows"]), r["summary"]
 PY
 
+step "Where every provider stands (status): the two who signed in are newly confirmed"
+"$bin" status --report-dir "$work/reports" --format table
+
 step "Done: moto stopped, temporary files removed"
