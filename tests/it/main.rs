@@ -6,3 +6,4 @@ mod support;
 
 mod onboard;
 mod state;
+mod bad_input;

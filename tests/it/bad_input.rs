@@ -1,0 +1,1 @@
+//! Malformed inputs: filled in by the bad-input corpus tests.
