@@ -136,6 +136,34 @@ async fn limiter_for(common: &Common, cognito: &Cognito, used: &[Category]) -> L
     limiter
 }
 
+/// Attempts for the first call of a command: it doubles as the connectivity check, so a wrong
+/// endpoint or a network outage is reported in seconds rather than after the full retry schedule.
+const PROBE_ATTEMPTS: u32 = 3;
+
+/// The retry layer with the run's settings.
+fn executor(common: &Common, limiter: Arc<Limiter>, cancel: Arc<Cancel>) -> Executor {
+    Executor::new(
+        limiter,
+        RetryPolicy {
+            max_attempts: common.max_attempts,
+            ..RetryPolicy::default()
+        },
+        cancel,
+    )
+}
+
+/// Reads the pool's settings (DescribeUserPool).
+async fn describe_pool(exec: &Executor, cognito: &Cognito) -> Result<PoolInfo, Error> {
+    exec.call_with_attempts(
+        Op::DescribeUserPool,
+        PROBE_ATTEMPTS.min(exec.retry.max_attempts),
+        || cognito.describe_pool(),
+    )
+    .await
+    .map(|d| d.value)
+    .map_err(|f| Error::Cognito(f.error.to_string()))
+}
+
 /// How rows are keyed in this pool, and the column rules from its schema.
 fn rules_for(pool: &PoolInfo, columns: &[String]) -> Result<(KeyMode, ColumnRules), Error> {
     let has_username = columns.iter().any(|c| c == "username");
@@ -465,12 +493,19 @@ async fn run(common: &Common, settings: &RunSettings, _args: &RunArgs) -> Result
             pool_id,
             started_at,
             reader,
-            report_files,
+            report_files: &report_files,
             password_file,
             state: Arc::clone(&state),
         },
     )
     .await;
+    if result.is_err() {
+        // A run that stopped before it did anything leaves no empty report behind.
+        report_files.discard_if_empty();
+        if let Some(path) = &settings.password_file {
+            discard_password_file(path);
+        }
+    }
     let (code, counts) = match &result {
         Ok((code, counts)) => (*code, counts.clone()),
         Err(e) => (e.exit_code(), String::new()),
@@ -480,12 +515,12 @@ async fn run(common: &Common, settings: &RunSettings, _args: &RunArgs) -> Result
 }
 
 /// What `run` has opened before it talks to Cognito.
-struct OpenRun {
+struct OpenRun<'a> {
     run_id: String,
     pool_id: String,
     started_at: chrono::DateTime<Utc>,
     reader: input::CohortReader<Box<dyn std::io::Read + Send>>,
-    report_files: ReportFiles,
+    report_files: &'a ReportFiles,
     password_file: Option<PasswordFile>,
     state: Arc<State>,
 }
@@ -494,7 +529,7 @@ struct OpenRun {
 async fn onboard_cohort(
     common: &Common,
     settings: &RunSettings,
-    open: OpenRun,
+    open: OpenRun<'_>,
 ) -> Result<(u8, String), Error> {
     let OpenRun {
         run_id,
@@ -517,19 +552,8 @@ async fn onboard_cohort(
         Category::UserResourceUpdate,
     ];
     let limiter = Arc::new(limiter_for(common, &cognito, &used).await);
-    let exec = Arc::new(Executor::new(
-        Arc::clone(&limiter),
-        RetryPolicy {
-            max_attempts: common.max_attempts,
-            ..RetryPolicy::default()
-        },
-        Arc::clone(&cancel),
-    ));
-    let pool = exec
-        .call(Op::DescribeUserPool, || cognito.describe_pool())
-        .await
-        .map_err(|f| Error::Cognito(f.error.to_string()))?
-        .value;
+    let exec = Arc::new(executor(common, Arc::clone(&limiter), Arc::clone(&cancel)));
+    let pool = describe_pool(&exec, &cognito).await?;
     tracing::info!(
         "pool {} ({}): about {} users, temporary passwords valid {} days, email via {}",
         pool.id,
@@ -642,6 +666,13 @@ async fn onboard_cohort(
         return Err(Error::Cognito(e.to_string()));
     }
     Ok((report::exit_code(&report.rows, interrupted), counts))
+}
+
+/// Removes a password file that holds no password (only its header line).
+fn discard_password_file(path: &std::path::Path) {
+    if std::fs::read(path).is_ok_and(|b| b == b"username,temporary_password\n") {
+        let _ = std::fs::remove_file(path);
+    }
 }
 
 /// How the state file names the medium of a delivery that sends messages.
@@ -794,19 +825,8 @@ async fn check(common: &Common, file: &FileConfig, args: &CheckArgs) -> Result<u
     if let Some(pool_id) = &common.pool_id {
         let cognito = Cognito::connect(&common.connection, pool_id).await?;
         let limiter = Arc::new(Limiter::new(&common.quotas, common.rate_fraction));
-        let exec = Executor::new(
-            limiter,
-            RetryPolicy {
-                max_attempts: common.max_attempts,
-                ..RetryPolicy::default()
-            },
-            Arc::new(Cancel::default()),
-        );
-        let pool = exec
-            .call(Op::DescribeUserPool, || cognito.describe_pool())
-            .await
-            .map_err(|f| Error::Cognito(f.error.to_string()))?
-            .value;
+        let exec = executor(common, limiter, Arc::new(Cancel::default()));
+        let pool = describe_pool(&exec, &cognito).await?;
         println!("pool {} ({})", pool.id, pool.name);
         println!("  estimated users: {}", pool.estimated_users);
         println!("  username: {:?}", pool.username_mode);
@@ -1007,19 +1027,8 @@ async fn refresh_status(
     watch_signals(Arc::clone(&cancel));
     let limiter =
         Arc::new(limiter_for(common, &cognito, &[Category::UserRead, Category::UserList]).await);
-    let exec = Arc::new(Executor::new(
-        Arc::clone(&limiter),
-        RetryPolicy {
-            max_attempts: common.max_attempts,
-            ..RetryPolicy::default()
-        },
-        Arc::clone(&cancel),
-    ));
-    let pool = exec
-        .call(Op::DescribeUserPool, || cognito.describe_pool())
-        .await
-        .map_err(|f| Error::Cognito(f.error.to_string()))?
-        .value;
+    let exec = Arc::new(executor(common, Arc::clone(&limiter), Arc::clone(&cancel)));
+    let pool = describe_pool(&exec, &cognito).await?;
     let known = state.known(&pool.id)?;
     let mut key_mode = KeyMode::Email;
     let mut targets: Vec<Target> = match reader {

@@ -143,7 +143,22 @@ impl Executor {
     /// harm (a RESEND: a second message) is returned at once with `maybe_done`, for the caller to
     /// check. The email limit, row errors and fatal errors are never retried; a fatal error also
     /// cancels the run.
-    pub async fn call<T, F, Fut>(&self, op: Op, mut f: F) -> Result<Done<T>, Failed>
+    pub async fn call<T, F, Fut>(&self, op: Op, f: F) -> Result<Done<T>, Failed>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, CallError>>,
+    {
+        self.call_with_attempts(op, self.retry.max_attempts, f)
+            .await
+    }
+
+    /// [`Executor::call`] with its own limit on attempts.
+    pub async fn call_with_attempts<T, F, Fut>(
+        &self,
+        op: Op,
+        max_attempts: u32,
+        mut f: F,
+    ) -> Result<Done<T>, Failed>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, CallError>>,
@@ -188,7 +203,7 @@ impl Executor {
                 | ErrorClass::DeliveryFailed
                 | ErrorClass::Permanent => false,
             };
-            if !retry || attempts >= self.retry.max_attempts || self.cancel.is_cancelled() {
+            if !retry || attempts >= max_attempts || self.cancel.is_cancelled() {
                 return Err(Failed {
                     error,
                     attempts,

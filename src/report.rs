@@ -215,6 +215,15 @@ impl ReportFiles {
         Ok(files)
     }
 
+    /// Removes the files if nothing was written to them (a run that stopped before any work).
+    pub fn discard_if_empty(&self) {
+        for path in [&self.json, &self.csv] {
+            if std::fs::metadata(path).is_ok_and(|m| m.len() == 0) {
+                let _ = std::fs::remove_file(path);
+            }
+        }
+    }
+
     /// Writes a run's report to both files.
     pub fn write(&self, report: &Report) -> Result<(), Error> {
         self.write_with(

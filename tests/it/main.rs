@@ -4,6 +4,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
-mod onboard;
-mod state;
 mod bad_input;
+mod onboard;
+mod robustness;
+mod state;

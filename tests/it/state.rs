@@ -136,7 +136,9 @@ fn run_records_confirmations_for_status_and_status_with_a_cohort() {
 #[test]
 fn expired_invitations_are_reissued_up_to_the_cap() {
     let mut env = TestEnv::new();
-    let pool = env.pool(true, &[]);
+    // Free-form usernames: moto's RESEND misbehaves where email is the username (see
+    // robustness.rs).
+    let pool = env.pool(false, &[]);
     let proxy = env.proxy(|c| c);
     let csv = env.write("p.csv", cohort(2));
     let csv = csv.to_str().unwrap();

@@ -301,18 +301,28 @@ impl TestEnv {
 
     pub fn group_members(&self, pool: &Pool, group: &str) -> Vec<String> {
         self.rt.block_on(async {
-            let out = self
-                .client
-                .list_users_in_group()
-                .user_pool_id(&pool.id)
-                .group_name(group)
-                .send()
-                .await
-                .expect("list users in group");
-            out.users()
-                .iter()
-                .filter_map(|u| attr(u.attributes(), "email"))
-                .collect()
+            let mut members = Vec::new();
+            let mut token = None;
+            loop {
+                let out = self
+                    .client
+                    .list_users_in_group()
+                    .user_pool_id(&pool.id)
+                    .group_name(group)
+                    .set_next_token(token)
+                    .send()
+                    .await
+                    .expect("list users in group");
+                members.extend(
+                    out.users()
+                        .iter()
+                        .filter_map(|u| attr(u.attributes(), "email")),
+                );
+                match out.next_token() {
+                    Some(t) if !t.is_empty() => token = Some(t.to_string()),
+                    _ => return members,
+                }
+            }
         })
     }
 

@@ -114,6 +114,8 @@ impl Quota {
 pub enum FaultKind {
     /// Answer 500 `InternalErrorException` without forwarding.
     InternalError,
+    /// Answer 400 `AccessDeniedException` without forwarding, as IAM does for a missing permission.
+    AccessDenied,
     /// Drop the connection (TCP reset, no response) without forwarding: moto never sees the request.
     ResetBeforeForward,
     /// Forward, let moto process it, then drop the connection (TCP reset) instead of answering.
@@ -890,9 +892,11 @@ async fn handle(shared: Arc<Shared>, parts: Parts, body: Bytes) -> Reply {
                 .clone()
                 .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
             match state.draw_fault(shared.seed, &operation, identity) {
-                Some(kind @ (FaultKind::InternalError | FaultKind::ResetBeforeForward)) => {
-                    Decision::Fault(kind)
-                }
+                Some(
+                    kind @ (FaultKind::InternalError
+                    | FaultKind::ResetBeforeForward
+                    | FaultKind::AccessDenied),
+                ) => Decision::Fault(kind),
                 fault => {
                     let sends_email = create.is_some_and(|c| c.sends_email);
                     match state.email_limit {
@@ -943,6 +947,15 @@ async fn handle(shared: Arc<Shared>, parts: Parts, body: Bytes) -> Reply {
             if kind == FaultKind::ResetBeforeForward {
                 state.record(decided_at, &operation, Outcome::ResetBeforeForward);
                 Reply::Reset
+            } else if kind == FaultKind::AccessDenied {
+                state.record(decided_at, &operation, Outcome::InternalError);
+                Reply::Respond(aws_error(
+                    StatusCode::BAD_REQUEST,
+                    "AccessDeniedException",
+                    "User: arn:aws:iam::123456789012:user/onboard is not authorized to perform: \
+                     cognito-idp:DescribeUserPool (injected by the test proxy)",
+                    request_id,
+                ))
             } else {
                 state.record(decided_at, &operation, Outcome::InternalError);
                 Reply::Respond(aws_error(

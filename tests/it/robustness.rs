@@ -1,0 +1,525 @@
+//! Throttling, faults, lost answers, crashes, secrets and bad configuration, through the fault
+//! proxy in front of moto. Figures the tests observe are printed with a `figure:` prefix
+//! (`cargo test --test it robustness -- --nocapture` shows them).
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+
+use crate::support::proxy::{FaultKind, FaultRule};
+use crate::support::*;
+
+fn cohort(n: usize, group_every: usize) -> String {
+    let mut s = String::from("email,name,groups\n");
+    for i in 0..n {
+        let group = if group_every > 0 && i % group_every == 0 {
+            "providers"
+        } else {
+            ""
+        };
+        s.push_str(&format!("p{i:05}@example.com,Provider {i},{group}\n"));
+    }
+    s
+}
+
+fn emails_in_pool(env: &TestEnv, pool: &Pool) -> Vec<String> {
+    env.users(pool)
+        .iter()
+        .filter_map(|u| attr(u.attributes(), "email"))
+        .collect()
+}
+
+fn settings(env: &TestEnv, toml: &str) -> String {
+    env.write("settings.toml", toml)
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn throttled_to_the_enforced_quota_every_row_still_settles() {
+    let mut env = TestEnv::new();
+    let pool = env.pool(true, &["providers"]);
+    let proxy = env.proxy(|c| {
+        c.quota("UserCreation", 50.0)
+            .quota("UserResourceUpdate", 10.0)
+    });
+    // The tool believes it may go well above what the proxy enforces.
+    let config = settings(
+        &env,
+        "rate_fraction = 1.0\nconcurrency = 64\nemail_budget = 100000\n[quotas]\nUserCreation = 100\nUserResourceUpdate = 40\n",
+    );
+    let csv = env.write("p.csv", cohort(2000, 5));
+    let started = Instant::now();
+    let r = run({
+        let mut c = env.cmd(&pool);
+        c.args(["--config", &config, "run", csv.to_str().unwrap()]);
+        c
+    });
+    let wall = started.elapsed();
+    r.expect_code(0);
+    let report = r.report();
+    assert_eq!(
+        report["summary"]["created"], 2000,
+        "{:#}",
+        report["summary"]
+    );
+    assert_eq!(report["summary"]["failed"], 0);
+    let stats = proxy.stats();
+    assert_eq!(stats.creates, 2000, "each user created once");
+    assert_eq!(stats.succeeded("AdminAddUserToGroup"), 400);
+    let mut emails = emails_in_pool(&env, &pool);
+    emails.sort();
+    emails.dedup();
+    assert_eq!(emails.len(), 2000);
+    let creation_throttle =
+        stats.throttled_in("UserCreation") as f64 / stats.received_in("UserCreation") as f64;
+    let group_throttle = stats.throttled_in("UserResourceUpdate") as f64
+        / stats.received_in("UserResourceUpdate") as f64;
+    // The tool slows itself down: most attempts get through even though it started at twice
+    // (creates) and four times (groups) the enforced rate.
+    assert!(
+        creation_throttle < 0.25,
+        "UserCreation throttle rate {creation_throttle:.3}"
+    );
+    assert!(
+        group_throttle < 0.5,
+        "UserResourceUpdate throttle rate {group_throttle:.3}"
+    );
+    let peak = stats.max_forwarded_in_window("UserResourceUpdate", Duration::from_secs(1));
+    println!(
+        "figure: throttling 2000 rows (400 with a group): wall {:.1}s; UserCreation {} received, {} throttled ({:.1}%); \
+         UserResourceUpdate {} received, {} throttled ({:.1}%), peak {} forwarded in 1 s; tool's throttles {}",
+        wall.as_secs_f64(),
+        stats.received_in("UserCreation"),
+        stats.throttled_in("UserCreation"),
+        creation_throttle * 100.0,
+        stats.received_in("UserResourceUpdate"),
+        stats.throttled_in("UserResourceUpdate"),
+        group_throttle * 100.0,
+        peak,
+        report["throttles"]
+    );
+}
+
+#[test]
+fn mixed_faults_settle_or_fail_clearly_and_a_rerun_settles_the_rest() {
+    let mut env = TestEnv::new();
+    let pool = env.pool(true, &["providers"]);
+    let proxy = env.proxy(|c| {
+        c.seed(7)
+            .fault(None, FaultKind::InternalError, 0.05)
+            .fault(None, FaultKind::ResetAfterForward, 0.02)
+            .fault(
+                None,
+                FaultKind::DelayAfterForward(Duration::from_millis(1500)),
+                0.01,
+            )
+    });
+    // Few attempts, so some rows really fail and the re-run has something to do.
+    let config = settings(
+        &env,
+        "attempt_timeout_secs = 1.0\nmax_attempts = 2\nemail_budget = 100000\n",
+    );
+    let csv = env.write("p.csv", cohort(300, 3));
+    let first = run({
+        let mut c = env.cmd(&pool);
+        c.args([
+            "--config",
+            &config,
+            "run",
+            csv.to_str().unwrap(),
+            "--lookup",
+            "get",
+        ]);
+        c
+    });
+    assert!(matches!(first.code(), 0 | 3), "{}", first.stderr());
+    let report = first.report();
+    let rows = report["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 300, "no row missing from the report");
+    let lines: BTreeSet<u64> = rows.iter().map(|r| r["row"].as_u64().unwrap()).collect();
+    assert_eq!(lines.len(), 300);
+    for r in rows {
+        match r["outcome"].as_str().unwrap() {
+            "created" => {}
+            "failed" => {
+                assert!(!r["reason"].as_str().unwrap().is_empty());
+                assert!(r["error_message"].is_string(), "{r}");
+            }
+            other => panic!("unexpected outcome {other}: {r}"),
+        }
+    }
+    let failed = report["summary"]["failed"].as_u64().unwrap();
+    let stats = proxy.stats();
+    println!(
+        "figure: faults (5% 500, 2% reset after forward, 1% timeout), 300 rows, 2 attempts: {} created, {failed} failed; \
+         proxy faulted {} of {} requests",
+        report["summary"]["created"],
+        stats.per_operation.values().map(|o| o.faulted).sum::<u64>(),
+        stats
+            .per_operation
+            .values()
+            .map(|o| o.received)
+            .sum::<u64>()
+    );
+    proxy.set_faults(Vec::new());
+    let second = run({
+        let mut c = env.cmd(&pool);
+        c.args(["--config", &config, "run", csv.to_str().unwrap()]);
+        c
+    });
+    second.expect_code(0);
+    let again = second.report();
+    assert_eq!(again["summary"]["failed"], 0, "{:#}", again["summary"]);
+    assert_eq!(again["summary"]["deferred"], 0, "{:#}", again["summary"]);
+    let mut emails = emails_in_pool(&env, &pool);
+    assert_eq!(emails.len(), 300);
+    emails.sort();
+    emails.dedup();
+    assert_eq!(emails.len(), 300, "no user created twice");
+    let stats = proxy.stats();
+    for i in 0..300 {
+        assert_eq!(
+            stats.invitations_to(&format!("p{i:05}@example.com")),
+            1,
+            "p{i:05}"
+        );
+    }
+    let mut members = env.group_members(&pool, "providers");
+    members.sort();
+    assert_eq!(
+        members.len(),
+        100,
+        "every group membership done after the re-run"
+    );
+}
+
+#[test]
+fn a_lost_answer_is_checked_not_reported_as_failed_and_not_sent_twice() {
+    let mut env = TestEnv::new();
+    // A free-form pool: moto's RESEND in email-as-username pools adds a second user with the
+    // same email instead of re-inviting the first (real Cognito re-invites).
+    let pool = env.pool(false, &[]);
+    let proxy = env.proxy(|c| c.fault(Some("AdminCreateUser"), FaultKind::ResetAfterForward, 1.0));
+    let config = settings(&env, "max_attempts = 3\n");
+    let csv = env.write("p.csv", cohort(5, 0));
+    let r = run({
+        let mut c = env.cmd(&pool);
+        c.args(["--config", &config, "run", csv.to_str().unwrap()]);
+        c
+    });
+    r.expect_code(0);
+    let report = r.report();
+    assert_eq!(report["summary"]["created"], 5, "{report:#}");
+    assert!(
+        report["rows"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("answer was lost"),
+        "{report:#}"
+    );
+    let stats = proxy.stats();
+    for i in 0..5 {
+        assert_eq!(stats.invitations_to(&format!("p{i:05}@example.com")), 1);
+    }
+    // A re-issue whose answer is lost is checked by reading the user, not sent again.
+    std::thread::sleep(Duration::from_millis(1100));
+    proxy.reset_stats();
+    let r = run({
+        let mut c = env.cmd(&pool);
+        c.args([
+            "--config",
+            &config,
+            "run",
+            csv.to_str().unwrap(),
+            "--reissue",
+            "always",
+        ]);
+        c
+    });
+    r.expect_code(0);
+    let report = r.report();
+    assert_eq!(report["summary"]["reissued"], 5, "{report:#}");
+    assert_eq!(proxy.stats().resends, 5, "one RESEND each");
+}
+
+#[test]
+fn killed_at_ten_seeded_moments_a_rerun_finishes_with_one_invitation_each() {
+    let mut env = TestEnv::new();
+    let pool = env.pool(true, &["providers"]);
+    let proxy = env.proxy(|c| c);
+    let n = 500;
+    let csv = env.write("p.csv", cohort(n, 4));
+    let config = settings(&env, "email_budget = 100000\n");
+    let mut rng = StdRng::seed_from_u64(20261122);
+    let mut points: Vec<u64> = (0..10).map(|_| rng.random_range(1..n as u64)).collect();
+    points.sort();
+    let mut kills = 0;
+    for point in &points {
+        let mut c = env.cmd(&pool);
+        c.args(["--config", &config, "run", csv.to_str().unwrap()]);
+        c.stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        let mut child = c.spawn().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            if proxy.stats().creates >= *point || Instant::now() > deadline {
+                child.kill().unwrap();
+                kills += 1;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        child.wait().unwrap();
+    }
+    assert!(kills >= 5, "only {kills} runs were killed mid-way");
+    let mut finished = false;
+    for _ in 0..3 {
+        let r = run({
+            let mut c = env.cmd(&pool);
+            c.args(["--config", &config, "run", csv.to_str().unwrap()]);
+            c
+        });
+        if r.code() == 0 {
+            finished = true;
+            break;
+        }
+    }
+    assert!(finished, "re-runs did not finish");
+    let stats = proxy.stats();
+    let mut emails = emails_in_pool(&env, &pool);
+    assert_eq!(emails.len(), n, "every provider exists");
+    emails.sort();
+    emails.dedup();
+    assert_eq!(emails.len(), n, "exactly once");
+    for i in 0..n {
+        assert_eq!(
+            stats.invitations_to(&format!("p{i:05}@example.com")),
+            1,
+            "p{i:05}"
+        );
+    }
+    assert_eq!(env.group_members(&pool, "providers").len(), n / 4);
+    println!(
+        "figure: crash test: {} kills at creates {:?}; 500 providers, 500 invitations",
+        kills, points
+    );
+}
+
+fn all_text_outputs(env: &TestEnv, runs: &[&Run]) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for r in runs {
+        out.push((format!("stdout of {}", r.cmdline), r.output.stdout.clone()));
+        out.push((format!("stderr of {}", r.cmdline), r.output.stderr.clone()));
+    }
+    for dir in [env.path("reports")] {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let p = entry.unwrap().path();
+            out.push((p.display().to_string(), std::fs::read(&p).unwrap()));
+        }
+    }
+    for name in ["state.db", "state.db-wal", "state.db-shm"] {
+        if let Ok(bytes) = std::fs::read(env.path(name)) {
+            out.push((name.to_string(), bytes));
+        }
+    }
+    out
+}
+
+#[test]
+fn no_temporary_password_appears_anywhere_but_the_password_file() {
+    let mut env = TestEnv::new();
+    let pool = env.pool(false, &[]);
+    let proxy = env.proxy(|c| {
+        c.seed(3)
+            .fault(Some("AdminCreateUser"), FaultKind::InternalError, 0.2)
+    });
+    let csv = env.write("p.csv", cohort(20, 0));
+    let pw1 = env.path("pw1.csv");
+    let pw2 = env.path("pw2.csv");
+    let first = run({
+        let mut c = env.cmd(&pool);
+        c.args([
+            "-vv",
+            "run",
+            csv.to_str().unwrap(),
+            "--delivery",
+            "suppress",
+            "--password-file",
+        ])
+        .arg(&pw1);
+        c
+    });
+    first.expect_code(0);
+    let second = run({
+        let mut c = env.cmd(&pool);
+        c.args([
+            "-vv",
+            "--log-format",
+            "json",
+            "run",
+            csv.to_str().unwrap(),
+            "--delivery",
+            "suppress",
+            "--reissue",
+            "always",
+            "--password-file",
+        ])
+        .arg(&pw2);
+        c
+    });
+    second.expect_code(0);
+    let third = run({
+        let mut c = env.cmd(&pool);
+        c.args(["-vv", "run", csv.to_str().unwrap(), "--reissue", "always"]);
+        c
+    });
+    third.expect_code(0);
+    let mut secrets: BTreeSet<String> = passwords(&pw1).into_iter().map(|(_, p)| p).collect();
+    secrets.extend(passwords(&pw2).into_iter().map(|(_, p)| p));
+    assert_eq!(secrets.len(), 40, "20 created, 20 re-issued, all different");
+    // The e-mailed re-issues' passwords only exist in the requests the proxy saw.
+    let seen: BTreeSet<String> = proxy.stats().secrets.into_iter().collect();
+    assert!(seen.is_superset(&secrets));
+    assert!(seen.len() >= 60, "{}", seen.len());
+    assert!(
+        first.stderr().contains("DEBUG") || first.stderr().contains("TRACE"),
+        "-vv logs"
+    );
+    for (what, bytes) in all_text_outputs(&env, &[&first, &second, &third]) {
+        let text = String::from_utf8_lossy(&bytes);
+        for secret in &seen {
+            assert!(
+                !text.contains(secret.as_str()),
+                "a temporary password is in {what}"
+            );
+        }
+    }
+    use std::os::unix::fs::PermissionsExt;
+    for p in [&pw1, &pw2] {
+        assert_eq!(
+            std::fs::metadata(p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+}
+
+#[test]
+fn bad_configuration_is_one_clear_line_and_exit_1() {
+    let mut env = TestEnv::new();
+    let pool = env.pool(true, &[]);
+    let csv = env.write("p.csv", cohort(2, 0));
+    let error_lines = |r: &Run| -> Vec<String> {
+        r.stderr()
+            .lines()
+            .filter(|l| l.contains("ERROR") || l.starts_with("error"))
+            .map(str::to_string)
+            .collect()
+    };
+    let check_nothing_written = |env: &TestEnv| {
+        assert!(env.users(&pool).is_empty());
+        let reports = env.path("reports");
+        let n = std::fs::read_dir(&reports).map(|d| d.count()).unwrap_or(0);
+        assert_eq!(n, 0, "a report was left behind");
+    };
+    let cases: Vec<(&str, Vec<&str>, Vec<(&str, &str)>, &str)> = vec![
+        (
+            "unknown pool",
+            vec!["--user-pool-id", "eu-west-1_nosuchpool"],
+            vec![],
+            "ResourceNotFoundException",
+        ),
+        (
+            "wrong region",
+            vec!["--region", "ap-northeast-1"],
+            vec![],
+            "ResourceNotFoundException",
+        ),
+        (
+            "missing credentials",
+            vec![],
+            vec![("AWS_ACCESS_KEY_ID", ""), ("AWS_SECRET_ACCESS_KEY", "")],
+            "credentials",
+        ),
+        (
+            "bad settings value",
+            vec!["--rate-fraction", "7"],
+            vec![],
+            "rate_fraction",
+        ),
+    ];
+    for (name, args, env_vars, want) in cases {
+        let r = run({
+            let mut c = env.cmd(&pool);
+            for (k, v) in &env_vars {
+                if v.is_empty() {
+                    c.env_remove(k);
+                } else {
+                    c.env(k, v);
+                }
+            }
+            let (global, local): (Vec<&str>, Vec<&str>) = (
+                args.iter()
+                    .copied()
+                    .filter(|a| *a != "--rate-fraction" && *a != "7")
+                    .collect(),
+                args.iter()
+                    .copied()
+                    .filter(|a| *a == "--rate-fraction" || *a == "7")
+                    .collect(),
+            );
+            c.args(&global)
+                .args(["run", csv.to_str().unwrap()])
+                .args(&local);
+            c
+        });
+        r.expect_code(1);
+        let lines = error_lines(&r);
+        assert_eq!(lines.len(), 1, "{name}: {}", r.stderr());
+        assert!(lines[0].contains(want), "{name}: {}", lines[0]);
+        assert!(!r.stderr().contains("panicked"), "{name}");
+        check_nothing_written(&env);
+    }
+    // An endpoint that refuses connections: a quick, clear failure.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let started = Instant::now();
+    let moto_url = std::mem::replace(&mut env.endpoint, format!("http://127.0.0.1:{port}"));
+    let r = run({
+        let mut c = env.cmd(&pool);
+        c.args(["run", csv.to_str().unwrap()]);
+        c
+    });
+    env.endpoint = moto_url;
+    r.expect_code(1);
+    let lines = error_lines(&r);
+    assert_eq!(lines.len(), 1, "{}", r.stderr());
+    assert!(lines[0].to_lowercase().contains("connect"), "{}", lines[0]);
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        started.elapsed()
+    );
+    check_nothing_written(&env);
+    // Access denied by IAM.
+    let proxy = env.proxy(|c| c);
+    proxy.set_faults(vec![FaultRule::new(None, FaultKind::AccessDenied, 1.0)]);
+    let r = run({
+        let mut c = env.cmd(&pool);
+        c.args(["run", csv.to_str().unwrap()]);
+        c
+    });
+    r.expect_code(1);
+    let lines = error_lines(&r);
+    assert_eq!(lines.len(), 1, "{}", r.stderr());
+    assert!(lines[0].contains("AccessDeniedException"), "{}", lines[0]);
+    assert_eq!(proxy.stats().forwarded("AdminCreateUser"), 0);
+    check_nothing_written(&env);
+}
