@@ -428,61 +428,59 @@ fn bad_configuration_is_one_clear_line_and_exit_1() {
         let n = std::fs::read_dir(&reports).map(|d| d.count()).unwrap_or(0);
         assert_eq!(n, 0, "a report was left behind");
     };
-    let cases: Vec<(&str, Vec<&str>, Vec<(&str, &str)>, &str)> = vec![
-        (
-            "unknown pool",
-            vec!["--user-pool-id", "eu-west-1_nosuchpool"],
-            vec![],
-            "ResourceNotFoundException",
-        ),
-        (
-            "wrong region",
-            vec!["--region", "ap-northeast-1"],
-            vec![],
-            "ResourceNotFoundException",
-        ),
-        (
-            "missing credentials",
-            vec![],
-            vec![("AWS_ACCESS_KEY_ID", ""), ("AWS_SECRET_ACCESS_KEY", "")],
-            "credentials",
-        ),
-        (
-            "bad settings value",
-            vec!["--rate-fraction", "7"],
-            vec![],
-            "rate_fraction",
-        ),
+    struct Case {
+        name: &'static str,
+        global: &'static [&'static str],
+        run: &'static [&'static str],
+        unset: &'static [&'static str],
+        want: &'static str,
+    }
+    let cases = [
+        Case {
+            name: "unknown pool",
+            global: &["--user-pool-id", "eu-west-1_nosuchpool"],
+            run: &[],
+            unset: &[],
+            want: "ResourceNotFoundException",
+        },
+        Case {
+            name: "wrong region",
+            global: &["--region", "ap-northeast-1"],
+            run: &[],
+            unset: &[],
+            want: "ResourceNotFoundException",
+        },
+        Case {
+            name: "missing credentials",
+            global: &[],
+            run: &[],
+            unset: &["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"],
+            want: "credentials",
+        },
+        Case {
+            name: "bad settings value",
+            global: &[],
+            run: &["--rate-fraction", "7"],
+            unset: &[],
+            want: "rate_fraction",
+        },
     ];
-    for (name, args, env_vars, want) in cases {
+    for case in cases {
         let r = run({
             let mut c = env.cmd(&pool);
-            for (k, v) in &env_vars {
-                if v.is_empty() {
-                    c.env_remove(k);
-                } else {
-                    c.env(k, v);
-                }
+            for k in case.unset {
+                c.env_remove(k);
             }
-            let (global, local): (Vec<&str>, Vec<&str>) = (
-                args.iter()
-                    .copied()
-                    .filter(|a| *a != "--rate-fraction" && *a != "7")
-                    .collect(),
-                args.iter()
-                    .copied()
-                    .filter(|a| *a == "--rate-fraction" || *a == "7")
-                    .collect(),
-            );
-            c.args(&global)
+            c.args(case.global)
                 .args(["run", csv.to_str().unwrap()])
-                .args(&local);
+                .args(case.run);
             c
         });
         r.expect_code(1);
         let lines = error_lines(&r);
+        let name = case.name;
         assert_eq!(lines.len(), 1, "{name}: {}", r.stderr());
-        assert!(lines[0].contains(want), "{name}: {}", lines[0]);
+        assert!(lines[0].contains(case.want), "{name}: {}", lines[0]);
         assert!(!r.stderr().contains("panicked"), "{name}");
         check_nothing_written(&env);
     }
