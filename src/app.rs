@@ -327,21 +327,57 @@ fn scan_key(mode: UsernameMode, key_mode: KeyMode, user: &RemoteUser) -> Option<
     }
 }
 
+/// Every user of the pool. Large pools are read in parallel parts by the first hex digit of
+/// `sub`, so the scan runs at the UserList quota rather than at one page per round trip.
+async fn list_all_users(
+    exec: &Arc<Executor>,
+    cognito: &Cognito,
+    pool_users: u64,
+) -> Result<Vec<RemoteUser>, Error> {
+    let pages = |filter: Option<String>| {
+        let exec = Arc::clone(exec);
+        let cognito = cognito.clone();
+        async move {
+            all_pages(&exec, Op::ListUsers, |next| {
+                let cognito = cognito.clone();
+                let filter = filter.clone();
+                async move {
+                    cognito
+                        .list_users(filter.as_deref(), next)
+                        .await
+                        .map(|p| (p.users, p.next))
+                }
+            })
+            .await
+        }
+    };
+    if pool_users.div_ceil(60) < plan::PARTITION_FROM_PAGES {
+        return pages(None).await;
+    }
+    let mut parts = tokio::task::JoinSet::new();
+    for digit in "0123456789abcdef".chars() {
+        parts.spawn(pages(Some(format!("sub ^= \"{digit}\""))));
+    }
+    let mut users = Vec::with_capacity(pool_users as usize);
+    while let Some(part) = parts.join_next().await {
+        match part {
+            Ok(Ok(found)) => users.extend(found),
+            Ok(Err(e)) => return Err(e),
+            Err(e) => return Err(Error::Cognito(format!("a scan task stopped: {e}"))),
+        }
+    }
+    Ok(users)
+}
+
 async fn scan_users(
-    exec: &Executor,
+    exec: &Arc<Executor>,
     cognito: &Cognito,
     pool: &PoolInfo,
     key_mode: KeyMode,
     rows: &[Row],
 ) -> Result<BTreeMap<String, RemoteUser>, Error> {
     let wanted: HashSet<String> = rows.iter().map(|r| r.key.to_lowercase()).collect();
-    let users = all_pages(exec, Op::ListUsers, |next| async {
-        cognito
-            .list_users(None, next)
-            .await
-            .map(|p| (p.users, p.next))
-    })
-    .await?;
+    let users = list_all_users(exec, cognito, pool.estimated_users).await?;
     Ok(users
         .into_iter()
         .filter_map(|u| scan_key(pool.username_mode, key_mode, &u).map(|k| (k, u)))
@@ -399,7 +435,7 @@ pub fn choose_lookup(
         LookupChoice::Auto => {
             let get = plan::quota_seconds(cohort as u64, quotas.current_rate(Category::UserRead));
             let scan = plan::quota_seconds(
-                pool_users.div_ceil(60).max(1),
+                plan::scan_calls(pool_users),
                 quotas.current_rate(Category::UserList),
             );
             if scan < get {
@@ -582,10 +618,20 @@ async fn onboard_cohort(
         }
         _ => Lookup::PerRow,
     };
-    let groups: BTreeSet<String> = rows.iter().flat_map(|r| r.groups.iter().cloned()).collect();
+    let known = state.known(&pool.id)?;
+    // Only groups the state does not already record as done for some row need their members read.
+    let groups: BTreeSet<String> = rows
+        .iter()
+        .flat_map(|r| {
+            let done = known
+                .get(&r.key)
+                .map(|k| k.groups_done.as_slice())
+                .unwrap_or(&[]);
+            r.groups.iter().filter(move |g| !done.contains(g)).cloned()
+        })
+        .collect();
     let memberships =
         (!groups.is_empty()).then(|| spawn_memberships(Arc::clone(&exec), cognito.clone(), groups));
-    let known = state.known(&pool.id)?;
     let ctx = Arc::new(Ctx {
         cognito,
         exec: Arc::clone(&exec),
@@ -1105,15 +1151,18 @@ async fn refresh_status(
             results = read_each(&exec, &cognito, pairs, common.concurrency).await;
         }
         Refresh::Scan | Refresh::PendingScan => {
-            let filter = (refresh == Refresh::PendingScan)
-                .then_some("cognito:user_status = \"FORCE_CHANGE_PASSWORD\"");
-            let users = all_pages(&exec, Op::ListUsers, |next| async {
-                cognito
-                    .list_users(filter, next)
-                    .await
-                    .map(|p| (p.users, p.next))
-            })
-            .await?;
+            let users = if refresh == Refresh::PendingScan {
+                let filter = "cognito:user_status = \"FORCE_CHANGE_PASSWORD\"";
+                all_pages(&exec, Op::ListUsers, |next| async {
+                    cognito
+                        .list_users(Some(filter), next)
+                        .await
+                        .map(|p| (p.users, p.next))
+                })
+                .await?
+            } else {
+                list_all_users(&exec, &cognito, pool.estimated_users).await?
+            };
             let mut by_key: BTreeMap<String, RemoteUser> = users
                 .into_iter()
                 .filter_map(|u| scan_key(pool.username_mode, key_mode, &u).map(|k| (k, u)))

@@ -106,7 +106,7 @@ pub struct RunArgs {
     /// Share of each documented Cognito quota to use, above 0 and at most 1 [default: 0.8].
     #[arg(long)]
     pub rate_fraction: Option<f64>,
-    /// Rows in flight at once [default: 32].
+    /// Rows in flight at once [default: 64].
     #[arg(long)]
     pub concurrency: Option<usize>,
     /// How to read existing users: per-row AdminGetUser, a ListUsers scan, or whichever costs

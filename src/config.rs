@@ -127,7 +127,7 @@ pub fn common(
             "rate_fraction must be above 0 and at most 1, got {rate_fraction}"
         )));
     }
-    let concurrency = concurrency.or(file.concurrency).unwrap_or(32);
+    let concurrency = concurrency.or(file.concurrency).unwrap_or(64);
     if !(1..=1024).contains(&concurrency) {
         return Err(Error::Config(format!(
             "concurrency must be between 1 and 1024, got {concurrency}"

@@ -159,6 +159,25 @@ pub fn quota_seconds(calls: u64, rate: f64) -> f64 {
     }
 }
 
+/// The first hex digit of `sub` (a UUID) splits a pool into this many disjoint parts that
+/// ListUsers can read at the same time (`sub ^= "a"`).
+pub const SCAN_PARTITIONS: u64 = 16;
+
+/// Pools with at least this many pages of users are scanned in parallel parts: one page after
+/// another is bound by the round trip, not by the quota.
+pub const PARTITION_FROM_PAGES: u64 = 32;
+
+/// ListUsers calls a full scan of a pool this size costs (60 users a page; a partitioned scan
+/// pays one partial page per part).
+pub fn scan_calls(pool_users: u64) -> u64 {
+    let pages = pool_users.div_ceil(60).max(1);
+    if pages >= PARTITION_FROM_PAGES {
+        SCAN_PARTITIONS * pool_users.div_ceil(SCAN_PARTITIONS).div_ceil(60).max(1)
+    } else {
+        pages
+    }
+}
+
 /// When the user's current temporary password expires: from the job's own record of its last
 /// invitation, or, for users it did not invite, from `UserLastModifiedDate`.
 pub fn expiry(remote: &RemoteUser, history: &History, validity: Duration) -> Option<DateTime<Utc>> {
@@ -485,6 +504,18 @@ mod tests {
             }
         );
         assert!(!d.sends_message(Delivery::Suppress));
+    }
+
+    #[test]
+    fn scans_cost_a_page_per_60_users_and_a_partial_page_per_part() {
+        assert_eq!(scan_calls(0), 1);
+        assert_eq!(scan_calls(60), 1);
+        assert_eq!(scan_calls(61), 2);
+        assert_eq!(scan_calls(31 * 60), 31);
+        // 32 pages and up: 16 parts of 120 users, two pages each.
+        assert_eq!(scan_calls(32 * 60), 32);
+        assert_eq!(scan_calls(6000), 16 * 7);
+        assert_eq!(scan_calls(20_000), 16 * 21);
     }
 
     #[test]

@@ -240,7 +240,7 @@ pub fn choose_refresh(
     all: bool,
 ) -> (Refresh, BTreeMap<&'static str, f64>) {
     let per_user = plan::quota_seconds(targets, read);
-    let scan = plan::quota_seconds(pool_users.div_ceil(60).max(1), list);
+    let scan = plan::quota_seconds(plan::scan_calls(pool_users), list);
     let pending_scan = plan::quota_seconds(pending.div_ceil(60).max(1), list)
         + plan::quota_seconds(targets.saturating_sub(pending), read);
     let costs = BTreeMap::from([
@@ -520,7 +520,7 @@ mod tests {
         );
         let (_, costs) = choose_refresh(200, 150, 20_000, 120.0, 30.0, false);
         assert!((costs["per_user"] - 200.0 / 120.0).abs() < 1e-9);
-        assert!((costs["scan"] - 334.0 / 30.0).abs() < 1e-9);
+        assert!((costs["scan"] - 336.0 / 30.0).abs() < 1e-9);
         assert!((costs["pending_scan"] - (3.0 / 30.0 + 50.0 / 120.0)).abs() < 1e-9);
     }
 }

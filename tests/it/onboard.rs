@@ -588,3 +588,49 @@ fn check_validates_without_writing() {
     assert!(env.users(&pool).is_empty());
     assert!(!env.path("reports").exists(), "check wrote a report");
 }
+
+#[test]
+fn a_large_pool_is_scanned_in_parallel_parts_by_sub() {
+    let mut env = TestEnv::new();
+    let pool = env.pool(false, &[]);
+    // 33 pages of users: past the point where the scan is split by the first digit of `sub`.
+    env.populate(&pool, "member", 33 * 60, 8);
+    let proxy = env.proxy(|c| c);
+    let csv = env.write(
+        "p.csv",
+        "email\nmember000007@example.com\nmember001500@example.com\nnewcomer@example.com\n",
+    );
+    let r = run({
+        let mut c = env.cmd(&pool);
+        c.args([
+            "run",
+            csv.to_str().unwrap(),
+            "--lookup",
+            "scan",
+            "--email-budget",
+            "10",
+        ]);
+        c
+    });
+    r.expect_code(0);
+    let report = r.report();
+    assert_eq!(report["summary"]["skipped"], 2, "{report:#}");
+    assert_eq!(report["summary"]["created"], 1);
+    let stats = proxy.stats();
+    // 16 parts of about 124 users: 3 pages each (moto's subs are random UUIDs).
+    let pages = stats.succeeded("ListUsers");
+    assert!((32..=64).contains(&pages), "{pages} ListUsers pages");
+    let status = run({
+        let mut c = env.cmd(&pool);
+        c.args(["status", "--all"]);
+        c
+    });
+    status.expect_code(0);
+    let report = status.report();
+    assert_eq!(report["refresh"], "scan");
+    assert_eq!(
+        report["rows"].as_array().unwrap().len(),
+        33 * 60 + 1,
+        "every user of the pool, once"
+    );
+}

@@ -261,6 +261,53 @@ impl TestEnv {
         c
     }
 
+    /// Creates `n` users directly in moto (no message, temporary password), `concurrency` at a
+    /// time, named `{prefix}{i:06}@example.com`.
+    pub fn populate(&self, pool: &Pool, prefix: &str, n: usize, concurrency: usize) {
+        self.rt.block_on(async {
+            let semaphore = std::sync::Arc::new(tokio::sync::Semaphore::new(concurrency));
+            let mut tasks = tokio::task::JoinSet::new();
+            for i in 0..n {
+                let client = self.client.clone();
+                let pool_id = pool.id.clone();
+                let email = format!("{prefix}{i:06}@example.com");
+                let permit = std::sync::Arc::clone(&semaphore)
+                    .acquire_owned()
+                    .await
+                    .expect("permit");
+                tasks.spawn(async move {
+                    client
+                        .admin_create_user()
+                        .user_pool_id(pool_id)
+                        .username(&email)
+                        .temporary_password("Popul8-Passw0rd!")
+                        .message_action(cip::types::MessageActionType::Suppress)
+                        .user_attributes(
+                            AttributeType::builder()
+                                .name("email")
+                                .value(&email)
+                                .build()
+                                .expect("attribute"),
+                        )
+                        .user_attributes(
+                            AttributeType::builder()
+                                .name("email_verified")
+                                .value("true")
+                                .build()
+                                .expect("attribute"),
+                        )
+                        .send()
+                        .await
+                        .expect("populate");
+                    drop(permit);
+                });
+            }
+            while let Some(done) = tasks.join_next().await {
+                done.expect("populate task");
+            }
+        })
+    }
+
     pub fn users(&self, pool: &Pool) -> Vec<cip::types::UserType> {
         self.rt.block_on(async {
             let mut out = Vec::new();
