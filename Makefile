@@ -22,7 +22,7 @@ demo: venv ## Run the whole job against a local Cognito emulator
 test: venv ## Run every test: formatting, lints, unit and end-to-end tests
 	cargo fmt --all -- --check
 	cargo clippy --all-targets --quiet -- -D warnings
-	cargo test --all-targets
+	cargo test --lib --bins --tests
 
 lint: ## Formatting and lints only
 	cargo fmt --all -- --check
@@ -34,3 +34,6 @@ fmt: ## Format the code
 clean: ## Remove build output and the venv
 	cargo clean
 	rm -rf $(VENV)
+
+bench: venv ## Benchmark against moto behind the quota-enforcing proxy; writes bench/results.md (about 20 min)
+	cargo bench --bench onboard

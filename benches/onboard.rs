@@ -1,0 +1,497 @@
+//! `make bench`: the tool against moto through the project's fault proxy, which enforces
+//! Cognito's quota table and adds a 30 ms round trip. Prints one table and writes
+//! `bench/results.md`. Not a test: nothing here asserts on machine speed.
+//!
+//! BENCH_QUICK=1 runs small sizes (a smoke run of the harness itself).
+
+#[path = "../tests/support/mod.rs"]
+#[allow(dead_code)]
+mod support;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_sdk_cognitoidentityprovider as cip;
+use support::proxy::{COGNITO_CATEGORIES, Proxy};
+use support::*;
+
+/// The share of each quota the tool uses by default.
+const FRACTION: f64 = 0.8;
+const RTT: Duration = Duration::from_millis(30);
+
+struct Sizes {
+    cohorts: Vec<usize>,
+    repeats: usize,
+    lookups: Vec<(usize, usize)>,
+    check_rows: Vec<usize>,
+    baseline_rows: usize,
+    cli_rows: usize,
+}
+
+fn sizes() -> Sizes {
+    if std::env::var_os("BENCH_QUICK").is_some() {
+        Sizes {
+            cohorts: vec![200, 500],
+            repeats: 1,
+            lookups: vec![(50, 2_000), (500, 700)],
+            check_rows: vec![10_000, 100_000],
+            baseline_rows: 100,
+            cli_rows: 20,
+        }
+    } else {
+        Sizes {
+            cohorts: vec![1_000, 5_000],
+            repeats: 3,
+            lookups: vec![(200, 20_000), (5_000, 6_000)],
+            check_rows: vec![100_000, 1_000_000],
+            baseline_rows: 1_000,
+            cli_rows: std::env::var("BENCH_CLI_ROWS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1_000),
+        }
+    }
+}
+
+/// What one process cost: wall time, CPU and peak memory, from wait4(2).
+struct Measured {
+    wall: Duration,
+    cpu: Duration,
+    max_rss_mb: f64,
+    code: i32,
+    stdout: String,
+}
+
+fn measure(mut cmd: Command) -> Measured {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::null());
+    let started = Instant::now();
+    let mut child = cmd.spawn().expect("spawn");
+    let stdout = child.stdout.take();
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        if let Some(mut out) = stdout {
+            let _ = std::io::Read::read_to_string(&mut out, &mut s);
+        }
+        s
+    });
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value for wait4 to fill in.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for our own child, by its pid, with valid out-pointers.
+    let pid = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
+    assert!(pid > 0, "wait4 failed");
+    let wall = started.elapsed();
+    let tv = |t: libc::timeval| Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64);
+    Measured {
+        wall,
+        cpu: tv(usage.ru_utime) + tv(usage.ru_stime),
+        max_rss_mb: usage.ru_maxrss as f64 / 1024.0,
+        code: if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { -1 },
+        stdout: reader.join().unwrap_or_default(),
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+fn quota_of(category: &str) -> f64 {
+    COGNITO_CATEGORIES
+        .iter()
+        .find(|(c, _, _)| *c == category)
+        .map(|(_, rate, _)| *rate)
+        .unwrap_or(f64::INFINITY)
+}
+
+/// Calls that went through (not throttled) per category, from the proxy's own counters.
+fn calls_by_category(proxy: &Proxy) -> BTreeMap<String, u64> {
+    let stats = proxy.stats();
+    COGNITO_CATEGORIES
+        .iter()
+        .map(|(c, _, _)| (c.to_string(), stats.received_in(c) - stats.throttled_in(c)))
+        .filter(|(_, n)| *n > 0)
+        .collect()
+}
+
+/// The quota's own speed limit: max over categories of calls / configured rate.
+fn bound(calls: &BTreeMap<String, u64>) -> (f64, String) {
+    calls
+        .iter()
+        .map(|(c, n)| (*n as f64 / (quota_of(c) * FRACTION), c.clone()))
+        .fold((0.0, String::new()), |a, b| if b.0 > a.0 { b } else { a })
+}
+
+fn cohort_csv(path: &Path, n: usize, prefix: &str) {
+    let mut s = String::with_capacity(n * 48);
+    s.push_str("email,name,groups\n");
+    for i in 0..n {
+        let group = if i % 2 == 0 { "providers" } else { "" };
+        let _ = writeln!(s, "{prefix}{i:06}@example.com,Provider {i},{group}");
+    }
+    std::fs::write(path, s).expect("write cohort");
+}
+
+fn settings(env: &TestEnv) -> String {
+    env.write("bench.toml", "email_budget = 10000000\n")
+        .to_str()
+        .expect("utf-8 path")
+        .to_string()
+}
+
+/// A fresh moto, a free-form pool with one group, and the quota-enforcing proxy.
+///
+/// Free-form usernames: moto resolves email-as-username users by scanning the whole pool on
+/// every call, which would make moto, not the quotas, the bottleneck at thousands of users.
+fn fresh() -> (TestEnv, Pool, Proxy) {
+    let mut env = TestEnv::new();
+    let pool = env.pool(false, &["providers"]);
+    let proxy = env.proxy(|c| c.cognito_default_quotas().latency(RTT));
+    (env, pool, proxy)
+}
+
+struct Efficiency {
+    label: String,
+    rows: usize,
+    wall: f64,
+    bound: f64,
+    busiest: String,
+    failed: u64,
+    calls: u64,
+    cpu: f64,
+}
+
+fn run_tool(env: &TestEnv, pool: &Pool, args: &[&str]) -> (Measured, serde_json::Value) {
+    let config = settings(env);
+    let mut cmd = env.cmd(pool);
+    cmd.args(["--config", &config]).args(args);
+    let m = measure(cmd);
+    let report = m
+        .stdout
+        .lines()
+        .rev()
+        .find(|l| l.ends_with(".json"))
+        .map(|p| read_json(Path::new(p)))
+        .unwrap_or(serde_json::Value::Null);
+    (m, report)
+}
+
+fn efficiency(n: usize, repeats: usize) -> (Vec<Efficiency>, Vec<Efficiency>) {
+    let mut new_runs = Vec::new();
+    let mut reruns = Vec::new();
+    for _ in 0..repeats {
+        let (env, pool, proxy) = fresh();
+        let csv = env.path("cohort.csv");
+        cohort_csv(&csv, n, "provider");
+        let csv = csv.to_str().unwrap().to_string();
+        for (label, out) in [("new", &mut new_runs), ("re-run", &mut reruns)] {
+            proxy.reset_stats();
+            let (m, report) = run_tool(&env, &pool, &["run", &csv]);
+            let calls = calls_by_category(&proxy);
+            let (b, busiest) = bound(&calls);
+            out.push(Efficiency {
+                label: format!("{n} {label}"),
+                rows: n,
+                wall: m.wall.as_secs_f64(),
+                bound: b,
+                busiest,
+                failed: report["summary"]["failed"].as_u64().unwrap_or(u64::MAX),
+                calls: calls.values().sum(),
+                cpu: m.cpu.as_secs_f64(),
+            });
+            eprintln!(
+                "  {n} {label}: exit {} wall {:.1}s bound {b:.1}s calls {calls:?}",
+                m.code,
+                m.wall.as_secs_f64()
+            );
+        }
+    }
+    (new_runs, reruns)
+}
+
+fn summarize(runs: &[Efficiency]) -> Efficiency {
+    let first = &runs[0];
+    Efficiency {
+        label: first.label.clone(),
+        rows: first.rows,
+        wall: median(runs.iter().map(|r| r.wall).collect()),
+        bound: median(runs.iter().map(|r| r.bound).collect()),
+        busiest: first.busiest.clone(),
+        failed: runs.iter().map(|r| r.failed).max().unwrap_or(0),
+        calls: median(runs.iter().map(|r| r.calls as f64).collect()) as u64,
+        cpu: median(runs.iter().map(|r| r.cpu).collect()),
+    }
+}
+
+struct LookupRow {
+    cohort: usize,
+    pool: usize,
+    chosen: String,
+    get_qs: f64,
+    scan_qs: f64,
+}
+
+fn lookups(cohort: usize, pool_size: usize) -> LookupRow {
+    let (env, pool, proxy) = fresh();
+    env.populate(&pool, "member", pool_size, 16);
+    let csv = env.path("cohort.csv");
+    // The cohort: existing members spread over the pool.
+    let step = (pool_size / cohort).max(1);
+    let mut s = String::from("email\n");
+    for i in 0..cohort {
+        let _ = writeln!(s, "member{:06}@example.com", (i * step) % pool_size);
+    }
+    std::fs::write(&csv, s).expect("cohort");
+    let csv = csv.to_str().unwrap().to_string();
+    let mut qs = BTreeMap::new();
+    for strategy in ["get", "scan"] {
+        proxy.reset_stats();
+        let (m, _) = run_tool(&env, &pool, &["run", &csv, "--dry-run", "--lookup", strategy]);
+        let calls = calls_by_category(&proxy);
+        let spent: f64 = ["UserRead", "UserList"]
+            .iter()
+            .map(|c| *calls.get(*c).unwrap_or(&0) as f64 / quota_of(c))
+            .sum();
+        eprintln!("  lookup {cohort} in {pool_size} by {strategy}: exit {} {spent:.2} qs", m.code);
+        qs.insert(strategy, spent);
+    }
+    proxy.reset_stats();
+    let mut cmd = env.cmd(&pool);
+    cmd.args(["--config", &settings(&env), "run", &csv, "--dry-run"]);
+    cmd.stderr(Stdio::piped()).stdout(Stdio::null());
+    let out = cmd.output().expect("auto run");
+    let log = String::from_utf8_lossy(&out.stderr);
+    let chosen = if log.contains("ListUsers scan") { "scan" } else { "get" };
+    LookupRow {
+        cohort,
+        pool: pool_size,
+        chosen: chosen.to_string(),
+        get_qs: qs["get"],
+        scan_qs: qs["scan"],
+    }
+}
+
+struct MemoryRow {
+    rows: usize,
+    wall: f64,
+    rss_mb: f64,
+}
+
+fn memory(rows: usize, work: &Path) -> MemoryRow {
+    let path = work.join(format!("check-{rows}.csv"));
+    if !path.exists() {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&path).expect("csv"));
+        use std::io::Write;
+        writeln!(f, "email,name,family_name,given_name,locale,groups").unwrap();
+        for i in 0..rows {
+            writeln!(f, "provider{i:08}@example.com,山田 太郎 {i},山田,太郎,ja,providers").unwrap();
+        }
+    }
+    let mut walls = Vec::new();
+    let mut rss = Vec::new();
+    for _ in 0..3 {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cognito-onboard"));
+        cmd.env_clear().env("PATH", std::env::var_os("PATH").unwrap_or_default()).args(["--no-progress", "check"]).arg(&path);
+        let m = measure(cmd);
+        assert_eq!(m.code, 0, "check failed on {}", path.display());
+        walls.push(m.wall.as_secs_f64());
+        rss.push(m.max_rss_mb);
+    }
+    MemoryRow {
+        rows,
+        wall: median(walls),
+        rss_mb: median(rss),
+    }
+}
+
+/// A shell loop of `aws cognito-idp admin-create-user` (and add-to-group), as people write it.
+fn cli_baseline(rows: usize) -> f64 {
+    let (env, pool, _proxy) = fresh();
+    let csv = env.path("cohort.csv");
+    cohort_csv(&csv, rows, "cli");
+    let aws = root().join(".venv/bin/aws");
+    let script = format!(
+        r#"set -e
+tail -n +2 "{csv}" | while IFS=, read -r email name group; do
+  "{aws}" cognito-idp admin-create-user --user-pool-id "$POOL" --username "$email" \
+    --user-attributes Name=email,Value="$email" Name=email_verified,Value=true \
+    --temporary-password 'Baseline-Passw0rd!' --desired-delivery-mediums EMAIL >/dev/null
+  if [ -n "$group" ]; then
+    "{aws}" cognito-idp admin-add-user-to-group --user-pool-id "$POOL" --username "$email" --group-name "$group"
+  fi
+done"#,
+        csv = csv.display(),
+        aws = aws.display()
+    );
+    let mut cmd = Command::new("bash");
+    cmd.args(["-c", &script])
+        .env("POOL", &pool.id)
+        .env("AWS_ACCESS_KEY_ID", "bench")
+        .env("AWS_SECRET_ACCESS_KEY", "bench")
+        .env("AWS_DEFAULT_REGION", "eu-west-1")
+        .env("AWS_ENDPOINT_URL", &env.endpoint)
+        .env("HOME", env.dir.path());
+    let m = measure(cmd);
+    eprintln!("  AWS CLI loop, {rows} rows: exit {} wall {:.1}s", m.code, m.wall.as_secs_f64());
+    let created = env.users(&pool).len();
+    created as f64 / m.wall.as_secs_f64()
+}
+
+/// The usual script: a sequential SDK loop, default retries, no limiter.
+fn sdk_baseline(rows: usize) -> f64 {
+    let (env, pool, _proxy) = fresh();
+    let client = sdk_client(&env.rt, &env.endpoint);
+    let started = Instant::now();
+    env.rt.block_on(async {
+        for i in 0..rows {
+            let email = format!("sdk{i:06}@example.com");
+            let attr = |n: &str, v: &str| cip::types::AttributeType::builder().name(n).value(v).build().expect("attr");
+            let created = client
+                .admin_create_user()
+                .user_pool_id(&pool.id)
+                .username(&email)
+                .user_attributes(attr("email", &email))
+                .user_attributes(attr("email_verified", "true"))
+                .temporary_password("Baseline-Passw0rd!")
+                .desired_delivery_mediums(cip::types::DeliveryMediumType::Email)
+                .send()
+                .await;
+            if created.is_ok() && i % 2 == 0 {
+                let _ = client
+                    .admin_add_user_to_group()
+                    .user_pool_id(&pool.id)
+                    .username(&email)
+                    .group_name("providers")
+                    .send()
+                    .await;
+            }
+        }
+    });
+    let wall = started.elapsed().as_secs_f64();
+    let created = env.users(&pool).len();
+    eprintln!("  SDK loop, {rows} rows: {created} created in {wall:.1}s");
+    created as f64 / wall
+}
+
+fn main() {
+    // `cargo test --all-targets` runs harness-less benches too; only `cargo bench` passes --bench.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("benches/onboard.rs: run it with `make bench` (cargo bench --bench onboard)");
+        return;
+    }
+    let sizes = sizes();
+    let work = root().join("bench/work");
+    std::fs::create_dir_all(&work).expect("bench/work");
+    let started = Instant::now();
+
+    eprintln!("quota efficiency");
+    let mut eff = Vec::new();
+    let mut tool_users_per_second = None;
+    for (i, n) in sizes.cohorts.iter().enumerate() {
+        let repeats = if i == 0 { sizes.repeats } else { 1 };
+        let (new_runs, reruns) = efficiency(*n, repeats);
+        let new = summarize(&new_runs);
+        if *n == sizes.baseline_rows || tool_users_per_second.is_none() {
+            tool_users_per_second = Some(new.rows as f64 / new.wall);
+        }
+        eff.push(new);
+        eff.push(summarize(&reruns));
+    }
+
+    eprintln!("lookup strategy");
+    let lookup_rows: Vec<LookupRow> = sizes.lookups.iter().map(|(c, p)| lookups(*c, *p)).collect();
+
+    eprintln!("memory");
+    let memory_rows: Vec<MemoryRow> = sizes.check_rows.iter().map(|n| memory(*n, &work)).collect();
+
+    eprintln!("baselines");
+    let sdk = sdk_baseline(sizes.baseline_rows);
+    let cli = cli_baseline(sizes.cli_rows);
+
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "# cognito-onboard benchmark\n\nmoto {} behind the project's proxy (Cognito's default quotas, {} ms added round trip); \
+         the tool at its default rate fraction {FRACTION}; {} cores; {}.\n",
+        moto_version(),
+        RTT.as_millis(),
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        chrono_like_now()
+    );
+    let _ = writeln!(md, "## Quota efficiency (new cohorts: half the rows with one group)\n");
+    let _ = writeln!(
+        md,
+        "| cohort | wall (s) | bound max_k(C_k/r_k) (s) | busiest category | wall / bound | target 1.05 x bound + 1 s | rows failed | calls | CPU s per 1,000 calls |\n|---|---|---|---|---|---|---|---|---|"
+    );
+    for e in &eff {
+        let target = 1.05 * e.bound + 1.0;
+        let _ = writeln!(
+            md,
+            "| {} | {:.1} | {:.1} | {} | {:.3} | {:.1} ({}) | {} | {} | {:.3} |",
+            e.label,
+            e.wall,
+            e.bound,
+            e.busiest,
+            e.wall / e.bound.max(1e-9),
+            target,
+            if e.wall <= target { "met" } else { "missed" },
+            e.failed,
+            e.calls,
+            e.cpu / (e.calls.max(1) as f64 / 1000.0)
+        );
+    }
+    let _ = writeln!(md, "\n## Lookup strategy (quota-seconds spent reading the cohort's users)\n");
+    let _ = writeln!(md, "| cohort | pool | AdminGetUser per row | ListUsers scan | auto chose | chosen / other |\n|---|---|---|---|---|---|");
+    for l in &lookup_rows {
+        let (chosen, other) = if l.chosen == "scan" { (l.scan_qs, l.get_qs) } else { (l.get_qs, l.scan_qs) };
+        let _ = writeln!(
+            md,
+            "| {} | {} | {:.2} | {:.2} | {} | {:.2} |",
+            l.cohort, l.pool, l.get_qs, l.scan_qs, l.chosen, chosen / other.max(1e-9)
+        );
+    }
+    let _ = writeln!(md, "\n## Memory and speed of `check` (the rows stream)\n");
+    let _ = writeln!(md, "| rows | wall (s) | peak RSS (MB) |\n|---|---|---|");
+    for m in &memory_rows {
+        let _ = writeln!(md, "| {} | {:.2} | {:.1} |", m.rows, m.wall, m.rss_mb);
+    }
+    let _ = writeln!(md, "\n## Baselines, same machine, same proxy ({} new rows, half with a group)\n", sizes.baseline_rows);
+    let _ = writeln!(md, "| way | users per second |\n|---|---|");
+    let _ = writeln!(md, "| shell loop of `aws cognito-idp admin-create-user` ({} rows) | {cli:.2} |", sizes.cli_rows);
+    let _ = writeln!(md, "| sequential SDK loop, no limiter | {sdk:.2} |");
+    let _ = writeln!(md, "| cognito-onboard | {:.2} |", tool_users_per_second.unwrap_or(0.0));
+    let _ = writeln!(
+        md,
+        "\nMedians of {} runs for the first cohort size and for `check`; one run otherwise. Calls and throttles are the \
+         proxy's counts. Took {:.0} s. Reproduce: `make bench`.",
+        sizes.repeats,
+        started.elapsed().as_secs_f64()
+    );
+    println!("{md}");
+    let out: PathBuf = root().join(if std::env::var_os("BENCH_QUICK").is_some() { "bench/work/results-quick.md" } else { "bench/results.md" });
+    std::fs::write(&out, &md).expect("write results");
+    eprintln!("written to {}", out.display());
+}
+
+fn moto_version() -> String {
+    Command::new(root().join(".venv/bin/python"))
+        .args(["-c", "import moto; print(moto.__version__)"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+fn chrono_like_now() -> String {
+    Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
