@@ -65,6 +65,8 @@ struct Measured {
     stdout: String,
 }
 
+// The child is reaped by wait4(2), which std's Child does not know about.
+#[allow(clippy::zombie_processes)]
 fn measure(mut cmd: Command) -> Measured {
     cmd.stdout(Stdio::piped()).stderr(Stdio::null());
     let started = Instant::now();
@@ -84,12 +86,18 @@ fn measure(mut cmd: Command) -> Measured {
     let pid = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
     assert!(pid > 0, "wait4 failed");
     let wall = started.elapsed();
-    let tv = |t: libc::timeval| Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64);
+    let tv = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+    };
     Measured {
         wall,
         cpu: tv(usage.ru_utime) + tv(usage.ru_stime),
         max_rss_mb: usage.ru_maxrss as f64 / 1024.0,
-        code: if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { -1 },
+        code: if libc::WIFEXITED(status) {
+            libc::WEXITSTATUS(status)
+        } else {
+            -1
+        },
         stdout: reader.join().unwrap_or_default(),
     }
 }
@@ -183,9 +191,19 @@ fn run_tool(env: &TestEnv, pool: &Pool, args: &[&str]) -> (Measured, serde_json:
     (m, report)
 }
 
-fn efficiency(n: usize, repeats: usize) -> (Vec<Efficiency>, Vec<Efficiency>) {
+/// One `status` refresh of every provider the tool onboarded.
+struct StatusCost {
+    providers: usize,
+    refresh: String,
+    quota_seconds: f64,
+    calls: u64,
+    wall: f64,
+}
+
+fn efficiency(n: usize, repeats: usize) -> (Vec<Efficiency>, Vec<Efficiency>, Option<StatusCost>) {
     let mut new_runs = Vec::new();
     let mut reruns = Vec::new();
+    let mut status_cost = None;
     for _ in 0..repeats {
         let (env, pool, proxy) = fresh();
         let csv = env.path("cohort.csv");
@@ -212,8 +230,19 @@ fn efficiency(n: usize, repeats: usize) -> (Vec<Efficiency>, Vec<Efficiency>) {
                 m.wall.as_secs_f64()
             );
         }
+        if status_cost.is_none() {
+            proxy.reset_stats();
+            let (m, report) = run_tool(&env, &pool, &["status"]);
+            status_cost = Some(StatusCost {
+                providers: report["rows"].as_array().map(Vec::len).unwrap_or(0),
+                refresh: report["refresh"].as_str().unwrap_or("?").to_string(),
+                quota_seconds: report["quota_seconds"].as_f64().unwrap_or(f64::NAN),
+                calls: calls_by_category(&proxy).values().sum(),
+                wall: m.wall.as_secs_f64(),
+            });
+        }
     }
-    (new_runs, reruns)
+    (new_runs, reruns, status_cost)
 }
 
 fn summarize(runs: &[Efficiency]) -> Efficiency {
@@ -253,13 +282,20 @@ fn lookups(cohort: usize, pool_size: usize) -> LookupRow {
     let mut qs = BTreeMap::new();
     for strategy in ["get", "scan"] {
         proxy.reset_stats();
-        let (m, _) = run_tool(&env, &pool, &["run", &csv, "--dry-run", "--lookup", strategy]);
+        let (m, _) = run_tool(
+            &env,
+            &pool,
+            &["run", &csv, "--dry-run", "--lookup", strategy],
+        );
         let calls = calls_by_category(&proxy);
         let spent: f64 = ["UserRead", "UserList"]
             .iter()
             .map(|c| *calls.get(*c).unwrap_or(&0) as f64 / quota_of(c))
             .sum();
-        eprintln!("  lookup {cohort} in {pool_size} by {strategy}: exit {} {spent:.2} qs", m.code);
+        eprintln!(
+            "  lookup {cohort} in {pool_size} by {strategy}: exit {} {spent:.2} qs",
+            m.code
+        );
         qs.insert(strategy, spent);
     }
     proxy.reset_stats();
@@ -268,7 +304,11 @@ fn lookups(cohort: usize, pool_size: usize) -> LookupRow {
     cmd.stderr(Stdio::piped()).stdout(Stdio::null());
     let out = cmd.output().expect("auto run");
     let log = String::from_utf8_lossy(&out.stderr);
-    let chosen = if log.contains("ListUsers scan") { "scan" } else { "get" };
+    let chosen = if log.contains("ListUsers scan") {
+        "scan"
+    } else {
+        "get"
+    };
     LookupRow {
         cohort,
         pool: pool_size,
@@ -291,14 +331,21 @@ fn memory(rows: usize, work: &Path) -> MemoryRow {
         use std::io::Write;
         writeln!(f, "email,name,family_name,given_name,locale,groups").unwrap();
         for i in 0..rows {
-            writeln!(f, "provider{i:08}@example.com,山田 太郎 {i},山田,太郎,ja,providers").unwrap();
+            writeln!(
+                f,
+                "provider{i:08}@example.com,山田 太郎 {i},山田,太郎,ja,providers"
+            )
+            .unwrap();
         }
     }
     let mut walls = Vec::new();
     let mut rss = Vec::new();
     for _ in 0..3 {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_cognito-onboard"));
-        cmd.env_clear().env("PATH", std::env::var_os("PATH").unwrap_or_default()).args(["--no-progress", "check"]).arg(&path);
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .args(["--no-progress", "check"])
+            .arg(&path);
         let m = measure(cmd);
         assert_eq!(m.code, 0, "check failed on {}", path.display());
         walls.push(m.wall.as_secs_f64());
@@ -339,7 +386,11 @@ done"#,
         .env("AWS_ENDPOINT_URL", &env.endpoint)
         .env("HOME", env.dir.path());
     let m = measure(cmd);
-    eprintln!("  AWS CLI loop, {rows} rows: exit {} wall {:.1}s", m.code, m.wall.as_secs_f64());
+    eprintln!(
+        "  AWS CLI loop, {rows} rows: exit {} wall {:.1}s",
+        m.code,
+        m.wall.as_secs_f64()
+    );
     let created = env.users(&pool).len();
     created as f64 / m.wall.as_secs_f64()
 }
@@ -352,7 +403,13 @@ fn sdk_baseline(rows: usize) -> f64 {
     env.rt.block_on(async {
         for i in 0..rows {
             let email = format!("sdk{i:06}@example.com");
-            let attr = |n: &str, v: &str| cip::types::AttributeType::builder().name(n).value(v).build().expect("attr");
+            let attr = |n: &str, v: &str| {
+                cip::types::AttributeType::builder()
+                    .name(n)
+                    .value(v)
+                    .build()
+                    .expect("attr")
+            };
             let created = client
                 .admin_create_user()
                 .user_pool_id(&pool.id)
@@ -393,10 +450,12 @@ fn main() {
 
     eprintln!("quota efficiency");
     let mut eff = Vec::new();
+    let mut status_costs = Vec::new();
     let mut tool_users_per_second = None;
     for (i, n) in sizes.cohorts.iter().enumerate() {
         let repeats = if i == 0 { sizes.repeats } else { 1 };
-        let (new_runs, reruns) = efficiency(*n, repeats);
+        let (new_runs, reruns, status_cost) = efficiency(*n, repeats);
+        status_costs.extend(status_cost);
         let new = summarize(&new_runs);
         if *n == sizes.baseline_rows || tool_users_per_second.is_none() {
             tool_users_per_second = Some(new.rows as f64 / new.wall);
@@ -422,10 +481,15 @@ fn main() {
          the tool at its default rate fraction {FRACTION}; {} cores; {}.\n",
         moto_version(),
         RTT.as_millis(),
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
         chrono_like_now()
     );
-    let _ = writeln!(md, "## Quota efficiency (new cohorts: half the rows with one group)\n");
+    let _ = writeln!(
+        md,
+        "## Quota efficiency (new cohorts: half the rows with one group)\n"
+    );
     let _ = writeln!(
         md,
         "| cohort | wall (s) | bound max_k(C_k/r_k) (s) | busiest category | wall / bound | target 1.05 x bound + 1 s | rows failed | calls | CPU s per 1,000 calls |\n|---|---|---|---|---|---|---|---|---|"
@@ -447,14 +511,44 @@ fn main() {
             e.cpu / (e.calls.max(1) as f64 / 1000.0)
         );
     }
-    let _ = writeln!(md, "\n## Lookup strategy (quota-seconds spent reading the cohort's users)\n");
-    let _ = writeln!(md, "| cohort | pool | AdminGetUser per row | ListUsers scan | auto chose | chosen / other |\n|---|---|---|---|---|---|");
+    let _ = writeln!(
+        md,
+        "\n## `status` refresh of every onboarded provider (pool of the same size)\n"
+    );
+    let _ = writeln!(
+        md,
+        "| providers | strategy | quota-seconds | calls | wall (s) |\n|---|---|---|---|---|"
+    );
+    for s in &status_costs {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {:.2} | {} | {:.1} |",
+            s.providers, s.refresh, s.quota_seconds, s.calls, s.wall
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\n## Lookup strategy (quota-seconds spent reading the cohort's users)\n"
+    );
+    let _ = writeln!(
+        md,
+        "| cohort | pool | AdminGetUser per row | ListUsers scan | auto chose | chosen / other |\n|---|---|---|---|---|---|"
+    );
     for l in &lookup_rows {
-        let (chosen, other) = if l.chosen == "scan" { (l.scan_qs, l.get_qs) } else { (l.get_qs, l.scan_qs) };
+        let (chosen, other) = if l.chosen == "scan" {
+            (l.scan_qs, l.get_qs)
+        } else {
+            (l.get_qs, l.scan_qs)
+        };
         let _ = writeln!(
             md,
             "| {} | {} | {:.2} | {:.2} | {} | {:.2} |",
-            l.cohort, l.pool, l.get_qs, l.scan_qs, l.chosen, chosen / other.max(1e-9)
+            l.cohort,
+            l.pool,
+            l.get_qs,
+            l.scan_qs,
+            l.chosen,
+            chosen / other.max(1e-9)
         );
     }
     let _ = writeln!(md, "\n## Memory and speed of `check` (the rows stream)\n");
@@ -462,11 +556,23 @@ fn main() {
     for m in &memory_rows {
         let _ = writeln!(md, "| {} | {:.2} | {:.1} |", m.rows, m.wall, m.rss_mb);
     }
-    let _ = writeln!(md, "\n## Baselines, same machine, same proxy ({} new rows, half with a group)\n", sizes.baseline_rows);
+    let _ = writeln!(
+        md,
+        "\n## Baselines, same machine, same proxy ({} new rows, half with a group)\n",
+        sizes.baseline_rows
+    );
     let _ = writeln!(md, "| way | users per second |\n|---|---|");
-    let _ = writeln!(md, "| shell loop of `aws cognito-idp admin-create-user` ({} rows) | {cli:.2} |", sizes.cli_rows);
+    let _ = writeln!(
+        md,
+        "| shell loop of `aws cognito-idp admin-create-user` ({} rows) | {cli:.2} |",
+        sizes.cli_rows
+    );
     let _ = writeln!(md, "| sequential SDK loop, no limiter | {sdk:.2} |");
-    let _ = writeln!(md, "| cognito-onboard | {:.2} |", tool_users_per_second.unwrap_or(0.0));
+    let _ = writeln!(
+        md,
+        "| cognito-onboard | {:.2} |",
+        tool_users_per_second.unwrap_or(0.0)
+    );
     let _ = writeln!(
         md,
         "\nMedians of {} runs for the first cohort size and for `check`; one run otherwise. Calls and throttles are the \
@@ -475,7 +581,11 @@ fn main() {
         started.elapsed().as_secs_f64()
     );
     println!("{md}");
-    let out: PathBuf = root().join(if std::env::var_os("BENCH_QUICK").is_some() { "bench/work/results-quick.md" } else { "bench/results.md" });
+    let out: PathBuf = root().join(if std::env::var_os("BENCH_QUICK").is_some() {
+        "bench/work/results-quick.md"
+    } else {
+        "bench/results.md"
+    });
     std::fs::write(&out, &md).expect("write results");
     eprintln!("written to {}", out.display());
 }

@@ -51,7 +51,7 @@ pub fn main(cli: Cli) -> u8 {
         Err(e) => return fail_early(&e),
     };
     logging::init(common.log_format, common.verbosity, common.progress);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
@@ -199,6 +199,7 @@ fn rules_for(pool: &PoolInfo, columns: &[String]) -> Result<(KeyMode, ColumnRule
             .iter()
             .filter_map(|(n, a)| a.max_length.map(|m| (n.clone(), m)))
             .collect(),
+        email_usernames: pool.username_mode == UsernameMode::FreeForm,
     };
     Ok((key_mode, rules))
 }
@@ -279,12 +280,39 @@ where
     }
 }
 
-/// Checks that every group the cohort names exists in the pool.
-async fn check_groups(exec: &Executor, cognito: &Cognito, rows: &[Row]) -> Result<(), Error> {
-    let wanted: BTreeSet<&str> = rows
-        .iter()
-        .flat_map(|r| r.groups.iter().map(String::as_str))
-        .collect();
+/// Where the cohort names a group: the first few lines, and how many rows in all.
+#[derive(Debug, Default)]
+struct GroupUse {
+    lines: Vec<u64>,
+    rows: usize,
+}
+
+/// Records the groups of one row (constant memory per group, for `check` on huge files).
+fn note_groups(uses: &mut BTreeMap<String, GroupUse>, row: &Row) {
+    for g in &row.groups {
+        let u = uses.entry(g.clone()).or_default();
+        u.rows += 1;
+        if u.lines.len() < 5 {
+            u.lines.push(row.line);
+        }
+    }
+}
+
+fn group_uses(rows: &[Row]) -> BTreeMap<String, GroupUse> {
+    let mut uses = BTreeMap::new();
+    for row in rows {
+        note_groups(&mut uses, row);
+    }
+    uses
+}
+
+/// Checks that every group the cohort names exists in the pool; the error names each missing
+/// group with the lines that use it.
+async fn check_groups(
+    exec: &Executor,
+    cognito: &Cognito,
+    wanted: &BTreeMap<String, GroupUse>,
+) -> Result<(), Error> {
     if wanted.is_empty() {
         return Ok(());
     }
@@ -294,10 +322,19 @@ async fn check_groups(exec: &Executor, cognito: &Cognito, rows: &[Row]) -> Resul
     .await?
     .into_iter()
     .collect();
-    let missing: Vec<&str> = wanted
+    let missing: Vec<String> = wanted
         .iter()
-        .copied()
-        .filter(|g| !existing.contains(*g))
+        .filter(|(g, _)| !existing.contains(g.as_str()))
+        .map(|(g, uses)| {
+            let shown: Vec<String> = uses.lines.iter().map(u64::to_string).collect();
+            let more = if uses.rows > uses.lines.len() {
+                format!(" and {} more", uses.rows - uses.lines.len())
+            } else {
+                String::new()
+            };
+            let s = if uses.rows == 1 { "" } else { "s" };
+            format!("{g} (line{s} {}{more}, column groups)", shown.join(", "))
+        })
         .collect();
     if missing.is_empty() {
         return Ok(());
@@ -600,7 +637,7 @@ async fn onboard_cohort(
     );
     let (key_mode, rules) = rules_for(&pool, reader.columns())?;
     let (rows, rejects) = read_cohort(reader, key_mode, &rules, settings.delivery)?;
-    check_groups(&exec, &cognito, &rows).await?;
+    check_groups(&exec, &cognito, &group_uses(&rows)).await?;
     let budget = email_budget(&pool, settings, rows.len(), &state, started_at)?;
     let strategy = choose_lookup(settings.lookup, rows.len(), pool.estimated_users, &limiter);
     tracing::info!(
@@ -928,15 +965,23 @@ async fn check(common: &Common, file: &FileConfig, args: &CheckArgs) -> Result<u
             .unwrap_or_default(),
         reader.encoding_name()
     );
-    println!("  columns: {}", reader.columns().join(", "));
+    println!(
+        "  columns: {}",
+        reader
+            .columns()
+            .iter()
+            .map(|c| c.escape_debug().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     let mut valid = 0u64;
     let mut invalid = 0u64;
-    let mut groups = BTreeSet::new();
+    let mut groups = BTreeMap::new();
     for record in reader.records(key_mode, &rules)? {
         match record? {
             Record::Valid(row) => {
                 valid += 1;
-                groups.extend(row.groups);
+                note_groups(&mut groups, &row);
             }
             Record::Invalid(reject) => {
                 invalid += 1;
@@ -946,15 +991,7 @@ async fn check(common: &Common, file: &FileConfig, args: &CheckArgs) -> Result<u
     }
     println!("  {valid} valid rows, {invalid} invalid");
     if let (Some((cognito, exec)), false) = (&cognito_parts, groups.is_empty()) {
-        let probe: Vec<Row> = vec![Row {
-            line: 0,
-            key: String::new(),
-            email: String::new(),
-            username: None,
-            attributes: Vec::new(),
-            groups: groups.into_iter().collect(),
-        }];
-        check_groups(exec, cognito, &probe).await?;
+        check_groups(exec, cognito, &groups).await?;
         println!("  every group exists in the pool");
     }
     if let Some(pool) = &pool_info

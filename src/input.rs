@@ -68,6 +68,9 @@ pub struct ColumnRules {
     pub required: BTreeSet<String>,
     /// Maximum length in characters per attribute (from the schema's StringAttributeConstraints).
     pub max_len: HashMap<String, usize>,
+    /// Usernames may look like email addresses: true in free-form pools where email is not an
+    /// alias (Cognito refuses email-format usernames only when email is an alias).
+    pub email_usernames: bool,
 }
 
 /// One valid row, ready to be planned.
@@ -345,10 +348,12 @@ impl<R: Read> CohortReader<R> {
             email,
             username,
             key_mode,
+            email_usernames: rules.email_usernames,
             first_line_of_key: HashMap::new(),
             bad_bytes,
             path: self.path,
             done: false,
+            ends_at_eof: None,
         })
     }
 }
@@ -372,6 +377,8 @@ pub struct Records<R: Read> {
     email: usize,
     username: Option<usize>,
     key_mode: KeyMode,
+    /// Usernames may look like emails (see [`ColumnRules::email_usernames`]).
+    email_usernames: bool,
     /// 64-bit hash of each key seen -> line of its first row. Hashes rather than the keys
     /// themselves keep the index near 36 MB at a million rows instead of roughly three times
     /// that for the strings. Two different keys share a hash with odds of about n²/2⁶⁵
@@ -381,6 +388,9 @@ pub struct Records<R: Read> {
     bad_bytes: &'static str,
     path: Option<PathBuf>,
     done: bool,
+    /// The last line of the record just read, when it ran to the end of the input (a quote left
+    /// open swallows everything after it, the file's final line break included).
+    ends_at_eof: Option<u64>,
 }
 
 impl<R: Read> fmt::Debug for Records<R> {
@@ -403,6 +413,8 @@ impl<R: Read> Iterator for Records<R> {
                 Ok(false) => self.done = true,
                 Ok(true) => {
                     let line = self.csv.get_mut().line_of_record(from);
+                    let consumed = self.csv.position().byte();
+                    self.ends_at_eof = self.csv.get_mut().last_line_if_consumed(consumed);
                     // Excel leaves rows of bare commas where cells were cleared: not data.
                     if self.record.iter().all(|f| f.trim().is_empty()) {
                         continue;
@@ -474,9 +486,15 @@ impl<R: Read> Records<R> {
         let text_check = |i: usize| -> Result<&str, Fault> {
             let value = cell(record, i);
             match self.columns.get(i) {
-                Some(column) => check_text(value, column, self.bad_bytes, line, record)
-                    .map(|()| value)
-                    .map_err(at(i)),
+                Some(column) => check_text(
+                    value,
+                    column,
+                    self.bad_bytes,
+                    (line, self.ends_at_eof),
+                    record,
+                )
+                .map(|()| value)
+                .map_err(at(i)),
                 None => Ok(value),
             }
         };
@@ -487,7 +505,7 @@ impl<R: Read> Records<R> {
             Some(i) => {
                 let value = text_check(i)?;
                 if self.key_mode == KeyMode::Username {
-                    check_username(value).map_err(at(i))?;
+                    check_username(value, self.email_usernames).map_err(at(i))?;
                 }
                 formula_check(value).map_err(at(i))?;
                 (!value.is_empty()).then(|| value.to_owned())
@@ -635,13 +653,15 @@ fn key_hash(key: &str) -> u64 {
 }
 
 /// Checks every cell gets: decodable, within the length limit, no control characters.
+/// `span` is the record's first line and, if the record ran to the end of the input, its last.
 fn check_text(
     value: &str,
     column: &Column,
     bad_bytes: &str,
-    line: u64,
+    span: (u64, Option<u64>),
     record: &csv::StringRecord,
 ) -> Result<(), String> {
+    let (line, ends_at_eof) = span;
     if value.contains('\u{FFFD}') {
         return Err(bad_bytes.to_owned());
     }
@@ -656,8 +676,12 @@ fn check_text(
     if let Some(c) = value.chars().find(|&c| c.is_control() && c != '\t') {
         if c == '\n' || c == '\r' {
             // A quote left open swallows the following lines into one field; say where it ends.
-            let breaks: usize = record.iter().map(count_line_breaks).sum();
-            let last = line.saturating_add(u64::try_from(breaks).unwrap_or(u64::MAX));
+            // Counting the breaks inside the record is right when its quotes close; one left
+            // open also swallows the file's final line break, so then the end of input decides.
+            let last = ends_at_eof.unwrap_or_else(|| {
+                let breaks: usize = record.iter().map(count_line_breaks).sum();
+                line.saturating_add(u64::try_from(breaks).unwrap_or(u64::MAX))
+            });
             return Err(format!(
                 "contains a line break (the row runs from line {line} to {last}; check for a quote left open): {}",
                 quote(value)
@@ -700,6 +724,25 @@ fn formula_check(value: &str) -> Result<(), String> {
 fn check_email(value: &str) -> Result<String, String> {
     if value.is_empty() {
         return Err("email is required but empty".to_owned());
+    }
+    // Before the ASCII test, so that a no-break or ideographic space pasted into an address is
+    // called a space, not an internationalised address.
+    if value.chars().any(char::is_whitespace) {
+        return Err(format!(
+            "not a valid email address (contains a space): {}",
+            quote(value)
+        ));
+    }
+    // A Japanese IME left in full-width mode types ＠ and ｔａｒｏ: say so rather than
+    // "internationalised".
+    if let Some(c) = value
+        .chars()
+        .find(|c| ('\u{FF01}'..='\u{FF5E}').contains(c))
+    {
+        return Err(format!(
+            "not a valid email address (contains the full-width character {c}; type it half-width): {}",
+            quote(value)
+        ));
     }
     if !value.is_ascii() {
         return Err(format!(
@@ -780,7 +823,7 @@ fn email_problem(email: &str) -> Option<&'static str> {
     None
 }
 
-fn check_username(value: &str) -> Result<(), String> {
+fn check_username(value: &str, email_usernames: bool) -> Result<(), String> {
     if value.is_empty() {
         return Err("username is required (rows are keyed by username) but empty".to_owned());
     }
@@ -796,7 +839,8 @@ fn check_username(value: &str) -> Result<(), String> {
             quote(value)
         ));
     }
-    if value.is_ascii() && email_problem(&value.to_ascii_lowercase()).is_none() {
+    if !email_usernames && value.is_ascii() && email_problem(&value.to_ascii_lowercase()).is_none()
+    {
         return Err(format!(
             "username must not be an email address (Cognito refuses email-format usernames when email is an alias): {}",
             quote(value)
@@ -1141,6 +1185,10 @@ struct LineTracker<R> {
     /// Records start only there; entries are dropped as records are consumed, so this holds
     /// just the parser's read-ahead.
     line_starts: VecDeque<(u64, u64)>,
+    /// The inner reader has reported the end of its input.
+    at_eof: bool,
+    /// Line of the last non-blank line read so far.
+    last_content_line: u64,
 }
 
 impl<R> LineTracker<R> {
@@ -1152,7 +1200,15 @@ impl<R> LineTracker<R> {
             after_cr: false,
             at_line_start: true,
             line_starts: VecDeque::new(),
+            at_eof: false,
+            last_content_line: 1,
         }
+    }
+
+    /// The last non-blank line of the input, if the parser, having consumed `consumed` bytes,
+    /// has reached the end of it.
+    fn last_line_if_consumed(&self, consumed: u64) -> Option<u64> {
+        (self.at_eof && consumed >= self.offset).then_some(self.last_content_line)
     }
 
     /// Line of the first non-blank line at or after `from`, the parser's byte position before it
@@ -1170,6 +1226,9 @@ impl<R> LineTracker<R> {
 impl<R: Read> Read for LineTracker<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            self.at_eof = true;
+        }
         for &byte in buf.get(..n).unwrap_or_default() {
             match byte {
                 b'\n' => {
@@ -1187,6 +1246,7 @@ impl<R: Read> Read for LineTracker<R> {
                 _ => {
                     if self.at_line_start {
                         self.line_starts.push_back((self.offset, self.line));
+                        self.last_content_line = self.line;
                         self.at_line_start = false;
                     }
                     self.after_cr = false;
@@ -1645,6 +1705,7 @@ mod tests {
 
     #[test]
     fn unclosed_quote_is_rejected_with_its_span() {
+        // Four lines: the quote opened on line 2 swallows lines 3 and 4, not a fifth.
         let text = "email,name\na@example.com,\"Taro\nb@example.com,Jiro\nc@example.com,Saburo\n";
         let records = read(text);
         assert_eq!(records.len(), 1);
@@ -1652,10 +1713,64 @@ mod tests {
         assert_eq!(r.line, 2);
         assert!(
             r.reason
-                .contains("from line 2 to 5; check for a quote left open"),
+                .contains("from line 2 to 4; check for a quote left open"),
             "{}",
             r.reason
         );
+    }
+
+    #[test]
+    fn unclosed_quote_span_ends_at_the_last_line_of_the_file() {
+        let span = |text: &str| -> String {
+            let records = read(text);
+            let r = reject(records.last().expect("a record"));
+            r.reason
+                .split_once(';')
+                .map(|(span, _)| span.to_owned())
+                .unwrap_or_default()
+        };
+        let four_lines =
+            "email,name\na@example.com,\"Taro\nb@example.com,Jiro\nc@example.com,Saburo";
+        let want = "contains a line break (the row runs from line 2 to 4";
+        assert_eq!(span(four_lines), want, "no final line break");
+        assert_eq!(span(&format!("{four_lines}\n")), want);
+        assert_eq!(
+            span(&format!("{four_lines}\n\n\n")),
+            want,
+            "trailing blank lines"
+        );
+        assert_eq!(span(&four_lines.replace('\n', "\r\n")), want, "CRLF");
+        assert_eq!(
+            span(&format!("{}\r\n", four_lines.replace('\n', "\r\n"))),
+            want
+        );
+        assert_eq!(span(&four_lines.replace('\n', "\r")), want, "CR only");
+        // Opened after a valid row, with more rows behind it (kept under the length limit).
+        let mut long = String::from("email,name\nok@example.com,OK\nx@example.com,\"open\n");
+        for i in 0..80 {
+            long.push_str(&format!("u{i}@example.com,User {i}\n"));
+        }
+        assert_eq!(
+            span(&long),
+            "contains a line break (the row runs from line 3 to 83"
+        );
+        // Quotes that close: the breaks inside the record still decide, also on the last row.
+        for text in [
+            "email,name\na@example.com,\"two\nlines\"",
+            "email,name\na@example.com,\"two\nlines\"\n",
+            "email,name\na@example.com,\"two\nlines\"\n\n",
+            "email,name\na@example.com,\"two\nlines\"\nb@example.com,B\n",
+        ] {
+            let records = read(text);
+            assert_eq!(
+                reject(&records[0])
+                    .reason
+                    .split_once(';')
+                    .map(|(span, _)| span),
+                Some("contains a line break (the row runs from line 2 to 3"),
+                "{text:?}"
+            );
+        }
     }
 
     #[test]
@@ -1835,6 +1950,25 @@ mod tests {
     }
 
     #[test]
+    fn email_like_usernames_only_where_the_pool_allows_them() {
+        let input = b"username,email\nhanako@example.com,hanako@example.com\n";
+        let alias_pool = read_with(input, KeyMode::Username, &ColumnRules::default()).unwrap();
+        let r = reject(&alias_pool[0]);
+        assert_eq!(r.column.as_deref(), Some("username"));
+        assert!(
+            r.reason.contains("must not be an email address"),
+            "{}",
+            r.reason
+        );
+        let plain = ColumnRules {
+            email_usernames: true,
+            ..ColumnRules::default()
+        };
+        let free_form = read_with(input, KeyMode::Username, &plain).unwrap();
+        assert_eq!(row(&free_form[0]).key, "hanako@example.com");
+    }
+
+    #[test]
     fn max_len_from_rules() {
         let rules = ColumnRules {
             max_len: [("name".to_owned(), 5)].into(),
@@ -1958,6 +2092,22 @@ mod tests {
                 Err("not a valid email address (more than 64 characters"),
             ),
             (&too_long, Err("not a valid email address (longer than 254")),
+            (
+                "taro\u{a0}yamada@example.com",
+                Err("not a valid email address (contains a space)"),
+            ),
+            (
+                "taro\u{3000}yamada@example.com",
+                Err("not a valid email address (contains a space)"),
+            ),
+            (
+                "taro＠example.com",
+                Err("not a valid email address (contains the full-width character ＠;"),
+            ),
+            (
+                "ｔａｒｏ@example.com",
+                Err("not a valid email address (contains the full-width character ｔ;"),
+            ),
             (
                 "山田@example.com",
                 Err("internationalised email addresses are not supported"),

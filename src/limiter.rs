@@ -10,7 +10,10 @@ use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use governor::{DefaultDirectRateLimiter, Jitter, Quota};
+use governor::clock::{Clock, MonotonicClock};
+use governor::middleware::NoOpMiddleware;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
 use serde::{Deserialize, Serialize};
 
 /// A Cognito request-rate quota category.
@@ -189,22 +192,33 @@ struct Adaptive {
     target: f64,
     current: f64,
     successes: f64,
-    limiter: Arc<DefaultDirectRateLimiter>,
+    limiter: Arc<Gcra>,
     throttles: u64,
 }
+
+/// A GCRA limiter on the monotonic clock, so its waits can be slept on the tokio timer.
+type Gcra = RateLimiter<
+    NotKeyed,
+    InMemoryState,
+    MonotonicClock,
+    NoOpMiddleware<<MonotonicClock as Clock>::Instant>,
+>;
 
 /// One category's limiter.
 struct CategoryLimiter {
     state: Mutex<Adaptive>,
+    /// Callers queue here, first come first served, so only one of them at a time sleeps
+    /// until the next permit: a crowd of sleepers re-checking one permit costs a wake-up each.
+    turn: tokio::sync::Mutex<()>,
 }
 
-fn build(rate: f64) -> Arc<DefaultDirectRateLimiter> {
+fn build(rate: f64) -> Arc<Gcra> {
     // A burst of one: a batch job should pace, not spike, inside a quota it shares.
     let period = Duration::from_secs_f64(1.0 / rate.max(0.01));
     let quota = Quota::with_period(period)
         .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
         .allow_burst(NonZeroU32::MIN);
-    Arc::new(DefaultDirectRateLimiter::direct(quota))
+    Arc::new(RateLimiter::direct_with_clock(quota, MonotonicClock))
 }
 
 /// The rate limiters of all categories.
@@ -237,6 +251,7 @@ impl Limiter {
                             limiter: build(target),
                             throttles: 0,
                         }),
+                        turn: tokio::sync::Mutex::new(()),
                     },
                 )
             })
@@ -250,15 +265,25 @@ impl Limiter {
             .map(|c| c.state.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
-    /// Waits for a permit in this category.
+    /// Waits for a permit in this category, in arrival order.
     pub async fn acquire(&self, category: Category) {
-        let limiter = match self.state(category) {
-            Some(state) => Arc::clone(&state.limiter),
-            None => return,
+        let Some(cat) = self.categories.get(&category) else {
+            return;
         };
-        limiter
-            .until_ready_with_jitter(Jitter::up_to(Duration::from_millis(2)))
-            .await;
+        let _turn = cat.turn.lock().await;
+        loop {
+            // Re-read each time: a throttle may have replaced the limiter with a slower one.
+            let limiter = match self.state(category) {
+                Some(state) => Arc::clone(&state.limiter),
+                None => return,
+            };
+            match limiter.check() {
+                Ok(()) => return,
+                Err(not_until) => {
+                    tokio::time::sleep(not_until.wait_time_from(MonotonicClock.now())).await;
+                }
+            }
+        }
     }
 
     /// Cognito throttled a call in this category: slow the whole category down.

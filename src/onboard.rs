@@ -312,9 +312,17 @@ impl Ctx {
 
     fn observe(&self, r: &RowReport, enabled: Option<bool>) {
         let pool = &self.pool.id;
+        let known = self.known.get(&r.key);
         let mut statuses = Vec::new();
         if let Some(before) = &r.status_before {
-            statuses.push(before.as_str());
+            // Nothing new to record when the state already has this status: a re-run of a big
+            // cohort then writes nothing for the rows that did not change.
+            let unchanged = known.is_some_and(|k| {
+                k.last_status.as_deref() == Some(before.as_str()) && k.last_enabled == enabled
+            });
+            if !unchanged {
+                statuses.push(before.as_str());
+            }
         }
         if let Some(after) = &r.status_after
             && r.status_before.as_ref() != Some(after)
@@ -614,10 +622,16 @@ impl Ctx {
                 }
             }
         };
-        if r.reason.is_empty() {
-            self.settle(intent, true);
+        if let Err(e) = self.state.invitation_sent(
+            if r.reason.is_empty() { intent } else { None },
+            self.now(),
+            &self.pool.id,
+            &row.key,
+            &created.username,
+            &row.email,
+        ) {
+            tracing::warn!("{e}");
         }
-        self.record_invited(row, &created.username);
         r.username = Some(created.username.clone());
         r.outcome = Outcome::Created;
         if r.reason.is_empty() {
@@ -852,6 +866,7 @@ impl Ctx {
     /// Sets email_verified and adds missing groups; a failure here fails the row.
     async fn fix_up(&self, mut r: RowReport, key: &str, username: &str, d: &Decision) -> RowReport {
         let mut done = Vec::new();
+        let mut added: Vec<String> = Vec::new();
         if d.verify_email {
             match self
                 .exec
@@ -883,14 +898,10 @@ impl Ctx {
                 Ok(x) => {
                     r.attempts += x.attempts;
                     done.push(format!("added to group {group}"));
-                    if let Err(e) =
-                        self.state
-                            .groups_done(&self.pool.id, key, std::slice::from_ref(group))
-                    {
-                        tracing::warn!("{e}");
-                    }
+                    added.push(group.clone());
                 }
                 Err(f) => {
+                    self.record_groups(key, &added);
                     let before = std::mem::take(&mut r.reason);
                     let mut r = self.failed(r, &format!("adding to group {group}"), &f);
                     r.reason = format!("{before}; {}", r.reason);
@@ -898,10 +909,17 @@ impl Ctx {
                 }
             }
         }
+        self.record_groups(key, &added);
         if !done.is_empty() {
             r.reason = format!("{}; {}", r.reason, done.join(", "));
         }
         r
+    }
+
+    fn record_groups(&self, key: &str, added: &[String]) {
+        if let Err(e) = self.state.groups_done(&self.pool.id, key, added) {
+            tracing::warn!("{e}");
+        }
     }
 }
 

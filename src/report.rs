@@ -243,15 +243,18 @@ impl ReportFiles {
 }
 
 /// Something that writes a whole file.
-pub type WriteFn<'a> = dyn Fn(&mut std::fs::File) -> std::io::Result<()> + 'a;
+pub type WriteFn<'a> = dyn Fn(&mut std::io::BufWriter<std::fs::File>) -> std::io::Result<()> + 'a;
 
 /// Writes a file through a temporary name and a rename, so a reader never sees half of it.
 pub fn write_atomic(path: &Path, f: &WriteFn<'_>) -> Result<(), Error> {
     let tmp = path.with_extension("tmp");
-    let mut file =
+    let file =
         std::fs::File::create(&tmp).map_err(|e| Error::io("cannot write report", &tmp, e))?;
-    f(&mut file)
-        .and_then(|_| file.sync_all())
+    // Serializers write in small pieces: one syscall each without a buffer.
+    let mut out = std::io::BufWriter::with_capacity(256 * 1024, file);
+    f(&mut out)
+        .and_then(|_| out.into_inner().map_err(|e| e.into_error()))
+        .and_then(|file| file.sync_all())
         .map_err(|e| Error::io("cannot write report", &tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| Error::io("cannot write report", path, e))
 }

@@ -195,6 +195,7 @@ impl State {
         let conn = Connection::open_with_flags(path, flags).map_err(|e| db_err(path, e))?;
         conn.busy_timeout(Duration::from_secs(10))
             .map_err(|e| db_err(path, e))?;
+        conn.set_prepared_statement_cache_capacity(32);
         let version: i64 = conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .map_err(|e| db_err(path, e))?;
@@ -303,7 +304,8 @@ impl State {
         at: DateTime<Utc>,
     ) -> Result<(), Error> {
         self.write(|c| {
-            c.execute(
+            exec(
+                c,
                 "INSERT INTO runs (run_id, pool_id, command, input_path, input_sha256, started_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![
@@ -327,7 +329,8 @@ impl State {
         counts: &str,
     ) -> Result<(), Error> {
         self.write(|c| {
-            c.execute(
+            exec(
+                c,
                 "UPDATE runs SET finished_at = ?2, exit_code = ?3, counts = ?4 WHERE run_id = ?1",
                 params![run_id, ms(at), exit_code, counts],
             )
@@ -429,7 +432,7 @@ impl State {
         at: DateTime<Utc>,
     ) -> Result<Option<i64>, Error> {
         self.write(|c| {
-            c.execute(
+            exec(c,
                 "INSERT INTO invitations (pool_id, key, kind, medium, run_id, intent_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![pool_id, key, kind.as_str(), medium, run_id, ms(at)],
             )?;
@@ -445,7 +448,7 @@ impl State {
         password_recorded: bool,
     ) -> Result<(), Error> {
         self.write(|c| {
-            c.execute(
+            exec(c,
                 "UPDATE invitations SET outcome = ?2, sent_at = ?3, password_recorded = ?4 WHERE id = ?1",
                 params![
                     id,
@@ -458,10 +461,42 @@ impl State {
         .map(|_| ())
     }
 
+    /// Settles an intent as sent and marks the user as invited by this tool, in one transaction.
+    pub fn invitation_sent(
+        &self,
+        id: Option<i64>,
+        sent_at: DateTime<Utc>,
+        pool_id: &str,
+        key: &str,
+        username: &str,
+        email: &str,
+    ) -> Result<(), Error> {
+        self.write(|c| {
+            let tx = c.unchecked_transaction()?;
+            if let Some(id) = id {
+                exec(
+                    &tx,
+                    "UPDATE invitations SET outcome = 'sent', sent_at = ?2 WHERE id = ?1",
+                    params![id, ms(sent_at)],
+                )?;
+            }
+            exec(
+                &tx,
+                "INSERT INTO users (pool_id, key, username, email, invited) VALUES (?1, ?2, ?3, ?4, 1)
+                 ON CONFLICT (pool_id, key) DO UPDATE SET invited = 1, username = excluded.username,
+                   email = excluded.email",
+                params![pool_id, key, username, email],
+            )?;
+            tx.commit()
+        })
+        .map(|_| ())
+    }
+
     /// Marks an invitation's password as written to the password file.
     pub fn password_recorded(&self, id: i64) -> Result<(), Error> {
         self.write(|c| {
-            c.execute(
+            exec(
+                c,
                 "UPDATE invitations SET password_recorded = 1 WHERE id = ?1",
                 [id],
             )
@@ -487,14 +522,11 @@ impl State {
         self.write(|c| {
             let tx = c.unchecked_transaction()?;
             let last: Option<Option<String>> = tx
-                .query_row(
-                    "SELECT last_status FROM users WHERE pool_id = ?1 AND key = ?2",
-                    params![pool_id, key],
-                    |r| r.get(0),
-                )
+                .prepare_cached("SELECT last_status FROM users WHERE pool_id = ?1 AND key = ?2")?
+                .query_row(params![pool_id, key], |r| r.get(0))
                 .optional()?;
             let last = last.flatten();
-            tx.execute(
+            exec(&tx,
                 "INSERT INTO users (pool_id, key, username, email, last_status, last_enabled, last_seen_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                  ON CONFLICT (pool_id, key) DO UPDATE SET
@@ -506,13 +538,13 @@ impl State {
                 params![pool_id, key, username, email, status, enabled, ms(at)],
             )?;
             if last.as_deref() != Some(status) {
-                tx.execute(
+                exec(&tx,
                     "INSERT INTO transitions (pool_id, key, from_status, to_status, observed_at, run_id)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                     params![pool_id, key, last, status, ms(at), run_id],
                 )?;
                 if status == "CONFIRMED" {
-                    tx.execute(
+                    exec(&tx,
                         "UPDATE users SET confirmed_at = ?3, confirmed_reported_at = NULL
                          WHERE pool_id = ?1 AND key = ?2",
                         params![pool_id, key, ms(at)],
@@ -533,7 +565,7 @@ impl State {
         email: &str,
     ) -> Result<(), Error> {
         self.write(|c| {
-            c.execute(
+            exec(c,
                 "INSERT INTO users (pool_id, key, username, email, invited) VALUES (?1, ?2, ?3, ?4, 1)
                  ON CONFLICT (pool_id, key) DO UPDATE SET invited = 1, username = excluded.username,
                    email = excluded.email",
@@ -551,11 +583,8 @@ impl State {
         self.write(|c| {
             let tx = c.unchecked_transaction()?;
             let current: Option<String> = tx
-                .query_row(
-                    "SELECT groups_done FROM users WHERE pool_id = ?1 AND key = ?2",
-                    params![pool_id, key],
-                    |r| r.get(0),
-                )
+                .prepare_cached("SELECT groups_done FROM users WHERE pool_id = ?1 AND key = ?2")?
+                .query_row(params![pool_id, key], |r| r.get(0))
                 .optional()?;
             let mut all: Vec<String> = current
                 .unwrap_or_default()
@@ -568,7 +597,8 @@ impl State {
                     all.push(g.clone());
                 }
             }
-            tx.execute(
+            exec(
+                &tx,
                 "INSERT INTO users (pool_id, key, groups_done) VALUES (?1, ?2, ?3)
                  ON CONFLICT (pool_id, key) DO UPDATE SET groups_done = excluded.groups_done",
                 params![pool_id, key, all.join("\n")],
@@ -631,7 +661,8 @@ impl State {
         self.write(|c| {
             let tx = c.unchecked_transaction()?;
             for key in keys {
-                tx.execute(
+                exec(
+                    &tx,
                     "UPDATE users SET confirmed_reported_at = ?3 WHERE pool_id = ?1 AND key = ?2",
                     params![pool_id, key, ms(at)],
                 )?;
@@ -654,6 +685,12 @@ impl State {
             .flatten()
             .and_then(|v| from_ms(Some(v))))
     }
+}
+
+/// Runs a statement through the connection's cache: the same few statements run for every row,
+/// and parsing one costs more than running it.
+fn exec<P: rusqlite::Params>(c: &Connection, sql: &str, p: P) -> rusqlite::Result<usize> {
+    c.prepare_cached(sql)?.execute(p)
 }
 
 /// SHA-256 of a file, streamed, for the runs table.

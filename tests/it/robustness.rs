@@ -521,3 +521,91 @@ fn bad_configuration_is_one_clear_line_and_exit_1() {
     assert_eq!(proxy.stats().forwarded("AdminCreateUser"), 0);
     check_nothing_written(&env);
 }
+
+#[test]
+fn the_daily_email_limit_stops_sending_and_defers_the_rest() {
+    let mut env = TestEnv::new();
+    let pool = env.pool(false, &[]);
+    let proxy = env.proxy(|c| c.email_limit(3));
+    let config = settings(&env, "email_budget = 100000\nconcurrency = 1\n");
+    let csv = env.write("p.csv", cohort(10, 0));
+    let r = run({
+        let mut c = env.cmd(&pool);
+        c.args(["--config", &config, "run", csv.to_str().unwrap()]);
+        c
+    });
+    r.expect_code(0);
+    let report = r.report();
+    assert_eq!(report["summary"]["created"], 3, "{report:#}");
+    assert_eq!(report["summary"]["deferred"], 7);
+    let deferred = rows_with(&report, "deferred");
+    assert!(
+        deferred[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("LimitExceededException")
+    );
+    let stats = proxy.stats();
+    // The limit is never retried: one refused call, then no more invitations are attempted.
+    assert_eq!(stats.op("AdminCreateUser").email_limited, 1, "{stats:?}");
+    assert_eq!(stats.received("AdminCreateUser"), 4);
+    assert_eq!(env.users(&pool).len(), 3);
+    // The next day (a fresh limit), a re-run sends the rest.
+    proxy.set_email_limit(Some(50));
+    let r = run({
+        let mut c = env.cmd(&pool);
+        c.args(["--config", &config, "run", csv.to_str().unwrap()]);
+        c
+    });
+    r.expect_code(0);
+    assert_eq!(r.report()["summary"]["created"], 7);
+    assert_eq!(env.users(&pool).len(), 10);
+}
+
+#[test]
+fn sigterm_finishes_the_rows_in_flight_and_writes_the_report() {
+    let mut env = TestEnv::new();
+    let pool = env.pool(false, &[]);
+    let proxy = env.proxy(|c| c.latency(Duration::from_millis(100)));
+    let config = settings(&env, "email_budget = 100000\nconcurrency = 2\n");
+    let csv = env.write("p.csv", cohort(100, 0));
+    let mut c = env.cmd(&pool);
+    c.args(["--config", &config, "run", csv.to_str().unwrap()]);
+    c.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = c.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while proxy.stats().creates < 5 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // SAFETY: sends SIGTERM to our own child by its pid.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report = read_json(std::path::Path::new(stdout.trim()));
+    assert_eq!(report["interrupted"], true);
+    let rows = report["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 100, "no row missing from the report");
+    let created = report["summary"]["created"].as_u64().unwrap();
+    assert_eq!(
+        report["summary"]["deferred"].as_u64().unwrap() + created,
+        100,
+        "{:#}",
+        report["summary"]
+    );
+    assert!(created < 100, "stopped early");
+    assert_eq!(
+        created,
+        proxy.stats().creates,
+        "rows in flight finished and were reported"
+    );
+    assert_eq!(env.users(&pool).len() as u64, created);
+}
