@@ -5,7 +5,6 @@
 //! BENCH_QUICK=1 runs small sizes (a smoke run of the harness itself).
 
 #[path = "../tests/support/mod.rs"]
-#[allow(dead_code)]
 mod support;
 
 use std::collections::BTreeMap;

@@ -88,14 +88,6 @@ impl Expect {
     }
 }
 
-/// A known shortcoming outside `src/input.rs`: the message lacks `absent`. The test asserts it
-/// is still absent, so fixing the code fails this case until the expectation is moved into the
-/// case's fragments and the gap removed.
-struct Gap {
-    absent: &'static str,
-    note: &'static str,
-}
-
 struct Case {
     file: &'static str,
     source: Source,
@@ -103,7 +95,6 @@ struct Case {
     expect: Expect,
     /// Further assertions on what `run` left in the pool.
     verify: Option<fn(&TestEnv, &Pool)>,
-    gap: Option<Gap>,
 }
 
 const fn case(file: &'static str, expect: Expect) -> Case {
@@ -113,7 +104,6 @@ const fn case(file: &'static str, expect: Expect) -> Case {
         pool: PoolKind::EmailUsername,
         expect,
         verify: None,
-        gap: None,
     }
 }
 
@@ -128,10 +118,6 @@ impl Case {
     }
     const fn verify(mut self, verify: fn(&TestEnv, &Pool)) -> Self {
         self.verify = Some(verify);
-        self
-    }
-    const fn gap(mut self, absent: &'static str, note: &'static str) -> Self {
-        self.gap = Some(Gap { absent, note });
         self
     }
 }
@@ -732,18 +718,6 @@ fn assert_contains(label: &str, haystack: &str, needle: &str) {
     );
 }
 
-fn assert_gap(label: &str, case: &Case, text: &str) {
-    if let Some(gap) = &case.gap {
-        assert!(
-            !text.contains(gap.absent),
-            "{label}: known gap fixed? the message now has {:?} ({}); move it into the case's \
-             expectation, drop the gap, and update tests/corpus/README.md\n{text}",
-            gap.absent,
-            gap.note
-        );
-    }
-}
-
 struct Bench<'a> {
     env: &'a TestEnv,
     proxy: &'a Proxy,
@@ -793,7 +767,6 @@ impl Bench<'_> {
             out.expect_code(want);
             let stats = self.proxy.stats();
             self.assert_run(case, &label, &out, &stats);
-            assert_gap(&label, case, &out.stderr());
             if let Some(verify) = case.verify {
                 verify(self.env, self.pool(case.pool));
             }
@@ -848,7 +821,6 @@ impl Bench<'_> {
             }
             Expect::CheckOnly(says) => assert_contains(&label, &stdout, says),
         }
-        assert_gap(&label, case, &stderr);
     }
 
     fn assert_run(&self, case: &Case, label: &str, out: &Run, stats: &Stats) {
