@@ -324,8 +324,10 @@ impl Ctx {
                 statuses.push(before.as_str());
             }
         }
+        // A created user's status was recorded with its invitation.
         if let Some(after) = &r.status_after
             && r.status_before.as_ref() != Some(after)
+            && r.outcome != Outcome::Created
         {
             statuses.push(after.as_str());
         }
@@ -629,6 +631,7 @@ impl Ctx {
             &row.key,
             &created.username,
             &row.email,
+            &self.run_id,
         ) {
             tracing::warn!("{e}");
         }

@@ -461,7 +461,9 @@ impl State {
         .map(|_| ())
     }
 
-    /// Settles an intent as sent and marks the user as invited by this tool, in one transaction.
+    /// Settles an intent as sent, marks the user as invited by this tool and records it as
+    /// `FORCE_CHANGE_PASSWORD`, in one transaction.
+    #[allow(clippy::too_many_arguments)]
     pub fn invitation_sent(
         &self,
         id: Option<i64>,
@@ -470,6 +472,7 @@ impl State {
         key: &str,
         username: &str,
         email: &str,
+        run_id: &str,
     ) -> Result<(), Error> {
         self.write(|c| {
             let tx = c.unchecked_transaction()?;
@@ -486,6 +489,17 @@ impl State {
                  ON CONFLICT (pool_id, key) DO UPDATE SET invited = 1, username = excluded.username,
                    email = excluded.email",
                 params![pool_id, key, username, email],
+            )?;
+            record_status(
+                &tx,
+                pool_id,
+                key,
+                Some(username),
+                Some(email),
+                "FORCE_CHANGE_PASSWORD",
+                Some(true),
+                run_id,
+                sent_at,
             )?;
             tx.commit()
         })
@@ -521,41 +535,65 @@ impl State {
         let status = status.unwrap_or("DELETED");
         self.write(|c| {
             let tx = c.unchecked_transaction()?;
-            let last: Option<Option<String>> = tx
-                .prepare_cached("SELECT last_status FROM users WHERE pool_id = ?1 AND key = ?2")?
-                .query_row(params![pool_id, key], |r| r.get(0))
-                .optional()?;
-            let last = last.flatten();
-            exec(&tx,
-                "INSERT INTO users (pool_id, key, username, email, last_status, last_enabled, last_seen_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                 ON CONFLICT (pool_id, key) DO UPDATE SET
-                   username = COALESCE(excluded.username, users.username),
-                   email = COALESCE(excluded.email, users.email),
-                   last_status = excluded.last_status,
-                   last_enabled = excluded.last_enabled,
-                   last_seen_at = excluded.last_seen_at",
-                params![pool_id, key, username, email, status, enabled, ms(at)],
+            record_status(
+                &tx, pool_id, key, username, email, status, enabled, run_id, at,
             )?;
-            if last.as_deref() != Some(status) {
-                exec(&tx,
-                    "INSERT INTO transitions (pool_id, key, from_status, to_status, observed_at, run_id)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    params![pool_id, key, last, status, ms(at), run_id],
-                )?;
-                if status == "CONFIRMED" {
-                    exec(&tx,
-                        "UPDATE users SET confirmed_at = ?3, confirmed_reported_at = NULL
-                         WHERE pool_id = ?1 AND key = ?2",
-                        params![pool_id, key, ms(at)],
-                    )?;
-                }
-            }
             tx.commit()
         })
         .map(|_| ())
     }
+}
 
+/// Records a status seen for a user, and a transition when it differs from the last one.
+#[allow(clippy::too_many_arguments)]
+fn record_status(
+    tx: &Connection,
+    pool_id: &str,
+    key: &str,
+    username: Option<&str>,
+    email: Option<&str>,
+    status: &str,
+    enabled: Option<bool>,
+    run_id: &str,
+    at: DateTime<Utc>,
+) -> rusqlite::Result<()> {
+    let last: Option<Option<String>> = tx
+        .prepare_cached("SELECT last_status FROM users WHERE pool_id = ?1 AND key = ?2")?
+        .query_row(params![pool_id, key], |r| r.get(0))
+        .optional()?;
+    let last = last.flatten();
+    exec(
+        tx,
+        "INSERT INTO users (pool_id, key, username, email, last_status, last_enabled, last_seen_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT (pool_id, key) DO UPDATE SET
+           username = COALESCE(excluded.username, users.username),
+           email = COALESCE(excluded.email, users.email),
+           last_status = excluded.last_status,
+           last_enabled = excluded.last_enabled,
+           last_seen_at = excluded.last_seen_at",
+        params![pool_id, key, username, email, status, enabled, ms(at)],
+    )?;
+    if last.as_deref() != Some(status) {
+        exec(
+            tx,
+            "INSERT INTO transitions (pool_id, key, from_status, to_status, observed_at, run_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![pool_id, key, last, status, ms(at), run_id],
+        )?;
+        if status == "CONFIRMED" {
+            exec(
+                tx,
+                "UPDATE users SET confirmed_at = ?3, confirmed_reported_at = NULL
+                 WHERE pool_id = ?1 AND key = ?2",
+                params![pool_id, key, ms(at)],
+            )?;
+        }
+    }
+    Ok(())
+}
+
+impl State {
     /// Marks the user as invited by this tool (after a create it made).
     pub fn mark_invited(
         &self,
