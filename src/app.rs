@@ -205,24 +205,18 @@ fn rules_for(pool: &PoolInfo, columns: &[String]) -> Result<(KeyMode, ColumnRule
 }
 
 fn invalid_row(reject: &Reject) -> RowReport {
-    RowReport {
-        row: reject.line,
-        key: reject.key.clone().unwrap_or_default(),
-        username: None,
-        email: reject.email.clone(),
-        action: "none".into(),
-        outcome: Outcome::Invalid,
-        reason: match &reject.column {
-            Some(c) => format!("line {}, column {c}: {}", reject.line, reject.reason),
-            None => format!("line {}: {}", reject.line, reject.reason),
-        },
-        status_before: None,
-        status_after: None,
-        temp_password_expires_at: None,
-        attempts: 0,
-        error_code: None,
-        error_message: None,
-    }
+    let mut r = RowReport::new(
+        reject.line,
+        reject.key.clone().unwrap_or_default(),
+        reject.email.clone(),
+        Outcome::Invalid,
+    );
+    r.action = "none".into();
+    r.reason = match &reject.column {
+        Some(c) => format!("line {}, column {c}: {}", reject.line, reject.reason),
+        None => format!("line {}: {}", reject.line, reject.reason),
+    };
+    r
 }
 
 /// Reads the whole CSV into valid rows and rejects.
@@ -870,21 +864,10 @@ async fn process_rows(
         }
     }
     for row in not_started {
-        out.push(RowReport {
-            row: row.line,
-            key: row.key.clone(),
-            username: None,
-            email: Some(row.email.clone()),
-            action: "none".into(),
-            outcome: Outcome::Deferred,
-            reason: "not started: the run was stopped before this row".into(),
-            status_before: None,
-            status_after: None,
-            temp_password_expires_at: None,
-            attempts: 0,
-            error_code: None,
-            error_message: None,
-        });
+        let mut r = RowReport::new(row.line, row.key, Some(row.email), Outcome::Deferred);
+        r.action = "none".into();
+        r.reason = "not started: the run was stopped before this row".into();
+        out.push(r);
     }
     out
 }

@@ -352,21 +352,13 @@ impl Ctx {
         let known = self.known.get(&row.key).cloned().unwrap_or_default();
         let mut history = Self::history(&known);
         let name = self.username_for(&row);
-        let mut r = RowReport {
-            row: row.line,
-            key: row.key.clone(),
-            username: Some(name.clone()),
-            email: Some(row.email.clone()),
-            action: String::new(),
-            outcome: Outcome::Skipped,
-            reason: String::new(),
-            status_before: None,
-            status_after: None,
-            temp_password_expires_at: None,
-            attempts: 0,
-            error_code: None,
-            error_message: None,
-        };
+        let mut r = RowReport::new(
+            row.line,
+            row.key.clone(),
+            Some(row.email.clone()),
+            Outcome::Skipped,
+        );
+        r.username = Some(name.clone());
         let remote = match &self.lookup {
             Lookup::Scanned(users) => users.get(&row.key.to_lowercase()).cloned(),
             Lookup::PerRow => match self.read_user(&name, &mut r).await {
@@ -645,17 +637,8 @@ impl Ctx {
             }
             .to_string();
         }
-        r.status_after = Some(UserStatus::ForceChangePassword.to_string());
-        r.temp_password_expires_at = Some(self.now() + self.policy.validity);
-        if let Some(file) = &self.password_file {
-            if let Err(e) = file.record(&created.username, &password) {
-                r.outcome = Outcome::Failed;
-                r.reason = format!(
-                    "created, but the password could not be recorded: {e}; the next run re-issues it"
-                );
-                return r;
-            }
-            self.password_recorded(intent);
+        if !self.invitation_out(&mut r, &created.username, &password, intent, "created") {
+            return r;
         }
         self.add_groups_after_create(r, &row.key, &created.username, &d.add_groups)
             .await
@@ -674,6 +657,33 @@ impl Ctx {
             verify_email: false,
         };
         self.fix_up(r, key, username, &d).await
+    }
+
+    /// What follows an invitation that went out: the user is pending with a fresh expiry, and in
+    /// suppress mode its password goes to the password file. `Err` when that file cannot take it
+    /// (the row fails; the state marks the password lost, so the next run re-issues it).
+    /// Returns whether the row goes on.
+    fn invitation_out(
+        &self,
+        r: &mut RowReport,
+        username: &str,
+        password: &TempPassword,
+        intent: Option<i64>,
+        what: &str,
+    ) -> bool {
+        r.status_after = Some(UserStatus::ForceChangePassword.to_string());
+        r.temp_password_expires_at = Some(self.now() + self.policy.validity);
+        if let Some(file) = &self.password_file {
+            if let Err(e) = file.record(username, password) {
+                r.outcome = Outcome::Failed;
+                r.reason = format!(
+                    "{what}, but the password could not be recorded: {e}; the next run re-issues it"
+                );
+                return false;
+            }
+            self.password_recorded(intent);
+        }
+        true
     }
 
     /// Settles an intent written by this run: `went` = the invitation went out.
@@ -801,17 +811,8 @@ impl Ctx {
                 "new temporary password set (no message); it is in the password file".to_string()
             }
         };
-        r.status_after = Some(UserStatus::ForceChangePassword.to_string());
-        r.temp_password_expires_at = Some(self.now() + self.policy.validity);
-        if let Some(file) = &self.password_file {
-            if let Err(e) = file.record(&user.username, &password) {
-                r.outcome = Outcome::Failed;
-                r.reason = format!(
-                    "re-issued, but the password could not be recorded: {e}; the next run re-issues it"
-                );
-                return r;
-            }
-            self.password_recorded(intent);
+        if !self.invitation_out(&mut r, &user.username, &password, intent, "re-issued") {
+            return r;
         }
         let key = r.key.clone();
         self.fix_up(r, &key, &user.username, d).await

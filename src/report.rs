@@ -67,6 +67,27 @@ pub struct RowReport {
     pub error_message: Option<String>,
 }
 
+impl RowReport {
+    /// A row before anything is known about it.
+    pub fn new(row: u64, key: String, email: Option<String>, outcome: Outcome) -> Self {
+        RowReport {
+            row,
+            key,
+            username: None,
+            email,
+            action: String::new(),
+            outcome,
+            reason: String::new(),
+            status_before: None,
+            status_after: None,
+            temp_password_expires_at: None,
+            attempts: 0,
+            error_code: None,
+            error_message: None,
+        }
+    }
+}
+
 /// A finished (or interrupted) run.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
