@@ -89,10 +89,6 @@ impl Budget {
     pub fn stop(&self) {
         self.stopped.store(true, Ordering::SeqCst);
     }
-
-    pub fn is_stopped(&self) -> bool {
-        self.stopped.load(Ordering::SeqCst)
-    }
 }
 
 /// The suppress-mode password file: created new with mode 0600, one line per password issued.
@@ -302,12 +298,57 @@ impl Ctx {
 
     /// A state write failed: the row cannot go on safely (an unrecorded invitation could be
     /// sent twice), and neither can the run.
-    fn state_failed(&self, mut r: RowReport, e: &Error) -> RowReport {
+    fn state_failed(&self, r: &mut RowReport, e: &Error) {
         tracing::error!("{e}");
         self.exec.cancel.cancel();
         r.outcome = Outcome::Failed;
         r.reason = format!("state database: {e}");
-        r
+    }
+
+    /// What an invitation needs before its call: a share of the email budget (when it sends a
+    /// message), a new temporary password, and the write-ahead intent. `None` when the row stops
+    /// here; `r` then says why (deferred, or failed), prefixed by `deferred`.
+    fn prepare_invitation(
+        &self,
+        r: &mut RowReport,
+        kind: InviteKind,
+        sends_message: bool,
+        deferred: &str,
+    ) -> Option<(TempPassword, Option<i64>)> {
+        if sends_message && let Err(why) = self.budget.try_take() {
+            r.outcome = Outcome::Deferred;
+            r.reason = format!("{deferred}{}", deferral_reason(why));
+            return None;
+        }
+        let give_back = || {
+            if sends_message {
+                self.budget.give_back();
+            }
+        };
+        let password = match password::generate(&self.pool.policy) {
+            Ok(p) => p,
+            Err(e) => {
+                give_back();
+                r.outcome = Outcome::Failed;
+                r.reason = e.to_string();
+                return None;
+            }
+        };
+        match self.state.intent(
+            &self.pool.id,
+            &r.key,
+            kind,
+            medium_name(self.policy.delivery),
+            &self.run_id,
+            self.now(),
+        ) {
+            Ok(intent) => Some((password, intent)),
+            Err(e) => {
+                give_back();
+                self.state_failed(r, &e);
+                None
+            }
+        }
     }
 
     fn observe(&self, r: &RowReport, enabled: Option<bool>) {
@@ -374,7 +415,8 @@ impl Ctx {
                 .state
                 .settle_intent(intent.id, went.then_some(intent.at), false)
             {
-                return self.state_failed(r, &e);
+                self.state_failed(&mut r, &e);
+                return r;
             }
             if went {
                 history.last_invited_at = history.last_invited_at.max(Some(intent.at));
@@ -497,35 +539,13 @@ impl Ctx {
         history: &History,
     ) -> RowReport {
         let name = self.username_for(row);
-        if d.sends_message(self.policy.delivery)
-            && let Err(why) = self.budget.try_take()
-        {
-            r.outcome = Outcome::Deferred;
-            r.reason = deferral_reason(why).to_string();
-            return r;
-        }
-        let password = match password::generate(&self.pool.policy) {
-            Ok(p) => p,
-            Err(e) => {
-                self.budget.give_back();
-                r.outcome = Outcome::Failed;
-                r.reason = e.to_string();
-                return r;
-            }
-        };
-        let intent = match self.state.intent(
-            &self.pool.id,
-            &row.key,
+        let Some((password, intent)) = self.prepare_invitation(
+            &mut r,
             InviteKind::Create,
-            medium_name(self.policy.delivery),
-            &self.run_id,
-            self.now(),
-        ) {
-            Ok(id) => id,
-            Err(e) => {
-                self.budget.give_back();
-                return self.state_failed(r, &e);
-            }
+            d.sends_message(self.policy.delivery),
+            "",
+        ) else {
+            return r;
         };
         // The email goes in explicitly: only pools that use it as the username derive it.
         let attributes: Vec<(String, String)> =
@@ -724,42 +744,17 @@ impl Ctx {
         method: ReissueMethod,
         d: &Decision,
     ) -> RowReport {
-        if d.sends_message(self.policy.delivery)
-            && let Err(why) = self.budget.try_take()
-        {
-            r.outcome = Outcome::Deferred;
-            r.reason = format!(
-                "invitation expired; re-issue deferred: {}",
-                deferral_reason(why)
-            );
-            return r;
-        }
-        let password = match password::generate(&self.pool.policy) {
-            Ok(p) => p,
-            Err(e) => {
-                self.budget.give_back();
-                r.outcome = Outcome::Failed;
-                r.reason = e.to_string();
-                return r;
-            }
-        };
         let kind = match method {
             ReissueMethod::Resend => InviteKind::Resend,
             ReissueMethod::SetPassword => InviteKind::SetPassword,
         };
-        let intent = match self.state.intent(
-            &self.pool.id,
-            &r.key,
+        let Some((password, intent)) = self.prepare_invitation(
+            &mut r,
             kind,
-            medium_name(self.policy.delivery),
-            &self.run_id,
-            self.now(),
-        ) {
-            Ok(id) => id,
-            Err(e) => {
-                self.budget.give_back();
-                return self.state_failed(r, &e);
-            }
+            d.sends_message(self.policy.delivery),
+            "invitation expired; re-issue deferred: ",
+        ) else {
+            return r;
         };
         let outcome = match method {
             ReissueMethod::Resend => self.resend(&mut r, name, &user, &password).await,

@@ -290,10 +290,6 @@ impl State {
         }
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Records the start of a run.
     pub fn begin_run(
         &self,

@@ -7,7 +7,6 @@ mod types;
 pub use error::{CallError, ErrorClass, classify_code};
 pub use types::*;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
@@ -493,9 +492,6 @@ impl Cognito {
             .map_err(|e| from_sdk(Op::AdminAddUserToGroup, e))
     }
 }
-
-/// Users of a scan, keyed the way rows are keyed.
-pub type UsersByKey = BTreeMap<String, RemoteUser>;
 
 #[cfg(test)]
 mod tests {
