@@ -3,7 +3,12 @@
 
 use std::path::PathBuf;
 
+use clap::builder::PossibleValue;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::cognito::Delivery;
+use crate::lookup::Lookup;
+use crate::plan::Reissue;
 use serde::Deserialize;
 
 /// Onboard a cohort of data providers into an Amazon Cognito user pool, and keep onboarding them
@@ -158,35 +163,40 @@ pub enum Encoding {
     ShiftJis,
 }
 
-/// When a user still in FORCE_CHANGE_PASSWORD gets a new temporary password.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Reissue {
-    /// Only once the temporary password has expired.
-    Expired,
-    /// Never: report expired users as pending.
-    Never,
-    /// Every run (use with care: each re-issue sends a message).
-    Always,
+// The domain's choices are defined where they are decided on (`plan`, `lookup`); the command line
+// only names them, so the pure modules depend on no CLI type.
+macro_rules! value_enum {
+    ($ty:ty { $($variant:ident => $name:literal $(: $help:literal)?),+ $(,)? }) => {
+        impl ValueEnum for $ty {
+            fn value_variants<'a>() -> &'a [Self] {
+                &[$(<$ty>::$variant),+]
+            }
+            fn to_possible_value(&self) -> Option<PossibleValue> {
+                Some(match self {
+                    $(<$ty>::$variant => PossibleValue::new($name)$(.help($help))?),+
+                })
+            }
+        }
+    };
 }
 
-/// How the invitation reaches the provider.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Delivery {
-    Email,
-    Sms,
-    /// Send nothing; temporary passwords go to --password-file.
-    Suppress,
-}
+value_enum!(Reissue {
+    Expired => "expired": "Only once the temporary password has expired",
+    Never => "never": "Never: report expired users as pending",
+    Always => "always": "Every run (use with care: each re-issue sends a message)",
+});
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Lookup {
-    Auto,
-    Get,
-    Scan,
-}
+value_enum!(Delivery {
+    Email => "email",
+    Sms => "sms",
+    Suppress => "suppress": "Send nothing; temporary passwords go to --password-file",
+});
+
+value_enum!(Lookup {
+    Auto => "auto",
+    Get => "get",
+    Scan => "scan",
+});
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum StatusFormat {

@@ -7,11 +7,13 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::cli::{Delivery, Encoding, GlobalArgs, InputArgs, LogFormat, Lookup, Reissue};
-use crate::cognito::Connection;
+use crate::cli::{Encoding, GlobalArgs, InputArgs, LogFormat};
+use crate::cognito::{Connection, Delivery};
 use crate::error::Error;
 use crate::input::EncodingChoice;
 use crate::limiter::{Category, QuotaSource, Quotas};
+use crate::lookup::Lookup;
+use crate::plan::Reissue;
 
 /// The settings file. Every key is optional; unknown keys are an error (a typo must not be
 /// silently ignored).
@@ -88,6 +90,7 @@ pub struct RunSettings {
 }
 
 pub const DEFAULT_STATE: &str = "cognito-onboard.db";
+pub const DEFAULT_MAX_REISSUES: u32 = 3;
 pub const DEFAULT_REPORT_DIR: &str = "reports";
 
 fn encoding(e: Option<Encoding>) -> EncodingChoice {
@@ -203,9 +206,20 @@ pub fn common(
     })
 }
 
+/// What `status` judges each provider by: the choices a `run` with the settings file and no
+/// options would make (re-issue policy, delivery, re-issue cap).
+pub fn run_defaults(file: &FileConfig) -> (Reissue, Delivery, u32) {
+    (
+        file.reissue.unwrap_or(Reissue::Expired),
+        file.delivery.unwrap_or(Delivery::Email),
+        file.max_reissues.unwrap_or(DEFAULT_MAX_REISSUES),
+    )
+}
+
 /// Merges and validates the settings of `run`.
 pub fn run(args: &crate::cli::RunArgs, file: &FileConfig) -> Result<RunSettings, Error> {
-    let delivery = args.delivery.or(file.delivery).unwrap_or(Delivery::Email);
+    let (reissue, delivery, max_reissues) = run_defaults(file);
+    let delivery = args.delivery.unwrap_or(delivery);
     match (delivery, &args.password_file) {
         (Delivery::Suppress, None) => {
             return Err(Error::Config(
@@ -223,11 +237,11 @@ pub fn run(args: &crate::cli::RunArgs, file: &FileConfig) -> Result<RunSettings,
         input: args.input.clone(),
         encoding: input_encoding(&args.input_args, file),
         dry_run: args.dry_run,
-        reissue: args.reissue.or(file.reissue).unwrap_or(Reissue::Expired),
+        reissue: args.reissue.unwrap_or(reissue),
         delivery,
         password_file: args.password_file.clone(),
         lookup: args.lookup.or(file.lookup).unwrap_or(Lookup::Auto),
-        max_reissues: args.max_reissues.or(file.max_reissues).unwrap_or(3),
+        max_reissues: args.max_reissues.unwrap_or(max_reissues),
         email_budget: args.email_budget.or(file.email_budget),
     })
 }

@@ -1,4 +1,5 @@
-//! Run-level errors and the one mapping from outcomes to process exit codes.
+//! Run-level errors, how a command ended, and the one exhaustive mapping from both to process
+//! exit codes (nextest's discipline: no other module names an exit code).
 //!
 //! Per-row problems never come through here: they are values in the report. Only what stops a
 //! run (or prevents it from starting) is an [`Error`].
@@ -20,6 +21,43 @@ pub mod exit {
     pub const ROWS_FAILED: u8 = 3;
     /// Another run holds the state file's lock; nothing was done.
     pub const LOCKED: u8 = 4;
+}
+
+/// How a command that ran to its end finished, as cron sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// Every row settled: created, re-issued, skipped, deferred or reported for attention.
+    Settled,
+    /// Some rows were invalid, failed after retries, or could not be read.
+    RowsFailed,
+    /// Stopped by a signal; the report covers what was done.
+    Interrupted,
+}
+
+impl Ending {
+    pub fn exit_code(self) -> u8 {
+        exit_code(&Ok(self))
+    }
+}
+
+/// The exit code of a command. One exhaustive match, so a new kind of ending or failure cannot
+/// be added without deciding what cron sees.
+pub fn exit_code(result: &Result<Ending, Error>) -> u8 {
+    match result {
+        Ok(Ending::Settled) => exit::OK,
+        Ok(Ending::RowsFailed) => exit::ROWS_FAILED,
+        Ok(Ending::Interrupted) => exit::ABORTED,
+        Err(Error::Locked(_)) => exit::LOCKED,
+        Err(
+            Error::Config(_)
+            | Error::Input(_)
+            | Error::Credentials(_)
+            | Error::Cognito(_)
+            | Error::Io { .. }
+            | Error::State(_)
+            | Error::Interrupted,
+        ) => exit::ABORTED,
+    }
 }
 
 /// Something that stops the whole run.
@@ -49,27 +87,19 @@ pub enum Error {
 }
 
 impl Error {
-    /// The exit code for a run that ended in this error. One exhaustive match, so a new kind of
-    /// failure cannot be added without deciding what cron sees.
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            Error::Locked(_) => exit::LOCKED,
-            Error::Config(_)
-            | Error::Input(_)
-            | Error::Credentials(_)
-            | Error::Cognito(_)
-            | Error::Io { .. }
-            | Error::State(_)
-            | Error::Interrupted => exit::ABORTED,
-        }
-    }
-
     pub(crate) fn io(what: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             what,
             path: path.into(),
             source,
         }
+    }
+}
+
+impl From<crate::executor::Failed> for Error {
+    /// A call that a run cannot do without (a pool read, a scan) failed for good.
+    fn from(f: crate::executor::Failed) -> Self {
+        Error::Cognito(f.error.to_string())
     }
 }
 
@@ -80,10 +110,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn lock_has_its_own_code_and_everything_else_aborts() {
-        assert_eq!(Error::Locked("x".into()).exit_code(), 4);
-        assert_eq!(Error::Config("x".into()).exit_code(), 1);
-        assert_eq!(Error::Interrupted.exit_code(), 1);
-        assert_eq!(Error::Cognito("x".into()).exit_code(), 1);
+    fn every_ending_and_failure_has_its_documented_code() {
+        let code = |r: Result<Ending, Error>| exit_code(&r);
+        assert_eq!(code(Ok(Ending::Settled)), 0);
+        assert_eq!(code(Ok(Ending::RowsFailed)), 3);
+        assert_eq!(code(Ok(Ending::Interrupted)), 1);
+        assert_eq!(code(Err(Error::Locked("x".into()))), 4);
+        assert_eq!(code(Err(Error::Config("x".into()))), 1);
+        assert_eq!(code(Err(Error::Interrupted)), 1);
+        assert_eq!(code(Err(Error::Cognito("x".into()))), 1);
+        assert_eq!(Ending::RowsFailed.exit_code(), exit::ROWS_FAILED);
     }
 }

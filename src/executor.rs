@@ -1,6 +1,9 @@
-//! The one retry layer: every Cognito call goes through [`Executor::call`], which takes a
-//! rate-limiter permit for each attempt, retries throttling and passing faults with exponential
-//! backoff and full jitter, and counts what reached Cognito. Also the run's cancellation flag.
+//! The one path for every call: [`Executor::call`] takes a rate-limiter permit for each attempt,
+//! classifies each fault for its operation, retries throttling and passing faults with
+//! exponential backoff and full jitter, settles an ambiguous write by asking whether it went
+//! through ([`Executor::call_verified`]), and counts what reached Cognito. Also the one bounded
+//! fan-out ([`Executor::for_each_bounded`]) and the run's cancellation flag. Must not know what
+//! a call does: no Cognito types beyond faults, no decisions.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -8,10 +11,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use futures_util::{FutureExt, StreamExt, stream::FuturesUnordered};
 use rand::{RngExt, SeedableRng};
 use tokio::sync::Notify;
 
-use crate::cognito::{CallError, ErrorClass};
+use crate::cognito::{CallError, ErrorClass, Fault};
 use crate::limiter::{Category, Limiter, Op};
 
 /// Full-jitter exponential backoff (the AWS Architecture Blog's "full jitter"): the n-th delay is
@@ -84,7 +88,19 @@ impl Cancel {
 pub struct Done<T> {
     pub value: T,
     pub attempts: u32,
+    /// An answer was lost, and asking Cognito afterwards showed the call had gone through.
+    pub recovered: bool,
 }
+
+/// A task of [`Executor::for_each_bounded`] that panicked (a bug): which item, and the message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Panicked {
+    pub index: usize,
+    pub message: String,
+}
+
+/// The verification of a call that has none.
+type NoVerify<T> = fn() -> std::future::Ready<Result<Option<T>, Failed>>;
 
 /// A call that failed for good.
 #[derive(Debug, Clone)]
@@ -140,15 +156,15 @@ impl Executor {
     /// Calls `f` until it succeeds, fails for good, or runs out of attempts.
     ///
     /// Throttling and passing faults are retried; an answer lost on a call whose repeat would do
-    /// harm (a RESEND: a second message) is returned at once with `maybe_done`, for the caller to
-    /// check. The email limit, row errors and fatal errors are never retried; a fatal error also
-    /// cancels the run.
+    /// harm (see [`Op::repeat_is_harmful`]) is returned at once with `maybe_done`: such calls go
+    /// through [`Executor::call_verified`]. The email limit, row errors and fatal errors are
+    /// never retried; a fatal error also cancels the run.
     pub async fn call<T, F, Fut>(&self, op: Op, f: F) -> Result<Done<T>, Failed>
     where
         F: FnMut() -> Fut,
-        Fut: Future<Output = Result<T, CallError>>,
+        Fut: Future<Output = Result<T, Fault>>,
     {
-        self.call_with_attempts(op, self.retry.max_attempts, f)
+        self.attempt(op, self.retry.max_attempts, f, None::<NoVerify<T>>)
             .await
     }
 
@@ -157,11 +173,47 @@ impl Executor {
         &self,
         op: Op,
         max_attempts: u32,
-        mut f: F,
+        f: F,
     ) -> Result<Done<T>, Failed>
     where
         F: FnMut() -> Fut,
-        Fut: Future<Output = Result<T, CallError>>,
+        Fut: Future<Output = Result<T, Fault>>,
+    {
+        self.attempt(op, max_attempts, f, None::<NoVerify<T>>).await
+    }
+
+    /// A write that must not be repeated blindly. When an attempt's answer is lost, `verify`
+    /// asks Cognito whether it went through: if it did, the call succeeded (`recovered`); if it
+    /// did not, the write is tried again. A failure that follows a lost answer is verified too,
+    /// so a write that did go through is never reported as failed.
+    pub async fn call_verified<T, F, Fut, V, VFut>(
+        &self,
+        op: Op,
+        f: F,
+        verify: V,
+    ) -> Result<Done<T>, Failed>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, Fault>>,
+        V: FnMut() -> VFut,
+        VFut: Future<Output = Result<Option<T>, Failed>>,
+    {
+        self.attempt(op, self.retry.max_attempts, f, Some(verify))
+            .await
+    }
+
+    async fn attempt<T, F, Fut, V, VFut>(
+        &self,
+        op: Op,
+        max_attempts: u32,
+        mut f: F,
+        mut verify: Option<V>,
+    ) -> Result<Done<T>, Failed>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, Fault>>,
+        V: FnMut() -> VFut,
+        VFut: Future<Output = Result<Option<T>, Failed>>,
     {
         let category = op.category();
         let mut backoff = Backoff::new(
@@ -180,11 +232,15 @@ impl Executor {
             let error = match f().await {
                 Ok(value) => {
                     self.limiter.succeeded(category);
-                    return Ok(Done { value, attempts });
+                    return Ok(Done {
+                        value,
+                        attempts,
+                        recovered: false,
+                    });
                 }
-                Err(e) => e,
+                Err(fault) => CallError::new(op, fault),
             };
-            let retry = match error.class {
+            let mut retry = match error.class {
                 ErrorClass::Throttled => {
                     self.limiter.throttled(category);
                     true
@@ -203,6 +259,29 @@ impl Executor {
                 | ErrorClass::DeliveryFailed
                 | ErrorClass::Permanent => false,
             };
+            if maybe_done && let Some(verify) = verify.as_mut() {
+                match verify().await {
+                    Ok(Some(value)) => {
+                        return Ok(Done {
+                            value,
+                            attempts,
+                            recovered: true,
+                        });
+                    }
+                    // It did not go through: the write is as if never sent, and may be repeated.
+                    Ok(None) => {
+                        maybe_done = false;
+                        retry |= matches!(error.class, ErrorClass::Transient { .. });
+                    }
+                    Err(unknown) => {
+                        return Err(Failed {
+                            attempts: attempts + unknown.attempts,
+                            maybe_done: true,
+                            ..unknown
+                        });
+                    }
+                }
+            }
             if !retry || attempts >= max_attempts || self.cancel.is_cancelled() {
                 return Err(Failed {
                     error,
@@ -219,6 +298,52 @@ impl Executor {
                 "retrying"
             );
             self.cancel.sleep(delay).await;
+        }
+    }
+
+    /// Runs `f` over `items`, at most `limit` at a time, in this task; `done` receives each
+    /// result as it finishes. Once the run is cancelled no new item starts (those in flight
+    /// finish) and the items never started are returned. A panicking item is a bug: it is
+    /// logged and reported as [`Panicked`], and the others go on.
+    pub async fn for_each_bounded<T, R, F, Fut>(
+        &self,
+        items: impl IntoIterator<Item = T>,
+        limit: usize,
+        mut f: F,
+        mut done: impl FnMut(Result<R, Panicked>),
+    ) -> Vec<T>
+    where
+        F: FnMut(T) -> Fut,
+        Fut: Future<Output = R>,
+    {
+        let limit = limit.max(1);
+        let mut items = items.into_iter().enumerate();
+        let mut in_flight = FuturesUnordered::new();
+        let mut not_started = Vec::new();
+        loop {
+            while in_flight.len() < limit {
+                if self.cancel.is_cancelled() {
+                    not_started.extend(items.by_ref().map(|(_, item)| item));
+                    break;
+                }
+                let Some((index, item)) = items.next() else {
+                    break;
+                };
+                let task = std::panic::AssertUnwindSafe(f(item)).catch_unwind();
+                in_flight.push(async move { (index, task.await) });
+            }
+            let Some((index, result)) = in_flight.next().await else {
+                return not_started;
+            };
+            done(result.map_err(|panic| {
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                tracing::error!("a task stopped unexpectedly: {message}");
+                Panicked { index, message }
+            }));
         }
     }
 
@@ -305,11 +430,29 @@ mod tests {
         )
     }
 
-    fn err(op: Op, class: ErrorClass) -> CallError {
-        CallError {
-            op,
-            class,
-            code: None,
+    /// A fault that [`classify`](crate::cognito::classify) puts in `class`.
+    fn fault(class: ErrorClass) -> Fault {
+        use crate::cognito::FaultKind;
+        let (kind, code) = match class {
+            ErrorClass::Throttled => (400, "TooManyRequestsException"),
+            ErrorClass::Transient { ambiguous: false } => (500, "InternalErrorException"),
+            ErrorClass::Transient { ambiguous: true } => {
+                return Fault {
+                    kind: FaultKind::Timeout,
+                    code: None,
+                    message: "x".into(),
+                };
+            }
+            ErrorClass::EmailQuota => (400, "LimitExceededException"),
+            ErrorClass::NotFound => (400, "UserNotFoundException"),
+            ErrorClass::Exists => (400, "UsernameExistsException"),
+            ErrorClass::DeliveryFailed => (400, "CodeDeliveryFailureException"),
+            ErrorClass::Permanent => (400, "InvalidParameterException"),
+            ErrorClass::Fatal => (400, "AccessDeniedException"),
+        };
+        Fault {
+            kind: FaultKind::Service { http_status: kind },
+            code: Some(code.into()),
             message: "x".into(),
         }
     }
@@ -325,7 +468,7 @@ mod tests {
             .call(op, || {
                 *calls.lock().unwrap() += 1;
                 let next = script.lock().unwrap().next().expect("script long enough");
-                async move { next.map_err(|c| err(op, c)) }
+                async move { next.map_err(fault) }
             })
             .await;
         let n = *calls.lock().unwrap();
@@ -335,7 +478,7 @@ mod tests {
     #[tokio::test]
     async fn throttling_and_faults_are_retried_until_success() {
         let (r, n) = run_script(
-            Op::AdminCreateUser,
+            Op::AdminAddUserToGroup,
             vec![
                 Err(ErrorClass::Throttled),
                 Err(ErrorClass::Transient { ambiguous: false }),
@@ -393,12 +536,195 @@ mod tests {
         let ex = executor();
         let r: Result<Done<()>, Failed> = ex
             .call(Op::DescribeUserPool, || async {
-                Err(err(Op::DescribeUserPool, ErrorClass::Fatal))
+                Err(fault(ErrorClass::Fatal))
             })
             .await;
         assert!(r.is_err());
         assert!(ex.cancel.is_cancelled());
         assert_eq!(ex.fatal().unwrap().op, Op::DescribeUserPool);
         assert_eq!(ex.calls()[&Category::UserPoolRead], 1);
+    }
+
+    /// Runs a verified write: `script` answers the write's attempts, `went` answers each
+    /// verification. Returns the result, the writes made and the verifications made.
+    async fn run_verified(
+        script: Vec<Result<u32, ErrorClass>>,
+        went: Vec<Option<u32>>,
+    ) -> (Result<Done<u32>, Failed>, usize, usize) {
+        let ex = executor();
+        let script = Mutex::new(script.into_iter());
+        let went = Mutex::new(went.into_iter());
+        let (writes, checks) = (Mutex::new(0usize), Mutex::new(0usize));
+        let result = ex
+            .call_verified(
+                Op::AdminCreateUserResend,
+                || {
+                    *writes.lock().unwrap() += 1;
+                    let next = script.lock().unwrap().next().expect("script long enough");
+                    async move { next.map_err(fault) }
+                },
+                || {
+                    *checks.lock().unwrap() += 1;
+                    let next = went
+                        .lock()
+                        .unwrap()
+                        .next()
+                        .expect("verifications long enough");
+                    async move { Ok(next) }
+                },
+            )
+            .await;
+        let (w, c) = (*writes.lock().unwrap(), *checks.lock().unwrap());
+        (result, w, c)
+    }
+
+    #[tokio::test]
+    async fn a_lost_write_that_went_through_is_a_success_and_not_repeated() {
+        let lost = Err(ErrorClass::Transient { ambiguous: true });
+        let (r, writes, checks) = run_verified(vec![lost, Ok(2)], vec![Some(1)]).await;
+        let done = r.unwrap();
+        assert_eq!(
+            (done.value, done.recovered, writes, checks),
+            (1, true, 1, 1)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_lost_write_that_did_not_go_through_is_repeated() {
+        let lost = Err(ErrorClass::Transient { ambiguous: true });
+        let (r, writes, checks) = run_verified(vec![lost, Ok(2)], vec![None]).await;
+        let done = r.unwrap();
+        assert_eq!(
+            (done.value, done.recovered, writes, checks),
+            (2, false, 2, 1)
+        );
+    }
+
+    #[tokio::test]
+    async fn every_lost_answer_is_checked_before_the_write_is_repeated() {
+        let lost = Err(ErrorClass::Transient { ambiguous: true });
+        // Checked and not gone through, repeated, refused: a plain failure, nothing maybe done.
+        let (r, writes, checks) =
+            run_verified(vec![lost, Err(ErrorClass::Exists)], vec![None]).await;
+        let f = r.unwrap_err();
+        assert_eq!(
+            (f.error.class, f.maybe_done, writes, checks),
+            (ErrorClass::Exists, false, 2, 1)
+        );
+        // Lost twice; the second check finds that the repeat went through.
+        let (r, writes, checks) = run_verified(vec![lost, lost], vec![None, Some(5)]).await;
+        let done = r.unwrap();
+        assert_eq!(
+            (done.value, done.recovered, writes, checks),
+            (5, true, 2, 2)
+        );
+        // Lost on every attempt and never gone through: a failure, and no message went out.
+        let (r, writes, checks) = run_verified(vec![lost; 4], vec![None; 4]).await;
+        let f = r.unwrap_err();
+        assert_eq!((f.attempts, writes, checks), (4, 4, 4));
+        assert!(!f.maybe_done);
+    }
+
+    #[tokio::test]
+    async fn a_verification_that_fails_leaves_the_write_maybe_done() {
+        let ex = executor();
+        let r: Result<Done<u32>, Failed> = ex
+            .call_verified(
+                Op::AdminCreateUserResend,
+                || async { Err(fault(ErrorClass::Transient { ambiguous: true })) },
+                || async {
+                    Err(Failed {
+                        error: CallError::new(Op::AdminGetUser, fault(ErrorClass::Permanent)),
+                        attempts: 1,
+                        maybe_done: false,
+                    })
+                },
+            )
+            .await;
+        let f = r.unwrap_err();
+        assert!(f.maybe_done);
+        assert_eq!((f.attempts, f.error.op), (2, Op::AdminGetUser));
+    }
+
+    #[tokio::test]
+    async fn the_fan_out_is_bounded_and_reports_every_item() {
+        let ex = executor();
+        let running = Mutex::new((0usize, 0usize));
+        let mut seen = Vec::new();
+        let left = ex
+            .for_each_bounded(
+                0..20u32,
+                3,
+                |i| {
+                    let running = &running;
+                    async move {
+                        {
+                            let mut r = running.lock().unwrap();
+                            r.0 += 1;
+                            r.1 = r.1.max(r.0);
+                        }
+                        tokio::time::sleep(Duration::from_millis(u64::from(i % 4))).await;
+                        running.lock().unwrap().0 -= 1;
+                        i * 2
+                    }
+                },
+                |r| seen.push(r.unwrap()),
+            )
+            .await;
+        assert!(left.is_empty());
+        seen.sort();
+        assert_eq!(seen, (0..20).map(|i| i * 2).collect::<Vec<_>>());
+        assert_eq!(
+            running.lock().unwrap().1,
+            3,
+            "at most 3 at a time, and 3 were used"
+        );
+    }
+
+    #[tokio::test]
+    async fn cancelling_stops_new_items_and_hands_them_back() {
+        let ex = executor();
+        let mut finished = Vec::new();
+        let left = ex
+            .for_each_bounded(
+                0..10u32,
+                2,
+                |i| {
+                    let ex = &ex;
+                    async move {
+                        if i == 3 {
+                            ex.cancel.cancel();
+                        }
+                        i
+                    }
+                },
+                |r| finished.push(r.unwrap()),
+            )
+            .await;
+        finished.sort();
+        // Item 4 was already in flight beside item 3 (two at a time): it finishes too.
+        assert_eq!(finished, vec![0, 1, 2, 3, 4]);
+        assert_eq!(left, vec![5, 6, 7, 8, 9]);
+    }
+
+    #[tokio::test]
+    async fn a_panicking_item_is_reported_and_the_others_go_on() {
+        let ex = executor();
+        let mut results = Vec::new();
+        ex.for_each_bounded(
+            0..4u32,
+            4,
+            |i| async move {
+                assert!(i != 2, "item two is broken");
+                i
+            },
+            |r| results.push(r),
+        )
+        .await;
+        assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 3);
+        let broken: Vec<_> = results.into_iter().filter_map(Result::err).collect();
+        assert_eq!(broken.len(), 1);
+        assert_eq!(broken[0].index, 2);
+        assert!(broken[0].message.contains("item two is broken"));
     }
 }

@@ -1,10 +1,14 @@
 //! cognito-onboard: onboard a cohort of data providers from a CSV into an Amazon Cognito user
 //! pool, and keep onboarding them until every one has set a real password.
 //!
-//! The shape: read (`input`), resolve (`cognito`), plan (`plan`, pure), execute (`executor`,
-//! `limiter`, `onboard`), record (`state`), report (`report`). `app` runs the steps in order.
+//! The shape: read (`input`), resolve (`lookup` over `calls`, the `cognito` adapter), plan
+//! (`plan`, pure), execute (`onboard`, through `executor` and `limiter`), record (`state`),
+//! report (`report`, `standing`, `render`, in words from `wording`). `app` runs the steps in
+//! order.
 
 pub mod app;
+pub mod budget;
+pub mod calls;
 pub mod cli;
 pub mod cognito;
 pub mod config;
@@ -13,9 +17,14 @@ pub mod executor;
 pub mod input;
 pub mod limiter;
 pub mod logging;
+pub mod lookup;
 pub mod onboard;
 pub mod password;
+pub mod password_file;
 pub mod plan;
+pub mod render;
 pub mod report;
+pub mod standing;
 pub mod state;
 pub mod status;
+pub mod wording;

@@ -118,10 +118,25 @@ impl Op {
         }
     }
 
-    /// Whether repeating the call after an answer was lost can do harm (a second message).
-    /// A lost create is safe to repeat: the repeat fails with UsernameExistsException.
+    /// Whether a call whose answer was lost must be checked before it is repeated: a repeated
+    /// RESEND sends a second message, and a repeated create is refused as a duplicate of the
+    /// user it did create. `calls` makes these with [`Executor::call_verified`], which reads
+    /// the user to find out.
+    ///
+    /// [`Executor::call_verified`]: crate::executor::Executor::call_verified
     pub fn repeat_is_harmful(self) -> bool {
-        matches!(self, Op::AdminCreateUserResend)
+        match self {
+            Op::AdminCreateUser | Op::AdminCreateUserResend => true,
+            Op::DescribeUserPool
+            | Op::GetProvisionedLimit
+            | Op::ListGroups
+            | Op::ListUsers
+            | Op::ListUsersInGroup
+            | Op::AdminGetUser
+            | Op::AdminSetUserPassword
+            | Op::AdminUpdateUserAttributes
+            | Op::AdminAddUserToGroup => false,
+        }
     }
 
     pub fn name(self) -> &'static str {
@@ -224,6 +239,7 @@ fn build(rate: f64) -> Arc<Gcra> {
 /// The rate limiters of all categories.
 pub struct Limiter {
     categories: BTreeMap<Category, CategoryLimiter>,
+    fraction: f64,
 }
 
 /// What the limiter did, for the report and the benchmark.
@@ -256,7 +272,22 @@ impl Limiter {
                 )
             })
             .collect();
-        Limiter { categories }
+        Limiter {
+            categories,
+            fraction,
+        }
+    }
+
+    /// Replaces a category's quota (with what Cognito reports for the account): the category
+    /// then paces at the run's fraction of it.
+    pub fn set_quota(&self, category: Category, quota: f64) {
+        if let Some(mut s) = self.state(category) {
+            let target = quota * self.fraction;
+            s.target = target;
+            s.current = target;
+            s.successes = 0.0;
+            s.limiter = build(target);
+        }
     }
 
     fn state(&self, category: Category) -> Option<std::sync::MutexGuard<'_, Adaptive>> {
@@ -343,6 +374,19 @@ impl Limiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_quota_can_be_replaced_once_cognito_reports_it() {
+        let limiter = Limiter::new(&Quotas::default(), 0.5);
+        assert_eq!(limiter.current_rate(Category::UserCreation), 25.0);
+        limiter.set_quota(Category::UserCreation, 200.0);
+        assert_eq!(limiter.current_rate(Category::UserCreation), 100.0);
+        assert_eq!(
+            limiter.stats()[&Category::UserCreation].target_per_second,
+            100.0
+        );
+        assert_eq!(limiter.current_rate(Category::UserRead), 60.0);
+    }
 
     #[test]
     fn every_operation_has_the_documented_category() {

@@ -1,156 +1,37 @@
-//! The `run` pipeline for one row: read the user, decide, carry the decision out, and turn what
-//! happened into a report row. Per-row failures end up in the row, never as `Err`.
+//! `run`'s row state machine: find the row's user, settle a killed run's open intent, decide,
+//! carry the decision out (create, re-issue, fix up), record it in the state, and return the
+//! row's report. Per-row failures end up in the row, never as `Err`. Must not choose what to do
+//! (that is `plan::decide`), word the report (`wording`), or retry (`executor`).
 
-use std::collections::{BTreeMap, HashSet};
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
-use crate::cli::Delivery;
+use crate::budget::{Budget, Ticket};
+use crate::calls::Calls;
 use crate::cognito::{
-    CallError, Cognito, ErrorClass, Medium, NewUser, PoolInfo, RemoteUser, UserStatus, UsernameMode,
+    Directory, ErrorClass, NewUser, PoolInfo, RemoteUser, UserStatus, UsernameMode,
 };
 use crate::error::Error;
-use crate::executor::{Executor, Failed};
+use crate::executor::Failed;
 use crate::input::Row;
-use crate::limiter::Op;
+use crate::lookup::{Found, Memberships};
 use crate::password::{self, TempPassword};
-use crate::plan::{self, Action, Attention, Decision, History, InviteKind, Keep, ReissueMethod};
-use crate::report::{Outcome, RowReport};
+use crate::password_file::PasswordFile;
+use crate::plan::{self, Action, Decision, History, InviteKind, Keep, ReissueMethod};
+use crate::report::{Act, Deferral, Outcome, RowReport};
 use crate::state::{Known, State};
-
-/// Group name → usernames in it, read once per run for the groups the cohort names.
-pub type Memberships = BTreeMap<String, HashSet<String>>;
-
-/// Where rows find their user.
-pub enum Lookup {
-    /// One AdminGetUser per row.
-    PerRow,
-    /// A ListUsers scan done up front, keyed like the rows (lower-cased).
-    Scanned(BTreeMap<String, RemoteUser>),
-}
-
-/// Why an invitation is not sent now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Deferral {
-    /// The run's share of the email budget is spent.
-    Budget,
-    /// Cognito answered LimitExceededException: the account's daily email limit.
-    EmailLimit,
-}
-
-/// How many invitations this run may still send.
-pub struct Budget {
-    remaining: Mutex<Option<u64>>,
-    stopped: AtomicBool,
-}
-
-impl Budget {
-    /// `None`: unlimited.
-    pub fn new(remaining: Option<u64>) -> Self {
-        Budget {
-            remaining: Mutex::new(remaining),
-            stopped: AtomicBool::new(false),
-        }
-    }
-
-    pub fn try_take(&self) -> Result<(), Deferral> {
-        if self.stopped.load(Ordering::SeqCst) {
-            return Err(Deferral::EmailLimit);
-        }
-        let mut left = self.remaining.lock().unwrap_or_else(|e| e.into_inner());
-        match left.as_mut() {
-            None => Ok(()),
-            Some(0) => Err(Deferral::Budget),
-            Some(n) => {
-                *n -= 1;
-                Ok(())
-            }
-        }
-    }
-
-    /// An invitation that was taken but certainly not sent.
-    pub fn give_back(&self) {
-        if let Some(n) = self
-            .remaining
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_mut()
-        {
-            *n += 1;
-        }
-    }
-
-    /// Cognito's daily email limit was reached: no more invitations in this run.
-    pub fn stop(&self) {
-        self.stopped.store(true, Ordering::SeqCst);
-    }
-}
-
-/// The suppress-mode password file: created new with mode 0600, one line per password issued.
-pub struct PasswordFile {
-    path: PathBuf,
-    file: Mutex<std::fs::File>,
-}
-
-impl PasswordFile {
-    /// Creates the file; refuses to touch an existing one.
-    pub fn create(path: &Path) -> Result<Self, Error> {
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        let mut file = options.open(path).map_err(|e| {
-            Error::io(
-                if e.kind() == std::io::ErrorKind::AlreadyExists {
-                    "refusing to overwrite the password file"
-                } else {
-                    "cannot create the password file"
-                },
-                path,
-                e,
-            )
-        })?;
-        file.write_all(b"username,temporary_password\n")
-            .and_then(|_| file.sync_all())
-            .map_err(|e| Error::io("cannot write the password file", path, e))?;
-        Ok(PasswordFile {
-            path: path.to_path_buf(),
-            file: Mutex::new(file),
-        })
-    }
-
-    /// Appends and syncs one line, so a killed run keeps every password it issued.
-    pub fn record(&self, username: &str, password: &TempPassword) -> Result<(), String> {
-        let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
-        let mut line = Vec::new();
-        {
-            let mut w = csv::WriterBuilder::new().from_writer(&mut line);
-            w.write_record([username, password.expose()])
-                .and_then(|_| w.flush().map_err(csv::Error::from))
-                .map_err(|_| "cannot format the password file line".to_string())?;
-        }
-        file.write_all(&line)
-            .and_then(|_| file.sync_data())
-            .map_err(|e| format!("cannot write {}: {e}", self.path.display()))
-    }
-}
+use crate::wording;
 
 /// Everything a row needs.
-pub struct Ctx {
-    pub cognito: Cognito,
-    pub exec: Arc<Executor>,
+pub struct Ctx<D> {
+    pub calls: Arc<Calls<D>>,
     pub pool: PoolInfo,
     pub policy: plan::Policy,
     pub dry_run: bool,
-    pub lookup: Lookup,
+    pub found: Found,
     /// Filled in by a background task; rows that need it wait for it.
     pub memberships: Option<watch::Receiver<Option<Arc<Memberships>>>>,
     pub budget: Budget,
@@ -158,241 +39,54 @@ pub struct Ctx {
     pub state: Arc<State>,
     pub run_id: String,
     /// What the state knew of each key when the run started.
-    pub known: std::collections::HashMap<String, Known>,
+    pub known: HashMap<String, Known>,
 }
 
-fn medium(delivery: Delivery) -> Medium {
-    match delivery {
-        Delivery::Email => Medium::Email,
-        Delivery::Sms => Medium::Sms,
-        Delivery::Suppress => Medium::Suppress,
-    }
+/// What an invitation holds between its preparation and its call.
+struct Invitation<'a> {
+    ticket: Ticket<'a>,
+    password: TempPassword,
+    intent: Option<i64>,
+    intent_at: DateTime<Utc>,
 }
 
-/// How the state file names a delivery medium.
-fn medium_name(delivery: Delivery) -> &'static str {
-    match delivery {
-        Delivery::Email => "email",
-        Delivery::Sms => "sms",
-        Delivery::Suppress => "suppress",
-    }
+/// Where a create left the row.
+enum Created {
+    Done(RowReport),
+    /// The user exists after all (created since the lookup): decide again from what is true.
+    Exists(RowReport, RemoteUser),
 }
 
-fn time(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
-
-/// What the report says for a user the job leaves alone.
-fn keep_reason(k: &Keep) -> String {
-    match k {
-        Keep::Pending {
-            expires_at: Some(at),
-        } => format!(
-            "invitation pending; temporary password valid until {}",
-            time(*at)
-        ),
-        Keep::Pending { expires_at: None } => {
-            "invitation pending; its expiry is not known".to_string()
-        }
-        Keep::Expired { expired_at } => format!(
-            "invitation expired at {}; not re-issued (--reissue never)",
-            time(*expired_at)
-        ),
-        Keep::Confirmed => "confirmed: the provider has set a password".to_string(),
-    }
-}
-
-fn attention_reason(a: &Attention) -> String {
-    match a {
-        Attention::Disabled => "the user is disabled; nothing was changed".to_string(),
-        Attention::Status(s) => {
-            format!("status {s} is not one this tool manages; nothing was changed")
-        }
-        Attention::ReissueLimit {
-            reissues,
-            expired_at,
-        } => format!(
-            "invitation expired at {} after {reissues} re-issues (--max-reissues); not invited again",
-            time(*expired_at)
-        ),
-        Attention::Deleted => {
-            "this tool invited the user, and it has since been deleted from the pool; not re-created"
-                .to_string()
-        }
-        Attention::EmailMismatch { remote } => format!(
-            "a user with this username exists with another email ({}); nothing was changed",
-            remote.as_deref().unwrap_or("none")
-        ),
-    }
-}
-
-fn action_name(d: &Decision) -> &'static str {
-    match d.action {
-        Action::Create => "create",
-        Action::Reissue { .. } => "reissue",
-        Action::Keep(_) => "skip",
-        Action::Attention(_) => "attention",
-    }
-}
-
-fn deferral_reason(d: Deferral) -> &'static str {
-    match d {
-        Deferral::Budget => {
-            "email budget for the last 24 hours is spent; a later run sends this invitation"
-        }
-        Deferral::EmailLimit => {
-            "Cognito's daily email limit was reached (LimitExceededException); a later run sends this invitation"
+/// The name to look the row's user up by, and to create it with.
+pub fn username_for(mode: UsernameMode, row: &Row) -> String {
+    match mode {
+        UsernameMode::Email | UsernameMode::PhoneOnly => row.email.clone(),
+        UsernameMode::FreeForm | UsernameMode::FreeFormEmailAlias => {
+            row.username.clone().unwrap_or_else(|| row.email.clone())
         }
     }
 }
 
-impl Ctx {
+/// A row that stops on a call that failed for good.
+fn failed(mut r: RowReport, what: &str, f: &Failed) -> RowReport {
+    r.outcome = Outcome::Failed;
+    r.attempts += f.attempts;
+    r.reason = format!("{what} failed after {} attempt(s)", f.attempts);
+    r.error_code = f.error.code.clone();
+    r.error_message = Some(f.error.message.clone());
+    r
+}
+
+impl<D: Directory> Ctx<D> {
     fn now(&self) -> DateTime<Utc> {
         Utc::now()
-    }
-
-    /// The name to look the row's user up by, and to create it with.
-    pub fn username_for(&self, row: &Row) -> String {
-        match self.pool.username_mode {
-            UsernameMode::Email | UsernameMode::PhoneOnly => row.email.clone(),
-            UsernameMode::FreeForm | UsernameMode::FreeFormEmailAlias => {
-                row.username.clone().unwrap_or_else(|| row.email.clone())
-            }
-        }
-    }
-
-    fn failed(&self, mut r: RowReport, what: &str, f: &Failed) -> RowReport {
-        r.outcome = Outcome::Failed;
-        r.attempts += f.attempts;
-        r.reason = format!("{what} failed after {} attempt(s)", f.attempts);
-        r.error_code = f.error.code.clone();
-        r.error_message = Some(f.error.message.clone());
-        r
-    }
-
-    async fn read_user(&self, name: &str, r: &mut RowReport) -> Result<Option<RemoteUser>, Failed> {
-        let done = self
-            .exec
-            .call(Op::AdminGetUser, || self.cognito.get_user(name))
-            .await?;
-        r.attempts += done.attempts;
-        Ok(done.value)
-    }
-
-    async fn member_of(&self) -> Option<Arc<Memberships>> {
-        let mut rx = self.memberships.clone()?;
-        let got = rx.wait_for(|m| m.is_some()).await.ok()?;
-        got.clone()
-    }
-
-    /// The decision inputs the state holds for a key.
-    fn history(known: &Known) -> History {
-        History {
-            last_invited_at: known.last_invited_at,
-            reissues: known.reissues,
-            groups_done: known.groups_done.clone(),
-            invited: known.invited,
-            password_lost: known.password_lost,
-        }
-    }
-
-    /// A state write failed: the row cannot go on safely (an unrecorded invitation could be
-    /// sent twice), and neither can the run.
-    fn state_failed(&self, r: &mut RowReport, e: &Error) {
-        tracing::error!("{e}");
-        self.exec.cancel.cancel();
-        r.outcome = Outcome::Failed;
-        r.reason = format!("state database: {e}");
-    }
-
-    /// What an invitation needs before its call: a share of the email budget (when it sends a
-    /// message), a new temporary password, and the write-ahead intent. `None` when the row stops
-    /// here; `r` then says why (deferred, or failed), prefixed by `deferred`.
-    fn prepare_invitation(
-        &self,
-        r: &mut RowReport,
-        kind: InviteKind,
-        sends_message: bool,
-        deferred: &str,
-    ) -> Option<(TempPassword, Option<i64>)> {
-        if sends_message && let Err(why) = self.budget.try_take() {
-            r.outcome = Outcome::Deferred;
-            r.reason = format!("{deferred}{}", deferral_reason(why));
-            return None;
-        }
-        let give_back = || {
-            if sends_message {
-                self.budget.give_back();
-            }
-        };
-        let password = match password::generate(&self.pool.policy) {
-            Ok(p) => p,
-            Err(e) => {
-                give_back();
-                r.outcome = Outcome::Failed;
-                r.reason = e.to_string();
-                return None;
-            }
-        };
-        match self.state.intent(
-            &self.pool.id,
-            &r.key,
-            kind,
-            medium_name(self.policy.delivery),
-            &self.run_id,
-            self.now(),
-        ) {
-            Ok(intent) => Some((password, intent)),
-            Err(e) => {
-                give_back();
-                self.state_failed(r, &e);
-                None
-            }
-        }
-    }
-
-    fn observe(&self, r: &RowReport, enabled: Option<bool>) {
-        let pool = &self.pool.id;
-        let known = self.known.get(&r.key);
-        let mut statuses = Vec::new();
-        if let Some(before) = &r.status_before {
-            // Nothing new to record when the state already has this status: a re-run of a big
-            // cohort then writes nothing for the rows that did not change.
-            let unchanged = known.is_some_and(|k| {
-                k.last_status.as_deref() == Some(before.as_str()) && k.last_enabled == enabled
-            });
-            if !unchanged {
-                statuses.push(before.as_str());
-            }
-        }
-        // A created user's status was recorded with its invitation.
-        if let Some(after) = &r.status_after
-            && r.status_before.as_ref() != Some(after)
-            && r.outcome != Outcome::Created
-        {
-            statuses.push(after.as_str());
-        }
-        for status in statuses {
-            if let Err(e) = self.state.observe(
-                pool,
-                &r.key,
-                r.username.as_deref(),
-                r.email.as_deref(),
-                Some(status),
-                enabled,
-                &self.run_id,
-                self.now(),
-            ) {
-                tracing::warn!("could not record the status of {}: {e}", r.key);
-            }
-        }
     }
 
     /// Decides and carries out one row, and records what it saw.
     pub async fn process(&self, row: Row) -> RowReport {
         let known = self.known.get(&row.key).cloned().unwrap_or_default();
-        let mut history = Self::history(&known);
-        let name = self.username_for(&row);
+        let mut history = known.history();
+        let name = username_for(self.pool.username_mode, &row);
         let mut r = RowReport::new(
             row.line,
             row.key.clone(),
@@ -400,11 +94,14 @@ impl Ctx {
             Outcome::Skipped,
         );
         r.username = Some(name.clone());
-        let remote = match &self.lookup {
-            Lookup::Scanned(users) => users.get(&row.key.to_lowercase()).cloned(),
-            Lookup::PerRow => match self.read_user(&name, &mut r).await {
-                Ok(u) => u,
-                Err(f) => return self.failed(r, "reading the user (AdminGetUser)", &f),
+        let remote = match &self.found {
+            Found::Scanned(users) => users.get(&row.key.to_lowercase()).cloned(),
+            Found::PerRow => match self.calls.get_user(&name).await {
+                Ok(done) => {
+                    r.attempts += done.attempts;
+                    done.value
+                }
+                Err(f) => return failed(r, "reading the user (AdminGetUser)", &f),
             },
         };
         if let Some(intent) = &known.open_intent {
@@ -424,85 +121,98 @@ impl Ctx {
                 if intent.kind != InviteKind::Create {
                     history.reissues += 1;
                 }
-                history.password_lost = intent.medium == "suppress";
+                history.password_lost = intent.medium == crate::cognito::Delivery::Suppress;
             }
         }
         let enabled = remote.as_ref().map(|u| u.enabled);
-        let r = self.decide_and_act(r, &row, remote, &history, 0).await;
+        let r = self.act(r, &row, remote, &history).await;
         self.observe(&r, enabled);
         r
     }
 
-    async fn decide_and_act(
+    /// Decides from what is known and carries the decision out. A create that finds the user
+    /// already there (made since the lookup) decides once more from the user as it is now.
+    async fn act(
         &self,
         mut r: RowReport,
         row: &Row,
-        remote: Option<RemoteUser>,
+        mut remote: Option<RemoteUser>,
         history: &History,
-        depth: u8,
     ) -> RowReport {
-        if let Some(u) = &remote {
-            r.username = Some(u.username.clone());
-            r.status_before = Some(u.status.to_string());
-            r.status_after = Some(u.status.to_string());
+        for round in 0..2 {
+            if let Some(u) = &remote {
+                r.username = Some(u.username.clone());
+                r.status_before = Some(u.status.clone());
+                r.status_after = Some(u.status.clone());
+            }
+            let decision = self.decide(row, remote.as_ref(), history).await;
+            r.action = wording::act(&decision.action);
+            if self.dry_run {
+                return self.planned(r, &decision, remote.as_ref(), history);
+            }
+            match (&decision.action, remote) {
+                (Action::Create, _) if round > 0 => {
+                    r.outcome = Outcome::Failed;
+                    r.reason =
+                        "the user vanished while it was being created; a re-run retries".into();
+                    return r;
+                }
+                (Action::Create, _) => match self.create(r, row, &decision).await {
+                    Created::Done(done) => return done,
+                    Created::Exists(again, user) => {
+                        r = again;
+                        remote = Some(user);
+                    }
+                },
+                (Action::Reissue { method, cause }, Some(user)) => {
+                    return self.reissue(r, row, user, *method, *cause, &decision).await;
+                }
+                (Action::Keep(k), Some(user)) => {
+                    r.outcome = Outcome::Skipped;
+                    r.reason = wording::keep(k);
+                    if let Keep::Pending { expires_at } = k {
+                        r.temp_password_expires_at = expires_at
+                            .or_else(|| plan::expiry(&user, history, self.policy.validity));
+                    }
+                    return self.fix_up(r, &user.username, &decision).await;
+                }
+                (Action::Attention(a), _) => {
+                    r.outcome = Outcome::Attention;
+                    r.reason = wording::attention(a);
+                    return r;
+                }
+                // `decide` re-issues and keeps only users it was given.
+                (Action::Reissue { .. } | Action::Keep(_), None) => return r,
+            }
         }
-        let memberships = match (&remote, row.groups.is_empty()) {
+        r
+    }
+
+    async fn decide(&self, row: &Row, remote: Option<&RemoteUser>, history: &History) -> Decision {
+        let memberships = match (remote, row.groups.is_empty()) {
             (Some(_), false) => self.member_of().await,
             _ => None,
         };
-        let username = remote.as_ref().map(|u| u.username.to_lowercase());
+        let username = remote.map(|u| u.username.to_lowercase());
         let member_of = |g: &str| match (&memberships, &username) {
             (Some(m), Some(u)) => m.get(g).is_some_and(|set| set.contains(u)),
             _ => false,
         };
-        let decision = plan::decide(
+        plan::decide(
             &row.email,
             &row.groups,
-            remote.as_ref(),
+            remote,
             &member_of,
             history,
             &self.policy,
             self.now(),
-        );
-        r.action = action_name(&decision).to_string();
-        if self.dry_run {
-            return self.planned(r, &decision, remote.as_ref(), history);
-        }
-        match &decision.action {
-            Action::Create if depth == 0 => self.create(r, row, &decision, history).await,
-            Action::Create => {
-                r.outcome = Outcome::Failed;
-                r.reason = "the user vanished while it was being created; a re-run retries".into();
-                r
-            }
-            Action::Reissue { method, .. } => match remote {
-                Some(user) => {
-                    let name = self.username_for(row);
-                    self.reissue(r, &name, user, *method, &decision).await
-                }
-                None => r,
-            },
-            Action::Keep(k) => {
-                r.outcome = Outcome::Skipped;
-                r.reason = keep_reason(k);
-                if let (Keep::Pending { expires_at }, Some(u)) = (k, &remote) {
-                    r.temp_password_expires_at =
-                        expires_at.or_else(|| plan::expiry(u, history, self.policy.validity));
-                }
-                match remote {
-                    Some(u) => {
-                        let key = r.key.clone();
-                        self.fix_up(r, &key, &u.username, &decision).await
-                    }
-                    None => r,
-                }
-            }
-            Action::Attention(a) => {
-                r.outcome = Outcome::Attention;
-                r.reason = attention_reason(a);
-                r
-            }
-        }
+        )
+    }
+
+    async fn member_of(&self) -> Option<Arc<Memberships>> {
+        let mut rx = self.memberships.clone()?;
+        let got = rx.wait_for(|m| m.is_some()).await.ok()?;
+        got.clone()
     }
 
     /// A dry run's row: what would be done.
@@ -513,39 +223,104 @@ impl Ctx {
         remote: Option<&RemoteUser>,
         history: &History,
     ) -> RowReport {
-        let extras = extras(d);
-        let (outcome, reason) = match &d.action {
-            Action::Create => (Outcome::Created, "would create and invite".to_string()),
-            Action::Reissue { .. } => (
-                Outcome::Reissued,
-                "would re-issue the invitation".to_string(),
-            ),
-            Action::Keep(k) => (Outcome::Skipped, keep_reason(k)),
-            Action::Attention(a) => (Outcome::Attention, attention_reason(a)),
+        r.outcome = match &d.action {
+            Action::Create => Outcome::Created,
+            Action::Reissue { .. } => Outcome::Reissued,
+            Action::Keep(_) => Outcome::Skipped,
+            Action::Attention(_) => Outcome::Attention,
         };
         if let (Action::Keep(Keep::Pending { .. }), Some(u)) = (&d.action, remote) {
             r.temp_password_expires_at = plan::expiry(u, history, self.policy.validity);
         }
-        r.outcome = outcome;
-        r.reason = format!("dry run: {reason}{extras}");
+        r.reason = wording::planned(d);
         r
     }
 
-    async fn create(
-        &self,
-        mut r: RowReport,
-        row: &Row,
-        d: &Decision,
-        history: &History,
-    ) -> RowReport {
-        let name = self.username_for(row);
-        let Some((password, intent)) = self.prepare_invitation(
-            &mut r,
-            InviteKind::Create,
-            d.sends_message(self.policy.delivery),
-            "",
-        ) else {
-            return r;
+    /// A state write failed: the row cannot go on safely (an unrecorded invitation could be
+    /// sent twice), and neither can the run.
+    fn state_failed(&self, r: &mut RowReport, e: &Error) {
+        tracing::error!("{e}");
+        self.calls.exec.cancel.cancel();
+        r.outcome = Outcome::Failed;
+        r.reason = format!("state database: {e}");
+    }
+
+    /// What an invitation needs before its call: a share of the email budget (when it sends a
+    /// message), a new temporary password, and the write-ahead intent. `None` when the row stops
+    /// here; `r` then says why (deferred, or failed). The ticket gives its share back by itself
+    /// when the row stops before the message could go out.
+    fn prepare(&self, r: &mut RowReport, kind: InviteKind, d: &Decision) -> Option<Invitation<'_>> {
+        let ticket = match self.budget.take(d.sends_message(self.policy.delivery)) {
+            Ok(t) => t,
+            Err(why) => {
+                r.defer(
+                    why,
+                    format!(
+                        "{}{}",
+                        wording::deferred_what(&d.action),
+                        wording::deferral(why)
+                    ),
+                );
+                return None;
+            }
+        };
+        let password = match password::generate(&self.pool.policy) {
+            Ok(p) => p,
+            Err(e) => {
+                r.outcome = Outcome::Failed;
+                r.reason = e.to_string();
+                return None;
+            }
+        };
+        let intent_at = self.now();
+        match self.state.intent(
+            &self.pool.id,
+            &r.key,
+            kind,
+            self.policy.delivery,
+            &self.run_id,
+            intent_at,
+        ) {
+            Ok(intent) => Some(Invitation {
+                ticket,
+                password,
+                intent,
+                intent_at,
+            }),
+            Err(e) => {
+                self.state_failed(r, &e);
+                None
+            }
+        }
+    }
+
+    /// An invitation call failed for good. A lost answer keeps the budget share spent and the
+    /// intent open (the next run settles it from what Cognito shows); otherwise the intent is
+    /// settled as not sent and the share goes back. Cognito's daily email limit defers the row
+    /// and stops all further messages.
+    fn not_sent(&self, r: &mut RowReport, invitation: Invitation<'_>, f: &Failed) -> bool {
+        if f.maybe_done {
+            invitation.ticket.spend();
+        } else {
+            self.settle(invitation.intent, false);
+        }
+        if f.error.class == ErrorClass::EmailQuota {
+            self.budget.stop();
+            r.attempts += f.attempts;
+            r.defer(
+                Deferral::EmailLimit,
+                wording::deferral(Deferral::EmailLimit).to_string(),
+            );
+            r.error_code = f.error.code.clone();
+            return true;
+        }
+        false
+    }
+
+    async fn create(&self, mut r: RowReport, row: &Row, d: &Decision) -> Created {
+        let name = username_for(self.pool.username_mode, row);
+        let Some(invitation) = self.prepare(&mut r, InviteKind::Create, d) else {
+            return Created::Done(r);
         };
         // The email goes in explicitly: only pools that use it as the username derive it.
         let attributes: Vec<(String, String)> =
@@ -555,134 +330,149 @@ impl Ctx {
         let new_user = NewUser {
             username: &name,
             attributes: &attributes,
-            password: &password,
-            medium: medium(self.policy.delivery),
+            password: &invitation.password,
+            delivery: self.policy.delivery,
         };
-        let result = self
-            .exec
-            .call(Op::AdminCreateUser, || self.cognito.create_user(&new_user))
-            .await;
-        let created = match result {
-            Ok(done) => {
-                r.attempts += done.attempts;
-                done.value
-            }
+        let created = match self
+            .calls
+            .create_user(&new_user, invitation.intent_at)
+            .await
+        {
+            Ok(done) => done,
             Err(f) => {
+                let delivery_failed = f.error.class == ErrorClass::DeliveryFailed;
+                if delivery_failed {
+                    // Created, but not told: the share is spent all the same.
+                    invitation.ticket.spend();
+                    self.settle(invitation.intent, false);
+                } else if self.not_sent(&mut r, invitation, &f) {
+                    return Created::Done(r);
+                }
+                if delivery_failed {
+                    r.attempts += f.attempts;
+                    self.record_invited(row, &name);
+                    r.outcome = Outcome::Attention;
+                    r.status_after = Some(UserStatus::ForceChangePassword);
+                    r.reason = "created, but Cognito could not deliver the invitation \
+                                (CodeDeliveryFailureException): check the address, then re-issue"
+                        .to_string();
+                    r.error_code = f.error.code.clone();
+                    return Created::Done(self.fix_up(r, &name, &groups_only(d)).await);
+                }
+                if f.error.class != ErrorClass::Exists {
+                    return Created::Done(failed(r, "creating the user (AdminCreateUser)", &f));
+                }
                 r.attempts += f.attempts;
-                if !f.maybe_done {
-                    self.settle(intent, false);
-                }
-                match f.error.class {
-                    ErrorClass::EmailQuota => {
-                        self.budget.stop();
-                        r.outcome = Outcome::Deferred;
-                        r.reason = deferral_reason(Deferral::EmailLimit).to_string();
-                        r.error_code = f.error.code.clone();
-                        return r;
-                    }
-                    ErrorClass::DeliveryFailed => {
-                        self.record_invited(row, &name);
-                        r.outcome = Outcome::Attention;
-                        r.status_after = Some(UserStatus::ForceChangePassword.to_string());
-                        r.reason = "created, but Cognito could not deliver the invitation \
-                                    (CodeDeliveryFailureException): check the address, then re-issue"
-                            .to_string();
-                        r.error_code = f.error.code.clone();
-                        return self
-                            .add_groups_after_create(r, &row.key, &name, &d.add_groups)
-                            .await;
-                    }
-                    _ => {}
-                }
-                // Exists, or a lost answer: find out what is true before saying anything.
-                let found = match self.read_user(&name, &mut r).await {
+                return match self.calls.get_user(&name).await {
                     Ok(found) => {
-                        if f.maybe_done {
-                            let went = plan::intent_went_through(
-                                InviteKind::Create,
-                                self.now() - chrono::Duration::minutes(10),
-                                found.as_ref(),
-                            );
-                            self.settle(intent, went);
+                        r.attempts += found.attempts;
+                        match found.value {
+                            Some(user) => Created::Exists(r, user),
+                            None => {
+                                Created::Done(failed(r, "creating the user (AdminCreateUser)", &f))
+                            }
                         }
-                        found
                     }
                     Err(g) => {
-                        if !f.maybe_done {
-                            self.budget.give_back();
-                        }
-                        return self.failed(r, "re-reading the user after a failed create", &g);
+                        Created::Done(failed(r, "re-reading the user after a failed create", &g))
                     }
                 };
-                match (found, f.maybe_done) {
-                    (Some(user), true) if user.status == UserStatus::ForceChangePassword => {
-                        r.reason =
-                            "created (an earlier answer was lost; re-reading found the user)"
-                                .to_string();
-                        user
-                    }
-                    (Some(user), _) if f.error.class == ErrorClass::Exists => {
-                        // Someone (or a scan that is now stale) beat us to it: decide again
-                        // from what is true.
-                        self.budget.give_back();
-                        return Box::pin(self.decide_and_act(r, row, Some(user), history, 1)).await;
-                    }
-                    _ => {
-                        if !f.maybe_done {
-                            self.budget.give_back();
-                        }
-                        return self.failed(r, "creating the user (AdminCreateUser)", &f);
-                    }
-                }
             }
         };
+        r.attempts += created.attempts;
+        invitation.ticket.spend();
+        let user = created.value;
         if let Err(e) = self.state.invitation_sent(
-            if r.reason.is_empty() { intent } else { None },
+            invitation.intent,
             self.now(),
             &self.pool.id,
             &row.key,
-            &created.username,
+            &user.username,
             &row.email,
             &self.run_id,
         ) {
             tracing::warn!("{e}");
         }
-        r.username = Some(created.username.clone());
+        r.username = Some(user.username.clone());
         r.outcome = Outcome::Created;
-        if r.reason.is_empty() {
-            r.reason = match self.policy.delivery {
-                Delivery::Email => "created; invitation sent by email",
-                Delivery::Sms => "created; invitation sent by SMS",
-                Delivery::Suppress => "created; no message sent, password in the password file",
-            }
-            .to_string();
+        r.reason = wording::created(self.policy.delivery, created.recovered).to_string();
+        if !self.invitation_out(
+            &mut r,
+            &user.username,
+            &invitation.password,
+            invitation.intent,
+            "created",
+        ) {
+            return Created::Done(r);
         }
-        if !self.invitation_out(&mut r, &created.username, &password, intent, "created") {
-            return r;
-        }
-        self.add_groups_after_create(r, &row.key, &created.username, &d.add_groups)
-            .await
+        Created::Done(self.fix_up(r, &user.username, &groups_only(d)).await)
     }
 
-    async fn add_groups_after_create(
+    /// Re-issues the invitation. RESEND addresses the user by the name it was created with (the
+    /// email in pools where email is the username), which every Cognito API accepts.
+    async fn reissue(
         &self,
-        r: RowReport,
-        key: &str,
-        username: &str,
-        groups: &[String],
+        mut r: RowReport,
+        row: &Row,
+        user: RemoteUser,
+        method: ReissueMethod,
+        cause: plan::ReissueCause,
+        d: &Decision,
     ) -> RowReport {
-        let d = Decision {
-            action: Action::Create,
-            add_groups: groups.to_vec(),
-            verify_email: false,
+        let kind = match method {
+            ReissueMethod::Resend => InviteKind::Resend,
+            ReissueMethod::SetPassword => InviteKind::SetPassword,
         };
-        self.fix_up(r, key, username, &d).await
+        let Some(invitation) = self.prepare(&mut r, kind, d) else {
+            return r;
+        };
+        let result = match method {
+            ReissueMethod::Resend => {
+                let name = username_for(self.pool.username_mode, row);
+                self.calls
+                    .resend_invitation(
+                        &name,
+                        &invitation.password,
+                        self.policy.delivery,
+                        user.last_modified,
+                    )
+                    .await
+            }
+            ReissueMethod::SetPassword => {
+                self.calls
+                    .set_temporary_password(&user.username, &invitation.password)
+                    .await
+            }
+        };
+        match result {
+            Ok(done) => r.attempts += done.attempts,
+            Err(f) => {
+                if self.not_sent(&mut r, invitation, &f) {
+                    return r;
+                }
+                return failed(r, "re-issuing the invitation", &f);
+            }
+        }
+        invitation.ticket.spend();
+        self.settle(invitation.intent, true);
+        r.outcome = Outcome::Reissued;
+        r.reason = wording::reissued(method, cause);
+        if !self.invitation_out(
+            &mut r,
+            &user.username,
+            &invitation.password,
+            invitation.intent,
+            "re-issued",
+        ) {
+            return r;
+        }
+        self.fix_up(r, &user.username, d).await
     }
 
     /// What follows an invitation that went out: the user is pending with a fresh expiry, and in
-    /// suppress mode its password goes to the password file. `Err` when that file cannot take it
-    /// (the row fails; the state marks the password lost, so the next run re-issues it).
-    /// Returns whether the row goes on.
+    /// suppress mode its password goes to the password file. When that file cannot take it the
+    /// row fails (the state marks the password lost, so the next run re-issues it). Returns
+    /// whether the row goes on.
     fn invitation_out(
         &self,
         r: &mut RowReport,
@@ -691,7 +481,7 @@ impl Ctx {
         intent: Option<i64>,
         what: &str,
     ) -> bool {
-        r.status_after = Some(UserStatus::ForceChangePassword.to_string());
+        r.status_after = Some(UserStatus::ForceChangePassword);
         r.temp_password_expires_at = Some(self.now() + self.policy.validity);
         if let Some(file) = &self.password_file {
             if let Err(e) = file.record(username, password) {
@@ -701,7 +491,11 @@ impl Ctx {
                 );
                 return false;
             }
-            self.password_recorded(intent);
+            if let Some(id) = intent
+                && let Err(e) = self.state.password_recorded(id)
+            {
+                tracing::warn!("{e}");
+            }
         }
         true
     }
@@ -717,14 +511,6 @@ impl Ctx {
         }
     }
 
-    fn password_recorded(&self, intent: Option<i64>) {
-        if let Some(id) = intent
-            && let Err(e) = self.state.password_recorded(id)
-        {
-            tracing::warn!("{e}");
-        }
-    }
-
     fn record_invited(&self, row: &Row, username: &str) {
         if let Err(e) = self
             .state
@@ -734,184 +520,44 @@ impl Ctx {
         }
     }
 
-    /// Re-issues the invitation. `name` is the name the user was created with (the email in
-    /// pools where email is the username), which every Cognito API accepts for the user.
-    async fn reissue(
-        &self,
-        mut r: RowReport,
-        name: &str,
-        user: RemoteUser,
-        method: ReissueMethod,
-        d: &Decision,
-    ) -> RowReport {
-        let kind = match method {
-            ReissueMethod::Resend => InviteKind::Resend,
-            ReissueMethod::SetPassword => InviteKind::SetPassword,
-        };
-        let Some((password, intent)) = self.prepare_invitation(
-            &mut r,
-            kind,
-            d.sends_message(self.policy.delivery),
-            "invitation expired; re-issue deferred: ",
-        ) else {
-            return r;
-        };
-        let outcome = match method {
-            ReissueMethod::Resend => self.resend(&mut r, name, &user, &password).await,
-            ReissueMethod::SetPassword => self
-                .exec
-                .call(Op::AdminSetUserPassword, || {
-                    self.cognito
-                        .set_temporary_password(&user.username, &password)
-                })
-                .await
-                .map(|done| {
-                    r.attempts += done.attempts;
-                }),
-        };
-        if let Err(f) = outcome {
-            if !f.maybe_done {
-                self.settle(intent, false);
-            }
-            if f.error.class == ErrorClass::EmailQuota {
-                self.budget.stop();
-                r.attempts += f.attempts;
-                r.outcome = Outcome::Deferred;
-                r.reason = deferral_reason(Deferral::EmailLimit).to_string();
-                r.error_code = f.error.code.clone();
-                return r;
-            }
-            if !f.maybe_done && method == ReissueMethod::Resend {
-                self.budget.give_back();
-            }
-            return self.failed(r, "re-issuing the invitation", &f);
-        }
-        self.settle(intent, true);
-        r.outcome = Outcome::Reissued;
-        r.reason = match (method, &d.action) {
-            (
-                ReissueMethod::Resend,
-                Action::Reissue {
-                    expired_at: Some(at),
-                    ..
-                },
-            ) => {
-                format!(
-                    "invitation had expired at {}; re-sent with a new temporary password",
-                    time(*at)
-                )
-            }
-            (ReissueMethod::Resend, _) => "re-sent with a new temporary password".to_string(),
-            (ReissueMethod::SetPassword, _) => {
-                "new temporary password set (no message); it is in the password file".to_string()
-            }
-        };
-        if !self.invitation_out(&mut r, &user.username, &password, intent, "re-issued") {
-            return r;
-        }
-        let key = r.key.clone();
-        self.fix_up(r, &key, &user.username, d).await
-    }
-
-    /// RESEND, where a lost answer is checked by re-reading the user rather than sending twice.
-    async fn resend(
-        &self,
-        r: &mut RowReport,
-        name: &str,
-        user: &RemoteUser,
-        password: &TempPassword,
-    ) -> Result<(), Failed> {
-        let medium = medium(self.policy.delivery);
-        let mut last = None;
-        for _round in 0..2 {
-            match self
-                .exec
-                .call(Op::AdminCreateUserResend, || {
-                    self.cognito.resend_invitation(name, password, medium)
-                })
-                .await
-            {
-                Ok(done) => {
-                    r.attempts += done.attempts;
-                    return Ok(());
-                }
-                Err(f) if f.maybe_done => {
-                    r.attempts += f.attempts;
-                    let now = self.read_user(name, r).await?;
-                    let moved = match (&now, user.last_modified) {
-                        (Some(n), Some(before)) => n.last_modified.is_some_and(|t| t > before),
-                        _ => false,
-                    };
-                    if moved {
-                        return Ok(());
-                    }
-                    last = Some(f);
-                }
-                Err(f) => return Err(f),
-            }
-        }
-        Err(last.unwrap_or_else(|| Failed {
-            error: CallError {
-                op: Op::AdminCreateUserResend,
-                class: ErrorClass::Permanent,
-                code: None,
-                message: "no answer".into(),
-            },
-            attempts: 0,
-            maybe_done: true,
-        }))
-    }
-
     /// Sets email_verified and adds missing groups; a failure here fails the row.
-    async fn fix_up(&self, mut r: RowReport, key: &str, username: &str, d: &Decision) -> RowReport {
+    async fn fix_up(&self, mut r: RowReport, username: &str, d: &Decision) -> RowReport {
         let mut done = Vec::new();
         let mut added: Vec<String> = Vec::new();
         if d.verify_email {
-            match self
-                .exec
-                .call(Op::AdminUpdateUserAttributes, || {
-                    self.cognito.mark_email_verified(username)
-                })
-                .await
-            {
+            match self.calls.mark_email_verified(username).await {
                 Ok(x) => {
                     r.attempts += x.attempts;
                     done.push("email_verified set".to_string());
                 }
-                Err(f) => {
-                    let before = std::mem::take(&mut r.reason);
-                    let mut r = self.failed(r, "setting email_verified", &f);
-                    r.reason = format!("{before}; {}", r.reason);
-                    return r;
-                }
+                Err(f) => return self.fix_up_failed(r, "setting email_verified", &f),
             }
         }
         for group in &d.add_groups {
-            match self
-                .exec
-                .call(Op::AdminAddUserToGroup, || {
-                    self.cognito.add_to_group(username, group)
-                })
-                .await
-            {
+            match self.calls.add_to_group(username, group).await {
                 Ok(x) => {
                     r.attempts += x.attempts;
                     done.push(format!("added to group {group}"));
                     added.push(group.clone());
                 }
                 Err(f) => {
-                    self.record_groups(key, &added);
-                    let before = std::mem::take(&mut r.reason);
-                    let mut r = self.failed(r, &format!("adding to group {group}"), &f);
-                    r.reason = format!("{before}; {}", r.reason);
-                    return r;
+                    self.record_groups(&r.key, &added);
+                    return self.fix_up_failed(r, &format!("adding to group {group}"), &f);
                 }
             }
         }
-        self.record_groups(key, &added);
+        self.record_groups(&r.key, &added);
         if !done.is_empty() {
             r.reason = format!("{}; {}", r.reason, done.join(", "));
         }
+        r
+    }
+
+    /// A fix-up failed: the row fails, and its reason keeps what was done before.
+    fn fix_up_failed(&self, mut r: RowReport, what: &str, f: &Failed) -> RowReport {
+        let before = std::mem::take(&mut r.reason);
+        let mut r = failed(r, what, f);
+        r.reason = format!("{before}; {}", r.reason);
         r
     }
 
@@ -920,63 +566,61 @@ impl Ctx {
             tracing::warn!("{e}");
         }
     }
-}
 
-fn extras(d: &Decision) -> String {
-    let mut parts = Vec::new();
-    if d.verify_email {
-        parts.push("would set email_verified".to_string());
-    }
-    if !d.add_groups.is_empty() && !matches!(d.action, Action::Create) {
-        parts.push(format!("would add to {}", d.add_groups.join(", ")));
-    }
-    if matches!(d.action, Action::Create) && !d.add_groups.is_empty() {
-        parts.push(format!("groups {}", d.add_groups.join(", ")));
-    }
-    if parts.is_empty() {
-        String::new()
-    } else {
-        format!("; {}", parts.join("; "))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn budget_takes_gives_back_and_stops() {
-        let b = Budget::new(Some(2));
-        assert_eq!(b.try_take(), Ok(()));
-        assert_eq!(b.try_take(), Ok(()));
-        assert_eq!(b.try_take(), Err(Deferral::Budget));
-        b.give_back();
-        assert_eq!(b.try_take(), Ok(()));
-        b.stop();
-        assert_eq!(b.try_take(), Err(Deferral::EmailLimit));
-        let unlimited = Budget::new(None);
-        for _ in 0..1000 {
-            assert_eq!(unlimited.try_take(), Ok(()));
+    /// Records the statuses the row saw, and only those the state does not already hold: a
+    /// re-run of a big cohort then writes nothing for the rows that did not change.
+    fn observe(&self, r: &RowReport, enabled: Option<bool>) {
+        let known = self.known.get(&r.key);
+        let mut statuses = Vec::new();
+        if let Some(before) = &r.status_before {
+            let unchanged = known.is_some_and(|k| {
+                k.last_status.as_ref() == Some(before) && k.last_enabled == enabled
+            });
+            if !unchanged {
+                statuses.push(before);
+            }
         }
-    }
-
-    #[test]
-    fn password_file_is_private_and_never_overwritten() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("pw.csv");
-        let f = PasswordFile::create(&path).unwrap();
-        f.record("u1", &TempPassword::new("Abc,def1!".into()))
-            .unwrap();
-        let text = std::fs::read_to_string(&path).unwrap();
-        assert_eq!(text, "username,temporary_password\nu1,\"Abc,def1!\"\n");
-        #[cfg(unix)]
+        // A created user's status was recorded with its invitation.
+        if let Some(after) = &r.status_after
+            && r.status_before.as_ref() != Some(after)
+            && r.outcome != Outcome::Created
         {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
-            assert_eq!(mode & 0o777, 0o600);
+            statuses.push(after);
         }
-        let err = PasswordFile::create(&path).err().unwrap();
-        assert!(err.to_string().contains("refusing to overwrite"), "{err}");
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+        for status in statuses {
+            if let Err(e) = self.state.observe(
+                &self.pool.id,
+                &r.key,
+                r.username.as_deref(),
+                r.email.as_deref(),
+                Some(status),
+                enabled,
+                &self.run_id,
+                self.now(),
+            ) {
+                tracing::warn!("could not record the status of {}: {e}", r.key);
+            }
+        }
     }
+}
+
+/// The fix-ups after a create: the row's groups only (a new user's email is verified at
+/// creation).
+fn groups_only(d: &Decision) -> Decision {
+    Decision {
+        action: Action::Create,
+        add_groups: d.add_groups.clone(),
+        verify_email: false,
+    }
+}
+
+/// A row not started because the run was stopped.
+pub fn not_started(row: Row) -> RowReport {
+    let mut r = RowReport::new(row.line, row.key, Some(row.email), Outcome::Deferred);
+    r.action = Act::None;
+    r.defer(
+        Deferral::NotStarted,
+        wording::deferral(Deferral::NotStarted).to_string(),
+    );
+    r
 }

@@ -7,7 +7,30 @@ use rand::seq::{IndexedRandom, SliceRandom};
 use rand::{RngExt, SeedableRng};
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::cognito::PasswordPolicy;
+use serde::Serialize;
+
+/// The pool's password policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PasswordPolicy {
+    pub minimum_length: usize,
+    pub require_uppercase: bool,
+    pub require_lowercase: bool,
+    pub require_numbers: bool,
+    pub require_symbols: bool,
+}
+
+impl Default for PasswordPolicy {
+    /// Cognito's default policy.
+    fn default() -> Self {
+        PasswordPolicy {
+            minimum_length: 8,
+            require_uppercase: true,
+            require_lowercase: true,
+            require_numbers: true,
+            require_symbols: true,
+        }
+    }
+}
 
 /// Cognito's symbol set, without the space: a space is a valid symbol, but a password may not
 /// start or end with one and an out-of-band channel may eat it.

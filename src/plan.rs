@@ -1,11 +1,24 @@
-//! Deciding what to do for one row: a pure function of the row, the user as read from the pool,
-//! the job's own history of that user, the run's policy and the time. No I/O, no clock.
+//! Deciding what to do for one provider: a pure function of the row, the user as read from the
+//! pool, the job's own history of that user, the run's policy and the time. `run` carries the
+//! decision out; `status` reports it as the provider's standing, so the two cannot disagree.
+//! Must not do I/O or read the clock.
 
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
-use crate::cli::{Delivery, Reissue};
-use crate::cognito::{RemoteUser, UserStatus};
+use crate::cognito::{Delivery, RemoteUser, UserStatus};
+
+/// When a user still in FORCE_CHANGE_PASSWORD gets a new temporary password.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Reissue {
+    /// Only once the temporary password has expired.
+    Expired,
+    /// Never: report expired users as pending.
+    Never,
+    /// Every run (use with care: each re-issue sends a message).
+    Always,
+}
 
 /// What the job remembers of a user from earlier runs (empty for a user it never saw).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -107,14 +120,24 @@ pub enum Attention {
     Deleted,
 }
 
+/// Why an invitation is issued again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReissueCause {
+    /// The temporary password expired at this time (`--reissue expired`, under the cap).
+    Expired { at: DateTime<Utc> },
+    /// Nobody knows the temporary password: a suppress-mode run died before writing it down.
+    PasswordLost,
+    /// `--reissue always`.
+    Always,
+}
+
 /// The main thing to do for a row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     Create,
     Reissue {
         method: ReissueMethod,
-        /// When the previous invitation expired (None: re-issued because `--reissue always`).
-        expired_at: Option<DateTime<Utc>>,
+        cause: ReissueCause,
     },
     Keep(Keep),
     Attention(Attention),
@@ -135,7 +158,7 @@ impl Decision {
     /// email budget; the executor defers it when the budget is spent).
     pub fn sends_message(&self, delivery: Delivery) -> bool {
         match &self.action {
-            Action::Create => delivery != Delivery::Suppress,
+            Action::Create => delivery.sends_message(),
             Action::Reissue { method, .. } => *method == ReissueMethod::Resend,
             Action::Keep(_) | Action::Attention(_) => false,
         }
@@ -146,35 +169,6 @@ impl Decision {
         matches!(self.action, Action::Keep(_) | Action::Attention(_))
             && self.add_groups.is_empty()
             && !self.verify_email
-    }
-}
-
-/// Quota-seconds that `calls` calls cost at `rate` requests per second: the time they occupy
-/// a category's quota.
-pub fn quota_seconds(calls: u64, rate: f64) -> f64 {
-    if rate <= 0.0 {
-        f64::INFINITY
-    } else {
-        calls as f64 / rate
-    }
-}
-
-/// The first hex digit of `sub` (a UUID) splits a pool into this many disjoint parts that
-/// ListUsers can read at the same time (`sub ^= "a"`).
-pub const SCAN_PARTITIONS: u64 = 16;
-
-/// Pools with at least this many pages of users are scanned in parallel parts: one page after
-/// another is bound by the round trip, not by the quota.
-pub const PARTITION_FROM_PAGES: u64 = 32;
-
-/// ListUsers calls a full scan of a pool this size costs (60 users a page; a partitioned scan
-/// pays one partial page per part).
-pub fn scan_calls(pool_users: u64) -> u64 {
-    let pages = pool_users.div_ceil(60).max(1);
-    if pages >= PARTITION_FROM_PAGES {
-        SCAN_PARTITIONS * pool_users.div_ceil(SCAN_PARTITIONS).div_ceil(60).max(1)
-    } else {
-        pages
     }
 }
 
@@ -255,8 +249,14 @@ pub fn decide(
             let expires_at = expiry(user, history, policy.validity);
             let expired_at = expires_at.filter(|at| *at <= now);
             match (policy.reissue, expired_at) {
-                _ if history.password_lost => Action::Reissue { method, expired_at },
-                (Reissue::Always, _) => Action::Reissue { method, expired_at },
+                _ if history.password_lost => Action::Reissue {
+                    method,
+                    cause: ReissueCause::PasswordLost,
+                },
+                (Reissue::Always, _) => Action::Reissue {
+                    method,
+                    cause: ReissueCause::Always,
+                },
                 (Reissue::Expired, Some(at)) if history.reissues >= policy.max_reissues => {
                     return attention(Attention::ReissueLimit {
                         reissues: history.reissues,
@@ -265,7 +265,7 @@ pub fn decide(
                 }
                 (Reissue::Expired, Some(at)) => Action::Reissue {
                     method,
-                    expired_at: Some(at),
+                    cause: ReissueCause::Expired { at },
                 },
                 (Reissue::Never, Some(at)) => Action::Keep(Keep::Expired { expired_at: at }),
                 (Reissue::Expired | Reissue::Never, None) => {
@@ -384,7 +384,7 @@ mod tests {
             d.action,
             Action::Reissue {
                 method: ReissueMethod::Resend,
-                expired_at: None
+                cause: ReissueCause::Always
             }
         );
         assert!(d.sends_message(Delivery::Email));
@@ -398,7 +398,9 @@ mod tests {
             d.action,
             Action::Reissue {
                 method: ReissueMethod::Resend,
-                expired_at: Some(now() - Duration::days(1))
+                cause: ReissueCause::Expired {
+                    at: now() - Duration::days(1)
+                }
             }
         );
     }
@@ -500,22 +502,12 @@ mod tests {
             d.action,
             Action::Reissue {
                 method: ReissueMethod::SetPassword,
-                expired_at: Some(now() - Duration::days(1))
+                cause: ReissueCause::Expired {
+                    at: now() - Duration::days(1)
+                }
             }
         );
         assert!(!d.sends_message(Delivery::Suppress));
-    }
-
-    #[test]
-    fn scans_cost_a_page_per_60_users_and_a_partial_page_per_part() {
-        assert_eq!(scan_calls(0), 1);
-        assert_eq!(scan_calls(60), 1);
-        assert_eq!(scan_calls(61), 2);
-        assert_eq!(scan_calls(31 * 60), 31);
-        // 32 pages and up: 16 parts of 120 users, two pages each.
-        assert_eq!(scan_calls(32 * 60), 32);
-        assert_eq!(scan_calls(6000), 16 * 7);
-        assert_eq!(scan_calls(20_000), 16 * 21);
     }
 
     #[test]
@@ -530,7 +522,7 @@ mod tests {
             d.action,
             Action::Reissue {
                 method: ReissueMethod::Resend,
-                expired_at: None
+                cause: ReissueCause::PasswordLost
             }
         );
     }

@@ -1,5 +1,6 @@
-//! The results report: a pure fold of row results into a summary, rendered as JSON and CSV with
-//! the same rows. Never holds a password: nothing here has a field that could carry one.
+//! The results report: a pure fold of row results into a summary and an ending, rendered as
+//! JSON and CSV with the same rows. Never holds a password: nothing here has a field that could
+//! carry one. Must not decide what happens to a row; it only records it.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -8,7 +9,9 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 
-use crate::error::{Error, exit};
+use crate::cognito::UserStatus;
+use crate::error::{Ending, Error};
+use crate::standing::StatusRow;
 
 /// What finally happened to a row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -47,6 +50,52 @@ impl Outcome {
     }
 }
 
+/// What was decided for a row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Act {
+    Create,
+    Reissue,
+    Skip,
+    Attention,
+    /// Nothing was decided: the row was invalid, not started, or its user could not be read.
+    None,
+}
+
+impl Act {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Act::Create => "create",
+            Act::Reissue => "reissue",
+            Act::Skip => "skip",
+            Act::Attention => "attention",
+            Act::None => "none",
+        }
+    }
+}
+
+/// Why a row was deferred to a later run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deferral {
+    /// The run's share of the email budget is spent.
+    Budget,
+    /// Cognito answered LimitExceededException: the account's daily email limit.
+    EmailLimit,
+    /// The run was stopped before this row started.
+    NotStarted,
+}
+
+impl Deferral {
+    /// Whether the deferral means the message budget is spent (the report then says when it
+    /// frees up).
+    pub fn is_budget(self) -> bool {
+        match self {
+            Deferral::Budget | Deferral::EmailLimit => true,
+            Deferral::NotStarted => false,
+        }
+    }
+}
+
 /// One row of the report.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RowReport {
@@ -55,16 +104,18 @@ pub struct RowReport {
     pub key: String,
     pub username: Option<String>,
     pub email: Option<String>,
-    /// What was decided: create, reissue, skip, attention, none (invalid rows).
-    pub action: String,
+    pub action: Act,
     pub outcome: Outcome,
     pub reason: String,
-    pub status_before: Option<String>,
-    pub status_after: Option<String>,
+    pub status_before: Option<UserStatus>,
+    pub status_after: Option<UserStatus>,
     pub temp_password_expires_at: Option<DateTime<Utc>>,
     pub attempts: u32,
     pub error_code: Option<String>,
     pub error_message: Option<String>,
+    /// Why a deferred row was deferred (the reason says it in words).
+    #[serde(skip)]
+    pub deferral: Option<Deferral>,
 }
 
 impl RowReport {
@@ -75,7 +126,7 @@ impl RowReport {
             key,
             username: None,
             email,
-            action: String::new(),
+            action: Act::None,
             outcome,
             reason: String::new(),
             status_before: None,
@@ -84,7 +135,15 @@ impl RowReport {
             attempts: 0,
             error_code: None,
             error_message: None,
+            deferral: None,
         }
+    }
+
+    /// A row deferred to a later run, for `why`; `reason` says it in words.
+    pub fn defer(&mut self, why: Deferral, reason: String) {
+        self.outcome = Outcome::Deferred;
+        self.deferral = Some(why);
+        self.reason = reason;
     }
 }
 
@@ -98,7 +157,7 @@ pub struct Report {
     pub user_pool_id: String,
     pub dry_run: bool,
     pub interrupted: bool,
-    pub summary: BTreeMap<&'static str, u64>,
+    pub summary: BTreeMap<Outcome, u64>,
     /// Calls that reached Cognito, per quota category, and throttles seen.
     pub calls: BTreeMap<String, u64>,
     pub throttles: BTreeMap<String, u64>,
@@ -108,26 +167,23 @@ pub struct Report {
 }
 
 /// Counts per outcome, every outcome present (zero when none).
-pub fn summarize(rows: &[RowReport]) -> BTreeMap<&'static str, u64> {
-    let mut out: BTreeMap<&'static str, u64> =
-        Outcome::ALL.iter().map(|o| (o.as_str(), 0)).collect();
+pub fn summarize(rows: &[RowReport]) -> BTreeMap<Outcome, u64> {
+    let mut out: BTreeMap<Outcome, u64> = Outcome::ALL.iter().map(|o| (*o, 0)).collect();
     for r in rows {
-        *out.entry(r.outcome.as_str()).or_default() += 1;
+        *out.entry(r.outcome).or_default() += 1;
     }
     out
 }
 
-/// The exit code a finished run reports: 3 if any row was invalid or failed.
-pub fn exit_code(rows: &[RowReport], interrupted: bool) -> u8 {
+/// How a run ended: interrupted, or with some row invalid or failed, or settled.
+pub fn ending(summary: &BTreeMap<Outcome, u64>, interrupted: bool) -> Ending {
+    let count = |o: Outcome| summary.get(&o).copied().unwrap_or(0);
     if interrupted {
-        exit::ABORTED
-    } else if rows
-        .iter()
-        .any(|r| matches!(r.outcome, Outcome::Invalid | Outcome::Failed))
-    {
-        exit::ROWS_FAILED
+        Ending::Interrupted
+    } else if count(Outcome::Invalid) + count(Outcome::Failed) > 0 {
+        Ending::RowsFailed
     } else {
-        exit::OK
+        Ending::Settled
     }
 }
 
@@ -137,7 +193,7 @@ pub fn one_line(report: &Report) -> String {
         .summary
         .iter()
         .filter(|(_, n)| **n > 0)
-        .map(|(k, n)| format!("{n} {k}"))
+        .map(|(k, n)| format!("{n} {}", k.as_str()))
         .collect();
     let secs = (report.finished_at - report.started_at).num_milliseconds() as f64 / 1000.0;
     format!(
@@ -181,6 +237,12 @@ fn time(t: &Option<DateTime<Utc>>) -> String {
         .unwrap_or_default()
 }
 
+fn status(s: &Option<UserStatus>) -> String {
+    s.as_ref()
+        .map(|s| s.as_str().to_string())
+        .unwrap_or_default()
+}
+
 /// Writes the rows as CSV (UTF-8 with a BOM, so Excel reads the Japanese names right).
 pub fn write_csv<W: Write>(mut out: W, rows: &[RowReport]) -> std::io::Result<()> {
     out.write_all("\u{feff}".as_bytes())?;
@@ -193,15 +255,52 @@ pub fn write_csv<W: Write>(mut out: W, rows: &[RowReport]) -> std::io::Result<()
             r.key.clone(),
             opt(&r.username),
             opt(&r.email),
-            r.action.clone(),
+            r.action.as_str().to_string(),
             r.outcome.as_str().to_string(),
             r.reason.clone(),
-            opt(&r.status_before),
-            opt(&r.status_after),
+            status(&r.status_before),
+            status(&r.status_after),
             time(&r.temp_password_expires_at),
             r.attempts.to_string(),
             opt(&r.error_code),
             opt(&r.error_message),
+        ];
+        w.write_record(record.iter().map(|c| escape_cell(c).into_owned()))?;
+    }
+    w.flush()
+}
+
+/// Writes `status`'s rows as CSV (UTF-8 with BOM), formula-looking cells escaped.
+pub fn write_status_csv<W: Write>(mut out: W, rows: &[StatusRow]) -> std::io::Result<()> {
+    out.write_all("\u{feff}".as_bytes())?;
+    let mut w = csv::Writer::from_writer(out);
+    w.write_record([
+        "key",
+        "username",
+        "email",
+        "status",
+        "standing",
+        "reason",
+        "first_invited_at",
+        "last_invited_at",
+        "reissues",
+        "temp_password_expires_at",
+        "confirmed_at",
+    ])?;
+    let t = time;
+    for r in rows {
+        let record = [
+            r.key.clone(),
+            r.username.clone().unwrap_or_default(),
+            r.email.clone().unwrap_or_default(),
+            r.status.clone().unwrap_or_default(),
+            r.standing.as_str().to_string(),
+            r.reason.clone(),
+            t(&r.first_invited_at),
+            t(&r.last_invited_at),
+            r.reissues.to_string(),
+            t(&r.temp_password_expires_at),
+            t(&r.confirmed_at),
         ];
         w.write_record(record.iter().map(|c| escape_cell(c).into_owned()))?;
     }
@@ -290,15 +389,16 @@ mod tests {
             key: format!("p{n}@example.com"),
             username: Some(format!("p{n}@example.com")),
             email: Some(format!("p{n}@example.com")),
-            action: "create".into(),
+            action: Act::Create,
             outcome,
             reason: "created".into(),
             status_before: None,
-            status_after: Some("FORCE_CHANGE_PASSWORD".into()),
+            status_after: Some(UserStatus::ForceChangePassword),
             temp_password_expires_at: None,
             attempts: 1,
             error_code: None,
             error_message: None,
+            deferral: None,
         }
     }
 
@@ -342,28 +442,31 @@ mod tests {
             row(4, Outcome::Invalid),
         ];
         let s = summarize(&rows);
-        assert_eq!(s["created"], 2);
-        assert_eq!(s["invalid"], 1);
-        assert_eq!(s["failed"], 0);
+        assert_eq!(s[&Outcome::Created], 2);
+        assert_eq!(s[&Outcome::Invalid], 1);
+        assert_eq!(s[&Outcome::Failed], 0);
         assert_eq!(s.len(), 7);
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["created"], 2, "keyed by the outcome's name: {json}");
     }
 
     #[test]
-    fn exit_code_rules() {
+    fn how_a_run_ended() {
+        let end = |rows: &[RowReport], interrupted| ending(&summarize(rows), interrupted);
         assert_eq!(
-            exit_code(
+            end(
                 &[row(2, Outcome::Created), row(3, Outcome::Deferred)],
                 false
             ),
-            0
+            Ending::Settled
         );
-        assert_eq!(exit_code(&[row(2, Outcome::Attention)], false), 0);
+        assert_eq!(end(&[row(2, Outcome::Attention)], false), Ending::Settled);
         assert_eq!(
-            exit_code(&[row(2, Outcome::Created), row(3, Outcome::Failed)], false),
-            3
+            end(&[row(2, Outcome::Created), row(3, Outcome::Failed)], false),
+            Ending::RowsFailed
         );
-        assert_eq!(exit_code(&[row(2, Outcome::Invalid)], false), 3);
-        assert_eq!(exit_code(&[row(2, Outcome::Created)], true), 1);
+        assert_eq!(end(&[row(2, Outcome::Invalid)], false), Ending::RowsFailed);
+        assert_eq!(end(&[row(2, Outcome::Created)], true), Ending::Interrupted);
     }
 
     #[test]
@@ -391,6 +494,9 @@ mod tests {
         let json: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&files.json).unwrap()).unwrap();
         assert_eq!(json["summary"]["created"], 1);
+        assert_eq!(json["rows"][0]["action"], "create");
+        assert_eq!(json["rows"][0]["status_after"], "FORCE_CHANGE_PASSWORD");
+        assert!(json["rows"][0].get("deferral").is_none());
         assert_eq!(json["rows"][0]["outcome"], "created");
         assert_eq!(json["rows"][0]["row"], 2);
         assert!(

@@ -84,6 +84,7 @@ fn from_ms(v: Option<i64>) -> Option<DateTime<Utc>> {
     v.and_then(DateTime::from_timestamp_millis)
 }
 
+use crate::cognito::{Delivery, UserStatus};
 pub use crate::plan::InviteKind;
 
 impl InviteKind {
@@ -110,7 +111,7 @@ pub struct OpenIntent {
     pub id: i64,
     pub kind: InviteKind,
     pub at: DateTime<Utc>,
-    pub medium: String,
+    pub medium: Delivery,
 }
 
 /// What the state knows of one user.
@@ -123,7 +124,7 @@ pub struct Known {
     pub last_invited_at: Option<DateTime<Utc>>,
     pub reissues: u32,
     pub groups_done: Vec<String>,
-    pub last_status: Option<String>,
+    pub last_status: Option<UserStatus>,
     pub last_enabled: Option<bool>,
     pub last_seen_at: Option<DateTime<Utc>>,
     pub confirmed_at: Option<DateTime<Utc>>,
@@ -131,6 +132,19 @@ pub struct Known {
     /// A suppress-mode password that went to Cognito but never reached the password file.
     pub password_lost: bool,
     pub open_intent: Option<OpenIntent>,
+}
+
+impl Known {
+    /// What decisions need of this history.
+    pub fn history(&self) -> crate::plan::History {
+        crate::plan::History {
+            last_invited_at: self.last_invited_at,
+            reissues: self.reissues,
+            groups_done: self.groups_done.clone(),
+            invited: self.invited,
+            password_lost: self.password_lost,
+        }
+    }
 }
 
 /// How the state is opened.
@@ -357,7 +371,9 @@ impl State {
                                 .filter(|g| !g.is_empty())
                                 .map(str::to_string)
                                 .collect(),
-                            last_status: r.get(5)?,
+                            last_status: r
+                                .get::<_, Option<String>>(5)?
+                                .map(|s| UserStatus::parse(&s)),
                             last_enabled: r.get::<_, Option<i64>>(6)?.map(|v| v != 0),
                             last_seen_at: from_ms(r.get(7)?),
                             confirmed_at: from_ms(r.get(8)?),
@@ -390,6 +406,8 @@ impl State {
                     let (id, key, kind, medium, intent_at, outcome, sent_at, recorded) = row?;
                     let k = out.entry(key).or_default();
                     let kind = InviteKind::parse(&kind);
+                    // An unknown medium was written by a newer version: count it as a message.
+                    let medium = Delivery::parse(&medium).unwrap_or(Delivery::Email);
                     match outcome.as_str() {
                         "sent" => {
                             let at = from_ms(sent_at.or(Some(intent_at)));
@@ -399,7 +417,7 @@ impl State {
                             if kind != InviteKind::Create {
                                 k.reissues += 1;
                             }
-                            k.password_lost = medium == "suppress" && !recorded;
+                            k.password_lost = medium == Delivery::Suppress && !recorded;
                         }
                         "pending" => {
                             k.open_intent = Some(OpenIntent {
@@ -423,14 +441,14 @@ impl State {
         pool_id: &str,
         key: &str,
         kind: InviteKind,
-        medium: &str,
+        medium: Delivery,
         run_id: &str,
         at: DateTime<Utc>,
     ) -> Result<Option<i64>, Error> {
         self.write(|c| {
             exec(c,
                 "INSERT INTO invitations (pool_id, key, kind, medium, run_id, intent_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![pool_id, key, kind.as_str(), medium, run_id, ms(at)],
+                params![pool_id, key, kind.as_str(), medium.as_str(), run_id, ms(at)],
             )?;
             Ok(c.last_insert_rowid())
         })
@@ -492,7 +510,7 @@ impl State {
                 key,
                 Some(username),
                 Some(email),
-                "FORCE_CHANGE_PASSWORD",
+                UserStatus::ForceChangePassword.as_str(),
                 Some(true),
                 run_id,
                 sent_at,
@@ -523,12 +541,12 @@ impl State {
         key: &str,
         username: Option<&str>,
         email: Option<&str>,
-        status: Option<&str>,
+        status: Option<&UserStatus>,
         enabled: Option<bool>,
         run_id: &str,
         at: DateTime<Utc>,
     ) -> Result<(), Error> {
-        let status = status.unwrap_or("DELETED");
+        let status = status.map_or(DELETED, UserStatus::as_str);
         self.write(|c| {
             let tx = c.unchecked_transaction()?;
             record_status(
@@ -539,6 +557,9 @@ impl State {
         .map(|_| ())
     }
 }
+
+/// The status the state records for a user that is no longer in the pool.
+pub const DELETED: &str = "DELETED";
 
 /// Records a status seen for a user, and a transition when it differs from the last one.
 #[allow(clippy::too_many_arguments)]
@@ -577,7 +598,7 @@ fn record_status(
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![pool_id, key, last, status, ms(at), run_id],
         )?;
-        if status == "CONFIRMED" {
+        if status == UserStatus::Confirmed.as_str() {
             exec(
                 tx,
                 "UPDATE users SET confirmed_at = ?3, confirmed_reported_at = NULL
@@ -647,7 +668,7 @@ impl State {
     pub fn messages_since(
         &self,
         since: DateTime<Utc>,
-        medium: &str,
+        medium: Delivery,
     ) -> Result<(u64, Option<DateTime<Utc>>), Error> {
         Ok(self
             .with(|c| {
@@ -656,7 +677,7 @@ impl State {
                      WHERE kind IN ('create', 'resend') AND medium = ?2
                        AND outcome IN ('sent', 'pending')
                        AND COALESCE(sent_at, intent_at) > ?1",
-                    params![ms(since), medium],
+                    params![ms(since), medium.as_str()],
                     |r| Ok((r.get::<_, i64>(0)? as u64, from_ms(r.get(1)?))),
                 )
             })?
@@ -668,7 +689,7 @@ impl State {
     pub fn message_times_since(
         &self,
         since: DateTime<Utc>,
-        medium: &str,
+        medium: Delivery,
     ) -> Result<Vec<DateTime<Utc>>, Error> {
         Ok(self
             .with(|c| {
@@ -678,7 +699,8 @@ impl State {
                        AND outcome IN ('sent', 'pending') AND COALESCE(sent_at, intent_at) > ?1
                      ORDER BY t",
                 )?;
-                let rows = stmt.query_map(params![ms(since), medium], |r| r.get::<_, i64>(0))?;
+                let rows =
+                    stmt.query_map(params![ms(since), medium.as_str()], |r| r.get::<_, i64>(0))?;
                 rows.map(|r| r.map(|v| from_ms(Some(v)).unwrap_or_default()))
                     .collect()
             })?
@@ -788,8 +810,8 @@ mod tests {
         let known = state.known("p").unwrap();
         assert_eq!(known["a@example.com"].confirmed_at, Some(t(3)));
         assert_eq!(
-            known["a@example.com"].last_status.as_deref(),
-            Some("CONFIRMED")
+            known["a@example.com"].last_status,
+            Some(UserStatus::Confirmed)
         );
     }
 
@@ -799,7 +821,7 @@ mod tests {
         let path = dir.path().join("s.db");
         let first = State::open(&path, Access::Write).unwrap();
         let err = State::open(&path, Access::Write).err().unwrap();
-        assert_eq!(err.exit_code(), 4, "{err}");
+        assert_eq!(crate::error::exit_code(&Err(err)), 4);
         assert!(
             State::open(&path, Access::Read).is_ok(),
             "readers are not locked out"
@@ -826,25 +848,25 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let state = State::open(&dir.path().join("s.db"), Access::Write).unwrap();
         let a = state
-            .intent("p", "a", InviteKind::Create, "email", "r1", t(1))
+            .intent("p", "a", InviteKind::Create, Delivery::Email, "r1", t(1))
             .unwrap()
             .unwrap();
         state.settle_intent(a, Some(t(1)), false).unwrap();
         let b = state
-            .intent("p", "a", InviteKind::Resend, "email", "r2", t(5))
+            .intent("p", "a", InviteKind::Resend, Delivery::Email, "r2", t(5))
             .unwrap()
             .unwrap();
         state.settle_intent(b, Some(t(5)), false).unwrap();
         let c = state
-            .intent("p", "b", InviteKind::Create, "email", "r2", t(6))
+            .intent("p", "b", InviteKind::Create, Delivery::Email, "r2", t(6))
             .unwrap()
             .unwrap();
         state.settle_intent(c, None, false).unwrap();
         state
-            .intent("p", "c", InviteKind::Create, "email", "r2", t(7))
+            .intent("p", "c", InviteKind::Create, Delivery::Email, "r2", t(7))
             .unwrap();
         state
-            .intent("p", "d", InviteKind::Create, "suppress", "r2", t(7))
+            .intent("p", "d", InviteKind::Create, Delivery::Suppress, "r2", t(7))
             .unwrap();
         let known = state.known("p").unwrap();
         assert_eq!(known["a"].first_invited_at, Some(t(1)));
@@ -857,16 +879,19 @@ mod tests {
         );
         // a's two, and c's possibly-sent one; the failed and the suppressed ones do not count.
         assert_eq!(
-            state.messages_since(t(0), "email").unwrap(),
+            state.messages_since(t(0), Delivery::Email).unwrap(),
             (3, Some(t(1)))
         );
         assert_eq!(
-            state.messages_since(t(2), "email").unwrap(),
+            state.messages_since(t(2), Delivery::Email).unwrap(),
             (2, Some(t(5)))
         );
-        assert_eq!(state.messages_since(t(0), "sms").unwrap(), (0, None));
         assert_eq!(
-            state.message_times_since(t(0), "email").unwrap(),
+            state.messages_since(t(0), Delivery::Sms).unwrap(),
+            (0, None)
+        );
+        assert_eq!(
+            state.message_times_since(t(0), Delivery::Email).unwrap(),
             vec![t(1), t(5), t(7)]
         );
     }
@@ -881,7 +906,7 @@ mod tests {
                 "a",
                 Some("u"),
                 Some("a@x.com"),
-                Some("FORCE_CHANGE_PASSWORD"),
+                Some(&UserStatus::ForceChangePassword),
                 Some(true),
                 "r1",
                 t(1),
@@ -893,7 +918,7 @@ mod tests {
                 "a",
                 Some("u"),
                 None,
-                Some("FORCE_CHANGE_PASSWORD"),
+                Some(&UserStatus::ForceChangePassword),
                 Some(true),
                 "r2",
                 t(2),
@@ -905,7 +930,7 @@ mod tests {
                 "a",
                 None,
                 None,
-                Some("CONFIRMED"),
+                Some(&UserStatus::Confirmed),
                 Some(true),
                 "r3",
                 t(3),
@@ -937,7 +962,7 @@ mod tests {
         assert!(state.known("p").unwrap().is_empty());
         assert_eq!(
             state
-                .intent("p", "a", InviteKind::Create, "email", "r", t(1))
+                .intent("p", "a", InviteKind::Create, Delivery::Email, "r", t(1))
                 .unwrap(),
             None
         );

@@ -1,8 +1,8 @@
-//! What a failed Cognito call means for the job: one classifier from the SDK's error to an
-//! [`ErrorClass`], which the retry loop and the row logic act on.
+//! What a failed Cognito call means for the job: the SDK's error reduced to a [`Fault`] (the
+//! adapter's side), and one classifier from a fault of an operation to an [`ErrorClass`] (the
+//! executor's side), which the retry loop and the row logic act on. Must not retry or decide.
 
 use aws_sdk_cognitoidentityprovider::error::{ProvideErrorMetadata, SdkError};
-use aws_smithy_runtime_api::client::result::DispatchFailure;
 
 use crate::limiter::Op;
 
@@ -51,7 +51,7 @@ impl std::fmt::Display for CallError {
 impl std::error::Error for CallError {}
 
 /// The class of a service error code, for an operation. Pure, so the table is tested directly.
-pub fn classify_code(op: Op, code: &str, http_status: Option<u16>) -> ErrorClass {
+fn classify_code(op: Op, code: &str, http_status: Option<u16>) -> ErrorClass {
     match code {
         "TooManyRequestsException" | "ThrottlingException" | "RequestLimitExceeded" => {
             ErrorClass::Throttled
@@ -90,56 +90,122 @@ pub fn classify_code(op: Op, code: &str, http_status: Option<u16>) -> ErrorClass
     }
 }
 
-fn dispatch_class(d: &DispatchFailure) -> ErrorClass {
-    if d.is_user() {
-        ErrorClass::Fatal
-    } else {
-        ErrorClass::Transient { ambiguous: true }
+/// How one attempt failed, before anyone knows which operation it was: the adapter reports
+/// this, and [`classify`] turns it into an [`ErrorClass`] for the operation the executor ran.
+/// Never contains request parameters, so never a password.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fault {
+    pub kind: FaultKind,
+    /// The service's error code (`__type`), when it answered with one.
+    pub code: Option<String>,
+    pub message: String,
+}
+
+/// Where an attempt failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultKind {
+    /// Cognito answered with an error; its HTTP status.
+    Service { http_status: u16 },
+    /// No answer in time: the request may have been carried out.
+    Timeout,
+    /// The request did not get out (`user`: our side's fault, such as a bad endpoint URL) or the
+    /// connection broke while it was out.
+    Dispatch { user: bool },
+    /// An answer came but could not be read: the request may have been carried out.
+    Response,
+    /// The request could not be built.
+    Construction,
+    /// Anything the SDK adds later.
+    Other,
+}
+
+impl Fault {
+    /// A fault of our own making in the adapter (an answer without the field we need, ...).
+    pub fn local(message: impl Into<String>) -> Self {
+        Fault {
+            kind: FaultKind::Other,
+            code: None,
+            message: message.into(),
+        }
     }
 }
 
-/// Maps any SDK error of an operation to a [`CallError`].
-pub fn from_sdk<E, R>(op: Op, err: SdkError<E, R>) -> CallError
+/// The class of a fault, for an operation. The one classifier: pure, tested as a table. The
+/// quota probe (GetProvisionedLimit) is never fatal: an account or a policy that refuses it
+/// means "use the documented quotas", not "stop the run".
+pub fn classify(op: Op, fault: &Fault) -> ErrorClass {
+    match fault_class(op, fault) {
+        ErrorClass::Fatal if op == Op::GetProvisionedLimit => ErrorClass::Permanent,
+        class => class,
+    }
+}
+
+fn fault_class(op: Op, fault: &Fault) -> ErrorClass {
+    match (fault.kind, fault.code.as_deref()) {
+        (FaultKind::Service { http_status }, Some(code)) => {
+            classify_code(op, code, Some(http_status))
+        }
+        (FaultKind::Service { http_status }, None) if http_status >= 500 => {
+            ErrorClass::Transient { ambiguous: false }
+        }
+        (FaultKind::Service { .. }, None) => ErrorClass::Permanent,
+        (FaultKind::Timeout | FaultKind::Response, _) => ErrorClass::Transient { ambiguous: true },
+        (FaultKind::Dispatch { user: true }, _) => ErrorClass::Fatal,
+        (FaultKind::Dispatch { user: false }, _) => ErrorClass::Transient { ambiguous: true },
+        (FaultKind::Construction, _) => ErrorClass::Fatal,
+        (FaultKind::Other, _) => ErrorClass::Permanent,
+    }
+}
+
+impl CallError {
+    /// What a fault of `op` means for the job.
+    pub fn new(op: Op, fault: Fault) -> Self {
+        CallError {
+            op,
+            class: classify(op, &fault),
+            code: fault.code,
+            message: fault.message,
+        }
+    }
+}
+
+/// Maps any SDK error to a [`Fault`]. The only place that looks inside an `SdkError`.
+pub fn from_sdk<E, R>(err: SdkError<E, R>) -> Fault
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug + HttpStatus + 'static,
 {
-    let (class, code, message) = match &err {
+    let (kind, code, message) = match &err {
         SdkError::ServiceError(se) => {
-            let status = se.raw().status_code();
+            let http_status = se.raw().status_code();
             let e = se.err();
             match e.code() {
                 Some(code) => (
-                    classify_code(op, code, Some(status)),
+                    FaultKind::Service { http_status },
                     Some(code.to_string()),
                     e.message().unwrap_or("").to_string(),
                 ),
                 None => (
-                    if status >= 500 {
-                        ErrorClass::Transient { ambiguous: false }
-                    } else {
-                        ErrorClass::Permanent
-                    },
+                    FaultKind::Service { http_status },
                     None,
-                    format!("HTTP {status} without an error code"),
+                    format!("HTTP {http_status} without an error code"),
                 ),
             }
         }
         SdkError::TimeoutError(_) => (
-            ErrorClass::Transient { ambiguous: true },
+            FaultKind::Timeout,
             None,
             "timed out waiting for Cognito".to_string(),
         ),
-        SdkError::DispatchFailure(d) => (dispatch_class(d), None, chain(&err)),
-        SdkError::ResponseError(_) => {
-            (ErrorClass::Transient { ambiguous: true }, None, chain(&err))
+        SdkError::DispatchFailure(d) => {
+            (FaultKind::Dispatch { user: d.is_user() }, None, chain(&err))
         }
-        SdkError::ConstructionFailure(_) => (ErrorClass::Fatal, None, chain(&err)),
-        _ => (ErrorClass::Permanent, None, chain(&err)),
+        SdkError::ResponseError(_) => (FaultKind::Response, None, chain(&err)),
+        SdkError::ConstructionFailure(_) => (FaultKind::Construction, None, chain(&err)),
+        _ => (FaultKind::Other, None, chain(&err)),
     };
-    CallError {
-        op,
-        class,
+    Fault {
+        kind,
         code,
         message,
     }
@@ -264,9 +330,57 @@ mod tests {
                 Transient { ambiguous: false },
             ),
             (Op::AdminGetUser, "SomethingNew", Some(400), Permanent),
+            (
+                Op::GetProvisionedLimit,
+                "AccessDeniedException",
+                Some(400),
+                Permanent,
+            ),
         ];
         for (op, code, status, want) in cases {
-            assert_eq!(classify_code(*op, code, *status), *want, "{op:?} {code}");
+            let fault = Fault {
+                kind: FaultKind::Service {
+                    http_status: status.unwrap_or(400),
+                },
+                code: Some(code.to_string()),
+                message: String::new(),
+            };
+            assert_eq!(classify(*op, &fault), *want, "{op:?} {code}");
         }
+    }
+
+    #[test]
+    fn faults_without_a_code_are_classified_by_where_they_happened() {
+        use ErrorClass::*;
+        let fault = |kind| Fault {
+            kind,
+            code: None,
+            message: String::new(),
+        };
+        let cases = [
+            (
+                FaultKind::Service { http_status: 502 },
+                Transient { ambiguous: false },
+            ),
+            (FaultKind::Service { http_status: 400 }, Permanent),
+            (FaultKind::Timeout, Transient { ambiguous: true }),
+            (FaultKind::Response, Transient { ambiguous: true }),
+            (
+                FaultKind::Dispatch { user: false },
+                Transient { ambiguous: true },
+            ),
+            (FaultKind::Dispatch { user: true }, Fatal),
+            (FaultKind::Construction, Fatal),
+            (FaultKind::Other, Permanent),
+        ];
+        for (kind, want) in cases {
+            assert_eq!(classify(Op::AdminGetUser, &fault(kind)), want, "{kind:?}");
+        }
+        let throttled = Fault {
+            kind: FaultKind::Service { http_status: 400 },
+            code: Some("TooManyRequestsException".into()),
+            message: String::new(),
+        };
+        assert_eq!(classify(Op::ListUsers, &throttled), Throttled);
     }
 }

@@ -1,12 +1,15 @@
-//! The Cognito adapter: our domain types in, our domain types out. One method per operation, one
-//! attempt per call; retries, pacing and decisions live elsewhere. SDK types never leave here.
+//! The Cognito adapter: our domain types in, our domain types out. [`Directory`] is the seam: one
+//! method per operation, one attempt per call, failures as [`Fault`]s that name no operation.
+//! Must not retry, pace, classify or decide (that is `calls` and `executor`); SDK types never
+//! leave here.
 
 mod error;
 mod types;
 
-pub use error::{CallError, ErrorClass, classify_code};
+pub use error::{CallError, ErrorClass, Fault, FaultKind, classify};
 pub use types::*;
 
+use std::future::Future;
 use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
@@ -21,7 +24,7 @@ use aws_sdk_cognitoidentityprovider::types::{
 use chrono::{DateTime, Utc};
 
 use crate::error::Error;
-use crate::limiter::{Category, Op};
+use crate::limiter::Category;
 use crate::password::TempPassword;
 use error::from_sdk;
 
@@ -35,22 +38,74 @@ pub struct Connection {
     pub attempt_timeout: Duration,
 }
 
-/// How an invitation is delivered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Medium {
-    Email,
-    Sms,
-    /// No message (MessageAction=SUPPRESS).
-    Suppress,
-}
-
 /// A user to create.
 pub struct NewUser<'a> {
     /// The name passed to AdminCreateUser (the email in pools where email is the username).
     pub username: &'a str,
     pub attributes: &'a [(String, String)],
     pub password: &'a TempPassword,
-    pub medium: Medium,
+    pub delivery: Delivery,
+}
+
+/// The Cognito operations the job uses, one attempt each. Implemented by [`Cognito`] (the AWS
+/// SDK) and, in unit tests, by an in-memory pool. `calls::Calls` binds each method to its
+/// [`Op`](crate::limiter::Op) and runs it through the executor.
+pub trait Directory: Send + Sync + 'static {
+    fn pool_id(&self) -> &str;
+    /// DescribeUserPool, reduced to what the job decides on.
+    fn describe_pool(&self) -> impl Future<Output = Result<PoolInfo, Fault>> + Send;
+    /// The rate Cognito enforces for a category on this account (GetProvisionedLimit).
+    fn provisioned_limit(
+        &self,
+        category: Category,
+    ) -> impl Future<Output = Result<f64, Fault>> + Send;
+    fn list_groups(
+        &self,
+        next: Option<String>,
+    ) -> impl Future<Output = Result<NamePage, Fault>> + Send;
+    fn list_users_in_group(
+        &self,
+        group: &str,
+        next: Option<String>,
+    ) -> impl Future<Output = Result<NamePage, Fault>> + Send;
+    /// One page of ListUsers (60 users), optionally filtered (`cognito:user_status = "..."`,
+    /// `sub ^= "a"`, ...).
+    fn list_users(
+        &self,
+        filter: Option<&str>,
+        next: Option<String>,
+    ) -> impl Future<Output = Result<UserPage, Fault>> + Send;
+    /// AdminGetUser; `Ok(None)` when the user does not exist.
+    fn get_user(
+        &self,
+        username: &str,
+    ) -> impl Future<Output = Result<Option<RemoteUser>, Fault>> + Send;
+    /// AdminCreateUser with `email_verified=true`, so the provider can use self-service
+    /// recovery later.
+    fn create_user(
+        &self,
+        user: &NewUser<'_>,
+    ) -> impl Future<Output = Result<RemoteUser, Fault>> + Send;
+    /// AdminCreateUser with MessageAction=RESEND: a new invitation with a new temporary password.
+    fn resend_invitation(
+        &self,
+        username: &str,
+        password: &TempPassword,
+        delivery: Delivery,
+    ) -> impl Future<Output = Result<(), Fault>> + Send;
+    /// AdminSetUserPassword with Permanent=false: a new temporary password, no message.
+    fn set_temporary_password(
+        &self,
+        username: &str,
+        password: &TempPassword,
+    ) -> impl Future<Output = Result<(), Fault>> + Send;
+    fn mark_email_verified(&self, username: &str)
+    -> impl Future<Output = Result<(), Fault>> + Send;
+    fn add_to_group(
+        &self,
+        username: &str,
+        group: &str,
+    ) -> impl Future<Output = Result<(), Fault>> + Send;
 }
 
 /// A bound client for one pool.
@@ -163,26 +218,24 @@ impl Cognito {
             pool_id: pool_id.to_string(),
         })
     }
+}
 
-    pub fn pool_id(&self) -> &str {
+impl Directory for Cognito {
+    fn pool_id(&self) -> &str {
         &self.pool_id
     }
 
-    /// DescribeUserPool, reduced to what the job decides on.
-    pub async fn describe_pool(&self) -> Result<PoolInfo, CallError> {
+    async fn describe_pool(&self) -> Result<PoolInfo, Fault> {
         let out = self
             .client
             .describe_user_pool()
             .user_pool_id(&self.pool_id)
             .send()
             .await
-            .map_err(|e| from_sdk(Op::DescribeUserPool, e))?;
-        let pool = out.user_pool().ok_or_else(|| CallError {
-            op: Op::DescribeUserPool,
-            class: ErrorClass::Fatal,
-            code: None,
-            message: "the answer had no user pool".into(),
-        })?;
+            .map_err(from_sdk)?;
+        let pool = out
+            .user_pool()
+            .ok_or_else(|| Fault::local("the answer had no user pool"))?;
         let pp = pool.policies().and_then(|p| p.password_policy());
         let policy = match pp {
             Some(pp) => PasswordPolicy {
@@ -255,37 +308,26 @@ impl Cognito {
         })
     }
 
-    /// The rate Cognito enforces for a category on this account (GetProvisionedLimit).
-    pub async fn provisioned_limit(&self, category: Category) -> Result<f64, CallError> {
+    async fn provisioned_limit(&self, category: Category) -> Result<f64, Fault> {
         let definition = LimitDefinitionType::builder()
             .limit_class(LimitClass::ApiCategory)
             .attributes("Category", category.name())
             .build()
-            .map_err(|e| CallError {
-                op: Op::GetProvisionedLimit,
-                class: ErrorClass::Permanent,
-                code: None,
-                message: e.to_string(),
-            })?;
+            .map_err(|e| Fault::local(e.to_string()))?;
         let out = self
             .client
             .get_provisioned_limit()
             .limit_definition(definition)
             .send()
             .await
-            .map_err(|e| from_sdk(Op::GetProvisionedLimit, e))?;
+            .map_err(from_sdk)?;
         match out.limit().map(|l| l.provisioned_limit_value()) {
             Some(v) if v > 0 => Ok(v as f64),
-            _ => Err(CallError {
-                op: Op::GetProvisionedLimit,
-                class: ErrorClass::Permanent,
-                code: None,
-                message: "no provisioned value in the answer".into(),
-            }),
+            _ => Err(Fault::local("no provisioned value in the answer")),
         }
     }
 
-    pub async fn list_groups(&self, next: Option<String>) -> Result<NamePage, CallError> {
+    async fn list_groups(&self, next: Option<String>) -> Result<NamePage, Fault> {
         let out = self
             .client
             .list_groups()
@@ -294,9 +336,9 @@ impl Cognito {
             .set_next_token(next)
             .send()
             .await
-            .map_err(|e| from_sdk(Op::ListGroups, e))?;
-        Ok(NamePage {
-            names: out
+            .map_err(from_sdk)?;
+        Ok(Page {
+            items: out
                 .groups()
                 .iter()
                 .filter_map(|g| g.group_name().map(str::to_string))
@@ -305,11 +347,11 @@ impl Cognito {
         })
     }
 
-    pub async fn list_users_in_group(
+    async fn list_users_in_group(
         &self,
         group: &str,
         next: Option<String>,
-    ) -> Result<NamePage, CallError> {
+    ) -> Result<NamePage, Fault> {
         let out = self
             .client
             .list_users_in_group()
@@ -319,9 +361,9 @@ impl Cognito {
             .set_next_token(next)
             .send()
             .await
-            .map_err(|e| from_sdk(Op::ListUsersInGroup, e))?;
-        Ok(NamePage {
-            names: out
+            .map_err(from_sdk)?;
+        Ok(Page {
+            items: out
                 .users()
                 .iter()
                 .filter_map(|u| u.username().map(str::to_string))
@@ -330,13 +372,11 @@ impl Cognito {
         })
     }
 
-    /// One page of ListUsers (60 users), optionally filtered (`cognito:user_status = "..."`,
-    /// `sub ^= "a"`, ...).
-    pub async fn list_users(
+    async fn list_users(
         &self,
         filter: Option<&str>,
         next: Option<String>,
-    ) -> Result<UserPage, CallError> {
+    ) -> Result<UserPage, Fault> {
         let out = self
             .client
             .list_users()
@@ -346,15 +386,14 @@ impl Cognito {
             .set_pagination_token(next)
             .send()
             .await
-            .map_err(|e| from_sdk(Op::ListUsers, e))?;
-        Ok(UserPage {
-            users: out.users().iter().map(from_user_type).collect(),
+            .map_err(from_sdk)?;
+        Ok(Page {
+            items: out.users().iter().map(from_user_type).collect(),
             next: out.pagination_token().map(str::to_string),
         })
     }
 
-    /// AdminGetUser; `Ok(None)` when the user does not exist.
-    pub async fn get_user(&self, username: &str) -> Result<Option<RemoteUser>, CallError> {
+    async fn get_user(&self, username: &str) -> Result<Option<RemoteUser>, Fault> {
         match self
             .client
             .admin_get_user()
@@ -371,20 +410,14 @@ impl Cognito {
                 out.user_last_modified_date(),
                 out.user_create_date(),
             ))),
-            Err(e) => {
-                let e = from_sdk(Op::AdminGetUser, e);
-                if e.class == ErrorClass::NotFound {
-                    Ok(None)
-                } else {
-                    Err(e)
-                }
-            }
+            Err(e) => match from_sdk(e) {
+                f if f.code.as_deref() == Some("UserNotFoundException") => Ok(None),
+                f => Err(f),
+            },
         }
     }
 
-    /// AdminCreateUser with `email_verified=true`, so the provider can use self-service
-    /// recovery later.
-    pub async fn create_user(&self, user: &NewUser<'_>) -> Result<RemoteUser, CallError> {
+    async fn create_user(&self, user: &NewUser<'_>) -> Result<RemoteUser, Fault> {
         let mut attributes: Vec<AttributeType> = user
             .attributes
             .iter()
@@ -398,15 +431,12 @@ impl Cognito {
             .username(user.username)
             .set_user_attributes(Some(attributes))
             .temporary_password(user.password.expose());
-        req = match user.medium {
-            Medium::Email => req.desired_delivery_mediums(DeliveryMediumType::Email),
-            Medium::Sms => req.desired_delivery_mediums(DeliveryMediumType::Sms),
-            Medium::Suppress => req.message_action(MessageActionType::Suppress),
+        req = match user.delivery {
+            Delivery::Email => req.desired_delivery_mediums(DeliveryMediumType::Email),
+            Delivery::Sms => req.desired_delivery_mediums(DeliveryMediumType::Sms),
+            Delivery::Suppress => req.message_action(MessageActionType::Suppress),
         };
-        let out = req
-            .send()
-            .await
-            .map_err(|e| from_sdk(Op::AdminCreateUser, e))?;
+        let out = req.send().await.map_err(from_sdk)?;
         Ok(out
             .user()
             .map(from_user_type)
@@ -422,13 +452,12 @@ impl Cognito {
             }))
     }
 
-    /// AdminCreateUser with MessageAction=RESEND: a new invitation with a new temporary password.
-    pub async fn resend_invitation(
+    async fn resend_invitation(
         &self,
         username: &str,
         password: &TempPassword,
-        medium: Medium,
-    ) -> Result<(), CallError> {
+        delivery: Delivery,
+    ) -> Result<(), Fault> {
         let mut req = self
             .client
             .admin_create_user()
@@ -436,24 +465,20 @@ impl Cognito {
             .username(username)
             .message_action(MessageActionType::Resend)
             .temporary_password(password.expose());
-        req = match medium {
-            Medium::Sms => req.desired_delivery_mediums(DeliveryMediumType::Sms),
-            Medium::Email | Medium::Suppress => {
+        req = match delivery {
+            Delivery::Sms => req.desired_delivery_mediums(DeliveryMediumType::Sms),
+            Delivery::Email | Delivery::Suppress => {
                 req.desired_delivery_mediums(DeliveryMediumType::Email)
             }
         };
-        req.send()
-            .await
-            .map(|_| ())
-            .map_err(|e| from_sdk(Op::AdminCreateUserResend, e))
+        req.send().await.map(|_| ()).map_err(from_sdk)
     }
 
-    /// AdminSetUserPassword with Permanent=false: a new temporary password, no message.
-    pub async fn set_temporary_password(
+    async fn set_temporary_password(
         &self,
         username: &str,
         password: &TempPassword,
-    ) -> Result<(), CallError> {
+    ) -> Result<(), Fault> {
         self.client
             .admin_set_user_password()
             .user_pool_id(&self.pool_id)
@@ -463,10 +488,10 @@ impl Cognito {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| from_sdk(Op::AdminSetUserPassword, e))
+            .map_err(from_sdk)
     }
 
-    pub async fn mark_email_verified(&self, username: &str) -> Result<(), CallError> {
+    async fn mark_email_verified(&self, username: &str) -> Result<(), Fault> {
         self.client
             .admin_update_user_attributes()
             .user_pool_id(&self.pool_id)
@@ -477,10 +502,10 @@ impl Cognito {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| from_sdk(Op::AdminUpdateUserAttributes, e))
+            .map_err(from_sdk)
     }
 
-    pub async fn add_to_group(&self, username: &str, group: &str) -> Result<(), CallError> {
+    async fn add_to_group(&self, username: &str, group: &str) -> Result<(), Fault> {
         self.client
             .admin_add_user_to_group()
             .user_pool_id(&self.pool_id)
@@ -489,7 +514,7 @@ impl Cognito {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| from_sdk(Op::AdminAddUserToGroup, e))
+            .map_err(from_sdk)
     }
 }
 

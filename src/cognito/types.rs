@@ -51,9 +51,50 @@ impl UserStatus {
     }
 }
 
+impl Serialize for UserStatus {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
 impl std::fmt::Display for UserStatus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// How an invitation reaches the provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Delivery {
+    Email,
+    Sms,
+    /// Send nothing (MessageAction=SUPPRESS); temporary passwords go to --password-file.
+    Suppress,
+}
+
+impl Delivery {
+    /// The name the state file and the reports use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Delivery::Email => "email",
+            Delivery::Sms => "sms",
+            Delivery::Suppress => "suppress",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "email" => Some(Delivery::Email),
+            "sms" => Some(Delivery::Sms),
+            "suppress" => Some(Delivery::Suppress),
+            _ => None,
+        }
+    }
+
+    /// Whether an invitation by this delivery sends the provider a message.
+    pub fn sends_message(self) -> bool {
+        self != Delivery::Suppress
     }
 }
 
@@ -71,28 +112,7 @@ pub struct RemoteUser {
     pub created: Option<DateTime<Utc>>,
 }
 
-/// The pool's password policy.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct PasswordPolicy {
-    pub minimum_length: usize,
-    pub require_uppercase: bool,
-    pub require_lowercase: bool,
-    pub require_numbers: bool,
-    pub require_symbols: bool,
-}
-
-impl Default for PasswordPolicy {
-    /// Cognito's default policy.
-    fn default() -> Self {
-        PasswordPolicy {
-            minimum_length: 8,
-            require_uppercase: true,
-            require_lowercase: true,
-            require_numbers: true,
-            require_symbols: true,
-        }
-    }
-}
+pub use crate::password::PasswordPolicy;
 
 /// How users are named in the pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -156,16 +176,15 @@ impl PoolInfo {
     }
 }
 
-/// One page of users.
-#[derive(Debug, Clone, Default)]
-pub struct UserPage {
-    pub users: Vec<RemoteUser>,
+/// One page of a listing, and the token for the next (absent on the last page).
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub items: Vec<T>,
     pub next: Option<String>,
 }
 
+/// One page of users.
+pub type UserPage = Page<RemoteUser>;
+
 /// One page of names (groups, or group members).
-#[derive(Debug, Clone, Default)]
-pub struct NamePage {
-    pub names: Vec<String>,
-    pub next: Option<String>,
-}
+pub type NamePage = Page<String>;

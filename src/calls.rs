@@ -1,0 +1,241 @@
+//! Every Cognito operation the job makes, each bound here once to its [`Op`], so that the
+//! executor paces a call and classifies its failure under the same name; pagination; the check
+//! that settles an ambiguous write; and the quota probe, which asks Cognito for a category's
+//! rate before the first call in it. Must not decide what to do with an answer.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use crate::cognito::{Delivery, Directory, Fault, NewUser, Page, PoolInfo, RemoteUser};
+use crate::executor::{Done, Executor, Failed};
+use crate::limiter::{Category, Op};
+use crate::password::TempPassword;
+use crate::plan::{self, InviteKind};
+
+/// Attempts for the first call of a command: it doubles as the connectivity check, so a wrong
+/// endpoint or a network outage is reported in seconds rather than after the full retry schedule.
+pub const PROBE_ATTEMPTS: u32 = 3;
+
+/// The pool's directory, with the executor every call goes through.
+pub struct Calls<D> {
+    pub dir: D,
+    pub exec: Arc<Executor>,
+    probe: tokio::sync::Mutex<Probe>,
+}
+
+/// Which categories still need their quota asked (GetProvisionedLimit).
+#[derive(Debug, Default)]
+pub struct Probe {
+    /// Asking stops at the first refusal (an emulator, an old Region, a policy without it).
+    refused: bool,
+    done: BTreeSet<Category>,
+}
+
+impl Probe {
+    /// Ask for each category's rate, except those in `keep` (set in the settings file).
+    pub fn ask(keep: impl IntoIterator<Item = Category>) -> Self {
+        Probe {
+            refused: false,
+            done: keep.into_iter().collect(),
+        }
+    }
+
+    /// Never ask: the documented (or configured) quotas stand.
+    pub fn never() -> Self {
+        Probe {
+            refused: true,
+            done: BTreeSet::new(),
+        }
+    }
+}
+
+impl<D: Directory> Calls<D> {
+    pub fn new(dir: D, exec: Arc<Executor>, probe: Probe) -> Self {
+        Calls {
+            dir,
+            exec,
+            probe: tokio::sync::Mutex::new(probe),
+        }
+    }
+
+    /// Before the first call in `op`'s category, asks Cognito for the rate it enforces there on
+    /// this account (GetProvisionedLimit, through the executor like any call) and paces the
+    /// category at the run's share of it. Calls that arrive meanwhile wait for the answer.
+    async fn quota_for(&self, op: Op) {
+        let category = op.category();
+        let mut probe = self.probe.lock().await;
+        if probe.refused || !probe.done.insert(category) {
+            return;
+        }
+        match self
+            .exec
+            .call_with_attempts(Op::GetProvisionedLimit, 1, || {
+                self.dir.provisioned_limit(category)
+            })
+            .await
+        {
+            Ok(done) => {
+                self.exec.limiter.set_quota(category, done.value);
+                tracing::debug!(
+                    category = category.name(),
+                    quota = done.value,
+                    rate = self.exec.limiter.current_rate(category),
+                    "provisioned limit"
+                );
+            }
+            Err(f) => {
+                probe.refused = true;
+                tracing::debug!(
+                    "GetProvisionedLimit not answered ({}); using the documented quotas",
+                    f.error
+                );
+            }
+        }
+    }
+
+    async fn call<T, F, Fut>(&self, op: Op, f: F) -> Result<Done<T>, Failed>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, Fault>>,
+    {
+        self.quota_for(op).await;
+        self.exec.call(op, f).await
+    }
+
+    pub fn pool_id(&self) -> &str {
+        self.dir.pool_id()
+    }
+
+    /// DescribeUserPool, with few attempts: it is the first call of every command.
+    pub async fn describe_pool(&self) -> Result<Done<PoolInfo>, Failed> {
+        let attempts = PROBE_ATTEMPTS.min(self.exec.retry.max_attempts);
+        self.quota_for(Op::DescribeUserPool).await;
+        self.exec
+            .call_with_attempts(Op::DescribeUserPool, attempts, || self.dir.describe_pool())
+            .await
+    }
+
+    /// Every group of the pool (ListGroups, all pages).
+    pub async fn groups(&self) -> Result<Vec<String>, Failed> {
+        self.pages(Op::ListGroups, |next| self.dir.list_groups(next))
+            .await
+    }
+
+    /// The usernames in a group (ListUsersInGroup, all pages).
+    pub async fn group_members(&self, group: &str) -> Result<Vec<String>, Failed> {
+        self.pages(Op::ListUsersInGroup, |next| {
+            self.dir.list_users_in_group(group, next)
+        })
+        .await
+    }
+
+    /// Every user matching `filter` (ListUsers, all pages).
+    pub async fn users(&self, filter: Option<&str>) -> Result<Vec<RemoteUser>, Failed> {
+        self.pages(Op::ListUsers, |next| self.dir.list_users(filter, next))
+            .await
+    }
+
+    /// Follows the pagination token until the listing ends.
+    async fn pages<T, F, Fut>(&self, op: Op, mut page: F) -> Result<Vec<T>, Failed>
+    where
+        F: FnMut(Option<String>) -> Fut,
+        Fut: Future<Output = Result<Page<T>, Fault>>,
+    {
+        let mut out = Vec::new();
+        let mut next: Option<String> = None;
+        loop {
+            let token = next.take();
+            let done = self.call(op, || page(token.clone())).await?;
+            out.extend(done.value.items);
+            match done.value.next {
+                Some(t) if !t.is_empty() => next = Some(t),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    /// AdminGetUser; `None` when the user does not exist.
+    pub async fn get_user(&self, username: &str) -> Result<Done<Option<RemoteUser>>, Failed> {
+        self.call(Op::AdminGetUser, || self.dir.get_user(username))
+            .await
+    }
+
+    /// AdminCreateUser. A lost answer is settled by reading the user: created at or after
+    /// `intent_at`, it is ours and the invitation went out; absent, the create is tried again.
+    pub async fn create_user(
+        &self,
+        user: &NewUser<'_>,
+        intent_at: DateTime<Utc>,
+    ) -> Result<Done<RemoteUser>, Failed> {
+        self.quota_for(Op::AdminCreateUser).await;
+        self.exec
+            .call_verified(
+                Op::AdminCreateUser,
+                || self.dir.create_user(user),
+                || async move {
+                    let found = self.get_user(user.username).await?.value;
+                    Ok(found.filter(|u| {
+                        plan::intent_went_through(InviteKind::Create, intent_at, Some(u))
+                    }))
+                },
+            )
+            .await
+    }
+
+    /// AdminCreateUser with RESEND. A lost answer is settled by reading the user: if it was
+    /// modified after `before` (its `UserLastModifiedDate` when it was read for this row), the
+    /// invitation went out; otherwise it is sent again.
+    pub async fn resend_invitation(
+        &self,
+        username: &str,
+        password: &TempPassword,
+        delivery: Delivery,
+        before: Option<DateTime<Utc>>,
+    ) -> Result<Done<()>, Failed> {
+        self.quota_for(Op::AdminCreateUserResend).await;
+        self.exec
+            .call_verified(
+                Op::AdminCreateUserResend,
+                || self.dir.resend_invitation(username, password, delivery),
+                || async move {
+                    let now = self.get_user(username).await?.value;
+                    let moved = match (now.and_then(|u| u.last_modified), before) {
+                        (Some(now), Some(before)) => now > before,
+                        _ => false,
+                    };
+                    Ok(moved.then_some(()))
+                },
+            )
+            .await
+    }
+
+    /// AdminSetUserPassword with Permanent=false (sends nothing; repeating it is harmless).
+    pub async fn set_temporary_password(
+        &self,
+        username: &str,
+        password: &TempPassword,
+    ) -> Result<Done<()>, Failed> {
+        self.call(Op::AdminSetUserPassword, || {
+            self.dir.set_temporary_password(username, password)
+        })
+        .await
+    }
+
+    /// AdminUpdateUserAttributes with `email_verified=true`.
+    pub async fn mark_email_verified(&self, username: &str) -> Result<Done<()>, Failed> {
+        self.call(Op::AdminUpdateUserAttributes, || {
+            self.dir.mark_email_verified(username)
+        })
+        .await
+    }
+
+    /// AdminAddUserToGroup (adding a member again is harmless).
+    pub async fn add_to_group(&self, username: &str, group: &str) -> Result<Done<()>, Failed> {
+        self.call(Op::AdminAddUserToGroup, || {
+            self.dir.add_to_group(username, group)
+        })
+        .await
+    }
+}

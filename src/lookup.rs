@@ -1,0 +1,336 @@
+//! Reading users from the pool: which strategy costs fewer quota-seconds (per-user
+//! AdminGetUser, a full ListUsers scan, a pending-only scan), the scans themselves (in parallel
+//! parts for large pools), bounded per-user reads, and group memberships. Must not decide what
+//! to do with a user.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::Arc;
+
+use serde::Serialize;
+use tokio::sync::watch;
+
+use crate::calls::Calls;
+use crate::cognito::{Directory, RemoteUser, UserStatus, UsernameMode};
+use crate::error::Error;
+use crate::input::KeyMode;
+use crate::limiter::{Category, Limiter};
+
+/// How `run` reads existing users.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Lookup {
+    /// Whichever costs fewer quota-seconds for this cohort.
+    Auto,
+    /// One AdminGetUser per row.
+    Get,
+    /// A ListUsers scan of the whole pool.
+    Scan,
+}
+
+/// Quota-seconds that `calls` calls cost at `rate` requests per second: the time they occupy
+/// a category's quota.
+pub fn quota_seconds(calls: u64, rate: f64) -> f64 {
+    if rate <= 0.0 {
+        f64::INFINITY
+    } else {
+        calls as f64 / rate
+    }
+}
+
+/// The first hex digit of `sub` (a UUID) splits a pool into this many disjoint parts that
+/// ListUsers can read at the same time (`sub ^= "a"`).
+pub const SCAN_PARTITIONS: u64 = 16;
+
+/// Pools with at least this many pages of users are scanned in parallel parts: one page after
+/// another is bound by the round trip, not by the quota.
+pub const PARTITION_FROM_PAGES: u64 = 32;
+
+/// ListUsers calls a full scan of a pool this size costs (60 users a page; a partitioned scan
+/// pays one partial page per part).
+pub fn scan_calls(pool_users: u64) -> u64 {
+    let pages = pool_users.div_ceil(60).max(1);
+    if pages >= PARTITION_FROM_PAGES {
+        SCAN_PARTITIONS * pool_users.div_ceil(SCAN_PARTITIONS).div_ceil(60).max(1)
+    } else {
+        pages
+    }
+}
+
+/// Which lookup costs fewer quota-seconds for this cohort: one AdminGetUser per row, or a
+/// ListUsers scan of the whole pool (60 users a page).
+pub fn choose(choice: Lookup, cohort: usize, pool_users: u64, limiter: &Limiter) -> Lookup {
+    match choice {
+        Lookup::Get | Lookup::Scan => choice,
+        Lookup::Auto => {
+            let get = quota_seconds(cohort as u64, limiter.current_rate(Category::UserRead));
+            let scan = quota_seconds(
+                scan_calls(pool_users),
+                limiter.current_rate(Category::UserList),
+            );
+            if scan < get {
+                Lookup::Scan
+            } else {
+                Lookup::Get
+            }
+        }
+    }
+}
+
+/// How `status` reads the users' statuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Refresh {
+    /// One AdminGetUser per provider (UserRead).
+    PerUser,
+    /// ListUsers over the whole pool (UserList, 60 a page).
+    Scan,
+    /// ListUsers filtered to `FORCE_CHANGE_PASSWORD`, then AdminGetUser for each provider not
+    /// in that list (the ones whose status changed, and those not pending before).
+    PendingScan,
+}
+
+/// Estimated quota-seconds of each refresh strategy, and the cheapest.
+///
+/// `targets`: providers to refresh; `pending`: how many of them were last seen pending;
+/// `pool_users`: the pool's estimated size; `read`/`list`: the full UserRead/UserList quotas.
+/// The pending scan assumes the pool's pending users are about the cohort's (its pages are
+/// `ceil(pending / 60)`).
+pub fn choose_refresh(
+    targets: u64,
+    pending: u64,
+    pool_users: u64,
+    read: f64,
+    list: f64,
+    all: bool,
+) -> (Refresh, BTreeMap<&'static str, f64>) {
+    let per_user = quota_seconds(targets, read);
+    let scan = quota_seconds(scan_calls(pool_users), list);
+    let pending_scan = quota_seconds(pending.div_ceil(60).max(1), list)
+        + quota_seconds(targets.saturating_sub(pending), read);
+    let costs = BTreeMap::from([
+        ("per_user", per_user),
+        ("scan", scan),
+        ("pending_scan", pending_scan),
+    ]);
+    let choice = if all || (scan <= per_user && scan <= pending_scan) {
+        Refresh::Scan
+    } else if pending_scan < per_user {
+        Refresh::PendingScan
+    } else {
+        Refresh::PerUser
+    };
+    (choice, costs)
+}
+
+/// Where `run`'s rows find their user.
+pub enum Found {
+    /// One AdminGetUser per row, as the row is processed.
+    PerRow,
+    /// A ListUsers scan done up front, keyed like the rows (lower-cased).
+    Scanned(BTreeMap<String, RemoteUser>),
+}
+
+/// The key a scanned user is matched to rows by.
+pub fn scan_key(mode: UsernameMode, key_mode: KeyMode, user: &RemoteUser) -> Option<String> {
+    match (mode, key_mode) {
+        (UsernameMode::Email, _) => user.email.clone(),
+        _ => Some(user.username.to_lowercase()),
+    }
+}
+
+/// Every user of the pool. Large pools are read in parallel parts by the first hex digit of
+/// `sub`, so the scan runs at the UserList quota rather than at one page per round trip.
+pub async fn all_users<D: Directory>(
+    calls: &Calls<D>,
+    pool_users: u64,
+) -> Result<Vec<RemoteUser>, Error> {
+    if pool_users.div_ceil(60) < PARTITION_FROM_PAGES {
+        return Ok(calls.users(None).await?);
+    }
+    let filters: Vec<String> = "0123456789abcdef"
+        .chars()
+        .map(|digit| format!("sub ^= \"{digit}\""))
+        .collect();
+    let mut users = Vec::with_capacity(pool_users as usize);
+    let mut first_error = None;
+    let not_started = calls
+        .exec
+        .for_each_bounded(
+            filters.iter(),
+            filters.len(),
+            |filter| calls.users(Some(filter)),
+            |part| match part {
+                Ok(Ok(found)) => users.extend(found),
+                Ok(Err(failed)) => {
+                    first_error.get_or_insert(Error::from(failed));
+                }
+                Err(panicked) => {
+                    first_error.get_or_insert(Error::Cognito(format!(
+                        "a scan part stopped: {}",
+                        panicked.message
+                    )));
+                }
+            },
+        )
+        .await;
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    // A scan with a part missing would make its users look absent: never use one.
+    if !not_started.is_empty() {
+        return Err(Error::Interrupted);
+    }
+    Ok(users)
+}
+
+/// The pool's users that belong to the cohort's keys, keyed like the rows (lower-cased).
+pub async fn scan<D: Directory>(
+    calls: &Calls<D>,
+    mode: UsernameMode,
+    key_mode: KeyMode,
+    pool_users: u64,
+    keys: impl Iterator<Item = String>,
+) -> Result<BTreeMap<String, RemoteUser>, Error> {
+    let wanted: HashSet<String> = keys.map(|k| k.to_lowercase()).collect();
+    let users = all_users(calls, pool_users).await?;
+    Ok(users
+        .into_iter()
+        .filter_map(|u| scan_key(mode, key_mode, &u).map(|k| (k, u)))
+        .filter(|(k, _)| wanted.contains(k))
+        .collect())
+}
+
+/// The pool's users still in `FORCE_CHANGE_PASSWORD` (one filtered ListUsers listing).
+pub async fn pending_users<D: Directory>(calls: &Calls<D>) -> Result<Vec<RemoteUser>, Error> {
+    let filter = format!(
+        "cognito:user_status = \"{}\"",
+        UserStatus::ForceChangePassword.as_str()
+    );
+    Ok(calls.users(Some(&filter)).await?)
+}
+
+/// What a per-user read found: the user (or `None`: not in the pool), or why it could not be read.
+pub type Read = Result<Option<RemoteUser>, String>;
+
+/// Reads each `(key, username)` with AdminGetUser, `concurrency` at a time. Keys not read
+/// because the run was stopped are absent from the answer.
+pub async fn read_each<D: Directory>(
+    calls: &Calls<D>,
+    targets: Vec<(String, String)>,
+    concurrency: usize,
+) -> BTreeMap<String, Read> {
+    let mut out = BTreeMap::new();
+    let keys: Vec<String> = targets.iter().map(|(k, _)| k.clone()).collect();
+    calls
+        .exec
+        .for_each_bounded(
+            targets,
+            concurrency,
+            |(key, username)| async move {
+                let got = calls
+                    .get_user(&username)
+                    .await
+                    .map(|d| d.value)
+                    .map_err(|f| f.error.to_string());
+                (key, got)
+            },
+            |done| match done {
+                Ok((key, got)) => {
+                    out.insert(key, got);
+                }
+                Err(panicked) => {
+                    out.insert(
+                        keys[panicked.index].clone(),
+                        Err(format!(
+                            "the read stopped unexpectedly: {}",
+                            panicked.message
+                        )),
+                    );
+                }
+            },
+        )
+        .await;
+    out
+}
+
+/// Group name → usernames in it (lower-cased), read once per run for the groups the cohort names.
+pub type Memberships = BTreeMap<String, HashSet<String>>;
+
+/// Reads the members of every group in `groups`, in the background; rows that need the answer
+/// wait for it. A group that cannot be listed is left out: adding a user to a group they are
+/// in is harmless, so without the list every existing user is simply added again.
+pub fn spawn_memberships<D: Directory>(
+    calls: Arc<Calls<D>>,
+    groups: BTreeSet<String>,
+) -> watch::Receiver<Option<Arc<Memberships>>> {
+    let (tx, rx) = watch::channel(None);
+    tokio::spawn(async move {
+        let mut out = Memberships::new();
+        for group in groups {
+            match calls.group_members(&group).await {
+                Ok(names) => {
+                    out.insert(group, names.into_iter().map(|n| n.to_lowercase()).collect());
+                }
+                Err(e) => {
+                    tracing::warn!("could not list the members of group {group}: {}", e.error);
+                }
+            }
+        }
+        let _ = tx.send(Some(Arc::new(out)));
+    });
+    rx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scans_cost_a_page_per_60_users_and_a_partial_page_per_part() {
+        assert_eq!(scan_calls(0), 1);
+        assert_eq!(scan_calls(60), 1);
+        assert_eq!(scan_calls(61), 2);
+        assert_eq!(scan_calls(31 * 60), 31);
+        // 32 pages and up: 16 parts of 120 users, two pages each.
+        assert_eq!(scan_calls(32 * 60), 32);
+        assert_eq!(scan_calls(6000), 16 * 7);
+        assert_eq!(scan_calls(20_000), 16 * 21);
+    }
+
+    #[test]
+    fn refresh_strategy_follows_the_quota_seconds() {
+        // 3,000 tracked users in a 3,000-user pool: a scan (50 pages) beats 3,000 reads.
+        assert_eq!(
+            choose_refresh(3000, 1000, 3000, 120.0, 30.0, false).0,
+            Refresh::Scan
+        );
+        // 200 tracked, 150 of them pending, in a 20,000-user pool: pending scan (3 pages + 50 reads).
+        assert_eq!(
+            choose_refresh(200, 150, 20_000, 120.0, 30.0, false).0,
+            Refresh::PendingScan
+        );
+        // 20 tracked, none pending, in a big pool: per user.
+        assert_eq!(
+            choose_refresh(20, 0, 20_000, 120.0, 30.0, false).0,
+            Refresh::PerUser
+        );
+        // --all always scans.
+        assert_eq!(
+            choose_refresh(1, 0, 1_000_000, 120.0, 30.0, true).0,
+            Refresh::Scan
+        );
+        let (_, costs) = choose_refresh(200, 150, 20_000, 120.0, 30.0, false);
+        assert!((costs["per_user"] - 200.0 / 120.0).abs() < 1e-9);
+        assert!((costs["scan"] - 336.0 / 30.0).abs() < 1e-9);
+        assert!((costs["pending_scan"] - (3.0 / 30.0 + 50.0 / 120.0)).abs() < 1e-9);
+    }
+
+    #[test]
+    fn the_lookup_follows_the_quota_seconds() {
+        let limiter = Limiter::new(&crate::limiter::Quotas::default(), 1.0);
+        assert_eq!(choose(Lookup::Auto, 200, 20_000, &limiter), Lookup::Get);
+        assert_eq!(choose(Lookup::Auto, 5_000, 6_000, &limiter), Lookup::Scan);
+        assert_eq!(choose(Lookup::Get, 5_000, 6_000, &limiter), Lookup::Get);
+        assert_eq!(choose(Lookup::Scan, 1, 1_000_000, &limiter), Lookup::Scan);
+    }
+}

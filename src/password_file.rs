@@ -1,0 +1,107 @@
+//! The suppress-mode password file: created new with mode 0600, one synced line per temporary
+//! password issued, for out-of-band delivery. The only file a password is ever written to; must
+//! not be opened twice or overwritten.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use crate::error::Error;
+use crate::password::TempPassword;
+
+/// The header line, alone in a file that received no password.
+const HEADER: &[u8] = b"username,temporary_password\n";
+
+pub struct PasswordFile {
+    path: PathBuf,
+    file: Mutex<std::fs::File>,
+}
+
+impl PasswordFile {
+    /// Creates the file; refuses to touch an existing one.
+    pub fn create(path: &Path) -> Result<Self, Error> {
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let mut file = options.open(path).map_err(|e| {
+            Error::io(
+                if e.kind() == std::io::ErrorKind::AlreadyExists {
+                    "refusing to overwrite the password file"
+                } else {
+                    "cannot create the password file"
+                },
+                path,
+                e,
+            )
+        })?;
+        file.write_all(HEADER)
+            .and_then(|_| file.sync_all())
+            .map_err(|e| Error::io("cannot write the password file", path, e))?;
+        Ok(PasswordFile {
+            path: path.to_path_buf(),
+            file: Mutex::new(file),
+        })
+    }
+
+    /// Appends and syncs one line, so a killed run keeps every password it issued.
+    pub fn record(&self, username: &str, password: &TempPassword) -> Result<(), String> {
+        let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
+        let mut line = Vec::new();
+        {
+            let mut w = csv::WriterBuilder::new().from_writer(&mut line);
+            w.write_record([username, password.expose()])
+                .and_then(|_| w.flush().map_err(csv::Error::from))
+                .map_err(|_| "cannot format the password file line".to_string())?;
+        }
+        file.write_all(&line)
+            .and_then(|_| file.sync_data())
+            .map_err(|e| format!("cannot write {}: {e}", self.path.display()))
+    }
+
+    /// Removes a password file that holds no password (a run that stopped before issuing one).
+    pub fn discard_if_empty(path: &Path) {
+        if std::fs::read(path).is_ok_and(|b| b == HEADER) {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn password_file_is_private_and_never_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pw.csv");
+        let f = PasswordFile::create(&path).unwrap();
+        f.record("u1", &TempPassword::new("Abc,def1!".into()))
+            .unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text, "username,temporary_password\nu1,\"Abc,def1!\"\n");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let err = PasswordFile::create(&path).err().unwrap();
+        assert!(err.to_string().contains("refusing to overwrite"), "{err}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+        PasswordFile::discard_if_empty(&path);
+        assert!(path.exists(), "a file with a password is kept");
+    }
+
+    #[test]
+    fn a_file_that_received_no_password_is_discarded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pw.csv");
+        drop(PasswordFile::create(&path).unwrap());
+        PasswordFile::discard_if_empty(&path);
+        assert!(!path.exists());
+    }
+}

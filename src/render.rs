@@ -1,0 +1,105 @@
+//! What people read on a terminal: `check`'s description of the pool and the input, and
+//! `status`'s table. Pure: values in, text out. Must not read or decide anything.
+
+use crate::budget::COGNITO_DEFAULT_DAILY_EMAILS;
+use crate::cognito::PoolInfo;
+use crate::standing::StatusReport;
+
+/// `check`'s description of the pool.
+pub fn pool(pool: &PoolInfo) -> String {
+    let p = &pool.policy;
+    let classes: String = [
+        (p.require_uppercase, ", upper-case"),
+        (p.require_lowercase, ", lower-case"),
+        (p.require_numbers, ", digits"),
+        (p.require_symbols, ", symbols"),
+    ]
+    .iter()
+    .filter(|(on, _)| *on)
+    .map(|(_, name)| *name)
+    .collect();
+    format!(
+        "pool {} ({})\n  estimated users: {}\n  username: {:?}\n  password policy: at least {} characters{classes}\n  temporary passwords valid: {} days\n  email sending account: {}\n",
+        pool.id,
+        pool.name,
+        pool.estimated_users,
+        pool.username_mode,
+        p.minimum_length,
+        pool.temporary_password_validity_days,
+        pool.email_sending_account
+    )
+}
+
+/// `check`'s header for the input file.
+pub fn input(path: &str, encoding: &str, columns: &[String]) -> String {
+    format!(
+        "input: {path} ({encoding})\n  columns: {}\n",
+        columns
+            .iter()
+            .map(|c| c.escape_debug().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
+/// `check`'s warning when Cognito's own sender would take days to send the invitations.
+pub fn email_days(pool: &PoolInfo, valid: u64) -> Option<String> {
+    let cap = u64::from(COGNITO_DEFAULT_DAILY_EMAILS);
+    (pool.uses_cognito_email() && valid > cap).then(|| {
+        format!(
+            "  warning: Cognito's own email sender allows {cap} emails a day; up to {valid} invitations will take {} days\n",
+            valid.div_ceil(cap)
+        )
+    })
+}
+
+/// A plain table for a terminal.
+pub fn status_table(report: &StatusReport) -> String {
+    let mut out = String::new();
+    let width = report
+        .rows
+        .iter()
+        .map(|r| r.key.chars().count())
+        .max()
+        .unwrap_or(3)
+        .max(3);
+    out.push_str(&format!(
+        "{:<width$}  {:<22}  {:<15}  {}\n",
+        "key", "status", "standing", "detail"
+    ));
+    for r in &report.rows {
+        out.push_str(&format!(
+            "{:<width$}  {:<22}  {:<15}  {}\n",
+            r.key,
+            r.status.as_deref().unwrap_or("-"),
+            r.standing.as_str(),
+            r.reason
+        ));
+    }
+    let f = &report.funnel;
+    out.push_str(&format!(
+        "\nfunnel: {} invited, {} confirmed, {} pending, {} expired, {} attention; median time to confirm: {}\n",
+        f.invited,
+        f.confirmed,
+        f.pending,
+        f.expired,
+        f.attention,
+        f.median_hours_to_confirm
+            .map(|h| format!("{h} h"))
+            .unwrap_or_else(|| "-".into())
+    ));
+    out.push_str(&format!(
+        "newly confirmed: {}\n",
+        if report.newly_confirmed.is_empty() {
+            "none".to_string()
+        } else {
+            report
+                .newly_confirmed
+                .iter()
+                .map(|r| r.key.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    ));
+    out
+}

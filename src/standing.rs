@@ -1,0 +1,584 @@
+//! Where each provider stands, for `status`: the standing is `plan::decide`'s decision for the
+//! provider (what `run` would do now), so `status` and `run` cannot disagree; the funnel and the
+//! summary. Pure: values in, values out. Must not re-decide what `plan` decides, or read
+//! anything.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::cognito::RemoteUser;
+use crate::lookup::Refresh;
+use crate::plan::{self, Action, Keep, Policy, ReissueCause};
+use crate::state::{DELETED, Known};
+use crate::wording;
+
+/// Where a provider stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Standing {
+    /// Confirmed, and not in any earlier status report: send the API credentials.
+    NewlyConfirmed,
+    Confirmed,
+    /// Invited; the temporary password is still valid.
+    Pending,
+    /// Invited; the temporary password has expired or is lost (`run` re-issues it, unless
+    /// `--reissue never`).
+    Expired,
+    /// Disabled, deleted from the pool, past `--max-reissues`, another email, or a status the
+    /// tool does not manage.
+    Attention,
+    /// In the CSV but not in the pool, and never invited (`run` will create it).
+    NotInvited,
+    /// Its status could not be read.
+    Unknown,
+}
+
+impl Standing {
+    pub const ALL: [Standing; 7] = [
+        Standing::NewlyConfirmed,
+        Standing::Confirmed,
+        Standing::Pending,
+        Standing::Expired,
+        Standing::Attention,
+        Standing::NotInvited,
+        Standing::Unknown,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Standing::NewlyConfirmed => "newly_confirmed",
+            Standing::Confirmed => "confirmed",
+            Standing::Pending => "pending",
+            Standing::Expired => "expired",
+            Standing::Attention => "attention",
+            Standing::NotInvited => "not_invited",
+            Standing::Unknown => "unknown",
+        }
+    }
+}
+
+impl Standing {
+    /// The standing of a provider for whom `run` would take `action`. `newly`: confirmed, and not
+    /// yet listed by an earlier `status`.
+    pub fn of(action: &Action, newly: bool) -> Standing {
+        match action {
+            Action::Create => Standing::NotInvited,
+            Action::Reissue {
+                cause: ReissueCause::Expired { .. } | ReissueCause::PasswordLost,
+                ..
+            } => Standing::Expired,
+            Action::Reissue {
+                cause: ReissueCause::Always,
+                ..
+            } => Standing::Pending,
+            Action::Keep(Keep::Pending { .. }) => Standing::Pending,
+            Action::Keep(Keep::Expired { .. }) => Standing::Expired,
+            Action::Keep(Keep::Confirmed) if newly => Standing::NewlyConfirmed,
+            Action::Keep(Keep::Confirmed) => Standing::Confirmed,
+            Action::Attention(_) => Standing::Attention,
+        }
+    }
+}
+
+/// One provider in the status report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StatusRow {
+    pub key: String,
+    pub username: Option<String>,
+    pub email: Option<String>,
+    /// Cognito's status now (`DELETED` when the user is gone).
+    pub status: Option<String>,
+    pub standing: Standing,
+    pub reason: String,
+    pub first_invited_at: Option<DateTime<Utc>>,
+    pub last_invited_at: Option<DateTime<Utc>>,
+    pub reissues: u32,
+    pub temp_password_expires_at: Option<DateTime<Utc>>,
+    /// When the tool first saw the user CONFIRMED.
+    pub confirmed_at: Option<DateTime<Utc>>,
+}
+
+/// Classifies one provider: `plan::decide` on what Cognito shows now (`remote`, None: not in
+/// the pool) and on `known`, the state after this refresh was recorded, with the policy `run`
+/// would use. `email`: the row's email (the CSV's, or the one the state recorded).
+pub fn classify(
+    key: &str,
+    email: Option<&str>,
+    remote: Option<&RemoteUser>,
+    known: &Known,
+    policy: &Policy,
+    now: DateTime<Utc>,
+) -> StatusRow {
+    let history = known.history();
+    let email = email
+        .map(str::to_string)
+        .or_else(|| known.email.clone())
+        .or_else(|| remote.and_then(|u| u.email.clone()));
+    // Group membership does not change where a provider stands.
+    let decision = plan::decide(
+        email.as_deref().unwrap_or_default(),
+        &[],
+        remote,
+        &|_| true,
+        &history,
+        policy,
+        now,
+    );
+    let newly = known.invited && known.confirmed_reported_at.is_none();
+    let standing = Standing::of(&decision.action, newly);
+    let reason = match (standing, known.confirmed_at) {
+        (Standing::NewlyConfirmed, Some(at)) => format!(
+            "confirmed (first seen {}); send the API credentials",
+            wording::time(at)
+        ),
+        (Standing::NewlyConfirmed, None) => "confirmed; send the API credentials".into(),
+        _ => wording::standing(&decision.action, known.reissues),
+    };
+    let confirmed = matches!(standing, Standing::Confirmed | Standing::NewlyConfirmed);
+    StatusRow {
+        key: key.to_string(),
+        username: remote
+            .map(|u| u.username.clone())
+            .or_else(|| known.username.clone()),
+        email: remote.and_then(|u| u.email.clone()).or(email),
+        status: match remote {
+            Some(u) => Some(u.status.to_string()),
+            None if known.invited => Some(DELETED.to_string()),
+            None => None,
+        },
+        standing,
+        reason,
+        first_invited_at: known.first_invited_at,
+        last_invited_at: known.last_invited_at,
+        reissues: known.reissues,
+        temp_password_expires_at: remote
+            .filter(|u| u.status == crate::cognito::UserStatus::ForceChangePassword)
+            .and_then(|u| plan::expiry(u, &history, policy.validity)),
+        confirmed_at: if confirmed { known.confirmed_at } else { None },
+    }
+}
+
+/// A provider whose status could not be read (`why`), or was not read because the refresh was
+/// stopped.
+pub fn unread(key: &str, username: &str, known: &Known, why: String) -> StatusRow {
+    StatusRow {
+        key: key.to_string(),
+        username: Some(username.to_string()),
+        email: known.email.clone(),
+        status: None,
+        standing: Standing::Unknown,
+        reason: why,
+        first_invited_at: known.first_invited_at,
+        last_invited_at: known.last_invited_at,
+        reissues: known.reissues,
+        temp_password_expires_at: None,
+        confirmed_at: known.confirmed_at,
+    }
+}
+
+/// The onboarding funnel over the providers the tool invited.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Funnel {
+    pub invited: u64,
+    pub confirmed: u64,
+    pub pending: u64,
+    pub expired: u64,
+    pub attention: u64,
+    /// Median hours from the first invitation to when the tool first saw the user confirmed
+    /// (an upper bound: it sees confirmations only when it looks).
+    pub median_hours_to_confirm: Option<f64>,
+}
+
+pub fn funnel(rows: &[StatusRow]) -> Funnel {
+    let invited: Vec<&StatusRow> = rows
+        .iter()
+        .filter(|r| r.first_invited_at.is_some())
+        .collect();
+    let count =
+        |f: &dyn Fn(Standing) -> bool| invited.iter().filter(|r| f(r.standing)).count() as u64;
+    let mut hours: Vec<f64> = invited
+        .iter()
+        .filter_map(|r| match (r.first_invited_at, r.confirmed_at) {
+            (Some(i), Some(c)) if c >= i => Some((c - i).num_seconds() as f64 / 3600.0),
+            _ => None,
+        })
+        .collect();
+    hours.sort_by(|a, b| a.total_cmp(b));
+    let median = match hours.len() {
+        0 => None,
+        n if n % 2 == 1 => Some(hours[n / 2]),
+        n => Some((hours[n / 2 - 1] + hours[n / 2]) / 2.0),
+    };
+    Funnel {
+        invited: invited.len() as u64,
+        confirmed: count(&|s| matches!(s, Standing::Confirmed | Standing::NewlyConfirmed)),
+        pending: count(&|s| s == Standing::Pending),
+        expired: count(&|s| s == Standing::Expired),
+        attention: count(&|s| s == Standing::Attention),
+        median_hours_to_confirm: median.map(|h| (h * 10.0).round() / 10.0),
+    }
+}
+
+/// The `status` report.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusReport {
+    pub run_id: String,
+    pub command: &'static str,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    pub user_pool_id: String,
+    pub previous_status_at: Option<DateTime<Utc>>,
+    pub refresh: Refresh,
+    /// Estimated quota-seconds of each strategy, and what the chosen one spent.
+    pub estimated_quota_seconds: BTreeMap<&'static str, f64>,
+    pub quota_seconds: f64,
+    pub calls: BTreeMap<String, u64>,
+    pub summary: BTreeMap<Standing, u64>,
+    pub funnel: Funnel,
+    pub newly_confirmed: Vec<StatusRow>,
+    pub rows: Vec<StatusRow>,
+}
+
+/// Counts per standing, every standing present (zero when none).
+pub fn summarize(rows: &[StatusRow]) -> BTreeMap<Standing, u64> {
+    let mut out: BTreeMap<Standing, u64> = Standing::ALL.iter().map(|s| (*s, 0)).collect();
+    for r in rows {
+        *out.entry(r.standing).or_default() += 1;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cognito::{Delivery, UserStatus};
+    use crate::plan::Reissue;
+    use chrono::{Duration, TimeZone};
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 22, 12, 0, 0).unwrap()
+    }
+
+    fn user(status: UserStatus) -> RemoteUser {
+        RemoteUser {
+            username: "u".into(),
+            status,
+            enabled: true,
+            email: Some("a@example.com".into()),
+            email_verified: true,
+            sub: None,
+            last_modified: Some(now() - Duration::days(1)),
+            created: Some(now() - Duration::days(1)),
+        }
+    }
+
+    fn invited(days_ago: i64) -> Known {
+        Known {
+            invited: true,
+            first_invited_at: Some(now() - Duration::days(days_ago)),
+            last_invited_at: Some(now() - Duration::days(days_ago)),
+            ..Known::default()
+        }
+    }
+
+    fn policy(reissue: Reissue) -> Policy {
+        Policy {
+            reissue,
+            delivery: Delivery::Email,
+            validity: Duration::days(7),
+            max_reissues: 3,
+        }
+    }
+
+    fn standing(remote: Option<&RemoteUser>, known: &Known) -> Standing {
+        classify(
+            "a@example.com",
+            Some("a@example.com"),
+            remote,
+            known,
+            &policy(Reissue::Expired),
+            now(),
+        )
+        .standing
+    }
+
+    /// One case per row of `plan::decide`'s table: `status` reports, as the provider's standing
+    /// and in its reason, what `run` would do.
+    #[test]
+    fn status_reports_what_run_would_do_for_every_row_of_the_decision_table() {
+        let mut other_email = user(UserStatus::Confirmed);
+        other_email.email = Some("b@example.com".into());
+        let mut disabled = user(UserStatus::ForceChangePassword);
+        disabled.enabled = false;
+        let fcp = user(UserStatus::ForceChangePassword);
+        let mut lost = invited(1);
+        lost.password_lost = true;
+        let mut at_cap = invited(8);
+        at_cap.reissues = 3;
+        let mut reported = invited(3);
+        reported.confirmed_at = Some(now() - Duration::days(1));
+        reported.confirmed_reported_at = Some(now() - Duration::hours(1));
+        let mut newly = invited(3);
+        newly.confirmed_at = Some(now() - Duration::hours(2));
+        use Reissue::*;
+        /// The row, the user, the history, the policy, the standing, and words the reason has.
+        type Case = (
+            &'static str,
+            Option<RemoteUser>,
+            Known,
+            Reissue,
+            Standing,
+            &'static str,
+        );
+        let rows: Vec<Case> = vec![
+            (
+                "absent, invited before",
+                None,
+                invited(2),
+                Expired,
+                Standing::Attention,
+                "deleted",
+            ),
+            (
+                "absent, otherwise",
+                None,
+                Known::default(),
+                Expired,
+                Standing::NotInvited,
+                "creates it",
+            ),
+            (
+                "another email",
+                Some(other_email),
+                invited(2),
+                Expired,
+                Standing::Attention,
+                "another email",
+            ),
+            (
+                "disabled",
+                Some(disabled),
+                invited(2),
+                Always,
+                Standing::Attention,
+                "disabled",
+            ),
+            (
+                "pending, --reissue always",
+                Some(fcp.clone()),
+                invited(1),
+                Always,
+                Standing::Pending,
+                "re-issues it on every run",
+            ),
+            (
+                "pending, password lost",
+                Some(fcp.clone()),
+                lost,
+                Never,
+                Standing::Expired,
+                "re-issues it",
+            ),
+            (
+                "expired, under the cap",
+                Some(fcp.clone()),
+                invited(8),
+                Expired,
+                Standing::Expired,
+                "`run` re-issues it",
+            ),
+            (
+                "expired, cap reached",
+                Some(fcp.clone()),
+                at_cap.clone(),
+                Expired,
+                Standing::Attention,
+                "--max-reissues",
+            ),
+            (
+                "expired, --reissue never",
+                Some(fcp.clone()),
+                invited(8),
+                Never,
+                Standing::Expired,
+                "not re-issued (--reissue never)",
+            ),
+            (
+                "not expired",
+                Some(fcp.clone()),
+                invited(2),
+                Expired,
+                Standing::Pending,
+                "valid until",
+            ),
+            (
+                "confirmed, listed before",
+                Some(user(UserStatus::Confirmed)),
+                reported,
+                Expired,
+                Standing::Confirmed,
+                "confirmed",
+            ),
+            (
+                "confirmed, not listed yet",
+                Some(user(UserStatus::Confirmed)),
+                newly,
+                Expired,
+                Standing::NewlyConfirmed,
+                "send the API credentials",
+            ),
+            (
+                "another status",
+                Some(user(UserStatus::ResetRequired)),
+                invited(2),
+                Expired,
+                Standing::Attention,
+                "RESET_REQUIRED",
+            ),
+        ];
+        for (case, remote, known, reissue, want, says) in rows {
+            let p = policy(reissue);
+            let got = classify(
+                "a@example.com",
+                Some("a@example.com"),
+                remote.as_ref(),
+                &known,
+                &p,
+                now(),
+            );
+            let run = plan::decide(
+                "a@example.com",
+                &[],
+                remote.as_ref(),
+                &|_| true,
+                &known.history(),
+                &p,
+                now(),
+            );
+            let newly = known.invited && known.confirmed_reported_at.is_none();
+            assert_eq!(got.standing, want, "{case}: {}", got.reason);
+            assert_eq!(
+                Standing::of(&run.action, newly),
+                want,
+                "{case}: run decides {:?}",
+                run.action
+            );
+            assert!(got.reason.contains(says), "{case}: {}", got.reason);
+            if want != Standing::NewlyConfirmed {
+                assert_eq!(
+                    got.reason,
+                    wording::standing(&run.action, known.reissues),
+                    "{case}"
+                );
+            }
+        }
+        // The cap: `run` stops re-issuing, so `status` must not say it re-issues.
+        let capped = classify(
+            "a@example.com",
+            Some("a@example.com"),
+            Some(&fcp),
+            &at_cap,
+            &policy(Expired),
+            now(),
+        );
+        assert!(
+            !capped.reason.contains("`run` re-issues"),
+            "{}",
+            capped.reason
+        );
+    }
+
+    #[test]
+    fn classification_table() {
+        let mut confirmed_reported = invited(3);
+        confirmed_reported.confirmed_at = Some(now() - Duration::days(1));
+        confirmed_reported.confirmed_reported_at = Some(now() - Duration::hours(1));
+        let mut confirmed_new = invited(3);
+        confirmed_new.confirmed_at = Some(now() - Duration::hours(2));
+        let mut disabled = user(UserStatus::Confirmed);
+        disabled.enabled = false;
+        let cases: Vec<(Option<RemoteUser>, Known, Standing)> = vec![
+            (
+                Some(user(UserStatus::Confirmed)),
+                confirmed_new.clone(),
+                Standing::NewlyConfirmed,
+            ),
+            (
+                Some(user(UserStatus::Confirmed)),
+                confirmed_reported,
+                Standing::Confirmed,
+            ),
+            (
+                Some(user(UserStatus::Confirmed)),
+                Known::default(),
+                Standing::Confirmed,
+            ),
+            (
+                Some(user(UserStatus::ForceChangePassword)),
+                invited(2),
+                Standing::Pending,
+            ),
+            (
+                Some(user(UserStatus::ForceChangePassword)),
+                invited(8),
+                Standing::Expired,
+            ),
+            (
+                Some(user(UserStatus::ResetRequired)),
+                invited(2),
+                Standing::Attention,
+            ),
+            (Some(disabled), invited(2), Standing::Attention),
+            (None, invited(2), Standing::Attention),
+            (None, Known::default(), Standing::NotInvited),
+        ];
+        for (remote, known, want) in cases {
+            assert_eq!(
+                standing(remote.as_ref(), &known),
+                want,
+                "{remote:?} {known:?}"
+            );
+        }
+        let row = classify(
+            "a@example.com",
+            Some("a@example.com"),
+            None,
+            &invited(2),
+            &policy(Reissue::Expired),
+            now(),
+        );
+        assert_eq!(row.status.as_deref(), Some("DELETED"));
+    }
+
+    #[test]
+    fn funnel_counts_and_median() {
+        let mk = |standing, invited_h: i64, confirmed_h: Option<i64>| StatusRow {
+            key: "k".into(),
+            username: None,
+            email: None,
+            status: None,
+            standing,
+            reason: String::new(),
+            first_invited_at: Some(now() - Duration::hours(invited_h)),
+            last_invited_at: None,
+            reissues: 0,
+            temp_password_expires_at: None,
+            confirmed_at: confirmed_h.map(|h| now() - Duration::hours(h)),
+        };
+        let rows = vec![
+            mk(Standing::NewlyConfirmed, 10, Some(8)),
+            mk(Standing::Confirmed, 30, Some(20)),
+            mk(Standing::Confirmed, 50, Some(44)),
+            mk(Standing::Pending, 5, None),
+            mk(Standing::Expired, 200, None),
+        ];
+        let f = funnel(&rows);
+        assert_eq!(
+            (f.invited, f.confirmed, f.pending, f.expired, f.attention),
+            (5, 3, 1, 1, 0)
+        );
+        assert_eq!(f.median_hours_to_confirm, Some(6.0));
+    }
+}

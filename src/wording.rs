@@ -1,0 +1,159 @@
+//! What the reports say, in one place: the sentence for each decision, deferral and invitation,
+//! shared by `run` (what it did) and `status` (what `run` would do). Pure; must not decide
+//! anything, only put decisions into words.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+
+use crate::cognito::Delivery;
+use crate::plan::{Action, Attention, Decision, Keep, ReissueCause, ReissueMethod};
+use crate::report::{Act, Deferral};
+
+pub fn time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// The report's name for a decision.
+pub fn act(action: &Action) -> Act {
+    match action {
+        Action::Create => Act::Create,
+        Action::Reissue { .. } => Act::Reissue,
+        Action::Keep(_) => Act::Skip,
+        Action::Attention(_) => Act::Attention,
+    }
+}
+
+/// Why a user is left alone.
+pub fn keep(k: &Keep) -> String {
+    match k {
+        Keep::Pending {
+            expires_at: Some(at),
+        } => format!(
+            "invitation pending; temporary password valid until {}",
+            time(*at)
+        ),
+        Keep::Pending { expires_at: None } => {
+            "invitation pending; its expiry is not known".to_string()
+        }
+        Keep::Expired { expired_at } => format!(
+            "invitation expired at {}; not re-issued (--reissue never)",
+            time(*expired_at)
+        ),
+        Keep::Confirmed => "confirmed: the provider has set a password".to_string(),
+    }
+}
+
+/// Why a user needs a person.
+pub fn attention(a: &Attention) -> String {
+    match a {
+        Attention::Disabled => "the user is disabled; nothing was changed".to_string(),
+        Attention::Status(s) => {
+            format!("status {s} is not one this tool manages; nothing was changed")
+        }
+        Attention::ReissueLimit {
+            reissues,
+            expired_at,
+        } => format!(
+            "invitation expired at {} after {reissues} re-issues (--max-reissues); not invited again",
+            time(*expired_at)
+        ),
+        Attention::Deleted => {
+            "this tool invited the user, and it has since been deleted from the pool; not re-created"
+                .to_string()
+        }
+        Attention::EmailMismatch { remote } => format!(
+            "a user with this username exists with another email ({}); nothing was changed",
+            remote.as_deref().unwrap_or("none")
+        ),
+    }
+}
+
+/// Why an invitation waits for a later run.
+pub fn deferral(d: Deferral) -> &'static str {
+    match d {
+        Deferral::Budget => {
+            "email budget for the last 24 hours is spent; a later run sends this invitation"
+        }
+        Deferral::EmailLimit => {
+            "Cognito's daily email limit was reached (LimitExceededException); a later run sends this invitation"
+        }
+        Deferral::NotStarted => "not started: the run was stopped before this row",
+    }
+}
+
+/// What a create that went through did.
+pub fn created(delivery: Delivery, answer_lost: bool) -> &'static str {
+    match (answer_lost, delivery) {
+        (true, _) => "created (an earlier answer was lost; re-reading found the user)",
+        (false, Delivery::Email) => "created; invitation sent by email",
+        (false, Delivery::Sms) => "created; invitation sent by SMS",
+        (false, Delivery::Suppress) => "created; no message sent, password in the password file",
+    }
+}
+
+/// What a re-issue that went through did.
+pub fn reissued(method: ReissueMethod, cause: ReissueCause) -> String {
+    match (method, cause) {
+        (ReissueMethod::Resend, ReissueCause::Expired { at }) => format!(
+            "invitation had expired at {}; re-sent with a new temporary password",
+            time(at)
+        ),
+        (ReissueMethod::Resend, ReissueCause::PasswordLost | ReissueCause::Always) => {
+            "re-sent with a new temporary password".to_string()
+        }
+        (ReissueMethod::SetPassword, _) => {
+            "new temporary password set (no message); it is in the password file".to_string()
+        }
+    }
+}
+
+/// The prefix of a deferral's reason, saying what was deferred.
+pub fn deferred_what(action: &Action) -> &'static str {
+    match action {
+        Action::Reissue { .. } => "invitation expired; re-issue deferred: ",
+        Action::Create | Action::Keep(_) | Action::Attention(_) => "",
+    }
+}
+
+/// A dry run's row: what would be done.
+pub fn planned(d: &Decision) -> String {
+    let what = match &d.action {
+        Action::Create => "would create and invite".to_string(),
+        Action::Reissue { .. } => "would re-issue the invitation".to_string(),
+        Action::Keep(k) => keep(k),
+        Action::Attention(a) => attention(a),
+    };
+    let mut parts = Vec::new();
+    if d.verify_email {
+        parts.push("would set email_verified".to_string());
+    }
+    match (&d.action, d.add_groups.is_empty()) {
+        (_, true) => {}
+        (Action::Create, false) => parts.push(format!("groups {}", d.add_groups.join(", "))),
+        (_, false) => parts.push(format!("would add to {}", d.add_groups.join(", "))),
+    }
+    let extras: String = parts.iter().map(|p| format!("; {p}")).collect();
+    format!("dry run: {what}{extras}")
+}
+
+/// Where a provider stands, for `status`: what `run` would do for it now, in the same words as
+/// `run`'s report where `run` would leave it alone. `reissues`: re-issues so far.
+pub fn standing(action: &Action, reissues: u32) -> String {
+    match action {
+        Action::Create => "not in the pool yet; `run` creates it".to_string(),
+        Action::Reissue { cause, .. } => match cause {
+            ReissueCause::Expired { at } => format!(
+                "invitation expired at {}; `run` re-issues it (re-issued {reissues} times so far)",
+                time(*at)
+            ),
+            ReissueCause::PasswordLost => {
+                "nobody has its temporary password (a run stopped before recording it); `run` re-issues it"
+                    .to_string()
+            }
+            ReissueCause::Always => {
+                "invitation pending; `run` re-issues it on every run (--reissue always)".to_string()
+            }
+        },
+        Action::Keep(k) => keep(k),
+        Action::Attention(a) => attention(a),
+    }
+}
