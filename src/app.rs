@@ -2,7 +2,7 @@
 //! becomes an exit code. Settings are merged, the runtime is built and signals are watched
 //! here. Must not hold the steps themselves: each lives in the module named for what it owns.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::Path;
 use std::sync::Arc;
@@ -13,10 +13,11 @@ use crate::budget::Budget;
 use crate::calls::{Calls, Probe};
 use crate::cli::{CheckArgs, Cli, Command, StatusArgs, StatusFormat};
 use crate::cognito::{Cognito, Delivery, Directory, PoolInfo, UsernameMode};
+use crate::cohort::{self, Reader};
 use crate::config::{self, Common, FileConfig, RunSettings};
 use crate::error::{self, Ending, Error};
 use crate::executor::{Cancel, Executor, RetryPolicy};
-use crate::input::{self, ColumnRules, KeyMode, Record, Reject, Row};
+use crate::input::{self, ColumnRules, KeyMode, Record, Row};
 use crate::limiter::{Limiter, QuotaSource};
 use crate::logging::{self, Progress};
 use crate::lookup::{self, Found, Lookup};
@@ -28,8 +29,6 @@ use crate::report::{self, Outcome, Report, ReportFiles, RowReport, write_atomic}
 use crate::standing::{self, Standing, StatusReport};
 use crate::state::{self, Access, State};
 use crate::status;
-
-type Reader = input::CohortReader<Box<dyn std::io::Read + Send>>;
 
 /// Runs a parsed command line and returns the process exit code.
 pub fn main(cli: Cli) -> u8 {
@@ -110,7 +109,7 @@ async fn check(common: &Common, file: &FileConfig, args: &CheckArgs) -> Result<E
         return Ok(Ending::Settled);
     };
     let (key_mode, rules) = match &connected {
-        Some((_, pool)) => rules_for(pool, reader.columns())?,
+        Some((_, pool)) => cohort::rules_for(pool, reader.columns())?,
         None if reader.columns().iter().any(|c| c == "username") => {
             (KeyMode::Username, ColumnRules::default())
         }
@@ -131,18 +130,18 @@ async fn check(common: &Common, file: &FileConfig, args: &CheckArgs) -> Result<E
         match record? {
             Record::Valid(row) => {
                 valid += 1;
-                note_groups(&mut groups, &row);
+                cohort::note_groups(&mut groups, &row);
             }
             Record::Invalid(reject) => {
                 invalid += 1;
-                println!("  {}", invalid_row(&reject).reason);
+                println!("  {}", cohort::invalid_row(&reject).reason);
             }
         }
     }
     println!("  {valid} valid rows, {invalid} invalid");
     if let Some((calls, pool)) = &connected {
         if !groups.is_empty() {
-            check_groups(calls, &groups).await?;
+            cohort::check_groups(calls, &groups).await?;
             println!("  every group exists in the pool");
         }
         if let Some(warning) = render::email_days(pool, valid) {
@@ -225,9 +224,9 @@ async fn onboard_cohort(
     let calls = Arc::new(calls);
     watch_signals(Arc::clone(&cancel));
     let pool = describe_pool(&calls).await?;
-    let (key_mode, rules) = rules_for(&pool, reader.columns())?;
-    let (rows, rejects) = read_cohort(reader, key_mode, &rules, settings.delivery)?;
-    check_groups(&calls, &group_uses(&rows)).await?;
+    let (key_mode, rules) = cohort::rules_for(&pool, reader.columns())?;
+    let (rows, rejects) = cohort::read_cohort(reader, key_mode, &rules, settings.delivery)?;
+    cohort::check_groups(&calls, &cohort::group_uses(&rows)).await?;
     let budget = Budget::for_run(
         &pool,
         settings.delivery,
@@ -246,7 +245,7 @@ async fn onboard_cohort(
     )
     .await?;
     let known = opened.state.known(&pool.id)?;
-    let memberships = memberships_to_read(&rows, &known)
+    let memberships = cohort::memberships_to_read(&rows, &known)
         .map(|groups| lookup::spawn_memberships(Arc::clone(&calls), groups));
     let ctx = Ctx {
         calls: Arc::clone(&calls),
@@ -266,7 +265,7 @@ async fn onboard_cohort(
         run_id: opened.run_id.to_string(),
         known,
     };
-    let mut reports: Vec<RowReport> = rejects.iter().map(invalid_row).collect();
+    let mut reports: Vec<RowReport> = rejects.iter().map(cohort::invalid_row).collect();
     reports.extend(process_rows(&ctx, rows, common.concurrency, common.progress).await);
     reports.sort_by_key(|r| r.row);
     let report = run_report(opened, settings, &calls.exec, &ctx.budget, reports)?;
@@ -332,10 +331,10 @@ async fn refresh_status(
     let known = opened.state.known(&pool.id)?;
     let (mut key_mode, rows) = match reader {
         Some(reader) => {
-            let (key_mode, rules) = rules_for(&pool, reader.columns())?;
-            let (rows, rejects) = read_cohort(reader, key_mode, &rules, Delivery::Email)?;
+            let (key_mode, rules) = cohort::rules_for(&pool, reader.columns())?;
+            let (rows, rejects) = cohort::read_cohort(reader, key_mode, &rules, Delivery::Email)?;
             for r in &rejects {
-                tracing::warn!("{}", invalid_row(r).reason);
+                tracing::warn!("{}", cohort::invalid_row(r).reason);
             }
             (key_mode, Some(rows))
         }
@@ -488,160 +487,6 @@ async fn describe_pool<D: Directory>(calls: &Calls<D>) -> Result<PoolInfo, Error
     Ok(pool)
 }
 
-/// How rows are keyed in this pool, and the column rules from its schema.
-fn rules_for(pool: &PoolInfo, columns: &[String]) -> Result<(KeyMode, ColumnRules), Error> {
-    let has_username = columns.iter().any(|c| c == "username");
-    let key_mode = match pool.username_mode {
-        UsernameMode::Email => {
-            if has_username {
-                tracing::warn!(
-                    "the pool uses email as the username; the username column is ignored"
-                );
-            }
-            KeyMode::Email
-        }
-        UsernameMode::FreeForm if has_username => KeyMode::Username,
-        UsernameMode::FreeForm => KeyMode::Email,
-        UsernameMode::FreeFormEmailAlias => KeyMode::Username,
-        UsernameMode::PhoneOnly => {
-            return Err(Error::Config(format!(
-                "pool {} uses phone numbers as usernames, which this tool does not support",
-                pool.id
-            )));
-        }
-    };
-    let rules = ColumnRules {
-        writable: Some(pool.writable_attributes()),
-        required: pool
-            .schema
-            .iter()
-            .filter(|(n, a)| a.required && n.as_str() != "email")
-            .map(|(n, _)| n.clone())
-            .collect(),
-        max_len: pool
-            .schema
-            .iter()
-            .filter_map(|(n, a)| a.max_length.map(|m| (n.clone(), m)))
-            .collect(),
-        email_usernames: pool.username_mode == UsernameMode::FreeForm,
-    };
-    Ok((key_mode, rules))
-}
-
-/// The report row of a row that failed validation.
-fn invalid_row(reject: &Reject) -> RowReport {
-    let mut r = RowReport::new(
-        reject.line,
-        reject.key.clone().unwrap_or_default(),
-        reject.email.clone(),
-        Outcome::Invalid,
-    );
-    r.reason = match &reject.column {
-        Some(c) => format!("line {}, column {c}: {}", reject.line, reject.reason),
-        None => format!("line {}: {}", reject.line, reject.reason),
-    };
-    r
-}
-
-/// Reads the whole CSV into valid rows and rejects.
-fn read_cohort(
-    reader: Reader,
-    key_mode: KeyMode,
-    rules: &ColumnRules,
-    delivery: Delivery,
-) -> Result<(Vec<Row>, Vec<Reject>), Error> {
-    let mut rows = Vec::new();
-    let mut rejects = Vec::new();
-    for record in reader.records(key_mode, rules)? {
-        match record? {
-            Record::Valid(row) => {
-                if delivery == Delivery::Sms
-                    && !row.attributes.iter().any(|(n, _)| n == "phone_number")
-                {
-                    rejects.push(Reject {
-                        line: row.line,
-                        column: Some("phone_number".into()),
-                        key: Some(row.key.clone()),
-                        email: Some(row.email.clone()),
-                        reason: "--delivery sms needs a phone number".into(),
-                    });
-                } else {
-                    rows.push(row);
-                }
-            }
-            Record::Invalid(reject) => rejects.push(reject),
-        }
-    }
-    Ok((rows, rejects))
-}
-
-/// Where the cohort names a group: the first few lines, and how many rows in all.
-#[derive(Debug, Default)]
-struct GroupUse {
-    lines: Vec<u64>,
-    rows: usize,
-}
-
-/// Records the groups of one row (constant memory per group, for `check` on huge files).
-fn note_groups(uses: &mut BTreeMap<String, GroupUse>, row: &Row) {
-    for g in &row.groups {
-        let u = uses.entry(g.clone()).or_default();
-        u.rows += 1;
-        if u.lines.len() < 5 {
-            u.lines.push(row.line);
-        }
-    }
-}
-
-fn group_uses(rows: &[Row]) -> BTreeMap<String, GroupUse> {
-    let mut uses = BTreeMap::new();
-    for row in rows {
-        note_groups(&mut uses, row);
-    }
-    uses
-}
-
-/// Checks that every group the cohort names exists in the pool; the error names each missing
-/// group with the lines that use it.
-async fn check_groups<D: Directory>(
-    calls: &Calls<D>,
-    wanted: &BTreeMap<String, GroupUse>,
-) -> Result<(), Error> {
-    if wanted.is_empty() {
-        return Ok(());
-    }
-    let existing: HashSet<String> = calls.groups().await?.into_iter().collect();
-    let missing: Vec<String> = wanted
-        .iter()
-        .filter(|(g, _)| !existing.contains(g.as_str()))
-        .map(|(g, uses)| {
-            let shown: Vec<String> = uses.lines.iter().map(u64::to_string).collect();
-            let more = if uses.rows > uses.lines.len() {
-                format!(" and {} more", uses.rows - uses.lines.len())
-            } else {
-                String::new()
-            };
-            let s = if uses.rows == 1 { "" } else { "s" };
-            format!("{g} (line{s} {}{more}, column groups)", shown.join(", "))
-        })
-        .collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    let mut have: Vec<&str> = existing.iter().map(String::as_str).collect();
-    have.sort();
-    Err(Error::Config(format!(
-        "groups not in pool {}: {}; the pool has: {}",
-        calls.pool_id(),
-        missing.join(", "),
-        if have.is_empty() {
-            "no groups".to_string()
-        } else {
-            have.join(", ")
-        }
-    )))
-}
-
 /// Where the rows will find their users: a scan now, or a read per row as it goes.
 async fn find_users<D: Directory>(
     calls: &Calls<D>,
@@ -678,25 +523,6 @@ async fn find_users<D: Directory>(
         ),
         Lookup::Get | Lookup::Auto => Found::PerRow,
     })
-}
-
-/// The groups whose members must be read: those some row names and the state does not record
-/// as done for that row.
-fn memberships_to_read(
-    rows: &[Row],
-    known: &std::collections::HashMap<String, state::Known>,
-) -> Option<BTreeSet<String>> {
-    let groups: BTreeSet<String> = rows
-        .iter()
-        .flat_map(|r| {
-            let done = known
-                .get(&r.key)
-                .map(|k| k.groups_done.as_slice())
-                .unwrap_or(&[]);
-            r.groups.iter().filter(move |g| !done.contains(g)).cloned()
-        })
-        .collect();
-    (!groups.is_empty()).then_some(groups)
 }
 
 /// The decision policy of a run on this pool.

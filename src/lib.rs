@@ -11,6 +11,7 @@ pub mod budget;
 pub mod calls;
 pub mod cli;
 pub mod cognito;
+pub mod cohort;
 pub mod config;
 pub mod error;
 pub mod executor;
