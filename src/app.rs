@@ -17,13 +17,13 @@ use crate::cohort::{self, Reader};
 use crate::config::{self, Common, FileConfig, RunSettings};
 use crate::error::{self, Ending, Error};
 use crate::executor::{Cancel, Executor, RetryPolicy};
-use crate::input::{self, ColumnRules, KeyMode, Record, Row};
+use crate::input::{self, ColumnRules, KeyMode, Record};
 use crate::limiter::{Limiter, QuotaSource};
-use crate::logging::{self, Progress};
-use crate::lookup::{self, Found, Lookup};
+use crate::logging;
+use crate::lookup;
 use crate::onboard::{self, Ctx};
 use crate::password_file::PasswordFile;
-use crate::plan::{self, Policy};
+use crate::plan::Policy;
 use crate::render;
 use crate::report::{self, Outcome, Report, ReportFiles, RowReport, write_atomic};
 use crate::standing::{self, Standing, StatusReport};
@@ -177,7 +177,7 @@ async fn run(common: &Common, settings: &RunSettings) -> Result<Ending, Error> {
     let input_hash = state::file_sha256(&settings.input)
         .map_err(|e| Error::io("cannot read", &settings.input, e))?;
     let report_files = ReportFiles::open(&common.report_dir, &run_id)?;
-    let password_file = open_password_file(settings)?;
+    let password_file = PasswordFile::for_run(settings.password_file.as_deref(), settings.dry_run)?;
     state.begin_run(
         &run_id,
         &pool_id,
@@ -222,7 +222,7 @@ async fn onboard_cohort(
 ) -> Result<(Ending, String), Error> {
     let (calls, cancel) = connect(common, opened.pool_id, probe(common)).await?;
     let calls = Arc::new(calls);
-    watch_signals(Arc::clone(&cancel));
+    cancel.on_signals(Ending::Interrupted.exit_code());
     let pool = describe_pool(&calls).await?;
     let (key_mode, rules) = cohort::rules_for(&pool, reader.columns())?;
     let (rows, rejects) = cohort::read_cohort(reader, key_mode, &rules, settings.delivery)?;
@@ -235,7 +235,7 @@ async fn onboard_cohort(
         rows.len(),
         opened.started_at,
     )?;
-    let found = find_users(
+    let found = lookup::find(
         &calls,
         &pool,
         key_mode,
@@ -249,11 +249,11 @@ async fn onboard_cohort(
         .map(|groups| lookup::spawn_memberships(Arc::clone(&calls), groups));
     let ctx = Ctx {
         calls: Arc::clone(&calls),
-        policy: policy(
+        policy: Policy::new(
             settings.reissue,
             settings.delivery,
             settings.max_reissues,
-            &pool,
+            pool.temporary_password_validity_days,
         ),
         pool,
         dry_run: settings.dry_run,
@@ -266,7 +266,7 @@ async fn onboard_cohort(
         known,
     };
     let mut reports: Vec<RowReport> = rejects.iter().map(cohort::invalid_row).collect();
-    reports.extend(process_rows(&ctx, rows, common.concurrency, common.progress).await);
+    reports.extend(onboard::process_rows(&ctx, rows, common.concurrency, common.progress).await);
     reports.sort_by_key(|r| r.row);
     let report = run_report(opened, settings, &calls.exec, &ctx.budget, reports)?;
     opened.report_files.write(&report)?;
@@ -326,7 +326,7 @@ async fn refresh_status(
     reader: Option<Reader>,
 ) -> Result<(Ending, String), Error> {
     let (calls, cancel) = connect(common, opened.pool_id, probe(common)).await?;
-    watch_signals(Arc::clone(&cancel));
+    cancel.on_signals(Ending::Interrupted.exit_code());
     let pool = describe_pool(&calls).await?;
     let known = opened.state.known(&pool.id)?;
     let (mut key_mode, rows) = match reader {
@@ -381,7 +381,12 @@ async fn refresh_status(
     )?;
     let known = opened.state.known(&pool.id)?;
     let (reissue, delivery, max_reissues) = config::run_defaults(file);
-    let policy = policy(reissue, delivery, max_reissues, &pool);
+    let policy = Policy::new(
+        reissue,
+        delivery,
+        max_reissues,
+        pool.temporary_password_validity_days,
+    );
     let rows = status::rows(&targets, &results, &known, &policy, now);
     let report = status_report(opened, &pool, &calls.exec, common, plan, rows)?;
     let newly_path = write_status_report(&report, opened)?;
@@ -485,106 +490,6 @@ async fn describe_pool<D: Directory>(calls: &Calls<D>) -> Result<PoolInfo, Error
         pool.email_sending_account
     );
     Ok(pool)
-}
-
-/// Where the rows will find their users: a scan now, or a read per row as it goes.
-async fn find_users<D: Directory>(
-    calls: &Calls<D>,
-    pool: &PoolInfo,
-    key_mode: KeyMode,
-    choice: Lookup,
-    rows: &[Row],
-    invalid: usize,
-) -> Result<Found, Error> {
-    let strategy = lookup::choose(
-        choice,
-        rows.len(),
-        pool.estimated_users,
-        &calls.exec.limiter,
-    );
-    tracing::info!(
-        "{} valid rows, {invalid} invalid; looking users up with {}",
-        rows.len(),
-        match strategy {
-            Lookup::Scan => "a ListUsers scan",
-            Lookup::Get | Lookup::Auto => "AdminGetUser per row",
-        }
-    );
-    Ok(match strategy {
-        Lookup::Scan => Found::Scanned(
-            lookup::scan(
-                calls,
-                pool.username_mode,
-                key_mode,
-                pool.estimated_users,
-                rows.iter().map(|r| r.key.clone()),
-            )
-            .await?,
-        ),
-        Lookup::Get | Lookup::Auto => Found::PerRow,
-    })
-}
-
-/// The decision policy of a run on this pool.
-fn policy(
-    reissue: plan::Reissue,
-    delivery: Delivery,
-    max_reissues: u32,
-    pool: &PoolInfo,
-) -> Policy {
-    Policy {
-        reissue,
-        delivery,
-        validity: chrono::Duration::days(i64::from(pool.temporary_password_validity_days)),
-        max_reissues,
-    }
-}
-
-/// Opens the suppress-mode password file (a dry run only checks it would not overwrite one).
-fn open_password_file(settings: &RunSettings) -> Result<Option<PasswordFile>, Error> {
-    match (&settings.password_file, settings.dry_run) {
-        (Some(path), false) => Ok(Some(PasswordFile::create(path)?)),
-        (Some(path), true) if path.exists() => Err(Error::Config(format!(
-            "refusing to overwrite the password file {}",
-            path.display()
-        ))),
-        _ => Ok(None),
-    }
-}
-
-/// Runs the rows, `concurrency` at a time; rows not started when the run stops are deferred.
-async fn process_rows<D: Directory>(
-    ctx: &Ctx<D>,
-    rows: Vec<Row>,
-    concurrency: usize,
-    bar: bool,
-) -> Vec<RowReport> {
-    let progress = Progress::start("onboarding", rows.len() as u64, bar);
-    let mut out = Vec::with_capacity(rows.len());
-    let started: Vec<(u64, String, String)> = rows
-        .iter()
-        .map(|r| (r.line, r.key.clone(), r.email.clone()))
-        .collect();
-    let not_started = ctx
-        .calls
-        .exec
-        .for_each_bounded(
-            rows,
-            concurrency,
-            |row| ctx.process(row),
-            |done| {
-                progress.inc();
-                out.push(done.unwrap_or_else(|panicked| {
-                    let (line, key, email) = started[panicked.index].clone();
-                    let mut r = RowReport::new(line, key, Some(email), Outcome::Failed);
-                    r.reason = format!("the row stopped unexpectedly: {}", panicked.message);
-                    r
-                }));
-            },
-        )
-        .await;
-    out.extend(not_started.into_iter().map(onboard::not_started));
-    out
 }
 
 /// The run's report from its rows and what the executor counted.
@@ -741,35 +646,4 @@ fn status_ending(report: &StatusReport, interrupted: bool) -> Ending {
     } else {
         Ending::Settled
     }
-}
-
-/// Ctrl-C and SIGTERM stop the run gracefully; a second signal exits at once.
-fn watch_signals(cancel: Arc<Cancel>) {
-    tokio::spawn(async move {
-        #[cfg(unix)]
-        let term = async {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut s) => {
-                    s.recv().await;
-                }
-                Err(_) => std::future::pending::<()>().await,
-            }
-        };
-        #[cfg(not(unix))]
-        let term = std::future::pending::<()>();
-        tokio::pin!(term);
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = &mut term => {}
-        }
-        tracing::warn!(
-            "stopping: finishing the rows in flight, then writing the report (signal again to quit at once)"
-        );
-        cancel.cancel();
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = &mut term => {}
-        }
-        std::process::exit(i32::from(Ending::Interrupted.exit_code()));
-    });
 }

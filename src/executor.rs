@@ -83,6 +83,41 @@ impl Cancel {
     }
 }
 
+impl Cancel {
+    /// Ctrl-C and SIGTERM cancel the run gracefully; a second signal exits at once with
+    /// `exit_code`.
+    pub fn on_signals(self: &Arc<Self>, exit_code: u8) {
+        let cancel = Arc::clone(self);
+        tokio::spawn(async move {
+            #[cfg(unix)]
+            let term = async {
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(mut s) => {
+                        s.recv().await;
+                    }
+                    Err(_) => std::future::pending::<()>().await,
+                }
+            };
+            #[cfg(not(unix))]
+            let term = std::future::pending::<()>();
+            tokio::pin!(term);
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = &mut term => {}
+            }
+            tracing::warn!(
+                "stopping: finishing the rows in flight, then writing the report (signal again to quit at once)"
+            );
+            cancel.cancel();
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = &mut term => {}
+            }
+            std::process::exit(i32::from(exit_code));
+        });
+    }
+}
+
 /// A call that succeeded, and how many attempts it took.
 #[derive(Debug)]
 pub struct Done<T> {

@@ -10,9 +10,10 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::calls::Calls;
+use crate::cognito::PoolInfo;
 use crate::cognito::{Directory, RemoteUser, UserStatus, UsernameMode};
 use crate::error::Error;
-use crate::input::KeyMode;
+use crate::input::{KeyMode, Row};
 use crate::limiter::{Category, Limiter};
 
 /// How `run` reads existing users.
@@ -279,6 +280,44 @@ pub fn spawn_memberships<D: Directory>(
         let _ = tx.send(Some(Arc::new(out)));
     });
     rx
+}
+
+/// Where the rows will find their users: a scan now, or a read per row as it goes.
+pub async fn find<D: Directory>(
+    calls: &Calls<D>,
+    pool: &PoolInfo,
+    key_mode: KeyMode,
+    choice: Lookup,
+    rows: &[Row],
+    invalid: usize,
+) -> Result<Found, Error> {
+    let strategy = choose(
+        choice,
+        rows.len(),
+        pool.estimated_users,
+        &calls.exec.limiter,
+    );
+    tracing::info!(
+        "{} valid rows, {invalid} invalid; looking users up with {}",
+        rows.len(),
+        match strategy {
+            Lookup::Scan => "a ListUsers scan",
+            Lookup::Get | Lookup::Auto => "AdminGetUser per row",
+        }
+    );
+    Ok(match strategy {
+        Lookup::Scan => Found::Scanned(
+            scan(
+                calls,
+                pool.username_mode,
+                key_mode,
+                pool.estimated_users,
+                rows.iter().map(|r| r.key.clone()),
+            )
+            .await?,
+        ),
+        Lookup::Get | Lookup::Auto => Found::PerRow,
+    })
 }
 
 #[cfg(test)]

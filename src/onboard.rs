@@ -17,6 +17,7 @@ use crate::cognito::{
 use crate::error::Error;
 use crate::executor::Failed;
 use crate::input::Row;
+use crate::logging::Progress;
 use crate::lookup::{Found, Memberships};
 use crate::password::{self, TempPassword};
 use crate::password_file::PasswordFile;
@@ -615,7 +616,7 @@ fn groups_only(d: &Decision) -> Decision {
 }
 
 /// A row not started because the run was stopped.
-pub fn not_started(row: Row) -> RowReport {
+fn not_started_row(row: Row) -> RowReport {
     let mut r = RowReport::new(row.line, row.key, Some(row.email), Outcome::Deferred);
     r.action = Act::None;
     r.defer(
@@ -623,4 +624,373 @@ pub fn not_started(row: Row) -> RowReport {
         wording::deferral(Deferral::NotStarted).to_string(),
     );
     r
+}
+
+/// Runs the rows, `concurrency` at a time; rows not started when the run stops are deferred.
+pub async fn process_rows<D: Directory>(
+    ctx: &Ctx<D>,
+    rows: Vec<Row>,
+    concurrency: usize,
+    bar: bool,
+) -> Vec<RowReport> {
+    let progress = Progress::start("onboarding", rows.len() as u64, bar);
+    let mut out = Vec::with_capacity(rows.len());
+    let started: Vec<(u64, String, String)> = rows
+        .iter()
+        .map(|r| (r.line, r.key.clone(), r.email.clone()))
+        .collect();
+    let not_started = ctx
+        .calls
+        .exec
+        .for_each_bounded(
+            rows,
+            concurrency,
+            |row| ctx.process(row),
+            |done| {
+                progress.inc();
+                out.push(done.unwrap_or_else(|panicked| {
+                    let (line, key, email) = started[panicked.index].clone();
+                    let mut r = RowReport::new(line, key, Some(email), Outcome::Failed);
+                    r.reason = format!("the row stopped unexpectedly: {}", panicked.message);
+                    r
+                }));
+            },
+        )
+        .await;
+    out.extend(not_started.into_iter().map(not_started_row));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    //! The invitation paths against an in-memory pool: what each answer of Cognito makes of a
+    //! row, the budget and the state.
+    use super::*;
+    use crate::cognito::Delivery;
+    use crate::cognito::memory::{self, MemoryPool, Script};
+    use crate::executor::{Cancel, Executor, RetryPolicy};
+    use crate::limiter::{Category, Limiter, QuotaSource, Quotas};
+    use crate::plan::{Policy, Reissue};
+    use crate::state::Access;
+    use std::time::Duration as StdDuration;
+
+    struct Fixture {
+        ctx: Ctx<MemoryPool>,
+        _dir: tempfile::TempDir,
+    }
+
+    fn fixture(pool: MemoryPool, budget: Option<u64>, found: Found) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let state = Arc::new(State::open(&dir.path().join("state.db"), Access::Write).unwrap());
+        let mut quotas = Quotas::default();
+        for c in Category::ALL {
+            quotas.set(c, 10_000.0, QuotaSource::ConfigFile);
+        }
+        let exec = Arc::new(Executor::new(
+            Arc::new(Limiter::new(&quotas, 1.0)),
+            RetryPolicy {
+                max_attempts: 4,
+                base: StdDuration::from_millis(1),
+                cap: StdDuration::from_millis(2),
+            },
+            Arc::new(Cancel::default()),
+        ));
+        let info = memory::pool_info();
+        let known = state.known(&info.id).unwrap();
+        let ctx = Ctx {
+            calls: Arc::new(Calls::new(pool, exec, crate::calls::Probe::never())),
+            policy: Policy::new(Reissue::Expired, Delivery::Email, 3, 7),
+            pool: info,
+            dry_run: false,
+            found,
+            memberships: None,
+            budget: Budget::new(Delivery::Email, budget),
+            password_file: None,
+            state,
+            run_id: "r1".into(),
+            known,
+        };
+        Fixture { ctx, _dir: dir }
+    }
+
+    fn row(name: &str, groups: &[&str]) -> Row {
+        Row {
+            line: 2,
+            key: format!("{name}@example.com"),
+            email: format!("{name}@example.com"),
+            username: None,
+            attributes: vec![("name".into(), "山田 太郎".into())],
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+        }
+    }
+
+    fn pool(f: &Fixture) -> &MemoryPool {
+        &f.ctx.calls.dir
+    }
+
+    /// Takes every share left, to see how many the rows left.
+    fn left(b: &Budget) -> usize {
+        let mut tickets = Vec::new();
+        while let Ok(t) = b.take(true) {
+            tickets.push(t);
+            if tickets.len() > 100 {
+                break;
+            }
+        }
+        tickets.len()
+    }
+
+    fn expired_user(name: &str) -> RemoteUser {
+        memory::user(
+            &format!("{name}@example.com"),
+            &format!("{name}@example.com"),
+            UserStatus::ForceChangePassword,
+            Utc::now() - chrono::Duration::days(8),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_new_provider_is_created_invited_once_and_recorded() {
+        let f = fixture(MemoryPool::default(), Some(5), Found::PerRow);
+        let r = f.ctx.process(row("taro", &["providers"])).await;
+        assert_eq!(r.outcome, Outcome::Created, "{}", r.reason);
+        assert_eq!(
+            r.reason,
+            "created; invitation sent by email; added to group providers"
+        );
+        assert_eq!(pool(&f).messages(), 1);
+        assert!(pool(&f).members("providers").contains("taro@example.com"));
+        let known = f.ctx.state.known(&f.ctx.pool.id).unwrap();
+        let k = &known["taro@example.com"];
+        assert!(k.invited && k.open_intent.is_none() && k.last_invited_at.is_some());
+        assert_eq!(k.groups_done, vec!["providers".to_string()]);
+        assert_eq!(left(&f.ctx.budget), 4, "one share spent");
+    }
+
+    #[tokio::test]
+    async fn a_lost_create_answer_is_checked_by_a_read_and_not_sent_again() {
+        let f = fixture(MemoryPool::default(), Some(5), Found::PerRow);
+        pool(&f).script("create_user", Script::LoseAnswer);
+        let r = f.ctx.process(row("taro", &[])).await;
+        assert_eq!(r.outcome, Outcome::Created, "{}", r.reason);
+        assert!(r.reason.contains("answer was lost"), "{}", r.reason);
+        assert_eq!(pool(&f).calls("create_user"), 1, "never repeated");
+        assert_eq!(pool(&f).messages(), 1);
+        assert_eq!(left(&f.ctx.budget), 4);
+        let known = f.ctx.state.known(&f.ctx.pool.id).unwrap();
+        assert!(
+            known["taro@example.com"].open_intent.is_none(),
+            "settled as sent"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_create_that_never_arrived_is_sent_again_after_the_check() {
+        let f = fixture(MemoryPool::default(), Some(5), Found::PerRow);
+        pool(&f).script("create_user", Script::Timeout);
+        let r = f.ctx.process(row("taro", &[])).await;
+        assert_eq!(r.outcome, Outcome::Created, "{}", r.reason);
+        assert_eq!(pool(&f).calls("create_user"), 2);
+        assert_eq!(pool(&f).messages(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_user_created_since_a_stale_scan_is_decided_again_and_its_share_given_back() {
+        let confirmed = memory::user(
+            "taro@example.com",
+            "taro@example.com",
+            UserStatus::Confirmed,
+            Utc::now(),
+        );
+        let f = fixture(
+            MemoryPool::with_users([confirmed]),
+            Some(5),
+            Found::Scanned(Default::default()),
+        );
+        let r = f.ctx.process(row("taro", &[])).await;
+        assert_eq!(r.outcome, Outcome::Skipped, "{}", r.reason);
+        assert_eq!(r.action, Act::Skip);
+        assert_eq!(r.status_before, Some(UserStatus::Confirmed));
+        assert_eq!(pool(&f).messages(), 0);
+        assert_eq!(left(&f.ctx.budget), 5, "the share went back");
+        let known = f.ctx.state.known(&f.ctx.pool.id).unwrap();
+        assert!(!known["taro@example.com"].invited, "no invitation recorded");
+    }
+
+    #[tokio::test]
+    async fn the_daily_email_limit_defers_the_row_and_stops_every_later_message() {
+        let f = fixture(MemoryPool::default(), None, Found::PerRow);
+        pool(&f).script("create_user", Script::Refuse("LimitExceededException"));
+        let first = f.ctx.process(row("taro", &[])).await;
+        assert_eq!(first.outcome, Outcome::Deferred);
+        assert_eq!(first.deferral, Some(Deferral::EmailLimit));
+        assert_eq!(first.error_code.as_deref(), Some("LimitExceededException"));
+        let second = f.ctx.process(row("hanako", &[])).await;
+        assert_eq!(second.deferral, Some(Deferral::EmailLimit));
+        assert_eq!(
+            pool(&f).calls("create_user"),
+            1,
+            "never retried, never tried again"
+        );
+        let known = f.ctx.state.known(&f.ctx.pool.id).unwrap();
+        assert!(
+            known["taro@example.com"].open_intent.is_none(),
+            "settled as not sent"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_spent_budget_defers_without_a_call() {
+        let f = fixture(MemoryPool::default(), Some(0), Found::PerRow);
+        let r = f.ctx.process(row("taro", &[])).await;
+        assert_eq!(
+            (r.outcome, r.deferral),
+            (Outcome::Deferred, Some(Deferral::Budget))
+        );
+        assert_eq!(pool(&f).calls("create_user"), 0);
+    }
+
+    #[tokio::test]
+    async fn an_undelivered_invitation_is_attention_and_the_user_is_still_set_up() {
+        let f = fixture(MemoryPool::default(), Some(5), Found::PerRow);
+        pool(&f).script(
+            "create_user",
+            Script::DoThenFail("CodeDeliveryFailureException"),
+        );
+        let r = f.ctx.process(row("taro", &["providers"])).await;
+        assert_eq!(r.outcome, Outcome::Attention, "{}", r.reason);
+        assert!(r.reason.contains("could not deliver"), "{}", r.reason);
+        assert!(pool(&f).members("providers").contains("taro@example.com"));
+        assert_eq!(
+            left(&f.ctx.budget),
+            4,
+            "Cognito counted the attempt: the share is spent"
+        );
+        let known = f.ctx.state.known(&f.ctx.pool.id).unwrap();
+        assert!(known["taro@example.com"].invited);
+    }
+
+    #[tokio::test]
+    async fn an_expired_invitation_is_resent_once() {
+        let f = fixture(
+            MemoryPool::with_users([expired_user("taro")]),
+            Some(5),
+            Found::PerRow,
+        );
+        let r = f.ctx.process(row("taro", &[])).await;
+        assert_eq!(r.outcome, Outcome::Reissued, "{}", r.reason);
+        assert!(
+            r.reason.starts_with("invitation had expired at"),
+            "{}",
+            r.reason
+        );
+        assert_eq!(pool(&f).calls("resend_invitation"), 1);
+        assert_eq!(pool(&f).messages(), 1);
+        let known = f.ctx.state.known(&f.ctx.pool.id).unwrap();
+        assert_eq!(known["taro@example.com"].reissues, 1);
+    }
+
+    #[tokio::test]
+    async fn a_lost_resend_answer_is_checked_not_sent_twice() {
+        let f = fixture(
+            MemoryPool::with_users([expired_user("taro")]),
+            Some(5),
+            Found::PerRow,
+        );
+        pool(&f).script("resend_invitation", Script::LoseAnswer);
+        let r = f.ctx.process(row("taro", &[])).await;
+        assert_eq!(r.outcome, Outcome::Reissued, "{}", r.reason);
+        assert_eq!(pool(&f).calls("resend_invitation"), 1);
+        assert_eq!(pool(&f).messages(), 1);
+        assert_eq!(left(&f.ctx.budget), 4);
+    }
+
+    #[tokio::test]
+    async fn a_resend_that_never_arrived_is_sent_again_after_the_check() {
+        let f = fixture(
+            MemoryPool::with_users([expired_user("taro")]),
+            Some(5),
+            Found::PerRow,
+        );
+        pool(&f).script("resend_invitation", Script::Timeout);
+        let r = f.ctx.process(row("taro", &[])).await;
+        assert_eq!(r.outcome, Outcome::Reissued, "{}", r.reason);
+        assert_eq!(pool(&f).calls("resend_invitation"), 2);
+        assert_eq!(pool(&f).messages(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_refused_resend_fails_the_row_and_gives_the_share_back() {
+        let f = fixture(
+            MemoryPool::with_users([expired_user("taro")]),
+            Some(5),
+            Found::PerRow,
+        );
+        pool(&f).script(
+            "resend_invitation",
+            Script::Refuse("UnsupportedUserStateException"),
+        );
+        let r = f.ctx.process(row("taro", &[])).await;
+        assert_eq!(r.outcome, Outcome::Failed, "{}", r.reason);
+        assert_eq!(
+            r.error_code.as_deref(),
+            Some("UnsupportedUserStateException")
+        );
+        assert_eq!(left(&f.ctx.budget), 5);
+        let known = f.ctx.state.known(&f.ctx.pool.id).unwrap();
+        assert_eq!(known["taro@example.com"].reissues, 0);
+        assert!(known["taro@example.com"].open_intent.is_none());
+    }
+
+    #[tokio::test]
+    async fn an_unanswered_check_of_a_lost_write_leaves_the_share_spent_and_the_intent_open() {
+        let scanned = [("taro@example.com".to_string(), expired_user("taro"))];
+        let f = fixture(
+            MemoryPool::with_users([expired_user("taro")]),
+            Some(5),
+            Found::Scanned(scanned.into_iter().collect()),
+        );
+        pool(&f).script("resend_invitation", Script::LoseAnswer);
+        pool(&f).script("get_user", Script::Refuse("InvalidParameterException"));
+        let r = f.ctx.process(row("taro", &[])).await;
+        assert_eq!(r.outcome, Outcome::Failed, "{}", r.reason);
+        assert_eq!(
+            pool(&f).calls("resend_invitation"),
+            1,
+            "not repeated blindly"
+        );
+        assert_eq!(
+            left(&f.ctx.budget),
+            4,
+            "the message may have gone out: the share stays spent"
+        );
+        let known = f.ctx.state.known(&f.ctx.pool.id).unwrap();
+        assert!(
+            known["taro@example.com"].open_intent.is_some(),
+            "the next run settles it from what Cognito shows"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_dry_run_changes_nothing_and_says_what_it_would_do() {
+        let mut f = fixture(
+            MemoryPool::with_users([expired_user("taro")]),
+            Some(5),
+            Found::PerRow,
+        );
+        f.ctx.dry_run = true;
+        let r = f.ctx.process(row("taro", &[])).await;
+        assert_eq!(r.outcome, Outcome::Reissued);
+        assert_eq!(r.reason, "dry run: would re-issue the invitation");
+        let new = f.ctx.process(row("hanako", &["providers"])).await;
+        assert_eq!(
+            new.reason,
+            "dry run: would create and invite; groups providers"
+        );
+        assert_eq!(
+            pool(&f).calls("resend_invitation") + pool(&f).calls("create_user"),
+            0
+        );
+        assert_eq!(pool(&f).messages(), 0);
+    }
 }

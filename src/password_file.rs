@@ -47,6 +47,18 @@ impl PasswordFile {
         })
     }
 
+    /// The run's password file: created new, or (in a dry run) only checked not to exist.
+    pub fn for_run(path: Option<&Path>, dry_run: bool) -> Result<Option<Self>, Error> {
+        match (path, dry_run) {
+            (Some(path), false) => Ok(Some(PasswordFile::create(path)?)),
+            (Some(path), true) if path.exists() => Err(Error::Config(format!(
+                "refusing to overwrite the password file {}",
+                path.display()
+            ))),
+            _ => Ok(None),
+        }
+    }
+
     /// Appends and syncs one line, so a killed run keeps every password it issued.
     pub fn record(&self, username: &str, password: &TempPassword) -> Result<(), String> {
         let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());

@@ -80,6 +80,23 @@ pub struct Policy {
     pub max_reissues: u32,
 }
 
+impl Policy {
+    /// The policy of a run on a pool whose temporary passwords are valid `validity_days`.
+    pub fn new(
+        reissue: Reissue,
+        delivery: Delivery,
+        max_reissues: u32,
+        validity_days: u32,
+    ) -> Self {
+        Policy {
+            reissue,
+            delivery,
+            validity: Duration::days(i64::from(validity_days)),
+            max_reissues,
+        }
+    }
+}
+
 /// How a new temporary password reaches an existing user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]

@@ -6,6 +6,9 @@
 mod error;
 mod types;
 
+#[cfg(test)]
+pub mod memory;
+
 pub use error::{CallError, ErrorClass, Fault, FaultKind, classify};
 pub use types::*;
 
