@@ -1,5 +1,7 @@
 //! The command line: clap derive only. Doc comments here are the `--help` text; validation and
-//! merging with the config file and defaults happen in `config`.
+//! merging with the config file and defaults happen in `config`. Must not validate or decide:
+//! the domain's own choices (`Reissue`, `Delivery`, `Lookup`) are defined where they are used
+//! and only named here.
 
 use std::path::PathBuf;
 

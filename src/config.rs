@@ -1,5 +1,6 @@
 //! Validated settings for a run: command line, then environment (through clap), then the TOML
-//! settings file, then defaults. Errors name the setting and the bad value.
+//! settings file, then defaults. Errors name the setting and the bad value. Must not talk to
+//! Cognito or read the input.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -1,8 +1,8 @@
 //! Run-level errors, how a command ended, and the one exhaustive mapping from both to process
 //! exit codes (nextest's discipline: no other module names an exit code).
 //!
-//! Per-row problems never come through here: they are values in the report. Only what stops a
-//! run (or prevents it from starting) is an [`Error`].
+//! Per-row problems must never come through here: they are values in the report. Only what
+//! stops a run (or prevents it from starting) is an [`Error`].
 
 use std::path::PathBuf;
 

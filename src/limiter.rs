@@ -1,5 +1,6 @@
 //! Cognito's request-rate quota categories, which operation falls in which, and one adaptive
-//! rate limiter per category. Every attempt of every call takes a permit here first.
+//! rate limiter per category. Every attempt of every call takes a permit here first. Must not
+//! retry or call anything: the executor does.
 //!
 //! The quotas are per AWS account and Region and shared with production traffic, so the job
 //! uses a fraction of each, and slows a category down further when Cognito says it is throttling

@@ -1,5 +1,6 @@
 //! Where people see what is happening: log lines on stderr (text or JSON), a progress bar on a
-//! terminal, and periodic progress lines when stderr is not a terminal (cron, CI).
+//! terminal, and periodic progress lines when stderr is not a terminal (cron, CI). Must not
+//! write to stdout, which is for data.
 
 use std::io::IsTerminal;
 use std::sync::Mutex;

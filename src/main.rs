@@ -1,4 +1,5 @@
-//! The `cognito-onboard` binary: parse the command line, run, exit with the run's code.
+//! The `cognito-onboard` binary: parse the command line, run, exit with the run's code. Must not
+//! grow: everything else is in the library.
 
 use std::process::ExitCode;
 

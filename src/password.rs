@@ -1,6 +1,6 @@
 //! Temporary passwords: generated from the OS CSPRNG to satisfy a pool's policy, checked against
 //! it, and held in a type whose `Debug` prints nothing. Exposed only at the SDK builder and the
-//! suppress-mode password file.
+//! suppress-mode password file. Must not log, store or format a password anywhere else.
 
 use rand::rngs::{StdRng, SysRng};
 use rand::seq::{IndexedRandom, SliceRandom};

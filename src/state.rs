@@ -1,7 +1,8 @@
 //! The state database: what the job did and saw, across runs and pools, in one SQLite file.
 //! Invitations are written ahead (intent before the call, result after) so a run killed at any
 //! instant is resumed without a second invitation; statuses and their transitions are kept so
-//! `status` can say who is newly confirmed. Also the run lock. Never stores a password.
+//! `status` can say who is newly confirmed. Also the run lock. Must never store a password, and
+//! must not decide anything from what it holds (that is `plan`).
 
 use std::collections::HashMap;
 use std::fs::File;

@@ -1,5 +1,5 @@
 //! Our domain view of Cognito: the few facts about a pool and a user the job decides on.
-//! SDK types never leave the `cognito` module; these do.
+//! SDK types must never leave the `cognito` module; these do.
 
 use std::collections::{BTreeMap, BTreeSet};
 
