@@ -10,7 +10,6 @@
 use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::Instant;
 
 use crate::support::proxy::{Proxy, Stats};
@@ -733,10 +732,8 @@ impl Bench<'_> {
         }
     }
 
-    fn command(&self, case: &Case, args: &[&std::ffi::OsStr]) -> Command {
-        let mut c = self.env.cmd(self.pool(case.pool));
-        c.args(args);
-        c
+    fn command(&self, case: &Case, args: &[&std::ffi::OsStr]) -> TestCommand {
+        self.env.command(self.pool(case.pool), args)
     }
 
     fn input(&self, case: &Case) -> PathBuf {
@@ -754,15 +751,17 @@ impl Bench<'_> {
             self.proxy.reset_stats();
             // The budget is lifted so that Cognito's 50 emails a day cannot defer valid rows
             // across the whole table.
-            let out = run(self.command(
-                case,
-                &[
-                    "run".as_ref(),
-                    path.as_os_str(),
-                    "--email-budget".as_ref(),
-                    "1000000".as_ref(),
-                ],
-            ));
+            let out = self
+                .command(
+                    case,
+                    &[
+                        "run".as_ref(),
+                        path.as_os_str(),
+                        "--email-budget".as_ref(),
+                        "1000000".as_ref(),
+                    ],
+                )
+                .run();
             assert_sane(&label, &out);
             out.expect_code(want);
             let stats = self.proxy.stats();
@@ -774,7 +773,9 @@ impl Bench<'_> {
 
         let label = format!("{} (check)", case.file);
         self.proxy.reset_stats();
-        let out = run(self.command(case, &["check".as_ref(), path.as_os_str()]));
+        let out = self
+            .command(case, &["check".as_ref(), path.as_os_str()])
+            .run();
         assert_sane(&label, &out);
         out.expect_code(want);
         let stats = self.proxy.stats();

@@ -14,22 +14,15 @@ fn cohort(n: usize) -> String {
     s
 }
 
-fn run_cmd(env: &TestEnv, pool: &Pool, args: &[&str]) -> Run {
-    let mut c = env.cmd(pool);
-    c.args(args);
-    run(c)
-}
-
 #[test]
 fn status_lists_each_confirmation_once() {
     let env = TestEnv::new();
     let pool = env.pool(true, &[]);
     let csv = env.write("p.csv", cohort(4));
     let pw = env.path("pw.csv");
-    run_cmd(
-        &env,
+    env.command(
         &pool,
-        &[
+        [
             "run",
             csv.to_str().unwrap(),
             "--delivery",
@@ -38,7 +31,7 @@ fn status_lists_each_confirmation_once() {
             pw.to_str().unwrap(),
         ],
     )
-    .expect_code(0);
+    .expect(0);
     let issued = passwords(&pw);
     // The password file names Cognito's usernames (UUIDs here); sign two of them in.
     for (user, temp) in &issued[..2] {
@@ -49,8 +42,7 @@ fn status_lists_each_confirmation_once() {
         .map(|(u, _)| attr(env.get_user(&pool, u).unwrap().user_attributes(), "email").unwrap())
         .collect();
 
-    let first = run_cmd(&env, &pool, &["status"]);
-    first.expect_code(0);
+    let first = env.command(&pool, ["status"]).expect(0);
     let report = first.report();
     assert_eq!(report["summary"]["newly_confirmed"], 2, "{report:#}");
     assert_eq!(report["summary"]["pending"], 2);
@@ -77,8 +69,9 @@ fn status_lists_each_confirmation_once() {
         assert!(text.contains(e.as_str()), "{text}");
     }
 
-    let second = run_cmd(&env, &pool, &["status", "--format", "table"]);
-    second.expect_code(0);
+    let second = env
+        .command(&pool, ["status", "--format", "table"])
+        .expect(0);
     assert!(
         second.stdout().contains("newly confirmed: none"),
         "{}",
@@ -97,10 +90,9 @@ fn run_records_confirmations_for_status_and_status_with_a_cohort() {
     let pool = env.pool(false, &[]);
     let csv = env.write("p.csv", cohort(3));
     let pw = env.path("pw.csv");
-    run_cmd(
-        &env,
+    env.command(
         &pool,
-        &[
+        [
             "run",
             csv.to_str().unwrap(),
             "--delivery",
@@ -109,7 +101,7 @@ fn run_records_confirmations_for_status_and_status_with_a_cohort() {
             pw.to_str().unwrap(),
         ],
     )
-    .expect_code(0);
+    .expect(0);
     let issued = passwords(&pw);
     let (user, temp) = issued
         .iter()
@@ -117,18 +109,19 @@ fn run_records_confirmations_for_status_and_status_with_a_cohort() {
         .expect("provider0000 was issued a password");
     env.complete_first_sign_in(&pool, user, temp, "Fresh-Passw0rd!");
     // A run sees the confirmation first; status still reports it as new, once.
-    run_cmd(&env, &pool, &["run", csv.to_str().unwrap()]).expect_code(0);
+    env.command(&pool, ["run", csv.to_str().unwrap()]).expect(0);
     let other = env.write(
         "other.csv",
         "email\nprovider0000@example.com\nnobody@example.com\n",
     );
-    let r = run_cmd(&env, &pool, &["status", other.to_str().unwrap()]);
-    r.expect_code(0);
+    let r = env
+        .command(&pool, ["status", other.to_str().unwrap()])
+        .expect(0);
     let report = r.report();
     assert_eq!(report["summary"]["newly_confirmed"], 1, "{report:#}");
     assert_eq!(report["summary"]["not_invited"], 1);
     assert_eq!(report["rows"].as_array().unwrap().len(), 2);
-    let again = run_cmd(&env, &pool, &["status"]);
+    let again = env.command(&pool, ["status"]).run();
     assert_eq!(again.report()["summary"]["newly_confirmed"], 0);
     assert_eq!(again.report()["summary"]["confirmed"], 1);
 }
@@ -142,21 +135,22 @@ fn expired_invitations_are_reissued_up_to_the_cap() {
     let proxy = env.proxy(|c| c);
     let csv = env.write("p.csv", cohort(2));
     let csv = csv.to_str().unwrap();
-    run_cmd(&env, &pool, &["run", csv]).expect_code(0);
+    env.command(&pool, ["run", csv]).expect(0);
     assert_eq!(proxy.stats().creates, 2);
     // Not yet expired: nothing sent.
-    let r = run_cmd(&env, &pool, &["run", csv]);
+    let r = env.command(&pool, ["run", csv]).run();
     assert_eq!(r.report()["summary"]["skipped"], 2);
     env.age_state(8 * 24);
-    let status = run_cmd(&env, &pool, &["status"]);
+    let status = env.command(&pool, ["status"]).run();
     assert_eq!(
         status.report()["summary"]["expired"],
         2,
         "{:#}",
         status.report()
     );
-    let r = run_cmd(&env, &pool, &["run", csv, "--max-reissues", "1"]);
-    r.expect_code(0);
+    let r = env
+        .command(&pool, ["run", csv, "--max-reissues", "1"])
+        .expect(0);
     let report = r.report();
     assert_eq!(report["summary"]["reissued"], 2, "{report:#}");
     assert!(
@@ -167,12 +161,15 @@ fn expired_invitations_are_reissued_up_to_the_cap() {
     );
     assert_eq!(proxy.stats().resends, 2);
     // Freshly re-issued: pending again.
-    let r = run_cmd(&env, &pool, &["run", csv, "--max-reissues", "1"]);
+    let r = env
+        .command(&pool, ["run", csv, "--max-reissues", "1"])
+        .run();
     assert_eq!(r.report()["summary"]["skipped"], 2);
     // Expired again, but the cap is reached: attention, nothing sent.
     env.age_state(8 * 24);
-    let r = run_cmd(&env, &pool, &["run", csv, "--max-reissues", "1"]);
-    r.expect_code(0);
+    let r = env
+        .command(&pool, ["run", csv, "--max-reissues", "1"])
+        .expect(0);
     let report = r.report();
     assert_eq!(report["summary"]["attention"], 2, "{report:#}");
     assert!(
@@ -194,8 +191,7 @@ fn the_email_budget_spreads_a_cohort_over_days() {
     let csv = csv.to_str().unwrap();
     let mut created = Vec::new();
     for day in 0..4 {
-        let r = run_cmd(&env, &pool, &["run", csv]);
-        r.expect_code(0);
+        let r = env.command(&pool, ["run", csv]).expect(0);
         let report = r.report();
         created.push(report["summary"]["created"].as_u64().unwrap());
         let deferred = report["summary"]["deferred"].as_u64().unwrap();
@@ -218,12 +214,9 @@ fn a_second_run_on_the_same_state_exits_with_the_lock_code_and_changes_nothing()
     let pool = env.pool(true, &[]);
     let proxy = env.proxy(|c| c.latency(Duration::from_millis(200)));
     let csv = env.write("p.csv", cohort(15));
-    let mut first = env.cmd(&pool);
-    first.args(["run", csv.to_str().unwrap(), "--concurrency", "1"]);
-    first
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    let mut child = first.spawn().unwrap();
+    let first = env
+        .command(&pool, ["run", csv.to_str().unwrap(), "--concurrency", "1"])
+        .spawn();
     let deadline = Instant::now() + Duration::from_secs(60);
     while proxy.stats().creates == 0 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
@@ -231,8 +224,7 @@ fn a_second_run_on_the_same_state_exits_with_the_lock_code_and_changes_nothing()
     assert!(proxy.stats().creates > 0, "the first run did not start");
     let reports_before = std::fs::read_dir(env.path("reports")).unwrap().count();
     let calls_before = proxy.stats().events.len();
-    let second = run_cmd(&env, &pool, &["run", csv.to_str().unwrap()]);
-    second.expect_code(4);
+    let second = env.command(&pool, ["run", csv.to_str().unwrap()]).expect(4);
     assert!(
         second.stderr().contains("another cognito-onboard run"),
         "{}",
@@ -242,8 +234,7 @@ fn a_second_run_on_the_same_state_exits_with_the_lock_code_and_changes_nothing()
         std::fs::read_dir(env.path("reports")).unwrap().count(),
         reports_before
     );
-    let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(0));
+    first.wait().expect_code(0);
     // Every call after the second run started came from the first (15 rows: 1 describe,
     // lookups and creates); the second made none.
     let second_calls = proxy.stats().events.len() - calls_before;
@@ -257,21 +248,17 @@ fn a_corrupt_or_unwritable_state_file_is_a_clear_error() {
     let pool = env.pool(true, &[]);
     let csv = env.write("p.csv", cohort(1));
     std::fs::write(env.path("state.db"), vec![0x5au8; 4096]).unwrap();
-    let r = run_cmd(&env, &pool, &["run", csv.to_str().unwrap()]);
-    r.expect_code(1);
+    let r = env.command(&pool, ["run", csv.to_str().unwrap()]).expect(1);
     assert!(
         r.stderr().contains("not a cognito-onboard state database"),
         "{}",
         r.stderr()
     );
     let blocker = env.write("not-a-dir", "x");
-    let r = run({
-        let mut c = env.cmd(&pool);
-        c.env("COGNITO_ONBOARD_STATE", blocker.join("state.db"))
-            .args(["run", csv.to_str().unwrap()]);
-        c
-    });
-    r.expect_code(1);
+    let r = env
+        .command(&pool, ["run", csv.to_str().unwrap()])
+        .env("COGNITO_ONBOARD_STATE", blocker.join("state.db"))
+        .expect(1);
     assert!(r.stderr().contains("not-a-dir"), "{}", r.stderr());
     assert!(env.users(&pool).is_empty());
     assert!(
@@ -302,7 +289,7 @@ fn a_state_file_of_schema_one_is_migrated_by_a_run() {
         )
         .unwrap();
     }
-    run_cmd(&env, &pool, &["run", csv.to_str().unwrap()]).expect_code(0);
+    env.command(&pool, ["run", csv.to_str().unwrap()]).expect(0);
     let conn = rusqlite::Connection::open(env.path("state.db")).unwrap();
     let v: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
@@ -328,20 +315,17 @@ fn a_run_killed_at_any_moment_is_resumed_without_a_second_invitation() {
         )
     });
     let csv = env.write("p.csv", cohort(3));
-    let mut c = env.cmd(&pool);
-    c.args(["run", csv.to_str().unwrap(), "--concurrency", "1"]);
-    c.stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    let mut child = c.spawn().unwrap();
+    let mut child = env
+        .command(&pool, ["run", csv.to_str().unwrap(), "--concurrency", "1"])
+        .spawn();
     let deadline = Instant::now() + Duration::from_secs(60);
     while proxy.stats().creates == 0 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    child.kill();
+    child.wait();
     proxy.set_faults(Vec::new());
-    let r = run_cmd(&env, &pool, &["run", csv.to_str().unwrap()]);
-    r.expect_code(0);
+    let r = env.command(&pool, ["run", csv.to_str().unwrap()]).expect(0);
     let report = r.report();
     assert_eq!(report["summary"]["created"], 2, "{report:#}");
     assert_eq!(
