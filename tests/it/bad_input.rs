@@ -12,6 +12,8 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
 use std::time::Instant;
 
+use cognito_onboard::error::exit;
+
 use crate::support::proxy::{Proxy, Stats};
 use crate::support::*;
 
@@ -77,12 +79,12 @@ enum Expect {
 }
 
 impl Expect {
-    fn exit_code(&self) -> i32 {
+    fn exit_code(&self) -> u8 {
         match self {
-            Expect::Refused(_) => 1,
-            Expect::Rows { rejected: [], .. } => 0,
-            Expect::Rows { .. } | Expect::AllRejected => 3,
-            Expect::CheckOnly(_) => 0,
+            Expect::Refused(_) => exit::ABORTED,
+            Expect::Rows { rejected: [], .. } => exit::OK,
+            Expect::Rows { .. } | Expect::AllRejected => exit::ROWS_FAILED,
+            Expect::CheckOnly(_) => exit::OK,
         }
     }
 }
@@ -931,7 +933,7 @@ impl Bench<'_> {
 }
 
 /// `| \`file\` | what is wrong | exit | message |` rows of tests/corpus/README.md: file → exit.
-fn documented_exit_codes() -> BTreeMap<String, i32> {
+fn documented_exit_codes() -> BTreeMap<String, u8> {
     let text = std::fs::read_to_string(corpus_dir().join("README.md")).expect("corpus README");
     text.lines()
         .filter(|l| l.starts_with("| `"))

@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use cognito_onboard::error::exit;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
@@ -57,7 +58,7 @@ fn throttled_to_the_enforced_quota_every_row_still_settles() {
         .command(&pool, ["--config", &config, "run", csv.to_str().unwrap()])
         .run();
     let wall = started.elapsed();
-    r.expect_code(0);
+    r.expect_code(exit::OK);
     let report = r.report();
     assert_eq!(
         report["summary"]["created"], 2000,
@@ -135,7 +136,11 @@ fn mixed_faults_settle_or_fail_clearly_and_a_rerun_settles_the_rest() {
             ],
         )
         .run();
-    assert!(matches!(first.code(), 0 | 3), "{}", first.stderr());
+    assert!(
+        matches!(first.code(), Some(exit::OK | exit::ROWS_FAILED)),
+        "{}",
+        first.stderr()
+    );
     let report = first.report();
     let rows = report["rows"].as_array().unwrap();
     assert_eq!(rows.len(), 300, "no row missing from the report");
@@ -167,7 +172,7 @@ fn mixed_faults_settle_or_fail_clearly_and_a_rerun_settles_the_rest() {
     proxy.set_faults(Vec::new());
     let second = env
         .command(&pool, ["--config", &config, "run", csv.to_str().unwrap()])
-        .expect(0);
+        .expect(exit::OK);
     let again = second.report();
     assert_eq!(again["summary"]["failed"], 0, "{:#}", again["summary"]);
     assert_eq!(again["summary"]["deferred"], 0, "{:#}", again["summary"]);
@@ -204,7 +209,7 @@ fn a_lost_answer_is_checked_not_reported_as_failed_and_not_sent_twice() {
     let csv = env.write("p.csv", cohort(5, 0));
     let r = env
         .command(&pool, ["--config", &config, "run", csv.to_str().unwrap()])
-        .expect(0);
+        .expect(exit::OK);
     let report = r.report();
     assert_eq!(report["summary"]["created"], 5, "{report:#}");
     assert!(
@@ -233,7 +238,7 @@ fn a_lost_answer_is_checked_not_reported_as_failed_and_not_sent_twice() {
                 "always",
             ],
         )
-        .expect(0);
+        .expect(exit::OK);
     let report = r.report();
     assert_eq!(report["summary"]["reissued"], 5, "{report:#}");
     assert_eq!(proxy.stats().resends, 5, "one RESEND each");
@@ -275,7 +280,7 @@ fn killed_at_ten_seeded_moments_a_rerun_finishes_with_one_invitation_each() {
         let r = env
             .command(&pool, ["--config", &config, "run", csv.to_str().unwrap()])
             .run();
-        if r.code() == 0 {
+        if r.code() == Some(exit::OK) {
             finished = true;
             break;
         }
@@ -345,7 +350,7 @@ fn no_temporary_password_appears_anywhere_but_the_password_file() {
             ],
         )
         .arg(&pw1)
-        .expect(0);
+        .expect(exit::OK);
     let second = env
         .command(
             &pool,
@@ -363,13 +368,13 @@ fn no_temporary_password_appears_anywhere_but_the_password_file() {
             ],
         )
         .arg(&pw2)
-        .expect(0);
+        .expect(exit::OK);
     let third = env
         .command(
             &pool,
             ["-vv", "run", csv.to_str().unwrap(), "--reissue", "always"],
         )
-        .expect(0);
+        .expect(exit::OK);
     let mut secrets: BTreeSet<String> = passwords(&pw1).into_iter().map(|(_, p)| p).collect();
     secrets.extend(passwords(&pw2).into_iter().map(|(_, p)| p));
     assert_eq!(secrets.len(), 40, "20 created, 20 re-issued, all different");
@@ -462,7 +467,7 @@ fn bad_configuration_is_one_clear_line_and_exit_1() {
         for k in case.unset {
             c = c.env_remove(k);
         }
-        let r = c.expect(1);
+        let r = c.expect(exit::ABORTED);
         let lines = error_lines(&r);
         let name = case.name;
         assert_eq!(lines.len(), 1, "{name}: {}", r.stderr());
@@ -478,7 +483,7 @@ fn bad_configuration_is_one_clear_line_and_exit_1() {
     let moto_url = std::mem::replace(&mut env.endpoint, format!("http://127.0.0.1:{port}"));
     let r = env.command(&pool, ["run", csv.to_str().unwrap()]).run();
     env.endpoint = moto_url;
-    r.expect_code(1);
+    r.expect_code(exit::ABORTED);
     let lines = error_lines(&r);
     assert_eq!(lines.len(), 1, "{}", r.stderr());
     assert!(lines[0].to_lowercase().contains("connect"), "{}", lines[0]);
@@ -491,7 +496,9 @@ fn bad_configuration_is_one_clear_line_and_exit_1() {
     // Access denied by IAM.
     let proxy = env.proxy(|c| c);
     proxy.set_faults(vec![FaultRule::new(None, FaultKind::AccessDenied, 1.0)]);
-    let r = env.command(&pool, ["run", csv.to_str().unwrap()]).expect(1);
+    let r = env
+        .command(&pool, ["run", csv.to_str().unwrap()])
+        .expect(exit::ABORTED);
     let lines = error_lines(&r);
     assert_eq!(lines.len(), 1, "{}", r.stderr());
     assert!(lines[0].contains("AccessDeniedException"), "{}", lines[0]);
@@ -508,7 +515,7 @@ fn the_daily_email_limit_stops_sending_and_defers_the_rest() {
     let csv = env.write("p.csv", cohort(10, 0));
     let r = env
         .command(&pool, ["--config", &config, "run", csv.to_str().unwrap()])
-        .expect(0);
+        .expect(exit::OK);
     let report = r.report();
     assert_eq!(report["summary"]["created"], 3, "{report:#}");
     assert_eq!(report["summary"]["deferred"], 7);
@@ -528,7 +535,7 @@ fn the_daily_email_limit_stops_sending_and_defers_the_rest() {
     proxy.set_email_limit(Some(50));
     let r = env
         .command(&pool, ["--config", &config, "run", csv.to_str().unwrap()])
-        .expect(0);
+        .expect(exit::OK);
     assert_eq!(r.report()["summary"]["created"], 7);
     assert_eq!(env.users(&pool).len(), 10);
 }
@@ -552,7 +559,7 @@ fn sigterm_finishes_the_rows_in_flight_and_writes_the_report() {
         libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
     }
     let out = child.wait();
-    out.expect_code(1);
+    out.expect_code(exit::ABORTED);
     let report = read_json(std::path::Path::new(out.stdout().trim()));
     assert_eq!(report["interrupted"], true);
     let rows = report["rows"].as_array().unwrap();

@@ -3,6 +3,8 @@
 
 use std::time::{Duration, Instant};
 
+use cognito_onboard::error::exit;
+
 use crate::support::proxy::FaultKind;
 use crate::support::*;
 
@@ -31,7 +33,7 @@ fn status_lists_each_confirmation_once() {
             pw.to_str().unwrap(),
         ],
     )
-    .expect(0);
+    .expect(exit::OK);
     let issued = passwords(&pw);
     // The password file names Cognito's usernames (UUIDs here); sign two of them in.
     for (user, temp) in &issued[..2] {
@@ -42,7 +44,7 @@ fn status_lists_each_confirmation_once() {
         .map(|(u, _)| attr(env.get_user(&pool, u).unwrap().user_attributes(), "email").unwrap())
         .collect();
 
-    let first = env.command(&pool, ["status"]).expect(0);
+    let first = env.command(&pool, ["status"]).expect(exit::OK);
     let report = first.report();
     assert_eq!(report["summary"]["newly_confirmed"], 2, "{report:#}");
     assert_eq!(report["summary"]["pending"], 2);
@@ -71,7 +73,7 @@ fn status_lists_each_confirmation_once() {
 
     let second = env
         .command(&pool, ["status", "--format", "table"])
-        .expect(0);
+        .expect(exit::OK);
     assert!(
         second.stdout().contains("newly confirmed: none"),
         "{}",
@@ -101,7 +103,7 @@ fn run_records_confirmations_for_status_and_status_with_a_cohort() {
             pw.to_str().unwrap(),
         ],
     )
-    .expect(0);
+    .expect(exit::OK);
     let issued = passwords(&pw);
     let (user, temp) = issued
         .iter()
@@ -109,14 +111,15 @@ fn run_records_confirmations_for_status_and_status_with_a_cohort() {
         .expect("provider0000 was issued a password");
     env.complete_first_sign_in(&pool, user, temp, "Fresh-Passw0rd!");
     // A run sees the confirmation first; status still reports it as new, once.
-    env.command(&pool, ["run", csv.to_str().unwrap()]).expect(0);
+    env.command(&pool, ["run", csv.to_str().unwrap()])
+        .expect(exit::OK);
     let other = env.write(
         "other.csv",
         "email\nprovider0000@example.com\nnobody@example.com\n",
     );
     let r = env
         .command(&pool, ["status", other.to_str().unwrap()])
-        .expect(0);
+        .expect(exit::OK);
     let report = r.report();
     assert_eq!(report["summary"]["newly_confirmed"], 1, "{report:#}");
     assert_eq!(report["summary"]["not_invited"], 1);
@@ -135,7 +138,7 @@ fn expired_invitations_are_reissued_up_to_the_cap() {
     let proxy = env.proxy(|c| c);
     let csv = env.write("p.csv", cohort(2));
     let csv = csv.to_str().unwrap();
-    env.command(&pool, ["run", csv]).expect(0);
+    env.command(&pool, ["run", csv]).expect(exit::OK);
     assert_eq!(proxy.stats().creates, 2);
     // Not yet expired: nothing sent.
     let r = env.command(&pool, ["run", csv]).run();
@@ -150,7 +153,7 @@ fn expired_invitations_are_reissued_up_to_the_cap() {
     );
     let r = env
         .command(&pool, ["run", csv, "--max-reissues", "1"])
-        .expect(0);
+        .expect(exit::OK);
     let report = r.report();
     assert_eq!(report["summary"]["reissued"], 2, "{report:#}");
     assert!(
@@ -169,7 +172,7 @@ fn expired_invitations_are_reissued_up_to_the_cap() {
     env.age_state(8 * 24);
     let r = env
         .command(&pool, ["run", csv, "--max-reissues", "1"])
-        .expect(0);
+        .expect(exit::OK);
     let report = r.report();
     assert_eq!(report["summary"]["attention"], 2, "{report:#}");
     assert!(
@@ -191,7 +194,7 @@ fn the_email_budget_spreads_a_cohort_over_days() {
     let csv = csv.to_str().unwrap();
     let mut created = Vec::new();
     for day in 0..4 {
-        let r = env.command(&pool, ["run", csv]).expect(0);
+        let r = env.command(&pool, ["run", csv]).expect(exit::OK);
         let report = r.report();
         created.push(report["summary"]["created"].as_u64().unwrap());
         let deferred = report["summary"]["deferred"].as_u64().unwrap();
@@ -224,7 +227,9 @@ fn a_second_run_on_the_same_state_exits_with_the_lock_code_and_changes_nothing()
     assert!(proxy.stats().creates > 0, "the first run did not start");
     let reports_before = std::fs::read_dir(env.path("reports")).unwrap().count();
     let calls_before = proxy.stats().events.len();
-    let second = env.command(&pool, ["run", csv.to_str().unwrap()]).expect(4);
+    let second = env
+        .command(&pool, ["run", csv.to_str().unwrap()])
+        .expect(exit::LOCKED);
     assert!(
         second.stderr().contains("another cognito-onboard run"),
         "{}",
@@ -234,7 +239,7 @@ fn a_second_run_on_the_same_state_exits_with_the_lock_code_and_changes_nothing()
         std::fs::read_dir(env.path("reports")).unwrap().count(),
         reports_before
     );
-    first.wait().expect_code(0);
+    first.wait().expect_code(exit::OK);
     // Every call after the second run started came from the first (15 rows: 1 describe,
     // lookups and creates); the second made none.
     let second_calls = proxy.stats().events.len() - calls_before;
@@ -248,7 +253,9 @@ fn a_corrupt_or_unwritable_state_file_is_a_clear_error() {
     let pool = env.pool(true, &[]);
     let csv = env.write("p.csv", cohort(1));
     std::fs::write(env.path("state.db"), vec![0x5au8; 4096]).unwrap();
-    let r = env.command(&pool, ["run", csv.to_str().unwrap()]).expect(1);
+    let r = env
+        .command(&pool, ["run", csv.to_str().unwrap()])
+        .expect(exit::ABORTED);
     assert!(
         r.stderr().contains("not a cognito-onboard state database"),
         "{}",
@@ -258,7 +265,7 @@ fn a_corrupt_or_unwritable_state_file_is_a_clear_error() {
     let r = env
         .command(&pool, ["run", csv.to_str().unwrap()])
         .env("COGNITO_ONBOARD_STATE", blocker.join("state.db"))
-        .expect(1);
+        .expect(exit::ABORTED);
     assert!(r.stderr().contains("not-a-dir"), "{}", r.stderr());
     assert!(env.users(&pool).is_empty());
     assert!(
@@ -289,7 +296,8 @@ fn a_state_file_of_schema_one_is_migrated_by_a_run() {
         )
         .unwrap();
     }
-    env.command(&pool, ["run", csv.to_str().unwrap()]).expect(0);
+    env.command(&pool, ["run", csv.to_str().unwrap()])
+        .expect(exit::OK);
     let conn = rusqlite::Connection::open(env.path("state.db")).unwrap();
     let v: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
@@ -325,7 +333,9 @@ fn a_run_killed_at_any_moment_is_resumed_without_a_second_invitation() {
     child.kill();
     child.wait();
     proxy.set_faults(Vec::new());
-    let r = env.command(&pool, ["run", csv.to_str().unwrap()]).expect(0);
+    let r = env
+        .command(&pool, ["run", csv.to_str().unwrap()])
+        .expect(exit::OK);
     let report = r.report();
     assert_eq!(report["summary"]["created"], 2, "{report:#}");
     assert_eq!(

@@ -486,7 +486,7 @@ impl TestCommand {
 
     /// Runs to completion and panics, showing the command, its status, stdout and stderr,
     /// unless it exits with `code` (one of `cognito_onboard::error::exit`).
-    pub fn expect(self, code: i32) -> Run {
+    pub fn expect(self, code: u8) -> Run {
         let r = self.run();
         r.expect_code(code);
         r
@@ -551,8 +551,13 @@ pub struct Run {
 }
 
 impl Run {
-    pub fn code(&self) -> i32 {
-        self.output.status.code().unwrap_or(-1)
+    /// The exit code, to compare with `cognito_onboard::error::exit`; `None` if killed by a
+    /// signal.
+    pub fn code(&self) -> Option<u8> {
+        self.output
+            .status
+            .code()
+            .map(|c| u8::try_from(c).expect("exit codes are 0..=255"))
     }
     pub fn stdout(&self) -> String {
         String::from_utf8_lossy(&self.output.stdout).into_owned()
@@ -561,10 +566,11 @@ impl Run {
         String::from_utf8_lossy(&self.output.stderr).into_owned()
     }
     /// Panics, showing the command, its status, stdout and stderr, unless the exit code is `want`.
-    pub fn expect_code(&self, want: i32) -> &Self {
+    /// `want` is one of `cognito_onboard::error::exit`.
+    pub fn expect_code(&self, want: u8) -> &Self {
         assert_eq!(
             self.code(),
-            want,
+            Some(want),
             "command: {}\nstatus: {:?}\n--- stdout\n{}\n--- stderr\n{}",
             self.cmdline,
             self.output.status,
