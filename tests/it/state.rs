@@ -295,6 +295,17 @@ fn a_state_file_of_schema_one_is_migrated_by_a_run() {
              PRAGMA user_version = 1;",
         )
         .unwrap();
+        // What a version-1 run left behind: one provider pending, one confirmed, one never seen.
+        conn.execute(
+            "INSERT INTO users (pool_id, key, username, email, invited, last_status, last_seen_at)
+             VALUES (?1, 'pending@example.com', 'u-pending', 'pending@example.com', 1,
+                     'FORCE_CHANGE_PASSWORD', 1700000000000),
+                    (?1, 'confirmed@example.com', 'u-confirmed', 'confirmed@example.com', 1,
+                     'CONFIRMED', 1700000500000),
+                    (?1, 'unseen@example.com', NULL, 'unseen@example.com', 0, NULL, NULL)",
+            [&pool.id],
+        )
+        .unwrap();
     }
     env.command(&pool, ["run", csv.to_str().unwrap()])
         .expect(exit::OK);
@@ -307,6 +318,75 @@ fn a_state_file_of_schema_one_is_migrated_by_a_run() {
         .query_row("SELECT COUNT(*) FROM transitions", [], |r| r.get(0))
         .unwrap();
     assert!(n >= 1);
+    // The migration turned each status seen by version 1 into a first transition, and nothing
+    // else: the run's own transitions carry the run's id.
+    let migrated: Vec<(String, String, Option<String>, String, i64)> = conn
+        .prepare(
+            "SELECT pool_id, key, from_status, to_status, observed_at FROM transitions
+             WHERE run_id = 'migration' ORDER BY key",
+        )
+        .unwrap()
+        .query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        migrated,
+        [
+            (
+                pool.id.clone(),
+                "confirmed@example.com".to_string(),
+                None,
+                "CONFIRMED".to_string(),
+                1700000500000
+            ),
+            (
+                pool.id.clone(),
+                "pending@example.com".to_string(),
+                None,
+                "FORCE_CHANGE_PASSWORD".to_string(),
+                1700000000000
+            ),
+        ]
+    );
+    // A confirmation seen by version 1 dates from when it was seen; the rest are untouched.
+    /// key, username, invited, last_status, confirmed_at
+    type UserRow = (String, Option<String>, i64, Option<String>, Option<i64>);
+    let users: Vec<UserRow> = conn
+        .prepare(
+            "SELECT key, username, invited, last_status, confirmed_at FROM users
+             WHERE key IN ('pending@example.com', 'confirmed@example.com', 'unseen@example.com')
+             ORDER BY key",
+        )
+        .unwrap()
+        .query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        users,
+        [
+            (
+                "confirmed@example.com".to_string(),
+                Some("u-confirmed".to_string()),
+                1,
+                Some("CONFIRMED".to_string()),
+                Some(1700000500000)
+            ),
+            (
+                "pending@example.com".to_string(),
+                Some("u-pending".to_string()),
+                1,
+                Some("FORCE_CHANGE_PASSWORD".to_string()),
+                None
+            ),
+            ("unseen@example.com".to_string(), None, 0, None, None),
+        ]
+    );
 }
 
 #[test]
