@@ -449,7 +449,22 @@ pub fn attr(attrs: &[AttributeType], name: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-/// A command line of the binary, built by `TestEnv::command`.
+/// The binary with `args` and nothing but `PATH` in its environment: for what needs no pool,
+/// such as `--help`.
+pub fn binary<I, S>(args: I) -> TestCommand
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cognito-onboard"));
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .args(args)
+        .stdin(Stdio::null());
+    TestCommand { cmd }
+}
+
+/// A command line of the binary, built by `TestEnv::command` or `binary`.
 pub struct TestCommand {
     cmd: Command,
 }
