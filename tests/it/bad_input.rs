@@ -10,8 +10,9 @@
 use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::Instant;
+
+use cognito_onboard::error::exit;
 
 use crate::support::proxy::{Proxy, Stats};
 use crate::support::*;
@@ -78,12 +79,12 @@ enum Expect {
 }
 
 impl Expect {
-    fn exit_code(&self) -> i32 {
+    fn exit_code(&self) -> u8 {
         match self {
-            Expect::Refused(_) => 1,
-            Expect::Rows { rejected: [], .. } => 0,
-            Expect::Rows { .. } | Expect::AllRejected => 3,
-            Expect::CheckOnly(_) => 0,
+            Expect::Refused(_) => exit::ABORTED,
+            Expect::Rows { rejected: [], .. } => exit::OK,
+            Expect::Rows { .. } | Expect::AllRejected => exit::ROWS_FAILED,
+            Expect::CheckOnly(_) => exit::OK,
         }
     }
 }
@@ -733,10 +734,8 @@ impl Bench<'_> {
         }
     }
 
-    fn command(&self, case: &Case, args: &[&std::ffi::OsStr]) -> Command {
-        let mut c = self.env.cmd(self.pool(case.pool));
-        c.args(args);
-        c
+    fn command(&self, case: &Case, args: &[&std::ffi::OsStr]) -> TestCommand {
+        self.env.command(self.pool(case.pool), args)
     }
 
     fn input(&self, case: &Case) -> PathBuf {
@@ -754,15 +753,17 @@ impl Bench<'_> {
             self.proxy.reset_stats();
             // The budget is lifted so that Cognito's 50 emails a day cannot defer valid rows
             // across the whole table.
-            let out = run(self.command(
-                case,
-                &[
-                    "run".as_ref(),
-                    path.as_os_str(),
-                    "--email-budget".as_ref(),
-                    "1000000".as_ref(),
-                ],
-            ));
+            let out = self
+                .command(
+                    case,
+                    &[
+                        "run".as_ref(),
+                        path.as_os_str(),
+                        "--email-budget".as_ref(),
+                        "1000000".as_ref(),
+                    ],
+                )
+                .run();
             assert_sane(&label, &out);
             out.expect_code(want);
             let stats = self.proxy.stats();
@@ -774,7 +775,9 @@ impl Bench<'_> {
 
         let label = format!("{} (check)", case.file);
         self.proxy.reset_stats();
-        let out = run(self.command(case, &["check".as_ref(), path.as_os_str()]));
+        let out = self
+            .command(case, &["check".as_ref(), path.as_os_str()])
+            .run();
         assert_sane(&label, &out);
         out.expect_code(want);
         let stats = self.proxy.stats();
@@ -930,7 +933,7 @@ impl Bench<'_> {
 }
 
 /// `| \`file\` | what is wrong | exit | message |` rows of tests/corpus/README.md: file → exit.
-fn documented_exit_codes() -> BTreeMap<String, i32> {
+fn documented_exit_codes() -> BTreeMap<String, u8> {
     let text = std::fs::read_to_string(corpus_dir().join("README.md")).expect("corpus README");
     text.lines()
         .filter(|l| l.starts_with("| `"))

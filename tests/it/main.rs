@@ -7,4 +7,5 @@ mod support;
 mod bad_input;
 mod onboard;
 mod robustness;
+mod snapshot;
 mod state;

@@ -1,6 +1,8 @@
 //! The `run` and `check` commands against moto: create, re-run, dry run, re-issue, groups,
 //! invalid rows, suppress delivery and exit codes.
 
+use cognito_onboard::error::exit;
+
 use crate::support::*;
 
 const PROVIDERS: &str = "\u{feff}email,name,family_name,given_name,locale,groups
@@ -24,12 +26,7 @@ fn creates_every_provider_then_a_second_run_sends_nothing() {
     let env = TestEnv::new();
     let pool = env.pool(true, &["providers", "beta"]);
     let csv = env.write("providers.csv", PROVIDERS);
-    let first = run({
-        let mut c = env.cmd(&pool);
-        c.arg("run").arg(&csv);
-        c
-    });
-    first.expect_code(0);
+    let first = env.command(&pool, ["run"]).arg(&csv).expect(exit::OK);
     let report = first.report();
     assert_eq!(report["summary"]["created"], 3, "{report:#}");
     assert_eq!(report["dry_run"], false);
@@ -78,12 +75,7 @@ fn creates_every_provider_then_a_second_run_sends_nothing() {
     assert_eq!(row["status_after"], "FORCE_CHANGE_PASSWORD");
     assert!(row["temp_password_expires_at"].is_string());
 
-    let second = run({
-        let mut c = env.cmd(&pool);
-        c.arg("run").arg(&csv);
-        c
-    });
-    second.expect_code(0);
+    let second = env.command(&pool, ["run"]).arg(&csv).expect(exit::OK);
     let report = second.report();
     assert_eq!(report["summary"]["skipped"], 3, "{report:#}");
     assert_eq!(report["summary"]["created"], 0);
@@ -120,12 +112,11 @@ fn dry_run_reads_but_writes_nothing() {
     let env = TestEnv::new();
     let pool = env.pool(true, &["providers", "beta"]);
     let csv = env.write("providers.csv", PROVIDERS);
-    let r = run({
-        let mut c = env.cmd(&pool);
-        c.arg("run").arg(&csv).arg("--dry-run");
-        c
-    });
-    r.expect_code(0);
+    let r = env
+        .command(&pool, ["run"])
+        .arg(&csv)
+        .arg("--dry-run")
+        .expect(exit::OK);
     let report = r.report();
     assert_eq!(report["dry_run"], true);
     assert_eq!(report["summary"]["created"], 3);
@@ -145,15 +136,11 @@ fn reissue_always_replaces_the_temporary_password() {
     let pool = env.pool(false, &[]);
     let csv = env.write("p.csv", "email,name\nkenji@example.com,Kenji\n");
     let first_pw = env.path("first.csv");
-    run({
-        let mut c = env.cmd(&pool);
-        c.arg("run")
-            .arg(&csv)
-            .args(["--delivery", "suppress", "--password-file"])
-            .arg(&first_pw);
-        c
-    })
-    .expect_code(0);
+    env.command(&pool, ["run"])
+        .arg(&csv)
+        .args(["--delivery", "suppress", "--password-file"])
+        .arg(&first_pw)
+        .expect(exit::OK);
     let first = passwords(&first_pw);
     assert_eq!(first.len(), 1);
     assert_eq!(first[0].0, "kenji@example.com");
@@ -163,21 +150,18 @@ fn reissue_always_replaces_the_temporary_password() {
     );
 
     let second_pw = env.path("second.csv");
-    let r = run({
-        let mut c = env.cmd(&pool);
-        c.arg("run")
-            .arg(&csv)
-            .args([
-                "--delivery",
-                "suppress",
-                "--reissue",
-                "always",
-                "--password-file",
-            ])
-            .arg(&second_pw);
-        c
-    });
-    r.expect_code(0);
+    let r = env
+        .command(&pool, ["run"])
+        .arg(&csv)
+        .args([
+            "--delivery",
+            "suppress",
+            "--reissue",
+            "always",
+            "--password-file",
+        ])
+        .arg(&second_pw)
+        .expect(exit::OK);
     let report = r.report();
     assert_eq!(report["summary"]["reissued"], 1, "{report:#}");
     assert_eq!(report["calls"]["UserAccountRecovery"], 1);
@@ -199,24 +183,19 @@ fn reissue_always_by_email_resends_and_confirmed_users_are_left_alone() {
     let pool = env.pool(false, &[]);
     let csv = env.write("p.csv", "email\na@example.com\nb@example.com\n");
     let pw = env.path("pw.csv");
-    run({
-        let mut c = env.cmd(&pool);
-        c.arg("run")
-            .arg(&csv)
-            .args(["--delivery", "suppress", "--password-file"])
-            .arg(&pw);
-        c
-    })
-    .expect_code(0);
+    env.command(&pool, ["run"])
+        .arg(&csv)
+        .args(["--delivery", "suppress", "--password-file"])
+        .arg(&pw)
+        .expect(exit::OK);
     let issued = passwords(&pw);
     let (user, temp) = issued.iter().find(|(u, _)| u == "b@example.com").unwrap();
     env.complete_first_sign_in(&pool, user, temp, "N3w-Passw0rd!");
-    let r = run({
-        let mut c = env.cmd(&pool);
-        c.arg("run").arg(&csv).args(["--reissue", "always"]);
-        c
-    });
-    r.expect_code(0);
+    let r = env
+        .command(&pool, ["run"])
+        .arg(&csv)
+        .args(["--reissue", "always"])
+        .expect(exit::OK);
     let report = r.report();
     assert_eq!(report["summary"]["reissued"], 1, "{report:#}");
     assert_eq!(report["summary"]["skipped"], 1);
@@ -245,12 +224,10 @@ fn invalid_rows_are_reported_and_never_reach_cognito() {
          formula@example.com,=HYPERLINK(\"http://x\"),,\n\
          ok2@example.com,Second,,\n",
     );
-    let r = run({
-        let mut c = env.cmd(&pool);
-        c.arg("run").arg(&csv);
-        c
-    });
-    r.expect_code(3);
+    let r = env
+        .command(&pool, ["run"])
+        .arg(&csv)
+        .expect(exit::ROWS_FAILED);
     let report = r.report();
     assert_eq!(report["summary"]["created"], 2, "{report:#}");
     assert_eq!(report["summary"]["invalid"], 5);
@@ -282,12 +259,7 @@ fn a_group_missing_from_the_pool_stops_the_run_before_any_write() {
         "g.csv",
         "email,groups\na@example.com,providers\nb@example.com,nosuchgroup\n",
     );
-    let r = run({
-        let mut c = env.cmd(&pool);
-        c.arg("run").arg(&csv);
-        c
-    });
-    r.expect_code(1);
+    let r = env.command(&pool, ["run"]).arg(&csv).expect(exit::ABORTED);
     assert!(r.stderr().contains("nosuchgroup"), "{}", r.stderr());
     assert!(
         r.stderr().contains("providers"),
@@ -305,12 +277,7 @@ fn an_unknown_attribute_column_lists_the_valid_names() {
         "u.csv",
         "email,nickname,favourite_colour\na@example.com,A,blue\n",
     );
-    let r = run({
-        let mut c = env.cmd(&pool);
-        c.arg("run").arg(&csv);
-        c
-    });
-    r.expect_code(1);
+    let r = env.command(&pool, ["run"]).arg(&csv).expect(exit::ABORTED);
     assert!(r.stderr().contains("favourite_colour"), "{}", r.stderr());
     assert!(
         r.stderr().contains("given_name"),
@@ -326,15 +293,12 @@ fn suppress_delivery_writes_a_private_password_file_and_never_overwrites_it() {
     let pool = env.pool(true, &[]);
     let csv = env.write("p.csv", "email\nx@example.com\ny@example.com\n");
     let pw = env.path("pw.csv");
-    let r = run({
-        let mut c = env.cmd(&pool);
-        c.arg("run")
-            .arg(&csv)
-            .args(["--delivery", "suppress", "--password-file"])
-            .arg(&pw);
-        c
-    });
-    r.expect_code(0);
+    let r = env
+        .command(&pool, ["run"])
+        .arg(&csv)
+        .args(["--delivery", "suppress", "--password-file"])
+        .arg(&pw)
+        .expect(exit::OK);
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(
         std::fs::metadata(&pw).unwrap().permissions().mode() & 0o777,
@@ -350,15 +314,12 @@ fn suppress_delivery_writes_a_private_password_file_and_never_overwrites_it() {
     }
     let before = std::fs::read(&pw).unwrap();
     let csv2 = env.write("p2.csv", "email\nz@example.com\n");
-    let again = run({
-        let mut c = env.cmd(&pool);
-        c.arg("run")
-            .arg(&csv2)
-            .args(["--delivery", "suppress", "--password-file"])
-            .arg(&pw);
-        c
-    });
-    again.expect_code(1);
+    let again = env
+        .command(&pool, ["run"])
+        .arg(&csv2)
+        .args(["--delivery", "suppress", "--password-file"])
+        .arg(&pw)
+        .expect(exit::ABORTED);
     assert!(
         again.stderr().contains("refusing to overwrite"),
         "{}",
@@ -375,12 +336,7 @@ fn shift_jis_from_japanese_excel_is_read() {
     let (bytes, _, _) =
         encoding_rs::SHIFT_JIS.encode("email,name\ntakahashi@example.com,髙橋 ①郎\n");
     let csv = env.write("sjis.csv", &bytes);
-    run({
-        let mut c = env.cmd(&pool);
-        c.arg("run").arg(&csv);
-        c
-    })
-    .expect_code(0);
+    env.command(&pool, ["run"]).arg(&csv).expect(exit::OK);
     let u = env.get_user(&pool, "takahashi@example.com").unwrap();
     assert_eq!(
         attr(u.user_attributes(), "name").as_deref(),
@@ -396,12 +352,7 @@ fn free_form_usernames_come_from_the_username_column() {
         "u.csv",
         "username,email\nprovider-001,one@example.com\nprovider-002,two@example.com\n",
     );
-    run({
-        let mut c = env.cmd(&pool);
-        c.arg("run").arg(&csv);
-        c
-    })
-    .expect_code(0);
+    env.command(&pool, ["run"]).arg(&csv).expect(exit::OK);
     let u = env
         .get_user(&pool, "provider-001")
         .expect("created under its username");
@@ -411,12 +362,11 @@ fn free_form_usernames_come_from_the_username_column() {
     );
     // A second run finds them by username, per row or by scan.
     for lookup in ["get", "scan"] {
-        let r = run({
-            let mut c = env.cmd(&pool);
-            c.arg("run").arg(&csv).args(["--lookup", lookup]);
-            c
-        });
-        r.expect_code(0);
+        let r = env
+            .command(&pool, ["run"])
+            .arg(&csv)
+            .args(["--lookup", lookup])
+            .expect(exit::OK);
         assert_eq!(r.report()["summary"]["skipped"], 2, "{lookup}");
     }
 }
@@ -430,15 +380,11 @@ fn users_needing_attention_are_reported_and_left_alone() {
         "email\nreset@example.com\noff@example.com\nunverified@example.com\n",
     );
     let pw = env.path("pw.csv");
-    run({
-        let mut c = env.cmd(&pool);
-        c.arg("run")
-            .arg(&csv)
-            .args(["--delivery", "suppress", "--password-file"])
-            .arg(&pw);
-        c
-    })
-    .expect_code(0);
+    env.command(&pool, ["run"])
+        .arg(&csv)
+        .args(["--delivery", "suppress", "--password-file"])
+        .arg(&pw)
+        .expect(exit::OK);
     let issued = passwords(&pw);
     for user in ["unverified@example.com", "reset@example.com"] {
         let temp = &issued.iter().find(|(u, _)| u == user).unwrap().1;
@@ -474,14 +420,11 @@ fn users_needing_attention_are_reported_and_left_alone() {
             .await
             .unwrap();
     });
-    let r = run({
-        let mut c = env.cmd(&pool);
-        c.arg("run")
-            .arg(&csv)
-            .args(["--reissue", "always", "--lookup", "get"]);
-        c
-    });
-    r.expect_code(0);
+    let r = env
+        .command(&pool, ["run"])
+        .arg(&csv)
+        .args(["--reissue", "always", "--lookup", "get"])
+        .expect(exit::OK);
     let report = r.report();
     assert_eq!(report["summary"]["attention"], 2, "{report:#}");
     let attention = rows_with(&report, "attention");
@@ -522,50 +465,34 @@ fn exit_codes_for_run_level_problems() {
     let pool = env.pool(true, &[]);
     let csv = env.write("p.csv", "email\na@example.com\n");
     // Usage error.
-    let r = run({
-        let mut c = env.cmd(&pool);
-        c.args(["run", "--no-such-flag"]);
-        c
-    });
-    r.expect_code(2);
+    env.command(&pool, ["run", "--no-such-flag"])
+        .expect(exit::USAGE);
     // Pool that does not exist.
-    let r = run({
-        let mut c = env.cmd(&pool);
-        c.arg("run")
-            .arg(&csv)
-            .args(["--user-pool-id", "eu-west-1_doesnotexist"]);
-        c
-    });
-    r.expect_code(1);
+    let r = env
+        .command(&pool, ["run"])
+        .arg(&csv)
+        .args(["--user-pool-id", "eu-west-1_doesnotexist"])
+        .expect(exit::ABORTED);
     assert!(
         r.stderr().contains("ResourceNotFoundException"),
         "{}",
         r.stderr()
     );
     // No pool at all.
-    let r = run({
-        let mut c = env.cmd(&pool);
-        c.env_remove("COGNITO_USER_POOL_ID").arg("run").arg(&csv);
-        c
-    });
-    r.expect_code(1);
+    let r = env
+        .command(&pool, ["run"])
+        .arg(&csv)
+        .env_remove("COGNITO_USER_POOL_ID")
+        .expect(exit::ABORTED);
     assert!(r.stderr().contains("--user-pool-id"), "{}", r.stderr());
     // Missing input file.
-    let r = run({
-        let mut c = env.cmd(&pool);
-        c.args(["run", "missing.csv"]);
-        c
-    });
-    r.expect_code(1);
+    let r = env
+        .command(&pool, ["run", "missing.csv"])
+        .expect(exit::ABORTED);
     assert!(r.stderr().contains("missing.csv"), "{}", r.stderr());
     // No email column.
     let bad = env.write("h.csv", "mail,name\na@example.com,A\n");
-    let r = run({
-        let mut c = env.cmd(&pool);
-        c.arg("run").arg(&bad);
-        c
-    });
-    r.expect_code(1);
+    let r = env.command(&pool, ["run"]).arg(&bad).expect(exit::ABORTED);
     assert!(r.stderr().contains("email"), "{}", r.stderr());
     assert!(env.users(&pool).is_empty());
 }
@@ -575,12 +502,10 @@ fn check_validates_without_writing() {
     let env = TestEnv::new();
     let pool = env.pool(true, &[]);
     let csv = env.write("c.csv", "email,name\na@example.com,A\nbroken,B\n");
-    let r = run({
-        let mut c = env.cmd(&pool);
-        c.arg("check").arg(&csv);
-        c
-    });
-    r.expect_code(3);
+    let r = env
+        .command(&pool, ["check"])
+        .arg(&csv)
+        .expect(exit::ROWS_FAILED);
     let out = r.stdout();
     assert!(out.contains("temporary passwords valid: 7 days"), "{out}");
     assert!(out.contains("line 3, column email"), "{out}");
@@ -600,19 +525,19 @@ fn a_large_pool_is_scanned_in_parallel_parts_by_sub() {
         "p.csv",
         "email\nmember000007@example.com\nmember001500@example.com\nnewcomer@example.com\n",
     );
-    let r = run({
-        let mut c = env.cmd(&pool);
-        c.args([
-            "run",
-            csv.to_str().unwrap(),
-            "--lookup",
-            "scan",
-            "--email-budget",
-            "10",
-        ]);
-        c
-    });
-    r.expect_code(0);
+    let r = env
+        .command(
+            &pool,
+            [
+                "run",
+                csv.to_str().unwrap(),
+                "--lookup",
+                "scan",
+                "--email-budget",
+                "10",
+            ],
+        )
+        .expect(exit::OK);
     let report = r.report();
     assert_eq!(report["summary"]["skipped"], 2, "{report:#}");
     assert_eq!(report["summary"]["created"], 1);
@@ -620,12 +545,7 @@ fn a_large_pool_is_scanned_in_parallel_parts_by_sub() {
     // 16 parts of about 124 users: 3 pages each (moto's subs are random UUIDs).
     let pages = stats.succeeded("ListUsers");
     assert!((32..=64).contains(&pages), "{pages} ListUsers pages");
-    let status = run({
-        let mut c = env.cmd(&pool);
-        c.args(["status", "--all"]);
-        c
-    });
-    status.expect_code(0);
+    let status = env.command(&pool, ["status", "--all"]).expect(exit::OK);
     let report = status.report();
     assert_eq!(report["refresh"], "scan");
     assert_eq!(

@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use cognito_onboard::error::exit;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
@@ -53,13 +54,11 @@ fn throttled_to_the_enforced_quota_every_row_still_settles() {
     );
     let csv = env.write("p.csv", cohort(2000, 5));
     let started = Instant::now();
-    let r = run({
-        let mut c = env.cmd(&pool);
-        c.args(["--config", &config, "run", csv.to_str().unwrap()]);
-        c
-    });
+    let r = env
+        .command(&pool, ["--config", &config, "run", csv.to_str().unwrap()])
+        .run();
     let wall = started.elapsed();
-    r.expect_code(0);
+    r.expect_code(exit::OK);
     let report = r.report();
     assert_eq!(
         report["summary"]["created"], 2000,
@@ -124,19 +123,24 @@ fn mixed_faults_settle_or_fail_clearly_and_a_rerun_settles_the_rest() {
         "attempt_timeout_secs = 1.0\nmax_attempts = 2\nemail_budget = 100000\n",
     );
     let csv = env.write("p.csv", cohort(300, 3));
-    let first = run({
-        let mut c = env.cmd(&pool);
-        c.args([
-            "--config",
-            &config,
-            "run",
-            csv.to_str().unwrap(),
-            "--lookup",
-            "get",
-        ]);
-        c
-    });
-    assert!(matches!(first.code(), 0 | 3), "{}", first.stderr());
+    let first = env
+        .command(
+            &pool,
+            [
+                "--config",
+                &config,
+                "run",
+                csv.to_str().unwrap(),
+                "--lookup",
+                "get",
+            ],
+        )
+        .run();
+    assert!(
+        matches!(first.code(), Some(exit::OK | exit::ROWS_FAILED)),
+        "{}",
+        first.stderr()
+    );
     let report = first.report();
     let rows = report["rows"].as_array().unwrap();
     assert_eq!(rows.len(), 300, "no row missing from the report");
@@ -166,12 +170,9 @@ fn mixed_faults_settle_or_fail_clearly_and_a_rerun_settles_the_rest() {
             .sum::<u64>()
     );
     proxy.set_faults(Vec::new());
-    let second = run({
-        let mut c = env.cmd(&pool);
-        c.args(["--config", &config, "run", csv.to_str().unwrap()]);
-        c
-    });
-    second.expect_code(0);
+    let second = env
+        .command(&pool, ["--config", &config, "run", csv.to_str().unwrap()])
+        .expect(exit::OK);
     let again = second.report();
     assert_eq!(again["summary"]["failed"], 0, "{:#}", again["summary"]);
     assert_eq!(again["summary"]["deferred"], 0, "{:#}", again["summary"]);
@@ -206,12 +207,9 @@ fn a_lost_answer_is_checked_not_reported_as_failed_and_not_sent_twice() {
     let proxy = env.proxy(|c| c.fault(Some("AdminCreateUser"), FaultKind::ResetAfterForward, 1.0));
     let config = settings(&env, "max_attempts = 3\n");
     let csv = env.write("p.csv", cohort(5, 0));
-    let r = run({
-        let mut c = env.cmd(&pool);
-        c.args(["--config", &config, "run", csv.to_str().unwrap()]);
-        c
-    });
-    r.expect_code(0);
+    let r = env
+        .command(&pool, ["--config", &config, "run", csv.to_str().unwrap()])
+        .expect(exit::OK);
     let report = r.report();
     assert_eq!(report["summary"]["created"], 5, "{report:#}");
     assert!(
@@ -228,19 +226,19 @@ fn a_lost_answer_is_checked_not_reported_as_failed_and_not_sent_twice() {
     // A re-issue whose answer is lost is checked by reading the user, not sent again.
     std::thread::sleep(Duration::from_millis(1100));
     proxy.reset_stats();
-    let r = run({
-        let mut c = env.cmd(&pool);
-        c.args([
-            "--config",
-            &config,
-            "run",
-            csv.to_str().unwrap(),
-            "--reissue",
-            "always",
-        ]);
-        c
-    });
-    r.expect_code(0);
+    let r = env
+        .command(
+            &pool,
+            [
+                "--config",
+                &config,
+                "run",
+                csv.to_str().unwrap(),
+                "--reissue",
+                "always",
+            ],
+        )
+        .expect(exit::OK);
     let report = r.report();
     assert_eq!(report["summary"]["reissued"], 5, "{report:#}");
     assert_eq!(proxy.stats().resends, 5, "one RESEND each");
@@ -259,34 +257,30 @@ fn killed_at_ten_seeded_moments_a_rerun_finishes_with_one_invitation_each() {
     points.sort();
     let mut kills = 0;
     for point in &points {
-        let mut c = env.cmd(&pool);
-        c.args(["--config", &config, "run", csv.to_str().unwrap()]);
-        c.stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null());
-        let mut child = c.spawn().unwrap();
+        let mut child = env
+            .command(&pool, ["--config", &config, "run", csv.to_str().unwrap()])
+            .spawn();
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
-            if child.try_wait().unwrap().is_some() {
+            if child.finished() {
                 break;
             }
             if proxy.stats().creates >= *point || Instant::now() > deadline {
-                child.kill().unwrap();
+                child.kill();
                 kills += 1;
                 break;
             }
             std::thread::sleep(Duration::from_millis(2));
         }
-        child.wait().unwrap();
+        child.wait();
     }
     assert!(kills >= 5, "only {kills} runs were killed mid-way");
     let mut finished = false;
     for _ in 0..3 {
-        let r = run({
-            let mut c = env.cmd(&pool);
-            c.args(["--config", &config, "run", csv.to_str().unwrap()]);
-            c
-        });
-        if r.code() == 0 {
+        let r = env
+            .command(&pool, ["--config", &config, "run", csv.to_str().unwrap()])
+            .run();
+        if r.code() == Some(exit::OK) {
             finished = true;
             break;
         }
@@ -343,44 +337,44 @@ fn no_temporary_password_appears_anywhere_but_the_password_file() {
     let csv = env.write("p.csv", cohort(20, 0));
     let pw1 = env.path("pw1.csv");
     let pw2 = env.path("pw2.csv");
-    let first = run({
-        let mut c = env.cmd(&pool);
-        c.args([
-            "-vv",
-            "run",
-            csv.to_str().unwrap(),
-            "--delivery",
-            "suppress",
-            "--password-file",
-        ])
-        .arg(&pw1);
-        c
-    });
-    first.expect_code(0);
-    let second = run({
-        let mut c = env.cmd(&pool);
-        c.args([
-            "-vv",
-            "--log-format",
-            "json",
-            "run",
-            csv.to_str().unwrap(),
-            "--delivery",
-            "suppress",
-            "--reissue",
-            "always",
-            "--password-file",
-        ])
-        .arg(&pw2);
-        c
-    });
-    second.expect_code(0);
-    let third = run({
-        let mut c = env.cmd(&pool);
-        c.args(["-vv", "run", csv.to_str().unwrap(), "--reissue", "always"]);
-        c
-    });
-    third.expect_code(0);
+    let first = env
+        .command(
+            &pool,
+            [
+                "-vv",
+                "run",
+                csv.to_str().unwrap(),
+                "--delivery",
+                "suppress",
+                "--password-file",
+            ],
+        )
+        .arg(&pw1)
+        .expect(exit::OK);
+    let second = env
+        .command(
+            &pool,
+            [
+                "-vv",
+                "--log-format",
+                "json",
+                "run",
+                csv.to_str().unwrap(),
+                "--delivery",
+                "suppress",
+                "--reissue",
+                "always",
+                "--password-file",
+            ],
+        )
+        .arg(&pw2)
+        .expect(exit::OK);
+    let third = env
+        .command(
+            &pool,
+            ["-vv", "run", csv.to_str().unwrap(), "--reissue", "always"],
+        )
+        .expect(exit::OK);
     let mut secrets: BTreeSet<String> = passwords(&pw1).into_iter().map(|(_, p)| p).collect();
     secrets.extend(passwords(&pw2).into_iter().map(|(_, p)| p));
     assert_eq!(secrets.len(), 40, "20 created, 20 re-issued, all different");
@@ -466,17 +460,14 @@ fn bad_configuration_is_one_clear_line_and_exit_1() {
         },
     ];
     for case in cases {
-        let r = run({
-            let mut c = env.cmd(&pool);
-            for k in case.unset {
-                c.env_remove(k);
-            }
-            c.args(case.global)
-                .args(["run", csv.to_str().unwrap()])
-                .args(case.run);
-            c
-        });
-        r.expect_code(1);
+        let mut c = env
+            .command(&pool, case.global)
+            .args(["run", csv.to_str().unwrap()])
+            .args(case.run);
+        for k in case.unset {
+            c = c.env_remove(k);
+        }
+        let r = c.expect(exit::ABORTED);
         let lines = error_lines(&r);
         let name = case.name;
         assert_eq!(lines.len(), 1, "{name}: {}", r.stderr());
@@ -490,13 +481,9 @@ fn bad_configuration_is_one_clear_line_and_exit_1() {
     drop(closed);
     let started = Instant::now();
     let moto_url = std::mem::replace(&mut env.endpoint, format!("http://127.0.0.1:{port}"));
-    let r = run({
-        let mut c = env.cmd(&pool);
-        c.args(["run", csv.to_str().unwrap()]);
-        c
-    });
+    let r = env.command(&pool, ["run", csv.to_str().unwrap()]).run();
     env.endpoint = moto_url;
-    r.expect_code(1);
+    r.expect_code(exit::ABORTED);
     let lines = error_lines(&r);
     assert_eq!(lines.len(), 1, "{}", r.stderr());
     assert!(lines[0].to_lowercase().contains("connect"), "{}", lines[0]);
@@ -509,12 +496,9 @@ fn bad_configuration_is_one_clear_line_and_exit_1() {
     // Access denied by IAM.
     let proxy = env.proxy(|c| c);
     proxy.set_faults(vec![FaultRule::new(None, FaultKind::AccessDenied, 1.0)]);
-    let r = run({
-        let mut c = env.cmd(&pool);
-        c.args(["run", csv.to_str().unwrap()]);
-        c
-    });
-    r.expect_code(1);
+    let r = env
+        .command(&pool, ["run", csv.to_str().unwrap()])
+        .expect(exit::ABORTED);
     let lines = error_lines(&r);
     assert_eq!(lines.len(), 1, "{}", r.stderr());
     assert!(lines[0].contains("AccessDeniedException"), "{}", lines[0]);
@@ -529,12 +513,9 @@ fn the_daily_email_limit_stops_sending_and_defers_the_rest() {
     let proxy = env.proxy(|c| c.email_limit(3));
     let config = settings(&env, "email_budget = 100000\nconcurrency = 1\n");
     let csv = env.write("p.csv", cohort(10, 0));
-    let r = run({
-        let mut c = env.cmd(&pool);
-        c.args(["--config", &config, "run", csv.to_str().unwrap()]);
-        c
-    });
-    r.expect_code(0);
+    let r = env
+        .command(&pool, ["--config", &config, "run", csv.to_str().unwrap()])
+        .expect(exit::OK);
     let report = r.report();
     assert_eq!(report["summary"]["created"], 3, "{report:#}");
     assert_eq!(report["summary"]["deferred"], 7);
@@ -552,12 +533,9 @@ fn the_daily_email_limit_stops_sending_and_defers_the_rest() {
     assert_eq!(env.users(&pool).len(), 3);
     // The next day (a fresh limit), a re-run sends the rest.
     proxy.set_email_limit(Some(50));
-    let r = run({
-        let mut c = env.cmd(&pool);
-        c.args(["--config", &config, "run", csv.to_str().unwrap()]);
-        c
-    });
-    r.expect_code(0);
+    let r = env
+        .command(&pool, ["--config", &config, "run", csv.to_str().unwrap()])
+        .expect(exit::OK);
     assert_eq!(r.report()["summary"]["created"], 7);
     assert_eq!(env.users(&pool).len(), 10);
 }
@@ -569,11 +547,9 @@ fn sigterm_finishes_the_rows_in_flight_and_writes_the_report() {
     let proxy = env.proxy(|c| c.latency(Duration::from_millis(100)));
     let config = settings(&env, "email_budget = 100000\nconcurrency = 2\n");
     let csv = env.write("p.csv", cohort(100, 0));
-    let mut c = env.cmd(&pool);
-    c.args(["--config", &config, "run", csv.to_str().unwrap()]);
-    c.stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let child = c.spawn().unwrap();
+    let child = env
+        .command(&pool, ["--config", &config, "run", csv.to_str().unwrap()])
+        .spawn();
     let deadline = Instant::now() + Duration::from_secs(60);
     while proxy.stats().creates < 5 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
@@ -582,15 +558,9 @@ fn sigterm_finishes_the_rows_in_flight_and_writes_the_report() {
     unsafe {
         libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
     }
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let report = read_json(std::path::Path::new(stdout.trim()));
+    let out = child.wait();
+    out.expect_code(exit::ABORTED);
+    let report = read_json(std::path::Path::new(out.stdout().trim()));
     assert_eq!(report["interrupted"], true);
     let rows = report["rows"].as_array().unwrap();
     assert_eq!(rows.len(), 100, "no row missing from the report");

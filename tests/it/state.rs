@@ -3,6 +3,8 @@
 
 use std::time::{Duration, Instant};
 
+use cognito_onboard::error::exit;
+
 use crate::support::proxy::FaultKind;
 use crate::support::*;
 
@@ -14,22 +16,15 @@ fn cohort(n: usize) -> String {
     s
 }
 
-fn run_cmd(env: &TestEnv, pool: &Pool, args: &[&str]) -> Run {
-    let mut c = env.cmd(pool);
-    c.args(args);
-    run(c)
-}
-
 #[test]
 fn status_lists_each_confirmation_once() {
     let env = TestEnv::new();
     let pool = env.pool(true, &[]);
     let csv = env.write("p.csv", cohort(4));
     let pw = env.path("pw.csv");
-    run_cmd(
-        &env,
+    env.command(
         &pool,
-        &[
+        [
             "run",
             csv.to_str().unwrap(),
             "--delivery",
@@ -38,7 +33,7 @@ fn status_lists_each_confirmation_once() {
             pw.to_str().unwrap(),
         ],
     )
-    .expect_code(0);
+    .expect(exit::OK);
     let issued = passwords(&pw);
     // The password file names Cognito's usernames (UUIDs here); sign two of them in.
     for (user, temp) in &issued[..2] {
@@ -49,8 +44,7 @@ fn status_lists_each_confirmation_once() {
         .map(|(u, _)| attr(env.get_user(&pool, u).unwrap().user_attributes(), "email").unwrap())
         .collect();
 
-    let first = run_cmd(&env, &pool, &["status"]);
-    first.expect_code(0);
+    let first = env.command(&pool, ["status"]).expect(exit::OK);
     let report = first.report();
     assert_eq!(report["summary"]["newly_confirmed"], 2, "{report:#}");
     assert_eq!(report["summary"]["pending"], 2);
@@ -77,8 +71,9 @@ fn status_lists_each_confirmation_once() {
         assert!(text.contains(e.as_str()), "{text}");
     }
 
-    let second = run_cmd(&env, &pool, &["status", "--format", "table"]);
-    second.expect_code(0);
+    let second = env
+        .command(&pool, ["status", "--format", "table"])
+        .expect(exit::OK);
     assert!(
         second.stdout().contains("newly confirmed: none"),
         "{}",
@@ -97,10 +92,9 @@ fn run_records_confirmations_for_status_and_status_with_a_cohort() {
     let pool = env.pool(false, &[]);
     let csv = env.write("p.csv", cohort(3));
     let pw = env.path("pw.csv");
-    run_cmd(
-        &env,
+    env.command(
         &pool,
-        &[
+        [
             "run",
             csv.to_str().unwrap(),
             "--delivery",
@@ -109,7 +103,7 @@ fn run_records_confirmations_for_status_and_status_with_a_cohort() {
             pw.to_str().unwrap(),
         ],
     )
-    .expect_code(0);
+    .expect(exit::OK);
     let issued = passwords(&pw);
     let (user, temp) = issued
         .iter()
@@ -117,18 +111,20 @@ fn run_records_confirmations_for_status_and_status_with_a_cohort() {
         .expect("provider0000 was issued a password");
     env.complete_first_sign_in(&pool, user, temp, "Fresh-Passw0rd!");
     // A run sees the confirmation first; status still reports it as new, once.
-    run_cmd(&env, &pool, &["run", csv.to_str().unwrap()]).expect_code(0);
+    env.command(&pool, ["run", csv.to_str().unwrap()])
+        .expect(exit::OK);
     let other = env.write(
         "other.csv",
         "email\nprovider0000@example.com\nnobody@example.com\n",
     );
-    let r = run_cmd(&env, &pool, &["status", other.to_str().unwrap()]);
-    r.expect_code(0);
+    let r = env
+        .command(&pool, ["status", other.to_str().unwrap()])
+        .expect(exit::OK);
     let report = r.report();
     assert_eq!(report["summary"]["newly_confirmed"], 1, "{report:#}");
     assert_eq!(report["summary"]["not_invited"], 1);
     assert_eq!(report["rows"].as_array().unwrap().len(), 2);
-    let again = run_cmd(&env, &pool, &["status"]);
+    let again = env.command(&pool, ["status"]).run();
     assert_eq!(again.report()["summary"]["newly_confirmed"], 0);
     assert_eq!(again.report()["summary"]["confirmed"], 1);
 }
@@ -142,21 +138,22 @@ fn expired_invitations_are_reissued_up_to_the_cap() {
     let proxy = env.proxy(|c| c);
     let csv = env.write("p.csv", cohort(2));
     let csv = csv.to_str().unwrap();
-    run_cmd(&env, &pool, &["run", csv]).expect_code(0);
+    env.command(&pool, ["run", csv]).expect(exit::OK);
     assert_eq!(proxy.stats().creates, 2);
     // Not yet expired: nothing sent.
-    let r = run_cmd(&env, &pool, &["run", csv]);
+    let r = env.command(&pool, ["run", csv]).run();
     assert_eq!(r.report()["summary"]["skipped"], 2);
     env.age_state(8 * 24);
-    let status = run_cmd(&env, &pool, &["status"]);
+    let status = env.command(&pool, ["status"]).run();
     assert_eq!(
         status.report()["summary"]["expired"],
         2,
         "{:#}",
         status.report()
     );
-    let r = run_cmd(&env, &pool, &["run", csv, "--max-reissues", "1"]);
-    r.expect_code(0);
+    let r = env
+        .command(&pool, ["run", csv, "--max-reissues", "1"])
+        .expect(exit::OK);
     let report = r.report();
     assert_eq!(report["summary"]["reissued"], 2, "{report:#}");
     assert!(
@@ -167,12 +164,15 @@ fn expired_invitations_are_reissued_up_to_the_cap() {
     );
     assert_eq!(proxy.stats().resends, 2);
     // Freshly re-issued: pending again.
-    let r = run_cmd(&env, &pool, &["run", csv, "--max-reissues", "1"]);
+    let r = env
+        .command(&pool, ["run", csv, "--max-reissues", "1"])
+        .run();
     assert_eq!(r.report()["summary"]["skipped"], 2);
     // Expired again, but the cap is reached: attention, nothing sent.
     env.age_state(8 * 24);
-    let r = run_cmd(&env, &pool, &["run", csv, "--max-reissues", "1"]);
-    r.expect_code(0);
+    let r = env
+        .command(&pool, ["run", csv, "--max-reissues", "1"])
+        .expect(exit::OK);
     let report = r.report();
     assert_eq!(report["summary"]["attention"], 2, "{report:#}");
     assert!(
@@ -194,8 +194,7 @@ fn the_email_budget_spreads_a_cohort_over_days() {
     let csv = csv.to_str().unwrap();
     let mut created = Vec::new();
     for day in 0..4 {
-        let r = run_cmd(&env, &pool, &["run", csv]);
-        r.expect_code(0);
+        let r = env.command(&pool, ["run", csv]).expect(exit::OK);
         let report = r.report();
         created.push(report["summary"]["created"].as_u64().unwrap());
         let deferred = report["summary"]["deferred"].as_u64().unwrap();
@@ -218,12 +217,9 @@ fn a_second_run_on_the_same_state_exits_with_the_lock_code_and_changes_nothing()
     let pool = env.pool(true, &[]);
     let proxy = env.proxy(|c| c.latency(Duration::from_millis(200)));
     let csv = env.write("p.csv", cohort(15));
-    let mut first = env.cmd(&pool);
-    first.args(["run", csv.to_str().unwrap(), "--concurrency", "1"]);
-    first
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    let mut child = first.spawn().unwrap();
+    let first = env
+        .command(&pool, ["run", csv.to_str().unwrap(), "--concurrency", "1"])
+        .spawn();
     let deadline = Instant::now() + Duration::from_secs(60);
     while proxy.stats().creates == 0 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
@@ -231,8 +227,9 @@ fn a_second_run_on_the_same_state_exits_with_the_lock_code_and_changes_nothing()
     assert!(proxy.stats().creates > 0, "the first run did not start");
     let reports_before = std::fs::read_dir(env.path("reports")).unwrap().count();
     let calls_before = proxy.stats().events.len();
-    let second = run_cmd(&env, &pool, &["run", csv.to_str().unwrap()]);
-    second.expect_code(4);
+    let second = env
+        .command(&pool, ["run", csv.to_str().unwrap()])
+        .expect(exit::LOCKED);
     assert!(
         second.stderr().contains("another cognito-onboard run"),
         "{}",
@@ -242,8 +239,7 @@ fn a_second_run_on_the_same_state_exits_with_the_lock_code_and_changes_nothing()
         std::fs::read_dir(env.path("reports")).unwrap().count(),
         reports_before
     );
-    let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(0));
+    first.wait().expect_code(exit::OK);
     // Every call after the second run started came from the first (15 rows: 1 describe,
     // lookups and creates); the second made none.
     let second_calls = proxy.stats().events.len() - calls_before;
@@ -257,21 +253,19 @@ fn a_corrupt_or_unwritable_state_file_is_a_clear_error() {
     let pool = env.pool(true, &[]);
     let csv = env.write("p.csv", cohort(1));
     std::fs::write(env.path("state.db"), vec![0x5au8; 4096]).unwrap();
-    let r = run_cmd(&env, &pool, &["run", csv.to_str().unwrap()]);
-    r.expect_code(1);
+    let r = env
+        .command(&pool, ["run", csv.to_str().unwrap()])
+        .expect(exit::ABORTED);
     assert!(
         r.stderr().contains("not a cognito-onboard state database"),
         "{}",
         r.stderr()
     );
     let blocker = env.write("not-a-dir", "x");
-    let r = run({
-        let mut c = env.cmd(&pool);
-        c.env("COGNITO_ONBOARD_STATE", blocker.join("state.db"))
-            .args(["run", csv.to_str().unwrap()]);
-        c
-    });
-    r.expect_code(1);
+    let r = env
+        .command(&pool, ["run", csv.to_str().unwrap()])
+        .env("COGNITO_ONBOARD_STATE", blocker.join("state.db"))
+        .expect(exit::ABORTED);
     assert!(r.stderr().contains("not-a-dir"), "{}", r.stderr());
     assert!(env.users(&pool).is_empty());
     assert!(
@@ -301,8 +295,20 @@ fn a_state_file_of_schema_one_is_migrated_by_a_run() {
              PRAGMA user_version = 1;",
         )
         .unwrap();
+        // What a version-1 run left behind: one provider pending, one confirmed, one never seen.
+        conn.execute(
+            "INSERT INTO users (pool_id, key, username, email, invited, last_status, last_seen_at)
+             VALUES (?1, 'pending@example.com', 'u-pending', 'pending@example.com', 1,
+                     'FORCE_CHANGE_PASSWORD', 1700000000000),
+                    (?1, 'confirmed@example.com', 'u-confirmed', 'confirmed@example.com', 1,
+                     'CONFIRMED', 1700000500000),
+                    (?1, 'unseen@example.com', NULL, 'unseen@example.com', 0, NULL, NULL)",
+            [&pool.id],
+        )
+        .unwrap();
     }
-    run_cmd(&env, &pool, &["run", csv.to_str().unwrap()]).expect_code(0);
+    env.command(&pool, ["run", csv.to_str().unwrap()])
+        .expect(exit::OK);
     let conn = rusqlite::Connection::open(env.path("state.db")).unwrap();
     let v: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
@@ -312,6 +318,75 @@ fn a_state_file_of_schema_one_is_migrated_by_a_run() {
         .query_row("SELECT COUNT(*) FROM transitions", [], |r| r.get(0))
         .unwrap();
     assert!(n >= 1);
+    // The migration turned each status seen by version 1 into a first transition, and nothing
+    // else: the run's own transitions carry the run's id.
+    let migrated: Vec<(String, String, Option<String>, String, i64)> = conn
+        .prepare(
+            "SELECT pool_id, key, from_status, to_status, observed_at FROM transitions
+             WHERE run_id = 'migration' ORDER BY key",
+        )
+        .unwrap()
+        .query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        migrated,
+        [
+            (
+                pool.id.clone(),
+                "confirmed@example.com".to_string(),
+                None,
+                "CONFIRMED".to_string(),
+                1700000500000
+            ),
+            (
+                pool.id.clone(),
+                "pending@example.com".to_string(),
+                None,
+                "FORCE_CHANGE_PASSWORD".to_string(),
+                1700000000000
+            ),
+        ]
+    );
+    // A confirmation seen by version 1 dates from when it was seen; the rest are untouched.
+    /// key, username, invited, last_status, confirmed_at
+    type UserRow = (String, Option<String>, i64, Option<String>, Option<i64>);
+    let users: Vec<UserRow> = conn
+        .prepare(
+            "SELECT key, username, invited, last_status, confirmed_at FROM users
+             WHERE key IN ('pending@example.com', 'confirmed@example.com', 'unseen@example.com')
+             ORDER BY key",
+        )
+        .unwrap()
+        .query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        users,
+        [
+            (
+                "confirmed@example.com".to_string(),
+                Some("u-confirmed".to_string()),
+                1,
+                Some("CONFIRMED".to_string()),
+                Some(1700000500000)
+            ),
+            (
+                "pending@example.com".to_string(),
+                Some("u-pending".to_string()),
+                1,
+                Some("FORCE_CHANGE_PASSWORD".to_string()),
+                None
+            ),
+            ("unseen@example.com".to_string(), None, 0, None, None),
+        ]
+    );
 }
 
 #[test]
@@ -328,20 +403,19 @@ fn a_run_killed_at_any_moment_is_resumed_without_a_second_invitation() {
         )
     });
     let csv = env.write("p.csv", cohort(3));
-    let mut c = env.cmd(&pool);
-    c.args(["run", csv.to_str().unwrap(), "--concurrency", "1"]);
-    c.stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    let mut child = c.spawn().unwrap();
+    let mut child = env
+        .command(&pool, ["run", csv.to_str().unwrap(), "--concurrency", "1"])
+        .spawn();
     let deadline = Instant::now() + Duration::from_secs(60);
     while proxy.stats().creates == 0 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    child.kill();
+    child.wait();
     proxy.set_faults(Vec::new());
-    let r = run_cmd(&env, &pool, &["run", csv.to_str().unwrap()]);
-    r.expect_code(0);
+    let r = env
+        .command(&pool, ["run", csv.to_str().unwrap()])
+        .expect(exit::OK);
     let report = r.report();
     assert_eq!(report["summary"]["created"], 2, "{report:#}");
     assert_eq!(

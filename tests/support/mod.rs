@@ -5,6 +5,7 @@
 
 pub mod proxy;
 
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -243,6 +244,18 @@ impl TestEnv {
         })
     }
 
+    /// The binary run against `pool` with `args`, to finish with `.run()` or `.expect(code)`
+    /// (xsv's `Workdir::command`).
+    pub fn command<I, S>(&self, pool: &Pool, args: I) -> TestCommand
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut cmd = self.cmd(pool);
+        cmd.args(args);
+        TestCommand { cmd }
+    }
+
     /// The binary with a clean environment: dummy credentials, no AWS config files, our endpoint.
     pub fn cmd(&self, pool: &Pool) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_cognito-onboard"));
@@ -436,6 +449,116 @@ pub fn attr(attrs: &[AttributeType], name: &str) -> Option<String> {
         .map(str::to_string)
 }
 
+/// The binary with `args` and nothing but `PATH` in its environment: for what needs no pool,
+/// such as `--help`.
+pub fn binary<I, S>(args: I) -> TestCommand
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cognito-onboard"));
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .args(args)
+        .stdin(Stdio::null());
+    TestCommand { cmd }
+}
+
+/// A command line of the binary, built by `TestEnv::command` or `binary`.
+pub struct TestCommand {
+    cmd: Command,
+}
+
+impl TestCommand {
+    pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Self {
+        self.cmd.arg(arg);
+        self
+    }
+
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.cmd.args(args);
+        self
+    }
+
+    pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Self {
+        self.cmd.env(key, value);
+        self
+    }
+
+    pub fn env_remove(mut self, key: impl AsRef<OsStr>) -> Self {
+        self.cmd.env_remove(key);
+        self
+    }
+
+    /// Runs to completion (with a time limit), whatever the exit code.
+    pub fn run(self) -> Run {
+        run(self.cmd)
+    }
+
+    /// Runs to completion and panics, showing the command, its status, stdout and stderr,
+    /// unless it exits with `code` (one of `cognito_onboard::error::exit`).
+    pub fn expect(self, code: u8) -> Run {
+        let r = self.run();
+        r.expect_code(code);
+        r
+    }
+
+    /// Starts the binary in the background; its output is read as it comes.
+    pub fn spawn(self) -> Running {
+        spawn(self.cmd)
+    }
+}
+
+/// The binary running in the background (`TestCommand::spawn`).
+pub struct Running {
+    child: Child,
+    cmdline: String,
+    stdout: std::thread::JoinHandle<Vec<u8>>,
+    stderr: std::thread::JoinHandle<Vec<u8>>,
+}
+
+impl Running {
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether it has exited.
+    pub fn finished(&mut self) -> bool {
+        self.child.try_wait().expect("wait").is_some()
+    }
+
+    pub fn kill(&mut self) {
+        self.child.kill().expect("kill cognito-onboard");
+    }
+
+    /// Waits for it to exit (killing it after ten minutes).
+    pub fn wait(mut self) -> Run {
+        let deadline = Instant::now() + Duration::from_secs(600);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                break self.child.wait().expect("wait after kill");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        Run {
+            output: Output {
+                status,
+                stdout: self.stdout.join().unwrap_or_default(),
+                stderr: self.stderr.join().unwrap_or_default(),
+            },
+            cmdline: self.cmdline,
+        }
+    }
+}
+
 /// A finished run of the binary.
 pub struct Run {
     pub output: Output,
@@ -443,8 +566,13 @@ pub struct Run {
 }
 
 impl Run {
-    pub fn code(&self) -> i32 {
-        self.output.status.code().unwrap_or(-1)
+    /// The exit code, to compare with `cognito_onboard::error::exit`; `None` if killed by a
+    /// signal.
+    pub fn code(&self) -> Option<u8> {
+        self.output
+            .status
+            .code()
+            .map(|c| u8::try_from(c).expect("exit codes are 0..=255"))
     }
     pub fn stdout(&self) -> String {
         String::from_utf8_lossy(&self.output.stdout).into_owned()
@@ -453,10 +581,11 @@ impl Run {
         String::from_utf8_lossy(&self.output.stderr).into_owned()
     }
     /// Panics, showing the command, its status, stdout and stderr, unless the exit code is `want`.
-    pub fn expect_code(&self, want: i32) -> &Self {
+    /// `want` is one of `cognito_onboard::error::exit`.
+    pub fn expect_code(&self, want: u8) -> &Self {
         assert_eq!(
             self.code(),
-            want,
+            Some(want),
             "command: {}\nstatus: {:?}\n--- stdout\n{}\n--- stderr\n{}",
             self.cmdline,
             self.output.status,
@@ -490,34 +619,23 @@ pub fn read_json(path: &Path) -> serde_json::Value {
 }
 
 /// Runs a command to completion with a time limit.
-pub fn run(mut cmd: Command) -> Run {
-    let cmdline = format!("{cmd:?}");
-    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let child = cmd.spawn().expect("spawn cognito-onboard");
-    let output = wait_with_timeout(child, Duration::from_secs(600));
-    Run { output, cmdline }
+pub fn run(cmd: Command) -> Run {
+    spawn(cmd).wait()
 }
 
-fn wait_with_timeout(mut child: Child, limit: Duration) -> Output {
+/// Starts a command with its stdout and stderr read by threads of their own, so that it never
+/// blocks on a full pipe.
+pub fn spawn(mut cmd: Command) -> Running {
+    let cmdline = format!("{cmd:?}");
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn cognito-onboard");
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
-    let out_thread = std::thread::spawn(move || read_all(stdout));
-    let err_thread = std::thread::spawn(move || read_all(stderr));
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            break child.wait().expect("wait after kill");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Output {
-        status,
-        stdout: out_thread.join().unwrap_or_default(),
-        stderr: err_thread.join().unwrap_or_default(),
+    Running {
+        child,
+        cmdline,
+        stdout: std::thread::spawn(move || read_all(stdout)),
+        stderr: std::thread::spawn(move || read_all(stderr)),
     }
 }
 
