@@ -814,6 +814,28 @@ mod tests {
             known["a@example.com"].last_status,
             Some(UserStatus::Confirmed)
         );
+        // The migration's own copy: one transition per user it had seen, at the time it saw it.
+        let copied: Vec<(String, Option<String>, String, i64)> = state
+            .with(|c| {
+                let mut stmt = c.prepare(
+                    "SELECT key, from_status, to_status, observed_at FROM transitions
+                     WHERE run_id = 'migration'",
+                )?;
+                let rows =
+                    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+                rows.collect()
+            })
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            copied,
+            vec![(
+                "a@example.com".to_string(),
+                None,
+                "CONFIRMED".to_string(),
+                ms(t(3))
+            )]
+        );
     }
 
     #[test]
