@@ -19,7 +19,7 @@ use crate::executor::Failed;
 use crate::input::Row;
 use crate::logging::Progress;
 use crate::lookup::{Found, Memberships};
-use crate::password::{self, TempPassword};
+use crate::password::{self, Alphabet, TempPassword};
 use crate::password_file::PasswordFile;
 use crate::plan::{self, Action, Decision, History, InviteKind, Keep, ReissueMethod};
 use crate::report::{Act, Deferral, Outcome, RowReport};
@@ -265,7 +265,13 @@ impl<D: Directory> Ctx<D> {
                 return None;
             }
         };
-        let password = match password::generate(&self.pool.policy) {
+        // A password that travels in a message must survive HTML and a person's eyes.
+        let alphabet = if self.policy.delivery.sends_message() {
+            Alphabet::Readable
+        } else {
+            Alphabet::Full
+        };
+        let password = match password::generate(&self.pool.policy, alphabet) {
             Ok(p) => p,
             Err(e) => {
                 r.outcome = Outcome::Failed;

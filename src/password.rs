@@ -39,6 +39,34 @@ const UPPER: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ";
 const LOWER: &[u8] = b"abcdefghijklmnopqrstuvwxyz";
 const DIGITS: &[u8] = b"0123456789";
 
+/// Characters a password that a person reads in a message must not hold: Cognito puts it into
+/// an HTML email as raw text, so `< > &` (and quotes, a backslash, a backtick) can vanish or
+/// garble in mail clients; and `0 O o 1 l I |` look alike in many fonts.
+pub const UNREADABLE: &[u8] = b"<>&\"'\\`0Oo1lI|";
+
+/// Which characters a temporary password may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Alphabet {
+    /// Everything Cognito accepts: the password goes to a file, never through a message.
+    Full,
+    /// For a password a person reads in an email or SMS: no [`UNREADABLE`] character, and it
+    /// ends with a letter or digit (the default template puts a period right after it).
+    Readable,
+}
+
+impl Alphabet {
+    fn allows(self, c: u8) -> bool {
+        match self {
+            Alphabet::Full => true,
+            Alphabet::Readable => !UNREADABLE.contains(&c),
+        }
+    }
+
+    fn class(self, class: &[u8]) -> Vec<u8> {
+        class.iter().copied().filter(|c| self.allows(*c)).collect()
+    }
+}
+
 /// Length of generated passwords when the policy asks for less: 16 characters from 94 is about
 /// 104 bits.
 pub const GENERATED_LENGTH: usize = 16;
@@ -70,30 +98,41 @@ impl TempPassword {
 pub struct RngError(String);
 
 /// A password satisfying `policy`: every required class present, symbols from Cognito's set,
-/// no whitespace, at least `max(policy.minimum_length, 16)` characters.
-pub fn generate(policy: &PasswordPolicy) -> Result<TempPassword, RngError> {
+/// no whitespace, at least `max(policy.minimum_length, 16)` characters, from `alphabet`, and
+/// beginning and ending with a letter or digit.
+pub fn generate(policy: &PasswordPolicy, alphabet: Alphabet) -> Result<TempPassword, RngError> {
     // rand's StdRng (a ChaCha CSPRNG) keyed from the OS for each password: an OS failure is
     // an error rather than a panic.
     let mut rng = StdRng::try_from_rng(&mut SysRng).map_err(|e| RngError(e.to_string()))?;
-    Ok(generate_with(policy, &mut rng))
+    Ok(generate_with(policy, alphabet, &mut rng))
 }
 
-fn generate_with<R: rand::Rng>(policy: &PasswordPolicy, rng: &mut R) -> TempPassword {
+fn generate_with<R: rand::Rng>(
+    policy: &PasswordPolicy,
+    alphabet: Alphabet,
+    rng: &mut R,
+) -> TempPassword {
     let length = policy.minimum_length.clamp(GENERATED_LENGTH, 99);
+    let (upper, lower, digits, symbols) = (
+        alphabet.class(UPPER),
+        alphabet.class(LOWER),
+        alphabet.class(DIGITS),
+        alphabet.class(SYMBOLS),
+    );
     let mut classes: Vec<&[u8]> = Vec::new();
     if policy.require_uppercase {
-        classes.push(UPPER);
+        classes.push(&upper);
     }
     if policy.require_lowercase {
-        classes.push(LOWER);
+        classes.push(&lower);
     }
     if policy.require_numbers {
-        classes.push(DIGITS);
+        classes.push(&digits);
     }
     if policy.require_symbols {
-        classes.push(SYMBOLS);
+        classes.push(&symbols);
     }
-    let all: Vec<u8> = [UPPER, LOWER, DIGITS, SYMBOLS].concat();
+    let all: Vec<u8> = [&upper[..], &lower, &digits, &symbols].concat();
     let mut chars: Vec<u8> = classes
         .iter()
         .filter_map(|class| class.choose(rng).copied())
@@ -111,7 +150,7 @@ fn generate_with<R: rand::Rng>(policy: &PasswordPolicy, rng: &mut R) -> TempPass
             if let Some(i) = (1..chars.len() - 1).find(|&i| chars[i].is_ascii_alphanumeric()) {
                 chars.swap(end, i);
             } else {
-                chars[end] = LOWER[rng.random_range(0..LOWER.len())];
+                chars[end] = lower[rng.random_range(0..lower.len())];
             }
         }
     }
@@ -178,7 +217,7 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(7);
         for policy in policies() {
             for _ in 0..200 {
-                let p = generate_with(&policy, &mut rng);
+                let p = generate_with(&policy, Alphabet::Full, &mut rng);
                 assert_eq!(
                     violations(&policy, p.expose()),
                     Vec::<&str>::new(),
@@ -193,11 +232,48 @@ mod tests {
         }
     }
 
+    /// A password a person reads in a message: every policy still met, no character that HTML
+    /// or a font garbles, and a letter or digit at the end, where the template's period follows.
+    #[test]
+    fn readable_passwords_satisfy_every_policy_and_survive_the_message() {
+        let mut rng = StdRng::seed_from_u64(11);
+        for policy in policies() {
+            for _ in 0..500 {
+                let p = generate_with(&policy, Alphabet::Readable, &mut rng);
+                let text = p.expose();
+                assert_eq!(violations(&policy, text), Vec::<&str>::new(), "{policy:?}");
+                assert!(
+                    !text.bytes().any(|b| UNREADABLE.contains(&b)),
+                    "{policy:?}: an unreadable character"
+                );
+                let last = *text.as_bytes().last().unwrap();
+                assert!(last.is_ascii_alphanumeric(), "{policy:?}");
+                if policy.require_symbols {
+                    assert!(text.bytes().any(|b| SYMBOLS.contains(&b)));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_full_alphabet_does_use_the_characters_readable_passwords_avoid() {
+        let mut rng = StdRng::seed_from_u64(5);
+        let policy = PasswordPolicy::default();
+        let full: String = (0..300)
+            .map(|_| {
+                generate_with(&policy, Alphabet::Full, &mut rng)
+                    .expose()
+                    .to_string()
+            })
+            .collect();
+        assert!(full.bytes().any(|b| UNREADABLE.contains(&b)));
+    }
+
     #[test]
     fn the_os_generator_works_and_does_not_repeat() {
         let policy = PasswordPolicy::default();
-        let a = generate(&policy).unwrap();
-        let b = generate(&policy).unwrap();
+        let a = generate(&policy, Alphabet::Readable).unwrap();
+        let b = generate(&policy, Alphabet::Readable).unwrap();
         assert_ne!(a.expose(), b.expose());
         assert!(violations(&policy, a.expose()).is_empty());
     }
@@ -241,9 +317,14 @@ mod tests {
         let policy = PasswordPolicy::default();
         let mut seen = std::collections::BTreeSet::new();
         for _ in 0..500 {
-            seen.extend(generate_with(&policy, &mut rng).expose().bytes());
+            seen.extend(
+                generate_with(&policy, Alphabet::Readable, &mut rng)
+                    .expose()
+                    .bytes(),
+            );
         }
-        for c in UPPER.iter().chain(LOWER).chain(DIGITS).chain(SYMBOLS) {
+        let readable = UPPER.iter().chain(LOWER).chain(DIGITS).chain(SYMBOLS);
+        for c in readable.filter(|c| !UNREADABLE.contains(c)) {
             assert!(seen.contains(c), "never drew {:?}", *c as char);
         }
     }
