@@ -199,19 +199,13 @@ impl<D: Directory> Calls<D> {
             .call_verified(
                 Op::AdminCreateUserResend,
                 || self.dir.resend_invitation(username, password, delivery),
-                || async move {
-                    let now = self.get_user(username).await?.value;
-                    let moved = match (now.and_then(|u| u.last_modified), before) {
-                        (Some(now), Some(before)) => now > before,
-                        _ => false,
-                    };
-                    Ok(moved.then_some(()))
-                },
+                || self.modified_since(username, before),
             )
             .await
     }
 
-    /// AdminSetUserPassword with Permanent=false (sends nothing; repeating it is harmless).
+    /// AdminSetUserPassword with Permanent=false (sends nothing; repeating it with the same
+    /// password is harmless).
     pub async fn set_temporary_password(
         &self,
         username: &str,
@@ -221,6 +215,20 @@ impl<D: Directory> Calls<D> {
             self.dir.set_temporary_password(username, password)
         })
         .await
+    }
+
+    /// `Some(())` if the user was modified after `before`: a write to it went through.
+    async fn modified_since(
+        &self,
+        username: &str,
+        before: Option<DateTime<Utc>>,
+    ) -> Result<Option<()>, Failed> {
+        let now = self.get_user(username).await?.value;
+        let moved = match (now.and_then(|u| u.last_modified), before) {
+            (Some(now), Some(before)) => now > before,
+            _ => false,
+        };
+        Ok(moved.then_some(()))
     }
 
     /// AdminUpdateUserAttributes with `email_verified=true`.

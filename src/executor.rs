@@ -164,6 +164,18 @@ impl Default for RetryPolicy {
     }
 }
 
+/// Rows in a row refused with the same trigger error before the run stops: one refusal is that
+/// provider's, but a trigger that refuses everyone (broken, or misconfigured) would otherwise
+/// fail every row of the cohort one call at a time.
+pub const TRIGGER_REFUSALS_TO_STOP: u32 = 20;
+
+/// The errors a pool's Lambda triggers answer for one user.
+const TRIGGER_CODES: [&str; 3] = [
+    "UserLambdaValidationException",
+    "UnexpectedLambdaException",
+    "InvalidLambdaResponseException",
+];
+
 /// Runs calls with pacing and retries, and counts them.
 pub struct Executor {
     pub limiter: Arc<Limiter>,
@@ -172,6 +184,8 @@ pub struct Executor {
     calls: BTreeMap<Category, AtomicU64>,
     /// A fatal error (credentials, permissions, pool gone) stops the run; the first one is kept.
     fatal: std::sync::Mutex<Option<CallError>>,
+    /// The last trigger error's code and how many calls in a row answered it.
+    refusals: std::sync::Mutex<(Option<String>, u32)>,
 }
 
 impl Executor {
@@ -185,14 +199,45 @@ impl Executor {
                 .map(|c| (*c, AtomicU64::new(0)))
                 .collect(),
             fatal: std::sync::Mutex::new(None),
+            refusals: std::sync::Mutex::new((None, 0)),
+        }
+    }
+
+    /// Counts trigger refusals in a row (any other answer of a write breaks the run of them);
+    /// at [`TRIGGER_REFUSALS_TO_STOP`] the run stops, as the trigger refuses everyone.
+    fn note_refusal(&self, op: Op, error: Option<&CallError>) {
+        if !op.is_write() {
+            return;
+        }
+        let code = error
+            .and_then(|e| e.code.as_deref())
+            .filter(|c| TRIGGER_CODES.contains(c));
+        let mut refusals = self.refusals.lock().unwrap_or_else(|e| e.into_inner());
+        match code {
+            None => *refusals = (None, 0),
+            Some(code) if refusals.0.as_deref() == Some(code) => refusals.1 += 1,
+            Some(code) => *refusals = (Some(code.to_string()), 1),
+        }
+        if refusals.1 == TRIGGER_REFUSALS_TO_STOP
+            && let Some(e) = error
+        {
+            drop(refusals);
+            self.fail_run(&CallError {
+                message: format!(
+                    "{TRIGGER_REFUSALS_TO_STOP} rows in a row were refused by the pool's Lambda \
+                     trigger; it refuses everyone, so the run stops (last: {})",
+                    e.message
+                ),
+                ..e.clone()
+            });
         }
     }
 
     /// Calls `f` until it succeeds, fails for good, or runs out of attempts.
     ///
-    /// Throttling and passing faults are retried; an answer lost on a call whose repeat would do
-    /// harm (see [`Op::repeat_is_harmful`]) is returned at once with `maybe_done`: such calls go
-    /// through [`Executor::call_verified`]. The email limit, row errors and fatal errors are
+    /// Throttling and passing faults are retried; an answer lost on a call that must be checked
+    /// rather than repeated (see [`Op::checked_when_lost`]) is returned at once with
+    /// `maybe_done`: such calls go through [`Executor::call_verified`]. The email limit, row errors and fatal errors are
     /// never retried; a fatal error also cancels the run.
     pub async fn call<T, F, Fut>(&self, op: Op, f: F) -> Result<Done<T>, Failed>
     where
@@ -267,6 +312,7 @@ impl Executor {
             let error = match f().await {
                 Ok(value) => {
                     self.limiter.succeeded(category);
+                    self.note_refusal(op, None);
                     return Ok(Done {
                         value,
                         attempts,
@@ -275,6 +321,9 @@ impl Executor {
                 }
                 Err(fault) => CallError::new(op, fault),
             };
+            if error.class != ErrorClass::Throttled {
+                self.note_refusal(op, Some(&error));
+            }
             let mut retry = match error.class {
                 ErrorClass::Throttled => {
                     self.limiter.throttled(category);
@@ -282,7 +331,7 @@ impl Executor {
                 }
                 ErrorClass::Transient { ambiguous } => {
                     maybe_done |= ambiguous;
-                    !(ambiguous && op.repeat_is_harmful())
+                    !(ambiguous && op.checked_when_lost())
                 }
                 ErrorClass::Fatal => {
                     self.fail_run(&error);
@@ -558,12 +607,57 @@ mod tests {
         .await;
         assert_eq!(n, 1);
         assert!(r.unwrap_err().maybe_done);
+        // A 500 to a RESEND may come after the message went out: handed back the same way.
         let (r, n) = run_script(
             Op::AdminCreateUserResend,
             vec![Err(ErrorClass::Transient { ambiguous: false }), Ok(1)],
         )
         .await;
+        assert_eq!(n, 1);
+        assert!(r.unwrap_err().maybe_done);
+        // Throttling means it was not carried out: repeated.
+        let (r, n) = run_script(
+            Op::AdminCreateUserResend,
+            vec![Err(ErrorClass::Throttled), Ok(1)],
+        )
+        .await;
         assert_eq!((n, r.unwrap().value), (2, 1));
+    }
+
+    #[tokio::test]
+    async fn a_trigger_that_refuses_everyone_stops_the_run_and_one_refusal_does_not() {
+        async fn refuse(ex: &Executor, op: Op) -> Result<Done<()>, Failed> {
+            ex.call(op, || async {
+                Err(Fault {
+                    kind: crate::cognito::FaultKind::Service { http_status: 400 },
+                    code: Some("UserLambdaValidationException".into()),
+                    message: "PreSignUp failed".into(),
+                })
+            })
+            .await
+        }
+        let ex = executor();
+        for _ in 0..TRIGGER_REFUSALS_TO_STOP - 1 {
+            let f = refuse(&ex, Op::AdminCreateUser).await.unwrap_err();
+            assert_eq!(f.attempts, 1, "a refusal is not retried");
+        }
+        assert!(!ex.cancel.is_cancelled());
+        // A create that goes through breaks the run of refusals.
+        ex.call(Op::AdminCreateUser, || async { Ok(()) })
+            .await
+            .unwrap();
+        for _ in 0..TRIGGER_REFUSALS_TO_STOP - 1 {
+            let _ = refuse(&ex, Op::AdminCreateUser).await;
+        }
+        assert!(!ex.cancel.is_cancelled());
+        let _ = refuse(&ex, Op::AdminCreateUser).await;
+        assert!(ex.cancel.is_cancelled());
+        let fatal = ex.fatal().unwrap();
+        assert!(
+            fatal.message.contains("refuses everyone"),
+            "{}",
+            fatal.message
+        );
     }
 
     #[tokio::test]

@@ -119,13 +119,32 @@ impl Op {
         }
     }
 
+    /// Whether the call changes the pool: a 5xx answer to it may come after the change was made.
+    pub fn is_write(self) -> bool {
+        match self {
+            Op::AdminCreateUser
+            | Op::AdminCreateUserResend
+            | Op::AdminSetUserPassword
+            | Op::AdminUpdateUserAttributes
+            | Op::AdminAddUserToGroup => true,
+            Op::DescribeUserPool
+            | Op::GetProvisionedLimit
+            | Op::ListGroups
+            | Op::ListUsers
+            | Op::ListUsersInGroup
+            | Op::AdminGetUser => false,
+        }
+    }
+
     /// Whether a call whose answer was lost must be checked before it is repeated: a repeated
     /// RESEND sends a second message, and a repeated create is refused as a duplicate of the
-    /// user it did create. `calls` makes these with [`Executor::call_verified`], which reads
-    /// the user to find out.
+    /// user it did create. `calls` makes these with [`Executor::call_verified`], which reads the
+    /// user to find out. (AdminSetUserPassword is repeated with the same password, which is
+    /// harmless; whether it moves `UserLastModifiedDate` is not documented, so it is not a
+    /// check.)
     ///
     /// [`Executor::call_verified`]: crate::executor::Executor::call_verified
-    pub fn repeat_is_harmful(self) -> bool {
+    pub fn checked_when_lost(self) -> bool {
         match self {
             Op::AdminCreateUser | Op::AdminCreateUserResend => true,
             Op::DescribeUserPool

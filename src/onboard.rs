@@ -301,27 +301,36 @@ impl<D: Directory> Ctx<D> {
         }
     }
 
-    /// An invitation call failed for good. A lost answer keeps the budget share spent and the
-    /// intent open (the next run settles it from what Cognito shows); otherwise the intent is
-    /// settled as not sent and the share goes back. Cognito's daily email limit defers the row
-    /// and stops all further messages.
-    fn not_sent(&self, r: &mut RowReport, invitation: Invitation<'_>, f: &Failed) -> bool {
+    /// The call changed the user but its message did not go out: the share is spent (Cognito
+    /// counted the attempt) and the state records a temporary password nobody received, so the
+    /// next run re-issues it when the budget allows.
+    fn undelivered(&self, invitation: Invitation<'_>) {
+        invitation.ticket.spend();
+        if let Some(id) = invitation.intent
+            && let Err(e) = self.state.settle_undelivered(id, self.now())
+        {
+            tracing::warn!("{e}");
+        }
+    }
+
+    /// An invitation call failed for good without the email limit or a delivery failure. A
+    /// lost answer keeps the share spent and the intent open (the next run settles it from what
+    /// Cognito shows); otherwise the intent is settled as not sent and the share goes back.
+    fn not_sent(&self, invitation: Invitation<'_>, f: &Failed) {
         if f.maybe_done {
             invitation.ticket.spend();
         } else {
             self.settle(invitation.intent, false);
         }
-        if f.error.class == ErrorClass::EmailQuota {
-            self.budget.stop();
-            r.attempts += f.attempts;
-            r.defer(
-                Deferral::EmailLimit,
-                wording::deferral(Deferral::EmailLimit).to_string(),
-            );
-            r.error_code = f.error.code.clone();
-            return true;
-        }
-        false
+    }
+
+    /// Cognito's daily email limit: the row is deferred, and no message goes out for the rest
+    /// of the run.
+    fn email_limit(&self, r: &mut RowReport, f: &Failed, reason: String) {
+        self.budget.stop();
+        r.attempts += f.attempts;
+        r.defer(Deferral::EmailLimit, reason);
+        r.error_code = f.error.code.clone();
     }
 
     async fn create(&self, mut r: RowReport, row: &Row, d: &Decision) -> Created {
@@ -346,45 +355,7 @@ impl<D: Directory> Ctx<D> {
             .await
         {
             Ok(done) => done,
-            Err(f) => {
-                let delivery_failed = f.error.class == ErrorClass::DeliveryFailed;
-                if delivery_failed {
-                    // Created, but not told: the share is spent all the same.
-                    invitation.ticket.spend();
-                    self.settle(invitation.intent, false);
-                } else if self.not_sent(&mut r, invitation, &f) {
-                    return Created::Done(r);
-                }
-                if delivery_failed {
-                    r.attempts += f.attempts;
-                    self.record_invited(row, &name);
-                    r.outcome = Outcome::Attention;
-                    r.status_after = Some(UserStatus::ForceChangePassword);
-                    r.reason = "created, but Cognito could not deliver the invitation \
-                                (CodeDeliveryFailureException): check the address, then re-issue"
-                        .to_string();
-                    r.error_code = f.error.code.clone();
-                    return Created::Done(self.fix_up(r, &name, &groups_only(d)).await);
-                }
-                if f.error.class != ErrorClass::Exists {
-                    return Created::Done(failed(r, "creating the user (AdminCreateUser)", &f));
-                }
-                r.attempts += f.attempts;
-                return match self.calls.get_user(&name).await {
-                    Ok(found) => {
-                        r.attempts += found.attempts;
-                        match found.value {
-                            Some(user) => Created::Exists(r, user),
-                            None => {
-                                Created::Done(failed(r, "creating the user (AdminCreateUser)", &f))
-                            }
-                        }
-                    }
-                    Err(g) => {
-                        Created::Done(failed(r, "re-reading the user after a failed create", &g))
-                    }
-                };
-            }
+            Err(f) => return self.create_failed(r, row, d, &name, invitation, &f).await,
         };
         r.attempts += created.attempts;
         invitation.ticket.spend();
@@ -413,6 +384,84 @@ impl<D: Directory> Ctx<D> {
             return Created::Done(r);
         }
         Created::Done(self.fix_up(r, &user.username, &groups_only(d)).await)
+    }
+
+    /// What a create that failed for good leaves: the email limit defers it (recording the user
+    /// if Cognito created it before refusing the message), a delivery failure needs a person,
+    /// a user that exists after all is decided again, anything else fails the row.
+    async fn create_failed(
+        &self,
+        mut r: RowReport,
+        row: &Row,
+        d: &Decision,
+        name: &str,
+        invitation: Invitation<'_>,
+        f: &Failed,
+    ) -> Created {
+        match f.error.class {
+            ErrorClass::EmailQuota => {
+                // Whether Cognito created the user before it refused the message is not
+                // documented: look, so a created user is re-issued rather than left waiting
+                // for an expiry nobody will see.
+                let found = self.calls.get_user(name).await.ok().and_then(|d| {
+                    r.attempts += d.attempts;
+                    d.value.filter(|u| {
+                        plan::intent_went_through(InviteKind::Create, invitation.intent_at, Some(u))
+                    })
+                });
+                let reason = match found {
+                    Some(user) => {
+                        self.undelivered(invitation);
+                        self.record_invited(row, &user.username);
+                        r.username = Some(user.username);
+                        r.status_after = Some(UserStatus::ForceChangePassword);
+                        wording::created_not_sent().to_string()
+                    }
+                    None => {
+                        self.settle(invitation.intent, false);
+                        wording::deferral(Deferral::EmailLimit).to_string()
+                    }
+                };
+                self.email_limit(&mut r, f, reason);
+                Created::Done(r)
+            }
+            ErrorClass::DeliveryFailed => {
+                // Created, but not told.
+                self.undelivered(invitation);
+                r.attempts += f.attempts;
+                self.record_invited(row, name);
+                r.outcome = Outcome::Attention;
+                r.status_after = Some(UserStatus::ForceChangePassword);
+                r.reason = "created, but Cognito could not deliver the invitation \
+                            (CodeDeliveryFailureException): check the address; a later run \
+                            re-issues it"
+                    .to_string();
+                r.error_code = f.error.code.clone();
+                Created::Done(self.fix_up(r, name, &groups_only(d)).await)
+            }
+            ErrorClass::Exists if !f.maybe_done => {
+                self.not_sent(invitation, f);
+                r.attempts += f.attempts;
+                match self.calls.get_user(name).await {
+                    Ok(found) => {
+                        r.attempts += found.attempts;
+                        match found.value {
+                            Some(user) => Created::Exists(r, user),
+                            None => {
+                                Created::Done(failed(r, "creating the user (AdminCreateUser)", f))
+                            }
+                        }
+                    }
+                    Err(g) => {
+                        Created::Done(failed(r, "re-reading the user after a failed create", &g))
+                    }
+                }
+            }
+            _ => {
+                self.not_sent(invitation, f);
+                Created::Done(failed(r, "creating the user (AdminCreateUser)", f))
+            }
+        }
     }
 
     /// Re-issues the invitation. RESEND addresses the user by the name it was created with (the
@@ -453,10 +502,38 @@ impl<D: Directory> Ctx<D> {
         };
         match result {
             Ok(done) => r.attempts += done.attempts,
+            Err(f) if f.error.class == ErrorClass::EmailQuota => {
+                // After a refused RESEND the old temporary password may be dead already: the
+                // next run re-issues whatever the expiry says.
+                self.undelivered(invitation);
+                self.email_limit(
+                    &mut r,
+                    &f,
+                    wording::deferral(Deferral::EmailLimit).to_string(),
+                );
+                return r;
+            }
+            Err(f) if f.maybe_done && method == ReissueMethod::SetPassword => {
+                // The password may be set in Cognito: it goes to the password file, so nobody
+                // is locked out, and the state marks it lost, so the next run sets a new one.
+                let recorded = self
+                    .password_file
+                    .as_ref()
+                    .map(|file| file.record(&user.username, &invitation.password));
+                self.undelivered(invitation);
+                let mut r = failed(r, "re-issuing the invitation", &f);
+                r.reason = match recorded {
+                    Some(Ok(())) => format!(
+                        "{}; whether the new password was set is not known: it is in the password \
+                         file in case it was, and the next run sets another",
+                        r.reason
+                    ),
+                    _ => format!("{}; the next run sets another password", r.reason),
+                };
+                return r;
+            }
             Err(f) => {
-                if self.not_sent(&mut r, invitation, &f) {
-                    return r;
-                }
+                self.not_sent(invitation, &f);
                 return failed(r, "re-issuing the invitation", &f);
             }
         }
@@ -873,7 +950,57 @@ mod tests {
             "Cognito counted the attempt: the share is spent"
         );
         let known = f.ctx.state.known(&f.ctx.pool.id).unwrap();
-        assert!(known["taro@example.com"].invited);
+        let k = &known["taro@example.com"];
+        assert!(k.invited);
+        assert!(
+            k.password_lost,
+            "nobody received it: the next run re-issues it"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_user_created_before_the_email_limit_refused_its_message_is_recorded_for_reissue() {
+        let f = fixture(MemoryPool::default(), Some(5), Found::PerRow);
+        pool(&f).script("create_user", Script::DoThenFail("LimitExceededException"));
+        let r = f.ctx.process(row("taro", &[])).await;
+        assert_eq!(
+            (r.outcome, r.deferral),
+            (Outcome::Deferred, Some(Deferral::EmailLimit))
+        );
+        assert!(r.reason.starts_with("created, but"), "{}", r.reason);
+        assert!(pool(&f).get("taro@example.com").is_some());
+        let known = f.ctx.state.known(&f.ctx.pool.id).unwrap();
+        let k = &known["taro@example.com"];
+        assert!(k.invited && k.password_lost && k.open_intent.is_none());
+        let next = plan::decide(
+            "taro@example.com",
+            &[],
+            pool(&f).get("taro@example.com").as_ref(),
+            &|_| true,
+            &k.history(),
+            &f.ctx.policy,
+            Utc::now(),
+        );
+        assert!(
+            matches!(
+                next.action,
+                Action::Reissue {
+                    cause: plan::ReissueCause::PasswordLost,
+                    ..
+                }
+            ),
+            "{next:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_server_error_after_a_create_was_carried_out_is_checked_not_repeated() {
+        let f = fixture(MemoryPool::default(), Some(5), Found::PerRow);
+        pool(&f).script("create_user", Script::DoThenFail("InternalErrorException"));
+        let r = f.ctx.process(row("taro", &[])).await;
+        assert_eq!(r.outcome, Outcome::Created, "{}", r.reason);
+        assert_eq!(pool(&f).calls("create_user"), 1);
+        assert_eq!(pool(&f).messages(), 1);
     }
 
     #[tokio::test]

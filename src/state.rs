@@ -420,6 +420,14 @@ impl State {
                             }
                             k.password_lost = medium == Delivery::Suppress && !recorded;
                         }
+                        // Cognito holds a temporary password nobody received: re-issue it.
+                        "undelivered" => {
+                            let at = from_ms(sent_at.or(Some(intent_at)));
+                            k.invited = true;
+                            k.first_invited_at = k.first_invited_at.or(at);
+                            k.last_invited_at = at.or(k.last_invited_at);
+                            k.password_lost = true;
+                        }
                         "pending" => {
                             k.open_intent = Some(OpenIntent {
                                 id,
@@ -471,6 +479,20 @@ impl State {
                     sent_at.map(ms),
                     password_recorded
                 ],
+            )
+        })
+        .map(|_| ())
+    }
+
+    /// Settles an intent whose call changed the user but whose message did not go out (the
+    /// delivery failed, or the email limit refused it after the user was created): the user
+    /// holds a temporary password nobody received, so the next run re-issues it.
+    pub fn settle_undelivered(&self, id: i64, at: DateTime<Utc>) -> Result<(), Error> {
+        self.write(|c| {
+            exec(
+                c,
+                "UPDATE invitations SET outcome = 'undelivered', sent_at = ?2 WHERE id = ?1",
+                params![id, ms(at)],
             )
         })
         .map(|_| ())
@@ -676,7 +698,7 @@ impl State {
                 c.query_row(
                     "SELECT COUNT(*), MIN(COALESCE(sent_at, intent_at)) FROM invitations
                      WHERE kind IN ('create', 'resend') AND medium = ?2
-                       AND outcome IN ('sent', 'pending')
+                       AND outcome IN ('sent', 'pending', 'undelivered')
                        AND COALESCE(sent_at, intent_at) > ?1",
                     params![ms(since), medium.as_str()],
                     |r| Ok((r.get::<_, i64>(0)? as u64, from_ms(r.get(1)?))),
@@ -697,7 +719,7 @@ impl State {
                 let mut stmt = c.prepare(
                     "SELECT COALESCE(sent_at, intent_at) AS t FROM invitations
                      WHERE kind IN ('create', 'resend') AND medium = ?2
-                       AND outcome IN ('sent', 'pending') AND COALESCE(sent_at, intent_at) > ?1
+                       AND outcome IN ('sent', 'pending', 'undelivered') AND COALESCE(sent_at, intent_at) > ?1
                      ORDER BY t",
                 )?;
                 let rows =

@@ -80,6 +80,12 @@ pub fn deferral(d: Deferral) -> &'static str {
     }
 }
 
+/// A create that Cognito carried out before its daily email limit refused the message.
+pub fn created_not_sent() -> &'static str {
+    "created, but Cognito's daily email limit was reached (LimitExceededException) before the \
+     invitation went out; a later run re-issues it"
+}
+
 /// What a create that went through did.
 pub fn created(delivery: Delivery, answer_lost: bool) -> &'static str {
     match (answer_lost, delivery) {

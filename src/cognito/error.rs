@@ -58,15 +58,24 @@ fn classify_code(op: Op, code: &str, http_status: Option<u16>) -> ErrorClass {
         }
         "LimitExceededException" if op.sends_message() => ErrorClass::EmailQuota,
         "LimitExceededException" => ErrorClass::Permanent,
+        // A server error on a write may come after the write was made.
         "InternalErrorException"
         | "InternalFailure"
         | "ServiceUnavailable"
-        | "ServiceUnavailableException" => ErrorClass::Transient { ambiguous: false },
+        | "ServiceUnavailableException" => ErrorClass::Transient {
+            ambiguous: op.is_write(),
+        },
         "UserNotFoundException" => ErrorClass::NotFound,
         "UsernameExistsException" | "AliasExistsException" => ErrorClass::Exists,
         "CodeDeliveryFailureException" => ErrorClass::DeliveryFailed,
+        // A Lambda trigger (pre sign-up, custom message) refused this one user; a user-level
+        // NotAuthorizedException is about the user too. The row fails, the run goes on (the
+        // executor stops it if the trigger refuses every row).
+        "UserLambdaValidationException"
+        | "UnexpectedLambdaException"
+        | "InvalidLambdaResponseException"
+        | "NotAuthorizedException" => ErrorClass::Permanent,
         "AccessDeniedException"
-        | "NotAuthorizedException"
         | "UnrecognizedClientException"
         | "InvalidClientTokenId"
         | "InvalidSignatureException"
@@ -79,12 +88,11 @@ fn classify_code(op: Op, code: &str, http_status: Option<u16>) -> ErrorClass {
         | "InvalidSmsRoleAccessPolicyException"
         | "InvalidSmsRoleTrustRelationshipException"
         | "InvalidEmailRoleAccessPolicyException"
-        | "InvalidLambdaResponseException"
-        | "UnexpectedLambdaException"
-        | "UserLambdaValidationException"
         | "PreconditionNotMetException" => ErrorClass::Fatal,
         _ => match http_status {
-            Some(s) if s >= 500 => ErrorClass::Transient { ambiguous: false },
+            Some(s) if s >= 500 => ErrorClass::Transient {
+                ambiguous: op.is_write(),
+            },
             _ => ErrorClass::Permanent,
         },
     }
@@ -145,9 +153,9 @@ fn fault_class(op: Op, fault: &Fault) -> ErrorClass {
         (FaultKind::Service { http_status }, Some(code)) => {
             classify_code(op, code, Some(http_status))
         }
-        (FaultKind::Service { http_status }, None) if http_status >= 500 => {
-            ErrorClass::Transient { ambiguous: false }
-        }
+        (FaultKind::Service { http_status }, None) if http_status >= 500 => ErrorClass::Transient {
+            ambiguous: op.is_write(),
+        },
         (FaultKind::Service { .. }, None) => ErrorClass::Permanent,
         (FaultKind::Timeout | FaultKind::Response, _) => ErrorClass::Transient { ambiguous: true },
         (FaultKind::Dispatch { user: true }, _) => ErrorClass::Fatal,
@@ -318,6 +326,30 @@ mod tests {
                 Permanent,
             ),
             (
+                Op::AdminCreateUser,
+                "UserLambdaValidationException",
+                Some(400),
+                Permanent,
+            ),
+            (
+                Op::AdminCreateUser,
+                "UnexpectedLambdaException",
+                Some(400),
+                Permanent,
+            ),
+            (
+                Op::AdminCreateUser,
+                "InvalidLambdaResponseException",
+                Some(400),
+                Permanent,
+            ),
+            (
+                Op::AdminGetUser,
+                "NotAuthorizedException",
+                Some(400),
+                Permanent,
+            ),
+            (
                 Op::AdminCreateUserResend,
                 "UnsupportedUserStateException",
                 Some(400),
@@ -335,6 +367,25 @@ mod tests {
                 "AccessDeniedException",
                 Some(400),
                 Permanent,
+            ),
+            // A 5xx to a write may come after the write was made.
+            (
+                Op::AdminCreateUser,
+                "InternalErrorException",
+                Some(500),
+                Transient { ambiguous: true },
+            ),
+            (
+                Op::AdminSetUserPassword,
+                "ServiceUnavailableException",
+                Some(503),
+                Transient { ambiguous: true },
+            ),
+            (
+                Op::AdminCreateUserResend,
+                "SomethingNew",
+                Some(502),
+                Transient { ambiguous: true },
             ),
         ];
         for (op, code, status, want) in cases {

@@ -6,6 +6,7 @@ mod support;
 
 mod bad_input;
 mod onboard;
+mod real_cognito;
 mod robustness;
 mod snapshot;
 mod state;

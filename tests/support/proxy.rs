@@ -126,6 +126,12 @@ pub enum FaultKind {
     /// Forward at once, then sleep this long before answering: moto has processed the request well
     /// before a client with a shorter timeout gives up on it.
     DelayAfterForward(Duration),
+    /// Forward, let moto process it, then answer 500 `InternalErrorException`: a write that was
+    /// made although the answer says it failed, as Cognito may do.
+    InternalErrorAfterForward,
+    /// Answer 400 with this error code without forwarding, as Cognito does when a Lambda trigger
+    /// refuses one user (`UserLambdaValidationException`, ...).
+    Refuse(&'static str),
 }
 
 /// A fault injected into a fraction of the requests for one operation, or for all of them.
@@ -137,6 +143,8 @@ pub struct FaultRule {
     pub kind: FaultKind,
     /// The chance, from 0 to 1, that a matching request is hit.
     pub probability: f64,
+    /// Only requests for this username (or email, where email is the username).
+    pub username: Option<String>,
 }
 
 impl FaultRule {
@@ -146,11 +154,16 @@ impl FaultRule {
             operation: operation.map(str::to_owned),
             kind,
             probability,
+            username: None,
         }
     }
 
-    fn matches(&self, operation: &str) -> bool {
+    fn matches(&self, operation: &str, username: Option<&str>) -> bool {
         self.operation.as_deref().is_none_or(|op| op == operation)
+            && self
+                .username
+                .as_deref()
+                .is_none_or(|only| username == Some(only))
     }
 }
 
@@ -235,6 +248,14 @@ impl ProxyConfig {
     }
 
     /// Allows `limit` invitation emails, after which message-sending calls get `LimitExceededException`.
+    /// A fault for one operation on one username only, every time.
+    pub fn fault_for(mut self, operation: &str, username: &str, kind: FaultKind) -> Self {
+        let mut rule = FaultRule::new(Some(operation), kind, 1.0);
+        rule.username = Some(username.to_owned());
+        self.faults.push(rule);
+        self
+    }
+
     pub fn email_limit(mut self, limit: u64) -> Self {
         self.email_limit = Some(limit);
         self
@@ -652,8 +673,14 @@ impl State {
 
     /// The fault for this request, drawn from an RNG keyed by the request's identity rather than by
     /// arrival order, so a concurrent client meets the same faults on the same users in every run.
-    fn draw_fault(&mut self, seed: u64, operation: &str, identity: String) -> Option<FaultKind> {
-        if !self.faults.iter().any(|f| f.matches(operation)) {
+    fn draw_fault(
+        &mut self,
+        seed: u64,
+        operation: &str,
+        username: Option<&str>,
+        identity: String,
+    ) -> Option<FaultKind> {
+        if !self.faults.iter().any(|f| f.matches(operation, username)) {
             return None;
         }
         let counter = self
@@ -665,7 +692,7 @@ impl State {
         let mut rng = fault_rng(seed, operation, &identity, occurrence);
         self.faults
             .iter()
-            .filter(|f| f.matches(operation))
+            .filter(|f| f.matches(operation, username))
             .find(|f| rng.random::<f64>() < f.probability)
             .map(|f| f.kind)
     }
@@ -891,11 +918,12 @@ async fn handle(shared: Arc<Shared>, parts: Parts, body: Bytes) -> Reply {
             let identity = username
                 .clone()
                 .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
-            match state.draw_fault(shared.seed, &operation, identity) {
+            match state.draw_fault(shared.seed, &operation, username.as_deref(), identity) {
                 Some(
                     kind @ (FaultKind::InternalError
                     | FaultKind::ResetBeforeForward
-                    | FaultKind::AccessDenied),
+                    | FaultKind::AccessDenied
+                    | FaultKind::Refuse(_)),
                 ) => Decision::Fault(kind),
                 fault => {
                     let sends_email = create.is_some_and(|c| c.sends_email);
@@ -947,6 +975,14 @@ async fn handle(shared: Arc<Shared>, parts: Parts, body: Bytes) -> Reply {
             if kind == FaultKind::ResetBeforeForward {
                 state.record(decided_at, &operation, Outcome::ResetBeforeForward);
                 Reply::Reset
+            } else if let FaultKind::Refuse(code) = kind {
+                state.record(decided_at, &operation, Outcome::InternalError);
+                Reply::Respond(aws_error(
+                    StatusCode::BAD_REQUEST,
+                    code,
+                    "PreSignUp failed with error: not on the partner list (injected by the test proxy)",
+                    request_id,
+                ))
             } else if kind == FaultKind::AccessDenied {
                 state.record(decided_at, &operation, Outcome::InternalError);
                 Reply::Respond(aws_error(
@@ -1018,6 +1054,12 @@ async fn handle(shared: Arc<Shared>, parts: Parts, body: Bytes) -> Reply {
             }
             match (upstream, fault) {
                 (Ok(_), Some(FaultKind::ResetAfterForward)) => Reply::Reset,
+                (Ok(_), Some(FaultKind::InternalErrorAfterForward)) => Reply::Respond(aws_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "InternalErrorException",
+                    "Internal error after the request was carried out (injected by the test proxy)",
+                    request_id,
+                )),
                 (Ok(response), _) => Reply::Respond(response),
                 (Err(e), _) => Reply::Respond(aws_error(
                     StatusCode::BAD_GATEWAY,
@@ -1290,7 +1332,7 @@ mod tests {
                 .map(|u| {
                     (
                         u.to_string(),
-                        state.draw_fault(seed, "AdminCreateUser", u.to_string()),
+                        state.draw_fault(seed, "AdminCreateUser", None, u.to_string()),
                     )
                 })
                 .collect();
@@ -1317,9 +1359,9 @@ mod tests {
             1.0,
         );
         let mut state = State::new(&only_creates);
-        assert_eq!(state.draw_fault(7, "AdminGetUser", "a".into()), None);
+        assert_eq!(state.draw_fault(7, "AdminGetUser", None, "a".into()), None);
         assert_eq!(
-            state.draw_fault(7, "AdminCreateUser", "a".into()),
+            state.draw_fault(7, "AdminCreateUser", None, "a".into()),
             Some(FaultKind::InternalError)
         );
     }

@@ -1,0 +1,172 @@
+//! What the real Cognito does where moto is lenient (`shared/real-cognito.md`), shown through the
+//! fault proxy answering as Cognito would: server errors after a write was carried out, Lambda
+//! triggers refusing one user, and what a password must survive on its way to a person.
+
+use cognito_onboard::error::exit;
+use cognito_onboard::password::UNREADABLE;
+
+use crate::support::proxy::FaultKind;
+use crate::support::*;
+
+fn cohort(n: usize) -> String {
+    let mut s = String::from("email,name\n");
+    for i in 0..n {
+        s.push_str(&format!("p{i:05}@example.com,Provider {i}\n"));
+    }
+    s
+}
+
+/// Cognito may answer 500 to a write it made. Every create and every re-issue is answered 500
+/// after moto carried it out: each provider exists once, got one invitation, and (in suppress
+/// mode) every password in the password file signs in.
+#[test]
+fn a_server_error_after_a_write_never_duplicates_and_never_loses_a_password() {
+    let mut env = TestEnv::new();
+    let pool = env.pool(false, &[]);
+    let proxy = env.proxy(|c| {
+        c.fault(
+            Some("AdminCreateUser"),
+            FaultKind::InternalErrorAfterForward,
+            1.0,
+        )
+        .fault(
+            Some("AdminSetUserPassword"),
+            FaultKind::InternalErrorAfterForward,
+            1.0,
+        )
+    });
+    let csv = env.write("p.csv", cohort(4));
+    let r = env.command(&pool, ["run"]).arg(&csv).expect(exit::OK);
+    let report = r.report();
+    assert_eq!(report["summary"]["created"], 4, "{report:#}");
+    let stats = proxy.stats();
+    for i in 0..4 {
+        assert_eq!(stats.invitations_to(&format!("p{i:05}@example.com")), 1);
+    }
+    assert_eq!(stats.creates, 4, "no create repeated");
+    assert_eq!(env.users(&pool).len(), 4);
+
+    // Suppress mode: the password Cognito holds is the one in the file.
+    let csv = env.write("q.csv", "email,name\nkenji@example.com,Kenji\n");
+    let file = env.path("pw.csv");
+    let r = env
+        .command(&pool, ["run"])
+        .arg(&csv)
+        .args(["--delivery", "suppress", "--password-file"])
+        .arg(&file)
+        .expect(exit::OK);
+    assert_eq!(r.report()["summary"]["created"], 1, "{:#}", r.report());
+    let first = passwords(&file);
+    assert_eq!(first.len(), 1);
+    assert_eq!(
+        env.sign_in(&pool, "kenji@example.com", &first[0].1),
+        Ok(true)
+    );
+    // A re-issue by AdminSetUserPassword answered 500 after it was made, on every attempt:
+    // its outcome stays unknown. The password goes to the file all the same (and signs in, as
+    // moto did set it), and the state marks it lost so the next run sets another.
+    let again = env.path("pw2.csv");
+    let r = env
+        .command(&pool, ["run"])
+        .arg(&csv)
+        .args([
+            "--delivery",
+            "suppress",
+            "--reissue",
+            "always",
+            "--password-file",
+        ])
+        .arg(&again)
+        .expect(exit::ROWS_FAILED);
+    let report = r.report();
+    let row = &report["rows"][0];
+    assert!(
+        row["reason"]
+            .as_str()
+            .unwrap()
+            .contains("in the password file in case it was"),
+        "{report:#}"
+    );
+    let second = passwords(&again);
+    assert_eq!(second.len(), 1);
+    assert_ne!(first[0].1, second[0].1);
+    assert_eq!(
+        env.sign_in(&pool, "kenji@example.com", &second[0].1),
+        Ok(true),
+        "the password in the file is the one Cognito holds"
+    );
+    let status = env
+        .command(&pool, ["status", "--format", "json"])
+        .expect(exit::OK);
+    let shown: serde_json::Value = serde_json::from_str(&status.stdout()).unwrap();
+    let kenji = shown["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["key"] == "kenji@example.com")
+        .cloned()
+        .unwrap();
+    assert_eq!(kenji["standing"], "expired", "{kenji:#}");
+    assert!(
+        kenji["reason"].as_str().unwrap().contains("re-issues it"),
+        "{kenji:#}"
+    );
+}
+
+/// A pre sign-up trigger that refuses one provider fails that row only; the others are created.
+#[test]
+fn a_trigger_refusing_one_provider_fails_that_row_and_the_run_goes_on() {
+    let mut env = TestEnv::new();
+    let pool = env.pool(false, &[]);
+    let proxy = env.proxy(|c| {
+        c.fault_for(
+            "AdminCreateUser",
+            "p00002@example.com",
+            FaultKind::Refuse("UserLambdaValidationException"),
+        )
+    });
+    let csv = env.write("p.csv", cohort(5));
+    let r = env
+        .command(&pool, ["run"])
+        .arg(&csv)
+        .expect(exit::ROWS_FAILED);
+    let report = r.report();
+    assert_eq!(report["summary"]["created"], 4, "{report:#}");
+    let failed = rows_with(&report, "failed");
+    assert_eq!(failed.len(), 1, "{report:#}");
+    assert_eq!(failed[0]["key"], "p00002@example.com");
+    assert_eq!(failed[0]["error_code"], "UserLambdaValidationException");
+    assert!(
+        failed[0]["error_message"]
+            .as_str()
+            .unwrap()
+            .contains("not on the partner list"),
+        "the trigger's own message: {report:#}"
+    );
+    assert_eq!(proxy.stats().creates, 4);
+}
+
+/// Passwords that travel by email avoid what HTML and fonts garble, and end with a letter or
+/// digit, where the default template's period follows.
+#[test]
+fn emailed_temporary_passwords_survive_the_message() {
+    let mut env = TestEnv::new();
+    let pool = env.pool(false, &[]);
+    let proxy = env.proxy(|c| c);
+    let csv = env.write("p.csv", cohort(30));
+    let config = env.write("s.toml", "email_budget = 1000\n");
+    env.command(&pool, ["--config"])
+        .arg(&config)
+        .arg("run")
+        .arg(&csv)
+        .expect(exit::OK);
+    let secrets = proxy.stats().secrets;
+    assert_eq!(secrets.len(), 30, "one temporary password per create");
+    for s in &secrets {
+        assert!(
+            !s.bytes().any(|b| UNREADABLE.contains(&b)),
+            "unreadable character"
+        );
+        assert!(s.as_bytes().last().unwrap().is_ascii_alphanumeric());
+    }
+}
