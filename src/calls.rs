@@ -25,7 +25,8 @@ pub struct Calls<D> {
     probe: tokio::sync::Mutex<Probe>,
 }
 
-/// Which categories still need their quota asked (GetProvisionedLimit).
+/// Which categories still need their quota asked (GetProvisionedLimit, paced at one a second by
+/// its own cap in the limiter).
 #[derive(Debug, Default)]
 pub struct Probe {
     /// Asking stops at the first refusal (an emulator, an old Region, a policy without it).
@@ -49,6 +50,14 @@ impl Probe {
             done: BTreeSet::new(),
         }
     }
+}
+
+/// Whether GetProvisionedLimit refused one category only (not the API as a whole).
+fn category_refused(f: &Failed) -> bool {
+    matches!(
+        f.error.code.as_deref(),
+        Some("InvalidParameterException" | "ResourceNotFoundException")
+    )
 }
 
 impl<D: Directory> Calls<D> {
@@ -83,6 +92,16 @@ impl<D: Directory> Calls<D> {
                     quota = done.value,
                     rate = self.exec.limiter.current_rate(category),
                     "provisioned limit"
+                );
+            }
+            // A refusal about this category keeps its documented quota and asks on for the
+            // others; anything else (no such API here, no permission, an emulator's HTML
+            // answer) stops the asking.
+            Err(f) if category_refused(&f) => {
+                tracing::debug!(
+                    category = category.name(),
+                    "GetProvisionedLimit refused for this category ({}); using its documented quota",
+                    f.error
                 );
             }
             Err(f) => {
@@ -245,5 +264,47 @@ impl<D: Directory> Calls<D> {
             self.dir.add_to_group(username, group)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cognito::memory::MemoryPool;
+    use crate::executor::{Cancel, RetryPolicy};
+    use crate::limiter::{Limiter, Quotas};
+
+    fn calls(probe: Probe) -> Calls<MemoryPool> {
+        let exec = Arc::new(Executor::new(
+            Arc::new(Limiter::new(&Quotas::default(), 1.0)),
+            RetryPolicy::default(),
+            Arc::new(Cancel::default()),
+        ));
+        Calls::new(MemoryPool::default(), exec, probe)
+    }
+
+    #[tokio::test]
+    async fn a_refusal_for_one_category_keeps_asking_for_the_others() {
+        // The in-memory pool refuses every category with ResourceNotFoundException.
+        let c = calls(Probe::ask([]));
+        c.get_user("a").await.unwrap();
+        c.get_user("b").await.unwrap();
+        c.users(None).await.unwrap();
+        assert_eq!(
+            c.dir.calls("provisioned_limit"),
+            2,
+            "once per category, not per call"
+        );
+        assert_eq!(c.exec.limiter.current_rate(Category::UserRead), 120.0);
+    }
+
+    #[tokio::test]
+    async fn categories_set_in_the_settings_file_are_never_asked() {
+        let c = calls(Probe::ask([Category::UserRead]));
+        c.get_user("a").await.unwrap();
+        assert_eq!(c.dir.calls("provisioned_limit"), 0);
+        let never = calls(Probe::never());
+        never.get_user("a").await.unwrap();
+        assert_eq!(never.dir.calls("provisioned_limit"), 0);
     }
 }

@@ -304,7 +304,7 @@ impl Executor {
         let mut attempts = 0;
         let mut maybe_done = false;
         loop {
-            self.limiter.acquire(category).await;
+            self.limiter.acquire_op(op).await;
             attempts += 1;
             if let Some(n) = self.calls.get(&category) {
                 n.fetch_add(1, Ordering::Relaxed);

@@ -88,6 +88,20 @@ pub enum Op {
 }
 
 impl Op {
+    pub const ALL: [Op; 11] = [
+        Op::DescribeUserPool,
+        Op::GetProvisionedLimit,
+        Op::ListGroups,
+        Op::ListUsers,
+        Op::ListUsersInGroup,
+        Op::AdminGetUser,
+        Op::AdminCreateUser,
+        Op::AdminCreateUserResend,
+        Op::AdminSetUserPassword,
+        Op::AdminUpdateUserAttributes,
+        Op::AdminAddUserToGroup,
+    ];
+
     /// The quota category each operation draws from. One exhaustive match, so a new operation
     /// cannot be added without being classified.
     pub fn category(self) -> Category {
@@ -116,6 +130,25 @@ impl Op {
             | Op::AdminSetUserPassword
             | Op::AdminUpdateUserAttributes
             | Op::AdminAddUserToGroup => false,
+        }
+    }
+
+    /// A rate Cognito enforces on this operation alone, per pool, below its category's: ListGroups
+    /// is capped at 5 requests per second per pool (quotas page, footnote); GetProvisionedLimit
+    /// is spaced at one a second, as an emulator of it paces it.
+    pub fn own_cap(self) -> Option<f64> {
+        match self {
+            Op::ListGroups => Some(5.0),
+            Op::GetProvisionedLimit => Some(1.0),
+            Op::DescribeUserPool
+            | Op::ListUsers
+            | Op::ListUsersInGroup
+            | Op::AdminGetUser
+            | Op::AdminCreateUser
+            | Op::AdminCreateUserResend
+            | Op::AdminSetUserPassword
+            | Op::AdminUpdateUserAttributes
+            | Op::AdminAddUserToGroup => None,
         }
     }
 
@@ -247,6 +280,36 @@ struct CategoryLimiter {
     turn: tokio::sync::Mutex<()>,
 }
 
+impl CategoryLimiter {
+    fn at(rate: f64) -> Self {
+        CategoryLimiter {
+            state: Mutex::new(Adaptive {
+                target: rate,
+                current: rate,
+                successes: 0.0,
+                limiter: build(rate),
+                throttles: 0,
+            }),
+            turn: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Waits for a permit, in arrival order.
+    async fn wait(&self) {
+        let _turn = self.turn.lock().await;
+        loop {
+            // Re-read each time: a throttle may have replaced the limiter with a slower one.
+            let limiter = Arc::clone(&self.state.lock().unwrap_or_else(|e| e.into_inner()).limiter);
+            match limiter.check() {
+                Ok(()) => return,
+                Err(not_until) => {
+                    tokio::time::sleep(not_until.wait_time_from(MonotonicClock.now())).await;
+                }
+            }
+        }
+    }
+}
+
 fn build(rate: f64) -> Arc<Gcra> {
     // A burst of one: a batch job should pace, not spike, inside a quota it shares.
     let period = Duration::from_secs_f64(1.0 / rate.max(0.01));
@@ -259,6 +322,8 @@ fn build(rate: f64) -> Arc<Gcra> {
 /// The rate limiters of all categories.
 pub struct Limiter {
     categories: BTreeMap<Category, CategoryLimiter>,
+    /// Operations with a cap of their own ([`Op::own_cap`]), paced on top of their category.
+    ops: BTreeMap<Op, CategoryLimiter>,
     fraction: f64,
 }
 
@@ -292,9 +357,25 @@ impl Limiter {
                 )
             })
             .collect();
+        let ops = Op::ALL
+            .iter()
+            .filter_map(|op| {
+                op.own_cap()
+                    .map(|cap| (*op, CategoryLimiter::at(cap * fraction)))
+            })
+            .collect();
         Limiter {
             categories,
+            ops,
             fraction,
+        }
+    }
+
+    /// Waits for a permit for one call of `op`: its category's, then its own cap's.
+    pub async fn acquire_op(&self, op: Op) {
+        self.acquire(op.category()).await;
+        if let Some(cap) = self.ops.get(&op) {
+            cap.wait().await;
         }
     }
 
@@ -318,22 +399,8 @@ impl Limiter {
 
     /// Waits for a permit in this category, in arrival order.
     pub async fn acquire(&self, category: Category) {
-        let Some(cat) = self.categories.get(&category) else {
-            return;
-        };
-        let _turn = cat.turn.lock().await;
-        loop {
-            // Re-read each time: a throttle may have replaced the limiter with a slower one.
-            let limiter = match self.state(category) {
-                Some(state) => Arc::clone(&state.limiter),
-                None => return,
-            };
-            match limiter.check() {
-                Ok(()) => return,
-                Err(not_until) => {
-                    tokio::time::sleep(not_until.wait_time_from(MonotonicClock.now())).await;
-                }
-            }
+        if let Some(cat) = self.categories.get(&category) {
+            cat.wait().await;
         }
     }
 
@@ -469,5 +536,34 @@ mod tests {
         // governor reads the real clock, so this measures real pacing of 10 permits at 10/s.
         let elapsed = start.elapsed();
         assert!(elapsed >= Duration::from_millis(950), "{elapsed:?}");
+    }
+
+    #[tokio::test]
+    async fn list_groups_is_paced_at_its_own_cap_below_its_category() {
+        // UserPoolResourceRead allows 20/s; ListGroups alone 5/s per pool.
+        let limiter = Limiter::new(&Quotas::default(), 1.0);
+        let start = std::time::Instant::now();
+        for _ in 0..6 {
+            limiter.acquire_op(Op::ListGroups).await;
+        }
+        let elapsed = start.elapsed();
+        assert!(elapsed >= Duration::from_millis(950), "{elapsed:?}");
+        let start = std::time::Instant::now();
+        for _ in 0..6 {
+            limiter.acquire_op(Op::DescribeUserPool).await;
+        }
+        assert!(
+            start.elapsed() < Duration::from_millis(900),
+            "no cap of its own"
+        );
+    }
+
+    #[test]
+    fn only_the_documented_operations_have_a_cap_of_their_own() {
+        let capped: Vec<Op> = Op::ALL
+            .into_iter()
+            .filter(|op| op.own_cap().is_some())
+            .collect();
+        assert_eq!(capped, vec![Op::GetProvisionedLimit, Op::ListGroups]);
     }
 }

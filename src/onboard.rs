@@ -123,6 +123,9 @@ impl<D: Directory> Ctx<D> {
                     history.reissues += 1;
                 }
                 history.password_lost = intent.medium == crate::cognito::Delivery::Suppress;
+                if intent.medium.sends_message() && intent.kind != InviteKind::SetPassword {
+                    history.last_message_at = history.last_message_at.max(Some(intent.at));
+                }
             }
         }
         let enabled = remote.as_ref().map(|u| u.enabled);

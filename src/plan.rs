@@ -32,9 +32,16 @@ pub struct History {
     /// The job invited this user in an earlier run (an invitation went out).
     pub invited: bool,
     /// The last temporary password was set in suppress mode but never reached the password
-    /// file (the run died in between): nobody knows it, so it must be re-issued.
+    /// file (the run died in between), or its message never went out: nobody knows it, so it
+    /// must be re-issued.
     pub password_lost: bool,
+    /// When the job last sent this user a message (an email or SMS invitation).
+    pub last_message_at: Option<DateTime<Utc>>,
 }
+
+/// Cognito may hold back repeated messages to one address in a short time: `--reissue always`
+/// sends no second message to a provider within this interval.
+pub const MIN_RESEND_INTERVAL: Duration = Duration::minutes(15);
 
 /// What kind of invitation the job sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,6 +123,8 @@ pub enum Keep {
     Expired { expired_at: DateTime<Utc> },
     /// The provider has set a password.
     Confirmed,
+    /// `--reissue always`, but the last message went out less than [`MIN_RESEND_INTERVAL`] ago.
+    RecentlySent { at: DateTime<Utc> },
 }
 
 /// Why a user needs a person to look at it; the job changes nothing.
@@ -135,6 +144,9 @@ pub enum Attention {
     },
     /// The job invited this user before, and someone has since deleted it from the pool.
     Deleted,
+    /// The user has no email in the pool: it cannot be verified, and recovery codes can never
+    /// reach the provider.
+    NoEmail,
 }
 
 /// Why an invitation is issued again.
@@ -205,7 +217,9 @@ pub fn expiry(remote: &RemoteUser, history: &History, validity: Duration) -> Opt
 /// | absent           | the job invited it before (someone deleted it)       | `Attention(Deleted)`            |
 /// | absent           | otherwise                                            | `Create` (+ all groups)         |
 /// | present          | email differs from the row's (username-keyed pools)  | `Attention(EmailMismatch)`      |
+/// | present          | no email at all                                      | `Attention(NoEmail)`            |
 /// | present          | disabled (any status)                                | `Attention(Disabled)`           |
+/// | present          | `FORCE_CHANGE_PASSWORD`, `--reissue always`, messaged within 15 min | `Keep(RecentlySent)` |
 /// | present          | `FORCE_CHANGE_PASSWORD`, `--reissue always`          | `Reissue`                       |
 /// | present          | `FORCE_CHANGE_PASSWORD`, its password was lost       | `Reissue`                       |
 /// | present          | `FORCE_CHANGE_PASSWORD`, expired, `expired`, under the cap | `Reissue`                 |
@@ -254,6 +268,9 @@ pub fn decide(
             remote: Some(email.clone()),
         });
     }
+    if user.email.is_none() {
+        return attention(Attention::NoEmail);
+    }
     if !user.enabled {
         return attention(Attention::Disabled);
     }
@@ -270,9 +287,16 @@ pub fn decide(
                     method,
                     cause: ReissueCause::PasswordLost,
                 },
-                (Reissue::Always, _) => Action::Reissue {
-                    method,
-                    cause: ReissueCause::Always,
+                (Reissue::Always, _) => match history.last_message_at {
+                    Some(at)
+                        if method == ReissueMethod::Resend && now - at < MIN_RESEND_INTERVAL =>
+                    {
+                        Action::Keep(Keep::RecentlySent { at })
+                    }
+                    _ => Action::Reissue {
+                        method,
+                        cause: ReissueCause::Always,
+                    },
                 },
                 (Reissue::Expired, Some(at)) if history.reissues >= policy.max_reissues => {
                     return attention(Attention::ReissueLimit {
@@ -386,6 +410,16 @@ mod tests {
     }
 
     #[test]
+    fn a_user_without_an_email_needs_attention_and_gets_no_email_verified_write() {
+        let mut u = user(UserStatus::Confirmed, 1);
+        u.email = None;
+        u.email_verified = false;
+        let d = decide_for(Some(&u), &History::default(), &policy(Reissue::Expired));
+        assert_eq!(d.action, Action::Attention(Attention::NoEmail));
+        assert!(!d.verify_email && d.add_groups.is_empty());
+    }
+
+    #[test]
     fn disabled_user_needs_attention_whatever_the_status() {
         let mut u = user(UserStatus::ForceChangePassword, 30);
         u.enabled = false;
@@ -405,6 +439,33 @@ mod tests {
             }
         );
         assert!(d.sends_message(Delivery::Email));
+    }
+
+    #[test]
+    fn reissue_always_sends_no_second_message_within_the_interval() {
+        let u = user(UserStatus::ForceChangePassword, 0);
+        let history = History {
+            last_invited_at: Some(now() - Duration::minutes(5)),
+            last_message_at: Some(now() - Duration::minutes(5)),
+            invited: true,
+            ..History::default()
+        };
+        let d = decide_for(Some(&u), &history, &policy(Reissue::Always));
+        assert_eq!(
+            d.action,
+            Action::Keep(Keep::RecentlySent {
+                at: now() - Duration::minutes(5)
+            })
+        );
+        let mut later = history.clone();
+        later.last_message_at = Some(now() - Duration::minutes(20));
+        let d = decide_for(Some(&u), &later, &policy(Reissue::Always));
+        assert!(matches!(d.action, Action::Reissue { .. }), "{d:?}");
+        // Suppress sends no message: a new password is set whenever asked.
+        let mut p = policy(Reissue::Always);
+        p.delivery = Delivery::Suppress;
+        let d = decide_for(Some(&u), &history, &p);
+        assert!(matches!(d.action, Action::Reissue { .. }), "{d:?}");
     }
 
     #[test]

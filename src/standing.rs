@@ -73,7 +73,7 @@ impl Standing {
                 cause: ReissueCause::Always,
                 ..
             } => Standing::Pending,
-            Action::Keep(Keep::Pending { .. }) => Standing::Pending,
+            Action::Keep(Keep::Pending { .. } | Keep::RecentlySent { .. }) => Standing::Pending,
             Action::Keep(Keep::Expired { .. }) => Standing::Expired,
             Action::Keep(Keep::Confirmed) if newly => Standing::NewlyConfirmed,
             Action::Keep(Keep::Confirmed) => Standing::Confirmed,
@@ -310,6 +310,8 @@ mod tests {
     fn status_reports_what_run_would_do_for_every_row_of_the_decision_table() {
         let mut other_email = user(UserStatus::Confirmed);
         other_email.email = Some("b@example.com".into());
+        let mut no_email = user(UserStatus::Confirmed);
+        no_email.email = None;
         let mut disabled = user(UserStatus::ForceChangePassword);
         disabled.enabled = false;
         let fcp = user(UserStatus::ForceChangePassword);
@@ -356,6 +358,14 @@ mod tests {
                 Expired,
                 Standing::Attention,
                 "another email",
+            ),
+            (
+                "no email",
+                Some(no_email),
+                invited(2),
+                Expired,
+                Standing::Attention,
+                "no email",
             ),
             (
                 "disabled",

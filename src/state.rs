@@ -132,6 +132,8 @@ pub struct Known {
     pub confirmed_reported_at: Option<DateTime<Utc>>,
     /// A suppress-mode password that went to Cognito but never reached the password file.
     pub password_lost: bool,
+    /// When the last message-sending invitation went out.
+    pub last_message_at: Option<DateTime<Utc>>,
     pub open_intent: Option<OpenIntent>,
 }
 
@@ -144,6 +146,7 @@ impl Known {
             groups_done: self.groups_done.clone(),
             invited: self.invited,
             password_lost: self.password_lost,
+            last_message_at: self.last_message_at,
         }
     }
 }
@@ -417,6 +420,9 @@ impl State {
                             k.last_invited_at = at.or(k.last_invited_at);
                             if kind != InviteKind::Create {
                                 k.reissues += 1;
+                            }
+                            if medium.sends_message() && kind != InviteKind::SetPassword {
+                                k.last_message_at = at.or(k.last_message_at);
                             }
                             k.password_lost = medium == Delivery::Suppress && !recorded;
                         }

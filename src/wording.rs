@@ -39,6 +39,11 @@ pub fn keep(k: &Keep) -> String {
             time(*expired_at)
         ),
         Keep::Confirmed => "confirmed: the provider has set a password".to_string(),
+        Keep::RecentlySent { at } => format!(
+            "invitation pending; the last one went out at {}, less than 15 minutes ago: not sent \
+             again yet (Cognito may hold back repeated messages to one address)",
+            time(*at)
+        ),
     }
 }
 
@@ -60,6 +65,9 @@ pub fn attention(a: &Attention) -> String {
             "this tool invited the user, and it has since been deleted from the pool; not re-created"
                 .to_string()
         }
+        Attention::NoEmail => "the user has no email in the pool: it cannot be verified and \
+                               recovery codes can never reach the provider; set the email"
+            .to_string(),
         Attention::EmailMismatch { remote } => format!(
             "a user with this username exists with another email ({}); nothing was changed",
             remote.as_deref().unwrap_or("none")

@@ -153,6 +153,31 @@ pub struct PoolInfo {
     pub estimated_users: u64,
 }
 
+/// Cognito's standard attributes: every pool has them, whatever its `DescribeUserPool` lists
+/// (an emulator lists only the custom ones for a pool created with a `Schema`).
+pub const STANDARD_ATTRIBUTES: [&str; 20] = [
+    "address",
+    "birthdate",
+    "email",
+    "email_verified",
+    "family_name",
+    "gender",
+    "given_name",
+    "locale",
+    "middle_name",
+    "name",
+    "nickname",
+    "phone_number",
+    "phone_number_verified",
+    "picture",
+    "preferred_username",
+    "profile",
+    "sub",
+    "updated_at",
+    "website",
+    "zoneinfo",
+];
+
 impl PoolInfo {
     /// Whether the pool sends email with Cognito's own sender, capped at 50 a day per account.
     pub fn uses_cognito_email(&self) -> bool {
@@ -162,16 +187,21 @@ impl PoolInfo {
     /// Attribute names the job may write at creation: in the schema, not developer-only, and not
     /// the ones it manages itself.
     pub fn writable_attributes(&self) -> BTreeSet<String> {
-        self.schema
+        let listed = self
+            .schema
             .iter()
-            .filter(|(name, a)| {
-                !a.developer_only
-                    && !matches!(
-                        name.as_str(),
-                        "sub" | "email_verified" | "phone_number_verified" | "updated_at"
-                    )
+            .filter(|(_, a)| !a.developer_only)
+            .map(|(name, _)| name.as_str());
+        STANDARD_ATTRIBUTES
+            .into_iter()
+            .chain(listed)
+            .filter(|name| {
+                !matches!(
+                    *name,
+                    "sub" | "email_verified" | "phone_number_verified" | "updated_at"
+                )
             })
-            .map(|(name, _)| name.clone())
+            .map(str::to_string)
             .collect()
     }
 }
@@ -188,3 +218,51 @@ pub type UserPage = Page<RemoteUser>;
 
 /// One page of names (groups, or group members).
 pub type NamePage = Page<String>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(schema: &[(&str, bool)]) -> PoolInfo {
+        PoolInfo {
+            id: "p".into(),
+            name: "p".into(),
+            policy: PasswordPolicy::default(),
+            temporary_password_validity_days: 7,
+            username_mode: UsernameMode::FreeForm,
+            schema: schema
+                .iter()
+                .map(|(n, dev)| {
+                    (
+                        n.to_string(),
+                        SchemaAttribute {
+                            mutable: true,
+                            required: false,
+                            max_length: None,
+                            developer_only: *dev,
+                        },
+                    )
+                })
+                .collect(),
+            email_sending_account: "COGNITO_DEFAULT".into(),
+            estimated_users: 0,
+        }
+    }
+
+    #[test]
+    fn standard_attributes_are_writable_even_when_the_pool_lists_only_custom_ones() {
+        let w = pool(&[("custom:org", false), ("custom:secret", true)]).writable_attributes();
+        for name in ["name", "phone_number", "given_name", "email", "custom:org"] {
+            assert!(w.contains(name), "{name}");
+        }
+        for name in [
+            "sub",
+            "email_verified",
+            "updated_at",
+            "custom:secret",
+            "custom:nope",
+        ] {
+            assert!(!w.contains(name), "{name}");
+        }
+    }
+}

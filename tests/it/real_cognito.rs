@@ -170,3 +170,59 @@ fn emailed_temporary_passwords_survive_the_message() {
         assert!(s.as_bytes().last().unwrap().is_ascii_alphanumeric());
     }
 }
+
+/// Cognito may hold back repeated messages to one address: `--reissue always` right after an
+/// invitation sends nothing and says why.
+#[test]
+fn reissue_always_does_not_message_the_same_address_again_within_minutes() {
+    let mut env = TestEnv::new();
+    let pool = env.pool(false, &[]);
+    let proxy = env.proxy(|c| c);
+    let csv = env.write("p.csv", cohort(2));
+    env.command(&pool, ["run"]).arg(&csv).expect(exit::OK);
+    let r = env
+        .command(&pool, ["run"])
+        .arg(&csv)
+        .args(["--reissue", "always"])
+        .expect(exit::OK);
+    let report = r.report();
+    assert_eq!(report["summary"]["skipped"], 2, "{report:#}");
+    assert!(
+        report["rows"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not sent again yet"),
+        "{report:#}"
+    );
+    assert_eq!(proxy.stats().resends, 0);
+}
+
+/// A user with no email can never be verified: attention, not a write that fails every run.
+#[test]
+fn a_user_without_an_email_is_attention_and_gets_no_email_verified_write() {
+    let mut env = TestEnv::new();
+    let pool = env.pool(false, &[]);
+    env.rt.block_on(async {
+        env.client
+            .admin_create_user()
+            .user_pool_id(&pool.id)
+            .username("taro")
+            .message_action(aws_sdk_cognitoidentityprovider::types::MessageActionType::Suppress)
+            .send()
+            .await
+            .unwrap();
+    });
+    let proxy = env.proxy(|c| c);
+    let csv = env.write("p.csv", "username,email,name\ntaro,taro@example.jp,Taro\n");
+    let r = env.command(&pool, ["run"]).arg(&csv).expect(exit::OK);
+    let report = r.report();
+    assert_eq!(report["summary"]["attention"], 1, "{report:#}");
+    assert!(
+        report["rows"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("no email"),
+        "{report:#}"
+    );
+    assert_eq!(proxy.stats().received("AdminUpdateUserAttributes"), 0);
+}
