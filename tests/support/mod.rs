@@ -274,6 +274,34 @@ impl TestEnv {
         c
     }
 
+    /// Gives a user back the email moto's RESEND drops: moto re-creates the user on RESEND and
+    /// loses its attributes, where the real Cognito keeps them (`shared/cognito-notes.md`).
+    pub fn undo_moto_resend(&self, pool: &Pool, username: &str, email: &str) {
+        self.rt.block_on(async {
+            self.client
+                .admin_update_user_attributes()
+                .user_pool_id(&pool.id)
+                .username(username)
+                .user_attributes(
+                    AttributeType::builder()
+                        .name("email")
+                        .value(email)
+                        .build()
+                        .unwrap(),
+                )
+                .user_attributes(
+                    AttributeType::builder()
+                        .name("email_verified")
+                        .value("true")
+                        .build()
+                        .unwrap(),
+                )
+                .send()
+                .await
+                .expect("restore the email after moto's RESEND");
+        });
+    }
+
     /// Creates `n` users directly in moto (no message, temporary password), `concurrency` at a
     /// time, named `{prefix}{i:06}@example.com`.
     pub fn populate(&self, pool: &Pool, prefix: &str, n: usize, concurrency: usize) {
