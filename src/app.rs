@@ -235,16 +235,27 @@ async fn onboard_cohort(
         rows.len(),
         opened.started_at,
     )?;
+    let known = opened.state.known(&pool.id)?;
+    let names = rows.iter().flat_map(|r| {
+        let remembered = known.get(&r.key).and_then(|k| k.username.clone());
+        [
+            Some(onboard::username_for(pool.username_mode, r)),
+            Some(r.email.clone()),
+            remembered,
+        ]
+        .into_iter()
+        .flatten()
+    });
     let found = lookup::find(
         &calls,
         &pool,
         key_mode,
         settings.lookup,
         &rows,
+        names,
         rejects.len(),
     )
     .await?;
-    let known = opened.state.known(&pool.id)?;
     let memberships = cohort::memberships_to_read(&rows, &known)
         .map(|groups| lookup::spawn_memberships(Arc::clone(&calls), groups));
     let ctx = Ctx {
@@ -253,7 +264,7 @@ async fn onboard_cohort(
             settings.reissue,
             settings.delivery,
             settings.max_reissues,
-            pool.temporary_password_validity_days,
+            &pool,
         ),
         pool,
         dry_run: settings.dry_run,
@@ -381,12 +392,7 @@ async fn refresh_status(
     )?;
     let known = opened.state.known(&pool.id)?;
     let (reissue, delivery, max_reissues) = config::run_defaults(file);
-    let policy = Policy::new(
-        reissue,
-        delivery,
-        max_reissues,
-        pool.temporary_password_validity_days,
-    );
+    let policy = Policy::new(reissue, delivery, max_reissues, &pool);
     let rows = status::rows(&targets, &results, &known, &policy, now);
     let report = status_report(opened, &pool, &calls.exec, common, plan, rows)?;
     let newly_path = write_status_report(&report, opened)?;

@@ -50,6 +50,7 @@ pub fn rules_for(pool: &PoolInfo, columns: &[String]) -> Result<(KeyMode, Column
             .filter_map(|(n, a)| a.max_length.map(|m| (n.clone(), m)))
             .collect(),
         email_usernames: pool.username_mode == UsernameMode::FreeForm,
+        fold_username_case: !pool.case_sensitive,
     };
     Ok((key_mode, rules))
 }

@@ -3,7 +3,7 @@
 //! parts for large pools), bounded per-user reads, and group memberships. Must not decide what
 //! to do with a user.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -126,15 +126,105 @@ pub fn choose_refresh(
 /// Where `run`'s rows find their user.
 pub enum Found {
     /// One AdminGetUser per row, as the row is processed.
-    PerRow,
-    /// A ListUsers scan done up front, keyed like the rows (lower-cased).
-    Scanned(BTreeMap<String, RemoteUser>),
+    PerRow(PerRow),
+    /// A ListUsers scan done up front.
+    Scanned(Index),
+}
+
+/// Per-row lookups, and what a row that AdminGetUser does not find is checked against.
+#[derive(Default)]
+pub struct PerRow {
+    /// AdminGetUser finds only the exact name: in a case-sensitive pool a provider may exist
+    /// in another case, and in a free-form pool keyed by email under another username. Only a
+    /// scan finds those, so the first row that misses reads the pool once for every row.
+    pub check_misses: bool,
+    index: tokio::sync::OnceCell<Result<Index, String>>,
+}
+
+impl PerRow {
+    pub fn new(check_misses: bool) -> Self {
+        PerRow {
+            check_misses,
+            index: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    /// The pool's users, read once on first use.
+    pub async fn index<D: Directory>(
+        &self,
+        calls: &Calls<D>,
+        pool_users: u64,
+    ) -> Result<&Index, &str> {
+        self.index
+            .get_or_init(|| async {
+                tracing::info!(
+                    "a row is not in the pool under its exact name: reading the pool once to check \
+                     for providers under another case or username"
+                );
+                all_users(calls, pool_users)
+                    .await
+                    .map(Index::new)
+                    .map_err(|e| e.to_string())
+            })
+            .await
+            .as_ref()
+            .map_err(String::as_str)
+    }
+}
+
+/// The pool's users, to find the user a row names whatever the case of its name, and for
+/// rows keyed by email whatever its username.
+#[derive(Debug, Default)]
+pub struct Index {
+    users: Vec<RemoteUser>,
+    by_username: HashMap<String, usize>,
+    by_email: HashMap<String, usize>,
+}
+
+impl Index {
+    pub fn new(users: Vec<RemoteUser>) -> Self {
+        let mut index = Index::default();
+        for (i, u) in users.iter().enumerate() {
+            index
+                .by_username
+                .entry(u.username.to_lowercase())
+                .or_insert(i);
+            if let Some(email) = &u.email {
+                index.by_email.entry(email.to_lowercase()).or_insert(i);
+            }
+        }
+        index.users = users;
+        index
+    }
+
+    /// The user a row names: by the name it would be created with (in any case), then by the
+    /// row's email (`email`: rows keyed by email), then by the username the state remembers.
+    pub fn find(
+        &self,
+        name: &str,
+        email: Option<&str>,
+        remembered: Option<&str>,
+    ) -> Option<RemoteUser> {
+        self.by_username
+            .get(&name.to_lowercase())
+            .or_else(|| email.and_then(|e| self.by_email.get(&e.to_lowercase())))
+            .or_else(|| remembered.and_then(|r| self.by_username.get(&r.to_lowercase())))
+            .map(|&i| self.users[i].clone())
+    }
+
+    pub fn len(&self) -> usize {
+        self.users.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty()
+    }
 }
 
 /// The key a scanned user is matched to rows by.
 pub fn scan_key(mode: UsernameMode, key_mode: KeyMode, user: &RemoteUser) -> Option<String> {
     match (mode, key_mode) {
-        (UsernameMode::Email, _) => user.email.clone(),
+        (UsernameMode::Email, _) => user.email.as_deref().map(str::to_lowercase),
         _ => Some(user.username.to_lowercase()),
     }
 }
@@ -184,21 +274,25 @@ pub async fn all_users<D: Directory>(
     Ok(users)
 }
 
-/// The pool's users that belong to the cohort's keys, keyed like the rows (lower-cased).
+/// The pool's users that a row may name (by username or email, in any case), indexed.
 pub async fn scan<D: Directory>(
     calls: &Calls<D>,
-    mode: UsernameMode,
-    key_mode: KeyMode,
     pool_users: u64,
-    keys: impl Iterator<Item = String>,
-) -> Result<BTreeMap<String, RemoteUser>, Error> {
-    let wanted: HashSet<String> = keys.map(|k| k.to_lowercase()).collect();
+    names: impl Iterator<Item = String>,
+) -> Result<Index, Error> {
+    let wanted: HashSet<String> = names.map(|k| k.to_lowercase()).collect();
     let users = all_users(calls, pool_users).await?;
-    Ok(users
-        .into_iter()
-        .filter_map(|u| scan_key(mode, key_mode, &u).map(|k| (k, u)))
-        .filter(|(k, _)| wanted.contains(k))
-        .collect())
+    Ok(Index::new(
+        users
+            .into_iter()
+            .filter(|u| {
+                wanted.contains(&u.username.to_lowercase())
+                    || u.email
+                        .as_ref()
+                        .is_some_and(|e| wanted.contains(&e.to_lowercase()))
+            })
+            .collect(),
+    ))
 }
 
 /// The pool's users still in `FORCE_CHANGE_PASSWORD` (one filtered ListUsers listing).
@@ -283,12 +377,16 @@ pub fn spawn_memberships<D: Directory>(
 }
 
 /// Where the rows will find their users: a scan now, or a read per row as it goes.
+///
+/// `names`: every name a row may be found by (the name it would be created with, its email,
+/// the username the state remembers for it).
 pub async fn find<D: Directory>(
     calls: &Calls<D>,
     pool: &PoolInfo,
     key_mode: KeyMode,
     choice: Lookup,
     rows: &[Row],
+    names: impl Iterator<Item = String>,
     invalid: usize,
 ) -> Result<Found, Error> {
     let strategy = choose(
@@ -306,17 +404,11 @@ pub async fn find<D: Directory>(
         }
     );
     Ok(match strategy {
-        Lookup::Scan => Found::Scanned(
-            scan(
-                calls,
-                pool.username_mode,
-                key_mode,
-                pool.estimated_users,
-                rows.iter().map(|r| r.key.clone()),
-            )
-            .await?,
-        ),
-        Lookup::Get | Lookup::Auto => Found::PerRow,
+        Lookup::Scan => Found::Scanned(scan(calls, pool.estimated_users, names).await?),
+        Lookup::Get | Lookup::Auto => Found::PerRow(PerRow::new(
+            pool.case_sensitive
+                || (pool.username_mode == UsernameMode::FreeForm && key_mode == KeyMode::Email),
+        )),
     })
 }
 

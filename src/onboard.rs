@@ -18,7 +18,7 @@ use crate::error::Error;
 use crate::executor::Failed;
 use crate::input::Row;
 use crate::logging::Progress;
-use crate::lookup::{Found, Memberships};
+use crate::lookup::{Found, Memberships, PerRow};
 use crate::password::{self, Alphabet, TempPassword};
 use crate::password_file::PasswordFile;
 use crate::plan::{self, Action, Decision, History, InviteKind, Keep, ReissueMethod};
@@ -95,15 +95,19 @@ impl<D: Directory> Ctx<D> {
             Outcome::Skipped,
         );
         r.username = Some(name.clone());
+        let by_email = (row.key == row.email).then_some(row.email.as_str());
+        let remembered = known.username.as_deref().filter(|n| *n != name);
         let remote = match &self.found {
-            Found::Scanned(users) => users.get(&row.key.to_lowercase()).cloned(),
-            Found::PerRow => match self.calls.get_user(&name).await {
-                Ok(done) => {
-                    r.attempts += done.attempts;
-                    done.value
+            Found::Scanned(index) => index.find(&name, by_email, remembered),
+            Found::PerRow(per_row) => {
+                match self
+                    .find_user(&mut r, per_row, &name, by_email, remembered)
+                    .await
+                {
+                    Ok(found) => found,
+                    Err(r) => return r,
                 }
-                Err(f) => return failed(r, "reading the user (AdminGetUser)", &f),
-            },
+            }
         };
         if let Some(intent) = &known.open_intent {
             // The run that wrote this intent died around the call: settle it from what Cognito
@@ -132,6 +136,44 @@ impl<D: Directory> Ctx<D> {
         let r = self.act(r, &row, remote, &history).await;
         self.observe(&r, enabled);
         r
+    }
+
+    /// The row's user, read by its exact name; else by the name the state remembers (its email
+    /// changed, or email is the username); else, where the exact name can miss it, from one
+    /// read of the whole pool (another case, another username with the row's email).
+    async fn find_user(
+        &self,
+        r: &mut RowReport,
+        per_row: &PerRow,
+        name: &str,
+        by_email: Option<&str>,
+        remembered: Option<&str>,
+    ) -> Result<Option<RemoteUser>, RowReport> {
+        for candidate in std::iter::once(name).chain(remembered) {
+            match self.calls.get_user(candidate).await {
+                Ok(done) => {
+                    r.attempts += done.attempts;
+                    if done.value.is_some() {
+                        return Ok(done.value);
+                    }
+                }
+                Err(f) => return Err(failed(r.clone(), "reading the user (AdminGetUser)", &f)),
+            }
+        }
+        if !per_row.check_misses {
+            return Ok(None);
+        }
+        match per_row.index(&self.calls, self.pool.estimated_users).await {
+            Ok(index) => Ok(index.find(name, by_email, None)),
+            Err(e) => {
+                let mut r = r.clone();
+                r.outcome = Outcome::Failed;
+                r.reason = format!(
+                    "could not check the pool for this provider under another name or case: {e}"
+                );
+                Err(r)
+            }
+        }
     }
 
     /// Decides from what is known and carries the decision out. A create that finds the user
@@ -204,6 +246,7 @@ impl<D: Directory> Ctx<D> {
         };
         plan::decide(
             &row.email,
+            &username_for(self.pool.username_mode, row),
             &row.groups,
             remote,
             &member_of,
@@ -785,7 +828,7 @@ mod tests {
         let known = state.known(&info.id).unwrap();
         let ctx = Ctx {
             calls: Arc::new(Calls::new(pool, exec, crate::calls::Probe::never())),
-            policy: Policy::new(Reissue::Expired, Delivery::Email, 3, 7),
+            policy: Policy::new(Reissue::Expired, Delivery::Email, 3, &info),
             pool: info,
             dry_run: false,
             found,
@@ -837,7 +880,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_new_provider_is_created_invited_once_and_recorded() {
-        let f = fixture(MemoryPool::default(), Some(5), Found::PerRow);
+        let f = fixture(
+            MemoryPool::default(),
+            Some(5),
+            Found::PerRow(PerRow::new(true)),
+        );
         let r = f.ctx.process(row("taro", &["providers"])).await;
         assert_eq!(r.outcome, Outcome::Created, "{}", r.reason);
         assert_eq!(
@@ -855,7 +902,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_lost_create_answer_is_checked_by_a_read_and_not_sent_again() {
-        let f = fixture(MemoryPool::default(), Some(5), Found::PerRow);
+        let f = fixture(
+            MemoryPool::default(),
+            Some(5),
+            Found::PerRow(PerRow::new(true)),
+        );
         pool(&f).script("create_user", Script::LoseAnswer);
         let r = f.ctx.process(row("taro", &[])).await;
         assert_eq!(r.outcome, Outcome::Created, "{}", r.reason);
@@ -872,7 +923,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_create_that_never_arrived_is_sent_again_after_the_check() {
-        let f = fixture(MemoryPool::default(), Some(5), Found::PerRow);
+        let f = fixture(
+            MemoryPool::default(),
+            Some(5),
+            Found::PerRow(PerRow::new(true)),
+        );
         pool(&f).script("create_user", Script::Timeout);
         let r = f.ctx.process(row("taro", &[])).await;
         assert_eq!(r.outcome, Outcome::Created, "{}", r.reason);
@@ -905,7 +960,11 @@ mod tests {
 
     #[tokio::test]
     async fn the_daily_email_limit_defers_the_row_and_stops_every_later_message() {
-        let f = fixture(MemoryPool::default(), None, Found::PerRow);
+        let f = fixture(
+            MemoryPool::default(),
+            None,
+            Found::PerRow(PerRow::new(true)),
+        );
         pool(&f).script("create_user", Script::Refuse("LimitExceededException"));
         let first = f.ctx.process(row("taro", &[])).await;
         assert_eq!(first.outcome, Outcome::Deferred);
@@ -927,7 +986,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_spent_budget_defers_without_a_call() {
-        let f = fixture(MemoryPool::default(), Some(0), Found::PerRow);
+        let f = fixture(
+            MemoryPool::default(),
+            Some(0),
+            Found::PerRow(PerRow::new(true)),
+        );
         let r = f.ctx.process(row("taro", &[])).await;
         assert_eq!(
             (r.outcome, r.deferral),
@@ -938,7 +1001,11 @@ mod tests {
 
     #[tokio::test]
     async fn an_undelivered_invitation_is_attention_and_the_user_is_still_set_up() {
-        let f = fixture(MemoryPool::default(), Some(5), Found::PerRow);
+        let f = fixture(
+            MemoryPool::default(),
+            Some(5),
+            Found::PerRow(PerRow::new(true)),
+        );
         pool(&f).script(
             "create_user",
             Script::DoThenFail("CodeDeliveryFailureException"),
@@ -963,7 +1030,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_user_created_before_the_email_limit_refused_its_message_is_recorded_for_reissue() {
-        let f = fixture(MemoryPool::default(), Some(5), Found::PerRow);
+        let f = fixture(
+            MemoryPool::default(),
+            Some(5),
+            Found::PerRow(PerRow::new(true)),
+        );
         pool(&f).script("create_user", Script::DoThenFail("LimitExceededException"));
         let r = f.ctx.process(row("taro", &[])).await;
         assert_eq!(
@@ -976,6 +1047,7 @@ mod tests {
         let k = &known["taro@example.com"];
         assert!(k.invited && k.password_lost && k.open_intent.is_none());
         let next = plan::decide(
+            "taro@example.com",
             "taro@example.com",
             &[],
             pool(&f).get("taro@example.com").as_ref(),
@@ -998,7 +1070,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_server_error_after_a_create_was_carried_out_is_checked_not_repeated() {
-        let f = fixture(MemoryPool::default(), Some(5), Found::PerRow);
+        let f = fixture(
+            MemoryPool::default(),
+            Some(5),
+            Found::PerRow(PerRow::new(true)),
+        );
         pool(&f).script("create_user", Script::DoThenFail("InternalErrorException"));
         let r = f.ctx.process(row("taro", &[])).await;
         assert_eq!(r.outcome, Outcome::Created, "{}", r.reason);
@@ -1011,7 +1087,7 @@ mod tests {
         let f = fixture(
             MemoryPool::with_users([expired_user("taro")]),
             Some(5),
-            Found::PerRow,
+            Found::PerRow(PerRow::new(true)),
         );
         let r = f.ctx.process(row("taro", &[])).await;
         assert_eq!(r.outcome, Outcome::Reissued, "{}", r.reason);
@@ -1031,7 +1107,7 @@ mod tests {
         let f = fixture(
             MemoryPool::with_users([expired_user("taro")]),
             Some(5),
-            Found::PerRow,
+            Found::PerRow(PerRow::new(true)),
         );
         pool(&f).script("resend_invitation", Script::LoseAnswer);
         let r = f.ctx.process(row("taro", &[])).await;
@@ -1046,7 +1122,7 @@ mod tests {
         let f = fixture(
             MemoryPool::with_users([expired_user("taro")]),
             Some(5),
-            Found::PerRow,
+            Found::PerRow(PerRow::new(true)),
         );
         pool(&f).script("resend_invitation", Script::Timeout);
         let r = f.ctx.process(row("taro", &[])).await;
@@ -1060,7 +1136,7 @@ mod tests {
         let f = fixture(
             MemoryPool::with_users([expired_user("taro")]),
             Some(5),
-            Found::PerRow,
+            Found::PerRow(PerRow::new(true)),
         );
         pool(&f).script(
             "resend_invitation",
@@ -1080,11 +1156,10 @@ mod tests {
 
     #[tokio::test]
     async fn an_unanswered_check_of_a_lost_write_leaves_the_share_spent_and_the_intent_open() {
-        let scanned = [("taro@example.com".to_string(), expired_user("taro"))];
         let f = fixture(
             MemoryPool::with_users([expired_user("taro")]),
             Some(5),
-            Found::Scanned(scanned.into_iter().collect()),
+            Found::Scanned(crate::lookup::Index::new(vec![expired_user("taro")])),
         );
         pool(&f).script("resend_invitation", Script::LoseAnswer);
         pool(&f).script("get_user", Script::Refuse("InvalidParameterException"));
@@ -1112,7 +1187,7 @@ mod tests {
         let mut f = fixture(
             MemoryPool::with_users([expired_user("taro")]),
             Some(5),
-            Found::PerRow,
+            Found::PerRow(PerRow::new(true)),
         );
         f.ctx.dry_run = true;
         let r = f.ctx.process(row("taro", &[])).await;
@@ -1128,5 +1203,48 @@ mod tests {
             0
         );
         assert_eq!(pool(&f).messages(), 0);
+    }
+
+    fn existing(username: &str, email: &str) -> RemoteUser {
+        memory::user(username, email, UserStatus::Confirmed, Utc::now())
+    }
+
+    #[tokio::test]
+    async fn a_provider_in_another_case_is_found_per_row_and_by_scan_and_never_created_beside() {
+        let user = existing("Taro.Yamada@Example.jp", "Taro.Yamada@Example.jp");
+        for found in [
+            Found::PerRow(PerRow::new(true)),
+            Found::Scanned(crate::lookup::Index::new(vec![user.clone()])),
+        ] {
+            let f = fixture(MemoryPool::with_users([user.clone()]), Some(5), found);
+            let mut r = row("x", &[]);
+            r.key = "taro.yamada@example.jp".into();
+            r.email = "taro.yamada@example.jp".into();
+            let report = f.ctx.process(r).await;
+            assert_eq!(report.outcome, Outcome::Attention, "{}", report.reason);
+            assert!(
+                report.reason.contains("Taro.Yamada@Example.jp"),
+                "{}",
+                report.reason
+            );
+            assert_eq!(pool(&f).calls("create_user"), 0);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_provider_under_another_username_with_the_rows_email_is_not_duplicated() {
+        let f = fixture(
+            MemoryPool::with_users([existing("taro", "taro@example.com")]),
+            Some(5),
+            Found::PerRow(PerRow::new(true)),
+        );
+        let r = f.ctx.process(row("taro", &[])).await;
+        assert_eq!(r.outcome, Outcome::Attention, "{}", r.reason);
+        assert!(r.reason.contains("as taro;"), "{}", r.reason);
+        assert_eq!(pool(&f).calls("create_user"), 0);
+        // One read of the pool serves every row that misses.
+        let _ = f.ctx.process(row("hanako", &[])).await;
+        let _ = f.ctx.process(row("jiro", &[])).await;
+        assert_eq!(pool(&f).calls("list_users"), 1);
     }
 }

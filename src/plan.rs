@@ -6,7 +6,7 @@
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
-use crate::cognito::{Delivery, RemoteUser, UserStatus};
+use crate::cognito::{Delivery, PoolInfo, RemoteUser, UserStatus, UsernameMode};
 
 /// When a user still in FORCE_CHANGE_PASSWORD gets a new temporary password.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Serialize)]
@@ -85,21 +85,22 @@ pub struct Policy {
     pub validity: Duration,
     /// With `--reissue expired`: re-issue at most this many times per user.
     pub max_reissues: u32,
+    /// The pool's `UsernameConfiguration.CaseSensitive`.
+    pub case_sensitive: bool,
+    /// The pool uses email as the username: a user's name is its email.
+    pub email_is_username: bool,
 }
 
 impl Policy {
-    /// The policy of a run on a pool whose temporary passwords are valid `validity_days`.
-    pub fn new(
-        reissue: Reissue,
-        delivery: Delivery,
-        max_reissues: u32,
-        validity_days: u32,
-    ) -> Self {
+    /// The policy of a run on `pool`.
+    pub fn new(reissue: Reissue, delivery: Delivery, max_reissues: u32, pool: &PoolInfo) -> Self {
         Policy {
             reissue,
             delivery,
-            validity: Duration::days(i64::from(validity_days)),
+            validity: Duration::days(i64::from(pool.temporary_password_validity_days)),
             max_reissues,
+            case_sensitive: pool.case_sensitive,
+            email_is_username: pool.username_mode == UsernameMode::Email,
         }
     }
 }
@@ -141,6 +142,12 @@ pub enum Attention {
     /// The key matched a user whose email is not the row's.
     EmailMismatch {
         remote: Option<String>,
+    },
+    /// The provider exists under another name: the same name in another case (in a
+    /// case-sensitive pool, a different user), or, for rows keyed by email, another username
+    /// with the row's email. Creating beside it would give the provider two accounts.
+    ExistsAs {
+        username: String,
     },
     /// The job invited this user before, and someone has since deleted it from the pool.
     Deleted,
@@ -218,6 +225,7 @@ pub fn expiry(remote: &RemoteUser, history: &History, validity: Duration) -> Opt
 /// | absent           | otherwise                                            | `Create` (+ all groups)         |
 /// | present          | email differs from the row's (username-keyed pools)  | `Attention(EmailMismatch)`      |
 /// | present          | no email at all                                      | `Attention(NoEmail)`            |
+/// | present          | under another name (case, or another username)       | `Attention(ExistsAs)`           |
 /// | present          | disabled (any status)                                | `Attention(Disabled)`           |
 /// | present          | `FORCE_CHANGE_PASSWORD`, `--reissue always`, messaged within 15 min | `Keep(RecentlySent)` |
 /// | present          | `FORCE_CHANGE_PASSWORD`, `--reissue always`          | `Reissue`                       |
@@ -235,6 +243,7 @@ pub fn expiry(remote: &RemoteUser, history: &History, validity: Duration) -> Opt
 /// The executor turns a message-sending action into `deferred` when the email budget is spent.
 pub fn decide(
     row_email: &str,
+    row_name: &str,
     row_groups: &[String],
     remote: Option<&RemoteUser>,
     member_of: &dyn Fn(&str) -> bool,
@@ -268,8 +277,20 @@ pub fn decide(
             remote: Some(email.clone()),
         });
     }
-    if user.email.is_none() {
+    let Some(email) = user.email.as_deref() else {
         return attention(Attention::NoEmail);
+    };
+    let name = if policy.email_is_username {
+        email
+    } else {
+        user.username.as_str()
+    };
+    let same_name =
+        name == row_name || (!policy.case_sensitive && name.eq_ignore_ascii_case(row_name));
+    if !same_name {
+        return attention(Attention::ExistsAs {
+            username: name.to_string(),
+        });
     }
     if !user.enabled {
         return attention(Attention::Disabled);
@@ -344,12 +365,14 @@ mod tests {
             delivery: Delivery::Email,
             validity: Duration::days(7),
             max_reissues: 3,
+            case_sensitive: true,
+            email_is_username: false,
         }
     }
 
     fn user(status: UserStatus, modified_days_ago: i64) -> RemoteUser {
         RemoteUser {
-            username: "u-1".into(),
+            username: "a@example.com".into(),
             status,
             enabled: true,
             email: Some("a@example.com".into()),
@@ -366,6 +389,7 @@ mod tests {
 
     fn decide_for(remote: Option<&RemoteUser>, history: &History, policy: &Policy) -> Decision {
         decide(
+            "a@example.com",
             "a@example.com",
             &groups(),
             remote,
@@ -417,6 +441,47 @@ mod tests {
         let d = decide_for(Some(&u), &History::default(), &policy(Reissue::Expired));
         assert_eq!(d.action, Action::Attention(Attention::NoEmail));
         assert!(!d.verify_email && d.add_groups.is_empty());
+    }
+
+    #[test]
+    fn a_provider_under_another_name_needs_attention_and_is_never_created_beside() {
+        let mut u = user(UserStatus::Confirmed, 1);
+        u.username = "A@Example.com".into();
+        let d = decide_for(Some(&u), &History::default(), &policy(Reissue::Expired));
+        assert_eq!(
+            d.action,
+            Action::Attention(Attention::ExistsAs {
+                username: "A@Example.com".into()
+            }),
+            "case-sensitive: another user"
+        );
+        let mut insensitive = policy(Reissue::Expired);
+        insensitive.case_sensitive = false;
+        let d = decide_for(Some(&u), &History::default(), &insensitive);
+        assert_eq!(
+            d.action,
+            Action::Keep(Keep::Confirmed),
+            "case-insensitive: the same user"
+        );
+        u.username = "taro".into();
+        let d = decide_for(Some(&u), &History::default(), &insensitive);
+        assert!(
+            matches!(d.action, Action::Attention(Attention::ExistsAs { .. })),
+            "another username with the row's email: {d:?}"
+        );
+        // Where email is the username, the name is the email as stored.
+        let mut by_email = policy(Reissue::Expired);
+        by_email.email_is_username = true;
+        u.username = "0f1e2d3c".into();
+        u.email = Some("A@example.com".into());
+        let d = decide_for(Some(&u), &History::default(), &by_email);
+        assert!(
+            matches!(d.action, Action::Attention(Attention::ExistsAs { .. })),
+            "{d:?}"
+        );
+        u.email = Some("a@example.com".into());
+        let d = decide_for(Some(&u), &History::default(), &by_email);
+        assert_eq!(d.action, Action::Keep(Keep::Confirmed));
     }
 
     #[test]

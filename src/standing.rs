@@ -105,6 +105,7 @@ pub struct StatusRow {
 /// would use. `email`: the row's email (the CSV's, or the one the state recorded).
 pub fn classify(
     key: &str,
+    name: &str,
     email: Option<&str>,
     remote: Option<&RemoteUser>,
     known: &Known,
@@ -119,6 +120,7 @@ pub fn classify(
     // Group membership does not change where a provider stands.
     let decision = plan::decide(
         email.as_deref().unwrap_or_default(),
+        name,
         &[],
         remote,
         &|_| true,
@@ -263,7 +265,7 @@ mod tests {
 
     fn user(status: UserStatus) -> RemoteUser {
         RemoteUser {
-            username: "u".into(),
+            username: "a@example.com".into(),
             status,
             enabled: true,
             email: Some("a@example.com".into()),
@@ -289,11 +291,14 @@ mod tests {
             delivery: Delivery::Email,
             validity: Duration::days(7),
             max_reissues: 3,
+            case_sensitive: true,
+            email_is_username: false,
         }
     }
 
     fn standing(remote: Option<&RemoteUser>, known: &Known) -> Standing {
         classify(
+            "a@example.com",
             "a@example.com",
             Some("a@example.com"),
             remote,
@@ -452,6 +457,7 @@ mod tests {
             let p = policy(reissue);
             let got = classify(
                 "a@example.com",
+                "a@example.com",
                 Some("a@example.com"),
                 remote.as_ref(),
                 &known,
@@ -459,6 +465,7 @@ mod tests {
                 now(),
             );
             let run = plan::decide(
+                "a@example.com",
                 "a@example.com",
                 &[],
                 remote.as_ref(),
@@ -486,6 +493,7 @@ mod tests {
         }
         // The cap: `run` stops re-issuing, so `status` must not say it re-issues.
         let capped = classify(
+            "a@example.com",
             "a@example.com",
             Some("a@example.com"),
             Some(&fcp),
@@ -552,6 +560,7 @@ mod tests {
             );
         }
         let row = classify(
+            "a@example.com",
             "a@example.com",
             Some("a@example.com"),
             None,

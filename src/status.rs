@@ -23,6 +23,17 @@ pub struct Target {
     pub email: Option<String>,
 }
 
+impl Target {
+    /// The name the provider has, or would be created with, in the pool.
+    fn name<'a>(&'a self, policy: &Policy) -> &'a str {
+        match (&self.email, policy.email_is_username) {
+            (Some(email), true) => email,
+            (None, true) => &self.key,
+            (_, false) => &self.username,
+        }
+    }
+}
+
 /// The providers to refresh: the CSV's rows, or else every provider the tool invited.
 pub fn targets(
     rows: Option<Vec<Row>>,
@@ -188,9 +199,15 @@ pub fn rows(
         .map(|t| {
             let k = known.get(&t.key).unwrap_or(&empty);
             match results.get(&t.key) {
-                Some(Ok(remote)) => {
-                    standing::classify(&t.key, t.email.as_deref(), remote.as_ref(), k, policy, now)
-                }
+                Some(Ok(remote)) => standing::classify(
+                    &t.key,
+                    t.name(policy),
+                    t.email.as_deref(),
+                    remote.as_ref(),
+                    k,
+                    policy,
+                    now,
+                ),
                 Some(Err(e)) => {
                     standing::unread(&t.key, &t.username, k, format!("could not read: {e}"))
                 }

@@ -65,6 +65,9 @@ pub fn attention(a: &Attention) -> String {
             "this tool invited the user, and it has since been deleted from the pool; not re-created"
                 .to_string()
         }
+        Attention::ExistsAs { username } => format!(
+            "this provider already exists in the pool as {username}; nothing was created beside it"
+        ),
         Attention::NoEmail => "the user has no email in the pool: it cannot be verified and \
                                recovery codes can never reach the provider; set the email"
             .to_string(),

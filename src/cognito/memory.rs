@@ -90,6 +90,7 @@ pub fn pool_info() -> PoolInfo {
         schema: BTreeMap::new(),
         email_sending_account: "COGNITO_DEFAULT".into(),
         estimated_users: 0,
+        case_sensitive: true,
     }
 }
 

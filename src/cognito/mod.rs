@@ -147,7 +147,8 @@ fn remote_user(
         username: username.to_string(),
         status: UserStatus::parse(status.unwrap_or("UNKNOWN")),
         enabled,
-        email: attr("email").map(str::to_ascii_lowercase),
+        // As stored: in a case-sensitive pool `Taro@Example.jp` is not `taro@example.jp`.
+        email: attr("email").map(str::to_string),
         email_verified: attr("email_verified") == Some("true"),
         sub: attr("sub").map(str::to_string),
         last_modified: date(modified),
@@ -308,6 +309,11 @@ impl Directory for Cognito {
                 .map(|a| a.as_str().to_string())
                 .unwrap_or_else(|| "COGNITO_DEFAULT".to_string()),
             estimated_users: pool.estimated_number_of_users().max(0) as u64,
+            // The API's default when a pool was created without it (the console's is false).
+            case_sensitive: pool
+                .username_configuration()
+                .map(|c| c.case_sensitive())
+                .unwrap_or(true),
         })
     }
 

@@ -151,6 +151,9 @@ pub struct PoolInfo {
     /// `COGNITO_DEFAULT` (50 emails a day per account) or `DEVELOPER` (SES).
     pub email_sending_account: String,
     pub estimated_users: u64,
+    /// `UsernameConfiguration.CaseSensitive`: usernames (and emails, where email is the
+    /// username) that differ only in case are different users.
+    pub case_sensitive: bool,
 }
 
 /// Cognito's standard attributes: every pool has them, whatever its `DescribeUserPool` lists
@@ -246,6 +249,7 @@ mod tests {
                 .collect(),
             email_sending_account: "COGNITO_DEFAULT".into(),
             estimated_users: 0,
+            case_sensitive: true,
         }
     }
 

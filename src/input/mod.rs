@@ -54,6 +54,9 @@ pub struct ColumnRules {
     /// Usernames may look like email addresses: true in free-form pools where email is not an
     /// alias (Cognito refuses email-format usernames only when email is an alias).
     pub email_usernames: bool,
+    /// Usernames that differ only in case name one user (a case-insensitive pool): such keys
+    /// are duplicates in the file.
+    pub fold_username_case: bool,
 }
 
 /// One valid row, ready to be planned.
@@ -326,6 +329,7 @@ impl<R: Read> CohortReader<R> {
             username,
             key_mode,
             email_usernames: rules.email_usernames,
+            fold_username_case: rules.fold_username_case,
             first_line_of_key: HashMap::new(),
             bad_bytes,
             path: self.path,
@@ -356,6 +360,8 @@ pub struct Records<R: Read> {
     key_mode: KeyMode,
     /// Usernames may look like emails (see [`ColumnRules::email_usernames`]).
     email_usernames: bool,
+    /// See [`ColumnRules::fold_username_case`].
+    fold_username_case: bool,
     /// 64-bit hash of each key seen -> line of its first row. Hashes rather than the keys
     /// themselves keep the index near 36 MB at a million rows instead of roughly three times
     /// that for the strings. Two different keys share a hash with odds of about n²/2⁶⁵
@@ -496,7 +502,11 @@ impl<R: Read> Records<R> {
 
         // The key is claimed even if a later check fails, so that fixing one of two rows for
         // the same person can never silently let the other one through.
-        match self.first_line_of_key.entry(key_hash(&key)) {
+        let folded = match self.key_mode {
+            KeyMode::Username if self.fold_username_case => key.to_lowercase(),
+            KeyMode::Username | KeyMode::Email => key.clone(),
+        };
+        match self.first_line_of_key.entry(key_hash(&folded)) {
             std::collections::hash_map::Entry::Occupied(first) => {
                 return Err(Fault::at(
                     key_column,
@@ -1239,6 +1249,25 @@ mod tests {
         assert_eq!(dup.key.as_deref(), Some("taro@example.com"));
         assert_eq!(row(&records[2]).line, 5);
         assert_eq!(reject(&records[3]).reason, "duplicate of line 2");
+    }
+
+    #[test]
+    fn usernames_in_another_case_are_duplicates_where_the_pool_ignores_case() {
+        let text = "email,username\na@example.com,Taro\nb@example.com,taro\n";
+        let sensitive =
+            read_with(text.as_bytes(), KeyMode::Username, &ColumnRules::default()).unwrap();
+        assert_eq!(
+            row(&sensitive[1]).key,
+            "taro",
+            "case-sensitive: another user"
+        );
+        let rules = ColumnRules {
+            fold_username_case: true,
+            ..ColumnRules::default()
+        };
+        let insensitive = read_with(text.as_bytes(), KeyMode::Username, &rules).unwrap();
+        assert_eq!(reject(&insensitive[1]).reason, "duplicate of line 2");
+        assert_eq!(reject(&insensitive[1]).column.as_deref(), Some("username"));
     }
 
     #[test]

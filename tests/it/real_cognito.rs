@@ -226,3 +226,118 @@ fn a_user_without_an_email_is_attention_and_gets_no_email_verified_write() {
     );
     assert_eq!(proxy.stats().received("AdminUpdateUserAttributes"), 0);
 }
+
+/// Creates a user directly in moto, as someone else did before the tool ran.
+fn create_directly(env: &TestEnv, pool: &Pool, username: &str, email: &str) {
+    use aws_sdk_cognitoidentityprovider::types::{AttributeType, MessageActionType};
+    env.rt.block_on(async {
+        env.client
+            .admin_create_user()
+            .user_pool_id(&pool.id)
+            .username(username)
+            .user_attributes(
+                AttributeType::builder()
+                    .name("email")
+                    .value(email)
+                    .build()
+                    .unwrap(),
+            )
+            .message_action(MessageActionType::Suppress)
+            .send()
+            .await
+            .unwrap();
+    });
+}
+
+/// The API's default pool is case-sensitive: `Taro.Yamada@Example.jp` already there is found
+/// for the row `taro.yamada@example.jp`, per row and by scan alike, and nothing is created.
+#[test]
+fn a_provider_in_another_case_is_reported_not_duplicated_in_every_lookup_mode() {
+    let mut env = TestEnv::new();
+    let pool = env.pool(false, &[]);
+    create_directly(
+        &env,
+        &pool,
+        "Taro.Yamada@Example.jp",
+        "Taro.Yamada@Example.jp",
+    );
+    let proxy = env.proxy(|c| c);
+    let csv = env.write("p.csv", "email,name\ntaro.yamada@example.jp,Taro\n");
+    for lookup in ["get", "scan"] {
+        let r = env
+            .command(&pool, ["run", "--lookup", lookup])
+            .arg(&csv)
+            .expect(exit::OK);
+        let report = r.report();
+        assert_eq!(report["summary"]["attention"], 1, "{lookup}: {report:#}");
+        assert!(
+            report["rows"][0]["reason"]
+                .as_str()
+                .unwrap()
+                .contains("Taro.Yamada@Example.jp"),
+            "{lookup}: {report:#}"
+        );
+    }
+    assert_eq!(proxy.stats().received("AdminCreateUser"), 0);
+    assert_eq!(env.users(&pool).len(), 1);
+}
+
+/// In a free-form pool keyed by email, a provider created earlier as `taro` is found by its
+/// email and reported, not given a second account.
+#[test]
+fn a_provider_under_another_username_is_found_by_email_and_not_duplicated() {
+    let mut env = TestEnv::new();
+    let pool = env.pool(false, &[]);
+    create_directly(&env, &pool, "taro", "taro@example.jp");
+    let proxy = env.proxy(|c| c);
+    let csv = env.write("p.csv", "email,name\ntaro@example.jp,Taro\n");
+    for lookup in ["get", "scan"] {
+        let r = env
+            .command(&pool, ["run", "--lookup", lookup])
+            .arg(&csv)
+            .expect(exit::OK);
+        let report = r.report();
+        assert_eq!(report["summary"]["attention"], 1, "{lookup}: {report:#}");
+        assert!(
+            report["rows"][0]["reason"]
+                .as_str()
+                .unwrap()
+                .contains("as taro;"),
+            "{lookup}: {report:#}"
+        );
+    }
+    assert_eq!(proxy.stats().received("AdminCreateUser"), 0);
+}
+
+/// A provider whose email was changed after the tool invited it is found by the username the
+/// state remembers: "another email", not "deleted".
+#[test]
+fn a_provider_whose_email_changed_is_found_by_the_remembered_username() {
+    let env = TestEnv::new();
+    let pool = env.pool(true, &[]);
+    let csv = env.write("p.csv", "email,name\nold@example.jp,Taro\n");
+    env.command(&pool, ["run"]).arg(&csv).expect(exit::OK);
+    let username = env.users(&pool)[0].username().unwrap().to_string();
+    env.rt.block_on(async {
+        use aws_sdk_cognitoidentityprovider::types::AttributeType;
+        env.client
+            .admin_update_user_attributes()
+            .user_pool_id(&pool.id)
+            .username(&username)
+            .user_attributes(
+                AttributeType::builder()
+                    .name("email")
+                    .value("new@example.jp")
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+    });
+    let r = env.command(&pool, ["run"]).arg(&csv).expect(exit::OK);
+    let report = r.report();
+    let reason = report["rows"][0]["reason"].as_str().unwrap();
+    assert!(reason.contains("new@example.jp"), "{report:#}");
+    assert!(!reason.contains("deleted"), "{report:#}");
+}
