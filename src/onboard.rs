@@ -21,7 +21,7 @@ use crate::logging::Progress;
 use crate::lookup::{Found, Memberships, PerRow};
 use crate::password::{self, Alphabet, TempPassword};
 use crate::password_file::PasswordFile;
-use crate::plan::{self, Action, Decision, History, InviteKind, Keep, ReissueMethod};
+use crate::plan::{self, Action, Decision, History, InviteKind, Keep, ReissueMethod, Wanted};
 use crate::report::{Act, Deferral, Outcome, RowReport};
 use crate::state::{Known, State};
 use crate::wording;
@@ -245,9 +245,11 @@ impl<D: Directory> Ctx<D> {
             _ => false,
         };
         plan::decide(
-            &row.email,
-            &username_for(self.pool.username_mode, row),
-            &row.groups,
+            &Wanted {
+                email: &row.email,
+                name: &username_for(self.pool.username_mode, row),
+                groups: &row.groups,
+            },
             remote,
             &member_of,
             history,
@@ -1047,9 +1049,11 @@ mod tests {
         let k = &known["taro@example.com"];
         assert!(k.invited && k.password_lost && k.open_intent.is_none());
         let next = plan::decide(
-            "taro@example.com",
-            "taro@example.com",
-            &[],
+            &Wanted {
+                email: "taro@example.com",
+                name: "taro@example.com",
+                groups: &[],
+            },
             pool(&f).get("taro@example.com").as_ref(),
             &|_| true,
             &k.history(),

@@ -179,6 +179,15 @@ pub enum Action {
     Attention(Attention),
 }
 
+/// What the row asks for: the provider's email, the name it has (or would be created with) in
+/// the pool, and its groups.
+#[derive(Debug, Clone, Copy)]
+pub struct Wanted<'a> {
+    pub email: &'a str,
+    pub name: &'a str,
+    pub groups: &'a [String],
+}
+
 /// The decision for one row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
@@ -242,9 +251,7 @@ pub fn expiry(remote: &RemoteUser, history: &History, validity: Duration) -> Opt
 /// added and a missing `email_verified=true` is set; users needing attention are not touched.
 /// The executor turns a message-sending action into `deferred` when the email budget is spent.
 pub fn decide(
-    row_email: &str,
-    row_name: &str,
-    row_groups: &[String],
+    row: &Wanted<'_>,
     remote: Option<&RemoteUser>,
     member_of: &dyn Fn(&str) -> bool,
     history: &History,
@@ -261,7 +268,7 @@ pub fn decide(
         }
         return Decision {
             action: Action::Create,
-            add_groups: row_groups.to_vec(),
+            add_groups: row.groups.to_vec(),
             verify_email: false,
         };
     };
@@ -271,7 +278,7 @@ pub fn decide(
         verify_email: false,
     };
     if let Some(email) = &user.email
-        && !email.eq_ignore_ascii_case(row_email)
+        && !email.eq_ignore_ascii_case(row.email)
     {
         return attention(Attention::EmailMismatch {
             remote: Some(email.clone()),
@@ -286,7 +293,7 @@ pub fn decide(
         user.username.as_str()
     };
     let same_name =
-        name == row_name || (!policy.case_sensitive && name.eq_ignore_ascii_case(row_name));
+        name == row.name || (!policy.case_sensitive && name.eq_ignore_ascii_case(row.name));
     if !same_name {
         return attention(Attention::ExistsAs {
             username: name.to_string(),
@@ -338,7 +345,8 @@ pub fn decide(
         UserStatus::Confirmed => Action::Keep(Keep::Confirmed),
         other => return attention(Attention::Status(other.clone())),
     };
-    let add_groups = row_groups
+    let add_groups = row
+        .groups
         .iter()
         .filter(|g| !member_of(g) && !history.groups_done.contains(g))
         .cloned()
@@ -389,9 +397,11 @@ mod tests {
 
     fn decide_for(remote: Option<&RemoteUser>, history: &History, policy: &Policy) -> Decision {
         decide(
-            "a@example.com",
-            "a@example.com",
-            &groups(),
+            &Wanted {
+                email: "a@example.com",
+                name: "a@example.com",
+                groups: &groups(),
+            },
             remote,
             &|g| g == "providers",
             history,

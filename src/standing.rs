@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::cognito::RemoteUser;
 use crate::lookup::Refresh;
-use crate::plan::{self, Action, Keep, Policy, ReissueCause};
+use crate::plan::{self, Action, Keep, Policy, ReissueCause, Wanted};
 use crate::state::{DELETED, Known};
 use crate::wording;
 
@@ -119,9 +119,11 @@ pub fn classify(
         .or_else(|| remote.and_then(|u| u.email.clone()));
     // Group membership does not change where a provider stands.
     let decision = plan::decide(
-        email.as_deref().unwrap_or_default(),
-        name,
-        &[],
+        &Wanted {
+            email: email.as_deref().unwrap_or_default(),
+            name,
+            groups: &[],
+        },
         remote,
         &|_| true,
         &history,
@@ -465,9 +467,11 @@ mod tests {
                 now(),
             );
             let run = plan::decide(
-                "a@example.com",
-                "a@example.com",
-                &[],
+                &Wanted {
+                    email: "a@example.com",
+                    name: "a@example.com",
+                    groups: &[],
+                },
                 remote.as_ref(),
                 &|_| true,
                 &known.history(),
