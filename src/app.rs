@@ -18,6 +18,7 @@ use crate::config::{self, Common, FileConfig, RunSettings};
 use crate::error::{self, Ending, Error};
 use crate::executor::{Cancel, Executor, RetryPolicy};
 use crate::input::{self, ColumnRules, KeyMode, Record};
+use crate::invite;
 use crate::limiter::{Limiter, QuotaSource};
 use crate::logging;
 use crate::lookup;
@@ -96,17 +97,28 @@ async fn check(common: &Common, file: &FileConfig, args: &CheckArgs) -> Result<E
         )?),
         None => None,
     };
+    let mut template_error = None;
     let connected = match &common.pool_id {
         Some(pool_id) => {
             let (calls, _) = connect(common, pool_id, Probe::never()).await?;
             let pool = calls.describe_pool().await?.value;
-            print!("{}", render::pool(&pool));
+            let (_, delivery, _) = config::run_defaults(file);
+            let findings = invite::check(
+                &pool.invitation,
+                delivery,
+                pool.temporary_password_validity_days,
+            );
+            print!("{}", render::pool(&pool, &findings));
+            template_error = findings
+                .into_iter()
+                .find(invite::Finding::stops_the_run)
+                .map(|f| Error::Config(f.to_string()));
             Some((calls, pool))
         }
         None => None,
     };
     let Some(reader) = reader else {
-        return Ok(Ending::Settled);
+        return template_error.map_or(Ok(Ending::Settled), Err);
     };
     let (key_mode, rules) = match &connected {
         Some((_, pool)) => cohort::rules_for(pool, reader.columns())?,
@@ -147,6 +159,9 @@ async fn check(common: &Common, file: &FileConfig, args: &CheckArgs) -> Result<E
         if let Some(warning) = render::email_days(pool, valid) {
             print!("{warning}");
         }
+    }
+    if let Some(e) = template_error {
+        return Err(e);
     }
     Ok(if invalid > 0 {
         Ending::RowsFailed
@@ -224,6 +239,7 @@ async fn onboard_cohort(
     let calls = Arc::new(calls);
     cancel.on_signals(Ending::Interrupted.exit_code());
     let pool = describe_pool(&calls).await?;
+    check_invitation(&pool, settings.delivery)?;
     let (key_mode, rules) = cohort::rules_for(&pool, reader.columns())?;
     let (rows, rejects) = cohort::read_cohort(reader, key_mode, &rules, settings.delivery)?;
     cohort::check_groups(&calls, &cohort::group_uses(&rows)).await?;
@@ -482,6 +498,23 @@ async fn connect(
         Arc::clone(&cancel),
     ));
     Ok((Calls::new(cognito, exec, probe), cancel))
+}
+
+/// Stops a run whose invitations could not arrive; warns about what else the template check
+/// found (a trigger that may replace the message, another validity than the pool's).
+fn check_invitation(pool: &PoolInfo, delivery: Delivery) -> Result<(), Error> {
+    let findings = invite::check(
+        &pool.invitation,
+        delivery,
+        pool.temporary_password_validity_days,
+    );
+    for f in findings.iter().filter(|f| !f.stops_the_run()) {
+        tracing::warn!("{f}");
+    }
+    match findings.into_iter().find(invite::Finding::stops_the_run) {
+        Some(f) => Err(Error::Config(f.to_string())),
+        None => Ok(()),
+    }
 }
 
 /// Reads the pool's settings (DescribeUserPool) and says what matters about them.

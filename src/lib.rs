@@ -16,6 +16,7 @@ pub mod config;
 pub mod error;
 pub mod executor;
 pub mod input;
+pub mod invite;
 pub mod limiter;
 pub mod logging;
 pub mod lookup;

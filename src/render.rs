@@ -3,10 +3,11 @@
 
 use crate::budget::COGNITO_DEFAULT_DAILY_EMAILS;
 use crate::cognito::PoolInfo;
+use crate::invite::Finding;
 use crate::standing::StatusReport;
 
-/// `check`'s description of the pool.
-pub fn pool(pool: &PoolInfo) -> String {
+/// `check`'s description of the pool, with what the invitation template check found.
+pub fn pool(pool: &PoolInfo, findings: &[Finding]) -> String {
     let p = &pool.policy;
     let classes: String = [
         (p.require_uppercase, ", upper-case"),
@@ -18,7 +19,7 @@ pub fn pool(pool: &PoolInfo) -> String {
     .filter(|(on, _)| *on)
     .map(|(_, name)| *name)
     .collect();
-    format!(
+    let mut out = format!(
         "pool {} ({})\n  estimated users: {}\n  username: {:?}\n  password policy: at least {} characters{classes}\n  temporary passwords valid: {} days\n  email sending account: {}\n",
         pool.id,
         pool.name,
@@ -27,7 +28,23 @@ pub fn pool(pool: &PoolInfo) -> String {
         p.minimum_length,
         pool.temporary_password_validity_days,
         pool.email_sending_account
-    )
+    );
+    out.push_str(&format!(
+        "  invitation email subject: {}\n",
+        pool.invitation
+            .email_subject
+            .as_deref()
+            .unwrap_or("(Cognito's default)")
+    ));
+    for f in findings {
+        let level = if f.stops_the_run() {
+            "error"
+        } else {
+            "warning"
+        };
+        out.push_str(&format!("  {level}: {f}\n"));
+    }
+    out
 }
 
 /// `check`'s header for the input file.

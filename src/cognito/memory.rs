@@ -91,6 +91,7 @@ pub fn pool_info() -> PoolInfo {
         email_sending_account: "COGNITO_DEFAULT".into(),
         estimated_users: 0,
         case_sensitive: true,
+        invitation: Default::default(),
     }
 }
 

@@ -314,6 +314,21 @@ impl Directory for Cognito {
                 .username_configuration()
                 .map(|c| c.case_sensitive())
                 .unwrap_or(true),
+            invitation: {
+                let t = pool
+                    .admin_create_user_config()
+                    .and_then(|c| c.invite_message_template());
+                let own = |s: Option<&str>| s.filter(|s| !s.is_empty()).map(str::to_string);
+                InviteTemplate {
+                    email_subject: own(t.and_then(|t| t.email_subject())),
+                    email_message: own(t.and_then(|t| t.email_message())),
+                    sms_message: own(t.and_then(|t| t.sms_message())),
+                    custom_message_trigger: pool
+                        .lambda_config()
+                        .and_then(|l| l.custom_message())
+                        .is_some_and(|arn| !arn.is_empty()),
+                }
+            },
         })
     }
 

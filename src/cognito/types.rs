@@ -154,6 +154,18 @@ pub struct PoolInfo {
     /// `UsernameConfiguration.CaseSensitive`: usernames (and emails, where email is the
     /// username) that differ only in case are different users.
     pub case_sensitive: bool,
+    /// `AdminCreateUserConfig.InviteMessageTemplate`, and whether a trigger replaces it.
+    pub invitation: InviteTemplate,
+}
+
+/// The pool's invitation message. `None`: Cognito's default, which names both.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InviteTemplate {
+    pub email_subject: Option<String>,
+    pub email_message: Option<String>,
+    pub sms_message: Option<String>,
+    /// A `CustomMessage` Lambda trigger, which may replace the message.
+    pub custom_message_trigger: bool,
 }
 
 /// Cognito's standard attributes: every pool has them, whatever its `DescribeUserPool` lists
@@ -250,6 +262,7 @@ mod tests {
             email_sending_account: "COGNITO_DEFAULT".into(),
             estimated_users: 0,
             case_sensitive: true,
+            invitation: InviteTemplate::default(),
         }
     }
 

@@ -341,3 +341,65 @@ fn a_provider_whose_email_changed_is_found_by_the_remembered_username() {
     assert!(reason.contains("new@example.jp"), "{report:#}");
     assert!(!reason.contains("deleted"), "{report:#}");
 }
+
+/// An invitation template without `{####}` delivers nothing on the real Cognito: `run` stops
+/// before the first create, and `check` says so with the template's subject.
+#[test]
+fn a_template_without_the_password_placeholder_stops_the_run_before_any_create() {
+    use aws_sdk_cognitoidentityprovider::types::{AdminCreateUserConfigType, MessageTemplateType};
+    let mut env = TestEnv::new();
+    let id = env.rt.block_on(async {
+        env.client
+            .create_user_pool()
+            .pool_name("templated")
+            .policies(platform_policy())
+            .admin_create_user_config(
+                AdminCreateUserConfigType::builder()
+                    .invite_message_template(
+                        MessageTemplateType::builder()
+                            .email_subject("Welcome to the data platform")
+                            .email_message(
+                                "Hello {username}, your account is ready (valid 7 days).",
+                            )
+                            .build(),
+                    )
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap()
+            .user_pool()
+            .and_then(|p| p.id())
+            .unwrap()
+            .to_string()
+    });
+    let pool = Pool {
+        id,
+        client_id: String::new(),
+    };
+    let proxy = env.proxy(|c| c);
+    let csv = env.write("p.csv", cohort(2));
+    let r = env.command(&pool, ["run"]).arg(&csv).expect(exit::ABORTED);
+    assert!(r.stderr().contains("{####}"), "{}", r.stderr());
+    assert_eq!(proxy.stats().received("AdminCreateUser"), 0);
+    let check = env
+        .command(&pool, ["check"])
+        .arg(&csv)
+        .expect(exit::ABORTED);
+    let out = check.stdout();
+    assert!(
+        out.contains("invitation email subject: Welcome to the data platform"),
+        "{out}"
+    );
+    assert!(
+        out.contains("error: the pool's email invitation template"),
+        "{out}"
+    );
+    // Suppress sends no message: the template does not matter.
+    let file = env.path("pw.csv");
+    env.command(&pool, ["run"])
+        .arg(&csv)
+        .args(["--delivery", "suppress", "--password-file"])
+        .arg(&file)
+        .expect(exit::OK);
+}
