@@ -9,10 +9,10 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use crate::budget::Budget;
+use crate::budget::{Budget, Caps};
 use crate::calls::{Calls, Probe};
 use crate::cli::{CheckArgs, Cli, Command, StatusArgs, StatusFormat};
-use crate::cognito::{Cognito, Delivery, Directory, PoolInfo, UsernameMode};
+use crate::cognito::{Cognito, Delivery, Directory, PoolInfo, SendQuota, UsernameMode};
 use crate::cohort::{self, Reader};
 use crate::config::{self, Common, FileConfig, RunSettings};
 use crate::error::{self, Ending, Error};
@@ -243,10 +243,15 @@ async fn onboard_cohort(
     let (key_mode, rules) = cohort::rules_for(&pool, reader.columns())?;
     let (rows, rejects) = cohort::read_cohort(reader, key_mode, &rules, settings.delivery)?;
     cohort::check_groups(&calls, &cohort::group_uses(&rows)).await?;
+    let ses = send_quota(&calls, &pool, settings).await;
     let budget = Budget::for_run(
         &pool,
         settings.delivery,
-        settings.email_budget,
+        Caps {
+            email: settings.email_budget,
+            sms: settings.sms_budget,
+        },
+        ses.as_ref(),
         opened.state,
         rows.len(),
         opened.started_at,
@@ -515,6 +520,36 @@ fn check_invitation(pool: &PoolInfo, delivery: Delivery) -> Result<(), Error> {
         Some(f) => Err(Error::Config(f.to_string())),
         None => Ok(()),
     }
+}
+
+/// For email through SES: the account's send quota (None for other senders and media), and
+/// the rate emails are paced at (the settings' `email_rate`, else SES's `MaxSendRate`).
+async fn send_quota<D: Directory>(
+    calls: &Calls<D>,
+    pool: &PoolInfo,
+    settings: &RunSettings,
+) -> Option<Result<SendQuota, String>> {
+    if settings.delivery != Delivery::Email {
+        return None;
+    }
+    let quota = match pool.ses_region() {
+        Some(region) => Some(
+            calls
+                .send_quota(region)
+                .await
+                .map(|d| d.value)
+                .map_err(|f| f.error.to_string()),
+        ),
+        None => None,
+    };
+    let ses_rate = quota
+        .as_ref()
+        .and_then(|q| q.as_ref().ok())
+        .map(|q| q.max_send_rate);
+    if let Some(rate) = settings.email_rate.or(ses_rate) {
+        calls.exec.limiter.set_message_rate(rate);
+    }
+    quota
 }
 
 /// Reads the pool's settings (DescribeUserPool) and says what matters about them.

@@ -1,13 +1,15 @@
-//! The message budget: how many invitations a run may still send (Cognito's own email sender
-//! allows 50 a day per account; `--email-budget` sets another cap), counted across runs from
-//! the state, and handed out as [`Ticket`]s. Must not send anything or decide who is invited.
+//! The message budget: how many invitations a run may still send by the medium that carries
+//! them (Cognito's own email sender allows 50 a day per account; SES has the account's send
+//! quota; SMS goes through SNS; `--email-budget` and `--sms-budget` set caps of their own),
+//! counted across runs from the state, and handed out as [`Ticket`]s. Must not send anything or
+//! decide who is invited.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use chrono::{DateTime, Duration, Utc};
 
-use crate::cognito::{Delivery, PoolInfo};
+use crate::cognito::{Delivery, PoolInfo, SendQuota};
 use crate::error::Error;
 use crate::report::Deferral;
 use crate::state::State;
@@ -17,6 +19,13 @@ pub const COGNITO_DEFAULT_DAILY_EMAILS: u32 = 50;
 
 /// The window the caps count over.
 const WINDOW: Duration = Duration::hours(24);
+
+/// The caps the settings put on messages per rolling 24 hours (`None`: no cap of their own).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Caps {
+    pub email: Option<u32>,
+    pub sms: Option<u32>,
+}
 
 /// How many invitations this run may still send.
 pub struct Budget {
@@ -66,35 +75,82 @@ impl Budget {
         }
     }
 
-    /// The run's budget: `cap` (default 50 with Cognito's own email sender, unlimited
-    /// otherwise) per rolling 24 hours, less what earlier runs sent in that window.
+    /// The run's budget for invitations by `delivery`, per rolling 24 hours:
+    /// - email with Cognito's own sender: `caps.email` (default 50), less what earlier runs sent;
+    /// - email through SES: the account's remaining send quota (`ses`, when it could be read),
+    ///   and `caps.email` less what earlier runs sent, whichever is smaller;
+    /// - SMS: `caps.sms` less what earlier runs sent (unlimited without it).
     pub fn for_run(
         pool: &PoolInfo,
         delivery: Delivery,
-        cap: Option<u32>,
+        caps: Caps,
+        ses: Option<&Result<SendQuota, String>>,
         state: &State,
         rows: usize,
         now: DateTime<Utc>,
     ) -> Result<Budget, Error> {
-        if !delivery.sends_message() {
-            return Ok(Budget::new(delivery, None));
-        }
-        let default = (delivery == Delivery::Email && pool.uses_cognito_email())
-            .then_some(COGNITO_DEFAULT_DAILY_EMAILS);
-        let Some(limit) = cap.or(default) else {
+        let (cap, default) = match delivery {
+            Delivery::Suppress => return Ok(Budget::new(delivery, None)),
+            Delivery::Sms => {
+                tracing::warn!(
+                    "SMS goes through Amazon SNS: a new account has a $1.00 a month spend limit and \
+                     a sandbox, and SNS may stop sending without Cognito reporting an error; set \
+                     --sms-budget to stay inside them"
+                );
+                (caps.sms, None)
+            }
+            Delivery::Email if pool.uses_cognito_email() => {
+                (caps.email, Some(COGNITO_DEFAULT_DAILY_EMAILS))
+            }
+            Delivery::Email => (caps.email, None),
+        };
+        let ses_left = match ses {
+            Some(Ok(quota)) => {
+                if quota.looks_like_sandbox() {
+                    tracing::warn!(
+                        "the SES account looks like it is in the sandbox ({} a day, {} a second): \
+                         it delivers only to verified addresses",
+                        quota.max_24_hour_send,
+                        quota.max_send_rate
+                    );
+                }
+                tracing::info!(
+                    "SES send quota: {} a day, {} a second, {} sent in the last 24 hours",
+                    quota.max_24_hour_send,
+                    quota.max_send_rate,
+                    quota.sent_last_24_hours
+                );
+                Some(quota.remaining())
+            }
+            Some(Err(why)) => {
+                tracing::warn!(
+                    "could not read the SES send quota ({why}); using email_budget and email_rate \
+                     from the settings"
+                );
+                None
+            }
+            None => None,
+        };
+        let ours = match cap.or(default) {
+            Some(limit) => {
+                let (used, _) = state.messages_since(now - WINDOW, delivery)?;
+                let left = u64::from(limit).saturating_sub(used);
+                tracing::info!(
+                    "{} budget: {limit} per 24 hours{}, {used} sent in the last 24 hours, {left} left",
+                    delivery.as_str(),
+                    if default.is_some() && cap.is_none() {
+                        " (Cognito's own sender, COGNITO_DEFAULT)"
+                    } else {
+                        ""
+                    }
+                );
+                Some(left)
+            }
+            None => None,
+        };
+        let Some(left) = [ours, ses_left].into_iter().flatten().min() else {
             return Ok(Budget::new(delivery, None));
         };
-        let (used, _) = state.messages_since(now - WINDOW, delivery)?;
-        let left = u64::from(limit).saturating_sub(used);
-        tracing::info!(
-            "{} budget: {limit} per 24 hours{}, {used} sent in the last 24 hours, {left} left",
-            delivery.as_str(),
-            if default.is_some() && cap.is_none() {
-                " (Cognito's own sender, COGNITO_DEFAULT)"
-            } else {
-                ""
-            }
-        );
         if rows as u64 > left {
             tracing::warn!(
                 "this cohort has {rows} rows and the budget allows {left} more invitations now: \
@@ -110,7 +166,7 @@ impl Budget {
             return Ok(Ticket { budget: None });
         }
         if self.stopped.load(Ordering::SeqCst) {
-            return Err(Deferral::EmailLimit);
+            return Err(Deferral::MessageLimit);
         }
         let mut left = self.remaining.lock().unwrap_or_else(|e| e.into_inner());
         match left.as_mut() {
@@ -185,10 +241,97 @@ mod tests {
             b.take(true).unwrap().spend();
         }
         b.stop();
-        assert_eq!(b.take(true).err(), Some(Deferral::EmailLimit));
+        assert_eq!(b.take(true).err(), Some(Deferral::MessageLimit));
         assert!(
             b.take(false).is_ok(),
             "a suppressed invitation sends nothing"
         );
+    }
+
+    fn state() -> (tempfile::TempDir, State) {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::open(&dir.path().join("s.db"), crate::state::Access::Write).unwrap();
+        (dir, state)
+    }
+
+    fn ses_pool() -> PoolInfo {
+        let mut pool = crate::cognito::memory::pool_info();
+        pool.email_sending_account = "DEVELOPER".into();
+        pool
+    }
+
+    #[test]
+    fn ses_leaves_what_the_account_has_left_today_and_the_settings_may_cap_it_lower() {
+        let (_dir, state) = state();
+        let quota = Ok(SendQuota {
+            max_24_hour_send: 1000.0,
+            max_send_rate: 14.0,
+            sent_last_24_hours: 990.0,
+        });
+        let b = Budget::for_run(
+            &ses_pool(),
+            Delivery::Email,
+            Caps::default(),
+            Some(&quota),
+            &state,
+            5,
+            Utc::now(),
+        )
+        .unwrap();
+        assert_eq!(left(&b), Some(10));
+        let capped = Caps {
+            email: Some(3),
+            sms: None,
+        };
+        let b = Budget::for_run(
+            &ses_pool(),
+            Delivery::Email,
+            capped,
+            Some(&quota),
+            &state,
+            5,
+            Utc::now(),
+        )
+        .unwrap();
+        assert_eq!(left(&b), Some(3));
+        // The quota could not be read: the settings decide.
+        let denied: Result<SendQuota, String> = Err("AccessDeniedException".into());
+        let b = Budget::for_run(
+            &ses_pool(),
+            Delivery::Email,
+            capped,
+            Some(&denied),
+            &state,
+            5,
+            Utc::now(),
+        )
+        .unwrap();
+        assert_eq!(left(&b), Some(3));
+        let b = Budget::for_run(
+            &ses_pool(),
+            Delivery::Email,
+            Caps::default(),
+            Some(&denied),
+            &state,
+            5,
+            Utc::now(),
+        )
+        .unwrap();
+        assert_eq!(left(&b), None);
+    }
+
+    #[test]
+    fn sms_has_its_own_cap_and_cognitos_sender_its_fifty() {
+        let (_dir, state) = state();
+        let caps = Caps {
+            email: None,
+            sms: Some(7),
+        };
+        let pool = crate::cognito::memory::pool_info();
+        let sms = Budget::for_run(&pool, Delivery::Sms, caps, None, &state, 1, Utc::now()).unwrap();
+        assert_eq!(left(&sms), Some(7));
+        let email =
+            Budget::for_run(&pool, Delivery::Email, caps, None, &state, 1, Utc::now()).unwrap();
+        assert_eq!(left(&email), Some(u64::from(COGNITO_DEFAULT_DAILY_EMAILS)));
     }
 }

@@ -74,6 +74,9 @@ impl<D: Directory> Calls<D> {
     /// category at the run's share of it. Calls that arrive meanwhile wait for the answer.
     async fn quota_for(&self, op: Op) {
         let category = op.category();
+        if !category.is_cognito() {
+            return;
+        }
         let mut probe = self.probe.lock().await;
         if probe.refused || !probe.done.insert(category) {
             return;
@@ -189,6 +192,9 @@ impl<D: Directory> Calls<D> {
         intent_at: DateTime<Utc>,
     ) -> Result<Done<RemoteUser>, Failed> {
         self.quota_for(Op::AdminCreateUser).await;
+        if user.delivery.sends_message() {
+            self.exec.limiter.acquire_message().await;
+        }
         self.exec
             .call_verified(
                 Op::AdminCreateUser,
@@ -214,6 +220,7 @@ impl<D: Directory> Calls<D> {
         before: Option<DateTime<Utc>>,
     ) -> Result<Done<()>, Failed> {
         self.quota_for(Op::AdminCreateUserResend).await;
+        self.exec.limiter.acquire_message().await;
         self.exec
             .call_verified(
                 Op::AdminCreateUserResend,
@@ -248,6 +255,16 @@ impl<D: Directory> Calls<D> {
             _ => false,
         };
         Ok(moved.then_some(()))
+    }
+
+    /// SES GetSendQuota in `region`, tried once: a refusal means "use the settings".
+    pub async fn send_quota(
+        &self,
+        region: &str,
+    ) -> Result<Done<crate::cognito::SendQuota>, Failed> {
+        self.exec
+            .call_with_attempts(Op::GetSendQuota, 1, || self.dir.send_quota(region))
+            .await
     }
 
     /// AdminUpdateUserAttributes with `email_verified=true`.

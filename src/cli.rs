@@ -127,6 +127,14 @@ pub struct RunArgs {
     /// Cognito's own email sender, unlimited otherwise].
     #[arg(long)]
     pub email_budget: Option<u32>,
+    /// Emails per second, where the pool sends through SES and SES's own MaxSendRate cannot be
+    /// read [default: SES's MaxSendRate].
+    #[arg(long)]
+    pub email_rate: Option<f64>,
+    /// SMS invitations per rolling 24 hours, counting earlier runs [default: unlimited; SNS
+    /// has a monthly spend limit of its own].
+    #[arg(long)]
+    pub sms_budget: Option<u32>,
 }
 
 #[derive(Debug, Args)]

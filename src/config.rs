@@ -36,6 +36,10 @@ pub struct FileConfig {
     pub lookup: Option<Lookup>,
     pub max_reissues: Option<u32>,
     pub email_budget: Option<u32>,
+    /// Emails per second, where SES's own `MaxSendRate` cannot be read.
+    pub email_rate: Option<f64>,
+    /// SMS invitations per rolling 24 hours (SNS has a monthly spend limit of its own).
+    pub sms_budget: Option<u32>,
     /// Seconds one attempt of one call may take.
     pub attempt_timeout_secs: Option<f64>,
     /// Attempts per call before a row fails (throttling and passing faults).
@@ -88,6 +92,10 @@ pub struct RunSettings {
     pub max_reissues: u32,
     /// None: the default for the pool's email sender.
     pub email_budget: Option<u32>,
+    /// None: SES's `MaxSendRate` where it can be read, else unpaced beyond the quotas.
+    pub email_rate: Option<f64>,
+    /// None: unlimited.
+    pub sms_budget: Option<u32>,
 }
 
 pub const DEFAULT_STATE: &str = "cognito-onboard.db";
@@ -244,6 +252,15 @@ pub fn run(args: &crate::cli::RunArgs, file: &FileConfig) -> Result<RunSettings,
         lookup: args.lookup.or(file.lookup).unwrap_or(Lookup::Auto),
         max_reissues: args.max_reissues.unwrap_or(max_reissues),
         email_budget: args.email_budget.or(file.email_budget),
+        email_rate: match args.email_rate.or(file.email_rate) {
+            Some(r) if !(r.is_finite() && r > 0.0) => {
+                return Err(Error::Config(format!(
+                    "email_rate must be a number of emails per second above 0, not {r}"
+                )));
+            }
+            r => r,
+        },
+        sms_budget: args.sms_budget.or(file.sms_budget),
     })
 }
 

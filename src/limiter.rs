@@ -28,10 +28,12 @@ pub enum Category {
     UserResourceUpdate,
     UserPoolRead,
     UserPoolResourceRead,
+    /// Not Cognito's: SES's API quota, for reading the account's send quota.
+    SesRead,
 }
 
 impl Category {
-    pub const ALL: [Category; 8] = [
+    pub const ALL: [Category; 9] = [
         Category::UserCreation,
         Category::UserRead,
         Category::UserList,
@@ -40,7 +42,13 @@ impl Category {
         Category::UserResourceUpdate,
         Category::UserPoolRead,
         Category::UserPoolResourceRead,
+        Category::SesRead,
     ];
+
+    /// Whether Cognito's GetProvisionedLimit knows the category.
+    pub fn is_cognito(self) -> bool {
+        self != Category::SesRead
+    }
 
     /// Cognito's documented default quota, in requests per second per account and Region.
     pub fn default_quota(self) -> f64 {
@@ -53,6 +61,7 @@ impl Category {
             Category::UserResourceUpdate => 25.0,
             Category::UserPoolRead => 15.0,
             Category::UserPoolResourceRead => 20.0,
+            Category::SesRead => 1.0,
         }
     }
 
@@ -66,6 +75,7 @@ impl Category {
             Category::UserResourceUpdate => "UserResourceUpdate",
             Category::UserPoolRead => "UserPoolRead",
             Category::UserPoolResourceRead => "UserPoolResourceRead",
+            Category::SesRead => "SesRead",
         }
     }
 }
@@ -85,10 +95,12 @@ pub enum Op {
     AdminSetUserPassword,
     AdminUpdateUserAttributes,
     AdminAddUserToGroup,
+    /// SES GetSendQuota, for pools that send email through SES (`DEVELOPER`).
+    GetSendQuota,
 }
 
 impl Op {
-    pub const ALL: [Op; 11] = [
+    pub const ALL: [Op; 12] = [
         Op::DescribeUserPool,
         Op::GetProvisionedLimit,
         Op::ListGroups,
@@ -100,6 +112,7 @@ impl Op {
         Op::AdminSetUserPassword,
         Op::AdminUpdateUserAttributes,
         Op::AdminAddUserToGroup,
+        Op::GetSendQuota,
     ];
 
     /// The quota category each operation draws from. One exhaustive match, so a new operation
@@ -114,6 +127,7 @@ impl Op {
             Op::AdminAddUserToGroup => Category::UserResourceUpdate,
             Op::DescribeUserPool | Op::GetProvisionedLimit => Category::UserPoolRead,
             Op::ListGroups => Category::UserPoolResourceRead,
+            Op::GetSendQuota => Category::SesRead,
         }
     }
 
@@ -129,7 +143,8 @@ impl Op {
             | Op::AdminGetUser
             | Op::AdminSetUserPassword
             | Op::AdminUpdateUserAttributes
-            | Op::AdminAddUserToGroup => false,
+            | Op::AdminAddUserToGroup
+            | Op::GetSendQuota => false,
         }
     }
 
@@ -148,8 +163,15 @@ impl Op {
             | Op::AdminCreateUserResend
             | Op::AdminSetUserPassword
             | Op::AdminUpdateUserAttributes
-            | Op::AdminAddUserToGroup => None,
+            | Op::AdminAddUserToGroup
+            | Op::GetSendQuota => None,
         }
+    }
+
+    /// Whether the run can do without the call's answer (it falls back on documented quotas or
+    /// the settings), so that no refusal of it is fatal.
+    pub fn optional(self) -> bool {
+        matches!(self, Op::GetProvisionedLimit | Op::GetSendQuota)
     }
 
     /// Whether the call changes the pool: a 5xx answer to it may come after the change was made.
@@ -165,7 +187,8 @@ impl Op {
             | Op::ListGroups
             | Op::ListUsers
             | Op::ListUsersInGroup
-            | Op::AdminGetUser => false,
+            | Op::AdminGetUser
+            | Op::GetSendQuota => false,
         }
     }
 
@@ -188,7 +211,8 @@ impl Op {
             | Op::AdminGetUser
             | Op::AdminSetUserPassword
             | Op::AdminUpdateUserAttributes
-            | Op::AdminAddUserToGroup => false,
+            | Op::AdminAddUserToGroup
+            | Op::GetSendQuota => false,
         }
     }
 
@@ -205,6 +229,7 @@ impl Op {
             Op::AdminSetUserPassword => "AdminSetUserPassword",
             Op::AdminUpdateUserAttributes => "AdminUpdateUserAttributes",
             Op::AdminAddUserToGroup => "AdminAddUserToGroup",
+            Op::GetSendQuota => "GetSendQuota",
         }
     }
 }
@@ -324,6 +349,8 @@ pub struct Limiter {
     categories: BTreeMap<Category, CategoryLimiter>,
     /// Operations with a cap of their own ([`Op::own_cap`]), paced on top of their category.
     ops: BTreeMap<Op, CategoryLimiter>,
+    /// Messages, when their medium has a rate of its own.
+    messages: std::sync::OnceLock<CategoryLimiter>,
     fraction: f64,
 }
 
@@ -367,7 +394,21 @@ impl Limiter {
         Limiter {
             categories,
             ops,
+            messages: std::sync::OnceLock::new(),
             fraction,
+        }
+    }
+
+    /// Paces every message (an email or SMS invitation) at `rate` per second, on top of the
+    /// calls' categories: SES's `MaxSendRate`, or the settings' `email_rate`.
+    pub fn set_message_rate(&self, rate: f64) {
+        let _ = self.messages.set(CategoryLimiter::at(rate * self.fraction));
+    }
+
+    /// Waits for a permit to send one message (immediately when messages are not paced).
+    pub async fn acquire_message(&self) {
+        if let Some(messages) = self.messages.get() {
+            messages.wait().await;
         }
     }
 

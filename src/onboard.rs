@@ -307,7 +307,7 @@ impl<D: Directory> Ctx<D> {
                     format!(
                         "{}{}",
                         wording::deferred_what(&d.action),
-                        wording::deferral(why)
+                        wording::deferral(why, self.policy.delivery)
                     ),
                 );
                 return None;
@@ -377,7 +377,7 @@ impl<D: Directory> Ctx<D> {
     fn email_limit(&self, r: &mut RowReport, f: &Failed, reason: String) {
         self.budget.stop();
         r.attempts += f.attempts;
-        r.defer(Deferral::EmailLimit, reason);
+        r.defer(Deferral::MessageLimit, reason);
         r.error_code = f.error.code.clone();
     }
 
@@ -467,7 +467,7 @@ impl<D: Directory> Ctx<D> {
                     }
                     None => {
                         self.settle(invitation.intent, false);
-                        wording::deferral(Deferral::EmailLimit).to_string()
+                        wording::deferral(Deferral::MessageLimit, self.policy.delivery).to_string()
                     }
                 };
                 self.email_limit(&mut r, f, reason);
@@ -557,7 +557,7 @@ impl<D: Directory> Ctx<D> {
                 self.email_limit(
                     &mut r,
                     &f,
-                    wording::deferral(Deferral::EmailLimit).to_string(),
+                    wording::deferral(Deferral::MessageLimit, self.policy.delivery).to_string(),
                 );
                 return r;
             }
@@ -752,7 +752,7 @@ fn not_started_row(row: Row) -> RowReport {
     r.action = Act::None;
     r.defer(
         Deferral::NotStarted,
-        wording::deferral(Deferral::NotStarted).to_string(),
+        wording::deferral(Deferral::NotStarted, crate::cognito::Delivery::Suppress).to_string(),
     );
     r
 }
@@ -970,10 +970,10 @@ mod tests {
         pool(&f).script("create_user", Script::Refuse("LimitExceededException"));
         let first = f.ctx.process(row("taro", &[])).await;
         assert_eq!(first.outcome, Outcome::Deferred);
-        assert_eq!(first.deferral, Some(Deferral::EmailLimit));
+        assert_eq!(first.deferral, Some(Deferral::MessageLimit));
         assert_eq!(first.error_code.as_deref(), Some("LimitExceededException"));
         let second = f.ctx.process(row("hanako", &[])).await;
-        assert_eq!(second.deferral, Some(Deferral::EmailLimit));
+        assert_eq!(second.deferral, Some(Deferral::MessageLimit));
         assert_eq!(
             pool(&f).calls("create_user"),
             1,
@@ -1041,7 +1041,7 @@ mod tests {
         let r = f.ctx.process(row("taro", &[])).await;
         assert_eq!(
             (r.outcome, r.deferral),
-            (Outcome::Deferred, Some(Deferral::EmailLimit))
+            (Outcome::Deferred, Some(Deferral::MessageLimit))
         );
         assert!(r.reason.starts_with("created, but"), "{}", r.reason);
         assert!(pool(&f).get("taro@example.com").is_some());

@@ -80,7 +80,7 @@ pub enum Deferral {
     /// The run's share of the email budget is spent.
     Budget,
     /// Cognito answered LimitExceededException: the account's daily email limit.
-    EmailLimit,
+    MessageLimit,
     /// The run was stopped before this row started.
     NotStarted,
 }
@@ -90,7 +90,7 @@ impl Deferral {
     /// frees up).
     pub fn is_budget(self) -> bool {
         match self {
-            Deferral::Budget | Deferral::EmailLimit => true,
+            Deferral::Budget | Deferral::MessageLimit => true,
             Deferral::NotStarted => false,
         }
     }

@@ -78,16 +78,20 @@ pub fn attention(a: &Attention) -> String {
     }
 }
 
-/// Why an invitation waits for a later run.
-pub fn deferral(d: Deferral) -> &'static str {
+/// Why an invitation by `medium` waits for a later run.
+pub fn deferral(d: Deferral, medium: Delivery) -> String {
+    let medium = match medium {
+        Delivery::Email | Delivery::Suppress => "email",
+        Delivery::Sms => "SMS",
+    };
     match d {
-        Deferral::Budget => {
-            "email budget for the last 24 hours is spent; a later run sends this invitation"
-        }
-        Deferral::EmailLimit => {
-            "Cognito's daily email limit was reached (LimitExceededException); a later run sends this invitation"
-        }
-        Deferral::NotStarted => "not started: the run was stopped before this row",
+        Deferral::Budget => format!(
+            "{medium} budget for the last 24 hours is spent; a later run sends this invitation"
+        ),
+        Deferral::MessageLimit => format!(
+            "Cognito's daily {medium} limit was reached (LimitExceededException); a later run sends this invitation"
+        ),
+        Deferral::NotStarted => "not started: the run was stopped before this row".to_string(),
     }
 }
 

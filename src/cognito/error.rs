@@ -138,12 +138,12 @@ impl Fault {
     }
 }
 
-/// The class of a fault, for an operation. The one classifier: pure, tested as a table. The
-/// quota probe (GetProvisionedLimit) is never fatal: an account or a policy that refuses it
-/// means "use the documented quotas", not "stop the run".
+/// The class of a fault, for an operation. The one classifier: pure, tested as a table. A read
+/// the run can do without (the quota probe, the SES send quota) is never fatal: an account or a
+/// policy that refuses it means "use the documented quotas, or the settings", not "stop".
 pub fn classify(op: Op, fault: &Fault) -> ErrorClass {
     match fault_class(op, fault) {
-        ErrorClass::Fatal if op == Op::GetProvisionedLimit => ErrorClass::Permanent,
+        ErrorClass::Fatal if op.optional() => ErrorClass::Permanent,
         class => class,
     }
 }

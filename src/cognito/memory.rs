@@ -92,6 +92,7 @@ pub fn pool_info() -> PoolInfo {
         estimated_users: 0,
         case_sensitive: true,
         invitation: Default::default(),
+        email_source_arn: None,
     }
 }
 
@@ -164,6 +165,16 @@ impl Directory for MemoryPool {
 
     async fn describe_pool(&self) -> Result<PoolInfo, Fault> {
         self.run("describe_pool", |_| Ok(pool_info()))
+    }
+
+    async fn send_quota(&self, _region: &str) -> Result<super::SendQuota, Fault> {
+        self.run("send_quota", |_| {
+            Ok(super::SendQuota {
+                max_24_hour_send: 200.0,
+                max_send_rate: 1.0,
+                sent_last_24_hours: 0.0,
+            })
+        })
     }
 
     async fn provisioned_limit(&self, _category: Category) -> Result<f64, Fault> {

@@ -109,6 +109,8 @@ pub trait Directory: Send + Sync + 'static {
         username: &str,
         group: &str,
     ) -> impl Future<Output = Result<(), Fault>> + Send;
+    /// SES GetSendQuota in `region` (where a `DEVELOPER` pool's SES identity lives).
+    fn send_quota(&self, region: &str) -> impl Future<Output = Result<SendQuota, Fault>> + Send;
 }
 
 /// A bound client for one pool.
@@ -116,6 +118,8 @@ pub trait Directory: Send + Sync + 'static {
 pub struct Cognito {
     client: Client,
     pool_id: String,
+    /// For the SES client, built in the SES identity's region when needed.
+    config: aws_config::SdkConfig,
 }
 
 /// The region in a pool id ("eu-west-1_AbCd" → "eu-west-1").
@@ -220,6 +224,7 @@ impl Cognito {
         Ok(Cognito {
             client: Client::new(&config),
             pool_id: pool_id.to_string(),
+            config,
         })
     }
 }
@@ -314,6 +319,10 @@ impl Directory for Cognito {
                 .username_configuration()
                 .map(|c| c.case_sensitive())
                 .unwrap_or(true),
+            email_source_arn: pool
+                .email_configuration()
+                .and_then(|e| e.source_arn())
+                .map(str::to_string),
             invitation: {
                 let t = pool
                     .admin_create_user_config()
@@ -527,6 +536,22 @@ impl Directory for Cognito {
             .await
             .map(|_| ())
             .map_err(from_sdk)
+    }
+
+    async fn send_quota(&self, region: &str) -> Result<SendQuota, Fault> {
+        let config = aws_sdk_ses::config::Builder::from(&self.config)
+            .region(Region::new(region.to_string()))
+            .build();
+        let out = aws_sdk_ses::Client::from_conf(config)
+            .get_send_quota()
+            .send()
+            .await
+            .map_err(from_sdk)?;
+        Ok(SendQuota {
+            max_24_hour_send: out.max24_hour_send(),
+            max_send_rate: out.max_send_rate(),
+            sent_last_24_hours: out.sent_last24_hours(),
+        })
     }
 
     async fn add_to_group(&self, username: &str, group: &str) -> Result<(), Fault> {

@@ -156,6 +156,28 @@ pub struct PoolInfo {
     pub case_sensitive: bool,
     /// `AdminCreateUserConfig.InviteMessageTemplate`, and whether a trigger replaces it.
     pub invitation: InviteTemplate,
+    /// `EmailConfiguration.SourceArn`: the SES identity a `DEVELOPER` pool sends from.
+    pub email_source_arn: Option<String>,
+}
+
+/// The SES account's sending limits (SES GetSendQuota), in its region.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SendQuota {
+    pub max_24_hour_send: f64,
+    pub max_send_rate: f64,
+    pub sent_last_24_hours: f64,
+}
+
+impl SendQuota {
+    /// Messages the account may still send in the rolling day.
+    pub fn remaining(&self) -> u64 {
+        (self.max_24_hour_send - self.sent_last_24_hours).max(0.0) as u64
+    }
+
+    /// SES's sandbox allows 200 a day at 1 a second, to verified addresses only.
+    pub fn looks_like_sandbox(&self) -> bool {
+        self.max_24_hour_send <= 200.0 && self.max_send_rate <= 1.0
+    }
 }
 
 /// The pool's invitation message. `None`: Cognito's default, which names both.
@@ -197,6 +219,14 @@ impl PoolInfo {
     /// Whether the pool sends email with Cognito's own sender, capped at 50 a day per account.
     pub fn uses_cognito_email(&self) -> bool {
         self.email_sending_account != "DEVELOPER"
+    }
+
+    /// The region of the SES identity a `DEVELOPER` pool sends from
+    /// (`arn:aws:ses:REGION:ACCOUNT:identity/...`).
+    pub fn ses_region(&self) -> Option<&str> {
+        let arn = self.email_source_arn.as_deref()?;
+        let region = arn.split(':').nth(3)?;
+        (!self.uses_cognito_email() && !region.is_empty()).then_some(region)
     }
 
     /// Attribute names the job may write at creation: in the schema, not developer-only, and not
@@ -263,7 +293,28 @@ mod tests {
             estimated_users: 0,
             case_sensitive: true,
             invitation: InviteTemplate::default(),
+            email_source_arn: None,
         }
+    }
+
+    #[test]
+    fn the_ses_region_comes_from_the_source_arn_of_a_developer_pool() {
+        let mut p = pool(&[]);
+        p.email_source_arn = Some("arn:aws:ses:us-west-2:123456789012:identity/a@b.jp".into());
+        assert_eq!(
+            p.ses_region(),
+            None,
+            "COGNITO_DEFAULT sends through Cognito"
+        );
+        p.email_sending_account = "DEVELOPER".into();
+        assert_eq!(p.ses_region(), Some("us-west-2"));
+        let q = SendQuota {
+            max_24_hour_send: 200.0,
+            max_send_rate: 1.0,
+            sent_last_24_hours: 150.0,
+        };
+        assert_eq!(q.remaining(), 50);
+        assert!(q.looks_like_sandbox());
     }
 
     #[test]

@@ -403,3 +403,57 @@ fn a_template_without_the_password_placeholder_stops_the_run_before_any_create()
         .arg(&file)
         .expect(exit::OK);
 }
+
+/// A pool that sends through SES: the account's send quota is read (moto answers the SES
+/// sandbox's 200 a day at 1 a second), the sandbox is named, and invitations are paced at the
+/// run's share of `MaxSendRate`.
+#[test]
+fn email_through_ses_is_paced_at_the_accounts_send_rate() {
+    use aws_sdk_cognitoidentityprovider::types::{EmailConfigurationType, EmailSendingAccountType};
+    let mut env = TestEnv::new();
+    let id = env.rt.block_on(async {
+        env.client
+            .create_user_pool()
+            .pool_name("ses")
+            .policies(platform_policy())
+            .email_configuration(
+                EmailConfigurationType::builder()
+                    .email_sending_account(EmailSendingAccountType::Developer)
+                    .source_arn("arn:aws:ses:eu-west-1:123456789012:identity/no-reply@example.jp")
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap()
+            .user_pool()
+            .and_then(|p| p.id())
+            .unwrap()
+            .to_string()
+    });
+    let pool = Pool {
+        id,
+        client_id: String::new(),
+    };
+    let proxy = env.proxy(|c| c);
+    let csv = env.write("p.csv", cohort(4));
+    let r = env.command(&pool, ["run"]).arg(&csv).expect(exit::OK);
+    let report = r.report();
+    assert_eq!(report["summary"]["created"], 4, "{report:#}");
+    assert_eq!(report["calls"]["SesRead"], 1, "{report:#}");
+    assert!(r.stderr().contains("sandbox"), "{}", r.stderr());
+    let creates: Vec<_> = proxy
+        .stats()
+        .events
+        .iter()
+        .filter(|e| e.operation == "AdminCreateUser" && e.outcome.reached_upstream())
+        .map(|e| e.at)
+        .collect();
+    assert_eq!(creates.len(), 4);
+    for pair in creates.windows(2) {
+        // 0.8 of SES's 1 a second: one every 1.25 s; never two within a second.
+        assert!(
+            pair[1] - pair[0] >= std::time::Duration::from_millis(1000),
+            "{creates:?}"
+        );
+    }
+}
