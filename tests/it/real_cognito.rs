@@ -261,25 +261,12 @@ fn a_provider_in_another_case_is_reported_not_duplicated_in_every_lookup_mode() 
         "Taro.Yamada@Example.jp",
         "Taro.Yamada@Example.jp",
     );
-    let proxy = env.proxy(|c| c);
-    let csv = env.write("p.csv", "email,name\ntaro.yamada@example.jp,Taro\n");
-    for lookup in ["get", "scan"] {
-        let r = env
-            .command(&pool, ["run", "--lookup", lookup])
-            .arg(&csv)
-            .expect(exit::OK);
-        let report = r.report();
-        assert_eq!(report["summary"]["attention"], 1, "{lookup}: {report:#}");
-        assert!(
-            report["rows"][0]["reason"]
-                .as_str()
-                .unwrap()
-                .contains("Taro.Yamada@Example.jp"),
-            "{lookup}: {report:#}"
-        );
-    }
-    assert_eq!(proxy.stats().received("AdminCreateUser"), 0);
-    assert_eq!(env.users(&pool).len(), 1);
+    reported_in_every_lookup_mode(
+        &mut env,
+        &pool,
+        "email,name\ntaro.yamada@example.jp,Taro\n",
+        "Taro.Yamada@Example.jp",
+    );
 }
 
 /// In a free-form pool keyed by email, a provider created earlier as `taro` is found by its
@@ -289,24 +276,33 @@ fn a_provider_under_another_username_is_found_by_email_and_not_duplicated() {
     let mut env = TestEnv::new();
     let pool = env.pool(false, &[]);
     create_directly(&env, &pool, "taro", "taro@example.jp");
+    reported_in_every_lookup_mode(
+        &mut env,
+        &pool,
+        "email,name\ntaro@example.jp,Taro\n",
+        "as taro;",
+    );
+}
+
+/// Runs `csv` per row and by scan: each time the one row is `attention` with a reason that says
+/// `says`, and nothing is ever created.
+fn reported_in_every_lookup_mode(env: &mut TestEnv, pool: &Pool, csv: &str, says: &str) {
     let proxy = env.proxy(|c| c);
-    let csv = env.write("p.csv", "email,name\ntaro@example.jp,Taro\n");
+    let csv = env.write("p.csv", csv);
     for lookup in ["get", "scan"] {
         let r = env
-            .command(&pool, ["run", "--lookup", lookup])
+            .command(pool, ["run", "--lookup", lookup])
             .arg(&csv)
             .expect(exit::OK);
         let report = r.report();
         assert_eq!(report["summary"]["attention"], 1, "{lookup}: {report:#}");
         assert!(
-            report["rows"][0]["reason"]
-                .as_str()
-                .unwrap()
-                .contains("as taro;"),
+            report["rows"][0]["reason"].as_str().unwrap().contains(says),
             "{lookup}: {report:#}"
         );
     }
     assert_eq!(proxy.stats().received("AdminCreateUser"), 0);
+    assert_eq!(env.users(pool).len(), 1);
 }
 
 /// A provider whose email was changed after the tool invited it is found by the username the
@@ -348,35 +344,18 @@ fn a_provider_whose_email_changed_is_found_by_the_remembered_username() {
 fn a_template_without_the_password_placeholder_stops_the_run_before_any_create() {
     use aws_sdk_cognitoidentityprovider::types::{AdminCreateUserConfigType, MessageTemplateType};
     let mut env = TestEnv::new();
-    let id = env.rt.block_on(async {
-        env.client
-            .create_user_pool()
-            .pool_name("templated")
-            .policies(platform_policy())
-            .admin_create_user_config(
-                AdminCreateUserConfigType::builder()
-                    .invite_message_template(
-                        MessageTemplateType::builder()
-                            .email_subject("Welcome to the data platform")
-                            .email_message(
-                                "Hello {username}, your account is ready (valid 7 days).",
-                            )
-                            .build(),
-                    )
-                    .build(),
-            )
-            .send()
-            .await
-            .unwrap()
-            .user_pool()
-            .and_then(|p| p.id())
-            .unwrap()
-            .to_string()
+    let pool = env.pool_with(&[], |req| {
+        req.admin_create_user_config(
+            AdminCreateUserConfigType::builder()
+                .invite_message_template(
+                    MessageTemplateType::builder()
+                        .email_subject("Welcome to the data platform")
+                        .email_message("Hello {username}, your account is ready (valid 7 days).")
+                        .build(),
+                )
+                .build(),
+        )
     });
-    let pool = Pool {
-        id,
-        client_id: String::new(),
-    };
     let proxy = env.proxy(|c| c);
     let csv = env.write("p.csv", cohort(2));
     let r = env.command(&pool, ["run"]).arg(&csv).expect(exit::ABORTED);
@@ -411,29 +390,14 @@ fn a_template_without_the_password_placeholder_stops_the_run_before_any_create()
 fn email_through_ses_is_paced_at_the_accounts_send_rate() {
     use aws_sdk_cognitoidentityprovider::types::{EmailConfigurationType, EmailSendingAccountType};
     let mut env = TestEnv::new();
-    let id = env.rt.block_on(async {
-        env.client
-            .create_user_pool()
-            .pool_name("ses")
-            .policies(platform_policy())
-            .email_configuration(
-                EmailConfigurationType::builder()
-                    .email_sending_account(EmailSendingAccountType::Developer)
-                    .source_arn("arn:aws:ses:eu-west-1:123456789012:identity/no-reply@example.jp")
-                    .build(),
-            )
-            .send()
-            .await
-            .unwrap()
-            .user_pool()
-            .and_then(|p| p.id())
-            .unwrap()
-            .to_string()
+    let pool = env.pool_with(&[], |req| {
+        req.email_configuration(
+            EmailConfigurationType::builder()
+                .email_sending_account(EmailSendingAccountType::Developer)
+                .source_arn("arn:aws:ses:eu-west-1:123456789012:identity/no-reply@example.jp")
+                .build(),
+        )
     });
-    let pool = Pool {
-        id,
-        client_id: String::new(),
-    };
     let proxy = env.proxy(|c| c);
     let csv = env.write("p.csv", cohort(4));
     let r = env.command(&pool, ["run"]).arg(&csv).expect(exit::OK);

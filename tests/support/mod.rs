@@ -13,6 +13,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use aws_sdk_cognitoidentityprovider as cip;
+use cip::operation::create_user_pool::builders::CreateUserPoolFluentBuilder;
 use cip::types::{
     AttributeType, AuthFlowType, ChallengeNameType, ExplicitAuthFlowsType, PasswordPolicyType,
     UserPoolPolicyType, UsernameAttributeType,
@@ -201,16 +202,29 @@ impl TestEnv {
 
     /// A pool with the platform policy; `email_username`: email is the username attribute.
     pub fn pool(&self, email_username: bool, groups: &[&str]) -> Pool {
+        self.pool_with(groups, |req| {
+            if email_username {
+                req.username_attributes(UsernameAttributeType::Email)
+            } else {
+                req
+            }
+        })
+    }
+
+    /// A pool with the platform policy, its CreateUserPool request set up further by
+    /// `configure` (an invitation template, an email configuration, ...).
+    pub fn pool_with(
+        &self,
+        groups: &[&str],
+        configure: impl FnOnce(CreateUserPoolFluentBuilder) -> CreateUserPoolFluentBuilder,
+    ) -> Pool {
         self.rt.block_on(async {
-            let mut req = self
+            let req = self
                 .client
                 .create_user_pool()
                 .pool_name("providers")
                 .policies(platform_policy());
-            if email_username {
-                req = req.username_attributes(UsernameAttributeType::Email);
-            }
-            let pool = req.send().await.expect("create pool");
+            let pool = configure(req).send().await.expect("create pool");
             let id = pool
                 .user_pool()
                 .and_then(|p| p.id())
