@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
-use std::path::Path;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -26,7 +25,7 @@ use crate::onboard::{self, Ctx};
 use crate::password_file::PasswordFile;
 use crate::plan::Policy;
 use crate::render;
-use crate::report::{self, Outcome, Report, ReportFiles, RowReport, write_atomic};
+use crate::report::{self, Report, ReportFiles, RowReport};
 use crate::standing::{self, Standing, StatusReport};
 use crate::state::{self, Access, State};
 use crate::status;
@@ -302,7 +301,7 @@ async fn onboard_cohort(
     reports.sort_by_key(|r| r.row);
     let report = run_report(opened, settings, &calls.exec, &ctx.budget, reports)?;
     opened.report_files.write(&report)?;
-    log_run(&report, opened.report_files);
+    report::log_end(&report, opened.report_files);
     println!("{}", opened.report_files.json.display());
     let counts = serde_json::to_string(&report.summary).unwrap_or_default();
     if let Some(e) = calls.exec.fatal() {
@@ -416,7 +415,7 @@ async fn refresh_status(
     let policy = Policy::new(reissue, delivery, max_reissues, &pool);
     let rows = status::rows(&targets, &results, &known, &policy, now);
     let report = status_report(opened, &pool, &calls.exec, common, plan, rows)?;
-    let newly_path = write_status_report(&report, opened)?;
+    let newly_path = opened.report_files.write_status(&report, opened.run_id)?;
     opened.state.confirmations_reported(
         &pool.id,
         &report
@@ -426,7 +425,7 @@ async fn refresh_status(
             .collect::<Vec<_>>(),
         now,
     )?;
-    log_status(&report, opened.report_files, &newly_path);
+    report::log_status_end(&report, opened.report_files, &newly_path);
     match args.format {
         Some(StatusFormat::Table) => print!("{}", render::status_table(&report)),
         Some(StatusFormat::Json) => println!(
@@ -439,7 +438,7 @@ async fn refresh_status(
     if let Some(e) = calls.exec.fatal() {
         return Err(Error::Cognito(e.to_string()));
     }
-    Ok((status_ending(&report, cancel.is_cancelled()), counts))
+    Ok((report.ending(cancel.is_cancelled()), counts))
 }
 
 // ---- the steps ----
@@ -591,41 +590,11 @@ fn run_report(
         dry_run: settings.dry_run,
         interrupted: exec.cancel.is_cancelled(),
         summary: report::summarize(&rows),
-        calls: exec
-            .calls()
-            .into_iter()
-            .map(|(c, n)| (c.name().to_string(), n))
-            .collect(),
-        throttles: exec
-            .limiter
-            .stats()
-            .into_iter()
-            .filter(|(_, s)| s.throttles > 0)
-            .map(|(c, s)| (c.name().to_string(), s.throttles))
-            .collect(),
+        calls: exec.calls_by_name(),
+        throttles: exec.throttles_by_name(),
         email_budget_frees_at,
         rows,
     })
-}
-
-/// What the run says on stderr at the end.
-fn log_run(report: &Report, files: &ReportFiles) {
-    for r in report.rows.iter().filter(|r| r.outcome == Outcome::Failed) {
-        tracing::warn!("line {}: {} failed: {}", r.row, r.key, r.reason);
-    }
-    if let Some(at) = report.email_budget_frees_at {
-        tracing::info!(
-            "{} invitations deferred by the email budget; it frees up from {}",
-            report.summary[&Outcome::Deferred],
-            at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-        );
-    }
-    tracing::info!("{}", report::one_line(report));
-    tracing::info!(
-        "report: {} and {}",
-        files.json.display(),
-        files.csv.display()
-    );
 }
 
 /// The status report from its rows and what the executor counted.
@@ -653,10 +622,7 @@ fn status_report(
         refresh: plan.refresh,
         estimated_quota_seconds: plan.estimates,
         quota_seconds: (quota_seconds * 1000.0).round() / 1000.0,
-        calls: calls
-            .into_iter()
-            .map(|(c, n)| (c.name().to_string(), n))
-            .collect(),
+        calls: exec.calls_by_name(),
         summary: standing::summarize(&rows),
         funnel: standing::funnel(&rows),
         newly_confirmed: rows
@@ -666,58 +632,4 @@ fn status_report(
             .collect(),
         rows,
     })
-}
-
-/// Writes the status report's JSON and CSV, and the newly-confirmed list; returns its path.
-fn write_status_report(
-    report: &StatusReport,
-    opened: &Opened<'_>,
-) -> Result<std::path::PathBuf, Error> {
-    let newly_path = opened
-        .report_files
-        .json
-        .with_file_name(format!("{}-newly-confirmed.csv", opened.run_id));
-    opened.report_files.write_with(
-        &|f| {
-            serde_json::to_writer_pretty(&mut *f, report).map_err(std::io::Error::other)?;
-            std::io::Write::write_all(f, b"\n")
-        },
-        &|f| report::write_status_csv(&mut *f, &report.rows),
-    )?;
-    write_atomic(&newly_path, &|f| {
-        report::write_status_csv(&mut *f, &report.newly_confirmed)
-    })?;
-    Ok(newly_path)
-}
-
-fn log_status(report: &StatusReport, files: &ReportFiles, newly_path: &Path) {
-    let s = |standing| report.summary[&standing];
-    tracing::info!(
-        "{} providers: {} newly confirmed, {} confirmed, {} pending, {} expired, {} attention, {} not invited; {:.2} quota-seconds",
-        report.rows.len(),
-        s(Standing::NewlyConfirmed),
-        s(Standing::Confirmed),
-        s(Standing::Pending),
-        s(Standing::Expired),
-        s(Standing::Attention),
-        s(Standing::NotInvited),
-        report.quota_seconds
-    );
-    tracing::info!(
-        "report: {} and {}; newly confirmed: {}",
-        files.json.display(),
-        files.csv.display(),
-        newly_path.display()
-    );
-}
-
-/// How a status refresh ended: stopped, some provider unread, or all read.
-fn status_ending(report: &StatusReport, interrupted: bool) -> Ending {
-    if interrupted {
-        Ending::Interrupted
-    } else if report.summary[&Standing::Unknown] > 0 {
-        Ending::RowsFailed
-    } else {
-        Ending::Settled
-    }
 }

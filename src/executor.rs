@@ -444,6 +444,24 @@ impl Executor {
         self.fatal.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// [`Executor::calls`] keyed by the category's name, for the reports.
+    pub fn calls_by_name(&self) -> BTreeMap<String, u64> {
+        self.calls()
+            .into_iter()
+            .map(|(c, n)| (c.name().to_string(), n))
+            .collect()
+    }
+
+    /// Throttles Cognito answered, per category that had any, for the reports.
+    pub fn throttles_by_name(&self) -> BTreeMap<String, u64> {
+        self.limiter
+            .stats()
+            .into_iter()
+            .filter(|(_, s)| s.throttles > 0)
+            .map(|(c, s)| (c.name().to_string(), s.throttles))
+            .collect()
+    }
+
     /// Attempts that reached the limiter (and so Cognito), per category.
     pub fn calls(&self) -> BTreeMap<Category, u64> {
         self.calls

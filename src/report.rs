@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::cognito::UserStatus;
 use crate::error::{Ending, Error};
-use crate::standing::StatusRow;
+use crate::standing::{Standing, StatusReport, StatusRow};
 
 /// What finally happened to a row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -307,6 +307,49 @@ pub fn write_status_csv<W: Write>(mut out: W, rows: &[StatusRow]) -> std::io::Re
     w.flush()
 }
 
+/// What a run says on stderr at the end: each failed row, when the budget frees, the one-line
+/// summary and where the report is.
+pub fn log_end(report: &Report, files: &ReportFiles) {
+    for r in report.rows.iter().filter(|r| r.outcome == Outcome::Failed) {
+        tracing::warn!("line {}: {} failed: {}", r.row, r.key, r.reason);
+    }
+    if let Some(at) = report.email_budget_frees_at {
+        tracing::info!(
+            "{} invitations deferred by the email budget; it frees up from {}",
+            report.summary[&Outcome::Deferred],
+            at.to_rfc3339_opts(SecondsFormat::Secs, true)
+        );
+    }
+    tracing::info!("{}", one_line(report));
+    tracing::info!(
+        "report: {} and {}",
+        files.json.display(),
+        files.csv.display()
+    );
+}
+
+/// What `status` says on stderr at the end.
+pub fn log_status_end(report: &StatusReport, files: &ReportFiles, newly_path: &Path) {
+    let s = |standing| report.summary.get(&standing).copied().unwrap_or(0);
+    tracing::info!(
+        "{} providers: {} newly confirmed, {} confirmed, {} pending, {} expired, {} attention, {} not invited; {:.2} quota-seconds",
+        report.rows.len(),
+        s(Standing::NewlyConfirmed),
+        s(Standing::Confirmed),
+        s(Standing::Pending),
+        s(Standing::Expired),
+        s(Standing::Attention),
+        s(Standing::NotInvited),
+        report.quota_seconds
+    );
+    tracing::info!(
+        "report: {} and {}; newly confirmed: {}",
+        files.json.display(),
+        files.csv.display(),
+        newly_path.display()
+    );
+}
+
 /// The report's two files, created (empty) before any work so a bad path fails first.
 pub struct ReportFiles {
     pub json: PathBuf,
@@ -353,6 +396,25 @@ impl ReportFiles {
             },
             &|f| write_csv(&mut *f, &report.rows),
         )
+    }
+
+    /// Writes `status`'s report to both files, and its newly confirmed providers to
+    /// `<run-id>-newly-confirmed.csv`; returns that file's path.
+    pub fn write_status(&self, report: &StatusReport, run_id: &str) -> Result<PathBuf, Error> {
+        let newly = self
+            .json
+            .with_file_name(format!("{run_id}-newly-confirmed.csv"));
+        self.write_with(
+            &|f| {
+                serde_json::to_writer_pretty(&mut *f, report).map_err(std::io::Error::other)?;
+                f.write_all(b"\n")
+            },
+            &|f| write_status_csv(&mut *f, &report.rows),
+        )?;
+        write_atomic(&newly, &|f| {
+            write_status_csv(&mut *f, &report.newly_confirmed)
+        })?;
+        Ok(newly)
     }
 
     /// Writes both files with the given writers.

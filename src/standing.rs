@@ -245,6 +245,20 @@ pub struct StatusReport {
     pub rows: Vec<StatusRow>,
 }
 
+impl StatusReport {
+    /// How the refresh ended: stopped, some provider unread, or all read.
+    pub fn ending(&self, interrupted: bool) -> crate::error::Ending {
+        use crate::error::Ending;
+        if interrupted {
+            Ending::Interrupted
+        } else if self.summary.get(&Standing::Unknown).copied().unwrap_or(0) > 0 {
+            Ending::RowsFailed
+        } else {
+            Ending::Settled
+        }
+    }
+}
+
 /// Counts per standing, every standing present (zero when none).
 pub fn summarize(rows: &[StatusRow]) -> BTreeMap<Standing, u64> {
     let mut out: BTreeMap<Standing, u64> = Standing::ALL.iter().map(|s| (*s, 0)).collect();
