@@ -10,12 +10,13 @@ use chrono::{DateTime, Utc};
 
 use crate::budget::{Budget, Caps};
 use crate::calls::{Calls, Probe};
-use crate::cli::{CheckArgs, Cli, Command, StatusArgs, StatusFormat};
+use crate::cli::{CheckArgs, Cli, Command, DoctorArgs, StatusArgs, StatusFormat};
 use crate::cognito::{Cognito, Delivery, Directory, PoolInfo, SendQuota, UsernameMode};
 use crate::cohort::{self, Reader};
 use crate::config::{self, Common, FileConfig, RunSettings};
 use crate::error::{self, Ending, Error};
 use crate::executor::{Cancel, Executor, RetryPolicy};
+use crate::help;
 use crate::input::{self, ColumnRules, KeyMode, Record};
 use crate::invite;
 use crate::limiter::{Limiter, QuotaSource};
@@ -40,6 +41,7 @@ pub fn main(cli: Cli) -> u8 {
     let (rate_fraction, concurrency, report_dir) = match &cli.command {
         Command::Run(a) => (a.rate_fraction, a.concurrency, a.report_dir.as_deref()),
         Command::Status(a) => (None, None, a.report_dir.as_deref()),
+        Command::Doctor(a) => (None, None, a.report_dir.as_deref()),
         Command::Check(_) => (None, None, None),
     };
     let common = match config::common(
@@ -73,6 +75,7 @@ pub fn main(cli: Cli) -> u8 {
                 run(&common, &settings).await
             }
             Command::Status(args) => status(&common, &file, args).await,
+            Command::Doctor(args) => doctor(&common, &file, args).await,
         }
     });
     if let Err(e) = &result {
@@ -441,7 +444,93 @@ async fn refresh_status(
     Ok((report.ending(cancel.is_cancelled()), counts))
 }
 
+/// `doctor`: for each provider, one verdict and the facts behind it, with the remedy. Reads
+/// only; the state is not locked.
+async fn doctor(common: &Common, file: &FileConfig, args: &DoctorArgs) -> Result<Ending, Error> {
+    let started_at = Utc::now();
+    let run_id = run_id();
+    let pool_id = require_pool(common)?;
+    let ids = doctor_ids(args, file)?;
+    let state = State::open(&common.state_path, Access::Read)?;
+    let report_files = ReportFiles::open(&common.report_dir, &run_id)?;
+    let (calls, _) = connect(common, pool_id, Probe::never()).await?;
+    let pool = describe_pool(&calls).await?;
+    let known = state.known(&pool.id)?;
+    let facts = help::PoolFacts::new(
+        &pool,
+        help::budget_now(&pool, file.email_budget, &state, started_at)?,
+    );
+    let mut providers = Vec::with_capacity(ids.len());
+    for id in &ids {
+        providers.push(help::examine(&calls, &pool, &facts, &state, &known, id, Utc::now()).await?);
+    }
+    let mut summary = BTreeMap::new();
+    for p in &providers {
+        *summary.entry(p.verdict).or_insert(0) += 1;
+    }
+    let report = help::DoctorReport {
+        run_id,
+        command: "doctor",
+        started_at,
+        finished_at: Utc::now(),
+        user_pool_id: pool.id.clone(),
+        pool: facts,
+        summary,
+        calls: calls.exec.calls_by_name(),
+        providers,
+    };
+    report_files.write_with(
+        &|f| {
+            serde_json::to_writer_pretty(&mut *f, &report).map_err(std::io::Error::other)?;
+            std::io::Write::write_all(f, b"\n")
+        },
+        &|f| report::write_doctor_csv(&mut *f, &report.providers),
+    )?;
+    match args.format {
+        Some(StatusFormat::Json) => println!(
+            "{}",
+            serde_json::to_string_pretty(&report.providers).unwrap_or_default()
+        ),
+        Some(StatusFormat::Table) | None => print!("{}", render::doctor_table(&report)),
+    }
+    tracing::info!(
+        "report: {} and {}",
+        report_files.json.display(),
+        report_files.csv.display()
+    );
+    Ok(report.ending())
+}
+
 // ---- the steps ----
+
+/// The providers `doctor` examines: the IDs given, or the rows of `--input` (by username where
+/// the CSV has one, else by email).
+fn doctor_ids(args: &DoctorArgs, file: &FileConfig) -> Result<Vec<String>, Error> {
+    let mut ids = args.ids.clone();
+    if let Some(path) = &args.input {
+        let reader = input::open(path, config::input_encoding(&args.input_args, file))?;
+        let key_mode = if reader.columns().iter().any(|c| c == "username") {
+            KeyMode::Username
+        } else {
+            KeyMode::Email
+        };
+        for record in reader.records(key_mode, &ColumnRules::default())? {
+            match record? {
+                Record::Valid(row) => ids.push(row.username.unwrap_or(row.email)),
+                Record::Invalid(reject) => {
+                    tracing::warn!("{}", cohort::invalid_row(&reject).reason)
+                }
+            }
+        }
+    }
+    if ids.is_empty() {
+        return Err(Error::Config(
+            "name at least one provider: doctor ID... (email or username) or doctor --input FILE"
+                .into(),
+        ));
+    }
+    Ok(ids)
+}
 
 fn require_pool(common: &Common) -> Result<&str, Error> {
     common.pool_id.as_deref().ok_or_else(|| {

@@ -69,6 +69,25 @@ pub enum Command {
     Run(RunArgs),
     /// Refresh where every onboarded provider stands and report who is newly confirmed.
     Status(StatusArgs),
+    /// Help desk: why can't these providers sign in, and what fixes it. Read only.
+    Doctor(DoctorArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Providers, by email or username.
+    pub ids: Vec<String>,
+    /// Or the providers of this CSV.
+    #[arg(long)]
+    pub input: Option<PathBuf>,
+    #[command(flatten)]
+    pub input_args: InputArgs,
+    /// Where the report is written [default: ./reports].
+    #[arg(long)]
+    pub report_dir: Option<PathBuf>,
+    /// How to print the verdicts on stdout [default: table].
+    #[arg(long, value_enum)]
+    pub format: Option<StatusFormat>,
 }
 
 #[derive(Debug, Args)]

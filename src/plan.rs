@@ -44,7 +44,8 @@ pub struct History {
 pub const MIN_RESEND_INTERVAL: Duration = Duration::minutes(15);
 
 /// What kind of invitation the job sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum InviteKind {
     Create,
     Resend,
@@ -385,6 +386,8 @@ mod tests {
             enabled: true,
             email: Some("a@example.com".into()),
             email_verified: true,
+            phone: None,
+            phone_verified: false,
             sub: Some("u-1".into()),
             last_modified: Some(now() - Duration::days(modified_days_ago)),
             created: Some(now() - Duration::days(30)),

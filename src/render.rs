@@ -3,6 +3,7 @@
 
 use crate::budget::COGNITO_DEFAULT_DAILY_EMAILS;
 use crate::cognito::PoolInfo;
+use crate::help::DoctorReport;
 use crate::invite::Finding;
 use crate::standing::StatusReport;
 
@@ -116,6 +117,92 @@ pub fn status_table(report: &StatusReport) -> String {
                 .map(|r| r.key.as_str())
                 .collect::<Vec<_>>()
                 .join(", ")
+        }
+    ));
+    out
+}
+
+/// `doctor`'s answer on a terminal: per provider, the verdict and remedy, then the facts.
+pub fn doctor_table(report: &DoctorReport) -> String {
+    let time = |t: chrono::DateTime<chrono::Utc>| crate::wording::time(t);
+    let mut out = String::new();
+    for p in &report.providers {
+        out.push_str(&format!(
+            "{}  {}\n  {}\n",
+            p.id,
+            p.verdict.as_str(),
+            p.remedy
+        ));
+        match (&p.username, &p.status) {
+            (Some(u), Some(s)) => out.push_str(&format!(
+                "  user {u}: {s}, {}\n",
+                if p.enabled == Some(false) {
+                    "disabled"
+                } else {
+                    "enabled"
+                }
+            )),
+            _ => out.push_str("  not in the pool\n"),
+        }
+        if p.exists {
+            let yes = |v: Option<bool>| {
+                if v == Some(true) {
+                    "verified"
+                } else {
+                    "not verified"
+                }
+            };
+            out.push_str(&format!(
+                "  email: {} ({}); phone: {}\n",
+                p.email.as_deref().unwrap_or("none"),
+                yes(p.email_verified),
+                match &p.phone_number {
+                    Some(n) => format!("{n} ({})", yes(p.phone_number_verified)),
+                    None => "none".into(),
+                }
+            ));
+        }
+        for i in &p.invitations {
+            out.push_str(&format!(
+                "  invitation: {:?} by {} at {} ({}), run {}\n",
+                i.kind,
+                i.medium.as_str(),
+                time(i.at),
+                i.outcome,
+                i.run_id
+            ));
+        }
+        if let Some(at) = p.temp_password_expires_at {
+            out.push_str(&format!("  temporary password valid until {}\n", time(at)));
+        }
+        out.push_str(&format!(
+            "  ForgotPassword: {}\n",
+            if p.forgot_password_works {
+                "works"
+            } else {
+                "does not work"
+            }
+        ));
+    }
+    let f = &report.pool;
+    out.push_str(&format!(
+        "\npool: recovery by {}; email by {} from {}; {} emails in the last 24 hours{}{}\n",
+        match (f.account_recovery.by_email, f.account_recovery.by_phone) {
+            (true, true) => "verified email or phone",
+            (true, false) => "verified email",
+            (false, true) => "verified phone",
+            (false, false) => "an administrator only",
+        },
+        f.email_sending_account,
+        f.sender,
+        f.email_budget.used_last_24_hours,
+        f.email_budget
+            .limit
+            .map(|l| format!(" of {l}"))
+            .unwrap_or_default(),
+        match (f.email_budget.spent(), f.email_budget.frees_at) {
+            (true, Some(at)) => format!("; spent until {}", time(at)),
+            _ => String::new(),
         }
     ));
     out

@@ -350,6 +350,52 @@ pub fn log_status_end(report: &StatusReport, files: &ReportFiles, newly_path: &P
     );
 }
 
+/// Writes `doctor`'s providers as CSV (UTF-8 with BOM), formula-looking cells escaped.
+pub fn write_doctor_csv<W: Write>(
+    mut out: W,
+    providers: &[crate::help::Examined],
+) -> std::io::Result<()> {
+    out.write_all("\u{feff}".as_bytes())?;
+    let mut w = csv::Writer::from_writer(out);
+    w.write_record([
+        "id",
+        "username",
+        "verdict",
+        "remedy",
+        "status",
+        "enabled",
+        "email",
+        "email_verified",
+        "phone_number",
+        "phone_number_verified",
+        "invitations",
+        "temp_password_expires_at",
+        "forgot_password_works",
+        "budget_spent",
+    ])?;
+    let b = |v: Option<bool>| v.map(|b| b.to_string()).unwrap_or_default();
+    for p in providers {
+        let record = [
+            p.id.clone(),
+            p.username.clone().unwrap_or_default(),
+            p.verdict.as_str().to_string(),
+            p.remedy.clone(),
+            p.status.clone().unwrap_or_default(),
+            b(p.enabled),
+            p.email.clone().unwrap_or_default(),
+            b(p.email_verified),
+            p.phone_number.clone().unwrap_or_default(),
+            b(p.phone_number_verified),
+            p.invitations.len().to_string(),
+            time(&p.temp_password_expires_at),
+            p.forgot_password_works.to_string(),
+            p.budget_spent.to_string(),
+        ];
+        w.write_record(record.iter().map(|c| escape_cell(c).into_owned()))?;
+    }
+    w.flush()
+}
+
 /// The report's two files, created (empty) before any work so a bad path fails first.
 pub struct ReportFiles {
     pub json: PathBuf,

@@ -286,6 +286,8 @@ mod tests {
             enabled: true,
             email: Some("a@example.com".into()),
             email_verified: true,
+            phone: None,
+            phone_verified: false,
             sub: None,
             last_modified: Some(now() - Duration::days(1)),
             created: Some(now() - Duration::days(1)),

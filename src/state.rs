@@ -151,6 +151,18 @@ impl Known {
     }
 }
 
+/// One invitation the state recorded.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Invitation {
+    pub kind: InviteKind,
+    pub medium: Delivery,
+    /// When it went out (or was about to).
+    pub at: DateTime<Utc>,
+    /// `sent`, `pending` (a run died around the call), `failed` or `undelivered`.
+    pub outcome: String,
+    pub run_id: String,
+}
+
 /// How the state is opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
@@ -446,6 +458,30 @@ impl State {
                     }
                 }
                 Ok(out)
+            })?
+            .unwrap_or_default())
+    }
+
+    /// Every invitation recorded for a key, oldest first (for the help desk).
+    pub fn invitations_of(&self, pool_id: &str, key: &str) -> Result<Vec<Invitation>, Error> {
+        Ok(self
+            .with(|c| {
+                let mut stmt = c.prepare(
+                    "SELECT kind, medium, intent_at, sent_at, outcome, run_id FROM invitations
+                     WHERE pool_id = ?1 AND key = ?2 ORDER BY id",
+                )?;
+                let rows = stmt.query_map(params![pool_id, key], |r| {
+                    let at: Option<i64> = r.get(3)?;
+                    let intent: i64 = r.get(2)?;
+                    Ok(Invitation {
+                        kind: InviteKind::parse(&r.get::<_, String>(0)?),
+                        medium: Delivery::parse(&r.get::<_, String>(1)?).unwrap_or(Delivery::Email),
+                        at: from_ms(at.or(Some(intent))).unwrap_or_default(),
+                        outcome: r.get(4)?,
+                        run_id: r.get(5)?,
+                    })
+                })?;
+                rows.collect()
             })?
             .unwrap_or_default())
     }

@@ -73,6 +73,8 @@ pub fn user(
         enabled: true,
         email: Some(email.to_string()),
         email_verified: true,
+        phone: None,
+        phone_verified: false,
         sub: Some(format!("sub-{username}")),
         last_modified: Some(modified),
         created: Some(modified),
@@ -93,6 +95,7 @@ pub fn pool_info() -> PoolInfo {
         case_sensitive: true,
         invitation: Default::default(),
         email_source_arn: None,
+        recovery: Default::default(),
     }
 }
 

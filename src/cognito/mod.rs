@@ -22,7 +22,7 @@ use aws_sdk_cognitoidentityprovider::Client;
 use aws_sdk_cognitoidentityprovider::config::ProvideCredentials;
 use aws_sdk_cognitoidentityprovider::types::{
     AttributeType, DeliveryMediumType, LimitClass, LimitDefinitionType, MessageActionType,
-    UserType, UsernameAttributeType,
+    RecoveryOptionNameType, UserType, UsernameAttributeType,
 };
 use chrono::{DateTime, Utc};
 
@@ -154,6 +154,8 @@ fn remote_user(
         // As stored: in a case-sensitive pool `Taro@Example.jp` is not `taro@example.jp`.
         email: attr("email").map(str::to_string),
         email_verified: attr("email_verified") == Some("true"),
+        phone: attr("phone_number").map(str::to_string),
+        phone_verified: attr("phone_number_verified") == Some("true"),
         sub: attr("sub").map(str::to_string),
         last_modified: date(modified),
         created: date(created),
@@ -319,6 +321,18 @@ impl Directory for Cognito {
                 .username_configuration()
                 .map(|c| c.case_sensitive())
                 .unwrap_or(true),
+            recovery: match pool.account_recovery_setting() {
+                Some(setting) => {
+                    let has = |n: RecoveryOptionNameType| {
+                        setting.recovery_mechanisms().iter().any(|m| *m.name() == n)
+                    };
+                    Recovery {
+                        by_email: has(RecoveryOptionNameType::VerifiedEmail),
+                        by_phone: has(RecoveryOptionNameType::VerifiedPhoneNumber),
+                    }
+                }
+                None => Recovery::default(),
+            },
             email_source_arn: pool
                 .email_configuration()
                 .and_then(|e| e.source_arn())
@@ -479,6 +493,8 @@ impl Directory for Cognito {
                 enabled: true,
                 email: None,
                 email_verified: true,
+                phone: None,
+                phone_verified: false,
                 sub: None,
                 last_modified: None,
                 created: None,

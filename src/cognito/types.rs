@@ -107,6 +107,8 @@ pub struct RemoteUser {
     pub enabled: bool,
     pub email: Option<String>,
     pub email_verified: bool,
+    pub phone: Option<String>,
+    pub phone_verified: bool,
     pub sub: Option<String>,
     pub last_modified: Option<DateTime<Utc>>,
     pub created: Option<DateTime<Utc>>,
@@ -158,6 +160,26 @@ pub struct PoolInfo {
     pub invitation: InviteTemplate,
     /// `EmailConfiguration.SourceArn`: the SES identity a `DEVELOPER` pool sends from.
     pub email_source_arn: Option<String>,
+    /// `AccountRecoverySetting`: how a confirmed user may recover a lost password.
+    pub recovery: Recovery,
+}
+
+/// How `ForgotPassword` may reach a user of the pool (`AccountRecoverySetting`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Recovery {
+    pub by_email: bool,
+    pub by_phone: bool,
+}
+
+impl Default for Recovery {
+    /// A pool without the setting: the verified phone, else the verified email (Cognito's
+    /// legacy behaviour).
+    fn default() -> Self {
+        Recovery {
+            by_email: true,
+            by_phone: true,
+        }
+    }
 }
 
 /// The SES account's sending limits (SES GetSendQuota), in its region.
@@ -294,6 +316,7 @@ mod tests {
             case_sensitive: true,
             invitation: InviteTemplate::default(),
             email_source_arn: None,
+            recovery: Recovery::default(),
         }
     }
 

@@ -5,6 +5,7 @@
 mod support;
 
 mod bad_input;
+mod help_desk;
 mod onboard;
 mod real_cognito;
 mod robustness;

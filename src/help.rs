@@ -1,0 +1,249 @@
+//! The help desk's reads for `doctor`: finding a provider by email or username (the exact name,
+//! the username the state remembers, a `ListUsers` filter on email), and the facts about them
+//! that the verdict rests on. The verdict itself is `diagnosis`'s; must not write anything.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::calls::Calls;
+use crate::cognito::{Directory, PoolInfo, Recovery, RemoteUser};
+use crate::diagnosis::{self, Verdict};
+use crate::error::Error;
+use crate::state::{Invitation, Known, State};
+
+/// What the budget looks like to the help desk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct BudgetNow {
+    /// Invitations sent in the last 24 hours (from the state).
+    pub used_last_24_hours: u64,
+    /// The cap per 24 hours, where there is one.
+    pub limit: Option<u64>,
+    /// When the oldest invitation of the window leaves it.
+    pub frees_at: Option<DateTime<Utc>>,
+}
+
+impl BudgetNow {
+    pub fn spent(&self) -> bool {
+        self.limit.is_some_and(|l| self.used_last_24_hours >= l)
+    }
+}
+
+/// The pool facts every verdict shares.
+#[derive(Debug, Clone, Serialize)]
+pub struct PoolFacts {
+    pub account_recovery: Recovery,
+    pub email_sending_account: String,
+    /// The address invitations come from.
+    pub sender: String,
+    pub temporary_password_validity_days: u32,
+    pub email_budget: BudgetNow,
+}
+
+impl PoolFacts {
+    pub fn new(pool: &PoolInfo, email_budget: BudgetNow) -> Self {
+        PoolFacts {
+            account_recovery: pool.recovery,
+            email_sending_account: pool.email_sending_account.clone(),
+            sender: sender(pool),
+            temporary_password_validity_days: pool.temporary_password_validity_days,
+            email_budget,
+        }
+    }
+}
+
+/// Where invitations come from: Cognito's own sender, or the pool's SES identity.
+fn sender(pool: &PoolInfo) -> String {
+    if pool.uses_cognito_email() {
+        return "no-reply@verificationemail.com".into();
+    }
+    pool.email_source_arn
+        .as_deref()
+        .and_then(|arn| arn.split_once(":identity/"))
+        .map(|(_, identity)| identity.to_string())
+        .unwrap_or_else(|| "the pool's SES identity".into())
+}
+
+/// One provider, as the help desk sees them.
+#[derive(Debug, Clone, Serialize)]
+pub struct Examined {
+    pub id: String,
+    pub username: Option<String>,
+    pub verdict: Verdict,
+    pub remedy: String,
+    pub exists: bool,
+    pub status: Option<String>,
+    pub enabled: Option<bool>,
+    pub email: Option<String>,
+    pub email_verified: Option<bool>,
+    pub phone_number: Option<String>,
+    pub phone_number_verified: Option<bool>,
+    pub invitations: Vec<Invitation>,
+    pub temp_password_expires_at: Option<DateTime<Utc>>,
+    pub forgot_password_works: bool,
+    /// No invitation can go out before the budget frees.
+    pub budget_spent: bool,
+}
+
+/// Finds a provider: by the exact name; then by the username the state remembers for it;
+/// then, for an email, by a `ListUsers` filter on email (a user created under another
+/// username). Returns the user and the state's key for it.
+pub async fn find<D: Directory>(
+    calls: &Calls<D>,
+    known: &HashMap<String, Known>,
+    id: &str,
+) -> Result<(Option<RemoteUser>, Option<String>), Error> {
+    let lower = id.to_lowercase();
+    let key = [id, lower.as_str()]
+        .into_iter()
+        .find(|k| known.contains_key(*k))
+        .map(str::to_string);
+    let mut names = vec![id.to_string()];
+    if let Some(remembered) = key.as_ref().and_then(|k| known[k].username.clone()) {
+        names.push(remembered);
+    }
+    for name in names {
+        if let Some(user) = calls.get_user(&name).await?.value {
+            let key = key.or_else(|| key_of(known, &user));
+            return Ok((Some(user), key));
+        }
+    }
+    if id.contains('@') {
+        for email in [id, lower.as_str()] {
+            let filter = format!("email = \"{}\"", email.replace('"', "\\\""));
+            if let Some(user) = calls.users(Some(&filter)).await?.into_iter().next() {
+                let key = key.or_else(|| key_of(known, &user));
+                return Ok((Some(user), key));
+            }
+        }
+    }
+    Ok((None, key))
+}
+
+/// The state's key for a user it knows by username.
+fn key_of(known: &HashMap<String, Known>, user: &RemoteUser) -> Option<String> {
+    known
+        .iter()
+        .find(|(_, k)| k.username.as_deref() == Some(user.username.as_str()))
+        .map(|(key, _)| key.clone())
+}
+
+/// Examines one provider: finds them, diagnoses them, and gathers the facts.
+pub async fn examine<D: Directory>(
+    calls: &Calls<D>,
+    pool: &PoolInfo,
+    facts: &PoolFacts,
+    state: &State,
+    known: &HashMap<String, Known>,
+    id: &str,
+    now: DateTime<Utc>,
+) -> Result<Examined, Error> {
+    let (user, key) = find(calls, known, id).await?;
+    let history = key
+        .as_ref()
+        .and_then(|k| known.get(k))
+        .map(Known::history)
+        .unwrap_or_default();
+    let invitations = match &key {
+        Some(k) => state.invitations_of(&pool.id, k)?,
+        None => Vec::new(),
+    };
+    let d = diagnosis::diagnose(
+        user.as_ref(),
+        &history,
+        chrono::Duration::days(i64::from(pool.temporary_password_validity_days)),
+        pool.recovery,
+        &facts.sender,
+        invitations
+            .iter()
+            .rev()
+            .find(|i| i.outcome == "sent")
+            .map(|i| i.medium),
+        now,
+    );
+    let budget_spent = facts.email_budget.spent()
+        && matches!(
+            d.verdict,
+            Verdict::Expired | Verdict::PasswordLost | Verdict::NotInPool
+        );
+    let remedy = match (budget_spent, facts.email_budget.frees_at) {
+        (true, Some(at)) => format!(
+            "{}; the email budget is spent: nothing can go out until {}",
+            d.remedy,
+            crate::wording::time(at)
+        ),
+        (true, None) => format!("{}; the email budget is spent", d.remedy),
+        (false, _) => d.remedy,
+    };
+    Ok(Examined {
+        id: id.to_string(),
+        username: user.as_ref().map(|u| u.username.clone()),
+        verdict: d.verdict,
+        remedy,
+        exists: user.is_some(),
+        status: user.as_ref().map(|u| u.status.to_string()),
+        enabled: user.as_ref().map(|u| u.enabled),
+        email: user.as_ref().and_then(|u| u.email.clone()),
+        email_verified: user.as_ref().map(|u| u.email_verified),
+        phone_number: user.as_ref().and_then(|u| u.phone.clone()),
+        phone_number_verified: user.as_ref().map(|u| u.phone_verified),
+        invitations,
+        temp_password_expires_at: d.temp_password_expires_at,
+        forgot_password_works: d.forgot_password_works,
+        budget_spent,
+    })
+}
+
+/// The `doctor` report.
+#[derive(Debug, Clone, Serialize)]
+pub struct DoctorReport {
+    pub run_id: String,
+    pub command: &'static str,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    pub user_pool_id: String,
+    pub pool: PoolFacts,
+    /// Providers per verdict.
+    pub summary: std::collections::BTreeMap<Verdict, u64>,
+    pub calls: std::collections::BTreeMap<String, u64>,
+    pub providers: Vec<Examined>,
+}
+
+impl DoctorReport {
+    /// Every provider can sign in or recover alone, or some need an action.
+    pub fn ending(&self) -> crate::error::Ending {
+        if self.providers.iter().all(|p| p.verdict.alone()) {
+            crate::error::Ending::Settled
+        } else {
+            crate::error::Ending::RowsFailed
+        }
+    }
+}
+
+/// The email budget as it stands now: the cap (the settings', or Cognito's 50 with its own
+/// sender) and what the state counts in the last 24 hours.
+pub fn budget_now(
+    pool: &PoolInfo,
+    cap: Option<u32>,
+    state: &State,
+    now: DateTime<Utc>,
+) -> Result<BudgetNow, Error> {
+    use crate::cognito::Delivery;
+    let day = chrono::Duration::hours(24);
+    let limit = cap
+        .or(pool
+            .uses_cognito_email()
+            .then_some(crate::budget::COGNITO_DEFAULT_DAILY_EMAILS))
+        .map(u64::from);
+    let (used, _) = state.messages_since(now - day, Delivery::Email)?;
+    let frees_at = state
+        .message_times_since(now - day, Delivery::Email)?
+        .first()
+        .map(|t| *t + day);
+    Ok(BudgetNow {
+        used_last_24_hours: used,
+        limit,
+        frees_at,
+    })
+}

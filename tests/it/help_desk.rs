@@ -1,0 +1,182 @@
+//! The help desk: `doctor` gives every provider one verdict with its remedy, each state set up
+//! in moto through the SDK (or by moving the state's clock), and exits 3 when someone needs an
+//! action.
+
+use cognito_onboard::error::exit;
+
+use crate::support::*;
+
+fn verdicts(r: &Run) -> std::collections::BTreeMap<String, (String, String)> {
+    let shown: serde_json::Value = serde_json::from_str(&r.stdout()).expect("JSON on stdout");
+    shown
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["id"].as_str().unwrap().to_string(),
+                (
+                    p["verdict"].as_str().unwrap().to_string(),
+                    p["remedy"].as_str().unwrap().to_string(),
+                ),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn doctor_gives_every_provider_a_verdict_and_a_remedy() {
+    let env = TestEnv::new();
+    let pool = env.pool(false, &[]);
+    let mut csv = String::from("email,name\n");
+    for i in 0..6 {
+        csv.push_str(&format!("p{i}@example.jp,Provider {i}\n"));
+    }
+    let csv = env.write("p.csv", csv);
+    let pw = env.path("pw.csv");
+    env.command(&pool, ["run"])
+        .arg(&csv)
+        .args(["--delivery", "suppress", "--password-file"])
+        .arg(&pw)
+        .expect(exit::OK);
+    let issued = passwords(&pw);
+    let temp = |u: &str| issued.iter().find(|(n, _)| n == u).unwrap().1.clone();
+    // p1 confirmed; p2 confirmed with its email no longer verified; p3 disabled; p4 deleted;
+    // p5 confirmed, then reset by an administrator.
+    for u in ["p1@example.jp", "p2@example.jp", "p5@example.jp"] {
+        env.complete_first_sign_in(&pool, u, &temp(u), "N3w-Passw0rd!");
+    }
+    env.rt.block_on(async {
+        use aws_sdk_cognitoidentityprovider::types::AttributeType;
+        let c = &env.client;
+        c.admin_update_user_attributes()
+            .user_pool_id(&pool.id)
+            .username("p2@example.jp")
+            .user_attributes(
+                AttributeType::builder()
+                    .name("email_verified")
+                    .value("false")
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+        c.admin_disable_user()
+            .user_pool_id(&pool.id)
+            .username("p3@example.jp")
+            .send()
+            .await
+            .unwrap();
+        c.admin_delete_user()
+            .user_pool_id(&pool.id)
+            .username("p4@example.jp")
+            .send()
+            .await
+            .unwrap();
+        c.admin_reset_user_password()
+            .user_pool_id(&pool.id)
+            .username("p5@example.jp")
+            .send()
+            .await
+            .unwrap();
+    });
+    let ids = [
+        "p0@example.jp",
+        "p1@example.jp",
+        "p2@example.jp",
+        "p3@example.jp",
+        "p4@example.jp",
+        "p5@example.jp",
+        "nobody@example.jp",
+    ];
+    let r = env
+        .command(&pool, ["doctor", "--format", "json"])
+        .args(ids)
+        .expect(exit::ROWS_FAILED);
+    let v = verdicts(&r);
+    let want = [
+        (
+            "p0@example.jp",
+            "pending",
+            "out of band (the password file)",
+        ),
+        ("p1@example.jp", "recoverable", "verified email"),
+        ("p2@example.jp", "unrecoverable", "mark the email verified"),
+        ("p3@example.jp", "disabled", "disabled"),
+        ("p4@example.jp", "deleted", "deleted"),
+        ("p5@example.jp", "reset_required", "ForgotPassword"),
+        ("nobody@example.jp", "not_in_pool", "never invited"),
+    ];
+    for (id, verdict, says) in want {
+        let (got, remedy) = &v[id];
+        assert_eq!(got, verdict, "{id}: {remedy}");
+        assert!(remedy.contains(says), "{id}: {remedy}");
+    }
+    // The table for people, and a report file for the record.
+    let table = env
+        .command(&pool, ["doctor", "p0@example.jp", "p1@example.jp"])
+        .expect(exit::OK);
+    assert!(
+        table.stdout().contains("p0@example.jp  pending"),
+        "{}",
+        table.stdout()
+    );
+    assert!(
+        table.stdout().contains("ForgotPassword: works"),
+        "{}",
+        table.stdout()
+    );
+    let reports: Vec<_> = std::fs::read_dir(env.path("reports"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+        .collect();
+    assert!(reports.len() >= 3, "a report per run");
+
+    // A week later the invitation has expired.
+    env.age_state(8 * 24);
+    let r = env
+        .command(&pool, ["doctor", "--format", "json", "p0@example.jp"])
+        .expect(exit::ROWS_FAILED);
+    let (verdict, remedy) = &verdicts(&r)["p0@example.jp"];
+    assert_eq!(verdict, "expired", "{remedy}");
+    assert!(remedy.contains("reissue"), "{remedy}");
+}
+
+/// A provider created earlier under another username is found by email.
+#[test]
+fn doctor_finds_a_provider_by_email_whatever_the_username() {
+    let env = TestEnv::new();
+    let pool = env.pool(false, &[]);
+    env.rt.block_on(async {
+        use aws_sdk_cognitoidentityprovider::types::{AttributeType, MessageActionType};
+        env.client
+            .admin_create_user()
+            .user_pool_id(&pool.id)
+            .username("taro")
+            .user_attributes(
+                AttributeType::builder()
+                    .name("email")
+                    .value("taro@example.jp")
+                    .build()
+                    .unwrap(),
+            )
+            .message_action(MessageActionType::Suppress)
+            .send()
+            .await
+            .unwrap();
+    });
+    let r = env
+        .command(&pool, ["doctor", "--format", "json", "taro@example.jp"])
+        .expect(exit::OK);
+    let shown: serde_json::Value = serde_json::from_str(&r.stdout()).unwrap();
+    assert_eq!(shown[0]["username"], "taro");
+    assert_eq!(shown[0]["verdict"], "pending");
+    let remedy = shown[0]["remedy"].as_str().unwrap();
+    assert!(
+        remedy.contains("no-reply@verificationemail.com"),
+        "{remedy}"
+    );
+    assert!(remedy.contains("spam folder"), "{remedy}");
+}
