@@ -10,8 +10,8 @@ use chrono::{DateTime, Utc};
 
 use crate::budget::{Budget, Caps};
 use crate::calls::{Calls, Probe};
-use crate::cli::{CheckArgs, Cli, Command, DoctorArgs, StatusArgs, StatusFormat};
-use crate::cognito::{Cognito, Delivery, Directory, PoolInfo, SendQuota, UsernameMode};
+use crate::cli::{CheckArgs, Cli, Command, DoctorArgs, ReissueArgs, StatusArgs, StatusFormat};
+use crate::cognito::{Cognito, Delivery, Directory, PoolInfo, SendQuota, UserStatus, UsernameMode};
 use crate::cohort::{self, Reader};
 use crate::config::{self, Common, FileConfig, RunSettings};
 use crate::error::{self, Ending, Error};
@@ -42,6 +42,7 @@ pub fn main(cli: Cli) -> u8 {
         Command::Run(a) => (a.rate_fraction, a.concurrency, a.report_dir.as_deref()),
         Command::Status(a) => (None, None, a.report_dir.as_deref()),
         Command::Doctor(a) => (None, None, a.report_dir.as_deref()),
+        Command::Reissue(a) => (None, None, a.report_dir.as_deref()),
         Command::Check(_) => (None, None, None),
     };
     let common = match config::common(
@@ -76,6 +77,7 @@ pub fn main(cli: Cli) -> u8 {
             }
             Command::Status(args) => status(&common, &file, args).await,
             Command::Doctor(args) => doctor(&common, &file, args).await,
+            Command::Reissue(args) => reissue(&common, &file, args).await,
         }
     });
     if let Err(e) = &result {
@@ -302,7 +304,13 @@ async fn onboard_cohort(
     let mut reports: Vec<RowReport> = rejects.iter().map(cohort::invalid_row).collect();
     reports.extend(onboard::process_rows(&ctx, rows, common.concurrency, common.progress).await);
     reports.sort_by_key(|r| r.row);
-    let report = run_report(opened, settings, &calls.exec, &ctx.budget, reports)?;
+    let report = run_report(
+        opened,
+        ("run", settings.dry_run),
+        &calls.exec,
+        &ctx.budget,
+        reports,
+    )?;
     opened.report_files.write(&report)?;
     report::log_end(&report, opened.report_files);
     println!("{}", opened.report_files.json.display());
@@ -449,56 +457,252 @@ async fn refresh_status(
 async fn doctor(common: &Common, file: &FileConfig, args: &DoctorArgs) -> Result<Ending, Error> {
     let started_at = Utc::now();
     let run_id = run_id();
-    let pool_id = require_pool(common)?;
+    let pool_id = require_pool(common)?.to_string();
     let ids = doctor_ids(args, file)?;
-    let state = State::open(&common.state_path, Access::Read)?;
-    let report_files = ReportFiles::open(&common.report_dir, &run_id)?;
-    let (calls, _) = connect(common, pool_id, Probe::never()).await?;
-    let pool = describe_pool(&calls).await?;
-    let known = state.known(&pool.id)?;
-    let facts = help::PoolFacts::new(
-        &pool,
-        help::budget_now(&pool, file.email_budget, &state, started_at)?,
-    );
-    let mut providers = Vec::with_capacity(ids.len());
-    for id in &ids {
-        providers.push(help::examine(&calls, &pool, &facts, &state, &known, id, Utc::now()).await?);
-    }
-    let mut summary = BTreeMap::new();
-    for p in &providers {
-        *summary.entry(p.verdict).or_insert(0) += 1;
-    }
-    let report = help::DoctorReport {
-        run_id,
-        command: "doctor",
-        started_at,
-        finished_at: Utc::now(),
-        user_pool_id: pool.id.clone(),
-        pool: facts,
-        summary,
-        calls: calls.exec.calls_by_name(),
-        providers,
+    // Only --fix writes, so only --fix takes the lock.
+    let delivery = args
+        .fix
+        .then(|| config::delivery(args.send.delivery, args.send.password_file.as_deref(), file))
+        .transpose()?;
+    let access = if args.fix {
+        Access::Write
+    } else {
+        Access::Read
     };
-    report_files.write_with(
-        &|f| {
-            serde_json::to_writer_pretty(&mut *f, &report).map_err(std::io::Error::other)?;
-            std::io::Write::write_all(f, b"\n")
-        },
-        &|f| report::write_doctor_csv(&mut *f, &report.providers),
-    )?;
-    match args.format {
-        Some(StatusFormat::Json) => println!(
-            "{}",
-            serde_json::to_string_pretty(&report.providers).unwrap_or_default()
-        ),
-        Some(StatusFormat::Table) | None => print!("{}", render::doctor_table(&report)),
+    let state = Arc::new(State::open(&common.state_path, access)?);
+    let report_files = ReportFiles::open(&common.report_dir, &run_id)?;
+    let password_file = match delivery {
+        Some(_) => PasswordFile::for_run(args.send.password_file.as_deref(), false)?,
+        None => None,
+    };
+    if args.fix {
+        state.begin_run(&run_id, &pool_id, "doctor", None, started_at)?;
     }
-    tracing::info!(
-        "report: {} and {}",
-        report_files.json.display(),
-        report_files.csv.display()
-    );
-    Ok(report.ending())
+    let result = async {
+        let (calls, _) = connect(common, &pool_id, probe(common)).await?;
+        let calls = Arc::new(calls);
+        let pool = describe_pool(&calls).await?;
+        let facts = help::PoolFacts::new(
+            &pool,
+            help::budget_now(&pool, file.email_budget, &state, started_at)?,
+        );
+        let mut providers = examine_all(&calls, &pool, &facts, &state, &ids).await?;
+        let mut fixes = Vec::new();
+        if let Some(delivery) = delivery {
+            let known = state.known(&pool.id)?;
+            let mut rows = Vec::new();
+            for (line, p) in (1..).zip(&providers) {
+                if p.fixable() {
+                    let (user, key) = help::find(&calls, &known, &p.id).await?;
+                    if let Some(user) = user {
+                        rows.push(help::row(line, &p.id, &user, key, &pool));
+                    }
+                }
+            }
+            if !rows.is_empty() {
+                check_invitation(&pool, delivery)?;
+                let (reissue, _, max_reissues) = config::run_defaults(file);
+                let policy = Policy::new(reissue, delivery, max_reissues, &pool);
+                fixes = carry_out(
+                    common,
+                    &calls,
+                    &pool,
+                    &state,
+                    &run_id,
+                    policy,
+                    file,
+                    password_file,
+                    rows,
+                )
+                .await?
+                .0;
+                // Judged on the state after the fixes.
+                providers = examine_all(&calls, &pool, &facts, &state, &ids).await?;
+            }
+        }
+        let mut summary = BTreeMap::new();
+        for p in &providers {
+            *summary.entry(p.verdict).or_insert(0) += 1;
+        }
+        let report = help::DoctorReport {
+            run_id: run_id.clone(),
+            command: "doctor",
+            started_at,
+            finished_at: Utc::now(),
+            user_pool_id: pool.id.clone(),
+            pool: facts,
+            summary,
+            calls: calls.exec.calls_by_name(),
+            providers,
+            fixes,
+        };
+        report_files.write_with(
+            &|f| {
+                serde_json::to_writer_pretty(&mut *f, &report).map_err(std::io::Error::other)?;
+                std::io::Write::write_all(f, b"\n")
+            },
+            &|f| report::write_doctor_csv(&mut *f, &report.providers),
+        )?;
+        match args.format {
+            Some(StatusFormat::Json) => println!(
+                "{}",
+                serde_json::to_string_pretty(&report.providers).unwrap_or_default()
+            ),
+            Some(StatusFormat::Table) | None => print!("{}", render::doctor_table(&report)),
+        }
+        tracing::info!(
+            "report: {} and {}",
+            report_files.json.display(),
+            report_files.csv.display()
+        );
+        let counts = serde_json::to_string(&report.summary).unwrap_or_default();
+        Ok((report.ending(), counts))
+    }
+    .await;
+    if args.fix {
+        finish(&state, &run_id, result)
+    } else {
+        result.map(|(ending, _)| ending)
+    }
+}
+
+/// Examines each provider, in order.
+async fn examine_all(
+    calls: &Calls<Cognito>,
+    pool: &PoolInfo,
+    facts: &help::PoolFacts,
+    state: &State,
+    ids: &[String],
+) -> Result<Vec<help::Examined>, Error> {
+    let known = state.known(&pool.id)?;
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        out.push(help::examine(calls, pool, facts, state, &known, id, Utc::now()).await?);
+    }
+    Ok(out)
+}
+
+/// `reissue`: a new invitation now for each provider still in `FORCE_CHANGE_PASSWORD`, sent
+/// exactly as `run` sends one (budget, write-ahead intent, state, report), whatever the expiry
+/// or `--max-reissues`: an operator asked. Anyone else is refused with the reason.
+async fn reissue(common: &Common, file: &FileConfig, args: &ReissueArgs) -> Result<Ending, Error> {
+    let delivery = config::delivery(args.send.delivery, args.send.password_file.as_deref(), file)?;
+    let started_at = Utc::now();
+    let run_id = run_id();
+    let pool_id = require_pool(common)?.to_string();
+    let state = Arc::new(State::open(&common.state_path, Access::Write)?);
+    let report_files = ReportFiles::open(&common.report_dir, &run_id)?;
+    let password_file = PasswordFile::for_run(args.send.password_file.as_deref(), false)?;
+    state.begin_run(&run_id, &pool_id, "reissue", None, started_at)?;
+    let opened = Opened {
+        run_id: &run_id,
+        pool_id: &pool_id,
+        started_at,
+        report_files: &report_files,
+        state: &state,
+    };
+    let result = async {
+        let (calls, cancel) = connect(common, &pool_id, probe(common)).await?;
+        let calls = Arc::new(calls);
+        cancel.on_signals(Ending::Interrupted.exit_code());
+        let pool = describe_pool(&calls).await?;
+        check_invitation(&pool, delivery)?;
+        let known = state.known(&pool.id)?;
+        let mut refused = Vec::new();
+        let mut rows = Vec::new();
+        for (line, id) in (1..).zip(&args.ids) {
+            match help::find(&calls, &known, id).await? {
+                (Some(user), key) if user.status == UserStatus::ForceChangePassword => {
+                    rows.push(help::row(line, id, &user, key, &pool));
+                }
+                (user, _) => refused.push(help::refused(line, id, user.as_ref())),
+            }
+        }
+        let (reissue, _, max_reissues) = config::run_defaults(file);
+        let policy = Policy::new(reissue, delivery, max_reissues, &pool).explicit_reissue();
+        let (mut reports, budget) = carry_out(
+            common,
+            &calls,
+            &pool,
+            &state,
+            &run_id,
+            policy,
+            file,
+            password_file,
+            rows,
+        )
+        .await?;
+        reports.extend(refused);
+        reports.sort_by_key(|r| r.row);
+        let report = run_report(&opened, ("reissue", false), &calls.exec, &budget, reports)?;
+        report_files.write(&report)?;
+        report::log_end(&report, &report_files);
+        println!("{}", report_files.json.display());
+        let counts = serde_json::to_string(&report.summary).unwrap_or_default();
+        let ending = match report::ending(&report.summary, report.interrupted) {
+            Ending::Settled
+                if report
+                    .rows
+                    .iter()
+                    .any(|r| r.outcome != report::Outcome::Reissued) =>
+            {
+                Ending::RowsFailed
+            }
+            ending => ending,
+        };
+        Ok((ending, counts))
+    }
+    .await;
+    if result.is_err() {
+        report_files.discard_if_empty();
+        if let Some(path) = &args.send.password_file {
+            PasswordFile::discard_if_empty(path);
+        }
+    }
+    finish(&state, &run_id, result)
+}
+
+/// The help desk's writes, carried out by `run`'s own row state machine (budget, write-ahead
+/// intent, state, report) with `policy`. Returns the rows' reports and the budget they drew on.
+#[allow(clippy::too_many_arguments)]
+async fn carry_out(
+    common: &Common,
+    calls: &Arc<Calls<Cognito>>,
+    pool: &PoolInfo,
+    state: &Arc<State>,
+    run_id: &str,
+    policy: Policy,
+    file: &FileConfig,
+    password_file: Option<PasswordFile>,
+    rows: Vec<input::Row>,
+) -> Result<(Vec<RowReport>, Budget), Error> {
+    let budget = Budget::for_run(
+        pool,
+        policy.delivery,
+        Caps {
+            email: file.email_budget,
+            sms: file.sms_budget,
+        },
+        None,
+        state,
+        rows.len(),
+        Utc::now(),
+    )?;
+    let ctx = Ctx {
+        calls: Arc::clone(calls),
+        policy,
+        pool: pool.clone(),
+        dry_run: false,
+        found: lookup::Found::PerRow(lookup::PerRow::new(pool.case_sensitive)),
+        memberships: None,
+        budget,
+        password_file,
+        state: Arc::clone(state),
+        run_id: run_id.to_string(),
+        known: state.known(&pool.id)?,
+    };
+    let reports = onboard::process_rows(&ctx, rows, common.concurrency, false).await;
+    Ok((reports, ctx.budget))
 }
 
 // ---- the steps ----
@@ -657,7 +861,7 @@ async fn describe_pool<D: Directory>(calls: &Calls<D>) -> Result<PoolInfo, Error
 /// The run's report from its rows and what the executor counted.
 fn run_report(
     opened: &Opened<'_>,
-    settings: &RunSettings,
+    (command, dry_run): (&str, bool),
     exec: &Executor,
     budget: &Budget,
     rows: Vec<RowReport>,
@@ -672,11 +876,11 @@ fn run_report(
     };
     Ok(Report {
         run_id: opened.run_id.to_string(),
-        command: "run".into(),
+        command: command.into(),
         started_at: opened.started_at,
         finished_at: Utc::now(),
         user_pool_id: opened.pool_id.to_string(),
-        dry_run: settings.dry_run,
+        dry_run,
         interrupted: exec.cancel.is_cancelled(),
         summary: report::summarize(&rows),
         calls: exec.calls_by_name(),

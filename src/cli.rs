@@ -69,8 +69,37 @@ pub enum Command {
     Run(RunArgs),
     /// Refresh where every onboarded provider stands and report who is newly confirmed.
     Status(StatusArgs),
-    /// Help desk: why can't these providers sign in, and what fixes it. Read only.
+    /// Help desk: why can't these providers sign in, and what fixes it. Read only, unless
+    /// --fix.
     Doctor(DoctorArgs),
+    /// Help desk: send a new invitation now to providers who have not signed in yet (whatever
+    /// the expiry or --max-reissues).
+    Reissue(ReissueArgs),
+}
+
+/// How the help desk's writes reach the providers, as `run` takes them.
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// How invitations reach people [default: email]. `suppress` sends nothing and needs
+    /// --password-file.
+    #[arg(long, value_enum)]
+    pub delivery: Option<Delivery>,
+    /// With --delivery suppress: a new file (mode 0600, never overwritten) that receives
+    /// username,temporary_password for out-of-band delivery.
+    #[arg(long)]
+    pub password_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReissueArgs {
+    /// Providers, by email or username.
+    #[arg(required = true)]
+    pub ids: Vec<String>,
+    #[command(flatten)]
+    pub send: SendArgs,
+    /// Where the report is written [default: ./reports].
+    #[arg(long)]
+    pub report_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -88,6 +117,12 @@ pub struct DoctorArgs {
     /// How to print the verdicts on stdout [default: table].
     #[arg(long, value_enum)]
     pub format: Option<StatusFormat>,
+    /// Apply the safe remedy: mark an existing email verified; re-issue an expired or lost
+    /// invitation (exactly as `run` does). Never touches a confirmed user's password.
+    #[arg(long)]
+    pub fix: bool,
+    #[command(flatten)]
+    pub send: SendArgs,
 }
 
 #[derive(Debug, Args)]

@@ -225,23 +225,31 @@ pub fn run_defaults(file: &FileConfig) -> (Reissue, Delivery, u32) {
     )
 }
 
+/// The delivery of a command that invites (`run`, and the help desk's), checked against its
+/// password file: suppress needs one, and only suppress takes one.
+pub fn delivery(
+    chosen: Option<Delivery>,
+    password_file: Option<&Path>,
+    file: &FileConfig,
+) -> Result<Delivery, Error> {
+    let delivery = chosen.or(file.delivery).unwrap_or(Delivery::Email);
+    match (delivery, password_file) {
+        (Delivery::Suppress, None) => Err(Error::Config(
+            "--delivery suppress needs --password-file, the only place the temporary passwords go"
+                .into(),
+        )),
+        (Delivery::Email | Delivery::Sms, Some(_)) => Err(Error::Config(
+            "--password-file only goes with --delivery suppress (Cognito delivers the passwords otherwise)"
+                .into(),
+        )),
+        _ => Ok(delivery),
+    }
+}
+
 /// Merges and validates the settings of `run`.
 pub fn run(args: &crate::cli::RunArgs, file: &FileConfig) -> Result<RunSettings, Error> {
-    let (reissue, delivery, max_reissues) = run_defaults(file);
-    let delivery = args.delivery.unwrap_or(delivery);
-    match (delivery, &args.password_file) {
-        (Delivery::Suppress, None) => {
-            return Err(Error::Config(
-                "--delivery suppress needs --password-file, the only place the temporary passwords go".into(),
-            ));
-        }
-        (Delivery::Email | Delivery::Sms, Some(_)) => {
-            return Err(Error::Config(
-                "--password-file only goes with --delivery suppress (Cognito delivers the passwords otherwise)".into(),
-            ));
-        }
-        _ => {}
-    }
+    let (reissue, _, max_reissues) = run_defaults(file);
+    let delivery = delivery(args.delivery, args.password_file.as_deref(), file)?;
     Ok(RunSettings {
         input: args.input.clone(),
         encoding: input_encoding(&args.input_args, file),

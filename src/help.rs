@@ -8,9 +8,11 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::calls::Calls;
-use crate::cognito::{Directory, PoolInfo, Recovery, RemoteUser};
+use crate::cognito::{Directory, PoolInfo, Recovery, RemoteUser, UserStatus, UsernameMode};
 use crate::diagnosis::{self, Verdict};
 use crate::error::Error;
+use crate::input::Row;
+use crate::report::{Outcome, RowReport};
 use crate::state::{Invitation, Known, State};
 
 /// What the budget looks like to the help desk.
@@ -84,6 +86,26 @@ pub struct Examined {
     pub forgot_password_works: bool,
     /// No invitation can go out before the budget frees.
     pub budget_spent: bool,
+}
+
+impl Examined {
+    /// Whether `doctor --fix` has a safe remedy: a new invitation for an expired or lost one,
+    /// or marking an existing email verified. Never a confirmed user's password.
+    pub fn fixable(&self) -> bool {
+        match self.verdict {
+            Verdict::Expired | Verdict::PasswordLost => true,
+            Verdict::Unrecoverable => self.email.is_some() && self.email_verified == Some(false),
+            Verdict::NotInPool
+            | Verdict::Deleted
+            | Verdict::Pending
+            | Verdict::Recoverable
+            | Verdict::ResetRequired
+            | Verdict::Disabled
+            | Verdict::ExternalProvider
+            | Verdict::Unconfirmed
+            | Verdict::Other => false,
+        }
+    }
 }
 
 /// Finds a provider: by the exact name; then by the username the state remembers for it;
@@ -208,6 +230,8 @@ pub struct DoctorReport {
     pub summary: std::collections::BTreeMap<Verdict, u64>,
     pub calls: std::collections::BTreeMap<String, u64>,
     pub providers: Vec<Examined>,
+    /// What `--fix` did, row by row, as `run` reports it.
+    pub fixes: Vec<RowReport>,
 }
 
 impl DoctorReport {
@@ -246,4 +270,36 @@ pub fn budget_now(
         limit,
         frees_at,
     })
+}
+
+/// The row `run`'s state machine carries out for a provider the help desk found.
+pub fn row(line: u64, id: &str, user: &RemoteUser, key: Option<String>, pool: &PoolInfo) -> Row {
+    let email = user.email.clone().unwrap_or_else(|| id.to_string());
+    Row {
+        line,
+        key: key.unwrap_or_else(|| email.to_lowercase()),
+        username: (pool.username_mode != UsernameMode::Email).then(|| user.username.clone()),
+        email,
+        attributes: Vec::new(),
+        groups: Vec::new(),
+    }
+}
+
+/// A provider `reissue` will not re-invite, and why.
+pub fn refused(line: u64, id: &str, user: Option<&RemoteUser>) -> RowReport {
+    let mut r = RowReport::new(line, id.to_string(), None, Outcome::Attention);
+    r.username = user.map(|u| u.username.clone());
+    r.status_before = user.map(|u| u.status.clone());
+    r.reason = match user {
+        None => "not in the pool: `run` invites providers who are not there yet".into(),
+        Some(u) if u.status == UserStatus::Confirmed => {
+            "confirmed: the provider has set a password; for a lost one use `reset`".into()
+        }
+        Some(u) => format!(
+            "status {}: only providers who have not signed in yet (FORCE_CHANGE_PASSWORD) get a \
+             new invitation",
+            u.status
+        ),
+    };
+    r
 }

@@ -90,6 +90,9 @@ pub struct Policy {
     pub case_sensitive: bool,
     /// The pool uses email as the username: a user's name is its email.
     pub email_is_username: bool,
+    /// `--reissue always` sends no second message to a provider within this interval
+    /// ([`MIN_RESEND_INTERVAL`]; zero for an operator's explicit `reissue`).
+    pub resend_interval: Duration,
 }
 
 impl Policy {
@@ -102,6 +105,17 @@ impl Policy {
             max_reissues,
             case_sensitive: pool.case_sensitive,
             email_is_username: pool.username_mode == UsernameMode::Email,
+            resend_interval: MIN_RESEND_INTERVAL,
+        }
+    }
+
+    /// An operator's explicit re-issue: now, whatever the expiry, the cap or the last message.
+    pub fn explicit_reissue(self) -> Self {
+        Policy {
+            reissue: Reissue::Always,
+            max_reissues: u32::MAX,
+            resend_interval: Duration::zero(),
+            ..self
         }
     }
 }
@@ -318,7 +332,7 @@ pub fn decide(
                 },
                 (Reissue::Always, _) => match history.last_message_at {
                     Some(at)
-                        if method == ReissueMethod::Resend && now - at < MIN_RESEND_INTERVAL =>
+                        if method == ReissueMethod::Resend && now - at < policy.resend_interval =>
                     {
                         Action::Keep(Keep::RecentlySent { at })
                     }
@@ -376,6 +390,7 @@ mod tests {
             max_reissues: 3,
             case_sensitive: true,
             email_is_username: false,
+            resend_interval: MIN_RESEND_INTERVAL,
         }
     }
 

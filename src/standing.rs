@@ -311,6 +311,7 @@ mod tests {
             max_reissues: 3,
             case_sensitive: true,
             email_is_username: false,
+            resend_interval: crate::plan::MIN_RESEND_INTERVAL,
         }
     }
 

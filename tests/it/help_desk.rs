@@ -180,3 +180,148 @@ fn doctor_finds_a_provider_by_email_whatever_the_username() {
     );
     assert!(remedy.contains("spam folder"), "{remedy}");
 }
+
+/// "I deleted the email": `reissue` sends a new temporary password now (the old one no longer
+/// signs in, the new one does), and refuses a confirmed provider and one not in the pool.
+#[test]
+fn reissue_replaces_the_temporary_password_now_and_refuses_the_others() {
+    let env = TestEnv::new();
+    let pool = env.pool(false, &[]);
+    let csv = env.write("p.csv", "email,name\np0@example.jp,A\np1@example.jp,B\n");
+    let first = env.path("first.csv");
+    env.command(&pool, ["run"])
+        .arg(&csv)
+        .args(["--delivery", "suppress", "--password-file"])
+        .arg(&first)
+        .expect(exit::OK);
+    let issued = passwords(&first);
+    let temp = |u: &str| issued.iter().find(|(n, _)| n == u).unwrap().1.clone();
+    env.complete_first_sign_in(
+        &pool,
+        "p1@example.jp",
+        &temp("p1@example.jp"),
+        "N3w-Passw0rd!",
+    );
+    let second = env.path("second.csv");
+    let r = env
+        .command(
+            &pool,
+            [
+                "reissue",
+                "p0@example.jp",
+                "p1@example.jp",
+                "nobody@example.jp",
+            ],
+        )
+        .args(["--delivery", "suppress", "--password-file"])
+        .arg(&second)
+        .expect(exit::ROWS_FAILED);
+    let report = r.report();
+    assert_eq!(report["command"], "reissue");
+    assert_eq!(report["summary"]["reissued"], 1, "{report:#}");
+    assert_eq!(report["summary"]["attention"], 2, "{report:#}");
+    let reasons: Vec<&str> = report["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["reason"].as_str().unwrap())
+        .collect();
+    assert!(reasons[1].contains("use `reset`"), "{reasons:?}");
+    assert!(reasons[2].contains("not in the pool"), "{reasons:?}");
+    let new = passwords(&second);
+    assert_eq!(new.len(), 1);
+    assert_eq!(
+        env.sign_in(&pool, "p0@example.jp", &temp("p0@example.jp")),
+        Err("NotAuthorizedException".to_string()),
+        "the old temporary password no longer signs in"
+    );
+    assert_eq!(env.sign_in(&pool, "p0@example.jp", &new[0].1), Ok(true));
+    // Recorded as a re-issue, like any other.
+    let d = env
+        .command(&pool, ["doctor", "--format", "json", "p0@example.jp"])
+        .expect(exit::OK);
+    let shown: serde_json::Value = serde_json::from_str(&d.stdout()).unwrap();
+    assert_eq!(shown[0]["invitations"].as_array().unwrap().len(), 2);
+}
+
+/// `doctor --fix` re-issues an expired invitation and marks an existing email verified, then
+/// judges everyone again: both can now sign in or recover alone.
+#[test]
+fn doctor_fix_applies_the_safe_remedies_and_judges_again() {
+    let env = TestEnv::new();
+    let pool = env.pool(false, &[]);
+    let csv = env.write("p.csv", "email,name\np0@example.jp,A\np1@example.jp,B\n");
+    let first = env.path("first.csv");
+    env.command(&pool, ["run"])
+        .arg(&csv)
+        .args(["--delivery", "suppress", "--password-file"])
+        .arg(&first)
+        .expect(exit::OK);
+    let issued = passwords(&first);
+    let p1 = issued
+        .iter()
+        .find(|(n, _)| n == "p1@example.jp")
+        .unwrap()
+        .1
+        .clone();
+    env.complete_first_sign_in(&pool, "p1@example.jp", &p1, "N3w-Passw0rd!");
+    env.rt.block_on(async {
+        use aws_sdk_cognitoidentityprovider::types::AttributeType;
+        env.client
+            .admin_update_user_attributes()
+            .user_pool_id(&pool.id)
+            .username("p1@example.jp")
+            .user_attributes(
+                AttributeType::builder()
+                    .name("email_verified")
+                    .value("false")
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+    });
+    env.age_state(8 * 24);
+    let before = env
+        .command(
+            &pool,
+            [
+                "doctor",
+                "--format",
+                "json",
+                "p0@example.jp",
+                "p1@example.jp",
+            ],
+        )
+        .expect(exit::ROWS_FAILED);
+    let v = verdicts(&before);
+    assert_eq!(v["p0@example.jp"].0, "expired");
+    assert_eq!(v["p1@example.jp"].0, "unrecoverable");
+    let fixed_pw = env.path("fixed.csv");
+    let r = env
+        .command(
+            &pool,
+            [
+                "doctor",
+                "--fix",
+                "--format",
+                "json",
+                "p0@example.jp",
+                "p1@example.jp",
+            ],
+        )
+        .args(["--delivery", "suppress", "--password-file"])
+        .arg(&fixed_pw)
+        .expect(exit::OK);
+    let v = verdicts(&r);
+    assert_eq!(v["p0@example.jp"].0, "pending", "{:?}", v);
+    assert_eq!(v["p1@example.jp"].0, "recoverable", "{:?}", v);
+    let new = passwords(&fixed_pw);
+    assert_eq!(
+        new.len(),
+        1,
+        "only the expired invitation got a new password"
+    );
+    assert_eq!(env.sign_in(&pool, "p0@example.jp", &new[0].1), Ok(true));
+}
