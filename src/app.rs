@@ -10,7 +10,9 @@ use chrono::{DateTime, Utc};
 
 use crate::budget::{Budget, Caps};
 use crate::calls::{Calls, Probe};
-use crate::cli::{CheckArgs, Cli, Command, DoctorArgs, ReissueArgs, StatusArgs, StatusFormat};
+use crate::cli::{
+    CheckArgs, Cli, Command, DoctorArgs, ReissueArgs, ResetArgs, StatusArgs, StatusFormat,
+};
 use crate::cognito::{Cognito, Delivery, Directory, PoolInfo, SendQuota, UserStatus, UsernameMode};
 use crate::cohort::{self, Reader};
 use crate::config::{self, Common, FileConfig, RunSettings};
@@ -43,6 +45,7 @@ pub fn main(cli: Cli) -> u8 {
         Command::Status(a) => (None, None, a.report_dir.as_deref()),
         Command::Doctor(a) => (None, None, a.report_dir.as_deref()),
         Command::Reissue(a) => (None, None, a.report_dir.as_deref()),
+        Command::Reset(a) => (None, None, a.report_dir.as_deref()),
         Command::Check(_) => (None, None, None),
     };
     let common = match config::common(
@@ -78,6 +81,7 @@ pub fn main(cli: Cli) -> u8 {
             Command::Status(args) => status(&common, &file, args).await,
             Command::Doctor(args) => doctor(&common, &file, args).await,
             Command::Reissue(args) => reissue(&common, &file, args).await,
+            Command::Reset(args) => reset(&common, &file, args).await,
         }
     });
     if let Err(e) = &result {
@@ -639,18 +643,7 @@ async fn reissue(common: &Common, file: &FileConfig, args: &ReissueArgs) -> Resu
         report::log_end(&report, &report_files);
         println!("{}", report_files.json.display());
         let counts = serde_json::to_string(&report.summary).unwrap_or_default();
-        let ending = match report::ending(&report.summary, report.interrupted) {
-            Ending::Settled
-                if report
-                    .rows
-                    .iter()
-                    .any(|r| r.outcome != report::Outcome::Reissued) =>
-            {
-                Ending::RowsFailed
-            }
-            ending => ending,
-        };
-        Ok((ending, counts))
+        Ok((desk_ending(&report), counts))
     }
     .await;
     if result.is_err() {
@@ -676,6 +669,32 @@ async fn carry_out(
     password_file: Option<PasswordFile>,
     rows: Vec<input::Row>,
 ) -> Result<(Vec<RowReport>, Budget), Error> {
+    let ctx = desk_ctx(
+        calls,
+        pool,
+        state,
+        run_id,
+        policy,
+        file,
+        password_file,
+        rows.len(),
+    )?;
+    let reports = onboard::process_rows(&ctx, rows, common.concurrency, false).await;
+    Ok((reports, ctx.budget))
+}
+
+/// `run`'s row context for the help desk's writes.
+#[allow(clippy::too_many_arguments)]
+fn desk_ctx(
+    calls: &Arc<Calls<Cognito>>,
+    pool: &PoolInfo,
+    state: &Arc<State>,
+    run_id: &str,
+    policy: Policy,
+    file: &FileConfig,
+    password_file: Option<PasswordFile>,
+    rows: usize,
+) -> Result<Ctx<Cognito>, Error> {
     let budget = Budget::for_run(
         pool,
         policy.delivery,
@@ -685,10 +704,10 @@ async fn carry_out(
         },
         None,
         state,
-        rows.len(),
+        rows,
         Utc::now(),
     )?;
-    let ctx = Ctx {
+    Ok(Ctx {
         calls: Arc::clone(calls),
         policy,
         pool: pool.clone(),
@@ -700,9 +719,97 @@ async fn carry_out(
         state: Arc::clone(state),
         run_id: run_id.to_string(),
         known: state.known(&pool.id)?,
+    })
+}
+
+/// `reset`: for a confirmed provider who lost the password, Cognito's code to the verified
+/// address, or with `--temporary` a new temporary password to the password file. Anyone else,
+/// and anyone a code could never reach, is refused with the reason.
+async fn reset(common: &Common, file: &FileConfig, args: &ResetArgs) -> Result<Ending, Error> {
+    let delivery = config::delivery(args.send.delivery, args.send.password_file.as_deref(), file)?;
+    if args.temporary && delivery != Delivery::Suppress {
+        return Err(Error::Config(
+            "reset --temporary sends nothing: pass --delivery suppress --password-file PATH".into(),
+        ));
+    }
+    let started_at = Utc::now();
+    let run_id = run_id();
+    let pool_id = require_pool(common)?.to_string();
+    let state = Arc::new(State::open(&common.state_path, Access::Write)?);
+    let report_files = ReportFiles::open(&common.report_dir, &run_id)?;
+    let password_file = PasswordFile::for_run(args.send.password_file.as_deref(), false)?;
+    state.begin_run(&run_id, &pool_id, "reset", None, started_at)?;
+    let opened = Opened {
+        run_id: &run_id,
+        pool_id: &pool_id,
+        started_at,
+        report_files: &report_files,
+        state: &state,
     };
-    let reports = onboard::process_rows(&ctx, rows, common.concurrency, false).await;
-    Ok((reports, ctx.budget))
+    let result = async {
+        let (calls, cancel) = connect(common, &pool_id, probe(common)).await?;
+        let calls = Arc::new(calls);
+        cancel.on_signals(Ending::Interrupted.exit_code());
+        let pool = describe_pool(&calls).await?;
+        let known = state.known(&pool.id)?;
+        let (reissue, _, max_reissues) = config::run_defaults(file);
+        let policy = Policy::new(reissue, delivery, max_reissues, &pool);
+        let ctx = desk_ctx(
+            &calls,
+            &pool,
+            &state,
+            &run_id,
+            policy,
+            file,
+            password_file,
+            args.ids.len(),
+        )?;
+        let mut reports = Vec::new();
+        for (line, id) in (1..).zip(&args.ids) {
+            let (user, _) = help::find(&calls, &known, id).await?;
+            reports.push(match user {
+                Some(user) => {
+                    let r = RowReport::new(
+                        line,
+                        id.clone(),
+                        user.email.clone(),
+                        report::Outcome::Skipped,
+                    );
+                    ctx.reset(r, &user, args.temporary).await
+                }
+                None => help::refused(line, id, None),
+            });
+        }
+        let report = run_report(&opened, ("reset", false), &calls.exec, &ctx.budget, reports)?;
+        report_files.write(&report)?;
+        report::log_end(&report, &report_files);
+        println!("{}", report_files.json.display());
+        let counts = serde_json::to_string(&report.summary).unwrap_or_default();
+        Ok((desk_ending(&report), counts))
+    }
+    .await;
+    if result.is_err() {
+        report_files.discard_if_empty();
+        if let Some(path) = &args.send.password_file {
+            PasswordFile::discard_if_empty(path);
+        }
+    }
+    finish(&state, &run_id, result)
+}
+
+/// How a help-desk write ended: every ID done, or some refused, deferred or failed.
+fn desk_ending(report: &Report) -> Ending {
+    match report::ending(&report.summary, report.interrupted) {
+        Ending::Settled
+            if report
+                .rows
+                .iter()
+                .any(|r| r.outcome != report::Outcome::Reissued) =>
+        {
+            Ending::RowsFailed
+        }
+        ending => ending,
+    }
 }
 
 // ---- the steps ----

@@ -267,6 +267,25 @@ impl<D: Directory> Calls<D> {
             .await
     }
 
+    /// AdminResetUserPassword. A lost answer is settled by reading the user: `RESET_REQUIRED`
+    /// means the code went out; otherwise it is asked again.
+    pub async fn reset_password(&self, username: &str) -> Result<Done<()>, Failed> {
+        self.quota_for(Op::AdminResetUserPassword).await;
+        self.exec.limiter.acquire_message().await;
+        self.exec
+            .call_verified(
+                Op::AdminResetUserPassword,
+                || self.dir.reset_password(username),
+                || async move {
+                    let now = self.get_user(username).await?.value;
+                    Ok(now
+                        .filter(|u| u.status == crate::cognito::UserStatus::ResetRequired)
+                        .map(|_| ()))
+                },
+            )
+            .await
+    }
+
     /// AdminUpdateUserAttributes with `email_verified=true`.
     pub async fn mark_email_verified(&self, username: &str) -> Result<Done<()>, Failed> {
         self.call(Op::AdminUpdateUserAttributes, || {

@@ -75,6 +75,25 @@ pub enum Command {
     /// Help desk: send a new invitation now to providers who have not signed in yet (whatever
     /// the expiry or --max-reissues).
     Reissue(ReissueArgs),
+    /// Help desk: a confirmed provider lost the password. Cognito sends a code to the verified
+    /// email or phone (or, with --temporary, a new temporary password goes to the password file).
+    Reset(ResetArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ResetArgs {
+    /// Providers, by email or username.
+    #[arg(required = true)]
+    pub ids: Vec<String>,
+    /// A new temporary password instead of a code (AdminSetUserPassword, Permanent=false): needs
+    /// --delivery suppress and --password-file.
+    #[arg(long)]
+    pub temporary: bool,
+    #[command(flatten)]
+    pub send: SendArgs,
+    /// Where the report is written [default: ./reports].
+    #[arg(long)]
+    pub report_dir: Option<PathBuf>,
 }
 
 /// How the help desk's writes reach the providers, as `run` takes them.

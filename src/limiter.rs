@@ -97,10 +97,12 @@ pub enum Op {
     AdminAddUserToGroup,
     /// SES GetSendQuota, for pools that send email through SES (`DEVELOPER`).
     GetSendQuota,
+    /// AdminResetUserPassword: Cognito sends the confirmed user a code to set a new password.
+    AdminResetUserPassword,
 }
 
 impl Op {
-    pub const ALL: [Op; 12] = [
+    pub const ALL: [Op; 13] = [
         Op::DescribeUserPool,
         Op::GetProvisionedLimit,
         Op::ListGroups,
@@ -113,6 +115,7 @@ impl Op {
         Op::AdminUpdateUserAttributes,
         Op::AdminAddUserToGroup,
         Op::GetSendQuota,
+        Op::AdminResetUserPassword,
     ];
 
     /// The quota category each operation draws from. One exhaustive match, so a new operation
@@ -122,7 +125,7 @@ impl Op {
             Op::AdminCreateUser | Op::AdminCreateUserResend => Category::UserCreation,
             Op::AdminGetUser => Category::UserRead,
             Op::ListUsers | Op::ListUsersInGroup => Category::UserList,
-            Op::AdminSetUserPassword => Category::UserAccountRecovery,
+            Op::AdminSetUserPassword | Op::AdminResetUserPassword => Category::UserAccountRecovery,
             Op::AdminUpdateUserAttributes => Category::UserUpdate,
             Op::AdminAddUserToGroup => Category::UserResourceUpdate,
             Op::DescribeUserPool | Op::GetProvisionedLimit => Category::UserPoolRead,
@@ -134,7 +137,7 @@ impl Op {
     /// Whether the call sends a message to the provider (and so spends the email budget).
     pub fn sends_message(self) -> bool {
         match self {
-            Op::AdminCreateUser | Op::AdminCreateUserResend => true,
+            Op::AdminCreateUser | Op::AdminCreateUserResend | Op::AdminResetUserPassword => true,
             Op::DescribeUserPool
             | Op::GetProvisionedLimit
             | Op::ListGroups
@@ -164,7 +167,8 @@ impl Op {
             | Op::AdminSetUserPassword
             | Op::AdminUpdateUserAttributes
             | Op::AdminAddUserToGroup
-            | Op::GetSendQuota => None,
+            | Op::GetSendQuota
+            | Op::AdminResetUserPassword => None,
         }
     }
 
@@ -181,7 +185,8 @@ impl Op {
             | Op::AdminCreateUserResend
             | Op::AdminSetUserPassword
             | Op::AdminUpdateUserAttributes
-            | Op::AdminAddUserToGroup => true,
+            | Op::AdminAddUserToGroup
+            | Op::AdminResetUserPassword => true,
             Op::DescribeUserPool
             | Op::GetProvisionedLimit
             | Op::ListGroups
@@ -202,7 +207,7 @@ impl Op {
     /// [`Executor::call_verified`]: crate::executor::Executor::call_verified
     pub fn checked_when_lost(self) -> bool {
         match self {
-            Op::AdminCreateUser | Op::AdminCreateUserResend => true,
+            Op::AdminCreateUser | Op::AdminCreateUserResend | Op::AdminResetUserPassword => true,
             Op::DescribeUserPool
             | Op::GetProvisionedLimit
             | Op::ListGroups
@@ -230,6 +235,7 @@ impl Op {
             Op::AdminUpdateUserAttributes => "AdminUpdateUserAttributes",
             Op::AdminAddUserToGroup => "AdminAddUserToGroup",
             Op::GetSendQuota => "GetSendQuota",
+            Op::AdminResetUserPassword => "AdminResetUserPassword",
         }
     }
 }

@@ -1,6 +1,6 @@
 //! `run`'s row state machine: find the row's user, settle a killed run's open intent, decide,
 //! carry the decision out (create, re-issue, fix up), record it in the state, and return the
-//! row's report. Per-row failures end up in the row, never as `Err`. Must not choose what to do
+//! row's report; and the help desk's `reset`, on the same budget, state and report. Per-row failures end up in the row, never as `Err`. Must not choose what to do
 //! (that is `plan::decide`), word the report (`wording`), or retry (`executor`).
 
 use std::collections::HashMap;
@@ -510,6 +510,111 @@ impl<D: Directory> Ctx<D> {
                 Created::Done(failed(r, "creating the user (AdminCreateUser)", f))
             }
         }
+    }
+
+    /// The help desk's reset of a confirmed provider's password: Cognito's code to the verified
+    /// address (AdminResetUserPassword), or with `temporary` a new temporary password to the
+    /// password file (AdminSetUserPassword, Permanent=false, written ahead like an invitation).
+    /// Refused, with the reason, where the code could never arrive.
+    pub async fn reset(&self, mut r: RowReport, user: &RemoteUser, temporary: bool) -> RowReport {
+        r.username = Some(user.username.clone());
+        r.status_before = Some(user.status.clone());
+        r.action = Act::Reset;
+        if user.status != UserStatus::Confirmed {
+            r.outcome = Outcome::Attention;
+            r.reason = match user.status {
+                UserStatus::ForceChangePassword => {
+                    "not signed in yet: use `reissue` for a new invitation".to_string()
+                }
+                ref s => format!("status {s}: only a confirmed provider's password is reset"),
+            };
+            return r;
+        }
+        if temporary {
+            let decision = Decision {
+                action: Action::Reissue {
+                    method: ReissueMethod::SetPassword,
+                    cause: plan::ReissueCause::Always,
+                },
+                add_groups: Vec::new(),
+                verify_email: false,
+            };
+            let Some(invitation) = self.prepare(&mut r, InviteKind::SetPassword, &decision) else {
+                return r;
+            };
+            match self
+                .calls
+                .set_temporary_password(&user.username, &invitation.password)
+                .await
+            {
+                Ok(done) => r.attempts += done.attempts,
+                Err(f) => {
+                    self.not_sent(invitation, &f);
+                    return failed(r, "setting a temporary password", &f);
+                }
+            }
+            invitation.ticket.spend();
+            self.settle(invitation.intent, true);
+            r.outcome = Outcome::Reissued;
+            r.reason = "password reset: a new temporary password is in the password file; the \
+                        provider sets their own at the next sign-in"
+                .to_string();
+            self.invitation_out(
+                &mut r,
+                &user.username,
+                &invitation.password,
+                invitation.intent,
+                "reset",
+            );
+            return r;
+        }
+        let recovery = self.pool.recovery;
+        let by_email = recovery.by_email && user.email.is_some() && user.email_verified;
+        let by_phone = recovery.by_phone && user.phone.is_some() && user.phone_verified;
+        if !(by_email || by_phone) {
+            r.outcome = Outcome::Attention;
+            r.reason = "no verified email or phone the pool recovers by: Cognito's code could \
+                        never arrive; `doctor --fix` marks an existing email verified, or use \
+                        `reset --temporary`"
+                .to_string();
+            return r;
+        }
+        let ticket = match self.budget.take(true) {
+            Ok(t) => t,
+            Err(why) => {
+                r.defer(why, wording::deferral(why, self.policy.delivery));
+                return r;
+            }
+        };
+        match self.calls.reset_password(&user.username).await {
+            Ok(done) => {
+                ticket.spend();
+                r.attempts += done.attempts;
+                r.outcome = Outcome::Reissued;
+                r.status_after = Some(UserStatus::ResetRequired);
+                r.reason = format!(
+                    "password reset: Cognito sent a code to the verified {}; the provider \
+                     completes ForgotPassword with it",
+                    if by_email { "email" } else { "phone number" }
+                );
+            }
+            Err(f) => {
+                if f.maybe_done {
+                    ticket.spend();
+                }
+                if f.error.class == ErrorClass::EmailQuota {
+                    self.email_limit(
+                        &mut r,
+                        &f,
+                        wording::deferral(Deferral::MessageLimit, self.policy.delivery),
+                    );
+                    return r;
+                }
+                return failed(r, "resetting the password (AdminResetUserPassword)", &f);
+            }
+        }
+        self.observe(&r, Some(user.enabled));
+        r
     }
 
     /// Re-issues the invitation. RESEND addresses the user by the name it was created with (the
@@ -1250,5 +1355,44 @@ mod tests {
         let _ = f.ctx.process(row("hanako", &[])).await;
         let _ = f.ctx.process(row("jiro", &[])).await;
         assert_eq!(pool(&f).calls("list_users"), 1);
+    }
+
+    #[tokio::test]
+    async fn reset_sends_a_code_once_even_when_its_answer_is_lost() {
+        let user = existing("taro@example.com", "taro@example.com");
+        let f = fixture(
+            MemoryPool::with_users([user.clone()]),
+            Some(5),
+            Found::PerRow(PerRow::new(true)),
+        );
+        pool(&f).script("reset_password", Script::LoseAnswer);
+        let r = RowReport::new(1, "taro@example.com".into(), None, Outcome::Skipped);
+        let r = f.ctx.reset(r, &user, false).await;
+        assert_eq!(r.outcome, Outcome::Reissued, "{}", r.reason);
+        assert_eq!(r.action, Act::Reset);
+        assert_eq!(
+            pool(&f).calls("reset_password"),
+            1,
+            "checked, not sent twice"
+        );
+        assert_eq!(pool(&f).messages(), 1);
+        assert_eq!(left(&f.ctx.budget), 4, "a code is a message");
+    }
+
+    #[tokio::test]
+    async fn reset_refuses_where_the_code_could_never_arrive() {
+        let mut user = existing("taro@example.com", "taro@example.com");
+        user.email_verified = false;
+        let f = fixture(
+            MemoryPool::with_users([user.clone()]),
+            Some(5),
+            Found::PerRow(PerRow::new(true)),
+        );
+        let r = RowReport::new(1, "taro@example.com".into(), None, Outcome::Skipped);
+        let r = f.ctx.reset(r, &user, false).await;
+        assert_eq!(r.outcome, Outcome::Attention);
+        assert!(r.reason.contains("never arrive"), "{}", r.reason);
+        assert_eq!(pool(&f).calls("reset_password"), 0);
+        assert_eq!(left(&f.ctx.budget), 5);
     }
 }

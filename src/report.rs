@@ -58,6 +58,8 @@ pub enum Act {
     Reissue,
     Skip,
     Attention,
+    /// The help desk's `reset` of a confirmed provider's password.
+    Reset,
     /// Nothing was decided: the row was invalid, not started, or its user could not be read.
     None,
 }
@@ -69,6 +71,7 @@ impl Act {
             Act::Reissue => "reissue",
             Act::Skip => "skip",
             Act::Attention => "attention",
+            Act::Reset => "reset",
             Act::None => "none",
         }
     }

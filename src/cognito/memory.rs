@@ -170,6 +170,19 @@ impl Directory for MemoryPool {
         self.run("describe_pool", |_| Ok(pool_info()))
     }
 
+    async fn reset_password(&self, username: &str) -> Result<(), Fault> {
+        self.run("reset_password", |i| {
+            let u = i
+                .users
+                .get_mut(username)
+                .ok_or_else(|| service("UserNotFoundException"))?;
+            u.status = UserStatus::ResetRequired;
+            u.last_modified = Some(after(u.last_modified));
+            i.messages += 1;
+            Ok(())
+        })
+    }
+
     async fn send_quota(&self, _region: &str) -> Result<super::SendQuota, Fault> {
         self.run("send_quota", |_| {
             Ok(super::SendQuota {

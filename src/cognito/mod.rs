@@ -111,6 +111,9 @@ pub trait Directory: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), Fault>> + Send;
     /// SES GetSendQuota in `region` (where a `DEVELOPER` pool's SES identity lives).
     fn send_quota(&self, region: &str) -> impl Future<Output = Result<SendQuota, Fault>> + Send;
+    /// AdminResetUserPassword: Cognito sends a confirmed user a code; the user is
+    /// `RESET_REQUIRED` until they use it.
+    fn reset_password(&self, username: &str) -> impl Future<Output = Result<(), Fault>> + Send;
 }
 
 /// A bound client for one pool.
@@ -548,6 +551,17 @@ impl Directory for Cognito {
             .set_user_attributes(Some(
                 attribute("email_verified", "true").into_iter().collect(),
             ))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(from_sdk)
+    }
+
+    async fn reset_password(&self, username: &str) -> Result<(), Fault> {
+        self.client
+            .admin_reset_user_password()
+            .user_pool_id(&self.pool_id)
+            .username(username)
             .send()
             .await
             .map(|_| ())

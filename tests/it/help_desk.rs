@@ -325,3 +325,84 @@ fn doctor_fix_applies_the_safe_remedies_and_judges_again() {
     );
     assert_eq!(env.sign_in(&pool, "p0@example.jp", &new[0].1), Ok(true));
 }
+
+/// A confirmed provider lost the password: `reset` has Cognito send a code where one can
+/// arrive (the user is then RESET_REQUIRED), refuses where it never could, and `--temporary`
+/// puts a new temporary password in the password file instead.
+#[test]
+fn reset_sends_a_code_where_it_can_arrive_and_otherwise_a_temporary_password() {
+    let env = TestEnv::new();
+    let pool = env.pool(false, &[]);
+    let csv = env.write(
+        "p.csv",
+        "email,name\np0@example.jp,A\np1@example.jp,B\np2@example.jp,C\n",
+    );
+    let first = env.path("first.csv");
+    env.command(&pool, ["run"])
+        .arg(&csv)
+        .args(["--delivery", "suppress", "--password-file"])
+        .arg(&first)
+        .expect(exit::OK);
+    let issued = passwords(&first);
+    let temp = |u: &str| issued.iter().find(|(n, _)| n == u).unwrap().1.clone();
+    for u in ["p0@example.jp", "p1@example.jp"] {
+        env.complete_first_sign_in(&pool, u, &temp(u), "N3w-Passw0rd!");
+    }
+    env.rt.block_on(async {
+        use aws_sdk_cognitoidentityprovider::types::AttributeType;
+        env.client
+            .admin_update_user_attributes()
+            .user_pool_id(&pool.id)
+            .username("p1@example.jp")
+            .user_attributes(
+                AttributeType::builder()
+                    .name("email_verified")
+                    .value("false")
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+    });
+    let r = env
+        .command(
+            &pool,
+            ["reset", "p0@example.jp", "p1@example.jp", "p2@example.jp"],
+        )
+        .expect(exit::ROWS_FAILED);
+    let report = r.report();
+    let rows = report["rows"].as_array().unwrap();
+    assert_eq!(rows[0]["outcome"], "reissued", "{report:#}");
+    assert_eq!(rows[0]["action"], "reset");
+    assert!(
+        rows[0]["reason"].as_str().unwrap().contains("code"),
+        "{report:#}"
+    );
+    assert_eq!(rows[1]["outcome"], "attention");
+    assert!(
+        rows[1]["reason"].as_str().unwrap().contains("never arrive"),
+        "{report:#}"
+    );
+    assert_eq!(rows[2]["outcome"], "attention");
+    assert!(
+        rows[2]["reason"].as_str().unwrap().contains("reissue"),
+        "{report:#}"
+    );
+    let p0 = env.get_user(&pool, "p0@example.jp").unwrap();
+    assert_eq!(p0.user_status().map(|s| s.as_str()), Some("RESET_REQUIRED"));
+
+    let file = env.path("temporary.csv");
+    env.command(&pool, ["reset", "--temporary", "p1@example.jp"])
+        .args(["--delivery", "suppress", "--password-file"])
+        .arg(&file)
+        .expect(exit::OK);
+    let new = passwords(&file);
+    assert_eq!(new.len(), 1);
+    assert_eq!(env.sign_in(&pool, "p1@example.jp", &new[0].1), Ok(true));
+    assert_eq!(
+        env.sign_in(&pool, "p1@example.jp", "N3w-Passw0rd!"),
+        Err("NotAuthorizedException".to_string()),
+        "the lost password no longer signs in"
+    );
+}
