@@ -18,6 +18,7 @@ use crate::cohort::{self, Reader};
 use crate::config::{self, Common, FileConfig, RunSettings};
 use crate::error::{self, Ending, Error};
 use crate::executor::{Cancel, Executor, RetryPolicy};
+use crate::handover;
 use crate::help;
 use crate::input::{self, ColumnRules, KeyMode, Record};
 use crate::invite;
@@ -308,13 +309,23 @@ async fn onboard_cohort(
     let mut reports: Vec<RowReport> = rejects.iter().map(cohort::invalid_row).collect();
     reports.extend(onboard::process_rows(&ctx, rows, common.concurrency, common.progress).await);
     reports.sort_by_key(|r| r.row);
-    let report = run_report(
+    let mut report = run_report(
         opened,
         ("run", settings.dry_run),
         &calls.exec,
         &ctx.budget,
         reports,
     )?;
+    if let (Some(on), false) = (&settings.on_confirmed, settings.dry_run) {
+        let known = opened.state.known(&ctx.pool.id)?;
+        let seen = report
+            .rows
+            .iter()
+            .filter(|r| r.status_before == Some(UserStatus::Confirmed))
+            .map(|r| (r.key.as_str(), r.username.as_deref(), r.email.as_deref()));
+        let due = handover::due(&ctx.pool.id, seen, &known);
+        report.handed_over = handover::hand_over(on, opened.state, &ctx.pool.id, due).await?;
+    }
     opened.report_files.write(&report)?;
     report::log_end(&report, opened.report_files);
     println!("{}", opened.report_files.json.display());
@@ -371,6 +382,11 @@ async fn refresh_status(
     opened: &Opened<'_>,
     reader: Option<Reader>,
 ) -> Result<(Ending, String), Error> {
+    let on_confirmed = config::on_confirmed(
+        args.hand_over.on_confirmed.as_ref(),
+        args.hand_over.on_confirmed_timeout,
+        file,
+    )?;
     let (calls, cancel) = connect(common, opened.pool_id, probe(common)).await?;
     cancel.on_signals(Ending::Interrupted.exit_code());
     let pool = describe_pool(&calls).await?;
@@ -429,7 +445,16 @@ async fn refresh_status(
     let (reissue, delivery, max_reissues) = config::run_defaults(file);
     let policy = Policy::new(reissue, delivery, max_reissues, &pool);
     let rows = status::rows(&targets, &results, &known, &policy, now);
-    let report = status_report(opened, &pool, &calls.exec, common, plan, rows)?;
+    let mut report = status_report(opened, &pool, &calls.exec, common, plan, rows)?;
+    if let Some(on) = &on_confirmed {
+        let seen = report
+            .rows
+            .iter()
+            .filter(|r| matches!(r.standing, Standing::Confirmed | Standing::NewlyConfirmed))
+            .map(|r| (r.key.as_str(), r.username.as_deref(), r.email.as_deref()));
+        let due = handover::due(&pool.id, seen, &known);
+        report.handed_over = handover::hand_over(on, opened.state, &pool.id, due).await?;
+    }
     let newly_path = opened.report_files.write_status(&report, opened.run_id)?;
     opened.state.confirmations_reported(
         &pool.id,
@@ -994,6 +1019,7 @@ fn run_report(
         throttles: exec.throttles_by_name(),
         email_budget_frees_at,
         rows,
+        handed_over: Vec::new(),
     })
 }
 
@@ -1031,5 +1057,6 @@ fn status_report(
             .cloned()
             .collect(),
         rows,
+        handed_over: Vec::new(),
     })
 }

@@ -208,6 +208,8 @@ pub struct RunArgs {
     /// has a monthly spend limit of its own].
     #[arg(long)]
     pub sms_budget: Option<u32>,
+    #[command(flatten)]
+    pub hand_over: HandOverArgs,
 }
 
 #[derive(Debug, Args)]
@@ -225,6 +227,21 @@ pub struct StatusArgs {
     /// Also print the report on stdout in this form.
     #[arg(long, value_enum)]
     pub format: Option<StatusFormat>,
+    #[command(flatten)]
+    pub hand_over: HandOverArgs,
+}
+
+/// Closing the loop with the providers who have set their password.
+#[derive(Debug, Args)]
+pub struct HandOverArgs {
+    /// Run this shell command once for each newly confirmed provider, with a JSON object on
+    /// stdin (pool, username, email, groups, invited_at, confirmed_at); a provider counts as
+    /// handed over when it exits 0, and is tried again on the next run otherwise.
+    #[arg(long)]
+    pub on_confirmed: Option<String>,
+    /// Seconds the --on-confirmed command may take before it is stopped [default: 60].
+    #[arg(long)]
+    pub on_confirmed_timeout: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]

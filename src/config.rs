@@ -40,6 +40,10 @@ pub struct FileConfig {
     pub email_rate: Option<f64>,
     /// SMS invitations per rolling 24 hours (SNS has a monthly spend limit of its own).
     pub sms_budget: Option<u32>,
+    /// A shell command run once per newly confirmed provider (JSON on stdin).
+    pub on_confirmed: Option<String>,
+    /// Seconds the --on-confirmed command may take.
+    pub on_confirmed_timeout_secs: Option<f64>,
     /// Seconds one attempt of one call may take.
     pub attempt_timeout_secs: Option<f64>,
     /// Attempts per call before a row fails (throttling and passing faults).
@@ -96,6 +100,7 @@ pub struct RunSettings {
     pub email_rate: Option<f64>,
     /// None: unlimited.
     pub sms_budget: Option<u32>,
+    pub on_confirmed: Option<crate::handover::OnConfirmed>,
 }
 
 pub const DEFAULT_STATE: &str = "cognito-onboard.db";
@@ -246,6 +251,29 @@ pub fn delivery(
     }
 }
 
+/// The `--on-confirmed` command and its time limit (default 60 s), if one is set.
+pub fn on_confirmed(
+    command: Option<&String>,
+    timeout_secs: Option<f64>,
+    file: &FileConfig,
+) -> Result<Option<crate::handover::OnConfirmed>, Error> {
+    let Some(command) = command.or(file.on_confirmed.as_ref()) else {
+        return Ok(None);
+    };
+    let secs = timeout_secs
+        .or(file.on_confirmed_timeout_secs)
+        .unwrap_or(60.0);
+    if !(secs.is_finite() && secs > 0.0) {
+        return Err(Error::Config(format!(
+            "on_confirmed_timeout_secs must be a number of seconds above 0, not {secs}"
+        )));
+    }
+    Ok(Some(crate::handover::OnConfirmed {
+        command: command.clone(),
+        timeout: Duration::from_secs_f64(secs),
+    }))
+}
+
 /// Merges and validates the settings of `run`.
 pub fn run(args: &crate::cli::RunArgs, file: &FileConfig) -> Result<RunSettings, Error> {
     let (reissue, _, max_reissues) = run_defaults(file);
@@ -269,6 +297,11 @@ pub fn run(args: &crate::cli::RunArgs, file: &FileConfig) -> Result<RunSettings,
             r => r,
         },
         sms_budget: args.sms_budget.or(file.sms_budget),
+        on_confirmed: on_confirmed(
+            args.hand_over.on_confirmed.as_ref(),
+            args.hand_over.on_confirmed_timeout,
+            file,
+        )?,
     })
 }
 

@@ -16,6 +16,7 @@ pub mod config;
 pub mod diagnosis;
 pub mod error;
 pub mod executor;
+pub mod handover;
 pub mod help;
 pub mod input;
 pub mod invite;

@@ -167,6 +167,9 @@ pub struct Report {
     /// With Cognito's own email sender: when the next invitation can go out, if the budget is spent.
     pub email_budget_frees_at: Option<DateTime<Utc>>,
     pub rows: Vec<RowReport>,
+    /// What `--on-confirmed` did, provider by provider.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub handed_over: Vec<crate::handover::HandOver>,
 }
 
 /// Counts per outcome, every outcome present (zero when none).

@@ -243,6 +243,9 @@ pub struct StatusReport {
     pub funnel: Funnel,
     pub newly_confirmed: Vec<StatusRow>,
     pub rows: Vec<StatusRow>,
+    /// What `--on-confirmed` did, provider by provider.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub handed_over: Vec<crate::handover::HandOver>,
 }
 
 impl StatusReport {

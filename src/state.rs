@@ -72,6 +72,8 @@ const MIGRATIONS: &[&str] = &[
         SELECT pool_id, key, NULL, last_status, last_seen_at, 'migration'
         FROM users WHERE last_status IS NOT NULL AND last_seen_at IS NOT NULL;
     UPDATE users SET confirmed_at = last_seen_at WHERE last_status = 'CONFIRMED';",
+    // 3: confirmed providers handed over by the operator's --on-confirmed command.
+    "ALTER TABLE users ADD COLUMN handed_over_at INTEGER;",
 ];
 
 /// The schema version this binary writes.
@@ -130,6 +132,8 @@ pub struct Known {
     pub last_seen_at: Option<DateTime<Utc>>,
     pub confirmed_at: Option<DateTime<Utc>>,
     pub confirmed_reported_at: Option<DateTime<Utc>>,
+    /// When the operator's `--on-confirmed` command took the provider over (exit 0).
+    pub handed_over_at: Option<DateTime<Utc>>,
     /// A suppress-mode password that went to Cognito but never reached the password file.
     pub password_lost: bool,
     /// When the last message-sending invitation went out.
@@ -371,7 +375,7 @@ impl State {
                 let mut out: HashMap<String, Known> = HashMap::new();
                 let mut stmt = c.prepare(
                     "SELECT key, username, email, invited, groups_done, last_status, last_enabled,
-                            last_seen_at, confirmed_at, confirmed_reported_at
+                            last_seen_at, confirmed_at, confirmed_reported_at, handed_over_at
                      FROM users WHERE pool_id = ?1",
                 )?;
                 let rows = stmt.query_map([pool_id], |r| {
@@ -394,6 +398,7 @@ impl State {
                             last_seen_at: from_ms(r.get(7)?),
                             confirmed_at: from_ms(r.get(8)?),
                             confirmed_reported_at: from_ms(r.get(9)?),
+                            handed_over_at: from_ms(r.get(10)?),
                             ..Known::default()
                         },
                     ))
@@ -789,6 +794,18 @@ impl State {
                 )?;
             }
             tx.commit()
+        })
+        .map(|_| ())
+    }
+
+    /// Marks a provider as handed over (the `--on-confirmed` command exited 0 for it).
+    pub fn handed_over(&self, pool_id: &str, key: &str, at: DateTime<Utc>) -> Result<(), Error> {
+        self.write(|c| {
+            exec(
+                c,
+                "UPDATE users SET handed_over_at = ?3 WHERE pool_id = ?1 AND key = ?2",
+                params![pool_id, key, ms(at)],
+            )
         })
         .map(|_| ())
     }

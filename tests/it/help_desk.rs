@@ -406,3 +406,89 @@ fn reset_sends_a_code_where_it_can_arrive_and_otherwise_a_temporary_password() {
         "the lost password no longer signs in"
     );
 }
+
+/// `--on-confirmed` hands each confirmed provider over exactly once across runs: a failing or
+/// timed-out command is tried again on the next run, a successful one never again; `run`
+/// hands over the confirmed providers it reads too.
+#[test]
+fn on_confirmed_hands_each_provider_over_exactly_once() {
+    let env = TestEnv::new();
+    let pool = env.pool(false, &[]);
+    let csv = env.write("p.csv", "email,name\np0@example.jp,A\np1@example.jp,B\n");
+    let first = env.path("first.csv");
+    env.command(&pool, ["run"])
+        .arg(&csv)
+        .args(["--delivery", "suppress", "--password-file"])
+        .arg(&first)
+        .expect(exit::OK);
+    let issued = passwords(&first);
+    let temp = |u: &str| issued.iter().find(|(n, _)| n == u).unwrap().1.clone();
+    env.complete_first_sign_in(
+        &pool,
+        "p0@example.jp",
+        &temp("p0@example.jp"),
+        "N3w-Passw0rd!",
+    );
+    let handed = |r: &Run| r.report()["handed_over"].clone();
+
+    // A command that fails, then one that runs out of time: not handed over.
+    let r = env
+        .command(&pool, ["status", "--on-confirmed", "exit 3"])
+        .expect(exit::OK);
+    assert_eq!(handed(&r)[0]["exit_code"], 3, "{:#}", r.report());
+    assert_eq!(handed(&r)[0]["handed_over"], false);
+    let started = std::time::Instant::now();
+    let r = env
+        .command(
+            &pool,
+            [
+                "status",
+                "--on-confirmed",
+                "sleep 30",
+                "--on-confirmed-timeout",
+                "1",
+            ],
+        )
+        .expect(exit::OK);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "stopped on its limit"
+    );
+    assert_eq!(handed(&r)[0]["timed_out"], true, "{:#}", r.report());
+
+    // Then it works: once, with the provider on stdin.
+    let ok = "cat >> handed.jsonl";
+    let r = env
+        .command(&pool, ["status", "--on-confirmed", ok])
+        .expect(exit::OK);
+    assert_eq!(handed(&r)[0]["handed_over"], true, "{:#}", r.report());
+    env.command(&pool, ["status", "--on-confirmed", ok])
+        .expect(exit::OK);
+    let lines = std::fs::read_to_string(env.path("handed.jsonl")).unwrap();
+    let lines: Vec<&str> = lines.lines().collect();
+    assert_eq!(lines.len(), 1, "exactly once: {lines:?}");
+    let given: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+    assert_eq!(given["username"], "p0@example.jp");
+    assert_eq!(given["pool"], pool.id.as_str());
+    assert!(
+        given["invited_at"].is_string() && given["confirmed_at"].is_string(),
+        "{given}"
+    );
+
+    // `run` reads statuses too: p1, confirmed since, is handed over by the next run.
+    env.complete_first_sign_in(
+        &pool,
+        "p1@example.jp",
+        &temp("p1@example.jp"),
+        "N3w-Passw0rd!",
+    );
+    env.command(&pool, ["run", "--on-confirmed", ok])
+        .arg(&csv)
+        .expect(exit::OK);
+    let lines = std::fs::read_to_string(env.path("handed.jsonl")).unwrap();
+    assert_eq!(lines.lines().count(), 2, "{lines}");
+    assert!(
+        lines.lines().nth(1).unwrap().contains("p1@example.jp"),
+        "{lines}"
+    );
+}

@@ -1,0 +1,149 @@
+//! Closing the loop: the operator's `--on-confirmed` command, run once for each confirmed
+//! provider the tool invited and has not handed over yet, with a JSON object on stdin and a
+//! time limit. A provider is marked handed over only when the command exits 0, so a failed or
+//! timed-out command is retried on the next run, and never run twice after success. Must not
+//! decide who is confirmed (`standing` and `onboard` do).
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tokio::io::AsyncWriteExt;
+
+use crate::error::Error;
+use crate::state::State;
+
+/// The command and its time limit.
+#[derive(Debug, Clone)]
+pub struct OnConfirmed {
+    pub command: String,
+    pub timeout: Duration,
+}
+
+/// What the command receives on stdin.
+#[derive(Debug, Clone, Serialize)]
+pub struct Confirmed {
+    /// The state's key for the provider.
+    #[serde(skip)]
+    pub key: String,
+    pub pool: String,
+    pub username: Option<String>,
+    pub email: Option<String>,
+    pub groups: Vec<String>,
+    pub invited_at: Option<DateTime<Utc>>,
+    pub confirmed_at: Option<DateTime<Utc>>,
+}
+
+/// What became of one hand-over, for the report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HandOver {
+    pub key: String,
+    /// The command's exit status (`None`: killed, or it could not start).
+    pub exit_code: Option<i32>,
+    pub timed_out: bool,
+    /// Marked handed over (exit 0): the command is not run for this provider again.
+    pub handed_over: bool,
+    pub error: Option<String>,
+}
+
+/// The providers to hand over among `seen` (key, username, email of providers seen
+/// `CONFIRMED`): those the tool invited and has not handed over yet.
+pub fn due<'a>(
+    pool_id: &str,
+    seen: impl Iterator<Item = (&'a str, Option<&'a str>, Option<&'a str>)>,
+    known: &std::collections::HashMap<String, crate::state::Known>,
+) -> Vec<Confirmed> {
+    seen.filter_map(|(key, username, email)| {
+        let k = known.get(key)?;
+        (k.invited && k.handed_over_at.is_none()).then(|| Confirmed {
+            key: key.to_string(),
+            pool: pool_id.to_string(),
+            username: username.map(str::to_string).or_else(|| k.username.clone()),
+            email: email.map(str::to_string).or_else(|| k.email.clone()),
+            groups: k.groups_done.clone(),
+            invited_at: k.first_invited_at,
+            confirmed_at: k.confirmed_at,
+        })
+    })
+    .collect()
+}
+
+/// Runs the command for each provider, one after another, and records each success.
+pub async fn hand_over(
+    on: &OnConfirmed,
+    state: &State,
+    pool_id: &str,
+    providers: Vec<Confirmed>,
+) -> Result<Vec<HandOver>, Error> {
+    let mut out = Vec::with_capacity(providers.len());
+    for p in providers {
+        let mut h = run_once(on, &p).await;
+        if h.exit_code == Some(0) {
+            state.handed_over(pool_id, &p.key, Utc::now())?;
+            h.handed_over = true;
+        } else {
+            tracing::warn!(
+                "--on-confirmed for {} {}; the next run tries again",
+                p.key,
+                match (&h.error, h.timed_out, h.exit_code) {
+                    (Some(e), _, _) => format!("could not run: {e}"),
+                    (None, true, _) => "ran out of time and was stopped".to_string(),
+                    (None, false, Some(code)) => format!("exited with {code}"),
+                    (None, false, None) => "was killed by a signal".to_string(),
+                }
+            );
+        }
+        out.push(h);
+    }
+    Ok(out)
+}
+
+async fn run_once(on: &OnConfirmed, p: &Confirmed) -> HandOver {
+    let mut h = HandOver {
+        key: p.key.clone(),
+        exit_code: None,
+        timed_out: false,
+        handed_over: false,
+        error: None,
+    };
+    let mut command = tokio::process::Command::new("/bin/sh");
+    command
+        .arg("-c")
+        .arg(&on.command)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .kill_on_drop(true);
+    // Its own process group, so that a time limit stops whatever the shell started too.
+    #[cfg(unix)]
+    command.process_group(0);
+    let mut child = match command.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            h.error = Some(e.to_string());
+            return h;
+        }
+    };
+    let input = serde_json::to_vec(p).unwrap_or_default();
+    if let Some(mut stdin) = child.stdin.take() {
+        // A command that does not read its input is still judged by its exit status.
+        let _ = stdin.write_all(&input).await;
+        let _ = stdin.write_all(b"\n").await;
+    }
+    match tokio::time::timeout(on.timeout, child.wait()).await {
+        Ok(Ok(status)) => h.exit_code = status.code(),
+        Ok(Err(e)) => h.error = Some(e.to_string()),
+        Err(_) => {
+            h.timed_out = true;
+            #[cfg(unix)]
+            if let Some(pid) = child.id() {
+                let _ = tokio::process::Command::new("kill")
+                    .args(["-KILL", "--", &format!("-{pid}")])
+                    .status()
+                    .await;
+            }
+            let _ = child.kill().await;
+        }
+    }
+    h
+}
