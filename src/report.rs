@@ -603,6 +603,7 @@ mod tests {
             throttles: BTreeMap::new(),
             email_budget_frees_at: None,
             rows,
+            handed_over: Vec::new(),
         };
         files.write(&report).unwrap();
         let json: serde_json::Value =
