@@ -616,22 +616,17 @@ async fn examine_all(
 /// or `--max-reissues`: an operator asked. Anyone else is refused with the reason.
 async fn reissue(common: &Common, file: &FileConfig, args: &ReissueArgs) -> Result<Ending, Error> {
     let delivery = config::delivery(args.send.delivery, args.send.password_file.as_deref(), file)?;
-    let started_at = Utc::now();
-    let run_id = run_id();
-    let pool_id = require_pool(common)?.to_string();
-    let state = Arc::new(State::open(&common.state_path, Access::Write)?);
-    let report_files = ReportFiles::open(&common.report_dir, &run_id)?;
-    let password_file = PasswordFile::for_run(args.send.password_file.as_deref(), false)?;
-    state.begin_run(&run_id, &pool_id, "reissue", None, started_at)?;
-    let opened = Opened {
-        run_id: &run_id,
-        pool_id: &pool_id,
-        started_at,
-        report_files: &report_files,
-        state: &state,
-    };
+    let mut desk = Desk::open(common, &args.send, "reissue")?;
+    let password_file = desk.password_file.take();
+    let opened = desk.opened();
+    let (state, run_id, pool_id, report_files) = (
+        opened.state,
+        opened.run_id,
+        opened.pool_id,
+        opened.report_files,
+    );
     let result = async {
-        let (calls, cancel) = connect(common, &pool_id, probe(common)).await?;
+        let (calls, cancel) = connect(common, pool_id, probe(common)).await?;
         let calls = Arc::new(calls);
         cancel.on_signals(Ending::Interrupted.exit_code());
         let pool = describe_pool(&calls).await?;
@@ -653,8 +648,8 @@ async fn reissue(common: &Common, file: &FileConfig, args: &ReissueArgs) -> Resu
             common,
             &calls,
             &pool,
-            &state,
-            &run_id,
+            state,
+            run_id,
             policy,
             file,
             password_file,
@@ -665,19 +660,67 @@ async fn reissue(common: &Common, file: &FileConfig, args: &ReissueArgs) -> Resu
         reports.sort_by_key(|r| r.row);
         let report = run_report(&opened, ("reissue", false), &calls.exec, &budget, reports)?;
         report_files.write(&report)?;
-        report::log_end(&report, &report_files);
+        report::log_end(&report, report_files);
         println!("{}", report_files.json.display());
         let counts = serde_json::to_string(&report.summary).unwrap_or_default();
         Ok((desk_ending(&report), counts))
     }
     .await;
-    if result.is_err() {
-        report_files.discard_if_empty();
-        if let Some(path) = &args.send.password_file {
-            PasswordFile::discard_if_empty(path);
+    desk.close(result)
+}
+
+/// What a help-desk write opens before it talks to Cognito: the state (locked), the report
+/// files, the password file, and the run's record in the state.
+struct Desk {
+    run_id: String,
+    pool_id: String,
+    started_at: DateTime<Utc>,
+    state: Arc<State>,
+    report_files: ReportFiles,
+    password_file: Option<PasswordFile>,
+    password_path: Option<std::path::PathBuf>,
+}
+
+impl Desk {
+    fn open(common: &Common, send: &crate::cli::SendArgs, command: &str) -> Result<Desk, Error> {
+        let started_at = Utc::now();
+        let run_id = run_id();
+        let pool_id = require_pool(common)?.to_string();
+        let state = Arc::new(State::open(&common.state_path, Access::Write)?);
+        let report_files = ReportFiles::open(&common.report_dir, &run_id)?;
+        let password_file = PasswordFile::for_run(send.password_file.as_deref(), false)?;
+        state.begin_run(&run_id, &pool_id, command, None, started_at)?;
+        Ok(Desk {
+            run_id,
+            pool_id,
+            started_at,
+            state,
+            report_files,
+            password_file,
+            password_path: send.password_file.clone(),
+        })
+    }
+
+    fn opened(&self) -> Opened<'_> {
+        Opened {
+            run_id: &self.run_id,
+            pool_id: &self.pool_id,
+            started_at: self.started_at,
+            report_files: &self.report_files,
+            state: &self.state,
         }
     }
-    finish(&state, &run_id, result)
+
+    /// Records how the command ended; a command that did nothing leaves no empty files.
+    fn close(self, result: Result<(Ending, String), Error>) -> Result<Ending, Error> {
+        if result.is_err() {
+            self.report_files.discard_if_empty();
+            if let Some(path) = &self.password_path {
+                PasswordFile::discard_if_empty(path);
+            }
+        }
+        finish(&self.state, &self.run_id, result)
+    }
 }
 
 /// The help desk's writes, carried out by `run`'s own row state machine (budget, write-ahead
@@ -757,22 +800,17 @@ async fn reset(common: &Common, file: &FileConfig, args: &ResetArgs) -> Result<E
             "reset --temporary sends nothing: pass --delivery suppress --password-file PATH".into(),
         ));
     }
-    let started_at = Utc::now();
-    let run_id = run_id();
-    let pool_id = require_pool(common)?.to_string();
-    let state = Arc::new(State::open(&common.state_path, Access::Write)?);
-    let report_files = ReportFiles::open(&common.report_dir, &run_id)?;
-    let password_file = PasswordFile::for_run(args.send.password_file.as_deref(), false)?;
-    state.begin_run(&run_id, &pool_id, "reset", None, started_at)?;
-    let opened = Opened {
-        run_id: &run_id,
-        pool_id: &pool_id,
-        started_at,
-        report_files: &report_files,
-        state: &state,
-    };
+    let mut desk = Desk::open(common, &args.send, "reset")?;
+    let password_file = desk.password_file.take();
+    let opened = desk.opened();
+    let (state, run_id, pool_id, report_files) = (
+        opened.state,
+        opened.run_id,
+        opened.pool_id,
+        opened.report_files,
+    );
     let result = async {
-        let (calls, cancel) = connect(common, &pool_id, probe(common)).await?;
+        let (calls, cancel) = connect(common, pool_id, probe(common)).await?;
         let calls = Arc::new(calls);
         cancel.on_signals(Ending::Interrupted.exit_code());
         let pool = describe_pool(&calls).await?;
@@ -782,8 +820,8 @@ async fn reset(common: &Common, file: &FileConfig, args: &ResetArgs) -> Result<E
         let ctx = desk_ctx(
             &calls,
             &pool,
-            &state,
-            &run_id,
+            state,
+            run_id,
             policy,
             file,
             password_file,
@@ -807,19 +845,13 @@ async fn reset(common: &Common, file: &FileConfig, args: &ResetArgs) -> Result<E
         }
         let report = run_report(&opened, ("reset", false), &calls.exec, &ctx.budget, reports)?;
         report_files.write(&report)?;
-        report::log_end(&report, &report_files);
+        report::log_end(&report, report_files);
         println!("{}", report_files.json.display());
         let counts = serde_json::to_string(&report.summary).unwrap_or_default();
         Ok((desk_ending(&report), counts))
     }
     .await;
-    if result.is_err() {
-        report_files.discard_if_empty();
-        if let Some(path) = &args.send.password_file {
-            PasswordFile::discard_if_empty(path);
-        }
-    }
-    finish(&state, &run_id, result)
+    desk.close(result)
 }
 
 /// How a help-desk write ended: every ID done, or some refused, deferred or failed.
