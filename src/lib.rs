@@ -3,8 +3,8 @@
 //!
 //! The shape: read (`input`), resolve (`lookup` over `calls`, the `cognito` adapter), plan
 //! (`plan`, pure), execute (`onboard`, through `executor` and `limiter`), record (`state`),
-//! report (`report`, `standing`, `render`, in words from `wording`). `app` runs the steps in
-//! order.
+//! report (`report`, `standing`, `render`, in words from `wording`). The help desk: `diagnosis`
+//! (pure), `help` (its reads), `handover` (closing the loop). `app` runs the steps in order.
 
 pub mod app;
 pub mod budget;
