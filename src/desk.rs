@@ -11,7 +11,7 @@ use crate::budget::{Budget, Caps};
 use crate::calls::Calls;
 use crate::cli::{DoctorArgs, ReissueArgs, ResetArgs, StatusFormat};
 use crate::cognito::{Cognito, Delivery, PoolInfo, UserStatus};
-use crate::cohort::{self};
+use crate::cohort;
 use crate::config::{self, Common, FileConfig};
 use crate::error::{Ending, Error};
 use crate::help;
@@ -69,33 +69,16 @@ pub(crate) async fn doctor(
         let mut providers = examine_all(&calls, &pool, &facts, &state, &ids).await?;
         let mut fixes = Vec::new();
         if let Some(delivery) = delivery {
-            let known = state.known(&pool.id)?;
-            let mut rows = Vec::new();
-            for (line, p) in (1..).zip(&providers) {
-                if p.fixable() {
-                    let (user, key) = help::find(&calls, &known, &p.id).await?;
-                    if let Some(user) = user {
-                        rows.push(help::row(line, &p.id, &user, key, &pool));
-                    }
-                }
-            }
-            if !rows.is_empty() {
-                check_invitation(&pool, delivery)?;
-                let (reissue, _, max_reissues) = config::run_defaults(file);
-                let policy = Policy::new(reissue, delivery, max_reissues, &pool);
-                fixes = carry_out(
-                    common,
-                    &calls,
-                    &pool,
-                    &state,
-                    &run_id,
-                    policy,
-                    file,
-                    password_file,
-                    rows,
-                )
-                .await?
-                .0;
+            let fix = Fix {
+                common,
+                file,
+                calls: &calls,
+                pool: &pool,
+                state: &state,
+                run_id: &run_id,
+            };
+            fixes = fix.apply(delivery, password_file, &providers).await?;
+            if !fixes.is_empty() {
                 // Judged on the state after the fixes.
                 providers = examine_all(&calls, &pool, &facts, &state, &ids).await?;
             }
@@ -116,13 +99,7 @@ pub(crate) async fn doctor(
             providers,
             fixes,
         };
-        report_files.write_with(
-            &|f| {
-                serde_json::to_writer_pretty(&mut *f, &report).map_err(std::io::Error::other)?;
-                std::io::Write::write_all(f, b"\n")
-            },
-            &|f| report::write_doctor_csv(&mut *f, &report.providers),
-        )?;
+        report_files.write_doctor(&report)?;
         match args.format {
             Some(StatusFormat::Json) => println!(
                 "{}",
@@ -143,6 +120,55 @@ pub(crate) async fn doctor(
         finish(&state, &run_id, result)
     } else {
         result.map(|(ending, _)| ending)
+    }
+}
+
+/// What `doctor --fix` works with.
+struct Fix<'a> {
+    common: &'a Common,
+    file: &'a FileConfig,
+    calls: &'a Arc<Calls<Cognito>>,
+    pool: &'a PoolInfo,
+    state: &'a Arc<State>,
+    run_id: &'a str,
+}
+
+impl Fix<'_> {
+    /// Applies the safe remedy to every provider that has one, through `run`'s row state
+    /// machine with `run`'s policy: an expired or lost invitation is re-issued, an existing
+    /// email marked verified. Returns what was done, row by row.
+    async fn apply(
+        &self,
+        delivery: Delivery,
+        password_file: Option<PasswordFile>,
+        providers: &[help::Examined],
+    ) -> Result<Vec<RowReport>, Error> {
+        let known = self.state.known(&self.pool.id)?;
+        let mut rows = Vec::new();
+        for (line, p) in (1..).zip(providers).filter(|(_, p)| p.fixable()) {
+            if let (Some(user), key) = help::find(self.calls, &known, &p.id).await? {
+                rows.push(help::row(line, &p.id, &user, key, self.pool));
+            }
+        }
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        check_invitation(self.pool, delivery)?;
+        let (reissue, _, max_reissues) = config::run_defaults(self.file);
+        let policy = Policy::new(reissue, delivery, max_reissues, self.pool);
+        let (fixes, _) = carry_out(
+            self.common,
+            self.calls,
+            self.pool,
+            self.state,
+            self.run_id,
+            policy,
+            self.file,
+            password_file,
+            rows,
+        )
+        .await?;
+        Ok(fixes)
     }
 }
 

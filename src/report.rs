@@ -469,6 +469,17 @@ impl ReportFiles {
         Ok(newly)
     }
 
+    /// Writes `doctor`'s report to both files.
+    pub fn write_doctor(&self, report: &crate::help::DoctorReport) -> Result<(), Error> {
+        self.write_with(
+            &|f| {
+                serde_json::to_writer_pretty(&mut *f, report).map_err(std::io::Error::other)?;
+                f.write_all(b"\n")
+            },
+            &|f| write_doctor_csv(&mut *f, &report.providers),
+        )
+    }
+
     /// Writes both files with the given writers.
     pub fn write_with(&self, json: &WriteFn<'_>, csv: &WriteFn<'_>) -> Result<(), Error> {
         write_atomic(&self.json, json)?;
