@@ -58,4 +58,7 @@ PY
 step "Where every provider stands (status): the two who signed in are newly confirmed"
 "$bin" status --report-dir "$work/reports" --format table
 
+step "The help desk: why can't these two sign in? (doctor; exit 0: both can sign in or recover alone)"
+"$bin" doctor taro.yamada@example.com yuki.tanaka@example.com --report-dir "$work/reports"
+
 step "Done: moto stopped, temporary files removed"

@@ -164,8 +164,8 @@ pub fn doctor_table(report: &DoctorReport) -> String {
         }
         for i in &p.invitations {
             out.push_str(&format!(
-                "  invitation: {:?} by {} at {} ({}), run {}\n",
-                i.kind,
+                "  invitation: {} by {} at {} ({}), run {}\n",
+                i.kind.as_str(),
                 i.medium.as_str(),
                 time(i.at),
                 i.outcome,

@@ -91,7 +91,7 @@ use crate::cognito::{Delivery, UserStatus};
 pub use crate::plan::InviteKind;
 
 impl InviteKind {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             InviteKind::Create => "create",
             InviteKind::Resend => "resend",
