@@ -200,6 +200,18 @@ fn doctor_finds_a_provider_by_email_whatever_the_username() {
         "{remedy}"
     );
     assert!(remedy.contains("spam folder"), "{remedy}");
+    // The same from a CSV of providers.
+    let csv = env.write(
+        "who.csv",
+        "email,name\ntaro@example.jp,Taro\nnobody@example.jp,N\n",
+    );
+    let r = env
+        .command(&pool, ["doctor", "--format", "json", "--input"])
+        .arg(&csv)
+        .expect(exit::ROWS_FAILED);
+    let v = verdicts(&r);
+    assert_eq!(v["taro@example.jp"].0, "pending");
+    assert_eq!(v["nobody@example.jp"].0, "not_in_pool");
 }
 
 /// "I deleted the email": `reissue` sends a new temporary password now (the old one no longer
