@@ -23,6 +23,8 @@ pub struct Calls<D> {
     pub dir: D,
     pub exec: Arc<Executor>,
     probe: tokio::sync::Mutex<Probe>,
+    /// Categories whose probe is over: their calls go straight on, without the probe's lock.
+    settled: std::sync::Mutex<BTreeSet<Category>>,
 }
 
 /// Which categories still need their quota asked (GetProvisionedLimit, paced at one a second by
@@ -66,6 +68,7 @@ impl<D: Directory> Calls<D> {
             dir,
             exec,
             probe: tokio::sync::Mutex::new(probe),
+            settled: std::sync::Mutex::new(BTreeSet::new()),
         }
     }
 
@@ -74,11 +77,12 @@ impl<D: Directory> Calls<D> {
     /// category at the run's share of it. Calls that arrive meanwhile wait for the answer.
     async fn quota_for(&self, op: Op) {
         let category = op.category();
-        if !category.is_cognito() {
+        if !category.is_cognito() || self.is_settled(category) {
             return;
         }
         let mut probe = self.probe.lock().await;
         if probe.refused || !probe.done.insert(category) {
+            self.settle(category);
             return;
         }
         match self
@@ -115,6 +119,21 @@ impl<D: Directory> Calls<D> {
                 );
             }
         }
+        self.settle(category);
+    }
+
+    fn is_settled(&self, category: Category) -> bool {
+        self.settled
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&category)
+    }
+
+    fn settle(&self, category: Category) {
+        self.settled
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(category);
     }
 
     async fn call<T, F, Fut>(&self, op: Op, f: F) -> Result<Done<T>, Failed>
