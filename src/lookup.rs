@@ -211,14 +211,6 @@ impl Index {
             .or_else(|| remembered.and_then(|r| self.by_username.get(&r.to_lowercase())))
             .map(|&i| self.users[i].clone())
     }
-
-    pub fn len(&self) -> usize {
-        self.users.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.users.is_empty()
-    }
 }
 
 /// The key a scanned user is matched to rows by.
