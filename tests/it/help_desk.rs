@@ -54,13 +54,7 @@ fn doctor_gives_every_provider_a_verdict_and_a_remedy() {
         csv.push_str(&format!("p{i}@example.jp,Provider {i}\n"));
     }
     let csv = env.write("p.csv", csv);
-    let pw = env.path("pw.csv");
-    env.command(&pool, ["run"])
-        .arg(&csv)
-        .args(["--delivery", "suppress", "--password-file"])
-        .arg(&pw)
-        .expect(exit::OK);
-    let issued = passwords(&pw);
+    let issued = env.onboard_suppressed(&pool, &csv);
     let temp = |u: &str| issued.iter().find(|(n, _)| n == u).unwrap().1.clone();
     // p1 confirmed; p2 confirmed with its email no longer verified; p3 disabled; p4 deleted;
     // p5 confirmed, then reset by an administrator.
@@ -221,13 +215,7 @@ fn reissue_replaces_the_temporary_password_now_and_refuses_the_others() {
     let env = TestEnv::new();
     let pool = env.pool(false, &[]);
     let csv = env.write("p.csv", "email,name\np0@example.jp,A\np1@example.jp,B\n");
-    let first = env.path("first.csv");
-    env.command(&pool, ["run"])
-        .arg(&csv)
-        .args(["--delivery", "suppress", "--password-file"])
-        .arg(&first)
-        .expect(exit::OK);
-    let issued = passwords(&first);
+    let issued = env.onboard_suppressed(&pool, &csv);
     let temp = |u: &str| issued.iter().find(|(n, _)| n == u).unwrap().1.clone();
     env.complete_first_sign_in(
         &pool,
@@ -284,13 +272,7 @@ fn doctor_fix_applies_the_safe_remedies_and_judges_again() {
     let env = TestEnv::new();
     let pool = env.pool(false, &[]);
     let csv = env.write("p.csv", "email,name\np0@example.jp,A\np1@example.jp,B\n");
-    let first = env.path("first.csv");
-    env.command(&pool, ["run"])
-        .arg(&csv)
-        .args(["--delivery", "suppress", "--password-file"])
-        .arg(&first)
-        .expect(exit::OK);
-    let issued = passwords(&first);
+    let issued = env.onboard_suppressed(&pool, &csv);
     let p1 = issued
         .iter()
         .find(|(n, _)| n == "p1@example.jp")
@@ -354,13 +336,7 @@ fn reset_sends_a_code_where_it_can_arrive_and_otherwise_a_temporary_password() {
         "p.csv",
         "email,name\np0@example.jp,A\np1@example.jp,B\np2@example.jp,C\n",
     );
-    let first = env.path("first.csv");
-    env.command(&pool, ["run"])
-        .arg(&csv)
-        .args(["--delivery", "suppress", "--password-file"])
-        .arg(&first)
-        .expect(exit::OK);
-    let issued = passwords(&first);
+    let issued = env.onboard_suppressed(&pool, &csv);
     let temp = |u: &str| issued.iter().find(|(n, _)| n == u).unwrap().1.clone();
     for u in ["p0@example.jp", "p1@example.jp"] {
         env.complete_first_sign_in(&pool, u, &temp(u), "N3w-Passw0rd!");
@@ -416,13 +392,7 @@ fn on_confirmed_hands_each_provider_over_exactly_once() {
     let env = TestEnv::new();
     let pool = env.pool(false, &[]);
     let csv = env.write("p.csv", "email,name\np0@example.jp,A\np1@example.jp,B\n");
-    let first = env.path("first.csv");
-    env.command(&pool, ["run"])
-        .arg(&csv)
-        .args(["--delivery", "suppress", "--password-file"])
-        .arg(&first)
-        .expect(exit::OK);
-    let issued = passwords(&first);
+    let issued = env.onboard_suppressed(&pool, &csv);
     let temp = |u: &str| issued.iter().find(|(n, _)| n == u).unwrap().1.clone();
     env.complete_first_sign_in(
         &pool,

@@ -135,13 +135,7 @@ fn reissue_always_replaces_the_temporary_password() {
     let env = TestEnv::new();
     let pool = env.pool(false, &[]);
     let csv = env.write("p.csv", "email,name\nkenji@example.com,Kenji\n");
-    let first_pw = env.path("first.csv");
-    env.command(&pool, ["run"])
-        .arg(&csv)
-        .args(["--delivery", "suppress", "--password-file"])
-        .arg(&first_pw)
-        .expect(exit::OK);
-    let first = passwords(&first_pw);
+    let first = env.onboard_suppressed(&pool, &csv);
     assert_eq!(first.len(), 1);
     assert_eq!(first[0].0, "kenji@example.com");
     assert_eq!(
@@ -182,13 +176,7 @@ fn reissue_always_by_email_resends_and_confirmed_users_are_left_alone() {
     let env = TestEnv::new();
     let pool = env.pool(false, &[]);
     let csv = env.write("p.csv", "email\na@example.com\nb@example.com\n");
-    let pw = env.path("pw.csv");
-    env.command(&pool, ["run"])
-        .arg(&csv)
-        .args(["--delivery", "suppress", "--password-file"])
-        .arg(&pw)
-        .expect(exit::OK);
-    let issued = passwords(&pw);
+    let issued = env.onboard_suppressed(&pool, &csv);
     let (user, temp) = issued.iter().find(|(u, _)| u == "b@example.com").unwrap();
     env.complete_first_sign_in(&pool, user, temp, "N3w-Passw0rd!");
     let r = env
@@ -379,13 +367,7 @@ fn users_needing_attention_are_reported_and_left_alone() {
         "a.csv",
         "email\nreset@example.com\noff@example.com\nunverified@example.com\n",
     );
-    let pw = env.path("pw.csv");
-    env.command(&pool, ["run"])
-        .arg(&csv)
-        .args(["--delivery", "suppress", "--password-file"])
-        .arg(&pw)
-        .expect(exit::OK);
-    let issued = passwords(&pw);
+    let issued = env.onboard_suppressed(&pool, &csv);
     for user in ["unverified@example.com", "reset@example.com"] {
         let temp = &issued.iter().find(|(u, _)| u == user).unwrap().1;
         env.complete_first_sign_in(&pool, user, temp, "An0ther-Pass!");

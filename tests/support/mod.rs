@@ -288,6 +288,18 @@ impl TestEnv {
         c
     }
 
+    /// Onboards `csv` with `--delivery suppress` and returns the temporary passwords issued
+    /// (username, password), so a test can sign providers in.
+    pub fn onboard_suppressed(&self, pool: &Pool, csv: &Path) -> Vec<(String, String)> {
+        let file = self.path("onboarded-passwords.csv");
+        self.command(pool, ["run"])
+            .arg(csv)
+            .args(["--delivery", "suppress", "--password-file"])
+            .arg(&file)
+            .expect(cognito_onboard::error::exit::OK);
+        passwords(&file)
+    }
+
     /// Gives a user back the email moto's RESEND drops: moto re-creates the user on RESEND and
     /// loses its attributes, where the real Cognito keeps them (`shared/cognito-notes.md`).
     pub fn undo_moto_resend(&self, pool: &Pool, username: &str, email: &str) {
