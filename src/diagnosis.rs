@@ -253,18 +253,7 @@ mod tests {
     }
 
     fn user(status: UserStatus) -> RemoteUser {
-        RemoteUser {
-            username: "taro".into(),
-            status,
-            enabled: true,
-            email: Some("taro@example.jp".into()),
-            email_verified: true,
-            phone: None,
-            phone_verified: false,
-            sub: None,
-            last_modified: Some(now() - Duration::days(1)),
-            created: Some(now() - Duration::days(1)),
-        }
+        crate::cognito::memory::user("taro", "taro@example.jp", status, now() - Duration::days(1))
     }
 
     fn invited(days_ago: i64) -> History {

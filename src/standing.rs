@@ -283,18 +283,12 @@ mod tests {
     }
 
     fn user(status: UserStatus) -> RemoteUser {
-        RemoteUser {
-            username: "a@example.com".into(),
+        crate::cognito::memory::user(
+            "a@example.com",
+            "a@example.com",
             status,
-            enabled: true,
-            email: Some("a@example.com".into()),
-            email_verified: true,
-            phone: None,
-            phone_verified: false,
-            sub: None,
-            last_modified: Some(now() - Duration::days(1)),
-            created: Some(now() - Duration::days(1)),
-        }
+            now() - Duration::days(1),
+        )
     }
 
     fn invited(days_ago: i64) -> Known {
