@@ -28,8 +28,8 @@ use crate::plan::Policy;
 use crate::render;
 use crate::report::{self, ReportFiles, RowReport};
 use crate::session::{
-    Opened, check_invitation, connect, describe_pool, finish, probe, require_pool, run_id,
-    run_report, send_quota, status_report,
+    Opened, check_invitation, connect, finish, open_pool, require_pool, run_id, run_report,
+    send_quota, status_report,
 };
 use crate::standing::Standing;
 use crate::state::{self, Access, State};
@@ -236,10 +236,7 @@ async fn onboard_cohort(
     reader: Reader,
     password_file: Option<PasswordFile>,
 ) -> Result<(Ending, String), Error> {
-    let (calls, cancel) = connect(common, opened.pool_id, probe(common)).await?;
-    let calls = Arc::new(calls);
-    cancel.on_signals(Ending::Interrupted.exit_code());
-    let pool = describe_pool(&calls).await?;
+    let (calls, pool) = open_pool(common, opened.pool_id).await?;
     check_invitation(&pool, settings.delivery)?;
     let (key_mode, rules) = cohort::rules_for(&pool, reader.columns())?;
     let (rows, rejects) = cohort::read_cohort(reader, key_mode, &rules, settings.delivery)?;
@@ -379,9 +376,7 @@ async fn refresh_status(
         args.hand_over.on_confirmed_timeout,
         file,
     )?;
-    let (calls, cancel) = connect(common, opened.pool_id, probe(common)).await?;
-    cancel.on_signals(Ending::Interrupted.exit_code());
-    let pool = describe_pool(&calls).await?;
+    let (calls, pool) = open_pool(common, opened.pool_id).await?;
     let known = opened.state.known(&pool.id)?;
     let (mut key_mode, rows) = match reader {
         Some(reader) => {
@@ -470,5 +465,5 @@ async fn refresh_status(
     if let Some(e) = calls.exec.fatal() {
         return Err(Error::Cognito(e.to_string()));
     }
-    Ok((report.ending(cancel.is_cancelled()), counts))
+    Ok((report.ending(calls.exec.cancel.is_cancelled()), counts))
 }

@@ -23,8 +23,7 @@ use crate::plan::Policy;
 use crate::render;
 use crate::report::{self, Report, ReportFiles, RowReport};
 use crate::session::{
-    Opened, check_invitation, connect, describe_pool, finish, probe, require_pool, run_id,
-    run_report,
+    Opened, check_invitation, finish, open_pool, require_pool, run_id, run_report,
 };
 use crate::state::{Access, State};
 
@@ -59,9 +58,7 @@ pub(crate) async fn doctor(
         state.begin_run(&run_id, &pool_id, "doctor", None, started_at)?;
     }
     let result = async {
-        let (calls, _) = connect(common, &pool_id, probe(common)).await?;
-        let calls = Arc::new(calls);
-        let pool = describe_pool(&calls).await?;
+        let (calls, pool) = open_pool(common, &pool_id).await?;
         let facts = help::PoolFacts::new(
             &pool,
             help::budget_now(&pool, file.email_budget, &state, started_at)?,
@@ -143,13 +140,14 @@ impl Fix<'_> {
         password_file: Option<PasswordFile>,
         providers: &[help::Examined],
     ) -> Result<Vec<RowReport>, Error> {
-        let known = self.state.known(&self.pool.id)?;
-        let mut rows = Vec::new();
-        for (line, p) in (1..).zip(providers).filter(|(_, p)| p.fixable()) {
-            if let (Some(user), key) = help::find(self.calls, &known, &p.id).await? {
-                rows.push(help::row(line, &p.id, &user, key, self.pool));
-            }
-        }
+        let rows: Vec<_> = (1..)
+            .zip(providers)
+            .filter(|(_, p)| p.fixable())
+            .filter_map(|(line, p)| {
+                let (user, key) = p.found.as_ref()?;
+                Some(help::row(line, &p.id, user, key.clone(), self.pool))
+            })
+            .collect();
         if rows.is_empty() {
             return Ok(Vec::new());
         }
@@ -207,10 +205,7 @@ pub(crate) async fn reissue(
         opened.report_files,
     );
     let result = async {
-        let (calls, cancel) = connect(common, pool_id, probe(common)).await?;
-        let calls = Arc::new(calls);
-        cancel.on_signals(Ending::Interrupted.exit_code());
-        let pool = describe_pool(&calls).await?;
+        let (calls, pool) = open_pool(common, pool_id).await?;
         check_invitation(&pool, delivery)?;
         let known = state.known(&pool.id)?;
         let mut refused = Vec::new();
@@ -395,10 +390,7 @@ pub(crate) async fn reset(
         opened.report_files,
     );
     let result = async {
-        let (calls, cancel) = connect(common, pool_id, probe(common)).await?;
-        let calls = Arc::new(calls);
-        cancel.on_signals(Ending::Interrupted.exit_code());
-        let pool = describe_pool(&calls).await?;
+        let (calls, pool) = open_pool(common, pool_id).await?;
         let known = state.known(&pool.id)?;
         let (reissue, _, max_reissues) = config::run_defaults(file);
         let policy = Policy::new(reissue, delivery, max_reissues, &pool);

@@ -86,6 +86,10 @@ pub struct Examined {
     pub forgot_password_works: bool,
     /// No invitation can go out before the budget frees.
     pub budget_spent: bool,
+    /// The user as read, and the state's key for it: what `--fix` works on, without reading
+    /// the provider again.
+    #[serde(skip)]
+    pub found: Option<(RemoteUser, Option<String>)>,
 }
 
 impl Examined {
@@ -214,6 +218,7 @@ pub async fn examine<D: Directory>(
         temp_password_expires_at: d.temp_password_expires_at,
         forgot_password_works: d.forgot_password_works,
         budget_spent,
+        found: user.map(|u| (u, key)),
     })
 }
 

@@ -90,6 +90,19 @@ pub(crate) async fn connect(
     Ok((Calls::new(cognito, exec, probe), cancel))
 }
 
+/// What a command that works on the pool opens first: the client behind the limiter and
+/// executor (asking Cognito for its quotas), Ctrl-C and SIGTERM stopping it gracefully, and the
+/// pool's settings.
+pub(crate) async fn open_pool(
+    common: &Common,
+    pool_id: &str,
+) -> Result<(Arc<Calls<Cognito>>, PoolInfo), Error> {
+    let (calls, cancel) = connect(common, pool_id, probe(common)).await?;
+    cancel.on_signals(Ending::Interrupted.exit_code());
+    let pool = describe_pool(&calls).await?;
+    Ok((Arc::new(calls), pool))
+}
+
 /// Stops a run whose invitations could not arrive; warns about what else the template check
 /// found (a trigger that may replace the message, another validity than the pool's).
 pub(crate) fn check_invitation(pool: &PoolInfo, delivery: Delivery) -> Result<(), Error> {
