@@ -24,7 +24,7 @@ use crate::logging;
 use crate::lookup;
 use crate::onboard::{self, Ctx};
 use crate::password_file::PasswordFile;
-use crate::plan::Policy;
+use crate::plan::{self, Policy};
 use crate::render;
 use crate::report::{self, ReportFiles, RowReport};
 use crate::session::{
@@ -239,6 +239,7 @@ async fn onboard_cohort(
     let (calls, pool) = open_pool(common, opened.pool_id).await?;
     check_invitation(&pool, settings.delivery)?;
     let (key_mode, rules) = cohort::rules_for(&pool, reader.columns())?;
+    let columns = reader.columns().to_vec();
     let (rows, rejects) = cohort::read_cohort(reader, key_mode, &rules, settings.delivery)?;
     cohort::check_groups(&calls, &cohort::group_uses(&rows)).await?;
     let ses = send_quota(&calls, &pool, settings).await;
@@ -275,16 +276,24 @@ async fn onboard_cohort(
         rejects.len(),
     )
     .await?;
-    let memberships = cohort::memberships_to_read(&rows, &known)
+    let managed = cohort::managed_groups(&rows);
+    let memberships = cohort::memberships_to_read(&rows, &known, settings.update.groups)
         .map(|groups| lookup::spawn_memberships(Arc::clone(&calls), groups));
+    let policy = Policy::new(
+        settings.reissue,
+        settings.delivery,
+        settings.max_reissues,
+        &pool,
+    )
+    .updating(
+        settings.update,
+        &pool,
+        input::attribute_columns(&columns),
+        managed,
+    );
     let ctx = Ctx {
         calls: Arc::clone(&calls),
-        policy: Policy::new(
-            settings.reissue,
-            settings.delivery,
-            settings.max_reissues,
-            &pool,
-        ),
+        policy,
         pool,
         dry_run: settings.dry_run,
         found,
@@ -305,6 +314,11 @@ async fn onboard_cohort(
         &ctx.budget,
         reports,
     )?;
+    report.update = ctx
+        .policy
+        .update
+        .as_ref()
+        .map(|u| plan::Update::label(Some(u)));
     if let (Some(on), false) = (&settings.on_confirmed, settings.dry_run) {
         let known = opened.state.known(&ctx.pool.id)?;
         let seen = report

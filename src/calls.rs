@@ -305,10 +305,34 @@ impl<D: Directory> Calls<D> {
             .await
     }
 
-    /// AdminUpdateUserAttributes with `email_verified=true`.
-    pub async fn mark_email_verified(&self, username: &str) -> Result<Done<()>, Failed> {
+    /// AdminUpdateUserAttributes with these values (writing a value again is harmless).
+    pub async fn update_attributes(
+        &self,
+        username: &str,
+        attributes: &[(String, String)],
+    ) -> Result<Done<()>, Failed> {
         self.call(Op::AdminUpdateUserAttributes, || {
-            self.dir.mark_email_verified(username)
+            self.dir.update_attributes(username, attributes)
+        })
+        .await
+    }
+
+    /// AdminDeleteUserAttributes (deleting again is harmless).
+    pub async fn delete_attributes(
+        &self,
+        username: &str,
+        names: &[String],
+    ) -> Result<Done<()>, Failed> {
+        self.call(Op::AdminDeleteUserAttributes, || {
+            self.dir.delete_attributes(username, names)
+        })
+        .await
+    }
+
+    /// AdminRemoveUserFromGroup (removing a non-member again is harmless).
+    pub async fn remove_from_group(&self, username: &str, group: &str) -> Result<Done<()>, Failed> {
+        self.call(Op::AdminRemoveUserFromGroup, || {
+            self.dir.remove_from_group(username, group)
         })
         .await
     }

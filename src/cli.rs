@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::cognito::Delivery;
 use crate::lookup::Lookup;
-use crate::plan::Reissue;
+use crate::plan::{Reissue, UpdatePart};
 use serde::Deserialize;
 
 /// Onboard a cohort of data providers into an Amazon Cognito user pool, and keep onboarding them
@@ -196,6 +196,14 @@ pub struct RunArgs {
     /// Re-issue an expired invitation at most this many times per user [default: 3].
     #[arg(long)]
     pub max_reissues: Option<u32>,
+    /// Bring existing users in line with their rows: `attributes` writes the cells that differ
+    /// (an empty cell is no opinion), `groups` also removes users from groups the file names
+    /// elsewhere but their row does not; comma-separated [default: create-only].
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub update: Option<Vec<UpdatePart>>,
+    /// With --update attributes: an empty cell deletes the attribute.
+    #[arg(long)]
+    pub clear_empty: bool,
     /// Invitations to send per rolling 24 hours, counting earlier runs [default: 50 with
     /// Cognito's own email sender, unlimited otherwise].
     #[arg(long)]
@@ -290,6 +298,11 @@ value_enum!(Delivery {
     Email => "email",
     Sms => "sms",
     Suppress => "suppress": "Send nothing; temporary passwords go to --password-file",
+});
+
+value_enum!(UpdatePart {
+    Attributes => "attributes": "Write the attribute cells that differ from the user's",
+    Groups => "groups": "Also remove users from groups the file manages and the row no longer lists",
 });
 
 value_enum!(Lookup {

@@ -14,7 +14,7 @@ use crate::error::Error;
 use crate::input::EncodingChoice;
 use crate::limiter::{Category, QuotaSource, Quotas};
 use crate::lookup::Lookup;
-use crate::plan::Reissue;
+use crate::plan::{Reissue, Update, UpdatePart};
 
 /// The settings file. Every key is optional; unknown keys are an error (a typo must not be
 /// silently ignored).
@@ -35,6 +35,10 @@ pub struct FileConfig {
     pub concurrency: Option<usize>,
     pub lookup: Option<Lookup>,
     pub max_reissues: Option<u32>,
+    /// `run --update`: `["attributes"]`, `["attributes", "groups"]`; absent: create-only.
+    pub update: Option<Vec<UpdatePart>>,
+    /// With `update = ["attributes"]`: an empty cell deletes the attribute.
+    pub clear_empty: Option<bool>,
     pub email_budget: Option<u32>,
     /// Emails per second, where SES's own `MaxSendRate` cannot be read.
     pub email_rate: Option<f64>,
@@ -101,6 +105,8 @@ pub struct RunSettings {
     /// None: unlimited.
     pub sms_budget: Option<u32>,
     pub on_confirmed: Option<crate::handover::OnConfirmed>,
+    /// `--update` and `--clear-empty`.
+    pub update: Update,
 }
 
 pub const DEFAULT_STATE: &str = "cognito-onboard.db";
@@ -302,6 +308,14 @@ pub fn run(args: &crate::cli::RunArgs, file: &FileConfig) -> Result<RunSettings,
             args.hand_over.on_confirmed_timeout,
             file,
         )?,
+        update: Update::of(
+            args.update
+                .as_deref()
+                .or(file.update.as_deref())
+                .unwrap_or(&[]),
+            args.clear_empty || file.clear_empty.unwrap_or(false),
+        )
+        .map_err(|e| Error::Config(e.to_string()))?,
     })
 }
 

@@ -99,10 +99,14 @@ pub enum Op {
     GetSendQuota,
     /// AdminResetUserPassword: Cognito sends the confirmed user a code to set a new password.
     AdminResetUserPassword,
+    /// AdminDeleteUserAttributes, for `--update attributes --clear-empty`.
+    AdminDeleteUserAttributes,
+    /// AdminRemoveUserFromGroup, for `--update groups`.
+    AdminRemoveUserFromGroup,
 }
 
 impl Op {
-    pub const ALL: [Op; 13] = [
+    pub const ALL: [Op; 15] = [
         Op::DescribeUserPool,
         Op::GetProvisionedLimit,
         Op::ListGroups,
@@ -116,6 +120,8 @@ impl Op {
         Op::AdminAddUserToGroup,
         Op::GetSendQuota,
         Op::AdminResetUserPassword,
+        Op::AdminDeleteUserAttributes,
+        Op::AdminRemoveUserFromGroup,
     ];
 
     /// The quota category each operation draws from. One exhaustive match, so a new operation
@@ -126,8 +132,8 @@ impl Op {
             Op::AdminGetUser => Category::UserRead,
             Op::ListUsers | Op::ListUsersInGroup => Category::UserList,
             Op::AdminSetUserPassword | Op::AdminResetUserPassword => Category::UserAccountRecovery,
-            Op::AdminUpdateUserAttributes => Category::UserUpdate,
-            Op::AdminAddUserToGroup => Category::UserResourceUpdate,
+            Op::AdminUpdateUserAttributes | Op::AdminDeleteUserAttributes => Category::UserUpdate,
+            Op::AdminAddUserToGroup | Op::AdminRemoveUserFromGroup => Category::UserResourceUpdate,
             Op::DescribeUserPool | Op::GetProvisionedLimit => Category::UserPoolRead,
             Op::ListGroups => Category::UserPoolResourceRead,
             Op::GetSendQuota => Category::SesRead,
@@ -147,6 +153,8 @@ impl Op {
             | Op::AdminSetUserPassword
             | Op::AdminUpdateUserAttributes
             | Op::AdminAddUserToGroup
+            | Op::AdminDeleteUserAttributes
+            | Op::AdminRemoveUserFromGroup
             | Op::GetSendQuota => false,
         }
     }
@@ -168,7 +176,9 @@ impl Op {
             | Op::AdminUpdateUserAttributes
             | Op::AdminAddUserToGroup
             | Op::GetSendQuota
-            | Op::AdminResetUserPassword => None,
+            | Op::AdminResetUserPassword
+            | Op::AdminDeleteUserAttributes
+            | Op::AdminRemoveUserFromGroup => None,
         }
     }
 
@@ -186,6 +196,8 @@ impl Op {
             | Op::AdminSetUserPassword
             | Op::AdminUpdateUserAttributes
             | Op::AdminAddUserToGroup
+            | Op::AdminDeleteUserAttributes
+            | Op::AdminRemoveUserFromGroup
             | Op::AdminResetUserPassword => true,
             Op::DescribeUserPool
             | Op::GetProvisionedLimit
@@ -217,6 +229,8 @@ impl Op {
             | Op::AdminSetUserPassword
             | Op::AdminUpdateUserAttributes
             | Op::AdminAddUserToGroup
+            | Op::AdminDeleteUserAttributes
+            | Op::AdminRemoveUserFromGroup
             | Op::GetSendQuota => false,
         }
     }
@@ -236,6 +250,8 @@ impl Op {
             Op::AdminAddUserToGroup => "AdminAddUserToGroup",
             Op::GetSendQuota => "GetSendQuota",
             Op::AdminResetUserPassword => "AdminResetUserPassword",
+            Op::AdminDeleteUserAttributes => "AdminDeleteUserAttributes",
+            Op::AdminRemoveUserFromGroup => "AdminRemoveUserFromGroup",
         }
     }
 }

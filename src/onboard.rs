@@ -23,7 +23,7 @@ use crate::password::{self, Alphabet, TempPassword};
 use crate::password_file::PasswordFile;
 use crate::plan::{self, Action, Decision, History, InviteKind, Keep, ReissueMethod, Wanted};
 use crate::report::{Act, Deferral, Outcome, RowReport};
-use crate::state::{Known, State};
+use crate::state::{Known, State, UpdateOutcome};
 use crate::wording;
 
 /// Everything a row needs.
@@ -65,6 +65,15 @@ pub fn username_for(mode: UsernameMode, row: &Row) -> String {
         UsernameMode::FreeForm | UsernameMode::FreeFormEmailAlias => {
             row.username.clone().unwrap_or_else(|| row.email.clone())
         }
+    }
+}
+
+/// Whether the row is keyed by its username (so its email is an attribute that may change):
+/// a free-form pool, and a username in the row.
+pub fn keyed_by_username(mode: UsernameMode, row: &Row) -> bool {
+    match mode {
+        UsernameMode::FreeForm | UsernameMode::FreeFormEmailAlias => row.username.is_some(),
+        UsernameMode::Email | UsernameMode::PhoneOnly => false,
     }
 }
 
@@ -135,7 +144,38 @@ impl<D: Directory> Ctx<D> {
         let enabled = remote.as_ref().map(|u| u.enabled);
         let r = self.act(r, &row, remote, &history).await;
         self.observe(&r, enabled);
+        self.settle_row(&r, &row, &known);
         r
+    }
+
+    /// Once a row is done: a killed run's update intents are settled (the comparison just made
+    /// is what makes a repeated write unnecessary), and a row now in step has its digest
+    /// recorded, only when it changed.
+    fn settle_row(&self, r: &RowReport, row: &Row, known: &Known) {
+        if self.dry_run {
+            return;
+        }
+        for id in &known.open_updates {
+            if let Err(e) = self
+                .state
+                .settle_update(*id, UpdateOutcome::Rechecked, self.now())
+            {
+                tracing::warn!("{e}");
+            }
+        }
+        let in_step = matches!(
+            r.outcome,
+            Outcome::Created | Outcome::Reissued | Outcome::Updated | Outcome::Skipped
+        );
+        if !in_step {
+            return;
+        }
+        let digest = row.digest(&plan::Update::label(self.policy.update.as_ref()));
+        if known.row_digest.as_deref() != Some(digest.as_str())
+            && let Err(e) = self.state.in_step(&self.pool.id, &row.key, &digest)
+        {
+            tracing::warn!("{e}");
+        }
     }
 
     /// The row's user, read by its exact name; else by the name the state remembers (its email
@@ -220,7 +260,7 @@ impl<D: Directory> Ctx<D> {
                         r.temp_password_expires_at = expires_at
                             .or_else(|| plan::expiry(&user, history, self.policy.validity));
                     }
-                    return self.fix_up(r, &user.username, &decision).await;
+                    return self.fix_up(r, &user.username, Some(&user), &decision).await;
                 }
                 (Action::Attention(a), _) => {
                     r.outcome = Outcome::Attention;
@@ -249,6 +289,8 @@ impl<D: Directory> Ctx<D> {
                 email: &row.email,
                 name: &username_for(self.pool.username_mode, row),
                 groups: &row.groups,
+                attributes: &row.attributes,
+                keyed_by_username: keyed_by_username(self.pool.username_mode, row),
             },
             remote,
             &member_of,
@@ -280,6 +322,10 @@ impl<D: Directory> Ctx<D> {
         };
         if let (Action::Keep(Keep::Pending { .. }), Some(u)) = (&d.action, remote) {
             r.temp_password_expires_at = plan::expiry(u, history, self.policy.validity);
+        }
+        if remote.is_some() {
+            r.changed = d.changes.names(&d.add_groups);
+            changed_outcome(&mut r, &d.changes);
         }
         r.reason = wording::planned(d);
         r
@@ -431,7 +477,7 @@ impl<D: Directory> Ctx<D> {
         ) {
             return Created::Done(r);
         }
-        Created::Done(self.fix_up(r, &user.username, &groups_only(d)).await)
+        Created::Done(self.fix_up(r, &user.username, None, &groups_only(d)).await)
     }
 
     /// What a create that failed for good leaves: the email limit defers it (recording the user
@@ -485,7 +531,7 @@ impl<D: Directory> Ctx<D> {
                             re-issues it"
                     .to_string();
                 r.error_code = f.error.code.clone();
-                Created::Done(self.fix_up(r, name, &groups_only(d)).await)
+                Created::Done(self.fix_up(r, name, None, &groups_only(d)).await)
             }
             ErrorClass::Exists if !f.maybe_done => {
                 self.not_sent(invitation, f);
@@ -538,6 +584,7 @@ impl<D: Directory> Ctx<D> {
                 },
                 add_groups: Vec::new(),
                 verify_email: false,
+                changes: plan::Changes::default(),
             };
             let Some(invitation) = self.prepare(&mut r, InviteKind::SetPassword, &decision) else {
                 return r;
@@ -703,7 +750,7 @@ impl<D: Directory> Ctx<D> {
         ) {
             return r;
         }
-        self.fix_up(r, &user.username, d).await
+        self.fix_up(r, &user.username, Some(&user), d).await
     }
 
     /// What follows an invitation that went out: the user is pending with a fresh expiry, and in
@@ -757,36 +804,173 @@ impl<D: Directory> Ctx<D> {
         }
     }
 
-    /// Sets email_verified and adds missing groups; a failure here fails the row.
-    async fn fix_up(&self, mut r: RowReport, username: &str, d: &Decision) -> RowReport {
+    /// Brings the user in line with the decision: `email_verified`, `--update`'s attribute
+    /// changes (one AdminUpdateUserAttributes, one AdminDeleteUserAttributes), groups added and
+    /// removed. `--update`'s changes are recorded ahead in the state. `before`: the user as read,
+    /// when it existed before this run (its changes are then listed in `changed`). A failure
+    /// here fails the row.
+    async fn fix_up(
+        &self,
+        mut r: RowReport,
+        username: &str,
+        before: Option<&RemoteUser>,
+        d: &Decision,
+    ) -> RowReport {
+        let c = &d.changes;
         let mut done = Vec::new();
-        let mut added: Vec<String> = Vec::new();
-        if d.verify_email {
-            match self.calls.mark_email_verified(username).await {
-                Ok(x) => {
-                    r.attempts += x.attempts;
-                    done.push("email_verified set".to_string());
+        let mut written: Vec<String> = Vec::new();
+        let intent = if c.is_empty() {
+            None
+        } else {
+            match self.state.update_intent(
+                &self.pool.id,
+                &r.key,
+                &c.names(&d.add_groups),
+                &self.run_id,
+                self.now(),
+            ) {
+                Ok(id) => id,
+                Err(e) => {
+                    self.state_failed(&mut r, &e);
+                    return r;
                 }
-                Err(f) => return self.fix_up_failed(r, "setting email_verified", &f),
+            }
+        };
+        // A missing email_verified goes in the same call as the row's changes.
+        let mut set = c.set.clone();
+        if d.verify_email {
+            set.push(("email_verified".to_string(), "true".to_string()));
+        }
+        if !set.is_empty() {
+            match self.calls.update_attributes(username, &set).await {
+                Ok(x) => r.attempts += x.attempts,
+                Err(f) => {
+                    return self.update_failed(r, intent, written, "updating attributes", &f);
+                }
+            }
+            written.extend(c.names(&[]).into_iter().filter(|n| !c.delete.contains(n)));
+            if d.verify_email {
+                done.push("email_verified set".to_string());
             }
         }
+        if !c.delete.is_empty() {
+            match self.calls.delete_attributes(username, &c.delete).await {
+                Ok(x) => r.attempts += x.attempts,
+                Err(f) => {
+                    return self.update_failed(r, intent, written, "deleting attributes", &f);
+                }
+            }
+            written.extend(c.delete.iter().cloned());
+        }
+        let set_names: Vec<&String> = written.iter().collect();
+        let update = wording::updated(&set_names, &[]);
+        if !update.is_empty() {
+            done.push(update);
+        }
+        let mut added: Vec<String> = Vec::new();
         for group in &d.add_groups {
             match self.calls.add_to_group(username, group).await {
                 Ok(x) => {
                     r.attempts += x.attempts;
                     done.push(format!("added to group {group}"));
                     added.push(group.clone());
+                    written.push(format!("+{group}"));
                 }
                 Err(f) => {
                     self.record_groups(&r.key, &added);
-                    return self.fix_up_failed(r, &format!("adding to group {group}"), &f);
+                    let what = format!("adding to group {group}");
+                    return self.update_failed(r, intent, written, &what, &f);
                 }
             }
         }
         self.record_groups(&r.key, &added);
+        for group in &c.remove_groups {
+            match self.calls.remove_from_group(username, group).await {
+                Ok(x) => {
+                    r.attempts += x.attempts;
+                    done.push(format!("removed from group {group}"));
+                    written.push(format!("-{group}"));
+                }
+                Err(f) => {
+                    let what = format!("removing from group {group}");
+                    return self.update_failed(r, intent, written, &what, &f);
+                }
+            }
+        }
+        if let Some(user) = before
+            && !c.is_empty()
+        {
+            self.record_update(&r.key, user, &written, intent, c);
+        }
         if !done.is_empty() {
             r.reason = format!("{}; {}", r.reason, done.join(", "));
         }
+        if before.is_some() {
+            r.changed = written;
+            changed_outcome(&mut r, c);
+        }
+        r
+    }
+
+    /// Records what `--update` wrote. For a pending user this job did not invite, the user's
+    /// `UserLastModifiedDate` before the write (which moved it) becomes its expiry clock.
+    fn record_update(
+        &self,
+        key: &str,
+        user: &RemoteUser,
+        written: &[String],
+        intent: Option<i64>,
+        c: &plan::Changes,
+    ) {
+        let new_email = c
+            .set
+            .iter()
+            .find(|(n, _)| n == "email")
+            .map(|(_, v)| v.as_str());
+        let known = self.known.get(key);
+        let uninvited = known.is_none_or(|k| k.last_invited_at.is_none());
+        let pending_since = (user.status == UserStatus::ForceChangePassword && uninvited)
+            .then_some(user.last_modified)
+            .flatten();
+        let now = self.now();
+        let recorded = self
+            .state
+            .updated(
+                &self.pool.id,
+                key,
+                written,
+                new_email,
+                &c.remove_groups,
+                pending_since,
+                now,
+            )
+            .and_then(|()| match intent {
+                Some(id) => self.state.settle_update(id, UpdateOutcome::Done, now),
+                None => Ok(()),
+            });
+        if let Err(e) = recorded {
+            tracing::warn!("{e}");
+        }
+    }
+
+    /// An update call failed for good: the row fails; what was written before stays listed.
+    fn update_failed(
+        &self,
+        r: RowReport,
+        intent: Option<i64>,
+        written: Vec<String>,
+        what: &str,
+        f: &Failed,
+    ) -> RowReport {
+        if let Some(id) = intent
+            && let Err(e) = self
+                .state
+                .settle_update(id, UpdateOutcome::Failed, self.now())
+        {
+            tracing::warn!("{e}");
+        }
+        let mut r = self.fix_up_failed(r, what, f);
+        r.changed = written;
         r
     }
 
@@ -848,6 +1032,24 @@ fn groups_only(d: &Decision) -> Decision {
         action: Action::Create,
         add_groups: d.add_groups.clone(),
         verify_email: false,
+        changes: plan::Changes::default(),
+    }
+}
+
+/// The outcome of an existing user's row once its changes are known: `updated` where something
+/// changed and nothing more important happened; `attention` where an immutable attribute
+/// differs (the other changes are still made).
+fn changed_outcome(r: &mut RowReport, c: &plan::Changes) {
+    if r.outcome == Outcome::Skipped && !r.changed.is_empty() {
+        r.outcome = Outcome::Updated;
+    }
+    if !c.immutable.is_empty() {
+        if matches!(r.outcome, Outcome::Skipped | Outcome::Updated) {
+            r.outcome = Outcome::Attention;
+        }
+        if !r.reason.contains(&wording::immutable(&c.immutable)) {
+            r.reason = format!("{}; {}", r.reason, wording::immutable(&c.immutable));
+        }
     }
 }
 
@@ -1158,6 +1360,8 @@ mod tests {
                 email: "taro@example.com",
                 name: "taro@example.com",
                 groups: &[],
+                attributes: &[],
+                keyed_by_username: false,
             },
             pool(&f).get("taro@example.com").as_ref(),
             &|_| true,

@@ -3,6 +3,8 @@
 //! decision out; `status` reports it as the provider's standing, so the two cannot disagree.
 //! Must not do I/O or read the clock.
 
+use std::collections::BTreeSet;
+
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
@@ -77,6 +79,75 @@ pub fn intent_went_through(
     }
 }
 
+/// What `run --update` brings in line with the row, for users that exist already.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Update {
+    /// `--update attributes`: write the attribute cells that differ from the user's values.
+    pub attributes: bool,
+    /// `--update groups`: also take the user out of the groups the file manages and the row no
+    /// longer lists.
+    pub groups: bool,
+    /// `--clear-empty` (with `attributes`): an empty cell deletes the attribute.
+    pub clear_empty: bool,
+}
+
+/// One part of `--update`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UpdatePart {
+    Attributes,
+    Groups,
+}
+
+impl Update {
+    /// `--update`'s parts and `--clear-empty`, which only means something with `attributes`.
+    pub fn of(parts: &[UpdatePart], clear_empty: bool) -> Result<Update, &'static str> {
+        let attributes = parts.contains(&UpdatePart::Attributes);
+        if clear_empty && !attributes {
+            return Err(
+                "--clear-empty needs --update attributes (it deletes attributes whose cell is empty)",
+            );
+        }
+        Ok(Update {
+            attributes,
+            groups: parts.contains(&UpdatePart::Groups),
+            clear_empty,
+        })
+    }
+
+    /// The mode as words, for the report and the row digest: "create-only", or the parts of
+    /// `--update` with `clear-empty`.
+    pub fn label(update: Option<&Updating>) -> String {
+        let Some(u) = update else {
+            return "create-only".to_string();
+        };
+        let parts = [
+            (u.what.attributes, "attributes"),
+            (u.what.groups, "groups"),
+            (u.what.clear_empty, "clear-empty"),
+        ];
+        parts
+            .iter()
+            .filter(|(on, _)| *on)
+            .map(|(_, n)| *n)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+/// What an update compares against: the run's `--update`, and what the file and the pool say.
+#[derive(Debug, Clone, Default)]
+pub struct Updating {
+    pub what: Update,
+    /// The file's attribute columns (not email, username or groups): a column with no value in
+    /// a row is an empty cell there.
+    pub columns: Vec<String>,
+    /// The groups the file manages: every group named anywhere in its `groups` column.
+    pub managed_groups: BTreeSet<String>,
+    /// Attributes the pool's schema makes immutable (`Mutable=false`).
+    pub immutable: BTreeSet<String>,
+}
+
 /// The run's settings that decisions depend on.
 #[derive(Debug, Clone)]
 pub struct Policy {
@@ -93,6 +164,8 @@ pub struct Policy {
     /// `--reissue always` sends no second message to a provider within this interval
     /// ([`MIN_RESEND_INTERVAL`]; zero for an operator's explicit `reissue`).
     pub resend_interval: Duration,
+    /// `run --update`: `None` creates, re-issues and adds missing groups only.
+    pub update: Option<Updating>,
 }
 
 impl Policy {
@@ -106,7 +179,34 @@ impl Policy {
             case_sensitive: pool.case_sensitive,
             email_is_username: pool.username_mode == UsernameMode::Email,
             resend_interval: MIN_RESEND_INTERVAL,
+            update: None,
         }
+    }
+
+    /// The policy of `run --update`, comparing against the file's columns and managed groups.
+    pub fn updating(
+        self,
+        what: Update,
+        pool: &PoolInfo,
+        columns: Vec<String>,
+        managed_groups: BTreeSet<String>,
+    ) -> Self {
+        let update = (what.attributes || what.groups).then(|| Updating {
+            what,
+            columns,
+            managed_groups,
+            immutable: pool
+                .schema
+                .iter()
+                .filter(|(_, a)| !a.mutable)
+                .map(|(n, _)| n.clone())
+                .collect(),
+        });
+        Policy { update, ..self }
+    }
+
+    fn updates(&self, f: impl Fn(&Update) -> bool) -> bool {
+        self.update.as_ref().is_some_and(|u| f(&u.what))
     }
 
     /// An operator's explicit re-issue: now, whatever the expiry, the cap or the last message.
@@ -195,12 +295,136 @@ pub enum Action {
 }
 
 /// What the row asks for: the provider's email, the name it has (or would be created with) in
-/// the pool, and its groups.
+/// the pool, its groups and its attribute cells.
 #[derive(Debug, Clone, Copy)]
 pub struct Wanted<'a> {
     pub email: &'a str,
     pub name: &'a str,
     pub groups: &'a [String],
+    /// Attribute cells, trimmed (phone numbers in E.164), empty cells left out.
+    pub attributes: &'a [(String, String)],
+    /// The row is keyed by its username, so its email is an attribute that may change.
+    pub keyed_by_username: bool,
+}
+
+/// Changes `run --update` makes to an existing user so that it matches its row.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// Attributes to write, in one AdminUpdateUserAttributes call. A new email comes with
+    /// `email_verified=true`.
+    pub set: Vec<(String, String)>,
+    /// Attributes to delete (`--clear-empty`), in one AdminDeleteUserAttributes call.
+    pub delete: Vec<String>,
+    /// Managed groups the row no longer lists (`--update groups`).
+    pub remove_groups: Vec<String>,
+    /// Immutable attributes whose value differs from the row's: never written; the row needs a
+    /// person.
+    pub immutable: Vec<String>,
+}
+
+impl Changes {
+    /// Whether nothing would be written.
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty() && self.delete.is_empty() && self.remove_groups.is_empty()
+    }
+
+    /// Whether the email changes (and is written verified with it).
+    pub fn sets_email(&self) -> bool {
+        self.set.iter().any(|(n, _)| n == "email")
+    }
+
+    /// For the report: the attributes written or deleted (names only, never values; the
+    /// `email_verified` that goes with a new email is not listed), then `+group` and `-group`.
+    pub fn names(&self, add_groups: &[String]) -> Vec<String> {
+        let email_change = self.sets_email();
+        self.set
+            .iter()
+            .map(|(n, _)| n)
+            .filter(|n| !(email_change && *n == "email_verified"))
+            .chain(&self.delete)
+            .cloned()
+            .chain(add_groups.iter().map(|g| format!("+{g}")))
+            .chain(self.remove_groups.iter().map(|g| format!("-{g}")))
+            .collect()
+    }
+}
+
+/// Whether the pool's value already says what the row's cell says, compared the way Cognito
+/// stores values: text trimmed, emails without regard to case, phone numbers by their digits
+/// (the row's are already in E.164).
+pub fn same_value(name: &str, ours: &str, theirs: &str) -> bool {
+    let theirs = theirs.trim();
+    match name {
+        "email" => ours.eq_ignore_ascii_case(theirs),
+        "phone_number" => {
+            let digits = |s: &str| s.chars().filter(char::is_ascii_digit).collect::<String>();
+            digits(ours) == digits(theirs)
+        }
+        _ => ours == theirs,
+    }
+}
+
+/// What `--update` changes for an existing user whose row says `row`.
+///
+/// | `--update`             | cell / membership                                  | change                     |
+/// |------------------------|----------------------------------------------------|----------------------------|
+/// | `attributes`           | value equal to the user's (as Cognito stores it)    | none                       |
+/// | `attributes`           | value differs or the user lacks it, mutable         | `set`                      |
+/// | `attributes`           | value differs, immutable in the schema              | `immutable` (attention)    |
+/// | `attributes`           | email differs, row keyed by username                | `set` email + `email_verified=true` |
+/// | `attributes`           | empty cell                                          | none (no opinion)          |
+/// | `attributes`, `--clear-empty` | empty cell, the user has a value, mutable    | `delete`                   |
+/// | `attributes`, `--clear-empty` | empty cell, the user has a value, immutable  | `immutable` (attention)    |
+/// | `groups`               | member of a managed group the row does not list     | `remove_groups`            |
+/// | `groups`               | empty `groups` cell                                 | none (no opinion)          |
+/// | `groups`               | member of a group the file never names              | none (not managed)         |
+///
+/// Rows keyed by email never change their email: a new email is a new provider.
+pub fn changes(
+    row: &Wanted<'_>,
+    user: &RemoteUser,
+    member_of: &dyn Fn(&str) -> bool,
+    updating: &Updating,
+) -> Changes {
+    let mut c = Changes::default();
+    let differs = |name: &str, value: Option<&str>, c: &mut Changes| {
+        let theirs = user.attributes.get(name).filter(|v| !v.trim().is_empty());
+        match (value, theirs) {
+            (Some(ours), Some(theirs)) if same_value(name, ours, theirs) => {}
+            (None, None) => {}
+            _ if updating.immutable.contains(name) => c.immutable.push(name.to_string()),
+            (Some(ours), _) => c.set.push((name.to_string(), ours.to_string())),
+            (None, Some(_)) => c.delete.push(name.to_string()),
+        }
+    };
+    if updating.what.attributes {
+        if row.keyed_by_username {
+            let email = user.email.as_deref().unwrap_or_default();
+            if !same_value("email", row.email, email) {
+                c.set.push(("email".into(), row.email.to_string()));
+                c.set.push(("email_verified".into(), "true".into()));
+            }
+        }
+        for (name, value) in row.attributes {
+            differs(name, Some(value), &mut c);
+        }
+        if updating.what.clear_empty {
+            for name in &updating.columns {
+                if !row.attributes.iter().any(|(n, _)| n == name) {
+                    differs(name, None, &mut c);
+                }
+            }
+        }
+    }
+    if updating.what.groups && !row.groups.is_empty() {
+        c.remove_groups = updating
+            .managed_groups
+            .iter()
+            .filter(|g| member_of(g) && !row.groups.contains(g))
+            .cloned()
+            .collect();
+    }
+    c
 }
 
 /// The decision for one row.
@@ -211,6 +435,8 @@ pub struct Decision {
     pub add_groups: Vec<String>,
     /// Set `email_verified=true`: without it the provider can never recover the account alone.
     pub verify_email: bool,
+    /// `run --update`: attribute and group changes for a user that exists.
+    pub changes: Changes,
 }
 
 impl Decision {
@@ -229,6 +455,7 @@ impl Decision {
         matches!(self.action, Action::Keep(_) | Action::Attention(_))
             && self.add_groups.is_empty()
             && !self.verify_email
+            && self.changes.is_empty()
     }
 }
 
@@ -249,6 +476,7 @@ pub fn expiry(remote: &RemoteUser, history: &History, validity: Duration) -> Opt
 /// | absent           | otherwise                                            | `Create` (+ all groups)         |
 /// | present          | email differs from the row's (username-keyed pools)  | `Attention(EmailMismatch)`      |
 /// | present          | no email at all                                      | `Attention(NoEmail)`            |
+/// | present          | either of those, row keyed by username, `--update attributes` | as below, email in [`changes`] |
 /// | present          | under another name (case, or another username)       | `Attention(ExistsAs)`           |
 /// | present          | disabled (any status)                                | `Attention(Disabled)`           |
 /// | present          | `FORCE_CHANGE_PASSWORD`, `--reissue always`, messaged within 15 min | `Keep(RecentlySent)` |
@@ -263,7 +491,8 @@ pub fn expiry(remote: &RemoteUser, history: &History, validity: Duration) -> Opt
 ///
 /// `Reissue` uses RESEND, or `AdminSetUserPassword` (Permanent=false) with `--delivery suppress`.
 /// For `FORCE_CHANGE_PASSWORD` and `CONFIRMED` users, groups from the row the user is not in are
-/// added and a missing `email_verified=true` is set; users needing attention are not touched.
+/// added and a missing `email_verified=true` is set, and with `--update` the row's [`changes`]
+/// are made (never a re-issue because of them); users needing attention are not touched.
 /// The executor turns a message-sending action into `deferred` when the email budget is spent.
 pub fn decide(
     row: &Wanted<'_>,
@@ -279,33 +508,39 @@ pub fn decide(
                 action: Action::Attention(Attention::Deleted),
                 add_groups: Vec::new(),
                 verify_email: false,
+                changes: Changes::default(),
             };
         }
         return Decision {
             action: Action::Create,
             add_groups: row.groups.to_vec(),
             verify_email: false,
+            changes: Changes::default(),
         };
     };
     let attention = |a: Attention| Decision {
         action: Action::Attention(a),
         add_groups: Vec::new(),
         verify_email: false,
+        changes: Changes::default(),
     };
+    // A row keyed by username carries the provider's email as an attribute: `--update
+    // attributes` writes a new one instead of stopping at the mismatch.
+    let email_may_change = row.keyed_by_username && policy.updates(|u| u.attributes);
     if let Some(email) = &user.email
         && !email.eq_ignore_ascii_case(row.email)
+        && !email_may_change
     {
         return attention(Attention::EmailMismatch {
             remote: Some(email.clone()),
         });
     }
-    let Some(email) = user.email.as_deref() else {
+    if user.email.is_none() && !email_may_change {
         return attention(Attention::NoEmail);
-    };
-    let name = if policy.email_is_username {
-        email
-    } else {
-        user.username.as_str()
+    }
+    let name = match (&user.email, policy.email_is_username) {
+        (Some(email), true) => email.as_str(),
+        _ => user.username.as_str(),
     };
     let same_name =
         name == row.name || (!policy.case_sensitive && name.eq_ignore_ascii_case(row.name));
@@ -360,16 +595,25 @@ pub fn decide(
         UserStatus::Confirmed => Action::Keep(Keep::Confirmed),
         other => return attention(Attention::Status(other.clone())),
     };
+    // `--update groups` reads every managed group's members, so membership is known and a
+    // group someone took the user out of is added back; otherwise the state's record counts.
+    let groups_known = policy.updates(|u| u.groups);
     let add_groups = row
         .groups
         .iter()
-        .filter(|g| !member_of(g) && !history.groups_done.contains(g))
+        .filter(|g| !member_of(g) && (groups_known || !history.groups_done.contains(g)))
         .cloned()
         .collect();
+    let changes = policy
+        .update
+        .as_ref()
+        .map(|u| changes(row, user, member_of, u))
+        .unwrap_or_default();
     Decision {
         action,
         add_groups,
-        verify_email: !user.email_verified,
+        verify_email: !user.email_verified && !changes.sets_email(),
+        changes,
     }
 }
 
@@ -391,6 +635,7 @@ mod tests {
             case_sensitive: true,
             email_is_username: false,
             resend_interval: MIN_RESEND_INTERVAL,
+            update: None,
         }
     }
 
@@ -406,6 +651,7 @@ mod tests {
             sub: Some("u-1".into()),
             last_modified: Some(now() - Duration::days(modified_days_ago)),
             created: Some(now() - Duration::days(30)),
+            attributes: Default::default(),
         }
     }
 
@@ -419,6 +665,8 @@ mod tests {
                 email: "a@example.com",
                 name: "a@example.com",
                 groups: &groups(),
+                attributes: &[],
+                keyed_by_username: false,
             },
             remote,
             &|g| g == "providers",

@@ -19,6 +19,8 @@ use crate::standing::{Standing, StatusReport, StatusRow};
 pub enum Outcome {
     Created,
     Reissued,
+    /// `run --update` changed an existing user's attributes or groups.
+    Updated,
     Skipped,
     Deferred,
     Attention,
@@ -27,9 +29,10 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 7] = [
+    pub const ALL: [Outcome; 8] = [
         Outcome::Created,
         Outcome::Reissued,
+        Outcome::Updated,
         Outcome::Skipped,
         Outcome::Deferred,
         Outcome::Attention,
@@ -41,6 +44,7 @@ impl Outcome {
         match self {
             Outcome::Created => "created",
             Outcome::Reissued => "reissued",
+            Outcome::Updated => "updated",
             Outcome::Skipped => "skipped",
             Outcome::Deferred => "deferred",
             Outcome::Attention => "attention",
@@ -110,6 +114,9 @@ pub struct RowReport {
     pub action: Act,
     pub outcome: Outcome,
     pub reason: String,
+    /// What the run changed (or, in a dry run, would change) in an existing user: attribute
+    /// names, `+group`, `-group`. Never values: the report travels further than the pool.
+    pub changed: Vec<String>,
     pub status_before: Option<UserStatus>,
     pub status_after: Option<UserStatus>,
     pub temp_password_expires_at: Option<DateTime<Utc>>,
@@ -132,6 +139,7 @@ impl RowReport {
             action: Act::None,
             outcome,
             reason: String::new(),
+            changed: Vec::new(),
             status_before: None,
             status_after: None,
             temp_password_expires_at: None,
@@ -159,6 +167,10 @@ pub struct Report {
     pub finished_at: DateTime<Utc>,
     pub user_pool_id: String,
     pub dry_run: bool,
+    /// `run --update`'s mode ("attributes", "attributes,groups,clear-empty"); absent when the
+    /// run only creates.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub update: Option<String>,
     pub interrupted: bool,
     pub summary: BTreeMap<Outcome, u64>,
     /// Calls that reached Cognito, per quota category, and throttles seen.
@@ -222,7 +234,7 @@ pub fn escape_cell(s: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-const CSV_COLUMNS: [&str; 13] = [
+const CSV_COLUMNS: [&str; 14] = [
     "row",
     "key",
     "username",
@@ -236,6 +248,8 @@ const CSV_COLUMNS: [&str; 13] = [
     "attempts",
     "error_code",
     "error_message",
+    // Last, so that scripts reading the columns by position before it was added still work.
+    "changed",
 ];
 
 fn time(t: &Option<DateTime<Utc>>) -> String {
@@ -270,6 +284,7 @@ pub fn write_csv<W: Write>(mut out: W, rows: &[RowReport]) -> std::io::Result<()
             r.attempts.to_string(),
             opt(&r.error_code),
             opt(&r.error_message),
+            r.changed.join(" "),
         ];
         w.write_record(record.iter().map(|c| escape_cell(c).into_owned()))?;
     }
@@ -517,6 +532,7 @@ mod tests {
             action: Act::Create,
             outcome,
             reason: "created".into(),
+            changed: Vec::new(),
             status_before: None,
             status_after: Some(UserStatus::ForceChangePassword),
             temp_password_expires_at: None,
@@ -549,11 +565,11 @@ mod tests {
         let mut lines = text.lines();
         assert_eq!(
             lines.next().unwrap(),
-            "\u{feff}row,key,username,email,action,outcome,reason,status_before,status_after,temp_password_expires_at,attempts,error_code,error_message"
+            "\u{feff}row,key,username,email,action,outcome,reason,status_before,status_after,temp_password_expires_at,attempts,error_code,error_message,changed"
         );
         assert_eq!(
             lines.next().unwrap(),
-            "2,p2@example.com,p2@example.com,p2@example.com,create,invalid,'=cmd|' /C calc'!A0,,FORCE_CHANGE_PASSWORD,,1,,"
+            "2,p2@example.com,p2@example.com,p2@example.com,create,invalid,'=cmd|' /C calc'!A0,,FORCE_CHANGE_PASSWORD,,1,,,"
         );
         assert!(lines.next().unwrap().starts_with("3,p3@example.com"));
         assert_eq!(lines.next(), None);
@@ -570,7 +586,7 @@ mod tests {
         assert_eq!(s[&Outcome::Created], 2);
         assert_eq!(s[&Outcome::Invalid], 1);
         assert_eq!(s[&Outcome::Failed], 0);
-        assert_eq!(s.len(), 7);
+        assert_eq!(s.len(), Outcome::ALL.len());
         let json = serde_json::to_value(&s).unwrap();
         assert_eq!(json["created"], 2, "keyed by the outcome's name: {json}");
     }
@@ -608,6 +624,7 @@ mod tests {
             finished_at: now,
             user_pool_id: "eu-west-1_x".into(),
             dry_run: false,
+            update: None,
             interrupted: false,
             summary: summarize(&rows),
             calls: BTreeMap::new(),

@@ -187,6 +187,7 @@ pub(crate) fn run_report(
         finished_at: Utc::now(),
         user_pool_id: opened.pool_id.to_string(),
         dry_run,
+        update: None,
         interrupted: exec.cancel.is_cancelled(),
         summary: report::summarize(&rows),
         calls: exec.calls_by_name(),

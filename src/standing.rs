@@ -123,6 +123,8 @@ pub fn classify(
             email: email.as_deref().unwrap_or_default(),
             name,
             groups: &[],
+            attributes: &[],
+            keyed_by_username: false,
         },
         remote,
         &|_| true,
@@ -309,6 +311,7 @@ mod tests {
             case_sensitive: true,
             email_is_username: false,
             resend_interval: crate::plan::MIN_RESEND_INTERVAL,
+            update: None,
         }
     }
 
@@ -485,6 +488,8 @@ mod tests {
                     email: "a@example.com",
                     name: "a@example.com",
                     groups: &[],
+                    attributes: &[],
+                    keyed_by_username: false,
                 },
                 remote.as_ref(),
                 &|_| true,

@@ -74,6 +74,23 @@ const MIGRATIONS: &[&str] = &[
     UPDATE users SET confirmed_at = last_seen_at WHERE last_status = 'CONFIRMED';",
     // 3: confirmed providers handed over by the operator's --on-confirmed command.
     "ALTER TABLE users ADD COLUMN handed_over_at INTEGER;",
+    // 4: `run --update`: its writes, recorded ahead like invitations; the row as last brought
+    // in step; and the expiry clock of a pending user the job updated but did not invite.
+    "CREATE TABLE updates (
+        id INTEGER PRIMARY KEY,
+        pool_id TEXT NOT NULL,
+        key TEXT NOT NULL,
+        changes TEXT NOT NULL,
+        run_id TEXT NOT NULL,
+        intent_at INTEGER NOT NULL,
+        outcome TEXT NOT NULL DEFAULT 'pending',
+        done_at INTEGER
+    );
+    CREATE INDEX updates_user ON updates (pool_id, key);
+    ALTER TABLE users ADD COLUMN row_digest TEXT;
+    ALTER TABLE users ADD COLUMN last_written TEXT;
+    ALTER TABLE users ADD COLUMN last_written_at INTEGER;
+    ALTER TABLE users ADD COLUMN pending_since INTEGER;",
 ];
 
 /// The schema version this binary writes.
@@ -104,6 +121,25 @@ impl InviteKind {
             "resend" => InviteKind::Resend,
             "set_password" => InviteKind::SetPassword,
             _ => InviteKind::Create,
+        }
+    }
+}
+
+/// What became of an update intent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpdateOutcome {
+    Done,
+    Failed,
+    /// Written by a run that died; the next run compared the user with the row again.
+    Rechecked,
+}
+
+impl UpdateOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpdateOutcome::Done => "done",
+            UpdateOutcome::Failed => "failed",
+            UpdateOutcome::Rechecked => "rechecked",
         }
     }
 }
@@ -139,13 +175,24 @@ pub struct Known {
     /// When the last message-sending invitation went out.
     pub last_message_at: Option<DateTime<Utc>>,
     pub open_intent: Option<OpenIntent>,
+    /// `run --update` writes recorded ahead whose result was never recorded (the run died).
+    pub open_updates: Vec<i64>,
+    /// [`Row::digest`](crate::input::Row::digest) of the row when the user was last in step
+    /// with it.
+    pub row_digest: Option<String>,
+    /// What `run --update` last wrote (attribute names, `+group`, `-group`; never values).
+    pub last_written: Vec<String>,
+    pub last_written_at: Option<DateTime<Utc>>,
+    /// For a pending user the job did not invite and then updated: its `UserLastModifiedDate`
+    /// before the update, which moved it. The invitation's expiry is counted from this.
+    pub pending_since: Option<DateTime<Utc>>,
 }
 
 impl Known {
     /// What decisions need of this history.
     pub fn history(&self) -> crate::plan::History {
         crate::plan::History {
-            last_invited_at: self.last_invited_at,
+            last_invited_at: self.last_invited_at.or(self.pending_since),
             reissues: self.reissues,
             groups_done: self.groups_done.clone(),
             invited: self.invited,
@@ -375,7 +422,8 @@ impl State {
                 let mut out: HashMap<String, Known> = HashMap::new();
                 let mut stmt = c.prepare(
                     "SELECT key, username, email, invited, groups_done, last_status, last_enabled,
-                            last_seen_at, confirmed_at, confirmed_reported_at, handed_over_at
+                            last_seen_at, confirmed_at, confirmed_reported_at, handed_over_at,
+                            row_digest, last_written, last_written_at, pending_since
                      FROM users WHERE pool_id = ?1",
                 )?;
                 let rows = stmt.query_map([pool_id], |r| {
@@ -399,6 +447,16 @@ impl State {
                             confirmed_at: from_ms(r.get(8)?),
                             confirmed_reported_at: from_ms(r.get(9)?),
                             handed_over_at: from_ms(r.get(10)?),
+                            row_digest: r.get(11)?,
+                            last_written: r
+                                .get::<_, Option<String>>(12)?
+                                .unwrap_or_default()
+                                .split('\n')
+                                .filter(|g| !g.is_empty())
+                                .map(str::to_string)
+                                .collect(),
+                            last_written_at: from_ms(r.get(13)?),
+                            pending_since: from_ms(r.get(14)?),
                             ..Known::default()
                         },
                     ))
@@ -461,6 +519,16 @@ impl State {
                         }
                         _ => {}
                     }
+                }
+                let mut stmt = c.prepare(
+                    "SELECT id, key FROM updates WHERE pool_id = ?1 AND outcome = 'pending'",
+                )?;
+                let rows = stmt.query_map([pool_id], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+                })?;
+                for row in rows {
+                    let (id, key) = row?;
+                    out.entry(key).or_default().open_updates.push(id);
                 }
                 Ok(out)
             })?
@@ -586,6 +654,109 @@ impl State {
                 sent_at,
             )?;
             tx.commit()
+        })
+        .map(|_| ())
+    }
+
+    /// Records, ahead of its calls, what `run --update` is about to change for a user
+    /// (`changes`: attribute names, `+group`, `-group`; never values).
+    pub fn update_intent(
+        &self,
+        pool_id: &str,
+        key: &str,
+        changes: &[String],
+        run_id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Option<i64>, Error> {
+        self.write(|c| {
+            exec(
+                c,
+                "INSERT INTO updates (pool_id, key, changes, run_id, intent_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![pool_id, key, changes.join("\n"), run_id, ms(at)],
+            )?;
+            Ok(c.last_insert_rowid())
+        })
+    }
+
+    /// Settles update intents: `done` (every change was made), `failed`, or `rechecked` (a
+    /// killed run's intent, settled by comparing the user with the row again).
+    pub fn settle_update(
+        &self,
+        id: i64,
+        outcome: UpdateOutcome,
+        at: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        self.write(|c| {
+            exec(
+                c,
+                "UPDATE updates SET outcome = ?2, done_at = ?3 WHERE id = ?1",
+                params![id, outcome.as_str(), ms(at)],
+            )
+        })
+        .map(|_| ())
+    }
+
+    /// After `run --update` made its changes: what was written and when, the user's email as
+    /// it now is, and the groups it left (so that they are added again if a row lists them).
+    #[allow(clippy::too_many_arguments)]
+    pub fn updated(
+        &self,
+        pool_id: &str,
+        key: &str,
+        written: &[String],
+        email: Option<&str>,
+        removed_groups: &[String],
+        pending_since: Option<DateTime<Utc>>,
+        at: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        self.write(|c| {
+            let tx = c.unchecked_transaction()?;
+            let done: Option<String> = tx
+                .prepare_cached("SELECT groups_done FROM users WHERE pool_id = ?1 AND key = ?2")?
+                .query_row(params![pool_id, key], |r| r.get(0))
+                .optional()?;
+            let groups_done: Vec<&str> = done
+                .as_deref()
+                .unwrap_or_default()
+                .split('\n')
+                .filter(|g| !g.is_empty() && !removed_groups.iter().any(|r| r == g))
+                .collect();
+            exec(
+                &tx,
+                "INSERT INTO users (pool_id, key, email, groups_done, last_written, last_written_at,
+                                    pending_since)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (pool_id, key) DO UPDATE SET
+                   email = COALESCE(excluded.email, users.email),
+                   groups_done = excluded.groups_done,
+                   last_written = excluded.last_written,
+                   last_written_at = excluded.last_written_at,
+                   pending_since = COALESCE(users.pending_since, excluded.pending_since)",
+                params![
+                    pool_id,
+                    key,
+                    email,
+                    groups_done.join("\n"),
+                    written.join("\n"),
+                    ms(at),
+                    pending_since.map(ms)
+                ],
+            )?;
+            tx.commit()
+        })
+        .map(|_| ())
+    }
+
+    /// Records the digest of the row the user is now in step with.
+    pub fn in_step(&self, pool_id: &str, key: &str, digest: &str) -> Result<(), Error> {
+        self.write(|c| {
+            exec(
+                c,
+                "INSERT INTO users (pool_id, key, row_digest) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (pool_id, key) DO UPDATE SET row_digest = excluded.row_digest",
+                params![pool_id, key, digest],
+            )
         })
         .map(|_| ())
     }

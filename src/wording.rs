@@ -72,7 +72,8 @@ pub fn attention(a: &Attention) -> String {
                                recovery codes can never reach the provider; set the email"
             .to_string(),
         Attention::EmailMismatch { remote } => format!(
-            "a user with this username exists with another email ({}); nothing was changed",
+            "a user with this username exists with another email ({}); nothing was changed \
+             (`run --update attributes` writes the row's email, verified)",
             remote.as_deref().unwrap_or("none")
         ),
     }
@@ -152,8 +153,54 @@ pub fn planned(d: &Decision) -> String {
         (Action::Create, false) => parts.push(format!("groups {}", d.add_groups.join(", "))),
         (_, false) => parts.push(format!("would add to {}", d.add_groups.join(", "))),
     }
+    let c = &d.changes;
+    let set = c.names(&[]);
+    let set: Vec<&String> = set.iter().filter(|n| !c.delete.contains(n)).collect();
+    if !set.is_empty() {
+        parts.push(format!("would update {}", join(&set)));
+    }
+    if !c.delete.is_empty() {
+        parts.push(format!("would delete {}", c.delete.join(", ")));
+    }
+    if !c.remove_groups.is_empty() {
+        parts.push(format!("would remove from {}", c.remove_groups.join(", ")));
+    }
+    if !c.immutable.is_empty() {
+        parts.push(immutable(&c.immutable));
+    }
     let extras: String = parts.iter().map(|p| format!("; {p}")).collect();
     format!("dry run: {what}{extras}")
+}
+
+fn join(names: &[&String]) -> String {
+    names
+        .iter()
+        .map(|n| n.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// What `run --update` wrote, in the report's reason (names only, never values).
+pub fn updated(set: &[&String], deleted: &[String]) -> String {
+    let mut parts = Vec::new();
+    if !set.is_empty() {
+        parts.push(format!("updated {}", join(set)));
+    }
+    if !deleted.is_empty() {
+        parts.push(format!("deleted {}", deleted.join(", ")));
+    }
+    parts.join(", ")
+}
+
+/// Immutable attributes the row would change: the job never tries (Cognito refuses every time).
+pub fn immutable(names: &[String]) -> String {
+    format!(
+        "{} differ{} from the row but the pool's schema makes {} immutable: \
+         fix the row, or recreate the user by hand",
+        names.join(", "),
+        if names.len() == 1 { "s" } else { "" },
+        if names.len() == 1 { "it" } else { "them" }
+    )
 }
 
 /// Where a provider stands, for `status`: what `run` would do for it now, in the same words as

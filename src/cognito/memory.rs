@@ -78,6 +78,26 @@ pub fn user(
         sub: Some(format!("sub-{username}")),
         last_modified: Some(modified),
         created: Some(modified),
+        attributes: [("email", email), ("email_verified", "true")]
+            .into_iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect(),
+    }
+}
+
+/// Sets one attribute, keeping the typed fields in step, as Cognito's answer would.
+fn set_attribute(u: &mut RemoteUser, name: &str, value: Option<&str>) {
+    match value {
+        Some(v) => u.attributes.insert(name.to_string(), v.to_string()),
+        None => u.attributes.remove(name),
+    };
+    let flag = value == Some("true");
+    match name {
+        "email" => u.email = value.map(str::to_string),
+        "email_verified" => u.email_verified = flag,
+        "phone_number" => u.phone = value.map(str::to_string),
+        "phone_number_verified" => u.phone_verified = flag,
+        _ => {}
     }
 }
 
@@ -249,12 +269,15 @@ impl Directory for MemoryPool {
                 .find(|(n, _)| n == "email")
                 .map(|(_, v)| v.clone())
                 .unwrap_or_default();
-            let u = user(
+            let mut u = user(
                 new.username,
                 &email,
                 UserStatus::ForceChangePassword,
                 Utc::now(),
             );
+            for (n, v) in new.attributes {
+                set_attribute(&mut u, n, Some(v));
+            }
             i.users.insert(new.username.to_string(), u.clone());
             if new.delivery.sends_message() {
                 i.messages += 1;
@@ -299,13 +322,43 @@ impl Directory for MemoryPool {
         })
     }
 
-    async fn mark_email_verified(&self, username: &str) -> Result<(), Fault> {
-        self.run("mark_email_verified", |i| {
+    async fn update_attributes(
+        &self,
+        username: &str,
+        attributes: &[(String, String)],
+    ) -> Result<(), Fault> {
+        self.run("update_attributes", |i| {
             let u = i
                 .users
                 .get_mut(username)
                 .ok_or_else(|| service("UserNotFoundException"))?;
-            u.email_verified = true;
+            for (n, v) in attributes {
+                set_attribute(u, n, Some(v));
+            }
+            u.last_modified = Some(after(u.last_modified));
+            Ok(())
+        })
+    }
+
+    async fn delete_attributes(&self, username: &str, names: &[String]) -> Result<(), Fault> {
+        self.run("delete_attributes", |i| {
+            let u = i
+                .users
+                .get_mut(username)
+                .ok_or_else(|| service("UserNotFoundException"))?;
+            for n in names {
+                set_attribute(u, n, None);
+            }
+            u.last_modified = Some(after(u.last_modified));
+            Ok(())
+        })
+    }
+
+    async fn remove_from_group(&self, username: &str, group: &str) -> Result<(), Fault> {
+        self.run("remove_from_group", |i| {
+            if let Some(members) = i.groups.get_mut(group) {
+                members.remove(username);
+            }
             Ok(())
         })
     }

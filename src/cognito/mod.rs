@@ -102,8 +102,23 @@ pub trait Directory: Send + Sync + 'static {
         username: &str,
         password: &TempPassword,
     ) -> impl Future<Output = Result<(), Fault>> + Send;
-    fn mark_email_verified(&self, username: &str)
-    -> impl Future<Output = Result<(), Fault>> + Send;
+    /// AdminUpdateUserAttributes with these values, in one call.
+    fn update_attributes(
+        &self,
+        username: &str,
+        attributes: &[(String, String)],
+    ) -> impl Future<Output = Result<(), Fault>> + Send;
+    /// AdminDeleteUserAttributes of these names, in one call.
+    fn delete_attributes(
+        &self,
+        username: &str,
+        names: &[String],
+    ) -> impl Future<Output = Result<(), Fault>> + Send;
+    fn remove_from_group(
+        &self,
+        username: &str,
+        group: &str,
+    ) -> impl Future<Output = Result<(), Fault>> + Send;
     fn add_to_group(
         &self,
         username: &str,
@@ -162,6 +177,10 @@ fn remote_user(
         sub: attr("sub").map(str::to_string),
         last_modified: date(modified),
         created: date(created),
+        attributes: attributes
+            .iter()
+            .filter_map(|a| Some((a.name().to_string(), a.value()?.to_string())))
+            .collect(),
     }
 }
 
@@ -501,6 +520,7 @@ impl Directory for Cognito {
                 sub: None,
                 last_modified: None,
                 created: None,
+                attributes: Default::default(),
             }))
     }
 
@@ -543,14 +563,45 @@ impl Directory for Cognito {
             .map_err(from_sdk)
     }
 
-    async fn mark_email_verified(&self, username: &str) -> Result<(), Fault> {
+    async fn update_attributes(
+        &self,
+        username: &str,
+        attributes: &[(String, String)],
+    ) -> Result<(), Fault> {
         self.client
             .admin_update_user_attributes()
             .user_pool_id(&self.pool_id)
             .username(username)
             .set_user_attributes(Some(
-                attribute("email_verified", "true").into_iter().collect(),
+                attributes
+                    .iter()
+                    .filter_map(|(n, v)| attribute(n, v))
+                    .collect(),
             ))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(from_sdk)
+    }
+
+    async fn delete_attributes(&self, username: &str, names: &[String]) -> Result<(), Fault> {
+        self.client
+            .admin_delete_user_attributes()
+            .user_pool_id(&self.pool_id)
+            .username(username)
+            .set_user_attribute_names(Some(names.to_vec()))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(from_sdk)
+    }
+
+    async fn remove_from_group(&self, username: &str, group: &str) -> Result<(), Fault> {
+        self.client
+            .admin_remove_user_from_group()
+            .user_pool_id(&self.pool_id)
+            .username(username)
+            .group_name(group)
             .send()
             .await
             .map(|_| ())

@@ -112,6 +112,9 @@ pub struct RemoteUser {
     pub sub: Option<String>,
     pub last_modified: Option<DateTime<Utc>>,
     pub created: Option<DateTime<Utc>>,
+    /// Every attribute Cognito returned, by name, as stored (`run --update` compares the row's
+    /// cells with these).
+    pub attributes: BTreeMap<String, String>,
 }
 
 pub use crate::password::PasswordPolicy;
@@ -134,6 +137,7 @@ pub enum UsernameMode {
 /// What the job needs to know about a schema attribute.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SchemaAttribute {
+    /// `Mutable=false`: set at creation, never changed after.
     pub mutable: bool,
     pub required: bool,
     pub max_length: Option<usize>,

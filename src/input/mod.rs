@@ -77,6 +77,45 @@ pub struct Row {
     pub groups: Vec<String>,
 }
 
+impl Row {
+    /// A digest of what the row asks for (email, username, attribute cells, groups) under
+    /// `context` (the run's update mode): equal digests mean the row has not changed. Hex,
+    /// 32 characters; the values themselves are never stored.
+    pub fn digest(&self, context: &str) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        // Each part is length-prefixed, so no two different rows hash alike by concatenation.
+        let mut part = |s: &str| {
+            h.update((s.len() as u64).to_le_bytes());
+            h.update(s.as_bytes());
+        };
+        part(context);
+        part(&self.email);
+        part(self.username.as_deref().unwrap_or_default());
+        let mut attributes: Vec<&(String, String)> = self.attributes.iter().collect();
+        attributes.sort();
+        for (n, v) in attributes {
+            part(n);
+            part(v);
+        }
+        part("groups");
+        for g in &self.groups {
+            part(g);
+        }
+        let out = h.finalize();
+        out[..16].iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// The attribute columns of a header: every column but email, username and groups.
+pub fn attribute_columns(columns: &[String]) -> Vec<String> {
+    columns
+        .iter()
+        .filter(|c| matches!(role_of(c), Role::Attribute | Role::Phone))
+        .cloned()
+        .collect()
+}
+
 /// One rejected row: never sent to Cognito, reported as `invalid`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reject {

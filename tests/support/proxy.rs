@@ -46,6 +46,7 @@ pub const COGNITO_CATEGORIES: &[(&str, f64, &[&str])] = &[
         25.0,
         &[
             "AdminUpdateUserAttributes",
+            "AdminDeleteUserAttributes",
             "AdminDisableUser",
             "AdminEnableUser",
             "AdminDeleteUser",
