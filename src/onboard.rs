@@ -1599,4 +1599,252 @@ mod tests {
         assert_eq!(pool(&f).calls("reset_password"), 0);
         assert_eq!(left(&f.ctx.budget), 5);
     }
+
+    fn updating(f: &mut Fixture, what: plan::Update) {
+        f.ctx.policy = f.ctx.policy.clone().updating(
+            what,
+            &f.ctx.pool,
+            vec!["name".into(), "custom:org".into()],
+            Default::default(),
+        );
+    }
+
+    /// The state as a new run would read it.
+    fn reload(f: &mut Fixture) {
+        f.ctx.known = f.ctx.state.known(&f.ctx.pool.id).unwrap();
+    }
+
+    fn confirmed(name: &str, attributes: &[(&str, &str)]) -> RemoteUser {
+        let mut u = memory::user(
+            &format!("{name}@example.com"),
+            &format!("{name}@example.com"),
+            UserStatus::Confirmed,
+            Utc::now() - chrono::Duration::days(30),
+        );
+        for (n, v) in attributes {
+            u.attributes.insert(n.to_string(), v.to_string());
+        }
+        u
+    }
+
+    const ATTRIBUTES: plan::Update = plan::Update {
+        attributes: true,
+        groups: false,
+        clear_empty: false,
+    };
+
+    #[tokio::test]
+    async fn an_update_writes_the_differences_in_one_call_and_a_rerun_writes_nothing() {
+        let mut f = fixture(
+            MemoryPool::with_users([confirmed("taro", &[("name", "Old"), ("custom:org", "KK")])]),
+            None,
+            Found::PerRow(PerRow::new(false)),
+        );
+        updating(&mut f, ATTRIBUTES);
+        let mut r = row("taro", &[]);
+        r.attributes.push(("custom:org".into(), "KK".into()));
+        let report = f.ctx.process(r.clone()).await;
+        assert_eq!(report.outcome, Outcome::Updated, "{report:?}");
+        assert_eq!(report.changed, ["name"]);
+        assert!(report.reason.contains("updated name"), "{}", report.reason);
+        assert!(!report.reason.contains("山田"), "no values in the report");
+        assert_eq!(pool(&f).calls("update_attributes"), 1);
+        let user = pool(&f).get("taro@example.com").unwrap();
+        assert_eq!(user.attributes["name"], "山田 太郎");
+        let known = &f.ctx.state.known(&f.ctx.pool.id).unwrap()["taro@example.com"];
+        assert_eq!(known.last_written, ["name"]);
+        assert!(known.open_updates.is_empty() && known.row_digest.is_some());
+        assert_eq!(known.pending_since, None, "confirmed: no expiry clock");
+
+        reload(&mut f);
+        let again = f.ctx.process(r).await;
+        assert_eq!(again.outcome, Outcome::Skipped, "{again:?}");
+        assert!(again.changed.is_empty());
+        assert_eq!(pool(&f).calls("update_attributes"), 1, "no second write");
+    }
+
+    #[tokio::test]
+    async fn a_dry_run_lists_the_changes_and_writes_nothing() {
+        let mut f = fixture(
+            MemoryPool::with_users([confirmed("taro", &[("name", "Old"), ("custom:org", "KK")])]),
+            None,
+            Found::PerRow(PerRow::new(false)),
+        );
+        updating(
+            &mut f,
+            plan::Update {
+                clear_empty: true,
+                ..ATTRIBUTES
+            },
+        );
+        f.ctx.dry_run = true;
+        let report = f.ctx.process(row("taro", &[])).await;
+        assert_eq!(report.outcome, Outcome::Updated, "{report:?}");
+        assert_eq!(report.changed, ["name", "custom:org"]);
+        assert!(
+            report.reason.contains("would update name")
+                && report.reason.contains("would delete custom:org"),
+            "{}",
+            report.reason
+        );
+        assert_eq!(
+            pool(&f).calls("update_attributes") + pool(&f).calls("delete_attributes"),
+            0
+        );
+    }
+
+    #[tokio::test]
+    async fn clear_empty_deletes_in_one_call_and_a_failure_fails_the_row_keeping_what_was_written()
+    {
+        let mut f = fixture(
+            MemoryPool::with_users([confirmed("taro", &[("name", "Old"), ("custom:org", "KK")])]),
+            None,
+            Found::PerRow(PerRow::new(false)),
+        );
+        updating(
+            &mut f,
+            plan::Update {
+                clear_empty: true,
+                ..ATTRIBUTES
+            },
+        );
+        pool(&f).script(
+            "delete_attributes",
+            Script::Refuse("InvalidParameterException"),
+        );
+        let report = f.ctx.process(row("taro", &[])).await;
+        assert_eq!(report.outcome, Outcome::Failed, "{report:?}");
+        assert_eq!(
+            report.changed,
+            ["name"],
+            "what was written before the failure"
+        );
+        assert!(
+            report.reason.contains("deleting attributes failed"),
+            "{}",
+            report.reason
+        );
+        let known = &f.ctx.state.known(&f.ctx.pool.id).unwrap()["taro@example.com"];
+        assert!(known.open_updates.is_empty(), "settled as failed");
+        assert!(known.row_digest.is_none(), "not in step");
+
+        reload(&mut f);
+        let again = f.ctx.process(row("taro", &[])).await;
+        assert_eq!(again.outcome, Outcome::Updated, "{again:?}");
+        assert_eq!(
+            again.changed,
+            ["custom:org"],
+            "only what is still different"
+        );
+        assert_eq!(pool(&f).calls("update_attributes"), 1);
+        assert!(
+            !pool(&f)
+                .get("taro@example.com")
+                .unwrap()
+                .attributes
+                .contains_key("custom:org")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_killed_runs_update_is_rechecked_and_not_written_twice() {
+        let mut f = fixture(
+            MemoryPool::with_users([confirmed("taro", &[("name", "山田 太郎")])]),
+            None,
+            Found::PerRow(PerRow::new(false)),
+        );
+        updating(&mut f, ATTRIBUTES);
+        // The killed run wrote its intent, and its call went through before it died.
+        let id = f
+            .ctx
+            .state
+            .update_intent(
+                &f.ctx.pool.id,
+                "taro@example.com",
+                &["name".into()],
+                "r0",
+                Utc::now(),
+            )
+            .unwrap()
+            .unwrap();
+        reload(&mut f);
+        assert_eq!(f.ctx.known["taro@example.com"].open_updates, [id]);
+        let report = f.ctx.process(row("taro", &[])).await;
+        assert_eq!(report.outcome, Outcome::Skipped, "{report:?}");
+        assert_eq!(pool(&f).calls("update_attributes"), 0);
+        let known = &f.ctx.state.known(&f.ctx.pool.id).unwrap()["taro@example.com"];
+        assert!(known.open_updates.is_empty(), "settled");
+    }
+
+    #[tokio::test]
+    async fn updating_a_pending_user_keeps_its_expiry_clock_and_sends_nothing() {
+        let invited = Utc::now() - chrono::Duration::days(8);
+        let mut pending = memory::user(
+            "taro@example.com",
+            "taro@example.com",
+            UserStatus::ForceChangePassword,
+            invited,
+        );
+        pending.attributes.insert("name".into(), "Old".into());
+        let mut f = fixture(
+            MemoryPool::with_users([pending]),
+            None,
+            Found::PerRow(PerRow::new(false)),
+        );
+        updating(&mut f, ATTRIBUTES);
+        f.ctx.policy.reissue = Reissue::Never;
+        let report = f.ctx.process(row("taro", &[])).await;
+        assert_eq!(report.outcome, Outcome::Updated, "{report:?}");
+        assert_eq!(pool(&f).messages(), 0, "an update re-sends nothing");
+        let known = &f.ctx.state.known(&f.ctx.pool.id).unwrap()["taro@example.com"];
+        let kept = known.pending_since.unwrap();
+        assert!(
+            (kept - invited).num_milliseconds().abs() < 2,
+            "{kept} vs {invited}"
+        );
+        // The update moved UserLastModifiedDate; the expiry is still counted from before it.
+        reload(&mut f);
+        f.ctx.policy.reissue = Reissue::Expired;
+        let next = f.ctx.process(row("taro", &[])).await;
+        assert_eq!(next.outcome, Outcome::Reissued, "{next:?}");
+    }
+
+    #[tokio::test]
+    async fn an_immutable_difference_needs_attention_and_the_rest_is_written() {
+        let mut f = fixture(
+            MemoryPool::with_users([confirmed(
+                "taro",
+                &[("name", "Old"), ("custom:tier", "silver")],
+            )]),
+            None,
+            Found::PerRow(PerRow::new(false)),
+        );
+        f.ctx.pool.schema.insert(
+            "custom:tier".into(),
+            crate::cognito::SchemaAttribute {
+                mutable: false,
+                required: false,
+                max_length: None,
+                developer_only: false,
+            },
+        );
+        updating(&mut f, ATTRIBUTES);
+        let mut r = row("taro", &[]);
+        r.attributes.push(("custom:tier".into(), "gold".into()));
+        let report = f.ctx.process(r).await;
+        assert_eq!(report.outcome, Outcome::Attention, "{report:?}");
+        assert_eq!(report.changed, ["name"]);
+        assert!(
+            report.reason.contains("custom:tier differs"),
+            "{}",
+            report.reason
+        );
+        let user = pool(&f).get("taro@example.com").unwrap();
+        assert_eq!(user.attributes["custom:tier"], "silver");
+        assert_eq!(
+            pool(&f).calls("update_attributes"),
+            1,
+            "custom:tier never sent"
+        );
+    }
 }

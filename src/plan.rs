@@ -976,25 +976,313 @@ mod tests {
         assert!(d.is_settled(), "{d:?}");
     }
 
-    /// Applying a decision and deciding again settles: nothing more to do.
+    fn updating(what: Update) -> Updating {
+        Updating {
+            what,
+            columns: vec!["name".into(), "custom:org".into(), "custom:tier".into()],
+            managed_groups: ["pilot", "providers"].map(String::from).into(),
+            immutable: ["custom:tier".to_string()].into(),
+        }
+    }
+
+    const ATTRIBUTES: Update = Update {
+        attributes: true,
+        groups: false,
+        clear_empty: false,
+    };
+
+    fn with_attributes(pairs: &[(&str, &str)]) -> RemoteUser {
+        let mut u = user(UserStatus::Confirmed, 1);
+        for (n, v) in pairs {
+            u.attributes.insert(n.to_string(), v.to_string());
+        }
+        u
+    }
+
+    fn row<'a>(cells: &'a [(String, String)], groups: &'a [String]) -> Wanted<'a> {
+        Wanted {
+            email: "a@example.com",
+            name: "a@example.com",
+            groups,
+            attributes: cells,
+            keyed_by_username: false,
+        }
+    }
+
+    fn cells(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn equal_values_change_nothing_compared_as_cognito_stores_them() {
+        let u = with_attributes(&[
+            ("name", " Taro Yamada "),
+            ("phone_number", "+819012345678"),
+            ("email", "A@Example.com"),
+        ]);
+        let row_cells = cells(&[("name", "Taro Yamada"), ("phone_number", "+819012345678")]);
+        let c = changes(&row(&row_cells, &[]), &u, &|_| false, &updating(ATTRIBUTES));
+        assert_eq!(c, Changes::default());
+        assert!(same_value(
+            "phone_number",
+            "+819012345678",
+            "+81 90 1234 5678"
+        ));
+        assert!(same_value("email", "a@example.com", "A@Example.com"));
+        assert!(!same_value("name", "taro", "Taro"), "text keeps its case");
+    }
+
+    #[test]
+    fn a_differing_or_missing_mutable_value_is_written() {
+        let u = with_attributes(&[("name", "Taro"), ("custom:org", "Old KK")]);
+        let row_cells = cells(&[
+            ("name", "Taro"),
+            ("custom:org", "New KK"),
+            ("given_name", "Taro"),
+        ]);
+        let c = changes(&row(&row_cells, &[]), &u, &|_| false, &updating(ATTRIBUTES));
+        assert_eq!(
+            c.set,
+            cells(&[("custom:org", "New KK"), ("given_name", "Taro")])
+        );
+        assert_eq!(c.names(&[]), ["custom:org", "given_name"]);
+        assert!(c.delete.is_empty() && c.immutable.is_empty());
+    }
+
+    #[test]
+    fn a_differing_immutable_value_is_never_written() {
+        let u = with_attributes(&[("custom:tier", "silver")]);
+        let row_cells = cells(&[("custom:tier", "gold")]);
+        let c = changes(&row(&row_cells, &[]), &u, &|_| false, &updating(ATTRIBUTES));
+        assert!(c.is_empty(), "nothing to write: {c:?}");
+        assert_eq!(c.immutable, ["custom:tier"]);
+    }
+
+    #[test]
+    fn an_empty_cell_is_no_opinion_unless_clear_empty() {
+        let u = with_attributes(&[("name", "Taro"), ("custom:org", "KK"), ("custom:tier", "x")]);
+        let row_cells = cells(&[("name", "Taro")]);
+        let c = changes(&row(&row_cells, &[]), &u, &|_| false, &updating(ATTRIBUTES));
+        assert_eq!(c, Changes::default());
+        let clear = Update {
+            clear_empty: true,
+            ..ATTRIBUTES
+        };
+        let c = changes(&row(&row_cells, &[]), &u, &|_| false, &updating(clear));
+        assert_eq!(c.delete, ["custom:org"]);
+        assert_eq!(
+            c.immutable,
+            ["custom:tier"],
+            "an immutable value is not deleted"
+        );
+        assert_eq!(c.names(&[]), ["custom:org"]);
+        // Nothing to delete where the user has no value either.
+        let bare = with_attributes(&[("name", "Taro")]);
+        let c = changes(&row(&row_cells, &[]), &bare, &|_| false, &updating(clear));
+        assert_eq!(c, Changes::default());
+    }
+
+    #[test]
+    fn a_new_email_is_written_verified_only_where_the_username_is_the_key() {
+        let mut u = user(UserStatus::Confirmed, 1);
+        u.email = Some("old@example.com".into());
+        let mut p = policy(Reissue::Expired);
+        p.update = Some(updating(ATTRIBUTES));
+        let keyed = Wanted {
+            email: "a@example.com",
+            name: "a@example.com",
+            groups: &[],
+            attributes: &[],
+            keyed_by_username: true,
+        };
+        let d = decide(&keyed, Some(&u), &|_| false, &History::default(), &p, now());
+        assert_eq!(d.action, Action::Keep(Keep::Confirmed));
+        assert_eq!(
+            d.changes.set,
+            cells(&[("email", "a@example.com"), ("email_verified", "true")])
+        );
+        assert_eq!(d.changes.names(&[]), ["email"]);
+        assert!(!d.verify_email, "verified in the same call");
+        // Keyed by email, the email is the provider: a mismatch stays a person's call.
+        let by_email = Wanted {
+            keyed_by_username: false,
+            ..keyed
+        };
+        let d = decide(
+            &by_email,
+            Some(&u),
+            &|_| false,
+            &History::default(),
+            &p,
+            now(),
+        );
+        assert!(matches!(
+            d.action,
+            Action::Attention(Attention::EmailMismatch { .. })
+        ));
+        // A user with no email gets the row's.
+        u.email = None;
+        u.email_verified = false;
+        let d = decide(&keyed, Some(&u), &|_| false, &History::default(), &p, now());
+        assert_eq!(d.action, Action::Keep(Keep::Confirmed));
+        assert!(d.changes.sets_email());
+        // Without --update the mismatch needs attention, as before.
+        p.update = None;
+        let d = decide(&keyed, Some(&u), &|_| false, &History::default(), &p, now());
+        assert_eq!(d.action, Action::Attention(Attention::NoEmail));
+    }
+
+    #[test]
+    fn groups_are_removed_only_where_the_file_manages_them_and_the_row_has_an_opinion() {
+        let u = user(UserStatus::Confirmed, 1);
+        let groups_only = Update {
+            attributes: false,
+            groups: true,
+            clear_empty: false,
+        };
+        let member = |g: &str| ["pilot", "admins"].contains(&g);
+        let listed = vec!["providers".to_string()];
+        let c = changes(&row(&[], &listed), &u, &member, &updating(groups_only));
+        assert_eq!(
+            c.remove_groups,
+            ["pilot"],
+            "admins is not managed by the file"
+        );
+        assert_eq!(c.names(&listed), ["+providers", "-pilot"]);
+        let c = changes(&row(&[], &[]), &u, &member, &updating(groups_only));
+        assert!(c.is_empty(), "an empty groups cell is no opinion");
+        let c = changes(&row(&[], &listed), &u, &member, &updating(ATTRIBUTES));
+        assert!(c.is_empty(), "attributes only: groups are only added");
+    }
+
+    #[test]
+    fn with_update_groups_membership_decides_and_a_removed_group_is_added_back() {
+        let u = user(UserStatus::Confirmed, 1);
+        let history = History {
+            groups_done: vec!["beta".into()],
+            ..History::default()
+        };
+        let mut p = policy(Reissue::Expired);
+        p.update = Some(updating(Update {
+            attributes: false,
+            groups: true,
+            clear_empty: false,
+        }));
+        let d = decide_for(Some(&u), &history, &p);
+        assert_eq!(
+            d.add_groups,
+            ["beta"],
+            "not a member now, whatever the state says"
+        );
+    }
+
+    #[test]
+    fn users_needing_attention_are_never_updated() {
+        let mut u = with_attributes(&[("name", "Old")]);
+        u.enabled = false;
+        let mut p = policy(Reissue::Expired);
+        p.update = Some(updating(ATTRIBUTES));
+        let row_cells = cells(&[("name", "New")]);
+        let d = decide(
+            &row(&row_cells, &[]),
+            Some(&u),
+            &|_| false,
+            &History::default(),
+            &p,
+            now(),
+        );
+        assert_eq!(d.action, Action::Attention(Attention::Disabled));
+        assert!(d.changes.is_empty());
+    }
+
+    #[test]
+    fn a_pending_user_is_updated_and_not_reissued_because_of_it() {
+        let u = user(UserStatus::ForceChangePassword, 2);
+        let mut p = policy(Reissue::Expired);
+        p.update = Some(updating(ATTRIBUTES));
+        let row_cells = cells(&[("name", "New")]);
+        let d = decide(
+            &row(&row_cells, &[]),
+            Some(&u),
+            &|_| false,
+            &History::default(),
+            &p,
+            now(),
+        );
+        assert!(
+            matches!(d.action, Action::Keep(Keep::Pending { .. })),
+            "{d:?}"
+        );
+        assert_eq!(d.changes.names(&[]), ["name"]);
+        assert!(!d.is_settled() && !d.sends_message(Delivery::Email));
+    }
+
+    #[test]
+    fn the_update_mode_is_labelled_and_clear_empty_needs_attributes() {
+        assert_eq!(Update::label(None), "create-only");
+        let u = Update::of(&[UpdatePart::Attributes, UpdatePart::Groups], true).unwrap();
+        assert_eq!(
+            Update::label(Some(&updating(u))),
+            "attributes,groups,clear-empty"
+        );
+        assert!(Update::of(&[UpdatePart::Groups], true).is_err());
+    }
+
+    /// Applying a decision and deciding again settles: nothing more to do, with every
+    /// `--update` part on.
     #[test]
     fn decisions_converge() {
-        let p = policy(Reissue::Expired);
+        let mut p = policy(Reissue::Expired);
+        p.update = Some(updating(Update {
+            attributes: true,
+            groups: true,
+            clear_empty: true,
+        }));
+        let row_cells = cells(&[("name", "Taro"), ("custom:tier", "gold")]);
+        let row_groups = groups();
+        let wanted = Wanted {
+            email: "a@example.com",
+            name: "a@example.com",
+            groups: &row_groups,
+            attributes: &row_cells,
+            keyed_by_username: true,
+        };
+        let mut stale = with_attributes(&[("name", "Old"), ("custom:org", "KK")]);
+        stale.email = Some("old@example.com".into());
         let starts = [
             None,
             Some(user(UserStatus::ForceChangePassword, 8)),
             Some(user(UserStatus::ForceChangePassword, 1)),
             Some(user(UserStatus::Confirmed, 1)),
             Some(user(UserStatus::ResetRequired, 1)),
+            Some(stale),
         ];
         for start in starts {
             let mut remote = start.clone();
             let mut history = History::default();
-            let d = decide_for(remote.as_ref(), &history, &p);
+            // An existing user is in a managed group its row no longer lists.
+            let members = std::cell::RefCell::new(
+                start
+                    .iter()
+                    .map(|_| "pilot".to_string())
+                    .collect::<BTreeSet<_>>(),
+            );
+            let decide_now = |remote: Option<&RemoteUser>, history: &History| {
+                let m = members.borrow().clone();
+                decide(&wanted, remote, &|g| m.contains(g), history, &p, now())
+            };
+            let d = decide_now(remote.as_ref(), &history);
             // What the executor does, applied to the model.
             match d.action {
                 Action::Create | Action::Reissue { .. } => {
-                    let mut u = remote.unwrap_or_else(|| user(UserStatus::ForceChangePassword, 0));
+                    let mut u = remote.unwrap_or_else(|| {
+                        let mut u = user(UserStatus::ForceChangePassword, 0);
+                        u.attributes.extend(row_cells.iter().cloned());
+                        u
+                    });
                     u.status = UserStatus::ForceChangePassword;
                     u.last_modified = Some(now());
                     history.last_invited_at = Some(now());
@@ -1006,13 +1294,26 @@ mod tests {
                 }
                 Action::Keep(_) | Action::Attention(_) => {}
             }
-            if let Some(u) = remote.as_mut()
-                && d.verify_email
-            {
-                u.email_verified = true;
+            if let Some(u) = remote.as_mut() {
+                if d.verify_email {
+                    u.email_verified = true;
+                }
+                for (n, v) in &d.changes.set {
+                    u.attributes.insert(n.clone(), v.clone());
+                    if n == "email" {
+                        u.email = Some(v.clone());
+                    }
+                }
+                for n in &d.changes.delete {
+                    u.attributes.remove(n);
+                }
+            }
+            members.borrow_mut().extend(d.add_groups.iter().cloned());
+            for g in &d.changes.remove_groups {
+                members.borrow_mut().remove(g);
             }
             history.groups_done.extend(d.add_groups.iter().cloned());
-            let again = decide_for(remote.as_ref(), &history, &p);
+            let again = decide_now(remote.as_ref(), &history);
             assert!(again.is_settled(), "from {start:?}: {d:?} then {again:?}");
         }
     }
