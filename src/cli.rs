@@ -197,8 +197,8 @@ pub struct RunArgs {
     #[arg(long)]
     pub max_reissues: Option<u32>,
     /// Bring existing users in line with their rows: `attributes` writes the cells that differ
-    /// (an empty cell is no opinion), `groups` also removes users from groups the file names
-    /// elsewhere but their row does not; comma-separated [default: create-only].
+    /// (an empty cell is no opinion); `groups` also takes users out of groups the file names on
+    /// any row but their own row does not list; comma-separated [default: create-only].
     #[arg(long, value_enum, value_delimiter = ',')]
     pub update: Option<Vec<UpdatePart>>,
     /// With --update attributes: an empty cell deletes the attribute.

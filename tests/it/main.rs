@@ -11,3 +11,4 @@ mod real_cognito;
 mod robustness;
 mod snapshot;
 mod state;
+mod update;

@@ -323,7 +323,11 @@ fn a_state_file_of_schema_one_is_migrated_by_a_run() {
     let v: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(v, 3, "migrated to the current schema");
+    assert_eq!(
+        v as usize,
+        cognito_onboard::state::SCHEMA_VERSION,
+        "migrated to the current schema"
+    );
     let n: i64 = conn
         .query_row("SELECT COUNT(*) FROM transitions", [], |r| r.get(0))
         .unwrap();
