@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job end to end against a local Cognito emulator (moto), from nothing to a finished
 # run and back to nothing: start moto, make the pool, onboard samples/providers.csv, let two
-# providers sign in, run again (nothing sent), show the report, stop moto.
+# providers sign in, run again (nothing sent), show the report, correct a row and --update it,
+# stop moto.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin="$root/target/debug/cognito-onboard"
@@ -60,5 +61,19 @@ step "Where every provider stands (status): the two who signed in are newly conf
 
 step "The help desk: why can't these two sign in? (doctor; exit 0: both can sign in or recover alone)"
 "$bin" doctor taro.yamada@example.com yuki.tanaka@example.com --report-dir "$work/reports"
+
+step "The list changes: Hanako's name is corrected and she leaves beta; preview, then apply (--update)"
+sed -e 's/^hanako.suzuki@example.com,鈴木 花子,鈴木,花子,ja,providers;beta\r\?$/hanako.suzuki@example.com,鈴木 華子,鈴木,華子,ja,providers/' \
+  "$root/samples/providers.csv" >"$work/providers-edited.csv"
+preview=$("$bin" run "$work/providers-edited.csv" --update attributes,groups --dry-run --report-dir "$work/reports")
+applied=$("$bin" run "$work/providers-edited.csv" --update attributes,groups --report-dir "$work/reports")
+"$py" - "$preview" "$applied" <<'PY'
+import json, sys
+preview, applied = (json.load(open(p)) for p in sys.argv[1:3])
+for r in (preview, applied):
+    rows = [row for row in r["rows"] if row["outcome"] == "updated"]
+    print(f"  {'dry run' if r['dry_run'] else 'run':<7}: " + "; ".join(f"{row['key']} {' '.join(row['changed'])}" for row in rows))
+    assert [row["changed"] for row in rows] == [["name", "given_name", "-beta"]], rows
+PY
 
 step "Done: moto stopped, temporary files removed"

@@ -525,6 +525,24 @@ impl Limiter {
 mod tests {
     use super::*;
 
+    /// The sample IAM policy grants every operation the tool calls, so an operator who copies
+    /// it never meets AccessDeniedException for a feature they use.
+    #[test]
+    fn the_sample_iam_policy_grants_every_operation() {
+        let policy = include_str!("../samples/iam-policy.json");
+        for op in Op::ALL {
+            let action = match op {
+                Op::AdminCreateUserResend => "cognito-idp:AdminCreateUser".to_string(),
+                Op::GetSendQuota => "ses:GetSendQuota".to_string(),
+                other => format!("cognito-idp:{}", other.name()),
+            };
+            assert!(
+                policy.contains(&format!("\"{action}\"")),
+                "{action} is missing from samples/iam-policy.json"
+            );
+        }
+    }
+
     #[test]
     fn a_quota_can_be_replaced_once_cognito_reports_it() {
         let limiter = Limiter::new(&Quotas::default(), 0.5);

@@ -848,7 +848,7 @@ impl<D: Directory> Ctx<D> {
                     return self.update_failed(r, intent, written, "updating attributes", &f);
                 }
             }
-            written.extend(c.names(&[]).into_iter().filter(|n| !c.delete.contains(n)));
+            written.extend(c.set_names());
             if d.verify_email {
                 done.push("email_verified set".to_string());
             }

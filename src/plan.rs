@@ -328,6 +328,18 @@ impl Changes {
         self.set.is_empty() && self.delete.is_empty() && self.remove_groups.is_empty()
     }
 
+    /// The attributes written, as the report names them (the `email_verified` that goes with
+    /// a new email is not listed).
+    pub fn set_names(&self) -> Vec<String> {
+        let email_change = self.sets_email();
+        self.set
+            .iter()
+            .map(|(n, _)| n)
+            .filter(|n| !(email_change && *n == "email_verified"))
+            .cloned()
+            .collect()
+    }
+
     /// Whether the email changes (and is written verified with it).
     pub fn sets_email(&self) -> bool {
         self.set.iter().any(|(n, _)| n == "email")
@@ -336,13 +348,9 @@ impl Changes {
     /// For the report: the attributes written or deleted (names only, never values; the
     /// `email_verified` that goes with a new email is not listed), then `+group` and `-group`.
     pub fn names(&self, add_groups: &[String]) -> Vec<String> {
-        let email_change = self.sets_email();
-        self.set
-            .iter()
-            .map(|(n, _)| n)
-            .filter(|n| !(email_change && *n == "email_verified"))
-            .chain(&self.delete)
-            .cloned()
+        self.set_names()
+            .into_iter()
+            .chain(self.delete.iter().cloned())
             .chain(add_groups.iter().map(|g| format!("+{g}")))
             .chain(self.remove_groups.iter().map(|g| format!("-{g}")))
             .collect()

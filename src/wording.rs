@@ -154,8 +154,8 @@ pub fn planned(d: &Decision) -> String {
         (_, false) => parts.push(format!("would add to {}", d.add_groups.join(", "))),
     }
     let c = &d.changes;
-    let set = c.names(&[]);
-    let set: Vec<&String> = set.iter().filter(|n| !c.delete.contains(n)).collect();
+    let set = c.set_names();
+    let set: Vec<&String> = set.iter().collect();
     if !set.is_empty() {
         parts.push(format!("would update {}", join(&set)));
     }

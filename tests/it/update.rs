@@ -20,14 +20,14 @@ const BEFORE: [&str; 7] = [
 ];
 
 /// The same cohort, edited: two names changed (u1, u2), one organisation (u3), one group moved
-/// (u4: pilot to providers), one cell emptied (u5's organisation), one immutable attribute
+/// (u4: pilot to providers, and its name), one cell emptied (u5's organisation), one immutable attribute
 /// changed (u6's tier); u7 unchanged, and still in `pilot`, which keeps that group one the file
 /// manages.
 const AFTER: [&str; 7] = [
     "u1,u1@example.jp,山田 太郎 (Taro),Acme KK,gold,providers",
     "u2,u2@example.jp,Suzuki Hana,Acme KK,gold,providers",
     "u3,u3@example.jp,Sato Ken,New Org,gold,providers",
-    "u4,u4@example.jp,Tanaka Yui,Acme KK,gold,providers",
+    "u4,u4@example.jp,Tanaka Yui K,Acme KK,gold,providers",
     "u5,u5@example.jp,Ito Mai,,gold,providers",
     "u6,u6@example.jp,Kato Ryo,Acme KK,gold,providers",
     "u7,u7@example.jp,Abe Sora,Acme KK,gold,pilot;providers",
@@ -133,7 +133,7 @@ fn an_edited_csv_makes_exactly_its_changes_and_a_rerun_makes_none() {
         ("u1", "updated", &["name"]),
         ("u2", "updated", &["name"]),
         ("u3", "updated", &["custom:org"]),
-        ("u4", "updated", &["+providers", "-pilot"]),
+        ("u4", "updated", &["name", "+providers", "-pilot"]),
         ("u5", "skipped", &[]),
         ("u6", "attention", &[]),
         ("u7", "skipped", &[]),
@@ -180,7 +180,7 @@ fn an_edited_csv_makes_exactly_its_changes_and_a_rerun_makes_none() {
     assert_eq!(rows(&report), want, "{report:#}");
     assert_eq!(report["summary"]["updated"], 4, "{report:#}");
     let stats = proxy.stats();
-    assert_eq!(stats.received("AdminUpdateUserAttributes"), 3, "u1, u2, u3");
+    assert_eq!(stats.received("AdminUpdateUserAttributes"), 4, "u1 to u4");
     assert_eq!(stats.received("AdminAddUserToGroup"), 1, "u4 to providers");
     assert_eq!(
         stats.received("AdminRemoveUserFromGroup"),
@@ -284,6 +284,11 @@ fn without_update_an_edited_csv_changes_no_existing_user() {
     let report = r.report();
     assert!(report.get("update").is_none(), "{report:#}");
     let by_key = rows(&report);
+    let u4 = &report["rows"][3]["reason"];
+    assert!(
+        u4.as_str().unwrap().ends_with("; added to group providers"),
+        "no attribute named: {u4}"
+    );
     for (key, (outcome, changed)) in &by_key {
         if key == "u4" {
             // Create-only still adds a missing group, as it always did.
