@@ -1627,6 +1627,24 @@ mod tests {
         u
     }
 
+    /// taro, confirmed, whose pool values are stale ("Old" name, an organisation the row leaves
+    /// empty), under `--update` `what`.
+    fn stale_taro(what: plan::Update) -> Fixture {
+        let mut f = fixture(
+            MemoryPool::with_users([confirmed("taro", &[("name", "Old"), ("custom:org", "KK")])]),
+            None,
+            Found::PerRow(PerRow::new(false)),
+        );
+        updating(&mut f, what);
+        f
+    }
+
+    const CLEAR_EMPTY: plan::Update = plan::Update {
+        attributes: true,
+        groups: false,
+        clear_empty: true,
+    };
+
     const ATTRIBUTES: plan::Update = plan::Update {
         attributes: true,
         groups: false,
@@ -1635,12 +1653,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_update_writes_the_differences_in_one_call_and_a_rerun_writes_nothing() {
-        let mut f = fixture(
-            MemoryPool::with_users([confirmed("taro", &[("name", "Old"), ("custom:org", "KK")])]),
-            None,
-            Found::PerRow(PerRow::new(false)),
-        );
-        updating(&mut f, ATTRIBUTES);
+        let mut f = stale_taro(ATTRIBUTES);
         let mut r = row("taro", &[]);
         r.attributes.push(("custom:org".into(), "KK".into()));
         let report = f.ctx.process(r.clone()).await;
@@ -1665,18 +1678,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_dry_run_lists_the_changes_and_writes_nothing() {
-        let mut f = fixture(
-            MemoryPool::with_users([confirmed("taro", &[("name", "Old"), ("custom:org", "KK")])]),
-            None,
-            Found::PerRow(PerRow::new(false)),
-        );
-        updating(
-            &mut f,
-            plan::Update {
-                clear_empty: true,
-                ..ATTRIBUTES
-            },
-        );
+        let mut f = stale_taro(CLEAR_EMPTY);
         f.ctx.dry_run = true;
         let report = f.ctx.process(row("taro", &[])).await;
         assert_eq!(report.outcome, Outcome::Updated, "{report:?}");
@@ -1696,18 +1698,7 @@ mod tests {
     #[tokio::test]
     async fn clear_empty_deletes_in_one_call_and_a_failure_fails_the_row_keeping_what_was_written()
     {
-        let mut f = fixture(
-            MemoryPool::with_users([confirmed("taro", &[("name", "Old"), ("custom:org", "KK")])]),
-            None,
-            Found::PerRow(PerRow::new(false)),
-        );
-        updating(
-            &mut f,
-            plan::Update {
-                clear_empty: true,
-                ..ATTRIBUTES
-            },
-        );
+        let mut f = stale_taro(CLEAR_EMPTY);
         pool(&f).script(
             "delete_attributes",
             Script::Refuse("InvalidParameterException"),

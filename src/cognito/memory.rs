@@ -172,6 +172,13 @@ impl MemoryPool {
     }
 }
 
+/// The user Cognito would find by `username`, or its UserNotFoundException.
+fn existing<'a>(i: &'a mut Inner, username: &str) -> Result<&'a mut RemoteUser, Fault> {
+    i.users
+        .get_mut(username)
+        .ok_or_else(|| service("UserNotFoundException"))
+}
+
 /// A time strictly after `before`, so a write always moves `UserLastModifiedDate`.
 fn after(before: Option<DateTime<Utc>>) -> DateTime<Utc> {
     let now = Utc::now();
@@ -192,10 +199,7 @@ impl Directory for MemoryPool {
 
     async fn reset_password(&self, username: &str) -> Result<(), Fault> {
         self.run("reset_password", |i| {
-            let u = i
-                .users
-                .get_mut(username)
-                .ok_or_else(|| service("UserNotFoundException"))?;
+            let u = existing(i, username)?;
             u.status = UserStatus::ResetRequired;
             u.last_modified = Some(after(u.last_modified));
             i.messages += 1;
@@ -293,10 +297,7 @@ impl Directory for MemoryPool {
         _delivery: Delivery,
     ) -> Result<(), Fault> {
         self.run("resend_invitation", |i| {
-            let u = i
-                .users
-                .get_mut(username)
-                .ok_or_else(|| service("UserNotFoundException"))?;
+            let u = existing(i, username)?;
             if u.status != UserStatus::ForceChangePassword {
                 return Err(service("UnsupportedUserStateException"));
             }
@@ -312,10 +313,7 @@ impl Directory for MemoryPool {
         _password: &TempPassword,
     ) -> Result<(), Fault> {
         self.run("set_temporary_password", |i| {
-            let u = i
-                .users
-                .get_mut(username)
-                .ok_or_else(|| service("UserNotFoundException"))?;
+            let u = existing(i, username)?;
             u.status = UserStatus::ForceChangePassword;
             u.last_modified = Some(after(u.last_modified));
             Ok(())
@@ -328,10 +326,7 @@ impl Directory for MemoryPool {
         attributes: &[(String, String)],
     ) -> Result<(), Fault> {
         self.run("update_attributes", |i| {
-            let u = i
-                .users
-                .get_mut(username)
-                .ok_or_else(|| service("UserNotFoundException"))?;
+            let u = existing(i, username)?;
             for (n, v) in attributes {
                 set_attribute(u, n, Some(v));
             }
@@ -342,10 +337,7 @@ impl Directory for MemoryPool {
 
     async fn delete_attributes(&self, username: &str, names: &[String]) -> Result<(), Fault> {
         self.run("delete_attributes", |i| {
-            let u = i
-                .users
-                .get_mut(username)
-                .ok_or_else(|| service("UserNotFoundException"))?;
+            let u = existing(i, username)?;
             for n in names {
                 set_attribute(u, n, None);
             }

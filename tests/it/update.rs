@@ -4,6 +4,7 @@
 use aws_sdk_cognitoidentityprovider::types::{AttributeDataType, SchemaAttributeType};
 use cognito_onboard::error::exit;
 
+use crate::support::proxy;
 use crate::support::*;
 
 const HEADER: &str = "username,email,name,custom:org,custom:tier,groups\n";
@@ -32,6 +33,36 @@ const AFTER: [&str; 7] = [
     "u6,u6@example.jp,Kato Ryo,Acme KK,gold,providers",
     "u7,u7@example.jp,Abe Sora,Acme KK,gold,pilot;providers",
 ];
+
+/// Every write `run` can make to an existing or new user.
+const WRITES: [&str; 6] = [
+    "AdminUpdateUserAttributes",
+    "AdminDeleteUserAttributes",
+    "AdminAddUserToGroup",
+    "AdminRemoveUserFromGroup",
+    "AdminCreateUser",
+    "AdminSetUserPassword",
+];
+
+fn assert_no_writes(proxy: &proxy::Proxy, what: &str) {
+    let stats = proxy.stats();
+    for op in WRITES {
+        assert_eq!(stats.received(op), 0, "{what} sent {op}");
+    }
+}
+
+/// `run CSV ARGS...` in suppress mode (nothing is sent; a new password file each time), which
+/// must exit 0.
+fn run_with(env: &TestEnv, pool: &Pool, csv: &std::path::Path, args: &[&str]) -> Run {
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    env.command(pool, ["run"])
+        .arg(csv)
+        .args(args)
+        .args(["--delivery", "suppress", "--password-file"])
+        .arg(env.path(&format!("unused-passwords-{n}.csv")))
+        .expect(exit::OK)
+}
 
 fn csv(rows: &[&str]) -> String {
     let mut s = HEADER.to_string();
@@ -157,25 +188,10 @@ fn an_edited_csv_makes_exactly_its_changes_and_a_rerun_makes_none() {
             .contains("custom:tier differs"),
         "{u6:#}"
     );
-    let stats = proxy.stats();
-    for op in [
-        "AdminUpdateUserAttributes",
-        "AdminDeleteUserAttributes",
-        "AdminAddUserToGroup",
-        "AdminRemoveUserFromGroup",
-        "AdminCreateUser",
-    ] {
-        assert_eq!(stats.received(op), 0, "dry run sent {op}");
-    }
+    assert_no_writes(&proxy, "the dry run");
 
     // The run makes those writes, and only those.
-    let r = env
-        .command(&pool, ["run"])
-        .arg(&after)
-        .args(["--update", "attributes,groups", "--delivery", "suppress"])
-        .args(["--password-file"])
-        .arg(env.path("unused-passwords.csv"))
-        .expect(exit::OK);
+    let r = run_with(&env, &pool, &after, &["--update", "attributes,groups"]);
     let report = r.report();
     assert_eq!(rows(&report), want, "{report:#}");
     assert_eq!(report["summary"]["updated"], 4, "{report:#}");
@@ -228,35 +244,18 @@ fn an_edited_csv_makes_exactly_its_changes_and_a_rerun_makes_none() {
 
     // A re-run over the same CSV makes no write.
     proxy.reset_stats();
-    let again = env
-        .command(&pool, ["run"])
-        .arg(&after)
-        .args(["--update", "attributes,groups", "--delivery", "suppress"])
-        .args(["--password-file"])
-        .arg(env.path("unused-passwords-2.csv"))
-        .expect(exit::OK);
+    let again = run_with(&env, &pool, &after, &["--update", "attributes,groups"]);
     let report = again.report();
     assert_eq!(report["summary"]["updated"], 0, "{report:#}");
-    let stats = proxy.stats();
-    for op in [
-        "AdminUpdateUserAttributes",
-        "AdminDeleteUserAttributes",
-        "AdminAddUserToGroup",
-        "AdminRemoveUserFromGroup",
-        "AdminCreateUser",
-        "AdminSetUserPassword",
-    ] {
-        assert_eq!(stats.received(op), 0, "re-run sent {op}");
-    }
+    assert_no_writes(&proxy, "the re-run");
 
     // --clear-empty deletes only the emptied attribute.
-    let cleared = env
-        .command(&pool, ["run"])
-        .arg(&after)
-        .args(["--update", "attributes", "--clear-empty"])
-        .args(["--delivery", "suppress", "--password-file"])
-        .arg(env.path("unused-passwords-3.csv"))
-        .expect(exit::OK);
+    let cleared = run_with(
+        &env,
+        &pool,
+        &after,
+        &["--update", "attributes", "--clear-empty"],
+    );
     let report = cleared.report();
     let by_key = rows(&report);
     assert_eq!(by_key["u5"], ("updated".into(), vec!["custom:org".into()]));
@@ -275,12 +274,7 @@ fn without_update_an_edited_csv_changes_no_existing_user() {
     let pool = schema_pool(&env);
     env.onboard_suppressed(&pool, &env.write("before.csv", csv(&BEFORE)));
     let proxy = env.proxy(|c| c);
-    let r = env
-        .command(&pool, ["run"])
-        .arg(env.write("after.csv", csv(&AFTER)))
-        .args(["--delivery", "suppress", "--password-file"])
-        .arg(env.path("unused.csv"))
-        .expect(exit::OK);
+    let r = run_with(&env, &pool, &env.write("after.csv", csv(&AFTER)), &[]);
     let report = r.report();
     assert!(report.get("update").is_none(), "{report:#}");
     let by_key = rows(&report);
@@ -321,18 +315,8 @@ fn a_changed_email_is_written_verified_where_the_username_is_the_key() {
         "u1,taro.new@example.jp,山田 太郎,Acme KK,gold,providers",
         BEFORE[1],
     ];
-    let r = env
-        .command(&pool, ["run"])
-        .arg(env.write("after.csv", csv(&edited)))
-        .args([
-            "--update",
-            "attributes",
-            "--delivery",
-            "suppress",
-            "--password-file",
-        ])
-        .arg(env.path("unused.csv"))
-        .expect(exit::OK);
+    let after = env.write("after.csv", csv(&edited));
+    let r = run_with(&env, &pool, &after, &["--update", "attributes"]);
     let report = r.report();
     assert_eq!(
         rows(&report)["u1"],
@@ -350,12 +334,12 @@ fn a_changed_email_is_written_verified_where_the_username_is_the_key() {
     );
     // Without --update the same row is a mismatch for a person to look at.
     let edited_again = ["u2,hanako.new@example.jp,Suzuki Hanako,Acme KK,gold,providers"];
-    let r = env
-        .command(&pool, ["run"])
-        .arg(env.write("again.csv", csv(&edited_again)))
-        .args(["--delivery", "suppress", "--password-file"])
-        .arg(env.path("unused-2.csv"))
-        .expect(exit::OK);
+    let r = run_with(
+        &env,
+        &pool,
+        &env.write("again.csv", csv(&edited_again)),
+        &[],
+    );
     assert_eq!(rows(&r.report())["u2"].0, "attention");
     assert_eq!(
         attribute(&env, &pool, "u2", "email").as_deref(),
@@ -367,18 +351,7 @@ fn a_changed_email_is_written_verified_where_the_username_is_the_key() {
         "by-email.csv",
         "email,name\nhanako.new@example.jp,Suzuki Hanako\n",
     );
-    let r = env
-        .command(&pool, ["run"])
-        .arg(&by_email)
-        .args([
-            "--update",
-            "attributes",
-            "--delivery",
-            "suppress",
-            "--password-file",
-        ])
-        .arg(env.path("unused-3.csv"))
-        .expect(exit::OK);
+    let r = run_with(&env, &pool, &by_email, &["--update", "attributes"]);
     assert_eq!(r.report()["summary"]["created"], 1, "{:#}", r.report());
     assert_eq!(
         attribute(&env, &pool, "u2", "email").as_deref(),
