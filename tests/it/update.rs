@@ -174,7 +174,15 @@ fn an_edited_csv_makes_exactly_its_changes_and_a_rerun_makes_none() {
     let dry = env
         .command(&pool, ["run"])
         .arg(&after)
-        .args(["--update", "attributes,groups", "--dry-run"])
+        // Per-row reads here (AdminGetUser), a ListUsers scan in the run below: both carry the
+        // attributes compared.
+        .args([
+            "--update",
+            "attributes,groups",
+            "--dry-run",
+            "--lookup",
+            "get",
+        ])
         .expect(exit::OK);
     let report = dry.report();
     assert_eq!(report["dry_run"], true);
@@ -189,6 +197,8 @@ fn an_edited_csv_makes_exactly_its_changes_and_a_rerun_makes_none() {
         "{u6:#}"
     );
     assert_no_writes(&proxy, "the dry run");
+    assert_eq!(proxy.stats().received("AdminGetUser"), 7);
+    proxy.reset_stats();
 
     // The run makes those writes, and only those.
     let r = run_with(&env, &pool, &after, &["--update", "attributes,groups"]);
@@ -196,6 +206,7 @@ fn an_edited_csv_makes_exactly_its_changes_and_a_rerun_makes_none() {
     assert_eq!(rows(&report), want, "{report:#}");
     assert_eq!(report["summary"]["updated"], 4, "{report:#}");
     let stats = proxy.stats();
+    assert_eq!(stats.received("AdminGetUser"), 0, "looked up by a scan");
     assert_eq!(stats.received("AdminUpdateUserAttributes"), 4, "u1 to u4");
     assert_eq!(stats.received("AdminAddUserToGroup"), 1, "u4 to providers");
     assert_eq!(
