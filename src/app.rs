@@ -256,6 +256,44 @@ async fn onboard_cohort(
         opened.started_at,
     )?;
     let known = opened.state.known(&pool.id)?;
+    let managed = cohort::managed_groups(&rows);
+    let policy = Policy::new(
+        settings.reissue,
+        settings.delivery,
+        settings.max_reissues,
+        &pool,
+    )
+    .updating(
+        settings.update,
+        &pool,
+        input::attribute_columns(&columns),
+        managed,
+    );
+    let (rows, not_reread) = onboard::rows_to_read(
+        rows,
+        &known,
+        &policy,
+        settings.refresh,
+        settings.refresh_after,
+        opened.started_at,
+    );
+    tracing::info!(
+        "{} valid rows, {} invalid; {} confirmed and unchanged, not re-read (--refresh {})",
+        rows.len() + not_reread.len(),
+        rejects.len(),
+        not_reread.len(),
+        match settings.refresh {
+            plan::Refresh::Auto => "auto",
+            plan::Refresh::Full => "full",
+        }
+    );
+    let pending = rows
+        .iter()
+        .filter(|r| {
+            known.get(&r.key).and_then(|k| k.last_status.as_ref())
+                == Some(&UserStatus::ForceChangePassword)
+        })
+        .count();
     let names = rows.iter().flat_map(|r| {
         let remembered = known.get(&r.key).and_then(|k| k.username.clone());
         [
@@ -272,25 +310,12 @@ async fn onboard_cohort(
         key_mode,
         settings.lookup,
         &rows,
+        pending,
         names,
-        rejects.len(),
     )
     .await?;
-    let managed = cohort::managed_groups(&rows);
     let memberships = cohort::memberships_to_read(&rows, &known, settings.update.groups)
         .map(|groups| lookup::spawn_memberships(Arc::clone(&calls), groups));
-    let policy = Policy::new(
-        settings.reissue,
-        settings.delivery,
-        settings.max_reissues,
-        &pool,
-    )
-    .updating(
-        settings.update,
-        &pool,
-        input::attribute_columns(&columns),
-        managed,
-    );
     let ctx = Ctx {
         calls: Arc::clone(&calls),
         policy,
@@ -305,6 +330,7 @@ async fn onboard_cohort(
         known,
     };
     let mut reports: Vec<RowReport> = rejects.iter().map(cohort::invalid_row).collect();
+    reports.extend(not_reread);
     reports.extend(onboard::process_rows(&ctx, rows, common.concurrency, common.progress).await);
     reports.sort_by_key(|r| r.row);
     let mut report = run_report(

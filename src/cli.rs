@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::cognito::Delivery;
 use crate::lookup::Lookup;
-use crate::plan::{Reissue, UpdatePart};
+use crate::plan::{Refresh, Reissue, UpdatePart};
 use serde::Deserialize;
 
 /// Onboard a cohort of data providers into an Amazon Cognito user pool, and keep onboarding them
@@ -193,6 +193,15 @@ pub struct RunArgs {
     /// fewer quota-seconds [default: auto].
     #[arg(long, value_enum)]
     pub lookup: Option<Lookup>,
+    /// Which rows to read from Cognito: `auto` skips providers seen confirmed whose row has not
+    /// changed, re-reading each at least every --refresh-after; `full` reads every row
+    /// [default: auto].
+    #[arg(long, value_enum)]
+    pub refresh: Option<Refresh>,
+    /// With --refresh auto: the longest a confirmed provider goes without a re-read, such as
+    /// `7d` or `36h` [default: 7d].
+    #[arg(long, value_name = "DURATION")]
+    pub refresh_after: Option<String>,
     /// Re-issue an expired invitation at most this many times per user [default: 3].
     #[arg(long)]
     pub max_reissues: Option<u32>,
@@ -303,6 +312,11 @@ value_enum!(Delivery {
 value_enum!(UpdatePart {
     Attributes => "attributes": "Write the attribute cells that differ from the user's",
     Groups => "groups": "Also remove users from groups the file manages and the row no longer lists",
+});
+
+value_enum!(Refresh {
+    Auto => "auto": "Read only rows that are new, changed, pending, or due for a periodic re-read",
+    Full => "full": "Read every row",
 });
 
 value_enum!(Lookup {

@@ -14,7 +14,7 @@ use crate::error::Error;
 use crate::input::EncodingChoice;
 use crate::limiter::{Category, QuotaSource, Quotas};
 use crate::lookup::Lookup;
-use crate::plan::{Reissue, Update, UpdatePart};
+use crate::plan::{Refresh, Reissue, Update, UpdatePart};
 
 /// The settings file. Every key is optional; unknown keys are an error (a typo must not be
 /// silently ignored).
@@ -35,6 +35,10 @@ pub struct FileConfig {
     pub concurrency: Option<usize>,
     pub lookup: Option<Lookup>,
     pub max_reissues: Option<u32>,
+    /// `auto` (default) or `full`.
+    pub refresh: Option<Refresh>,
+    /// The longest a confirmed provider goes without a re-read ("7d", "36h").
+    pub refresh_after: Option<String>,
     /// `run --update`: `["attributes"]`, `["attributes", "groups"]`; absent: create-only.
     pub update: Option<Vec<UpdatePart>>,
     /// With `update = ["attributes"]`: an empty cell deletes the attribute.
@@ -107,6 +111,8 @@ pub struct RunSettings {
     pub on_confirmed: Option<crate::handover::OnConfirmed>,
     /// `--update` and `--clear-empty`.
     pub update: Update,
+    pub refresh: Refresh,
+    pub refresh_after: chrono::Duration,
 }
 
 pub const DEFAULT_STATE: &str = "cognito-onboard.db";
@@ -316,7 +322,23 @@ pub fn run(args: &crate::cli::RunArgs, file: &FileConfig) -> Result<RunSettings,
             args.clear_empty || file.clear_empty.unwrap_or(false),
         )
         .map_err(|e| Error::Config(e.to_string()))?,
+        refresh: args.refresh.or(file.refresh).unwrap_or(Refresh::Auto),
+        refresh_after: match args.refresh_after.as_ref().or(file.refresh_after.as_ref()) {
+            None => crate::plan::DEFAULT_REFRESH_AFTER,
+            Some(text) => refresh_after(text)?,
+        },
     })
+}
+
+/// `refresh_after` as a duration of at least a minute ("7d", "36h", "1week").
+fn refresh_after(text: &str) -> Result<chrono::Duration, Error> {
+    let bad = |why: String| Error::Config(format!("refresh_after {text:?}: {why}"));
+    let d = humantime::parse_duration(text.trim()).map_err(|e| bad(e.to_string()))?;
+    let d = chrono::Duration::from_std(d).map_err(|e| bad(e.to_string()))?;
+    if d < chrono::Duration::minutes(1) {
+        return Err(bad("must be at least a minute, such as 7d or 36h".into()));
+    }
+    Ok(d)
 }
 
 #[cfg(test)]
@@ -329,6 +351,16 @@ mod tests {
         let mut all = vec!["cognito-onboard"];
         all.extend_from_slice(args);
         Cli::try_parse_from(all).expect("parses")
+    }
+
+    #[test]
+    fn refresh_after_is_a_human_duration_of_a_minute_or_more() {
+        assert_eq!(refresh_after("7d").unwrap(), chrono::Duration::days(7));
+        assert_eq!(refresh_after(" 36h ").unwrap(), chrono::Duration::hours(36));
+        for bad in ["", "7", "soon", "10s", "-1d"] {
+            let e = refresh_after(bad).unwrap_err().to_string();
+            assert!(e.contains("refresh_after"), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -14,7 +14,7 @@ use crate::cognito::PoolInfo;
 use crate::cognito::{Directory, RemoteUser, UserStatus, UsernameMode};
 use crate::error::Error;
 use crate::input::{KeyMode, Row};
-use crate::limiter::{Category, Limiter};
+use crate::limiter::Category;
 
 /// How `run` reads existing users.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Serialize)]
@@ -54,26 +54,6 @@ pub fn scan_calls(pool_users: u64) -> u64 {
         SCAN_PARTITIONS * pool_users.div_ceil(SCAN_PARTITIONS).div_ceil(60).max(1)
     } else {
         pages
-    }
-}
-
-/// Which lookup costs fewer quota-seconds for this cohort: one AdminGetUser per row, or a
-/// ListUsers scan of the whole pool (60 users a page).
-pub fn choose(choice: Lookup, cohort: usize, pool_users: u64, limiter: &Limiter) -> Lookup {
-    match choice {
-        Lookup::Get | Lookup::Scan => choice,
-        Lookup::Auto => {
-            let get = quota_seconds(cohort as u64, limiter.current_rate(Category::UserRead));
-            let scan = quota_seconds(
-                scan_calls(pool_users),
-                limiter.current_rate(Category::UserList),
-            );
-            if scan < get {
-                Lookup::Scan
-            } else {
-                Lookup::Get
-            }
-        }
     }
 }
 
@@ -129,6 +109,9 @@ pub enum Found {
     PerRow(PerRow),
     /// A ListUsers scan done up front.
     Scanned(Index),
+    /// The pool's pending users, listed up front (one filtered ListUsers listing); a row not
+    /// among them is read with AdminGetUser (it is new, or no longer pending).
+    Pending(Index, PerRow),
 }
 
 /// Per-row lookups, and what a row that AdminGetUser does not find is checked against.
@@ -274,17 +257,20 @@ pub async fn scan<D: Directory>(
 ) -> Result<Index, Error> {
     let wanted: HashSet<String> = names.map(|k| k.to_lowercase()).collect();
     let users = all_users(calls, pool_users).await?;
-    Ok(Index::new(
-        users
-            .into_iter()
-            .filter(|u| {
-                wanted.contains(&u.username.to_lowercase())
-                    || u.email
-                        .as_ref()
-                        .is_some_and(|e| wanted.contains(&e.to_lowercase()))
-            })
-            .collect(),
-    ))
+    Ok(Index::new(keep_wanted(users, &wanted)))
+}
+
+/// The users a row may name (by username or email, in any case).
+fn keep_wanted(users: Vec<RemoteUser>, wanted: &HashSet<String>) -> Vec<RemoteUser> {
+    users
+        .into_iter()
+        .filter(|u| {
+            wanted.contains(&u.username.to_lowercase())
+                || u.email
+                    .as_ref()
+                    .is_some_and(|e| wanted.contains(&e.to_lowercase()))
+        })
+        .collect()
 }
 
 /// The pool's users still in `FORCE_CHANGE_PASSWORD` (one filtered ListUsers listing).
@@ -378,29 +364,48 @@ pub async fn find<D: Directory>(
     key_mode: KeyMode,
     choice: Lookup,
     rows: &[Row],
+    pending: usize,
     names: impl Iterator<Item = String>,
-    invalid: usize,
 ) -> Result<Found, Error> {
-    let strategy = choose(
-        choice,
-        rows.len(),
-        pool.estimated_users,
-        &calls.exec.limiter,
-    );
+    let limiter = &calls.exec.limiter;
+    let strategy = match choice {
+        Lookup::Get => Refresh::PerUser,
+        Lookup::Scan => Refresh::Scan,
+        Lookup::Auto => {
+            choose_refresh(
+                rows.len() as u64,
+                pending as u64,
+                pool.estimated_users,
+                limiter.current_rate(Category::UserRead),
+                limiter.current_rate(Category::UserList),
+                false,
+            )
+            .0
+        }
+    };
     tracing::info!(
-        "{} valid rows, {invalid} invalid; looking users up with {}",
+        "{} rows to read ({pending} last seen pending); looking users up with {}",
         rows.len(),
         match strategy {
-            Lookup::Scan => "a ListUsers scan",
-            Lookup::Get | Lookup::Auto => "AdminGetUser per row",
+            Refresh::Scan => "a ListUsers scan",
+            Refresh::PendingScan => "a scan of the pending users, and AdminGetUser for the others",
+            Refresh::PerUser => "AdminGetUser per row",
         }
     );
-    Ok(match strategy {
-        Lookup::Scan => Found::Scanned(scan(calls, pool.estimated_users, names).await?),
-        Lookup::Get | Lookup::Auto => Found::PerRow(PerRow::new(
+    let per_row = || {
+        PerRow::new(
             pool.case_sensitive
                 || (pool.username_mode == UsernameMode::FreeForm && key_mode == KeyMode::Email),
-        )),
+        )
+    };
+    Ok(match strategy {
+        Refresh::Scan => Found::Scanned(scan(calls, pool.estimated_users, names).await?),
+        Refresh::PendingScan => {
+            let wanted: HashSet<String> = names.map(|k| k.to_lowercase()).collect();
+            let users = pending_users(calls).await?;
+            Found::Pending(Index::new(keep_wanted(users, &wanted)), per_row())
+        }
+        Refresh::PerUser => Found::PerRow(per_row()),
     })
 }
 
@@ -449,11 +454,24 @@ mod tests {
     }
 
     #[test]
-    fn the_lookup_follows_the_quota_seconds() {
-        let limiter = Limiter::new(&crate::limiter::Quotas::default(), 1.0);
-        assert_eq!(choose(Lookup::Auto, 200, 20_000, &limiter), Lookup::Get);
-        assert_eq!(choose(Lookup::Auto, 5_000, 6_000, &limiter), Lookup::Scan);
-        assert_eq!(choose(Lookup::Get, 5_000, 6_000, &limiter), Lookup::Get);
-        assert_eq!(choose(Lookup::Scan, 1, 1_000_000, &limiter), Lookup::Scan);
+    fn a_new_cohort_is_read_per_row_or_by_scan_never_by_a_pending_scan() {
+        // Nothing pending: the pending scan costs a page more than per-row reads.
+        for (rows, pool) in [(200, 20_000), (5_000, 6_000), (1, 0)] {
+            let (choice, costs) = choose_refresh(rows, 0, pool, 120.0, 30.0, false);
+            assert_ne!(choice, Refresh::PendingScan, "{rows} in {pool}: {costs:?}");
+        }
+        assert_eq!(
+            choose_refresh(200, 0, 20_000, 120.0, 30.0, false).0,
+            Refresh::PerUser
+        );
+        assert_eq!(
+            choose_refresh(5_000, 0, 6_000, 120.0, 30.0, false).0,
+            Refresh::Scan
+        );
+        // An incremental re-run of a big cohort: 5,000 pending of the 5,100 to read.
+        assert_eq!(
+            choose_refresh(5_100, 5_000, 100_000, 120.0, 30.0, false).0,
+            Refresh::PendingScan
+        );
     }
 }

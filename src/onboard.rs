@@ -106,9 +106,17 @@ impl<D: Directory> Ctx<D> {
         r.username = Some(name.clone());
         let by_email = (row.key == row.email).then_some(row.email.as_str());
         let remembered = known.username.as_deref().filter(|n| *n != name);
-        let remote = match &self.found {
-            Found::Scanned(index) => index.find(&name, by_email, remembered),
-            Found::PerRow(per_row) => {
+        let (listed, per_row) = match &self.found {
+            Found::Scanned(index) => (index.find(&name, by_email, remembered), None),
+            Found::PerRow(per_row) => (None, Some(per_row)),
+            Found::Pending(index, per_row) => {
+                (index.find(&name, by_email, remembered), Some(per_row))
+            }
+        };
+        let remote = match (listed, per_row) {
+            (Some(user), _) => Some(user),
+            (None, None) => None,
+            (None, Some(per_row)) => {
                 match self
                     .find_user(&mut r, per_row, &name, by_email, remembered)
                     .await
@@ -1008,6 +1016,10 @@ impl<D: Directory> Ctx<D> {
         {
             statuses.push(after);
         }
+        let read_confirmed = r.status_before == Some(UserStatus::Confirmed)
+            && known
+                .and_then(|k| k.last_read_at)
+                .is_none_or(|at| self.now() - at > READ_AT_RESOLUTION);
         for status in statuses {
             if let Err(e) = self.state.observe(
                 &self.pool.id,
@@ -1022,8 +1034,17 @@ impl<D: Directory> Ctx<D> {
                 tracing::warn!("could not record the status of {}: {e}", r.key);
             }
         }
+        if read_confirmed
+            && let Err(e) = self.state.read_confirmed(&self.pool.id, &r.key, self.now())
+        {
+            tracing::warn!("{e}");
+        }
     }
 }
+
+/// A confirmed provider's read time is recorded again only when it is older than this: the
+/// periodic re-read needs hours, not seconds, and a `--refresh full` re-run then writes nothing.
+const READ_AT_RESOLUTION: chrono::Duration = chrono::Duration::hours(1);
 
 /// The fix-ups after a create: the row's groups only (a new user's email is verified at
 /// creation).
@@ -1051,6 +1072,48 @@ fn changed_outcome(r: &mut RowReport, c: &plan::Changes) {
             r.reason = format!("{}; {}", r.reason, wording::immutable(&c.immutable));
         }
     }
+}
+
+/// Splits the rows into those read from Cognito this run and, for the others (confirmed, row
+/// unchanged, read recently: [`plan::reread`]), their report rows, which say when the provider
+/// was last read. The digest is taken under the run's update mode, so a run that updates
+/// attributes reads rows last seen by a create-only run.
+pub fn rows_to_read(
+    rows: Vec<Row>,
+    known: &HashMap<String, Known>,
+    policy: &plan::Policy,
+    refresh: plan::Refresh,
+    refresh_after: chrono::Duration,
+    now: DateTime<Utc>,
+) -> (Vec<Row>, Vec<RowReport>) {
+    let label = plan::Update::label(policy.update.as_ref());
+    let mut read = Vec::with_capacity(rows.len());
+    let mut skipped = Vec::new();
+    for row in rows {
+        let k = known.get(&row.key);
+        let seen = k.map(Known::seen);
+        match plan::reread(
+            &row.key,
+            &row.digest(&label),
+            seen.as_ref(),
+            refresh,
+            refresh_after,
+            now,
+        ) {
+            plan::Reread::Read(_) => read.push(row),
+            plan::Reread::Skip { last_read } => {
+                let mut r = RowReport::new(row.line, row.key, Some(row.email), Outcome::Skipped);
+                r.username = k.and_then(|k| k.username.clone());
+                r.action = Act::Skip;
+                // As last seen: what `--on-confirmed` and the reports go by.
+                r.status_before = Some(UserStatus::Confirmed);
+                r.status_after = Some(UserStatus::Confirmed);
+                r.reason = wording::not_reread(last_read);
+                skipped.push(r);
+            }
+        }
+    }
+    (read, skipped)
 }
 
 /// A row not started because the run was stopped.

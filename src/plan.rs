@@ -54,6 +54,114 @@ pub enum InviteKind {
     SetPassword,
 }
 
+/// Whether `run` re-reads every provider or only those that may have changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Refresh {
+    /// Read the rows that are new, changed, pending or due for their periodic re-read.
+    Auto,
+    /// Read every row.
+    Full,
+}
+
+/// How long a provider seen `CONFIRMED` goes without a re-read, by default.
+pub const DEFAULT_REFRESH_AFTER: Duration = Duration::days(7);
+
+/// What the state remembers of a row's provider, for deciding whether to read it again.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Seen<'a> {
+    pub status: Option<&'a UserStatus>,
+    pub enabled: Option<bool>,
+    /// The digest of the row when the provider was last in step with it.
+    pub digest: Option<&'a str>,
+    /// When the provider was last read while `CONFIRMED`.
+    pub read_at: Option<DateTime<Utc>>,
+    /// A write-ahead intent (invitation or update) a killed run left open.
+    pub open: bool,
+}
+
+/// Why a row is read from Cognito this run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadCause {
+    /// `--refresh full`.
+    Full,
+    /// The state has not seen this provider.
+    New,
+    /// The row differs from the one the provider was last in step with.
+    Changed,
+    /// Not last seen confirmed and enabled: pending, or needing attention.
+    NotConfirmed,
+    /// A killed run left an intent to settle.
+    Unsettled,
+    /// Its periodic re-read is due.
+    Due,
+}
+
+/// Whether a row must be read this run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reread {
+    Read(ReadCause),
+    /// Confirmed with an unchanged row, read at this time: not read again yet.
+    Skip {
+        last_read: DateTime<Utc>,
+    },
+}
+
+/// Each provider's re-read comes after between half and all of `refresh_after`, by a fraction
+/// fixed per key: a cohort that confirmed on one day is re-read over many runs, not in one.
+pub fn reread_after(key: &str, refresh_after: Duration) -> Duration {
+    // FNV-1a: a stable hash, the same on every machine and in every version.
+    let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    let fraction = 0.5 + 0.5 * ((hash % 10_000) as f64 / 10_000.0);
+    Duration::milliseconds((refresh_after.num_milliseconds() as f64 * fraction) as i64)
+}
+
+/// Whether `run` reads a row's user from Cognito this run.
+///
+/// | `--refresh` | what the state remembers                                   | read?                 |
+/// |-------------|------------------------------------------------------------|-----------------------|
+/// | `full`      | anything                                                   | `Read(Full)`          |
+/// | `auto`      | nothing (a new provider)                                   | `Read(New)`           |
+/// | `auto`      | an open intent (a killed run)                              | `Read(Unsettled)`     |
+/// | `auto`      | not last seen `CONFIRMED` and enabled                      | `Read(NotConfirmed)`  |
+/// | `auto`      | confirmed, but the row's digest differs (or none recorded) | `Read(Changed)`       |
+/// | `auto`      | confirmed, unchanged, never read as such, or due ([`reread_after`]) | `Read(Due)`  |
+/// | `auto`      | confirmed, unchanged, read recently                        | `Skip`                |
+///
+/// A provider deleted or disabled by someone else is noticed at its next periodic re-read at
+/// the latest (`status --all` sees it at once).
+pub fn reread(
+    key: &str,
+    digest: &str,
+    seen: Option<&Seen<'_>>,
+    refresh: Refresh,
+    refresh_after: Duration,
+    now: DateTime<Utc>,
+) -> Reread {
+    if refresh == Refresh::Full {
+        return Reread::Read(ReadCause::Full);
+    }
+    let Some(seen) = seen else {
+        return Reread::Read(ReadCause::New);
+    };
+    if seen.open {
+        return Reread::Read(ReadCause::Unsettled);
+    }
+    if seen.status != Some(&UserStatus::Confirmed) || seen.enabled != Some(true) {
+        return Reread::Read(ReadCause::NotConfirmed);
+    }
+    if seen.digest != Some(digest) {
+        return Reread::Read(ReadCause::Changed);
+    }
+    match seen.read_at {
+        Some(at) if now - at < reread_after(key, refresh_after) => Reread::Skip { last_read: at },
+        _ => Reread::Read(ReadCause::Due),
+    }
+}
+
 /// Clock difference tolerated between this machine and Cognito when comparing its timestamps
 /// with ours.
 pub const CLOCK_SKEW: Duration = Duration::minutes(5);
@@ -1237,6 +1345,92 @@ mod tests {
             "attributes,groups,clear-empty"
         );
         assert!(Update::of(&[UpdatePart::Groups], true).is_err());
+    }
+
+    fn seen_confirmed<'a>(digest: &'a str, read_days_ago: i64) -> Seen<'a> {
+        Seen {
+            status: Some(&UserStatus::Confirmed),
+            enabled: Some(true),
+            digest: Some(digest),
+            read_at: Some(now() - Duration::days(read_days_ago)),
+            open: false,
+        }
+    }
+
+    #[test]
+    fn reread_table() {
+        let week = DEFAULT_REFRESH_AFTER;
+        let r = |seen: Option<&Seen<'_>>, refresh| reread("k", "d1", seen, refresh, week, now());
+        let fresh = seen_confirmed("d1", 1);
+        assert_eq!(
+            r(Some(&fresh), Refresh::Full),
+            Reread::Read(ReadCause::Full)
+        );
+        assert_eq!(r(None, Refresh::Auto), Reread::Read(ReadCause::New));
+        let open = Seen {
+            open: true,
+            ..fresh
+        };
+        assert_eq!(
+            r(Some(&open), Refresh::Auto),
+            Reread::Read(ReadCause::Unsettled)
+        );
+        for status in [UserStatus::ForceChangePassword, UserStatus::ResetRequired] {
+            let pending = Seen {
+                status: Some(&status),
+                ..fresh
+            };
+            assert_eq!(
+                r(Some(&pending), Refresh::Auto),
+                Reread::Read(ReadCause::NotConfirmed)
+            );
+        }
+        let disabled = Seen {
+            enabled: Some(false),
+            ..fresh
+        };
+        assert_eq!(
+            r(Some(&disabled), Refresh::Auto),
+            Reread::Read(ReadCause::NotConfirmed)
+        );
+        let changed = seen_confirmed("d0", 1);
+        assert_eq!(
+            r(Some(&changed), Refresh::Auto),
+            Reread::Read(ReadCause::Changed)
+        );
+        let never_read = Seen {
+            read_at: None,
+            ..fresh
+        };
+        assert_eq!(
+            r(Some(&never_read), Refresh::Auto),
+            Reread::Read(ReadCause::Due)
+        );
+        let stale = seen_confirmed("d1", 8);
+        assert_eq!(r(Some(&stale), Refresh::Auto), Reread::Read(ReadCause::Due));
+        assert_eq!(
+            r(Some(&fresh), Refresh::Auto),
+            Reread::Skip {
+                last_read: now() - Duration::days(1)
+            }
+        );
+    }
+
+    #[test]
+    fn periodic_rereads_are_spread_over_the_second_half_of_refresh_after() {
+        let week = DEFAULT_REFRESH_AFTER;
+        let afters: Vec<Duration> = (0..1000)
+            .map(|i| reread_after(&format!("p{i}@example.jp"), week))
+            .collect();
+        assert!(afters.iter().all(|a| *a >= week / 2 && *a <= week));
+        // Spread: each of the 7 half-days of the window gets some of them, none most.
+        let mut buckets = [0u32; 7];
+        for a in &afters {
+            let i = ((*a - week / 2).num_seconds() * 7 / (week / 2).num_seconds()).min(6);
+            buckets[i as usize] += 1;
+        }
+        assert!(buckets.iter().all(|b| (80..220).contains(b)), "{buckets:?}");
+        assert_eq!(reread_after("a", week), reread_after("a", week), "stable");
     }
 
     /// Applying a decision and deciding again settles: nothing more to do, with every

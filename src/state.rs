@@ -90,7 +90,9 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE users ADD COLUMN row_digest TEXT;
     ALTER TABLE users ADD COLUMN last_written TEXT;
     ALTER TABLE users ADD COLUMN last_written_at INTEGER;
-    ALTER TABLE users ADD COLUMN pending_since INTEGER;",
+    ALTER TABLE users ADD COLUMN pending_since INTEGER;
+    ALTER TABLE users ADD COLUMN last_read_at INTEGER;
+    UPDATE users SET last_read_at = last_seen_at WHERE last_status = 'CONFIRMED';",
 ];
 
 /// The schema version this binary writes.
@@ -186,9 +188,23 @@ pub struct Known {
     /// For a pending user the job did not invite and then updated: its `UserLastModifiedDate`
     /// before the update, which moved it. The invitation's expiry is counted from this.
     pub pending_since: Option<DateTime<Utc>>,
+    /// When `run` last read the provider while it was `CONFIRMED` (incremental runs re-read it
+    /// periodically from then).
+    pub last_read_at: Option<DateTime<Utc>>,
 }
 
 impl Known {
+    /// What the state remembers, for deciding whether to read the provider again.
+    pub fn seen(&self) -> crate::plan::Seen<'_> {
+        crate::plan::Seen {
+            status: self.last_status.as_ref(),
+            enabled: self.last_enabled,
+            digest: self.row_digest.as_deref(),
+            read_at: self.last_read_at,
+            open: self.open_intent.is_some() || !self.open_updates.is_empty(),
+        }
+    }
+
     /// What decisions need of this history.
     pub fn history(&self) -> crate::plan::History {
         crate::plan::History {
@@ -423,7 +439,8 @@ impl State {
                 let mut stmt = c.prepare(
                     "SELECT key, username, email, invited, groups_done, last_status, last_enabled,
                             last_seen_at, confirmed_at, confirmed_reported_at, handed_over_at,
-                            row_digest, last_written, last_written_at, pending_since
+                            row_digest, last_written, last_written_at, pending_since,
+                            last_read_at
                      FROM users WHERE pool_id = ?1",
                 )?;
                 let rows = stmt.query_map([pool_id], |r| {
@@ -457,6 +474,7 @@ impl State {
                                 .collect(),
                             last_written_at: from_ms(r.get(13)?),
                             pending_since: from_ms(r.get(14)?),
+                            last_read_at: from_ms(r.get(15)?),
                             ..Known::default()
                         },
                     ))
@@ -744,6 +762,18 @@ impl State {
                 ],
             )?;
             tx.commit()
+        })
+        .map(|_| ())
+    }
+
+    /// Records that `run` read the provider while it was `CONFIRMED`.
+    pub fn read_confirmed(&self, pool_id: &str, key: &str, at: DateTime<Utc>) -> Result<(), Error> {
+        self.write(|c| {
+            exec(
+                c,
+                "UPDATE users SET last_read_at = ?3 WHERE pool_id = ?1 AND key = ?2",
+                params![pool_id, key, ms(at)],
+            )
         })
         .map(|_| ())
     }

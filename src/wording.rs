@@ -180,6 +180,14 @@ fn join(names: &[&String]) -> String {
         .join(", ")
 }
 
+/// A confirmed provider with an unchanged row that an incremental run did not read.
+pub fn not_reread(last_read: DateTime<Utc>) -> String {
+    format!(
+        "confirmed (not re-read; last seen {}); `--refresh full` reads it now",
+        time(last_read)
+    )
+}
+
 /// What `run --update` wrote, in the report's reason (names only, never values).
 pub fn updated(set: &[&String], deleted: &[String]) -> String {
     let mut parts = Vec::new();

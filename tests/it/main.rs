@@ -6,6 +6,7 @@ mod support;
 
 mod bad_input;
 mod help_desk;
+mod incremental;
 mod onboard;
 mod real_cognito;
 mod robustness;

@@ -184,7 +184,8 @@ impl TestEnv {
         conn.execute_batch(&format!(
             "UPDATE invitations SET intent_at = intent_at - {ms}, sent_at = sent_at - {ms};
              UPDATE users SET last_seen_at = last_seen_at - {ms}, confirmed_at = confirmed_at - {ms},
-               confirmed_reported_at = confirmed_reported_at - {ms};
+               confirmed_reported_at = confirmed_reported_at - {ms},
+               last_read_at = last_read_at - {ms};
              UPDATE transitions SET observed_at = observed_at - {ms};"
         ))
         .expect("age the state");
