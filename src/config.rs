@@ -353,6 +353,20 @@ mod tests {
         Cli::try_parse_from(all).expect("parses")
     }
 
+    /// The sample settings file is what operators copy: it must parse, every key known.
+    #[test]
+    fn the_sample_settings_file_parses_and_its_run_settings_are_valid() {
+        let file: FileConfig = toml::from_str(include_str!("../samples/config.example.toml"))
+            .expect("samples/config.example.toml parses");
+        let cli = parse(&["run", "x.csv"]);
+        let Command::Run(args) = &cli.command else {
+            panic!()
+        };
+        let settings = run(args, &file).expect("valid run settings");
+        assert_eq!(settings.refresh, Refresh::Auto);
+        assert_eq!(settings.refresh_after, chrono::Duration::days(7));
+    }
+
     #[test]
     fn refresh_after_is_a_human_duration_of_a_minute_or_more() {
         assert_eq!(refresh_after("7d").unwrap(), chrono::Duration::days(7));
