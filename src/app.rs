@@ -12,7 +12,7 @@ use chrono::Utc;
 use crate::budget::{Budget, Caps};
 use crate::calls::Probe;
 use crate::cli::{CheckArgs, Cli, Command, StatusArgs, StatusFormat};
-use crate::cognito::{Delivery, UserStatus, UsernameMode};
+use crate::cognito::{Delivery, UsernameMode};
 use crate::cohort::{self, Reader};
 use crate::config::{self, Common, FileConfig, RunSettings};
 use crate::desk::{doctor, reissue, reset};
@@ -26,9 +26,10 @@ use crate::onboard::{self, Ctx};
 use crate::password_file::PasswordFile;
 use crate::plan::{self, Policy};
 use crate::render;
-use crate::report::{self, ReportFiles, RowReport};
+use crate::report::{self, ReportFiles};
+use crate::sink::{Sink, Tally};
 use crate::session::{
-    Opened, check_invitation, connect, finish, open_pool, require_pool, run_id, run_report,
+    Opened, check_invitation, connect, finish, open_pool, report_of, require_pool, run_id,
     send_quota, status_report,
 };
 use crate::standing::Standing;
@@ -228,7 +229,9 @@ async fn run(common: &Common, settings: &RunSettings) -> Result<Ending, Error> {
     finish(&state, &run_id, result)
 }
 
-/// The run proper: pool, cohort, lookups, rows, report. Returns how it ended and the counts.
+/// The run proper: pool, a first pass over the file (groups, counts, what to read), lookups,
+/// then the rows streamed from a second pass, each reported as it finishes. Returns how it
+/// ended and the counts.
 async fn onboard_cohort(
     common: &Common,
     settings: &RunSettings,
@@ -240,8 +243,24 @@ async fn onboard_cohort(
     check_invitation(&pool, settings.delivery)?;
     let (key_mode, rules) = cohort::rules_for(&pool, reader.columns())?;
     let columns = reader.columns().to_vec();
-    let (rows, rejects) = cohort::read_cohort(reader, key_mode, &rules, settings.delivery)?;
-    cohort::check_groups(&calls, &cohort::group_uses(&rows)).await?;
+    let known = opened.state.known(&pool.id)?;
+    let survey = cohort::survey(
+        cohort::stream(reader, key_mode, &rules, settings.delivery)?,
+        pool.username_mode,
+        &rereading(settings, &known, opened.started_at),
+        settings.update.groups,
+    )?;
+    cohort::check_groups(&calls, &survey.groups).await?;
+    tracing::info!(
+        "{} valid rows, {} invalid; {} confirmed and unchanged, not re-read (--refresh {})",
+        survey.valid,
+        survey.invalid,
+        survey.not_reread,
+        match settings.refresh {
+            plan::Refresh::Auto => "auto",
+            plan::Refresh::Full => "full",
+        }
+    );
     let ses = send_quota(&calls, &pool, settings).await;
     let budget = Budget::for_run(
         &pool,
@@ -252,11 +271,9 @@ async fn onboard_cohort(
         },
         ses.as_ref(),
         opened.state,
-        rows.len(),
+        survey.to_read as usize,
         opened.started_at,
     )?;
-    let known = opened.state.known(&pool.id)?;
-    let managed = cohort::managed_groups(&rows);
     let policy = Policy::new(
         settings.reissue,
         settings.delivery,
@@ -267,55 +284,21 @@ async fn onboard_cohort(
         settings.update,
         &pool,
         input::attribute_columns(&columns),
-        managed,
+        survey.managed,
     );
-    let (rows, not_reread) = onboard::rows_to_read(
-        rows,
-        &known,
-        &policy,
-        settings.refresh,
-        settings.refresh_after,
-        opened.started_at,
-    );
-    tracing::info!(
-        "{} valid rows, {} invalid; {} confirmed and unchanged, not re-read (--refresh {})",
-        rows.len() + not_reread.len(),
-        rejects.len(),
-        not_reread.len(),
-        match settings.refresh {
-            plan::Refresh::Auto => "auto",
-            plan::Refresh::Full => "full",
-        }
-    );
-    let pending = rows
-        .iter()
-        .filter(|r| {
-            known.get(&r.key).and_then(|k| k.last_status.as_ref())
-                == Some(&UserStatus::ForceChangePassword)
-        })
-        .count();
-    let names = rows.iter().flat_map(|r| {
-        let remembered = known.get(&r.key).and_then(|k| k.username.clone());
-        [
-            Some(onboard::username_for(pool.username_mode, r)),
-            Some(r.email.clone()),
-            remembered,
-        ]
-        .into_iter()
-        .flatten()
-    });
     let found = lookup::find(
         &calls,
         &pool,
         key_mode,
         settings.lookup,
-        &rows,
-        pending,
-        names,
+        survey.to_read,
+        survey.pending,
+        &survey.names,
     )
     .await?;
-    let memberships = cohort::memberships_to_read(&rows, &known, settings.update.groups)
-        .map(|groups| lookup::spawn_memberships(Arc::clone(&calls), groups));
+    drop(survey.names);
+    let memberships = (!survey.memberships.is_empty())
+        .then(|| lookup::spawn_memberships(Arc::clone(&calls), survey.memberships));
     let ctx = Ctx {
         calls: Arc::clone(&calls),
         policy,
@@ -329,40 +312,94 @@ async fn onboard_cohort(
         run_id: opened.run_id.to_string(),
         known,
     };
-    let mut reports: Vec<RowReport> = rejects.iter().map(cohort::invalid_row).collect();
-    reports.extend(not_reread);
-    reports.extend(onboard::process_rows(&ctx, rows, common.concurrency, common.progress).await);
-    reports.sort_by_key(|r| r.row);
-    let mut report = run_report(
+    let command = ("run", settings.dry_run);
+    let keep_confirmed = settings.on_confirmed.is_some() && !settings.dry_run;
+    let head = report_of(
         opened,
-        ("run", settings.dry_run),
+        command,
         &calls.exec,
         &ctx.budget,
-        reports,
+        &Tally::new(false),
     )?;
-    report.update = ctx
-        .policy
-        .update
-        .as_ref()
-        .map(|u| plan::Update::label(Some(u)));
-    if let (Some(on), false) = (&settings.on_confirmed, settings.dry_run) {
+    let mut sink = Sink::start(opened.report_files, &head, keep_confirmed)?;
+    // The second pass: the same rows, now processed and reported one by one.
+    let stream_error = std::cell::RefCell::new(None);
+    let items = {
+        let rereading = rereading(settings, &ctx.known, opened.started_at);
+        let stream_error = &stream_error;
+        cohort::stream(
+            input::open(&settings.input, settings.encoding)?,
+            key_mode,
+            &rules,
+            settings.delivery,
+        )?
+        .map_while(move |row| match row {
+            Ok(Ok(row)) => Some(match rereading.not_reread(&row) {
+                Some(r) => onboard::Item::Reported(r),
+                None => onboard::Item::Process(row),
+            }),
+            Ok(Err(reject)) => Some(onboard::Item::Reported(cohort::invalid_row(&reject))),
+            Err(e) => {
+                stream_error.borrow_mut().get_or_insert(e);
+                None
+            }
+        })
+    };
+    let total = survey.valid + survey.invalid;
+    onboard::process_stream(
+        &ctx,
+        items,
+        total,
+        common.concurrency,
+        common.progress,
+        &mut sink,
+    )
+    .await;
+    if sink.tally.rows != total {
+        tracing::warn!(
+            "{} changed during the run: {total} rows at the start, {} now",
+            settings.input.display(),
+            sink.tally.rows
+        );
+    }
+    let mut report = report_of(opened, command, &calls.exec, &ctx.budget, &sink.tally)?;
+    let update = ctx.policy.update_mode();
+    report.update = ctx.policy.update.is_some().then(|| update.label());
+    if let (Some(on), Some(confirmed)) = (&settings.on_confirmed, &sink.tally.confirmed) {
         let known = opened.state.known(&ctx.pool.id)?;
-        let seen = report
-            .rows
+        let seen = confirmed
             .iter()
-            .filter(|r| r.status_before == Some(UserStatus::Confirmed))
-            .map(|r| (r.key.as_str(), r.username.as_deref(), r.email.as_deref()));
+            .map(|(k, u, e)| (k.as_str(), u.as_deref(), e.as_deref()));
         let due = handover::due(&ctx.pool.id, seen, &known);
         report.handed_over = handover::hand_over(on, opened.state, &ctx.pool.id, due).await?;
     }
-    opened.report_files.write(&report)?;
-    report::log_end(&report, opened.report_files);
+    let failed = std::mem::take(&mut sink.tally.failed);
+    sink.finish(&report)?;
+    report::log_end_with(&report, &failed, opened.report_files);
     println!("{}", opened.report_files.json.display());
     let counts = serde_json::to_string(&report.summary).unwrap_or_default();
+    if let Some(e) = stream_error.into_inner() {
+        return Err(e);
+    }
     if let Some(e) = calls.exec.fatal() {
         return Err(Error::Cognito(e.to_string()));
     }
     Ok((report::ending(&report.summary, report.interrupted), counts))
+}
+
+/// How this run decides which rows to read again.
+fn rereading<'a>(
+    settings: &RunSettings,
+    known: &'a std::collections::HashMap<String, state::Known>,
+    now: chrono::DateTime<Utc>,
+) -> cohort::Rereading<'a> {
+    cohort::Rereading {
+        known,
+        label: settings.update.label(),
+        refresh: settings.refresh,
+        refresh_after: settings.refresh_after,
+        now,
+    }
 }
 
 /// `status`: refresh where every provider stands by the cheapest reads, record what changed,

@@ -5,7 +5,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use crate::calls::Calls;
-use crate::cognito::{Delivery, Directory, PoolInfo, UsernameMode};
+use crate::cognito::{Delivery, Directory, PoolInfo, UserStatus, UsernameMode};
+use crate::lookup::Names;
+use crate::plan::Refresh;
 use crate::error::Error;
 use crate::input::{self, ColumnRules, KeyMode, Record, Reject, Row};
 use crate::report::{Outcome, RowReport};
@@ -70,6 +72,34 @@ pub fn invalid_row(reject: &Reject) -> RowReport {
     r
 }
 
+/// The CSV's rows, one at a time, valid or rejected, in file order (`--delivery sms` also
+/// rejects a row without a phone number). An error reading the file ends the stream.
+pub fn stream(
+    reader: Reader,
+    key_mode: KeyMode,
+    rules: &ColumnRules,
+    delivery: Delivery,
+) -> Result<impl Iterator<Item = Result<Result<Row, Reject>, Error>>, Error> {
+    Ok(reader.records(key_mode, rules)?.map(move |record| {
+        Ok(match record? {
+            Record::Valid(row)
+                if delivery == Delivery::Sms
+                    && !row.attributes.iter().any(|(n, _)| n == "phone_number") =>
+            {
+                Err(Reject {
+                    line: row.line,
+                    column: Some("phone_number".into()),
+                    key: Some(row.key.clone()),
+                    email: Some(row.email.clone()),
+                    reason: "--delivery sms needs a phone number".into(),
+                })
+            }
+            Record::Valid(row) => Ok(row),
+            Record::Invalid(reject) => Err(reject),
+        })
+    }))
+}
+
 /// Reads the whole CSV into valid rows and rejects.
 pub fn read_cohort(
     reader: Reader,
@@ -79,27 +109,105 @@ pub fn read_cohort(
 ) -> Result<(Vec<Row>, Vec<Reject>), Error> {
     let mut rows = Vec::new();
     let mut rejects = Vec::new();
-    for record in reader.records(key_mode, rules)? {
+    for record in stream(reader, key_mode, rules, delivery)? {
         match record? {
-            Record::Valid(row) => {
-                if delivery == Delivery::Sms
-                    && !row.attributes.iter().any(|(n, _)| n == "phone_number")
-                {
-                    rejects.push(Reject {
-                        line: row.line,
-                        column: Some("phone_number".into()),
-                        key: Some(row.key.clone()),
-                        email: Some(row.email.clone()),
-                        reason: "--delivery sms needs a phone number".into(),
-                    });
-                } else {
-                    rows.push(row);
-                }
-            }
-            Record::Invalid(reject) => rejects.push(reject),
+            Ok(row) => rows.push(row),
+            Err(reject) => rejects.push(reject),
         }
     }
     Ok((rows, rejects))
+}
+
+/// What a first pass over the file tells before any Cognito write, holding no row: the groups
+/// it names (checked against the pool before anything is written) and those it manages, the
+/// counts, and what the lookup of the rows to read needs.
+#[derive(Debug, Default)]
+pub struct Survey {
+    pub groups: BTreeMap<String, GroupUse>,
+    pub managed: BTreeSet<String>,
+    pub valid: u64,
+    pub invalid: u64,
+    /// Confirmed, unchanged and read recently: not read this run.
+    pub not_reread: u64,
+    pub to_read: u64,
+    /// Rows to read whose provider was last seen pending.
+    pub pending: u64,
+    /// Every name a row to read may be found by: the name it would be created with, its
+    /// email, the username the state remembers for it.
+    pub names: Names,
+    /// The groups whose members must be read: those a row to read names and the state does
+    /// not record as done for it; with `--update groups`, every managed group.
+    pub memberships: BTreeSet<String>,
+}
+
+/// What the run's incremental reading needs to know for each row.
+pub struct Rereading<'a> {
+    pub known: &'a HashMap<String, Known>,
+    pub label: String,
+    pub refresh: Refresh,
+    pub refresh_after: chrono::Duration,
+    pub now: chrono::DateTime<chrono::Utc>,
+}
+
+impl Rereading<'_> {
+    /// The report of a row not read this run, or `None` when it is read.
+    pub fn not_reread(&self, row: &Row) -> Option<RowReport> {
+        crate::onboard::not_reread(
+            row,
+            self.known.get(&row.key),
+            &self.label,
+            self.refresh,
+            self.refresh_after,
+            self.now,
+        )
+    }
+}
+
+/// The first pass over the file: see [`Survey`].
+pub fn survey(
+    rows: impl Iterator<Item = Result<Result<Row, Reject>, Error>>,
+    mode: UsernameMode,
+    rereading: &Rereading<'_>,
+    update_groups: bool,
+) -> Result<Survey, Error> {
+    let mut s = Survey::default();
+    for row in rows {
+        let row = match row? {
+            Ok(row) => row,
+            Err(_) => {
+                s.invalid += 1;
+                continue;
+            }
+        };
+        s.valid += 1;
+        note_groups(&mut s.groups, &row);
+        s.managed.extend(row.groups.iter().cloned());
+        if rereading.not_reread(&row).is_some() {
+            s.not_reread += 1;
+            continue;
+        }
+        s.to_read += 1;
+        let known = rereading.known.get(&row.key);
+        if known.and_then(|k| k.last_status.as_ref()) == Some(&UserStatus::ForceChangePassword) {
+            s.pending += 1;
+        }
+        s.names.insert(&crate::onboard::username_for(mode, &row));
+        s.names.insert(&row.email);
+        if let Some(name) = known.and_then(|k| k.username.as_deref()) {
+            s.names.insert(name);
+        }
+        let done = known.map(|k| k.groups_done.as_slice()).unwrap_or(&[]);
+        s.memberships.extend(
+            row.groups
+                .iter()
+                .filter(|g| update_groups || !done.contains(g))
+                .cloned(),
+        );
+    }
+    if update_groups {
+        s.memberships.extend(s.managed.iter().cloned());
+    }
+    Ok(s)
 }
 
 /// Where the cohort names a group: the first few lines, and how many rows in all.

@@ -393,21 +393,39 @@ impl Executor {
         &self,
         items: impl IntoIterator<Item = T>,
         limit: usize,
-        mut f: F,
-        mut done: impl FnMut(Result<R, Panicked>),
+        f: F,
+        done: impl FnMut(Result<R, Panicked>),
     ) -> Vec<T>
     where
+        F: FnMut(T) -> Fut,
+        Fut: Future<Output = R>,
+    {
+        let mut not_started = Vec::new();
+        self.for_each_bounded_then(items, limit, f, done, |item| not_started.push(item))
+            .await;
+        not_started
+    }
+
+    /// [`Executor::for_each_bounded`] over a stream too long to hold: the items never started
+    /// go to `not_started` one by one, as they are drawn.
+    pub async fn for_each_bounded_then<T, R, F, Fut>(
+        &self,
+        items: impl IntoIterator<Item = T>,
+        limit: usize,
+        mut f: F,
+        mut done: impl FnMut(Result<R, Panicked>),
+        mut not_started: impl FnMut(T),
+    ) where
         F: FnMut(T) -> Fut,
         Fut: Future<Output = R>,
     {
         let limit = limit.max(1);
         let mut items = items.into_iter().enumerate();
         let mut in_flight = FuturesUnordered::new();
-        let mut not_started = Vec::new();
         loop {
             while in_flight.len() < limit {
                 if self.cancel.is_cancelled() {
-                    not_started.extend(items.by_ref().map(|(_, item)| item));
+                    items.by_ref().for_each(|(_, item)| not_started(item));
                     break;
                 }
                 let Some((index, item)) = items.next() else {
@@ -417,7 +435,7 @@ impl Executor {
                 in_flight.push(async move { (index, task.await) });
             }
             let Some((index, result)) = in_flight.next().await else {
-                return not_started;
+                return;
             };
             done(result.map_err(|panic| {
                 let message = panic

@@ -31,6 +31,7 @@ pub mod plan;
 pub mod render;
 pub mod report;
 pub mod session;
+pub mod sink;
 pub mod standing;
 pub mod state;
 pub mod status;

@@ -13,7 +13,7 @@ use crate::calls::Calls;
 use crate::cognito::PoolInfo;
 use crate::cognito::{Directory, RemoteUser, UserStatus, UsernameMode};
 use crate::error::Error;
-use crate::input::{KeyMode, Row};
+use crate::input::KeyMode;
 use crate::limiter::Category;
 
 /// How `run` reads existing users.
@@ -101,6 +101,29 @@ pub fn choose_refresh(
         Refresh::PerUser
     };
     (choice, costs)
+}
+
+/// The names a cohort's rows may be found by (lower-cased), kept as 64-bit hashes: a scan
+/// keeps only the users a row may name, and a million rows' names take 16 MB, not 150. A hash
+/// that collides only keeps a user too many.
+#[derive(Debug, Default)]
+pub struct Names(HashSet<u64>);
+
+impl Names {
+    fn hash(name: &str) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::hash::DefaultHasher::new();
+        name.to_lowercase().hash(&mut h);
+        h.finish()
+    }
+
+    pub fn insert(&mut self, name: &str) {
+        self.0.insert(Names::hash(name));
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.0.contains(&Names::hash(name))
+    }
 }
 
 /// Where `run`'s rows find their user.
@@ -253,22 +276,18 @@ pub async fn all_users<D: Directory>(
 pub async fn scan<D: Directory>(
     calls: &Calls<D>,
     pool_users: u64,
-    names: impl Iterator<Item = String>,
+    names: &Names,
 ) -> Result<Index, Error> {
-    let wanted: HashSet<String> = names.map(|k| k.to_lowercase()).collect();
     let users = all_users(calls, pool_users).await?;
-    Ok(Index::new(keep_wanted(users, &wanted)))
+    Ok(Index::new(keep_wanted(users, names)))
 }
 
 /// The users a row may name (by username or email, in any case).
-fn keep_wanted(users: Vec<RemoteUser>, wanted: &HashSet<String>) -> Vec<RemoteUser> {
+fn keep_wanted(users: Vec<RemoteUser>, wanted: &Names) -> Vec<RemoteUser> {
     users
         .into_iter()
         .filter(|u| {
-            wanted.contains(&u.username.to_lowercase())
-                || u.email
-                    .as_ref()
-                    .is_some_and(|e| wanted.contains(&e.to_lowercase()))
+            wanted.contains(&u.username) || u.email.as_ref().is_some_and(|e| wanted.contains(e))
         })
         .collect()
 }
@@ -363,9 +382,9 @@ pub async fn find<D: Directory>(
     pool: &PoolInfo,
     key_mode: KeyMode,
     choice: Lookup,
-    rows: &[Row],
-    pending: usize,
-    names: impl Iterator<Item = String>,
+    rows: u64,
+    pending: u64,
+    names: &Names,
 ) -> Result<Found, Error> {
     let limiter = &calls.exec.limiter;
     let strategy = match choice {
@@ -373,8 +392,8 @@ pub async fn find<D: Directory>(
         Lookup::Scan => Refresh::Scan,
         Lookup::Auto => {
             choose_refresh(
-                rows.len() as u64,
-                pending as u64,
+                rows,
+                pending,
                 pool.estimated_users,
                 limiter.current_rate(Category::UserRead),
                 limiter.current_rate(Category::UserList),
@@ -384,8 +403,7 @@ pub async fn find<D: Directory>(
         }
     };
     tracing::info!(
-        "{} rows to read ({pending} last seen pending); looking users up with {}",
-        rows.len(),
+        "{rows} rows to read ({pending} last seen pending); looking users up with {}",
         match strategy {
             Refresh::Scan => "a ListUsers scan",
             Refresh::PendingScan => "a scan of the pending users, and AdminGetUser for the others",
@@ -401,9 +419,8 @@ pub async fn find<D: Directory>(
     Ok(match strategy {
         Refresh::Scan => Found::Scanned(scan(calls, pool.estimated_users, names).await?),
         Refresh::PendingScan => {
-            let wanted: HashSet<String> = names.map(|k| k.to_lowercase()).collect();
             let users = pending_users(calls).await?;
-            Found::Pending(Index::new(keep_wanted(users, &wanted)), per_row())
+            Found::Pending(Index::new(keep_wanted(users, names)), per_row())
         }
         Refresh::PerUser => Found::PerRow(per_row()),
     })

@@ -178,7 +178,7 @@ impl<D: Directory> Ctx<D> {
         if !in_step {
             return;
         }
-        let digest = row.digest(&plan::Update::label(self.policy.update.as_ref()));
+        let digest = row.digest(&self.policy.update_mode().label());
         if known.row_digest.as_deref() != Some(digest.as_str())
             && let Err(e) = self.state.in_step(&self.pool.id, &row.key, &digest)
         {
@@ -1074,46 +1074,111 @@ fn changed_outcome(r: &mut RowReport, c: &plan::Changes) {
     }
 }
 
-/// Splits the rows into those read from Cognito this run and, for the others (confirmed, row
-/// unchanged, read recently: [`plan::reread`]), their report rows, which say when the provider
-/// was last read. The digest is taken under the run's update mode, so a run that updates
-/// attributes reads rows last seen by a create-only run.
-pub fn rows_to_read(
-    rows: Vec<Row>,
-    known: &HashMap<String, Known>,
-    policy: &plan::Policy,
+/// The report row of a row not read from Cognito this run ([`plan::reread`]: confirmed, row
+/// unchanged, read recently), or `None` when it must be read. `label`: the run's update mode,
+/// under which row digests are taken, so a run that updates attributes reads rows last seen
+/// by a create-only run.
+pub fn not_reread(
+    row: &Row,
+    known: Option<&Known>,
+    label: &str,
     refresh: plan::Refresh,
     refresh_after: chrono::Duration,
     now: DateTime<Utc>,
-) -> (Vec<Row>, Vec<RowReport>) {
-    let label = plan::Update::label(policy.update.as_ref());
-    let mut read = Vec::with_capacity(rows.len());
-    let mut skipped = Vec::new();
-    for row in rows {
-        let k = known.get(&row.key);
-        let seen = k.map(Known::seen);
-        match plan::reread(
-            &row.key,
-            &row.digest(&label),
-            seen.as_ref(),
-            refresh,
-            refresh_after,
-            now,
-        ) {
-            plan::Reread::Read(_) => read.push(row),
-            plan::Reread::Skip { last_read } => {
-                let mut r = RowReport::new(row.line, row.key, Some(row.email), Outcome::Skipped);
-                r.username = k.and_then(|k| k.username.clone());
-                r.action = Act::Skip;
-                // As last seen: what `--on-confirmed` and the reports go by.
-                r.status_before = Some(UserStatus::Confirmed);
-                r.status_after = Some(UserStatus::Confirmed);
-                r.reason = wording::not_reread(last_read);
-                skipped.push(r);
-            }
-        }
-    }
-    (read, skipped)
+) -> Option<RowReport> {
+    let seen = known.map(Known::seen);
+    let plan::Reread::Skip { last_read } = plan::reread(
+        &row.key,
+        &row.digest(label),
+        seen.as_ref(),
+        refresh,
+        refresh_after,
+        now,
+    ) else {
+        return None;
+    };
+    let mut r = RowReport::new(
+        row.line,
+        row.key.clone(),
+        Some(row.email.clone()),
+        Outcome::Skipped,
+    );
+    r.username = known.and_then(|k| k.username.clone());
+    r.action = Act::Skip;
+    // As last seen: what `--on-confirmed` and the reports go by.
+    r.status_before = Some(UserStatus::Confirmed);
+    r.status_after = Some(UserStatus::Confirmed);
+    r.reason = wording::not_reread(last_read);
+    Some(r)
+}
+
+/// What `run`'s stream of rows holds: a row to process, or one already reported (invalid, or
+/// not re-read).
+pub enum Item {
+    Process(Row),
+    Reported(RowReport),
+}
+
+/// Processes the stream of rows, `concurrency` at a time, and hands each report to `sink` with
+/// its place in the stream, as it finishes. Items never started (the run was stopped) are
+/// reported deferred. Holds only the rows in flight.
+pub async fn process_stream<D: Directory>(
+    ctx: &Ctx<D>,
+    items: impl Iterator<Item = Item>,
+    total: u64,
+    concurrency: usize,
+    bar: bool,
+    sink: &mut crate::sink::Sink,
+) {
+    let progress = Progress::start("onboarding", total, bar);
+    // Who each row in flight is, should it panic.
+    let in_flight: std::cell::RefCell<HashMap<usize, (u64, String, String)>> = Default::default();
+    let sink = std::cell::RefCell::new(sink);
+    ctx.calls
+        .exec
+        .for_each_bounded_then(
+            items.enumerate(),
+            concurrency,
+            |(seq, item)| {
+                let row = match item {
+                    Item::Process(row) => {
+                        in_flight
+                            .borrow_mut()
+                            .insert(seq, (row.line, row.key.clone(), row.email.clone()));
+                        Ok(row)
+                    }
+                    Item::Reported(r) => Err(r),
+                };
+                async move {
+                    match row {
+                        Ok(row) => (seq, ctx.process(row).await),
+                        Err(r) => (seq, r),
+                    }
+                }
+            },
+            |done| {
+                progress.inc();
+                let (seq, r) = done.unwrap_or_else(|panicked| {
+                    let (line, key, email) = in_flight
+                        .borrow_mut()
+                        .remove(&panicked.index)
+                        .unwrap_or_default();
+                    let mut r = RowReport::new(line, key, Some(email), Outcome::Failed);
+                    r.reason = format!("the row stopped unexpectedly: {}", panicked.message);
+                    (panicked.index, r)
+                });
+                in_flight.borrow_mut().remove(&seq);
+                sink.borrow_mut().push(seq as u64, r);
+            },
+            |(seq, item)| {
+                let r = match item {
+                    Item::Process(row) => not_started_row(row),
+                    Item::Reported(r) => r,
+                };
+                sink.borrow_mut().push(seq as u64, r);
+            },
+        )
+        .await;
 }
 
 /// A row not started because the run was stopped.

@@ -225,14 +225,14 @@ impl Update {
 
     /// The mode as words, for the report and the row digest: "create-only", or the parts of
     /// `--update` with `clear-empty`.
-    pub fn label(update: Option<&Updating>) -> String {
-        let Some(u) = update else {
+    pub fn label(self) -> String {
+        if !(self.attributes || self.groups) {
             return "create-only".to_string();
-        };
+        }
         let parts = [
-            (u.what.attributes, "attributes"),
-            (u.what.groups, "groups"),
-            (u.what.clear_empty, "clear-empty"),
+            (self.attributes, "attributes"),
+            (self.groups, "groups"),
+            (self.clear_empty, "clear-empty"),
         ];
         parts
             .iter()
@@ -311,6 +311,11 @@ impl Policy {
                 .collect(),
         });
         Policy { update, ..self }
+    }
+
+    /// `--update`'s parts (all off for a create-only run).
+    pub fn update_mode(&self) -> Update {
+        self.update.as_ref().map(|u| u.what).unwrap_or_default()
     }
 
     fn updates(&self, f: impl Fn(&Update) -> bool) -> bool {
@@ -1338,10 +1343,10 @@ mod tests {
 
     #[test]
     fn the_update_mode_is_labelled_and_clear_empty_needs_attributes() {
-        assert_eq!(Update::label(None), "create-only");
+        assert_eq!(Update::default().label(), "create-only");
         let u = Update::of(&[UpdatePart::Attributes, UpdatePart::Groups], true).unwrap();
         assert_eq!(
-            Update::label(Some(&updating(u))),
+            u.label(),
             "attributes,groups,clear-empty"
         );
         assert!(Update::of(&[UpdatePart::Groups], true).is_err());

@@ -217,7 +217,7 @@ pub fn one_line(report: &Report) -> String {
     format!(
         "{}{} rows in {secs:.1}s: {}",
         if report.dry_run { "dry run: " } else { "" },
-        report.rows.len(),
+        report.summary.values().sum::<u64>(),
         if counts.is_empty() {
             "nothing to do".to_string()
         } else {
@@ -234,7 +234,7 @@ pub fn escape_cell(s: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-const CSV_COLUMNS: [&str; 14] = [
+pub const CSV_COLUMNS: [&str; 14] = [
     "row",
     "key",
     "username",
@@ -263,30 +263,40 @@ fn status(s: &Option<UserStatus>) -> String {
         .unwrap_or_default()
 }
 
+/// One report row as the CSV's cells, formula-looking cells escaped.
+pub fn csv_record(r: &RowReport) -> [String; CSV_COLUMNS.len()] {
+    let opt = |s: &Option<String>| s.clone().unwrap_or_default();
+    [
+        r.row.to_string(),
+        r.key.clone(),
+        opt(&r.username),
+        opt(&r.email),
+        r.action.as_str().to_string(),
+        r.outcome.as_str().to_string(),
+        r.reason.clone(),
+        status(&r.status_before),
+        status(&r.status_after),
+        time(&r.temp_password_expires_at),
+        r.attempts.to_string(),
+        opt(&r.error_code),
+        opt(&r.error_message),
+        r.changed.join(" "),
+    ]
+    .map(|c| escape_cell(&c).into_owned())
+}
+
+/// The UTF-8 BOM the CSV reports start with, so Excel reads the Japanese names right.
+pub fn write_bom<W: Write>(out: &mut W) -> std::io::Result<()> {
+    out.write_all("\u{feff}".as_bytes())
+}
+
 /// Writes the rows as CSV (UTF-8 with a BOM, so Excel reads the Japanese names right).
 pub fn write_csv<W: Write>(mut out: W, rows: &[RowReport]) -> std::io::Result<()> {
-    out.write_all("\u{feff}".as_bytes())?;
+    write_bom(&mut out)?;
     let mut w = csv::Writer::from_writer(out);
     w.write_record(CSV_COLUMNS)?;
     for r in rows {
-        let opt = |s: &Option<String>| s.clone().unwrap_or_default();
-        let record = [
-            r.row.to_string(),
-            r.key.clone(),
-            opt(&r.username),
-            opt(&r.email),
-            r.action.as_str().to_string(),
-            r.outcome.as_str().to_string(),
-            r.reason.clone(),
-            status(&r.status_before),
-            status(&r.status_after),
-            time(&r.temp_password_expires_at),
-            r.attempts.to_string(),
-            opt(&r.error_code),
-            opt(&r.error_message),
-            r.changed.join(" "),
-        ];
-        w.write_record(record.iter().map(|c| escape_cell(c).into_owned()))?;
+        w.write_record(csv_record(r))?;
     }
     w.flush()
 }
@@ -331,8 +341,25 @@ pub fn write_status_csv<W: Write>(mut out: W, rows: &[StatusRow]) -> std::io::Re
 /// What a run says on stderr at the end: each failed row, when the budget frees, the one-line
 /// summary and where the report is.
 pub fn log_end(report: &Report, files: &ReportFiles) {
-    for r in report.rows.iter().filter(|r| r.outcome == Outcome::Failed) {
-        tracing::warn!("line {}: {} failed: {}", r.row, r.key, r.reason);
+    let failed: Vec<(u64, String, String)> = report
+        .rows
+        .iter()
+        .filter(|r| r.outcome == Outcome::Failed)
+        .map(|r| (r.row, r.key.clone(), r.reason.clone()))
+        .collect();
+    log_end_with(report, &failed, files);
+}
+
+/// [`log_end`] for a report whose rows were written as they finished: `failed` names the first
+/// failed rows (line, key, reason).
+pub fn log_end_with(report: &Report, failed: &[(u64, String, String)], files: &ReportFiles) {
+    for (line, key, reason) in failed {
+        tracing::warn!("line {line}: {key} failed: {reason}");
+    }
+    let shown = failed.len() as u64;
+    let all = report.summary.get(&Outcome::Failed).copied().unwrap_or(0);
+    if all > shown {
+        tracing::warn!("and {} more failed rows: see the report", all - shown);
     }
     if let Some(at) = report.email_budget_frees_at {
         tracing::info!(
@@ -418,6 +445,7 @@ pub fn write_doctor_csv<W: Write>(
 }
 
 /// The report's two files, created (empty) before any work so a bad path fails first.
+#[derive(Debug, Clone)]
 pub struct ReportFiles {
     pub json: PathBuf,
     pub csv: PathBuf,

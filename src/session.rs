@@ -15,7 +15,7 @@ use crate::executor::{Cancel, Executor, RetryPolicy};
 use crate::invite;
 use crate::limiter::{Limiter, QuotaSource};
 use crate::lookup;
-use crate::report::{self, Report, ReportFiles, RowReport};
+use crate::report::{Report, ReportFiles, RowReport};
 use crate::standing::{self, Standing, StatusReport};
 use crate::state::State;
 use crate::status;
@@ -167,15 +167,28 @@ pub(crate) async fn describe_pool<D: Directory>(calls: &Calls<D>) -> Result<Pool
 /// The run's report from its rows and what the executor counted.
 pub(crate) fn run_report(
     opened: &Opened<'_>,
-    (command, dry_run): (&str, bool),
+    command: (&str, bool),
     exec: &Executor,
     budget: &Budget,
     rows: Vec<RowReport>,
 ) -> Result<Report, Error> {
-    let budget_deferred = rows
-        .iter()
-        .any(|r| r.deferral.is_some_and(|d| d.is_budget()));
-    let email_budget_frees_at = if budget_deferred {
+    let mut tally = crate::sink::Tally::new(false);
+    rows.iter().for_each(|r| tally.add(r));
+    let mut report = report_of(opened, command, exec, budget, &tally)?;
+    report.rows = rows;
+    Ok(report)
+}
+
+/// The report of a run whose rows were written as they finished (they are not in it), from
+/// what they added up to and what the executor counted.
+pub(crate) fn report_of(
+    opened: &Opened<'_>,
+    (command, dry_run): (&str, bool),
+    exec: &Executor,
+    budget: &Budget,
+    tally: &crate::sink::Tally,
+) -> Result<Report, Error> {
+    let email_budget_frees_at = if tally.budget_deferred {
         budget.frees_at(opened.state, Utc::now())?
     } else {
         None
@@ -189,11 +202,11 @@ pub(crate) fn run_report(
         dry_run,
         update: None,
         interrupted: exec.cancel.is_cancelled(),
-        summary: report::summarize(&rows),
+        summary: tally.summary.clone(),
         calls: exec.calls_by_name(),
         throttles: exec.throttles_by_name(),
         email_budget_frees_at,
-        rows,
+        rows: Vec::new(),
         handed_over: Vec::new(),
     })
 }

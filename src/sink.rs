@@ -1,0 +1,266 @@
+//! `run`'s report written as its rows finish: a row goes to the CSV, and to a rows file, as soon
+//! as it and every row before it are done, so a killed run leaves every finished row on disk in
+//! line order; the JSON report is assembled from the rows file at the end. Counts as it goes.
+//! Must not hold the rows (a cohort can have millions) or decide anything about them.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::PathBuf;
+
+use crate::cognito::UserStatus;
+use crate::error::Error;
+use crate::report::{self, Outcome, Report, ReportFiles, RowReport};
+
+/// Failed rows named on stderr at the end, at most.
+const FAILED_SHOWN: usize = 50;
+
+/// What the finished rows add up to.
+#[derive(Debug)]
+pub struct Tally {
+    pub summary: BTreeMap<Outcome, u64>,
+    pub rows: u64,
+    /// Some row was deferred by the message budget (the report then says when it frees up).
+    pub budget_deferred: bool,
+    /// The first failed rows: line, key, reason.
+    pub failed: Vec<(u64, String, String)>,
+    /// Providers seen confirmed (key, username, email), for `--on-confirmed`; only kept when
+    /// asked for.
+    pub confirmed: Option<Vec<Seen>>,
+}
+
+/// A provider seen confirmed: key, username, email.
+pub type Seen = (String, Option<String>, Option<String>);
+
+impl Tally {
+    pub fn new(keep_confirmed: bool) -> Self {
+        Tally {
+            summary: Outcome::ALL.iter().map(|o| (*o, 0)).collect(),
+            rows: 0,
+            budget_deferred: false,
+            failed: Vec::new(),
+            confirmed: keep_confirmed.then(Vec::new),
+        }
+    }
+
+    pub fn add(&mut self, r: &RowReport) {
+        self.rows += 1;
+        *self.summary.entry(r.outcome).or_default() += 1;
+        self.budget_deferred |= r.deferral.is_some_and(|d| d.is_budget());
+        if r.outcome == Outcome::Failed && self.failed.len() < FAILED_SHOWN {
+            self.failed.push((r.row, r.key.clone(), r.reason.clone()));
+        }
+        if let Some(confirmed) = &mut self.confirmed
+            && r.status_before == Some(UserStatus::Confirmed)
+        {
+            confirmed.push((r.key.clone(), r.username.clone(), r.email.clone()));
+        }
+    }
+}
+
+/// The report of a run in progress.
+pub struct Sink {
+    files: ReportFiles,
+    csv: csv::Writer<BufWriter<File>>,
+    rows: BufWriter<File>,
+    rows_path: PathBuf,
+    /// Rows finished before one dispatched earlier, by their place in the file.
+    waiting: BTreeMap<u64, RowReport>,
+    next: u64,
+    pub tally: Tally,
+    error: Option<std::io::Error>,
+}
+
+fn io<'a>(what: &'static str, path: &'a std::path::Path) -> impl Fn(std::io::Error) -> Error + 'a {
+    move |e| Error::io(what, path, e)
+}
+
+impl Sink {
+    /// Starts the report in `files` (created empty by [`ReportFiles::open`]): the CSV's header,
+    /// and a JSON that says the run is not finished and where its rows are so far; the run
+    /// replaces it with the whole report when it ends.
+    pub fn start(files: &ReportFiles, head: &Report, keep_confirmed: bool) -> Result<Sink, Error> {
+        let files = files.clone();
+        let rows_path = files.json.with_extension("rows.jsonl");
+        let placeholder = serde_json::json!({
+            "run_id": head.run_id,
+            "command": head.command,
+            "user_pool_id": head.user_pool_id,
+            "started_at": head.started_at,
+            "dry_run": head.dry_run,
+            "complete": false,
+            "note": "the run has not finished (or was killed): its finished rows are in the CSV \
+                     and, one JSON object a line, in rows_file",
+            "rows_file": rows_path,
+        });
+        report::write_atomic(&files.json, &|f| {
+            serde_json::to_writer_pretty(&mut *f, &placeholder).map_err(std::io::Error::other)?;
+            f.write_all(b"\n")
+        })?;
+        let file = File::create(&files.csv).map_err(io("cannot write report", &files.csv))?;
+        let mut out = BufWriter::with_capacity(64 * 1024, file);
+        report::write_bom(&mut out).map_err(io("cannot write report", &files.csv))?;
+        let mut csv = csv::Writer::from_writer(out);
+        csv.write_record(report::CSV_COLUMNS)
+            .map_err(std::io::Error::from)
+            .and_then(|()| csv.flush())
+            .map_err(io("cannot write report", &files.csv))?;
+        let rows = File::create(&rows_path).map_err(io("cannot write report", &rows_path))?;
+        Ok(Sink {
+            files,
+            csv,
+            rows: BufWriter::with_capacity(64 * 1024, rows),
+            rows_path,
+            waiting: BTreeMap::new(),
+            next: 0,
+            tally: Tally::new(keep_confirmed),
+            error: None,
+        })
+    }
+
+    /// Takes the row that was `seq`-th in the file; writes it and every row after it that is
+    /// already done, and flushes, so the files on disk hold every row up to there.
+    pub fn push(&mut self, seq: u64, row: RowReport) {
+        self.waiting.insert(seq, row);
+        let mut wrote = false;
+        while let Some(row) = self.waiting.remove(&self.next) {
+            self.next += 1;
+            self.tally.add(&row);
+            self.write(&row);
+            wrote = true;
+        }
+        if wrote {
+            self.flush();
+        }
+    }
+
+    fn write(&mut self, row: &RowReport) {
+        let result = self
+            .csv
+            .write_record(report::csv_record(row))
+            .map_err(std::io::Error::from)
+            .and_then(|()| serde_json::to_writer(&mut self.rows, row).map_err(Into::into))
+            .and_then(|()| self.rows.write_all(b"\n"));
+        if let Err(e) = result {
+            self.error.get_or_insert(e);
+        }
+    }
+
+    fn flush(&mut self) {
+        if let Err(e) = self.csv.flush().and_then(|()| self.rows.flush()) {
+            self.error.get_or_insert(e);
+        }
+    }
+
+    /// Rows taken but held back behind an unfinished one (a bug if any remain at the end).
+    pub fn held(&self) -> usize {
+        self.waiting.len()
+    }
+
+    /// Writes the whole JSON report (`report`, whose `rows` are empty, and the rows written so
+    /// far), in place of the placeholder, and removes the rows file.
+    pub fn finish(mut self, report: &Report) -> Result<(), Error> {
+        // Rows held behind one that never came (cannot happen; never lose them if it does).
+        for (_, row) in std::mem::take(&mut self.waiting) {
+            self.tally.add(&row);
+            self.write(&row);
+        }
+        self.flush();
+        if let Some(e) = self.error.take() {
+            return Err(Error::io("cannot write report", &self.files.csv, e));
+        }
+        let mut head = serde_json::to_value(report).map_err(|e| {
+            Error::io("cannot write report", &self.files.json, std::io::Error::other(e))
+        })?;
+        let fields = head.as_object_mut().expect("a report is a JSON object");
+        fields.remove("rows");
+        fields.insert("complete".into(), serde_json::Value::Bool(true));
+        let rows_path = self.rows_path.clone();
+        report::write_atomic(&self.files.json, &|f| {
+            f.write_all(b"{\n")?;
+            for (name, value) in fields.iter() {
+                serde_json::to_writer(&mut *f, name)?;
+                f.write_all(b": ")?;
+                serde_json::to_writer(&mut *f, value)?;
+                f.write_all(b",\n")?;
+            }
+            f.write_all(b"\"rows\": [")?;
+            let rows = BufReader::new(File::open(&rows_path)?);
+            for (i, line) in rows.lines().enumerate() {
+                f.write_all(if i == 0 { b"\n" } else { b",\n" })?;
+                f.write_all(line?.as_bytes())?;
+            }
+            f.write_all(b"\n]}\n")
+        })?;
+        let _ = std::fs::remove_file(&self.rows_path);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Utc;
+
+    fn head() -> Report {
+        let now = Utc::now();
+        Report {
+            run_id: "r1".into(),
+            command: "run".into(),
+            started_at: now,
+            finished_at: now,
+            user_pool_id: "eu-west-1_x".into(),
+            dry_run: false,
+            update: None,
+            interrupted: false,
+            summary: BTreeMap::new(),
+            calls: BTreeMap::new(),
+            throttles: BTreeMap::new(),
+            email_budget_frees_at: None,
+            rows: Vec::new(),
+            handed_over: Vec::new(),
+        }
+    }
+
+    fn row(line: u64, outcome: Outcome) -> RowReport {
+        RowReport::new(line, format!("p{line}@example.jp"), None, outcome)
+    }
+
+    #[test]
+    fn rows_reach_the_files_in_line_order_as_soon_as_those_before_are_done() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = ReportFiles::open(dir.path(), "r1").unwrap();
+        let (json, csv) = (files.json.clone(), files.csv.clone());
+        let mut sink = Sink::start(&files, &head(), false).unwrap();
+        let placeholder: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        assert_eq!(placeholder["complete"], false);
+        sink.push(1, row(3, Outcome::Failed));
+        let lines = |p: &PathBuf| std::fs::read_to_string(p).unwrap().lines().count();
+        assert_eq!(lines(&csv), 1, "row 3 waits for row 2");
+        sink.push(0, row(2, Outcome::Created));
+        assert_eq!(lines(&csv), 3, "both on disk, in order, before the end");
+        sink.push(2, row(4, Outcome::Created));
+        assert_eq!(sink.held(), 0);
+        assert_eq!(sink.tally.summary[&Outcome::Created], 2);
+        assert_eq!(sink.tally.failed.len(), 1);
+        let mut report = head();
+        report.summary = sink.tally.summary.clone();
+        sink.finish(&report).unwrap();
+        let done: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        assert_eq!(done["complete"], true);
+        assert_eq!(done["summary"]["created"], 2);
+        let rows: Vec<u64> = done["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["row"].as_u64().unwrap())
+            .collect();
+        assert_eq!(rows, [2, 3, 4]);
+        let text = std::fs::read_to_string(&csv).unwrap();
+        let csv_rows: Vec<&str> = text.lines().skip(1).map(|l| &l[..1]).collect();
+        assert_eq!(csv_rows, ["2", "3", "4"]);
+        assert!(!json.with_extension("rows.jsonl").exists());
+    }
+}
