@@ -27,11 +27,11 @@ use crate::password_file::PasswordFile;
 use crate::plan::{self, Policy};
 use crate::render;
 use crate::report::{self, ReportFiles};
-use crate::sink::{Sink, Tally};
 use crate::session::{
     Opened, check_invitation, connect, finish, open_pool, report_of, require_pool, run_id,
     send_quota, status_report,
 };
+use crate::sink::{Sink, Tally};
 use crate::standing::Standing;
 use crate::state::{self, Access, State};
 use crate::status;

@@ -6,10 +6,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use crate::calls::Calls;
 use crate::cognito::{Delivery, Directory, PoolInfo, UserStatus, UsernameMode};
-use crate::lookup::Names;
-use crate::plan::Refresh;
 use crate::error::Error;
 use crate::input::{self, ColumnRules, KeyMode, Record, Reject, Row};
+use crate::lookup::Names;
+use crate::plan::Refresh;
 use crate::report::{Outcome, RowReport};
 use crate::state::Known;
 

@@ -1345,10 +1345,7 @@ mod tests {
     fn the_update_mode_is_labelled_and_clear_empty_needs_attributes() {
         assert_eq!(Update::default().label(), "create-only");
         let u = Update::of(&[UpdatePart::Attributes, UpdatePart::Groups], true).unwrap();
-        assert_eq!(
-            u.label(),
-            "attributes,groups,clear-empty"
-        );
+        assert_eq!(u.label(), "attributes,groups,clear-empty");
         assert!(Update::of(&[UpdatePart::Groups], true).is_err());
     }
 

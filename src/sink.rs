@@ -170,7 +170,11 @@ impl Sink {
             return Err(Error::io("cannot write report", &self.files.csv, e));
         }
         let mut head = serde_json::to_value(report).map_err(|e| {
-            Error::io("cannot write report", &self.files.json, std::io::Error::other(e))
+            Error::io(
+                "cannot write report",
+                &self.files.json,
+                std::io::Error::other(e),
+            )
         })?;
         let fields = head.as_object_mut().expect("a report is a JSON object");
         fields.remove("rows");

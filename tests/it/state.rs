@@ -445,3 +445,69 @@ fn a_run_killed_at_any_moment_is_resumed_without_a_second_invitation() {
         );
     }
 }
+
+/// `run` writes each row's report as it finishes: a run killed with SIGKILL leaves every row
+/// finished so far in the CSV, in line order, and a JSON that says the run did not finish and
+/// where its rows are.
+#[test]
+fn a_killed_run_leaves_every_finished_row_in_its_report() {
+    let mut env = TestEnv::new();
+    let pool = env.pool(true, &[]);
+    let _proxy = env.proxy(|c| c.latency(Duration::from_millis(40)));
+    let csv = env.write("p.csv", cohort(80));
+    let mut child = env
+        .command(&pool, ["run", csv.to_str().unwrap(), "--concurrency", "2"])
+        .args(["--delivery", "suppress", "--password-file"])
+        .arg(env.path("pw.csv"))
+        .spawn();
+    let reports = env.path("reports");
+    let report_csv = || {
+        std::fs::read_dir(&reports).ok().and_then(|d| {
+            d.filter_map(Result::ok)
+                .map(|e| e.path())
+                .find(|p| p.extension().is_some_and(|x| x == "csv"))
+        })
+    };
+    let data_lines = |p: &std::path::Path| {
+        std::fs::read_to_string(p)
+            .map(|t| t.lines().count().saturating_sub(1))
+            .unwrap_or(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let path = loop {
+        if let Some(p) = report_csv()
+            && data_lines(&p) >= 10
+        {
+            break p;
+        }
+        assert!(Instant::now() < deadline, "no rows reported in time");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    child.kill();
+    child.wait();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut reader = csv::Reader::from_reader(text.trim_start_matches('\u{feff}').as_bytes());
+    let lines: Vec<u64> = reader
+        .records()
+        .map(|r| r.expect("every written row is whole")[0].parse().unwrap())
+        .collect();
+    assert!(
+        (10..80).contains(&lines.len()),
+        "killed mid-run: {} rows",
+        lines.len()
+    );
+    let expected: Vec<u64> = (2..2 + lines.len() as u64).collect();
+    assert_eq!(lines, expected, "every finished row, in line order");
+    let json = read_json(&path.with_extension("json"));
+    assert_eq!(json["complete"], false, "{json:#}");
+    let rows_file = std::path::PathBuf::from(json["rows_file"].as_str().unwrap());
+    let kept = std::fs::read_to_string(rows_file).unwrap();
+    assert!(
+        kept.lines().count() >= lines.len(),
+        "the JSON rows are kept too"
+    );
+    for line in kept.lines() {
+        let row: serde_json::Value = serde_json::from_str(line).expect("one whole row a line");
+        assert!(row["outcome"].is_string());
+    }
+}
