@@ -7,6 +7,9 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
+#[path = "onboard/standin.rs"]
+mod standin;
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -375,6 +378,176 @@ fn memory(rows: usize, work: &Path) -> MemoryRow {
     }
 }
 
+/// The tool against the in-memory stand-in, with every quota set far above what it can use:
+/// what the tool itself costs at scale.
+struct Scale {
+    rows: Vec<String>,
+}
+
+fn standin_settings(work: &Path) -> PathBuf {
+    let path = work.join("standin.toml");
+    let mut s = String::from("use_provisioned_limits = false\nrate_fraction = 1.0\n[quotas]\n");
+    for category in cognito_onboard::limiter::Category::ALL {
+        let _ = writeln!(s, "{} = 100000", category.name());
+    }
+    std::fs::write(&path, s).expect("settings");
+    path
+}
+
+fn standin_cmd(standin: &standin::StandIn, work: &Path, state: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cognito-onboard"));
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", work)
+        .env("AWS_ACCESS_KEY_ID", "bench")
+        .env("AWS_SECRET_ACCESS_KEY", "bench")
+        .env("AWS_REGION", "eu-west-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("COGNITO_USER_POOL_ID", standin::POOL_ID)
+        .current_dir(work)
+        .arg("--config")
+        .arg(standin_settings(work))
+        .arg("--state")
+        .arg(state)
+        .args(["--endpoint-url", &standin.url(), "--no-progress"])
+        .args(args);
+    cmd
+}
+
+/// Quota-seconds of the stand-in's call counts at Cognito's default quotas.
+fn quota_seconds(calls: &std::collections::HashMap<String, u64>) -> f64 {
+    calls
+        .iter()
+        .map(|(op, n)| support::proxy::category_of(op).map_or(0.0, |c| *n as f64 / quota_of(c)))
+        .sum()
+}
+
+fn total(calls: &std::collections::HashMap<String, u64>) -> u64 {
+    calls.values().sum()
+}
+
+fn scale(new_rows: usize, dry_rows: &[usize], work: &Path) -> Scale {
+    let mut out = Vec::new();
+    let dir = work.join("scale");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scale dir");
+    let standin = standin::StandIn::start(&["providers"]);
+
+    // Dry runs over big new cohorts against an empty pool: the tool's memory as rows stream.
+    for n in dry_rows {
+        let csv = dir.join(format!("dry-{n}.csv"));
+        cohort_csv(&csv, *n, "dry");
+        let cmd = || {
+            standin_cmd(
+                &standin,
+                &dir,
+                &dir.join("dry.db"),
+                &["run", csv.to_str().unwrap(), "--dry-run"],
+            )
+        };
+        let m = measure(cmd());
+        if m.code != 0 {
+            let out = cmd().output().expect("run again");
+            panic!(
+                "dry run of {n} rows failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        out.push(format!(
+            "| dry run, {n} new rows, empty pool | {:.1} | {:.1} | {:.1} | | |",
+            m.wall.as_secs_f64(),
+            m.cpu.as_secs_f64(),
+            m.max_rss_mb
+        ));
+    }
+
+    // A new cohort created for real: CPU per call.
+    let csv = dir.join("new.csv");
+    cohort_csv(&csv, new_rows, "p");
+    let state = dir.join("state.db");
+    standin.reset_calls();
+    let pw = dir.join("passwords.csv");
+    let m = measure(standin_cmd(
+        &standin,
+        &dir,
+        &state,
+        &[
+            "run",
+            csv.to_str().unwrap(),
+            "--delivery",
+            "suppress",
+            "--password-file",
+            pw.to_str().unwrap(),
+        ],
+    ));
+    assert_eq!(m.code, 0, "the run of {new_rows} new rows failed");
+    let calls = total(&standin.calls());
+    out.push(format!(
+        "| run, {new_rows} new rows | {:.1} | {:.1} | {:.1} | {calls} | {:.3} |",
+        m.wall.as_secs_f64(),
+        m.cpu.as_secs_f64(),
+        m.max_rss_mb,
+        m.cpu.as_secs_f64() * 1000.0 / calls as f64
+    ));
+    let size_mb = std::fs::metadata(&state).map(|m| m.len()).unwrap_or(0) as f64 / 1e6;
+    let m = measure(standin_cmd(&standin, &dir, &state, &["status"]));
+    assert_eq!(m.code, 0, "status failed");
+    out.push(format!(
+        "| status, {new_rows} tracked providers (state file {size_mb:.1} MB) | {:.1} | {:.1} | {:.1} | | |",
+        m.wall.as_secs_f64(),
+        m.cpu.as_secs_f64(),
+        m.max_rss_mb
+    ));
+
+    // 95% of them sign in; one run sees it; then the hourly re-run over the unchanged CSV.
+    {
+        let mut pool = standin.pool.lock().unwrap();
+        for (i, u) in pool.users.values_mut().enumerate() {
+            if i % 20 != 0 {
+                u.status = "CONFIRMED";
+            }
+        }
+    }
+    let m = measure(standin_cmd(
+        &standin,
+        &dir,
+        &state,
+        &["run", csv.to_str().unwrap()],
+    ));
+    assert_eq!(m.code, 0, "the run that sees the confirmations failed");
+    let mut rerun = |label: &str, args: &[&str]| {
+        standin.reset_calls();
+        let mut all = vec!["run", csv.to_str().unwrap()];
+        all.extend_from_slice(args);
+        let m = measure(standin_cmd(&standin, &dir, &state, &all));
+        assert_eq!(m.code, 0, "{label} failed");
+        let calls = standin.calls();
+        out.push(format!(
+            "| {label} | {:.1} | {:.1} | {:.1} | {} | quota-seconds {:.2} |",
+            m.wall.as_secs_f64(),
+            m.cpu.as_secs_f64(),
+            m.max_rss_mb,
+            total(&calls),
+            quota_seconds(&calls)
+        ));
+    };
+    rerun(
+        &format!("re-run, {new_rows} unchanged rows, 95% confirmed"),
+        &[],
+    );
+    rerun(
+        &format!("re-run, {new_rows} rows, 95% confirmed, --refresh full"),
+        &["--refresh", "full"],
+    );
+    let pending = new_rows.div_ceil(20) as f64;
+    out.push(format!(
+        "| (pending-only cost: one filtered listing of {pending} users) | | | | {} | quota-seconds {:.2} |",
+        (pending / 60.0).ceil() + 4.0,
+        (pending / 60.0).ceil() / quota_of("UserList")
+    ));
+    Scale { rows: out }
+}
+
 /// A shell loop of `aws cognito-idp admin-create-user` (and add-to-group), as people write it.
 fn cli_baseline(rows: usize) -> f64 {
     let (env, pool, _proxy) = fresh();
@@ -463,6 +636,19 @@ fn main() {
     let sizes = sizes();
     let work = root().join("bench/work");
     std::fs::create_dir_all(&work).expect("bench/work");
+    let (scale_new, scale_dry) = if std::env::var_os("BENCH_QUICK").is_some() {
+        (10_000, vec![10_000, 100_000])
+    } else {
+        (100_000, vec![100_000, 1_000_000])
+    };
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("scale") {
+        let s = scale(scale_new, &scale_dry, &work);
+        println!("{SCALE_HEADER}");
+        for row in &s.rows {
+            println!("{row}");
+        }
+        return;
+    }
     if std::env::var("BENCH_ONLY").as_deref() == Ok("memory") {
         println!("| rows | wall (s) | peak RSS (MB) |\n|---|---|---|");
         for n in &sizes.check_rows {
@@ -614,6 +800,8 @@ fn main() {
     std::fs::write(&out, &md).expect("write results");
     eprintln!("written to {}", out.display());
 }
+
+const SCALE_HEADER: &str = "| what | wall (s) | CPU (s) | peak RSS (MB) | calls | CPU s per 1,000 calls |\n|---|---|---|---|---|---|";
 
 fn moto_version() -> String {
     Command::new(root().join(".venv/bin/python"))
