@@ -714,6 +714,9 @@ fn main() {
     let sdk = sdk_baseline(sizes.baseline_rows);
     let cli = cli_baseline(sizes.cli_rows);
 
+    eprintln!("scale (in-memory stand-in)");
+    let scaled = scale(scale_new, &scale_dry, &work);
+
     let mut md = String::new();
     let _ = writeln!(
         md,
@@ -795,6 +798,14 @@ fn main() {
     let _ = writeln!(md, "| rows | wall (s) | peak RSS (MB) |\n|---|---|---|");
     for m in &memory_rows {
         let _ = writeln!(md, "| {} | {:.2} | {:.1} |", m.rows, m.wall, m.rss_mb);
+    }
+    let _ = writeln!(
+        md,
+        "\n## The tool itself at scale (an in-memory stand-in for Cognito, quotas far above use)\n"
+    );
+    let _ = writeln!(md, "{SCALE_HEADER}");
+    for row in &scaled.rows {
+        let _ = writeln!(md, "{row}");
     }
     let _ = writeln!(
         md,

@@ -291,9 +291,12 @@ async fn onboard_cohort(
         &pool,
         key_mode,
         settings.lookup,
-        survey.to_read,
-        survey.pending,
-        &survey.names,
+        &lookup::ToRead {
+            rows: survey.to_read,
+            pending: survey.pending,
+            names: &survey.names,
+            attributes: settings.update.attributes,
+        },
     )
     .await?;
     drop(survey.names);

@@ -309,7 +309,13 @@ struct Adaptive {
     successes: f64,
     limiter: Arc<Gcra>,
     throttles: u64,
+    /// Permits that may go back to back: [`CATEGORY_BURST`] for a quota category, one for a
+    /// hard per-second cap (an operation's own, a message rate).
+    burst: u32,
 }
+
+/// A quota category's burst: one permit of slack (see [`build`]).
+const CATEGORY_BURST: u32 = 2;
 
 /// A GCRA limiter on the monotonic clock, so its waits can be slept on the tokio timer.
 type Gcra = RateLimiter<
@@ -334,8 +340,9 @@ impl CategoryLimiter {
                 target: rate,
                 current: rate,
                 successes: 0.0,
-                limiter: build(rate),
+                limiter: build(rate, 1),
                 throttles: 0,
+                burst: 1,
             }),
             turn: tokio::sync::Mutex::new(()),
         }
@@ -357,16 +364,17 @@ impl CategoryLimiter {
     }
 }
 
-fn build(rate: f64) -> Arc<Gcra> {
-    // A burst of two: a batch job should pace, not spike, inside a quota it shares; but with a
-    // burst of one every permit claimed late (a timer wakes a millisecond or so after the
-    // permit is due) pushes all later ones back, and at 40 a second that lateness alone cost
-    // 5% of the rate. One permit of slack lets a late claim catch up, so the average rate is
-    // the configured one.
+fn build(rate: f64, burst: u32) -> Arc<Gcra> {
+    // A quota category gets a burst of two: a batch job should pace, not spike, inside a quota
+    // it shares; but with a burst of one every permit claimed late (a timer wakes a millisecond
+    // or so after the permit is due) pushes all later ones back, and at 40 a second that
+    // lateness alone cost 5% of the rate. One permit of slack lets a late claim catch up, so the
+    // average rate is the configured one. A hard per-second cap (SES's MaxSendRate, ListGroups'
+    // 5 a second) keeps a burst of one: two messages must never leave within one interval.
     let period = Duration::from_secs_f64(1.0 / rate.max(0.01));
     let quota = Quota::with_period(period)
         .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
-        .allow_burst(NonZeroU32::new(2).expect("two is not zero"));
+        .allow_burst(NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN));
     Arc::new(RateLimiter::direct_with_clock(quota, MonotonicClock))
 }
 
@@ -402,8 +410,9 @@ impl Limiter {
                             target,
                             current: target,
                             successes: 0.0,
-                            limiter: build(target),
+                            limiter: build(target, CATEGORY_BURST),
                             throttles: 0,
+                            burst: CATEGORY_BURST,
                         }),
                         turn: tokio::sync::Mutex::new(()),
                     },
@@ -454,7 +463,7 @@ impl Limiter {
             s.target = target;
             s.current = target;
             s.successes = 0.0;
-            s.limiter = build(target);
+            s.limiter = build(target, s.burst);
         }
     }
 
@@ -479,7 +488,7 @@ impl Limiter {
             let next = (s.current * DECREASE).max(floor);
             if next < s.current {
                 s.current = next;
-                s.limiter = build(next);
+                s.limiter = build(next, s.burst);
             }
             s.successes = 0.0;
         }
@@ -495,7 +504,7 @@ impl Limiter {
             if s.successes >= s.current * RECOVER_AFTER_SECONDS {
                 let next = (s.current + s.target * 0.1).min(s.target);
                 s.current = next;
-                s.limiter = build(next);
+                s.limiter = build(next, s.burst);
                 s.successes = 0.0;
             }
         }

@@ -126,6 +126,16 @@ impl Names {
     }
 }
 
+/// What `run` must read: how many rows, how many of them last seen pending, the names they may
+/// be found by, and whether their users' attributes are compared (`--update attributes`).
+#[derive(Debug, Clone, Copy)]
+pub struct ToRead<'a> {
+    pub rows: u64,
+    pub pending: u64,
+    pub names: &'a Names,
+    pub attributes: bool,
+}
+
 /// Where `run`'s rows find their user.
 pub enum Found {
     /// One AdminGetUser per row, as the row is processed.
@@ -167,7 +177,7 @@ impl PerRow {
                     "a row is not in the pool under its exact name: reading the pool once to check \
                      for providers under another case or username"
                 );
-                all_users(calls, pool_users)
+                all_users(calls, pool_users, true)
                     .await
                     .map(Index::new)
                     .map_err(|e| e.to_string())
@@ -229,12 +239,23 @@ pub fn scan_key(mode: UsernameMode, key_mode: KeyMode, user: &RemoteUser) -> Opt
 
 /// Every user of the pool. Large pools are read in parallel parts by the first hex digit of
 /// `sub`, so the scan runs at the UserList quota rather than at one page per round trip.
+///
+/// `attributes`: keep every user's attributes (only `run --update` compares them); without,
+/// they are dropped as each part arrives, so a scan of a big pool holds only what decisions
+/// need.
 pub async fn all_users<D: Directory>(
     calls: &Calls<D>,
     pool_users: u64,
+    attributes: bool,
 ) -> Result<Vec<RemoteUser>, Error> {
+    let slim = |mut u: RemoteUser| {
+        if !attributes {
+            u.attributes = Default::default();
+        }
+        u
+    };
     if pool_users.div_ceil(60) < PARTITION_FROM_PAGES {
-        return Ok(calls.users(None).await?);
+        return Ok(calls.users(None).await?.into_iter().map(slim).collect());
     }
     let filters: Vec<String> = "0123456789abcdef"
         .chars()
@@ -249,7 +270,7 @@ pub async fn all_users<D: Directory>(
             filters.len(),
             |filter| calls.users(Some(filter)),
             |part| match part {
-                Ok(Ok(found)) => users.extend(found),
+                Ok(Ok(found)) => users.extend(found.into_iter().map(slim)),
                 Ok(Err(failed)) => {
                     first_error.get_or_insert(Error::from(failed));
                 }
@@ -277,8 +298,9 @@ pub async fn scan<D: Directory>(
     calls: &Calls<D>,
     pool_users: u64,
     names: &Names,
+    attributes: bool,
 ) -> Result<Index, Error> {
-    let users = all_users(calls, pool_users).await?;
+    let users = all_users(calls, pool_users, attributes).await?;
     Ok(Index::new(keep_wanted(users, names)))
 }
 
@@ -382,10 +404,14 @@ pub async fn find<D: Directory>(
     pool: &PoolInfo,
     key_mode: KeyMode,
     choice: Lookup,
-    rows: u64,
-    pending: u64,
-    names: &Names,
+    to_read: &ToRead<'_>,
 ) -> Result<Found, Error> {
+    let ToRead {
+        rows,
+        pending,
+        names,
+        attributes,
+    } = *to_read;
     let limiter = &calls.exec.limiter;
     let strategy = match choice {
         Lookup::Get => Refresh::PerUser,
@@ -417,7 +443,9 @@ pub async fn find<D: Directory>(
         )
     };
     Ok(match strategy {
-        Refresh::Scan => Found::Scanned(scan(calls, pool.estimated_users, names).await?),
+        Refresh::Scan => {
+            Found::Scanned(scan(calls, pool.estimated_users, names, attributes).await?)
+        }
         Refresh::PendingScan => {
             let users = pending_users(calls).await?;
             Found::Pending(Index::new(keep_wanted(users, names)), per_row())

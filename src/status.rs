@@ -116,7 +116,9 @@ pub async fn read<D: Directory>(
     }
     let users = match refresh {
         Refresh::PendingScan => lookup::pending_users(calls).await?,
-        Refresh::Scan | Refresh::PerUser => lookup::all_users(calls, pool.estimated_users).await?,
+        Refresh::Scan | Refresh::PerUser => {
+            lookup::all_users(calls, pool.estimated_users, false).await?
+        }
     };
     let mut by_key: BTreeMap<String, crate::cognito::RemoteUser> = users
         .into_iter()
