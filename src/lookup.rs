@@ -248,12 +248,7 @@ pub async fn all_users<D: Directory>(
     pool_users: u64,
     attributes: bool,
 ) -> Result<Vec<RemoteUser>, Error> {
-    let slim = |mut u: RemoteUser| {
-        if !attributes {
-            u.attributes = Default::default();
-        }
-        u
-    };
+    let slim = |u| slim(u, attributes);
     if pool_users.div_ceil(60) < PARTITION_FROM_PAGES {
         return Ok(calls.users(None).await?.into_iter().map(slim).collect());
     }
@@ -314,13 +309,26 @@ fn keep_wanted(users: Vec<RemoteUser>, wanted: &Names) -> Vec<RemoteUser> {
         .collect()
 }
 
-/// The pool's users still in `FORCE_CHANGE_PASSWORD` (one filtered ListUsers listing).
-pub async fn pending_users<D: Directory>(calls: &Calls<D>) -> Result<Vec<RemoteUser>, Error> {
+/// The pool's users still in `FORCE_CHANGE_PASSWORD` (one filtered ListUsers listing);
+/// `attributes` as for [`all_users`].
+pub async fn pending_users<D: Directory>(
+    calls: &Calls<D>,
+    attributes: bool,
+) -> Result<Vec<RemoteUser>, Error> {
     let filter = format!(
         "cognito:user_status = \"{}\"",
         UserStatus::ForceChangePassword.as_str()
     );
-    Ok(calls.users(Some(&filter)).await?)
+    let users = calls.users(Some(&filter)).await?;
+    Ok(users.into_iter().map(|u| slim(u, attributes)).collect())
+}
+
+/// The user without its attributes, unless they are wanted.
+fn slim(mut u: RemoteUser, attributes: bool) -> RemoteUser {
+    if !attributes {
+        u.attributes = Default::default();
+    }
+    u
 }
 
 /// What a per-user read found: the user (or `None`: not in the pool), or why it could not be read.
@@ -341,10 +349,11 @@ pub async fn read_each<D: Directory>(
             targets,
             concurrency,
             |(key, username)| async move {
+                // `status` reads these: it compares no attribute.
                 let got = calls
                     .get_user(&username)
                     .await
-                    .map(|d| d.value)
+                    .map(|d| d.value.map(|u| slim(u, false)))
                     .map_err(|f| f.error.to_string());
                 (key, got)
             },
@@ -447,7 +456,7 @@ pub async fn find<D: Directory>(
             Found::Scanned(scan(calls, pool.estimated_users, names, attributes).await?)
         }
         Refresh::PendingScan => {
-            let users = pending_users(calls).await?;
+            let users = pending_users(calls, attributes).await?;
             Found::Pending(Index::new(keep_wanted(users, names)), per_row())
         }
         Refresh::PerUser => Found::PerRow(per_row()),

@@ -115,7 +115,7 @@ pub async fn read<D: Directory>(
         return Ok(lookup::read_each(calls, pairs(&mut targets.iter()), concurrency).await);
     }
     let users = match refresh {
-        Refresh::PendingScan => lookup::pending_users(calls).await?,
+        Refresh::PendingScan => lookup::pending_users(calls, false).await?,
         Refresh::Scan | Refresh::PerUser => {
             lookup::all_users(calls, pool.estimated_users, false).await?
         }
