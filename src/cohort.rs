@@ -124,6 +124,8 @@ pub fn read_cohort(
 #[derive(Debug, Default)]
 pub struct Survey {
     pub groups: BTreeMap<String, GroupUse>,
+    /// The groups the file manages: every group its `groups` column names anywhere. `--update
+    /// groups` takes users out of these only; a group the file never names is never touched.
     pub managed: BTreeSet<String>,
     pub valid: u64,
     pub invalid: u64,
@@ -228,14 +230,6 @@ pub fn note_groups(uses: &mut BTreeMap<String, GroupUse>, row: &Row) {
     }
 }
 
-pub fn group_uses(rows: &[Row]) -> BTreeMap<String, GroupUse> {
-    let mut uses = BTreeMap::new();
-    for row in rows {
-        note_groups(&mut uses, row);
-    }
-    uses
-}
-
 /// Checks that every group the cohort names exists in the pool; the error names each missing
 /// group with the lines that use it.
 pub async fn check_groups<D: Directory>(
@@ -275,34 +269,4 @@ pub async fn check_groups<D: Directory>(
             have.join(", ")
         }
     )))
-}
-
-/// The groups the file manages: every group its `groups` column names anywhere. `--update
-/// groups` takes users out of these only; a group the file never names is never touched.
-pub fn managed_groups(rows: &[Row]) -> BTreeSet<String> {
-    rows.iter().flat_map(|r| r.groups.iter().cloned()).collect()
-}
-
-/// The groups whose members must be read: those some row names and the state does not record
-/// as done for that row; with `--update groups`, every managed group (membership decides both
-/// what to add and what to remove).
-pub fn memberships_to_read(
-    rows: &[Row],
-    known: &HashMap<String, Known>,
-    update_groups: bool,
-) -> Option<BTreeSet<String>> {
-    let groups: BTreeSet<String> = if update_groups {
-        managed_groups(rows)
-    } else {
-        rows.iter()
-            .flat_map(|r| {
-                let done = known
-                    .get(&r.key)
-                    .map(|k| k.groups_done.as_slice())
-                    .unwrap_or(&[]);
-                r.groups.iter().filter(move |g| !done.contains(g)).cloned()
-            })
-            .collect()
-    };
-    (!groups.is_empty()).then_some(groups)
 }
