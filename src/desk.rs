@@ -51,7 +51,7 @@ pub(crate) async fn doctor(
     let state = Arc::new(State::open(&common.state_path, access)?);
     let report_files = ReportFiles::open(&common.report_dir, &run_id)?;
     let password_file = match delivery {
-        Some(_) => PasswordFile::for_run(args.send.password_file.as_deref(), false)?,
+        Some(_) => PasswordFile::for_run(args.send.password_file.as_deref(), false, &state)?,
         None => None,
     };
     if args.fix {
@@ -264,7 +264,7 @@ impl Desk {
         let pool_id = require_pool(common)?.to_string();
         let state = Arc::new(State::open(&common.state_path, Access::Write)?);
         let report_files = ReportFiles::open(&common.report_dir, &run_id)?;
-        let password_file = PasswordFile::for_run(send.password_file.as_deref(), false)?;
+        let password_file = PasswordFile::for_run(send.password_file.as_deref(), false, &state)?;
         state.begin_run(&run_id, &pool_id, command, None, started_at)?;
         Ok(Desk {
             run_id,

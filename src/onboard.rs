@@ -352,7 +352,12 @@ impl<D: Directory> Ctx<D> {
     /// message), a new temporary password, and the write-ahead intent. `None` when the row stops
     /// here; `r` then says why (deferred, or failed). The ticket gives its share back by itself
     /// when the row stops before the message could go out.
-    fn prepare(&self, r: &mut RowReport, kind: InviteKind, d: &Decision) -> Option<Invitation<'_>> {
+    async fn prepare(
+        &self,
+        r: &mut RowReport,
+        kind: InviteKind,
+        d: &Decision,
+    ) -> Option<Invitation<'_>> {
         let ticket = match self.budget.take(d.sends_message(self.policy.delivery)) {
             Ok(t) => t,
             Err(why) => {
@@ -382,14 +387,18 @@ impl<D: Directory> Ctx<D> {
             }
         };
         let intent_at = self.now();
-        match self.state.intent(
-            &self.pool.id,
-            &r.key,
-            kind,
-            self.policy.delivery,
-            &self.run_id,
-            intent_at,
-        ) {
+        match self
+            .state
+            .intent(
+                &self.pool.id,
+                &r.key,
+                kind,
+                self.policy.delivery,
+                &self.run_id,
+                intent_at,
+            )
+            .await
+        {
             Ok(intent) => Some(Invitation {
                 ticket,
                 password,
@@ -437,7 +446,7 @@ impl<D: Directory> Ctx<D> {
 
     async fn create(&self, mut r: RowReport, row: &Row, d: &Decision) -> Created {
         let name = username_for(self.pool.username_mode, row);
-        let Some(invitation) = self.prepare(&mut r, InviteKind::Create, d) else {
+        let Some(invitation) = self.prepare(&mut r, InviteKind::Create, d).await else {
             return Created::Done(r);
         };
         // The email goes in explicitly: only pools that use it as the username derive it.
@@ -594,7 +603,10 @@ impl<D: Directory> Ctx<D> {
                 verify_email: false,
                 changes: plan::Changes::default(),
             };
-            let Some(invitation) = self.prepare(&mut r, InviteKind::SetPassword, &decision) else {
+            let Some(invitation) = self
+                .prepare(&mut r, InviteKind::SetPassword, &decision)
+                .await
+            else {
                 return r;
             };
             match self
@@ -687,7 +699,7 @@ impl<D: Directory> Ctx<D> {
             ReissueMethod::Resend => InviteKind::Resend,
             ReissueMethod::SetPassword => InviteKind::SetPassword,
         };
-        let Some(invitation) = self.prepare(&mut r, kind, d) else {
+        let Some(invitation) = self.prepare(&mut r, kind, d).await else {
             return r;
         };
         let result = match method {
@@ -830,13 +842,17 @@ impl<D: Directory> Ctx<D> {
         let intent = if c.is_empty() {
             None
         } else {
-            match self.state.update_intent(
-                &self.pool.id,
-                &r.key,
-                &c.names(&d.add_groups),
-                &self.run_id,
-                self.now(),
-            ) {
+            match self
+                .state
+                .update_intent(
+                    &self.pool.id,
+                    &r.key,
+                    &c.names(&d.add_groups),
+                    &self.run_id,
+                    self.now(),
+                )
+                .await
+            {
                 Ok(id) => id,
                 Err(e) => {
                     self.state_failed(&mut r, &e);
@@ -1884,6 +1900,7 @@ mod tests {
                 "r0",
                 Utc::now(),
             )
+            .await
             .unwrap()
             .unwrap();
         reload(&mut f);

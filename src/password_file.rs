@@ -1,10 +1,12 @@
-//! The suppress-mode password file: created new with mode 0600, one synced line per temporary
-//! password issued, for out-of-band delivery. The only file a password is ever written to; must
-//! not be opened twice or overwritten.
+//! The suppress-mode password file: created new with mode 0600, one line per temporary
+//! password issued, for out-of-band delivery, synced before any state commit that says it holds
+//! the line. The only file a password is ever written to; must not be opened twice or
+//! overwritten.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use crate::error::Error;
 use crate::password::TempPassword;
@@ -14,7 +16,32 @@ const HEADER: &[u8] = b"username,temporary_password\n";
 
 pub struct PasswordFile {
     path: PathBuf,
+    file: Arc<Synced>,
+}
+
+/// The open file, and whether it holds lines not yet synced.
+struct Synced {
     file: Mutex<std::fs::File>,
+    dirty: AtomicBool,
+}
+
+impl crate::state::SyncFirst for Synced {
+    fn sync(&self) -> std::io::Result<()> {
+        if self.dirty.swap(false, Ordering::AcqRel) {
+            let file = self.file.lock().unwrap_or_else(|e| e.into_inner());
+            if let Err(e) = file.sync_data() {
+                self.dirty.store(true, Ordering::Release);
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Synced {
+    fn drop(&mut self) {
+        let _ = crate::state::SyncFirst::sync(self);
+    }
 }
 
 impl PasswordFile {
@@ -43,14 +70,26 @@ impl PasswordFile {
             .map_err(|e| Error::io("cannot write the password file", path, e))?;
         Ok(PasswordFile {
             path: path.to_path_buf(),
-            file: Mutex::new(file),
+            file: Arc::new(Synced {
+                file: Mutex::new(file),
+                dirty: AtomicBool::new(false),
+            }),
         })
     }
 
-    /// The run's password file: created new, or (in a dry run) only checked not to exist.
-    pub fn for_run(path: Option<&Path>, dry_run: bool) -> Result<Option<Self>, Error> {
+    /// The run's password file: created new and synced before each of `state`'s commits, or
+    /// (in a dry run) only checked not to exist.
+    pub fn for_run(
+        path: Option<&Path>,
+        dry_run: bool,
+        state: &crate::state::State,
+    ) -> Result<Option<Self>, Error> {
         match (path, dry_run) {
-            (Some(path), false) => Ok(Some(PasswordFile::create(path)?)),
+            (Some(path), false) => {
+                let file = PasswordFile::create(path)?;
+                state.sync_first(file.file.clone());
+                Ok(Some(file))
+            }
             (Some(path), true) if path.exists() => Err(Error::Config(format!(
                 "refusing to overwrite the password file {}",
                 path.display()
@@ -59,9 +98,11 @@ impl PasswordFile {
         }
     }
 
-    /// Appends and syncs one line, so a killed run keeps every password it issued.
+    /// Appends one line. A killed process keeps it (the kernel has it); it reaches the disk
+    /// before the state commits the mark that says it was recorded, so a power cut can lose
+    /// the line only together with the mark, and the next run re-issues that password.
     pub fn record(&self, username: &str, password: &TempPassword) -> Result<(), String> {
-        let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
+        let mut file = self.file.file.lock().unwrap_or_else(|e| e.into_inner());
         let mut line = Vec::new();
         {
             let mut w = csv::WriterBuilder::new().from_writer(&mut line);
@@ -70,8 +111,9 @@ impl PasswordFile {
                 .map_err(|_| "cannot format the password file line".to_string())?;
         }
         file.write_all(&line)
-            .and_then(|_| file.sync_data())
-            .map_err(|e| format!("cannot write {}: {e}", self.path.display()))
+            .map_err(|e| format!("cannot write {}: {e}", self.path.display()))?;
+        self.file.dirty.store(true, Ordering::Release);
+        Ok(())
     }
 
     /// Removes a password file that holds no password (a run that stopped before issuing one).

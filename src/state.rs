@@ -1,14 +1,15 @@
 //! The state database: what the job did and saw, across runs and pools, in one SQLite file.
 //! Invitations are written ahead (intent before the call, result after) so a run killed at any
-//! instant is resumed without a second invitation; statuses and their transitions are kept so
+//! instant is resumed without a second invitation; intents of rows ready together share a
+//! commit, and results ride with the next one (group commit); statuses and their transitions are kept so
 //! `status` can say who is newly confirmed. Also the run lock. Must never store a password, and
 //! must not decide anything from what it holds (that is `plan`).
 
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
@@ -241,10 +242,129 @@ pub enum Access {
 
 /// The open state database.
 pub struct State {
-    conn: Option<Mutex<Connection>>,
+    conn: Option<Mutex<Conn>>,
     writable: bool,
     path: PathBuf,
     _lock: Option<File>,
+}
+
+/// How long the results of calls may wait for a commit. Within it, settles ride in one
+/// transaction with the next write that must be on record before its call (an intent), so a
+/// row costs about one commit instead of five. A kill loses at most this much of them, which
+/// the next run repairs from what Cognito shows, as for any intent left open.
+const SETTLE_WINDOW: Duration = Duration::from_millis(250);
+
+/// When a write must be committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Commit {
+    /// Before the function returns: written ahead of a call, or a mark that must not be lost.
+    Now,
+    /// Within `SETTLE_WINDOW`: what became of a call whose intent is already on record.
+    Soon,
+}
+
+/// A file that must reach the disk before any state commit that may say it holds something:
+/// an invitation marked "password recorded" must have its line in the password file.
+pub trait SyncFirst: Send + Sync {
+    fn sync(&self) -> std::io::Result<()>;
+}
+
+/// The connection and the transaction of settles left open on it.
+struct Conn {
+    db: Connection,
+    open_since: Option<Instant>,
+    sync_first: Vec<Arc<dyn SyncFirst>>,
+    /// The open (or last) transaction's number; each BEGIN takes the next.
+    tx: u64,
+    /// The last transaction committed, and the last that could not be.
+    committed: u64,
+    lost: u64,
+}
+
+impl Conn {
+    /// Commits the open transaction, the files in `sync_first` synced first. One that cannot
+    /// be committed is rolled back whole, and marked lost for the writers waiting on it.
+    fn commit(&mut self) -> rusqlite::Result<()> {
+        if self.open_since.take().is_none() {
+            return Ok(());
+        }
+        let done = self
+            .sync_first
+            .iter()
+            .try_for_each(|f| f.sync())
+            .map_err(|e| {
+                rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_IOERR),
+                    Some(format!("cannot sync a file before the state commit: {e}")),
+                )
+            })
+            .and_then(|()| self.db.prepare_cached("COMMIT")?.execute([]).map(drop));
+        match done {
+            Ok(()) => {
+                self.committed = self.tx;
+                Ok(())
+            }
+            Err(e) => {
+                let _ = self.db.execute_batch("ROLLBACK");
+                self.lost = self.tx;
+                Err(e)
+            }
+        }
+    }
+
+    /// Runs `f` in the open transaction (opened if none is), then commits as `commit` says.
+    /// A failed `f` leaves nothing of itself and keeps the earlier settles. Answers the
+    /// transaction's number with `f`'s value.
+    fn write<T>(
+        &mut self,
+        commit: Commit,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<(T, u64)> {
+        // Alone in a new transaction, `f` needs no savepoint (a savepoint copies the pages it
+        // changes to a journal of its own, a few percent of the tool's CPU).
+        let alone = self.open_since.is_none();
+        if alone {
+            self.db.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+            self.open_since = Some(Instant::now());
+            self.tx += 1;
+        } else {
+            self.db.prepare_cached("SAVEPOINT w")?.execute([])?;
+        }
+        let value = match f(&self.db) {
+            Ok(v) => v,
+            Err(e) => {
+                let undo = if alone {
+                    self.open_since = None;
+                    self.lost = self.tx;
+                    "ROLLBACK"
+                } else {
+                    "ROLLBACK TO w; RELEASE w"
+                };
+                let _ = self.db.execute_batch(undo);
+                return Err(e);
+            }
+        };
+        if !alone {
+            self.db.prepare_cached("RELEASE w")?.execute([])?;
+        }
+        let tx = self.tx;
+        if commit == Commit::Now
+            || self
+                .open_since
+                .is_some_and(|t| t.elapsed() >= SETTLE_WINDOW)
+        {
+            self.commit()?;
+        }
+        Ok((value, tx))
+    }
+}
+
+impl Drop for State {
+    fn drop(&mut self) {
+        if let Err(e) = self.flush() {
+            tracing::warn!("{e}");
+        }
+    }
 }
 
 fn db_err(path: &Path, e: rusqlite::Error) -> Error {
@@ -320,7 +440,14 @@ impl State {
             )));
         }
         Ok(State {
-            conn: Some(Mutex::new(conn)),
+            conn: Some(Mutex::new(Conn {
+                db: conn,
+                open_since: None,
+                sync_first: Vec::new(),
+                tx: 0,
+                committed: 0,
+                lost: 0,
+            })),
             writable: access == Access::Write,
             path: path.to_path_buf(),
             _lock: lock,
@@ -370,20 +497,92 @@ impl State {
             None => Ok(None),
             Some(conn) => {
                 let conn = conn.lock().unwrap_or_else(|e| e.into_inner());
-                f(&conn).map(Some).map_err(|e| db_err(&self.path, e))
+                f(&conn.db).map(Some).map_err(|e| db_err(&self.path, e))
             }
         }
     }
 
-    /// Like `with`, but a read-only state (a dry run) writes nothing and answers `None`.
+    /// A write committed before it returns; a read-only state (a dry run) writes nothing and
+    /// answers `None`.
     fn write<T>(
         &self,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
     ) -> Result<Option<T>, Error> {
-        if self.writable {
-            self.with(f)
-        } else {
-            Ok(None)
+        self.write_as(Commit::Now, f)
+    }
+
+    /// A settle: committed within `SETTLE_WINDOW`, with the next `write`, or by `flush`.
+    fn settle<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<Option<T>, Error> {
+        self.write_as(Commit::Soon, f)
+    }
+
+    fn write_as<T>(
+        &self,
+        commit: Commit,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<Option<T>, Error> {
+        match (&self.conn, self.writable) {
+            (Some(conn), true) => {
+                let mut conn = conn.lock().unwrap_or_else(|e| e.into_inner());
+                conn.write(commit, f)
+                    .map(|(v, _)| Some(v))
+                    .map_err(|e| db_err(&self.path, e))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// A write ahead of a call: on record when this returns. Rows ready at the same moment
+    /// share one commit (a group commit): each yields once before committing, so that the
+    /// others can write theirs into the same transaction; the first to resume commits for all.
+    async fn write_ahead<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<Option<T>, Error> {
+        let (Some(conn), true) = (&self.conn, self.writable) else {
+            return Ok(None);
+        };
+        let lock = || conn.lock().unwrap_or_else(|e| e.into_inner());
+        let (value, tx) = lock()
+            .write(Commit::Soon, f)
+            .map_err(|e| db_err(&self.path, e))?;
+        tokio::task::yield_now().await;
+        let mut conn = lock();
+        if conn.committed >= tx {
+            return Ok(Some(value));
+        }
+        if conn.lost >= tx {
+            return Err(Error::State(format!(
+                "{}: the commit of this write failed",
+                self.path.display()
+            )));
+        }
+        conn.commit().map_err(|e| db_err(&self.path, e))?;
+        Ok(Some(value))
+    }
+
+    /// Commits the settles still waiting.
+    pub fn flush(&self) -> Result<(), Error> {
+        match &self.conn {
+            Some(conn) => conn
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .commit()
+                .map_err(|e| db_err(&self.path, e)),
+            None => Ok(()),
+        }
+    }
+
+    /// Makes every commit from now on sync `file` first.
+    pub fn sync_first(&self, file: Arc<dyn SyncFirst>) {
+        if let Some(conn) = &self.conn {
+            conn.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .sync_first
+                .push(file);
         }
     }
 
@@ -578,7 +777,7 @@ impl State {
     }
 
     /// Writes "about to invite" before the call; returns the intent's id.
-    pub fn intent(
+    pub async fn intent(
         &self,
         pool_id: &str,
         key: &str,
@@ -587,13 +786,14 @@ impl State {
         run_id: &str,
         at: DateTime<Utc>,
     ) -> Result<Option<i64>, Error> {
-        self.write(|c| {
+        self.write_ahead(|c| {
             exec(c,
                 "INSERT INTO invitations (pool_id, key, kind, medium, run_id, intent_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![pool_id, key, kind.as_str(), medium.as_str(), run_id, ms(at)],
             )?;
             Ok(c.last_insert_rowid())
         })
+        .await
     }
 
     /// Records what became of an intent: sent (at), or certainly not sent.
@@ -603,7 +803,7 @@ impl State {
         sent_at: Option<DateTime<Utc>>,
         password_recorded: bool,
     ) -> Result<(), Error> {
-        self.write(|c| {
+        self.settle(|c| {
             exec(c,
                 "UPDATE invitations SET outcome = ?2, sent_at = ?3, password_recorded = ?4 WHERE id = ?1",
                 params![
@@ -621,7 +821,7 @@ impl State {
     /// delivery failed, or the email limit refused it after the user was created): the user
     /// holds a temporary password nobody received, so the next run re-issues it.
     pub fn settle_undelivered(&self, id: i64, at: DateTime<Utc>) -> Result<(), Error> {
-        self.write(|c| {
+        self.settle(|c| {
             exec(
                 c,
                 "UPDATE invitations SET outcome = 'undelivered', sent_at = ?2 WHERE id = ?1",
@@ -644,24 +844,23 @@ impl State {
         email: &str,
         run_id: &str,
     ) -> Result<(), Error> {
-        self.write(|c| {
-            let tx = c.unchecked_transaction()?;
+        self.settle(|c| {
             if let Some(id) = id {
                 exec(
-                    &tx,
+                    c,
                     "UPDATE invitations SET outcome = 'sent', sent_at = ?2 WHERE id = ?1",
                     params![id, ms(sent_at)],
                 )?;
             }
             exec(
-                &tx,
+                c,
                 "INSERT INTO users (pool_id, key, username, email, invited) VALUES (?1, ?2, ?3, ?4, 1)
                  ON CONFLICT (pool_id, key) DO UPDATE SET invited = 1, username = excluded.username,
                    email = excluded.email",
                 params![pool_id, key, username, email],
             )?;
             record_status(
-                &tx,
+                c,
                 pool_id,
                 key,
                 Some(username),
@@ -671,14 +870,14 @@ impl State {
                 run_id,
                 sent_at,
             )?;
-            tx.commit()
+            Ok(())
         })
         .map(|_| ())
     }
 
     /// Records, ahead of its calls, what `run --update` is about to change for a user
     /// (`changes`: attribute names, `+group`, `-group`; never values).
-    pub fn update_intent(
+    pub async fn update_intent(
         &self,
         pool_id: &str,
         key: &str,
@@ -686,7 +885,7 @@ impl State {
         run_id: &str,
         at: DateTime<Utc>,
     ) -> Result<Option<i64>, Error> {
-        self.write(|c| {
+        self.write_ahead(|c| {
             exec(
                 c,
                 "INSERT INTO updates (pool_id, key, changes, run_id, intent_at)
@@ -695,6 +894,7 @@ impl State {
             )?;
             Ok(c.last_insert_rowid())
         })
+        .await
     }
 
     /// Settles update intents: `done` (every change was made), `failed`, or `rechecked` (a
@@ -705,7 +905,7 @@ impl State {
         outcome: UpdateOutcome,
         at: DateTime<Utc>,
     ) -> Result<(), Error> {
-        self.write(|c| {
+        self.settle(|c| {
             exec(
                 c,
                 "UPDATE updates SET outcome = ?2, done_at = ?3 WHERE id = ?1",
@@ -728,9 +928,8 @@ impl State {
         pending_since: Option<DateTime<Utc>>,
         at: DateTime<Utc>,
     ) -> Result<(), Error> {
-        self.write(|c| {
-            let tx = c.unchecked_transaction()?;
-            let done: Option<String> = tx
+        self.settle(|c| {
+            let done: Option<String> = c
                 .prepare_cached("SELECT groups_done FROM users WHERE pool_id = ?1 AND key = ?2")?
                 .query_row(params![pool_id, key], |r| r.get(0))
                 .optional()?;
@@ -741,7 +940,7 @@ impl State {
                 .filter(|g| !g.is_empty() && !removed_groups.iter().any(|r| r == g))
                 .collect();
             exec(
-                &tx,
+                c,
                 "INSERT INTO users (pool_id, key, email, groups_done, last_written, last_written_at,
                                     pending_since)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
@@ -761,14 +960,14 @@ impl State {
                     pending_since.map(ms)
                 ],
             )?;
-            tx.commit()
+            Ok(())
         })
         .map(|_| ())
     }
 
     /// Records that `run` read the provider while it was `CONFIRMED`.
     pub fn read_confirmed(&self, pool_id: &str, key: &str, at: DateTime<Utc>) -> Result<(), Error> {
-        self.write(|c| {
+        self.settle(|c| {
             exec(
                 c,
                 "UPDATE users SET last_read_at = ?3 WHERE pool_id = ?1 AND key = ?2",
@@ -780,7 +979,7 @@ impl State {
 
     /// Records the digest of the row the user is now in step with.
     pub fn in_step(&self, pool_id: &str, key: &str, digest: &str) -> Result<(), Error> {
-        self.write(|c| {
+        self.settle(|c| {
             exec(
                 c,
                 "INSERT INTO users (pool_id, key, row_digest) VALUES (?1, ?2, ?3)
@@ -793,7 +992,7 @@ impl State {
 
     /// Marks an invitation's password as written to the password file.
     pub fn password_recorded(&self, id: i64) -> Result<(), Error> {
-        self.write(|c| {
+        self.settle(|c| {
             exec(
                 c,
                 "UPDATE invitations SET password_recorded = 1 WHERE id = ?1",
@@ -818,12 +1017,11 @@ impl State {
         at: DateTime<Utc>,
     ) -> Result<(), Error> {
         let status = status.map_or(DELETED, UserStatus::as_str);
-        self.write(|c| {
-            let tx = c.unchecked_transaction()?;
+        self.settle(|c| {
             record_status(
-                &tx, pool_id, key, username, email, status, enabled, run_id, at,
+                c, pool_id, key, username, email, status, enabled, run_id, at,
             )?;
-            tx.commit()
+            Ok(())
         })
         .map(|_| ())
     }
@@ -890,7 +1088,7 @@ impl State {
         username: &str,
         email: &str,
     ) -> Result<(), Error> {
-        self.write(|c| {
+        self.settle(|c| {
             exec(c,
                 "INSERT INTO users (pool_id, key, username, email, invited) VALUES (?1, ?2, ?3, ?4, 1)
                  ON CONFLICT (pool_id, key) DO UPDATE SET invited = 1, username = excluded.username,
@@ -906,9 +1104,8 @@ impl State {
         if groups.is_empty() {
             return Ok(());
         }
-        self.write(|c| {
-            let tx = c.unchecked_transaction()?;
-            let current: Option<String> = tx
+        self.settle(|c| {
+            let current: Option<String> = c
                 .prepare_cached("SELECT groups_done FROM users WHERE pool_id = ?1 AND key = ?2")?
                 .query_row(params![pool_id, key], |r| r.get(0))
                 .optional()?;
@@ -924,12 +1121,12 @@ impl State {
                 }
             }
             exec(
-                &tx,
+                c,
                 "INSERT INTO users (pool_id, key, groups_done) VALUES (?1, ?2, ?3)
                  ON CONFLICT (pool_id, key) DO UPDATE SET groups_done = excluded.groups_done",
                 params![pool_id, key, all.join("\n")],
             )?;
-            tx.commit()
+            Ok(())
         })
         .map(|_| ())
     }
@@ -986,15 +1183,14 @@ impl State {
         at: DateTime<Utc>,
     ) -> Result<(), Error> {
         self.write(|c| {
-            let tx = c.unchecked_transaction()?;
             for key in keys {
                 exec(
-                    &tx,
+                    c,
                     "UPDATE users SET confirmed_reported_at = ?3 WHERE pool_id = ?1 AND key = ?2",
                     params![pool_id, key, ms(at)],
                 )?;
             }
-            tx.commit()
+            Ok(())
         })
         .map(|_| ())
     }
@@ -1052,6 +1248,193 @@ mod tests {
 
     fn t(h: u32) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 11, 22, h, 0, 0).unwrap()
+    }
+
+    /// What another process reading the file sees.
+    fn outcomes(path: &Path) -> Vec<String> {
+        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+        let mut stmt = conn
+            .prepare("SELECT outcome FROM invitations ORDER BY id")
+            .unwrap();
+        stmt.query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap()
+    }
+
+    struct Counting(std::sync::atomic::AtomicUsize);
+
+    impl SyncFirst for Counting {
+        fn sync(&self) -> std::io::Result<()> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    async fn intent(state: &State, key: &str) -> i64 {
+        state
+            .intent("p", key, InviteKind::Create, Delivery::Suppress, "r", t(1))
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn rows_ready_together_share_one_commit_and_each_is_on_record_when_it_returns() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let state = State::open(&path, Access::Write).unwrap();
+        let synced = Arc::new(Counting(Default::default()));
+        state.sync_first(synced.clone());
+        let path = &path;
+        let keys = ["a", "b", "c", "d", "e"];
+        let ids = futures_util::future::join_all(keys.iter().map(|k| {
+            let state = &state;
+            async move {
+                let id = intent(state, k).await;
+                // On record by the time the row may make its call.
+                assert!(
+                    outcomes(path).len() >= id as usize,
+                    "intent {id} not on record"
+                );
+                id
+            }
+        }))
+        .await;
+        assert_eq!(ids, [1, 2, 3, 4, 5]);
+        assert_eq!(outcomes(path).len(), 5);
+        assert_eq!(
+            synced.0.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "five intents ready at once, one commit"
+        );
+        // One after the other, each has a commit of its own.
+        intent(&state, "f").await;
+        intent(&state, "g").await;
+        assert_eq!(synced.0.load(std::sync::atomic::Ordering::SeqCst), 3);
+    }
+
+    struct Failing;
+
+    impl SyncFirst for Failing {
+        fn sync(&self) -> std::io::Result<()> {
+            Err(std::io::Error::other("disk gone"))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_group_whose_commit_fails_is_refused_to_every_row_in_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let state = State::open(&path, Access::Write).unwrap();
+        state.sync_first(Arc::new(Failing));
+        let results = futures_util::future::join_all(
+            ["a", "b", "c"]
+                .iter()
+                .map(|k| state.intent("p", k, InviteKind::Create, Delivery::Email, "r", t(1))),
+        )
+        .await;
+        for r in &results {
+            let err = r.as_ref().expect_err("no row may make its call");
+            assert!(
+                err.to_string().contains("disk gone") || err.to_string().contains("commit"),
+                "{err}"
+            );
+        }
+        drop(state);
+        assert!(
+            outcomes(&path).is_empty(),
+            "nothing of the group is on record"
+        );
+    }
+
+    #[tokio::test]
+    async fn settles_ride_with_the_next_intent_and_the_first_file_is_synced_before_each_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let state = State::open(&path, Access::Write).unwrap();
+        let synced = Arc::new(Counting(Default::default()));
+        state.sync_first(synced.clone());
+        let first = intent(&state, "a").await;
+        assert_eq!(
+            outcomes(&path),
+            ["pending"],
+            "an intent is on record at once"
+        );
+        let commits = synced.0.load(std::sync::atomic::Ordering::SeqCst);
+        assert!(
+            commits >= 1,
+            "the file is synced before the intent's commit"
+        );
+        state.settle_intent(first, Some(t(1)), true).unwrap();
+        state.password_recorded(first).unwrap();
+        assert_eq!(
+            outcomes(&path),
+            ["pending"],
+            "the settle waits for a commit"
+        );
+        let second = intent(&state, "b").await;
+        assert_eq!(
+            outcomes(&path),
+            ["sent", "pending"],
+            "the settle went with the next intent"
+        );
+        assert_eq!(
+            synced.0.load(std::sync::atomic::Ordering::SeqCst),
+            commits + 1,
+            "one commit for the settles and the intent"
+        );
+        state.settle_intent(second, None, false).unwrap();
+        state.flush().unwrap();
+        assert_eq!(outcomes(&path), ["sent", "failed"]);
+        // A settle that fails leaves nothing of itself and keeps the others.
+        state.settle_intent(first, Some(t(2)), true).unwrap();
+        let err = state.settle(|c| exec(c, "UPDATE nowhere SET x = 1", []));
+        assert!(err.is_err());
+        state.flush().unwrap();
+        // And one alone in its transaction leaves the connection ready for the next.
+        assert!(
+            state
+                .settle(|c| exec(c, "UPDATE nowhere SET x = 1", []))
+                .is_err()
+        );
+        state.settle_intent(second, None, false).unwrap();
+        drop(state);
+        assert_eq!(
+            outcomes(&path),
+            ["sent", "failed"],
+            "closing commits what waits"
+        );
+        let conn = Connection::open(&path).unwrap();
+        let sent: i64 = conn
+            .query_row(
+                "SELECT sent_at FROM invitations WHERE id = ?1",
+                [first],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(sent, ms(t(2)), "the settle before the failed one was kept");
+    }
+
+    #[tokio::test]
+    async fn settles_wait_no_longer_than_the_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let state = State::open(&path, Access::Write).unwrap();
+        let id = state
+            .intent("p", "a", InviteKind::Create, Delivery::Email, "r", t(1))
+            .await
+            .unwrap()
+            .unwrap();
+        state.settle_intent(id, Some(t(1)), false).unwrap();
+        assert_eq!(outcomes(&path), ["pending"]);
+        std::thread::sleep(SETTLE_WINDOW);
+        state.mark_invited("p", "a", "a", "a@example.com").unwrap();
+        assert_eq!(
+            outcomes(&path),
+            ["sent"],
+            "a settle after the window commits"
+        );
     }
 
     #[test]
@@ -1148,30 +1531,35 @@ mod tests {
         );
     }
 
-    #[test]
-    fn intents_history_and_the_email_count() {
+    #[tokio::test]
+    async fn intents_history_and_the_email_count() {
         let dir = tempfile::tempdir().unwrap();
         let state = State::open(&dir.path().join("s.db"), Access::Write).unwrap();
         let a = state
             .intent("p", "a", InviteKind::Create, Delivery::Email, "r1", t(1))
+            .await
             .unwrap()
             .unwrap();
         state.settle_intent(a, Some(t(1)), false).unwrap();
         let b = state
             .intent("p", "a", InviteKind::Resend, Delivery::Email, "r2", t(5))
+            .await
             .unwrap()
             .unwrap();
         state.settle_intent(b, Some(t(5)), false).unwrap();
         let c = state
             .intent("p", "b", InviteKind::Create, Delivery::Email, "r2", t(6))
+            .await
             .unwrap()
             .unwrap();
         state.settle_intent(c, None, false).unwrap();
         state
             .intent("p", "c", InviteKind::Create, Delivery::Email, "r2", t(7))
+            .await
             .unwrap();
         state
             .intent("p", "d", InviteKind::Create, Delivery::Suppress, "r2", t(7))
+            .await
             .unwrap();
         let known = state.known("p").unwrap();
         assert_eq!(known["a"].first_invited_at, Some(t(1)));
@@ -1259,8 +1647,8 @@ mod tests {
         assert_eq!(n, 2, "FCP first seen, then CONFIRMED");
     }
 
-    #[test]
-    fn read_access_to_a_missing_file_is_an_empty_state_and_writes_nothing() {
+    #[tokio::test]
+    async fn read_access_to_a_missing_file_is_an_empty_state_and_writes_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("none.db");
         let state = State::open(&path, Access::Read).unwrap();
@@ -1268,6 +1656,7 @@ mod tests {
         assert_eq!(
             state
                 .intent("p", "a", InviteKind::Create, Delivery::Email, "r", t(1))
+                .await
                 .unwrap(),
             None
         );

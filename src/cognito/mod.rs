@@ -16,6 +16,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
+use aws_config::stalled_stream_protection::StalledStreamProtectionConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_cognitoidentityprovider::Client;
@@ -207,9 +208,12 @@ fn attribute(name: &str, value: &str) -> Option<AttributeType> {
 impl Cognito {
     /// Builds the client with SDK retries off (the job's own retry loop takes a rate-limiter
     /// permit on every attempt; SDK retries would bypass it) and checks that credentials resolve.
+    /// Stalled-stream protection is off too: every attempt has its own timeout, and watching
+    /// the throughput of bodies of a few hundred bytes cost about 5% of the tool's CPU.
     pub async fn connect(conn: &Connection, pool_id: &str) -> Result<Cognito, Error> {
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .retry_config(RetryConfig::disabled())
+            .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
             .timeout_config(
                 TimeoutConfig::builder()
                     .operation_attempt_timeout(conn.attempt_timeout)
