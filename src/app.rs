@@ -509,10 +509,13 @@ async fn refresh_status(
         opened.run_id,
         now,
     )?;
+    // What was just recorded (confirmations, transitions) is read back; the first copy goes
+    // first, so that two are never held at once.
+    drop(known);
     let known = opened.state.known(&pool.id)?;
     let (reissue, delivery, max_reissues) = config::run_defaults(file);
     let policy = Policy::new(reissue, delivery, max_reissues, &pool);
-    let rows = status::rows(&targets, &results, &known, &policy, now);
+    let rows = status::rows(targets, results, &known, &policy, now);
     let mut report = status_report(opened, &pool, &calls.exec, common, plan, rows)?;
     if let Some(on) = &on_confirmed {
         let seen = report

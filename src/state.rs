@@ -279,19 +279,54 @@ struct Conn {
     /// The last transaction committed, and the last that could not be.
     committed: u64,
     lost: u64,
+    /// Invitations whose password reached the password file, not yet marked, and since when.
+    marks: Vec<i64>,
+    marks_since: Option<Instant>,
 }
 
 impl Conn {
     /// Commits the open transaction, the files in `sync_first` synced first. One that cannot
     /// be committed is rolled back whole, and marked lost for the writers waiting on it.
-    fn commit(&mut self) -> rusqlite::Result<()> {
+    fn commit(&mut self, every_mark: bool) -> rusqlite::Result<()> {
+        // Password marks go in only now and then: each commit that carries one must sync the
+        // password file first, and a sync costs more than the commit.
+        let marks_due = !self.marks.is_empty()
+            && (every_mark
+                || self
+                    .marks_since
+                    .is_some_and(|t| t.elapsed() >= SETTLE_WINDOW));
+        if marks_due {
+            if self.open_since.is_none() {
+                self.db.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+                self.open_since = Some(Instant::now());
+                self.tx += 1;
+            }
+            let marked = self.marks.iter().try_for_each(|id| {
+                exec(
+                    &self.db,
+                    "UPDATE invitations SET password_recorded = 1 WHERE id = ?1",
+                    [id],
+                )
+                .map(drop)
+            });
+            self.marks.clear();
+            self.marks_since = None;
+            if let Err(e) = marked {
+                self.open_since = None;
+                let _ = self.db.execute_batch("ROLLBACK");
+                self.lost = self.tx;
+                return Err(e);
+            }
+        }
         if self.open_since.take().is_none() {
             return Ok(());
         }
-        let done = self
-            .sync_first
-            .iter()
-            .try_for_each(|f| f.sync())
+        let synced = if marks_due {
+            self.sync_first.iter().try_for_each(|f| f.sync())
+        } else {
+            Ok(())
+        };
+        let done = synced
             .map_err(|e| {
                 rusqlite::Error::SqliteFailure(
                     rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_IOERR),
@@ -310,6 +345,20 @@ impl Conn {
                 Err(e)
             }
         }
+    }
+
+    /// Notes that an invitation's password is in the password file; written by a later
+    /// commit, after the file is synced.
+    fn mark(&mut self, id: i64) -> rusqlite::Result<()> {
+        self.marks.push(id);
+        self.marks_since.get_or_insert_with(Instant::now);
+        if self
+            .marks_since
+            .is_some_and(|t| t.elapsed() >= SETTLE_WINDOW)
+        {
+            self.commit(false)?;
+        }
+        Ok(())
     }
 
     /// Runs `f` in the open transaction (opened if none is), then commits as `commit` says.
@@ -353,7 +402,7 @@ impl Conn {
                 .open_since
                 .is_some_and(|t| t.elapsed() >= SETTLE_WINDOW)
         {
-            self.commit()?;
+            self.commit(false)?;
         }
         Ok((value, tx))
     }
@@ -447,6 +496,8 @@ impl State {
                 tx: 0,
                 committed: 0,
                 lost: 0,
+                marks: Vec::new(),
+                marks_since: None,
             })),
             writable: access == Access::Write,
             path: path.to_path_buf(),
@@ -560,17 +611,17 @@ impl State {
                 self.path.display()
             )));
         }
-        conn.commit().map_err(|e| db_err(&self.path, e))?;
+        conn.commit(false).map_err(|e| db_err(&self.path, e))?;
         Ok(Some(value))
     }
 
-    /// Commits the settles still waiting.
+    /// Commits the settles and marks still waiting.
     pub fn flush(&self) -> Result<(), Error> {
         match &self.conn {
             Some(conn) => conn
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .commit()
+                .commit(true)
                 .map_err(|e| db_err(&self.path, e)),
             None => Ok(()),
         }
@@ -632,6 +683,8 @@ impl State {
 
     /// Everything known about the users of a pool, by key.
     pub fn known(&self, pool_id: &str) -> Result<HashMap<String, Known>, Error> {
+        // Marks still waiting are part of what the state knows.
+        self.flush()?;
         Ok(self
             .with(|c| {
                 let mut out: HashMap<String, Known> = HashMap::new();
@@ -804,17 +857,20 @@ impl State {
         password_recorded: bool,
     ) -> Result<(), Error> {
         self.settle(|c| {
-            exec(c,
-                "UPDATE invitations SET outcome = ?2, sent_at = ?3, password_recorded = ?4 WHERE id = ?1",
+            exec(
+                c,
+                "UPDATE invitations SET outcome = ?2, sent_at = ?3 WHERE id = ?1",
                 params![
                     id,
                     if sent_at.is_some() { "sent" } else { "failed" },
-                    sent_at.map(ms),
-                    password_recorded
+                    sent_at.map(ms)
                 ],
             )
-        })
-        .map(|_| ())
+        })?;
+        if password_recorded {
+            self.password_recorded(id)?;
+        }
+        Ok(())
     }
 
     /// Settles an intent whose call changed the user but whose message did not go out (the
@@ -990,16 +1046,17 @@ impl State {
         .map(|_| ())
     }
 
-    /// Marks an invitation's password as written to the password file.
+    /// Marks an invitation's password as written to the password file (on record within
+    /// `SETTLE_WINDOW`, the file synced first).
     pub fn password_recorded(&self, id: i64) -> Result<(), Error> {
-        self.settle(|c| {
-            exec(
-                c,
-                "UPDATE invitations SET password_recorded = 1 WHERE id = ?1",
-                [id],
-            )
-        })
-        .map(|_| ())
+        match (&self.conn, self.writable) {
+            (Some(conn), true) => conn
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .mark(id)
+                .map_err(|e| db_err(&self.path, e)),
+            _ => Ok(()),
+        }
     }
 
     /// Records that the user's key is known, with what Cognito said about it, and a transition
@@ -1284,8 +1341,6 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.db");
         let state = State::open(&path, Access::Write).unwrap();
-        let synced = Arc::new(Counting(Default::default()));
-        state.sync_first(synced.clone());
         let path = &path;
         let keys = ["a", "b", "c", "d", "e"];
         let ids = futures_util::future::join_all(keys.iter().map(|k| {
@@ -1304,14 +1359,25 @@ mod tests {
         assert_eq!(ids, [1, 2, 3, 4, 5]);
         assert_eq!(outcomes(path).len(), 5);
         assert_eq!(
-            synced.0.load(std::sync::atomic::Ordering::SeqCst),
+            committed(&state),
             1,
             "five intents ready at once, one commit"
         );
         // One after the other, each has a commit of its own.
         intent(&state, "f").await;
         intent(&state, "g").await;
-        assert_eq!(synced.0.load(std::sync::atomic::Ordering::SeqCst), 3);
+        assert_eq!(committed(&state), 3);
+    }
+
+    /// How many transactions the state has committed.
+    fn committed(state: &State) -> u64 {
+        state.conn.as_ref().unwrap().lock().unwrap().committed
+    }
+
+    /// Makes the marks waiting due at the next commit.
+    fn marks_due(state: &State) {
+        let mut conn = state.conn.as_ref().unwrap().lock().unwrap();
+        conn.marks_since = Some(Instant::now() - SETTLE_WINDOW);
     }
 
     struct Failing;
@@ -1328,6 +1394,9 @@ mod tests {
         let path = dir.path().join("s.db");
         let state = State::open(&path, Access::Write).unwrap();
         state.sync_first(Arc::new(Failing));
+        let earlier = intent(&state, "z").await;
+        state.settle_intent(earlier, Some(t(1)), true).unwrap();
+        marks_due(&state);
         let results = futures_util::future::join_all(
             ["a", "b", "c"]
                 .iter()
@@ -1341,33 +1410,39 @@ mod tests {
                 "{err}"
             );
         }
-        drop(state);
-        assert!(
-            outcomes(&path).is_empty(),
-            "nothing of the group is on record"
+        assert_eq!(
+            outcomes(&path),
+            ["pending"],
+            "nothing of the group is on record, nor the settle it carried"
         );
     }
 
     #[tokio::test]
-    async fn settles_ride_with_the_next_intent_and_the_first_file_is_synced_before_each_commit() {
+    async fn settles_ride_with_the_next_intent_and_password_marks_wait_for_a_synced_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.db");
         let state = State::open(&path, Access::Write).unwrap();
         let synced = Arc::new(Counting(Default::default()));
         state.sync_first(synced.clone());
+        let syncs = || synced.0.load(std::sync::atomic::Ordering::SeqCst);
+        let recorded = |id: i64| -> bool {
+            Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+                .unwrap()
+                .query_row(
+                    "SELECT password_recorded FROM invitations WHERE id = ?1",
+                    [id],
+                    |r| r.get(0),
+                )
+                .unwrap()
+        };
         let first = intent(&state, "a").await;
         assert_eq!(
             outcomes(&path),
             ["pending"],
             "an intent is on record at once"
         );
-        let commits = synced.0.load(std::sync::atomic::Ordering::SeqCst);
-        assert!(
-            commits >= 1,
-            "the file is synced before the intent's commit"
-        );
+        assert_eq!(syncs(), 0, "an intent alone needs no sync of the file");
         state.settle_intent(first, Some(t(1)), true).unwrap();
-        state.password_recorded(first).unwrap();
         assert_eq!(
             outcomes(&path),
             ["pending"],
@@ -1379,14 +1454,18 @@ mod tests {
             ["sent", "pending"],
             "the settle went with the next intent"
         );
-        assert_eq!(
-            synced.0.load(std::sync::atomic::Ordering::SeqCst),
-            commits + 1,
-            "one commit for the settles and the intent"
-        );
+        assert!(!recorded(first), "the mark waits for its window");
+        assert_eq!(syncs(), 0);
+        marks_due(&state);
+        intent(&state, "c").await;
+        assert!(recorded(first), "a due mark goes with the next commit");
+        assert_eq!(syncs(), 1, "after the file was synced");
         state.settle_intent(second, None, false).unwrap();
+        state.password_recorded(second).unwrap();
         state.flush().unwrap();
-        assert_eq!(outcomes(&path), ["sent", "failed"]);
+        assert_eq!(outcomes(&path), ["sent", "failed", "pending"]);
+        assert!(recorded(second), "flush writes every mark");
+        assert_eq!(syncs(), 2);
         // A settle that fails leaves nothing of itself and keeps the others.
         state.settle_intent(first, Some(t(2)), true).unwrap();
         let err = state.settle(|c| exec(c, "UPDATE nowhere SET x = 1", []));
@@ -1402,7 +1481,7 @@ mod tests {
         drop(state);
         assert_eq!(
             outcomes(&path),
-            ["sent", "failed"],
+            ["sent", "failed", "pending"],
             "closing commits what waits"
         );
         let conn = Connection::open(&path).unwrap();

@@ -187,41 +187,40 @@ pub fn record(
     Ok(())
 }
 
-/// Each target's row of the report, sorted by key.
+/// Each target's row of the report, sorted by key. Takes the targets and reads, and lets each
+/// go as its row is made, so that they and the rows are never all held at once.
 pub fn rows(
-    targets: &[Target],
-    results: &BTreeMap<String, Read>,
+    targets: Vec<Target>,
+    mut results: BTreeMap<String, Read>,
     known: &HashMap<String, Known>,
     policy: &Policy,
     now: DateTime<Utc>,
 ) -> Vec<StatusRow> {
     let empty = Known::default();
-    let mut rows: Vec<StatusRow> = targets
-        .iter()
-        .map(|t| {
-            let k = known.get(&t.key).unwrap_or(&empty);
-            match results.get(&t.key) {
-                Some(Ok(remote)) => standing::classify(
-                    &t.key,
-                    t.name(policy),
-                    t.email.as_deref(),
-                    remote.as_ref(),
-                    k,
-                    policy,
-                    now,
-                ),
-                Some(Err(e)) => {
-                    standing::unread(&t.key, &t.username, k, format!("could not read: {e}"))
-                }
-                None => standing::unread(
-                    &t.key,
-                    &t.username,
-                    k,
-                    "not read: the refresh was stopped".into(),
-                ),
+    let mut rows: Vec<StatusRow> = Vec::with_capacity(targets.len());
+    rows.extend(targets.into_iter().map(|t| {
+        let k = known.get(&t.key).unwrap_or(&empty);
+        match results.remove(&t.key) {
+            Some(Ok(remote)) => standing::classify(
+                &t.key,
+                t.name(policy),
+                t.email.as_deref(),
+                remote.as_ref(),
+                k,
+                policy,
+                now,
+            ),
+            Some(Err(e)) => {
+                standing::unread(&t.key, &t.username, k, format!("could not read: {e}"))
             }
-        })
-        .collect();
+            None => standing::unread(
+                &t.key,
+                &t.username,
+                k,
+                "not read: the refresh was stopped".into(),
+            ),
+        }
+    }));
     rows.sort_by(|a, b| a.key.cmp(&b.key));
     rows
 }
