@@ -2,8 +2,9 @@
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
+PREFIX ?= $(HOME)/.local
 
-.PHONY: help venv demo test bench lint fmt clean
+.PHONY: help venv demo test bench lint fmt clean install
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -30,6 +31,12 @@ lint: ## Formatting and lints only
 
 fmt: ## Format the code
 	cargo fmt --all
+
+install: ## cargo install the binary, then its man page and bash completion under PREFIX (default ~/.local)
+	cargo install --locked --path .
+	mkdir -p $(PREFIX)/share/man/man1 $(PREFIX)/share/bash-completion/completions
+	cognito-onboard man > $(PREFIX)/share/man/man1/cognito-onboard.1
+	cognito-onboard completions bash > $(PREFIX)/share/bash-completion/completions/cognito-onboard
 
 clean: ## Remove build output and the venv
 	cargo clean

@@ -38,6 +38,24 @@ use crate::status;
 
 /// Runs a parsed command line and returns the process exit code.
 pub fn main(cli: Cli) -> u8 {
+    // Generated from the command line's definition alone: no settings, no AWS, no state.
+    match &cli.command {
+        Command::Completions(a) => {
+            crate::manual::completions(a.shell, &mut std::io::stdout());
+            return error::exit::OK;
+        }
+        Command::Man => {
+            return match crate::manual::man_page(&mut std::io::stdout()) {
+                Ok(()) => error::exit::OK,
+                Err(e) => fail_early(Error::io(
+                    "cannot write the man page",
+                    std::path::Path::new("-"),
+                    e,
+                )),
+            };
+        }
+        _ => {}
+    }
     let file = match config::file_config(&cli.global) {
         Ok(f) => f,
         Err(e) => return fail_early(e),
@@ -49,7 +67,7 @@ pub fn main(cli: Cli) -> u8 {
         Command::Doctor(a) => (None, None, a.report_dir.as_deref()),
         Command::Reissue(a) => (None, None, a.report_dir.as_deref()),
         Command::Reset(a) => (None, None, a.report_dir.as_deref()),
-        Command::Check(_) => (None, None, None),
+        Command::Check(_) | Command::Completions(_) | Command::Man => (None, None, None),
     };
     let common = match config::common(
         &cli.global,
@@ -85,6 +103,9 @@ pub fn main(cli: Cli) -> u8 {
             Command::Doctor(args) => doctor(&common, &file, args).await,
             Command::Reissue(args) => reissue(&common, &file, args).await,
             Command::Reset(args) => reset(&common, &file, args).await,
+            Command::Completions(_) | Command::Man => {
+                unreachable!("answered before the settings are read")
+            }
         }
     });
     if let Err(e) = &result {

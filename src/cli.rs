@@ -13,13 +13,21 @@ use crate::lookup::Lookup;
 use crate::plan::{Refresh, Reissue, UpdatePart};
 use serde::Deserialize;
 
+/// `--version`: the crate's version and the commit it was built from (see `build.rs`).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("COGNITO_ONBOARD_COMMIT"),
+    ")"
+);
+
 /// Onboard a cohort of data providers into an Amazon Cognito user pool, and keep onboarding them
 /// until every one has set a real password.
 ///
 /// Exit codes: 0 every row settled; 1 the run could not start or was aborted; 2 usage error;
 /// 3 some rows were invalid or failed; 4 another run holds the state lock.
 #[derive(Debug, Parser)]
-#[command(name = "cognito-onboard", version, about, max_term_width = 100)]
+#[command(name = "cognito-onboard", version = VERSION, about, max_term_width = 100)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
@@ -78,6 +86,18 @@ pub enum Command {
     /// Help desk: a confirmed provider lost the password. Cognito sends a code to the verified
     /// email or phone (or, with --temporary, a new temporary password goes to the password file).
     Reset(ResetArgs),
+    /// Print a shell completion script, e.g. `cognito-onboard completions bash >
+    /// /etc/bash_completion.d/cognito-onboard`.
+    Completions(CompletionsArgs),
+    /// Print the man page (roff), e.g. `cognito-onboard man > /usr/local/share/man/man1/cognito-onboard.1`.
+    Man,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Args)]

@@ -24,6 +24,7 @@ pub mod invite;
 pub mod limiter;
 pub mod logging;
 pub mod lookup;
+pub mod manual;
 pub mod onboard;
 pub mod password;
 pub mod password_file;

@@ -7,6 +7,7 @@ mod support;
 mod bad_input;
 mod help_desk;
 mod incremental;
+mod install;
 mod onboard;
 mod real_cognito;
 mod robustness;
