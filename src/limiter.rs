@@ -331,6 +331,17 @@ struct CategoryLimiter {
     /// Callers queue here, first come first served, so only one of them at a time sleeps
     /// until the next permit: a crowd of sleepers re-checking one permit costs a wake-up each.
     turn: tokio::sync::Mutex<()>,
+    /// Callers waiting for a permit now (for the progress line).
+    waiting: std::sync::atomic::AtomicU64,
+}
+
+/// Counts a caller as waiting until it has its permit (or is dropped while waiting).
+struct Waiting<'a>(&'a std::sync::atomic::AtomicU64);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl CategoryLimiter {
@@ -345,11 +356,15 @@ impl CategoryLimiter {
                 burst: 1,
             }),
             turn: tokio::sync::Mutex::new(()),
+            waiting: Default::default(),
         }
     }
 
     /// Waits for a permit, in arrival order.
     async fn wait(&self) {
+        self.waiting
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let _waiting = Waiting(&self.waiting);
         let _turn = self.turn.lock().await;
         loop {
             // Re-read each time: a throttle may have replaced the limiter with a slower one.
@@ -415,6 +430,7 @@ impl Limiter {
                             burst: CATEGORY_BURST,
                         }),
                         turn: tokio::sync::Mutex::new(()),
+                        waiting: Default::default(),
                     },
                 )
             })
@@ -508,6 +524,23 @@ impl Limiter {
                 s.successes = 0.0;
             }
         }
+    }
+
+    /// The calls waiting for a permit now, by what holds them (a quota category, an operation's
+    /// own cap, or the message rate), busiest first; only those with a caller waiting. A caller
+    /// past its category waiting on its operation's cap counts once, there.
+    pub fn waiting(&self) -> Vec<(&'static str, u64)> {
+        let count = |l: &CategoryLimiter| l.waiting.load(std::sync::atomic::Ordering::Relaxed);
+        let mut out: Vec<(&'static str, u64)> = self
+            .categories
+            .iter()
+            .map(|(c, l)| (c.name(), count(l)))
+            .chain(self.ops.iter().map(|(op, l)| (op.name(), count(l))))
+            .chain(self.messages.get().map(|l| ("message rate", count(l))))
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        out.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        out
     }
 
     /// The current rate of a category, in requests per second.
@@ -616,6 +649,35 @@ mod tests {
         }
         assert!((limiter.current_rate(Category::UserCreation) - 40.0).abs() < 1e-9);
         assert_eq!(limiter.stats()[&Category::UserCreation].throttles, 201);
+    }
+
+    #[tokio::test]
+    async fn callers_waiting_for_a_permit_are_counted_by_category_until_they_go() {
+        let mut quotas = Quotas::default();
+        quotas.set(Category::UserCreation, 0.5, QuotaSource::ConfigFile);
+        let limiter = Arc::new(Limiter::new(&quotas, 1.0));
+        assert!(limiter.waiting().is_empty());
+        let tasks: Vec<_> = (0..5)
+            .map(|_| {
+                let l = Arc::clone(&limiter);
+                tokio::spawn(async move { l.acquire(Category::UserCreation).await })
+            })
+            .collect();
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        // A burst of two went through; three wait.
+        assert_eq!(limiter.waiting(), [("UserCreation", 3)]);
+        for t in &tasks {
+            t.abort();
+        }
+        for t in tasks {
+            let _ = t.await;
+        }
+        assert!(
+            limiter.waiting().is_empty(),
+            "a caller that gave up is not counted"
+        );
     }
 
     #[tokio::test]

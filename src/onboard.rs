@@ -1146,7 +1146,9 @@ pub async fn process_stream<D: Directory>(
     bar: bool,
     sink: &mut crate::sink::Sink,
 ) {
-    let progress = Progress::start("onboarding", total, bar);
+    let limiter = std::sync::Arc::clone(&ctx.calls.exec.limiter);
+    let progress =
+        Progress::start("onboarding", total, bar).with_waits(Box::new(move || limiter.waiting()));
     // Who each row in flight is, should it panic.
     let in_flight: std::cell::RefCell<HashMap<usize, (u64, String, String)>> = Default::default();
     let sink = std::cell::RefCell::new(sink);

@@ -59,6 +59,30 @@ fn throttled_to_the_enforced_quota_every_row_still_settles() {
         .run();
     let wall = started.elapsed();
     r.expect_code(exit::OK);
+    // Off a terminal, every 10 s: rows done of total, the rate, the time left, and the quota
+    // the waiting calls wait on (64 rows in flight, paced at the creation quota).
+    let stderr = r.stderr();
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("progress: "))
+        .collect();
+    assert!(
+        !lines.is_empty(),
+        "no progress line in a {wall:?} run:\n{stderr}"
+    );
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.contains("/2000 rows, ") && l.contains(" rows/s")),
+        "{lines:#?}"
+    );
+    assert!(lines.iter().any(|l| l.contains(", eta ")), "{lines:#?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("; waiting on quota: UserCreation ")),
+        "{lines:#?}"
+    );
     let report = r.report();
     assert_eq!(
         report["summary"]["created"], 2000,
