@@ -104,3 +104,105 @@ fn the_systemd_samples_pass_systemd_analyze_verify() {
     assert!(service.contains("StateDirectory=cognito-onboard"));
     assert!(Path::new(&root.join("cognito-onboard.timer")).exists());
 }
+
+/// Every document of a YAML file, as JSON, read by PyYAML from the project's venv.
+fn yaml_documents(path: &Path) -> Vec<serde_json::Value> {
+    let out = Command::new(support::root().join(".venv/bin/python"))
+        .args([
+            "-c",
+            "import sys, json, yaml; print(json.dumps(list(yaml.safe_load_all(open(sys.argv[1])))))",
+        ])
+        .arg(path)
+        .output()
+        .expect("the venv's python (make venv)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn the_kubernetes_cronjob_never_overlaps_keeps_its_state_and_runs_as_a_user() {
+    let docs = yaml_documents(&support::root().join("samples/kubernetes/cronjob.yaml"));
+    let kind = |k: &str| {
+        docs.iter()
+            .find(|d| d["kind"] == k)
+            .unwrap_or_else(|| panic!("no {k}"))
+    };
+    let cron = kind("CronJob");
+    assert_eq!(cron["spec"]["concurrencyPolicy"], "Forbid");
+    let pod = &cron["spec"]["jobTemplate"]["spec"]["template"]["spec"];
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_ne!(pod["securityContext"]["runAsUser"], 0);
+    let container = &pod["containers"][0];
+    let state = container["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "COGNITO_ONBOARD_STATE")
+        .expect("the state's path is set")["value"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The state is on the mount of the persistent volume claim the file defines.
+    let mount = container["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| state.starts_with(m["mountPath"].as_str().unwrap()))
+        .expect("the state is on a mounted volume");
+    let volume = pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == mount["name"])
+        .unwrap();
+    assert_eq!(
+        volume["persistentVolumeClaim"]["claimName"],
+        kind("PersistentVolumeClaim")["metadata"]["name"]
+    );
+    // The settings and the CSV it ships are ones the tool accepts.
+    let input = &kind("ConfigMap")["data"];
+    let dir = tempfile::tempdir().unwrap();
+    let settings = dir.path().join("settings.toml");
+    let csv = dir.path().join("providers.csv");
+    std::fs::write(&settings, input["settings.toml"].as_str().unwrap()).unwrap();
+    std::fs::write(&csv, input["providers.csv"].as_str().unwrap()).unwrap();
+    binary(["--config"])
+        .arg(&settings)
+        .arg("check")
+        .arg(&csv)
+        .expect(exit::OK);
+}
+
+#[test]
+fn the_container_recipe_builds_in_two_stages_and_runs_as_a_user_with_a_data_volume() {
+    // Not built here: the machines have no container daemon and no image registry. What can be
+    // checked without one is checked.
+    let text = std::fs::read_to_string(support::root().join("Dockerfile")).unwrap();
+    let instructions: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    let from: Vec<&&str> = instructions
+        .iter()
+        .filter(|l| l.starts_with("FROM "))
+        .collect();
+    assert_eq!(from.len(), 2, "a build stage and a small runtime stage");
+    assert!(from[1].contains("-slim"), "{}", from[1]);
+    let user = instructions
+        .iter()
+        .rev()
+        .find(|l| l.starts_with("USER "))
+        .expect("a USER");
+    assert!(!user.contains("root") && !user.ends_with(" 0"), "{user}");
+    assert!(instructions.contains(&"VOLUME [\"/data\"]"));
+    assert!(instructions.contains(&"ENV COGNITO_ONBOARD_STATE=/data/state.db"));
+    let ignore = std::fs::read_to_string(support::root().join(".dockerignore")).unwrap();
+    for kept_out in ["target", ".venv", ".git"] {
+        assert!(ignore.lines().any(|l| l == kept_out), "{kept_out}");
+    }
+}
