@@ -257,7 +257,8 @@ const SETTLE_WINDOW: Duration = Duration::from_millis(250);
 /// When a write must be committed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Commit {
-    /// Before the function returns: written ahead of a call, or a mark that must not be lost.
+    /// Before the function returns: a run's own record, a hand-over, confirmations reported.
+    /// (Intents are on record before they return too, by a group commit: `write_ahead`.)
     Now,
     /// Within `SETTLE_WINDOW`: what became of a call whose intent is already on record.
     Soon,
