@@ -26,8 +26,16 @@ pub fn man_page(out: &mut dyn Write) -> std::io::Result<()> {
             sub.get_name().to_uppercase()
         )?;
         let man = clap_mangen::Man::new(sub.clone());
-        man.render_description_section(out)?;
-        man.render_options_section(out)?;
+        let mut part = Vec::new();
+        man.render_description_section(&mut part)?;
+        man.render_options_section(&mut part)?;
+        // Inside the subcommand's section, its description and options are subsections.
+        for line in String::from_utf8_lossy(&part).lines() {
+            match line.strip_prefix(".SH ") {
+                Some(title) => writeln!(out, ".SS {title}")?,
+                None => writeln!(out, "{line}")?,
+            }
+        }
     }
     Ok(())
 }
@@ -76,5 +84,10 @@ mod tests {
             );
         }
         assert!(text.contains("refresh\\-after"), "run's options are listed");
+        assert_eq!(
+            text.matches("\n.SH DESCRIPTION\n").count(),
+            1,
+            "a subcommand's description is a subsection of its section"
+        );
     }
 }
