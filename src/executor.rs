@@ -303,6 +303,9 @@ impl Executor {
         );
         let mut attempts = 0;
         let mut maybe_done = false;
+        // An attempt whose answer was lost may still land after its check found nothing (a
+        // timeout fires while the request waits in the server's queue).
+        let mut lost_before = false;
         loop {
             self.limiter.acquire_op(op).await;
             attempts += 1;
@@ -331,15 +334,21 @@ impl Executor {
                 }
                 ErrorClass::Transient { ambiguous } => {
                     maybe_done |= ambiguous;
+                    lost_before |= ambiguous;
                     !(ambiguous && op.checked_when_lost())
                 }
                 ErrorClass::Fatal => {
                     self.fail_run(&error);
                     false
                 }
+                // "Already exists" after a lost attempt may be that attempt, landed late: check
+                // again before taking it for someone else's.
+                ErrorClass::Exists => {
+                    maybe_done |= lost_before;
+                    false
+                }
                 ErrorClass::EmailQuota
                 | ErrorClass::NotFound
-                | ErrorClass::Exists
                 | ErrorClass::DeliveryFailed
                 | ErrorClass::Permanent => false,
             };
@@ -768,14 +777,27 @@ mod tests {
     #[tokio::test]
     async fn every_lost_answer_is_checked_before_the_write_is_repeated() {
         let lost = Err(ErrorClass::Transient { ambiguous: true });
-        // Checked and not gone through, repeated, refused: a plain failure, nothing maybe done.
+        // Checked and not gone through, repeated, refused, checked again and still not this
+        // write's: a plain failure, nothing maybe done.
         let (r, writes, checks) =
-            run_verified(vec![lost, Err(ErrorClass::Exists)], vec![None]).await;
+            run_verified(vec![lost, Err(ErrorClass::Exists)], vec![None, None]).await;
         let f = r.unwrap_err();
         assert_eq!(
             (f.error.class, f.maybe_done, writes, checks),
-            (ErrorClass::Exists, false, 2, 1)
+            (ErrorClass::Exists, false, 2, 2)
         );
+        // The lost write landed after its check (it waited in the server's queue): the repeat
+        // is refused as existing, and the second check finds the first write.
+        let (r, writes, checks) =
+            run_verified(vec![lost, Err(ErrorClass::Exists)], vec![None, Some(3)]).await;
+        let done = r.unwrap();
+        assert_eq!(
+            (done.value, done.recovered, writes, checks),
+            (3, true, 2, 2)
+        );
+        // Without a lost attempt before it, "exists" is not checked: someone else's user.
+        let (r, writes, checks) = run_verified(vec![Err(ErrorClass::Exists)], vec![]).await;
+        assert_eq!((r.unwrap_err().maybe_done, writes, checks), (false, 1, 0));
         // Lost twice; the second check finds that the repeat went through.
         let (r, writes, checks) = run_verified(vec![lost, lost], vec![None, Some(5)]).await;
         let done = r.unwrap();
