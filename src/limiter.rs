@@ -338,6 +338,13 @@ struct CategoryLimiter {
 /// Counts a caller as waiting until it has its permit (or is dropped while waiting).
 struct Waiting<'a>(&'a std::sync::atomic::AtomicU64);
 
+impl<'a> Waiting<'a> {
+    fn enter(count: &'a std::sync::atomic::AtomicU64) -> Self {
+        count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Waiting(count)
+    }
+}
+
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
@@ -362,9 +369,7 @@ impl CategoryLimiter {
 
     /// Waits for a permit, in arrival order.
     async fn wait(&self) {
-        self.waiting
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let _waiting = Waiting(&self.waiting);
+        let _waiting = Waiting::enter(&self.waiting);
         let _turn = self.turn.lock().await;
         loop {
             // Re-read each time: a throttle may have replaced the limiter with a slower one.

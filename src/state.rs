@@ -298,9 +298,7 @@ impl Conn {
                     .is_some_and(|t| t.elapsed() >= SETTLE_WINDOW));
         if marks_due {
             if self.open_since.is_none() {
-                self.db.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
-                self.open_since = Some(Instant::now());
-                self.tx += 1;
+                self.begin()?;
             }
             let marked = self.marks.iter().try_for_each(|id| {
                 exec(
@@ -313,13 +311,11 @@ impl Conn {
             self.marks.clear();
             self.marks_since = None;
             if let Err(e) = marked {
-                self.open_since = None;
-                let _ = self.db.execute_batch("ROLLBACK");
-                self.lost = self.tx;
+                self.abandon();
                 return Err(e);
             }
         }
-        if self.open_since.take().is_none() {
+        if self.open_since.is_none() {
             return Ok(());
         }
         let synced = if marks_due {
@@ -337,15 +333,30 @@ impl Conn {
             .and_then(|()| self.db.prepare_cached("COMMIT")?.execute([]).map(drop));
         match done {
             Ok(()) => {
+                self.open_since = None;
                 self.committed = self.tx;
                 Ok(())
             }
             Err(e) => {
-                let _ = self.db.execute_batch("ROLLBACK");
-                self.lost = self.tx;
+                self.abandon();
                 Err(e)
             }
         }
+    }
+
+    /// Opens the next transaction.
+    fn begin(&mut self) -> rusqlite::Result<()> {
+        self.db.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+        self.open_since = Some(Instant::now());
+        self.tx += 1;
+        Ok(())
+    }
+
+    /// Rolls the open transaction back whole; the writers waiting on it learn it was lost.
+    fn abandon(&mut self) {
+        let _ = self.db.execute_batch("ROLLBACK");
+        self.open_since = None;
+        self.lost = self.tx;
     }
 
     /// Notes that an invitation's password is in the password file; written by a later
@@ -374,23 +385,18 @@ impl Conn {
         // changes to a journal of its own, a few percent of the tool's CPU).
         let alone = self.open_since.is_none();
         if alone {
-            self.db.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
-            self.open_since = Some(Instant::now());
-            self.tx += 1;
+            self.begin()?;
         } else {
             self.db.prepare_cached("SAVEPOINT w")?.execute([])?;
         }
         let value = match f(&self.db) {
             Ok(v) => v,
             Err(e) => {
-                let undo = if alone {
-                    self.open_since = None;
-                    self.lost = self.tx;
-                    "ROLLBACK"
+                if alone {
+                    self.abandon();
                 } else {
-                    "ROLLBACK TO w; RELEASE w"
-                };
-                let _ = self.db.execute_batch(undo);
+                    let _ = self.db.execute_batch("ROLLBACK TO w; RELEASE w");
+                }
                 return Err(e);
             }
         };
@@ -545,12 +551,9 @@ impl State {
         &self,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
     ) -> Result<Option<T>, Error> {
-        match &self.conn {
+        match self.conn() {
             None => Ok(None),
-            Some(conn) => {
-                let conn = conn.lock().unwrap_or_else(|e| e.into_inner());
-                f(&conn.db).map(Some).map_err(|e| db_err(&self.path, e))
-            }
+            Some(conn) => f(&conn.db).map(Some).map_err(|e| db_err(&self.path, e)),
         }
     }
 
@@ -576,15 +579,25 @@ impl State {
         commit: Commit,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
     ) -> Result<Option<T>, Error> {
-        match (&self.conn, self.writable) {
-            (Some(conn), true) => {
-                let mut conn = conn.lock().unwrap_or_else(|e| e.into_inner());
-                conn.write(commit, f)
-                    .map(|(v, _)| Some(v))
-                    .map_err(|e| db_err(&self.path, e))
-            }
-            _ => Ok(None),
+        match self.writer() {
+            Some(mut conn) => conn
+                .write(commit, f)
+                .map(|(v, _)| Some(v))
+                .map_err(|e| db_err(&self.path, e)),
+            None => Ok(None),
         }
+    }
+
+    /// The connection, locked; `None` without a file.
+    fn conn(&self) -> Option<std::sync::MutexGuard<'_, Conn>> {
+        self.conn
+            .as_ref()
+            .map(|c| c.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// The connection, locked, when this state may write (not in a dry run).
+    fn writer(&self) -> Option<std::sync::MutexGuard<'_, Conn>> {
+        self.conn().filter(|_| self.writable)
     }
 
     /// A write ahead of a call: on record when this returns. Rows ready at the same moment
@@ -594,15 +607,16 @@ impl State {
         &self,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
     ) -> Result<Option<T>, Error> {
-        let (Some(conn), true) = (&self.conn, self.writable) else {
+        let (value, tx) = match self.writer() {
+            Some(mut conn) => conn
+                .write(Commit::Soon, f)
+                .map_err(|e| db_err(&self.path, e))?,
+            None => return Ok(None),
+        };
+        tokio::task::yield_now().await;
+        let Some(mut conn) = self.writer() else {
             return Ok(None);
         };
-        let lock = || conn.lock().unwrap_or_else(|e| e.into_inner());
-        let (value, tx) = lock()
-            .write(Commit::Soon, f)
-            .map_err(|e| db_err(&self.path, e))?;
-        tokio::task::yield_now().await;
-        let mut conn = lock();
         if conn.committed >= tx {
             return Ok(Some(value));
         }
@@ -618,23 +632,16 @@ impl State {
 
     /// Commits the settles and marks still waiting.
     pub fn flush(&self) -> Result<(), Error> {
-        match &self.conn {
-            Some(conn) => conn
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .commit(true)
-                .map_err(|e| db_err(&self.path, e)),
+        match self.conn() {
+            Some(mut conn) => conn.commit(true).map_err(|e| db_err(&self.path, e)),
             None => Ok(()),
         }
     }
 
     /// Makes every commit from now on sync `file` first.
     pub fn sync_first(&self, file: Arc<dyn SyncFirst>) {
-        if let Some(conn) = &self.conn {
-            conn.lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .sync_first
-                .push(file);
+        if let Some(mut conn) = self.conn() {
+            conn.sync_first.push(file);
         }
     }
 
@@ -1050,13 +1057,9 @@ impl State {
     /// Marks an invitation's password as written to the password file (on record within
     /// `SETTLE_WINDOW`, the file synced first).
     pub fn password_recorded(&self, id: i64) -> Result<(), Error> {
-        match (&self.conn, self.writable) {
-            (Some(conn), true) => conn
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .mark(id)
-                .map_err(|e| db_err(&self.path, e)),
-            _ => Ok(()),
+        match self.writer() {
+            Some(mut conn) => conn.mark(id).map_err(|e| db_err(&self.path, e)),
+            None => Ok(()),
         }
     }
 
@@ -1308,6 +1311,14 @@ mod tests {
         Utc.with_ymd_and_hms(2026, 11, 22, h, 0, 0).unwrap()
     }
 
+    /// A new state file, open for writing.
+    fn fresh() -> (tempfile::TempDir, PathBuf, State) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let state = State::open(&path, Access::Write).unwrap();
+        (dir, path, state)
+    }
+
     /// What another process reading the file sees.
     fn outcomes(path: &Path) -> Vec<String> {
         let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
@@ -1339,9 +1350,7 @@ mod tests {
 
     #[tokio::test]
     async fn rows_ready_together_share_one_commit_and_each_is_on_record_when_it_returns() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s.db");
-        let state = State::open(&path, Access::Write).unwrap();
+        let (_dir, path, state) = fresh();
         let path = &path;
         let keys = ["a", "b", "c", "d", "e"];
         let ids = futures_util::future::join_all(keys.iter().map(|k| {
@@ -1372,13 +1381,12 @@ mod tests {
 
     /// How many transactions the state has committed.
     fn committed(state: &State) -> u64 {
-        state.conn.as_ref().unwrap().lock().unwrap().committed
+        state.conn().unwrap().committed
     }
 
     /// Makes the marks waiting due at the next commit.
     fn marks_due(state: &State) {
-        let mut conn = state.conn.as_ref().unwrap().lock().unwrap();
-        conn.marks_since = Some(Instant::now() - SETTLE_WINDOW);
+        state.conn().unwrap().marks_since = Some(Instant::now() - SETTLE_WINDOW);
     }
 
     struct Failing;
@@ -1391,9 +1399,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_group_whose_commit_fails_is_refused_to_every_row_in_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s.db");
-        let state = State::open(&path, Access::Write).unwrap();
+        let (_dir, path, state) = fresh();
         state.sync_first(Arc::new(Failing));
         let earlier = intent(&state, "z").await;
         state.settle_intent(earlier, Some(t(1)), true).unwrap();
@@ -1420,9 +1426,7 @@ mod tests {
 
     #[tokio::test]
     async fn settles_ride_with_the_next_intent_and_password_marks_wait_for_a_synced_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s.db");
-        let state = State::open(&path, Access::Write).unwrap();
+        let (_dir, path, state) = fresh();
         let synced = Arc::new(Counting(Default::default()));
         state.sync_first(synced.clone());
         let syncs = || synced.0.load(std::sync::atomic::Ordering::SeqCst);
@@ -1498,9 +1502,7 @@ mod tests {
 
     #[tokio::test]
     async fn settles_wait_no_longer_than_the_window() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s.db");
-        let state = State::open(&path, Access::Write).unwrap();
+        let (_dir, path, state) = fresh();
         let id = state
             .intent("p", "a", InviteKind::Create, Delivery::Email, "r", t(1))
             .await
@@ -1508,7 +1510,7 @@ mod tests {
             .unwrap();
         state.settle_intent(id, Some(t(1)), false).unwrap();
         assert_eq!(outcomes(&path), ["pending"]);
-        std::thread::sleep(SETTLE_WINDOW);
+        state.conn().unwrap().open_since = Some(Instant::now() - SETTLE_WINDOW);
         state.mark_invited("p", "a", "a", "a@example.com").unwrap();
         assert_eq!(
             outcomes(&path),
