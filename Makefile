@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PREFIX ?= $(HOME)/.local
 
-.PHONY: help venv demo test bench lint fmt clean install
+.PHONY: help venv demo test bench lint fmt clean install workbooks
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -37,6 +37,9 @@ install: ## cargo install the binary, then its man page and bash completion unde
 	mkdir -p $(PREFIX)/share/man/man1 $(PREFIX)/share/bash-completion/completions
 	cognito-onboard man > $(PREFIX)/share/man/man1/cognito-onboard.1
 	cognito-onboard completions bash > $(PREFIX)/share/bash-completion/completions/cognito-onboard
+
+workbooks: venv ## Write samples/providers.xlsx and the corpus's workbooks again (committed; see tests/corpus/README.md)
+	$(PY) scripts/workbooks.py
 
 clean: ## Remove build output and the venv
 	cargo clean

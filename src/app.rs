@@ -125,7 +125,7 @@ async fn check(common: &Common, file: &FileConfig, args: &CheckArgs) -> Result<E
     let reader = match &args.input {
         Some(path) => Some(input::open(
             path,
-            config::input_encoding(&args.input_args, file),
+            &config::input_options(&args.input_args, file),
         )?),
         None => None,
     };
@@ -166,7 +166,7 @@ async fn check(common: &Common, file: &FileConfig, args: &CheckArgs) -> Result<E
         .unwrap_or_default();
     print!(
         "{}",
-        render::input(&shown, reader.encoding_name(), reader.columns())
+        render::input(&shown, reader.describe(), reader.columns())
     );
     let (mut valid, mut invalid) = (0u64, 0u64);
     let mut groups = BTreeMap::new();
@@ -215,11 +215,11 @@ async fn run(common: &Common, settings: &RunSettings) -> Result<Ending, Error> {
         Access::Write
     };
     let state = Arc::new(State::open(&common.state_path, access)?);
-    let reader = input::open(&settings.input, settings.encoding)?;
+    let reader = input::open(&settings.input, &settings.input_options)?;
     tracing::info!(
         "reading {} ({})",
         settings.input.display(),
-        reader.encoding_name()
+        reader.describe()
     );
     let input_hash = state::file_sha256(&settings.input)
         .map_err(|e| Error::io("cannot read", &settings.input, e))?;
@@ -353,7 +353,7 @@ async fn onboard_cohort(
         let rereading = rereading(settings, &ctx.known, opened.started_at);
         let stream_error = &stream_error;
         cohort::stream(
-            input::open(&settings.input, settings.encoding)?,
+            input::open(&settings.input, &settings.input_options)?,
             key_mode,
             &rules,
             settings.delivery,
@@ -437,7 +437,7 @@ async fn status(common: &Common, file: &FileConfig, args: &StatusArgs) -> Result
     let reader = match &args.input {
         Some(path) => Some(input::open(
             path,
-            config::input_encoding(&args.input_args, file),
+            &config::input_options(&args.input_args, file),
         )?),
         None => None,
     };

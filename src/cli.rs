@@ -169,6 +169,9 @@ pub struct InputArgs {
     /// Text encoding of the CSV (default: detected; UTF-8 with or without BOM, or Shift_JIS).
     #[arg(long, value_enum)]
     pub encoding: Option<Encoding>,
+    /// The worksheet of an .xlsx, .xls or .ods input to read [default: the first visible one].
+    #[arg(long, value_name = "NAME")]
+    pub sheet: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use crate::cli::{Encoding, GlobalArgs, InputArgs, LogFormat};
 use crate::cognito::{Connection, Delivery};
 use crate::error::Error;
-use crate::input::EncodingChoice;
+use crate::input::{self, EncodingChoice};
 use crate::limiter::{Category, QuotaSource, Quotas};
 use crate::lookup::Lookup;
 use crate::plan::{Refresh, Reissue, Update, UpdatePart};
@@ -95,7 +95,7 @@ pub struct Common {
 #[derive(Debug, Clone)]
 pub struct RunSettings {
     pub input: PathBuf,
-    pub encoding: EncodingChoice,
+    pub input_options: input::Options,
     pub dry_run: bool,
     pub reissue: Reissue,
     pub delivery: Delivery,
@@ -135,9 +135,12 @@ pub fn file_config(global: &GlobalArgs) -> Result<FileConfig, Error> {
     }
 }
 
-/// The input encoding: the option, else the file's setting.
-pub fn input_encoding(args: &InputArgs, file: &FileConfig) -> EncodingChoice {
-    encoding(args.encoding.or(file.encoding))
+/// How to read the input: the encoding (the option, else the file's setting) and the sheet.
+pub fn input_options(args: &InputArgs, file: &FileConfig) -> input::Options {
+    input::Options {
+        encoding: encoding(args.encoding.or(file.encoding)),
+        sheet: args.sheet.clone(),
+    }
 }
 
 /// Merges and validates the shared settings. `report_dir` and the run options that the
@@ -292,7 +295,7 @@ pub fn run(args: &crate::cli::RunArgs, file: &FileConfig) -> Result<RunSettings,
     let delivery = delivery(args.delivery, args.password_file.as_deref(), file)?;
     Ok(RunSettings {
         input: args.input.clone(),
-        encoding: input_encoding(&args.input_args, file),
+        input_options: input_options(&args.input_args, file),
         dry_run: args.dry_run,
         reissue: args.reissue.unwrap_or(reissue),
         delivery,

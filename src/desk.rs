@@ -451,7 +451,7 @@ fn desk_ending(report: &Report) -> Ending {
 fn doctor_ids(args: &DoctorArgs, file: &FileConfig) -> Result<Vec<String>, Error> {
     let mut ids = args.ids.clone();
     if let Some(path) = &args.input {
-        let reader = input::open(path, config::input_encoding(&args.input_args, file))?;
+        let reader = input::open(path, &config::input_options(&args.input_args, file))?;
         let key_mode = if reader.columns().iter().any(|c| c == "username") {
             KeyMode::Username
         } else {

@@ -408,13 +408,17 @@ pub(super) fn list(names: &[String]) -> String {
 
 /// "3 (C)": the position and the spreadsheet column letters, as Excel users look for them.
 pub(super) fn col_ref(position: &usize) -> String {
+    format!("{position} ({})", letters(*position))
+}
+
+/// A column's letters as a spreadsheet names it: 1 is A, 27 is AA.
+pub(super) fn letters(position: usize) -> String {
     let mut letters = Vec::new();
-    let mut n = *position;
+    let mut n = position;
     while n > 0 {
         let rem = (n - 1) % 26;
         letters.push(char::from(b'A' + u8::try_from(rem).unwrap_or(0)));
         n = (n - 1) / 26;
     }
-    let letters: String = letters.iter().rev().collect();
-    format!("{position} ({letters})")
+    letters.iter().rev().collect()
 }

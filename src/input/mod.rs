@@ -1,12 +1,13 @@
-//! CSV input: the row source. Opens a file or reader, decodes it (`encoding`), parses the CSV,
+//! Input: the row source. Opens a CSV (decoded by `encoding`) or a workbook's sheet (`sheet`),
 //! checks the header and each row (`cells`), and yields valid rows and rejects with the line
 //! and column. Reads only the file or reader it is given; must not talk to Cognito.
 //!
-//! Everything here streams: the decoder, the CSV parser and the duplicate index are all
-//! bounded, so checking a million-row file stays well under 100 MB of memory.
+//! A CSV streams: the decoder, the CSV parser and the duplicate index are all bounded, so
+//! checking a million-row file stays well under 100 MB of memory. A workbook is read whole.
 
 mod cells;
 mod encoding;
+mod sheet;
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::fmt;
@@ -18,6 +19,15 @@ use encoding_rs_io::{DecodeReaderBytes, DecodeReaderBytesBuilder};
 
 use cells::*;
 use encoding::*;
+use sheet::{Sheet, Stored};
+
+/// How to read the input: the text encoding of a CSV, the sheet of a workbook.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Options {
+    pub encoding: EncodingChoice,
+    /// The worksheet to read; None: the workbook's first visible worksheet.
+    pub sheet: Option<String>,
+}
 
 /// Which text encoding the file is in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -210,27 +220,90 @@ pub enum InputError {
     /// A structural CSV problem after which reading cannot go on.
     #[error("malformed CSV near line {line}: {message}")]
     Csv { line: u64, message: String },
+    /// The file is a workbook calamine cannot read.
+    #[error("cannot read the workbook {}: {message}", .path.display())]
+    Workbook { path: PathBuf, message: String },
+    /// A workbook saved with a password to open it.
+    #[error(
+        "{} is password-protected (encrypted), so it cannot be read; open it in Excel and save a copy without the password (File > Info > Protect Workbook > Encrypt with Password: clear it)",
+        .path.display()
+    )]
+    Encrypted { path: PathBuf },
+    /// Named like a workbook, but its bytes are not one.
+    #[error(
+        "{} is named like a workbook but is not one (it does not start like an .xlsx, .xls or .ods file; a CSV renamed .xlsx?); if it is a CSV, name it .csv",
+        .path.display()
+    )]
+    NotAWorkbook { path: PathBuf },
+    /// `--sheet` names no worksheet of the workbook.
+    #[error("{} has no sheet {}; its sheets are: {}", .path.display(), quote(.sheet), list(.sheets))]
+    NoSuchSheet {
+        path: PathBuf,
+        sheet: String,
+        sheets: Vec<String>,
+    },
+    /// A workbook with no visible worksheet (only chart sheets, or every sheet hidden).
+    #[error("{} has no visible worksheet to read; name one with --sheet", .path.display())]
+    NoWorksheet { path: PathBuf },
+    /// The chosen sheet has no cell at all.
+    #[error(
+        "sheet {} is empty: it needs a header row naming the columns, at least \"email\"{}",
+        quote(.sheet),
+        other_sheets(.others)
+    )]
+    EmptySheet { sheet: String, others: Vec<String> },
+    /// `--sheet` given for a CSV.
+    #[error("--sheet applies to workbooks; {} is a CSV (it has no sheets)", .path.display())]
+    SheetForCsv { path: PathBuf },
+    /// A problem with the header of a sheet chosen by default, in a workbook that has others.
+    #[error("{source} (in sheet {}{})", quote(.sheet), other_sheets(.others))]
+    InSheet {
+        sheet: String,
+        others: Vec<String>,
+        source: Box<InputError>,
+    },
+}
+
+fn other_sheets(others: &[String]) -> String {
+    if others.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; the workbook also has {}: choose one with --sheet",
+            list(others)
+        )
+    }
+}
+
+/// Where rows come from.
+enum Source<R: Read> {
+    Csv(Box<csv::Reader<LineTracker<DecodeReaderBytes<R, Vec<u8>>>>>),
+    Sheet(Box<Sheet>),
 }
 
 /// An open CSV with a checked header. Generic over the byte source so tests can use in-memory
 /// bytes.
 pub struct CohortReader<R: Read> {
-    csv: csv::Reader<LineTracker<DecodeReaderBytes<R, Vec<u8>>>>,
+    source: Source<R>,
     columns: Vec<String>,
     header_line: u64,
     detected: Detected,
     path: Option<PathBuf>,
 }
 
-/// Opens a CSV file and reads its header.
+/// Opens a CSV file or a workbook and reads its header.
 ///
-/// With [`EncodingChoice::Auto`] a regular file is read once end to end in fixed-size chunks to
-/// choose the encoding (so a Shift_JIS byte on the last line is still seen), then rewound.
-/// Pipes and other non-seekable files are treated like [`from_reader`].
+/// A workbook is known by its first bytes (a zip or an OLE compound file), whatever its name;
+/// a file named like a workbook that is neither is refused.
+///
+/// With [`EncodingChoice::Auto`] a regular CSV file is read once end to end in fixed-size
+/// chunks to choose the encoding (so a Shift_JIS byte on the last line is still seen), then
+/// rewound. Pipes and other non-seekable files are treated like [`from_reader`].
 pub fn open(
     path: &Path,
-    encoding: EncodingChoice,
+    options: &Options,
 ) -> Result<CohortReader<Box<dyn Read + Send>>, InputError> {
+    let encoding = options.encoding;
     let io_error = |source| InputError::Io {
         path: Some(path.to_path_buf()),
         line: None,
@@ -238,6 +311,38 @@ pub fn open(
     };
     let mut file = File::open(path).map_err(io_error)?;
     let regular = file.metadata().map(|m| m.is_file()).unwrap_or(false);
+    let mut magic = [0u8; 8];
+    let got = if regular {
+        read_full(&mut file, &mut magic).map_err(io_error)?
+    } else {
+        0
+    };
+    match magic.get(..got).and_then(sheet::container) {
+        Some(container) => {
+            let mut bytes = magic.get(..got).unwrap_or_default().to_vec();
+            file.read_to_end(&mut bytes).map_err(io_error)?;
+            return from_sheet(sheet::open(
+                path,
+                bytes,
+                container,
+                options.sheet.as_deref(),
+            )?);
+        }
+        None if sheet::has_workbook_extension(path) => {
+            return Err(InputError::NotAWorkbook {
+                path: path.to_path_buf(),
+            });
+        }
+        None if options.sheet.is_some() => {
+            return Err(InputError::SheetForCsv {
+                path: path.to_path_buf(),
+            });
+        }
+        None if regular => {
+            file.seek(SeekFrom::Start(0)).map_err(io_error)?;
+        }
+        None => {}
+    }
     if !regular || encoding != EncodingChoice::Auto {
         return start(Box::new(file), encoding, Some(path.to_path_buf()));
     }
@@ -276,10 +381,26 @@ pub fn from_reader<R: Read + Send + 'static>(
 }
 
 impl<R: Read> CohortReader<R> {
-    /// The encoding that was used (for logs): "UTF-8", "UTF-8 with BOM", "Shift_JIS",
-    /// "UTF-16LE" or "UTF-16BE".
-    pub fn encoding_name(&self) -> &str {
-        self.detected.name
+    /// What was read (for logs): the CSV's encoding ("UTF-8", "UTF-8 with BOM", "Shift_JIS",
+    /// "UTF-16LE" or "UTF-16BE"), or the workbook's kind and sheet.
+    pub fn describe(&self) -> &str {
+        match &self.source {
+            Source::Csv(_) => self.detected.name,
+            Source::Sheet(sheet) => &sheet.described,
+        }
+    }
+
+    /// Says which sheet a header problem is in, when the sheet was the workbook's first and
+    /// there are others (the providers are often on another one).
+    fn in_sheet(&self, error: InputError) -> InputError {
+        match &self.source {
+            Source::Sheet(sheet) if !sheet.others.is_empty() => InputError::InSheet {
+                sheet: sheet.name.clone(),
+                others: sheet.others.clone(),
+                source: Box::new(error),
+            },
+            Source::Sheet(_) | Source::Csv(_) => error,
+        }
     }
 
     /// Normalised header names in file order.
@@ -289,6 +410,13 @@ impl<R: Read> CohortReader<R> {
 
     /// Checks the header against the key mode and rules (run-level errors), then streams the records.
     pub fn records(self, key_mode: KeyMode, rules: &ColumnRules) -> Result<Records<R>, InputError> {
+        match self.check_header(key_mode, rules) {
+            Ok(()) => Ok(self.into_records(key_mode, rules)),
+            Err(e) => Err(self.in_sheet(e)),
+        }
+    }
+
+    fn check_header(&self, key_mode: KeyMode, rules: &ColumnRules) -> Result<(), InputError> {
         let line = self.header_line;
         for name in &self.columns {
             if let Some(why) = reserved(name) {
@@ -300,7 +428,7 @@ impl<R: Read> CohortReader<R> {
             }
         }
         let position = |wanted: &str| self.columns.iter().position(|c| c == wanted);
-        let Some(email) = position("email") else {
+        if position("email").is_none() {
             return Err(InputError::MissingEmailColumn {
                 found: self.columns.clone(),
                 line,
@@ -345,7 +473,13 @@ impl<R: Read> CohortReader<R> {
         if !missing.is_empty() {
             return Err(InputError::MissingRequiredColumns { missing, line });
         }
+        Ok(())
+    }
 
+    fn into_records(self, key_mode: KeyMode, rules: &ColumnRules) -> Records<R> {
+        let position = |wanted: &str| self.columns.iter().position(|c| c == wanted);
+        let email = position("email").unwrap_or_default();
+        let username = position("username");
         let columns = self
             .columns
             .iter()
@@ -360,9 +494,11 @@ impl<R: Read> CohortReader<R> {
             })
             .collect();
         let bad_bytes = self.detected.bad_bytes();
-        Ok(Records {
-            csv: self.csv,
+        Records {
+            source: self.source,
             record: csv::StringRecord::new(),
+            stored: Vec::new(),
+            numbers_noted: BTreeSet::new(),
             columns,
             email,
             username,
@@ -374,7 +510,7 @@ impl<R: Read> CohortReader<R> {
             path: self.path,
             done: false,
             ends_at_eof: None,
-        })
+        }
     }
 }
 
@@ -391,8 +527,12 @@ impl<R: Read> fmt::Debug for CohortReader<R> {
 /// Iterator of records; `Err` only for a run-level problem after which reading cannot go on
 /// (e.g. an I/O error), and then the iterator ends.
 pub struct Records<R: Read> {
-    csv: csv::Reader<LineTracker<DecodeReaderBytes<R, Vec<u8>>>>,
+    source: Source<R>,
     record: csv::StringRecord,
+    /// For a sheet's row: what each cell stored when it was not text (empty for a CSV).
+    stored: Vec<Option<Stored>>,
+    /// Columns whose numbers were taken as their digits, already said in the log.
+    numbers_noted: BTreeSet<usize>,
     columns: Vec<Column>,
     email: usize,
     username: Option<usize>,
@@ -430,13 +570,30 @@ impl<R: Read> Iterator for Records<R> {
 
     fn next(&mut self) -> Option<Self::Item> {
         while !self.done {
-            let from = self.csv.position().byte();
-            match self.csv.read_record(&mut self.record) {
+            let csv = match &mut self.source {
+                Source::Csv(csv) => csv,
+                Source::Sheet(sheet) => match sheet.next_row(&mut self.record, &mut self.stored) {
+                    None => {
+                        self.done = true;
+                        continue;
+                    }
+                    Some(line) => {
+                        if self.record.iter().all(|f| f.trim().is_empty())
+                            && self.stored.iter().all(Option::is_none)
+                        {
+                            continue;
+                        }
+                        return Some(Ok(self.check(line)));
+                    }
+                },
+            };
+            let from = csv.position().byte();
+            match csv.read_record(&mut self.record) {
                 Ok(false) => self.done = true,
                 Ok(true) => {
-                    let line = self.csv.get_mut().line_of_record(from);
-                    let consumed = self.csv.position().byte();
-                    self.ends_at_eof = self.csv.get_mut().last_line_if_consumed(consumed);
+                    let line = csv.get_mut().line_of_record(from);
+                    let consumed = csv.position().byte();
+                    self.ends_at_eof = csv.get_mut().last_line_if_consumed(consumed);
                     // Excel leaves rows of bare commas where cells were cleared: not data.
                     if self.record.iter().all(|f| f.trim().is_empty()) {
                         continue;
@@ -444,7 +601,7 @@ impl<R: Read> Iterator for Records<R> {
                     return Some(Ok(self.check(line)));
                 }
                 Err(err) => {
-                    let line = self.csv.get_mut().line_of_record(from);
+                    let line = csv.get_mut().line_of_record(from);
                     let message = err.to_string();
                     match err.into_kind() {
                         // Unreachable after decoding to UTF-8, but a row is the right blast radius.
@@ -488,13 +645,13 @@ impl<R: Read> Records<R> {
                 .and_then(|i| best_effort(cell(&self.record, i))),
         };
         match self.validate(line) {
-            Ok(row) => Record::Valid(row),
+            Ok(row) => {
+                self.note_numbers(line);
+                Record::Valid(row)
+            }
             Err(fault) => Record::Invalid(Reject {
                 line,
-                column: fault
-                    .column
-                    .and_then(|i| self.columns.get(i))
-                    .map(|c| c.name.clone()),
+                column: fault.column.and_then(|i| self.column_name(i)),
                 key,
                 email,
                 reason: fault.reason,
@@ -502,12 +659,49 @@ impl<R: Read> Records<R> {
         }
     }
 
+    /// A column as reasons name it: its header, and in a sheet its letters too ("phone (D)").
+    fn column_name(&self, i: usize) -> Option<String> {
+        let name = &self.columns.get(i)?.name;
+        Some(match self.source {
+            Source::Sheet(_) => format!("{name} ({})", letters(i + 1)),
+            Source::Csv(_) => name.clone(),
+        })
+    }
+
+    /// Says once per column that a sheet's numbers were taken as their digits: a number has no
+    /// leading zero or plus sign, so what Excel dropped stays dropped, and the log says so.
+    fn note_numbers(&mut self, line: u64) {
+        for (i, stored) in self.stored.iter().enumerate() {
+            if matches!(stored, Some(Stored::Number | Stored::Bool))
+                && self.numbers_noted.insert(i)
+                && let Some(column) = self.column_name(i)
+            {
+                tracing::warn!(
+                    "line {line}, column {column}: the workbook stores {} here as a number; numbers in this column are taken as their digits, so a leading 0 or + that Excel dropped stays dropped (format the column as Text to keep them)",
+                    quote(cell(&self.record, i))
+                );
+            }
+        }
+    }
+
     fn validate(&mut self, line: u64) -> Result<Row, Fault> {
         let record = &self.record;
         let at = |column: usize| move |reason: String| Fault::at(column, reason);
+        let stored = &self.stored;
         let text_check = |i: usize| -> Result<&str, Fault> {
             let value = cell(record, i);
+            if let Some(kind) = stored.get(i).and_then(Option::as_ref)
+                && let Some(column) = self.columns.get(i)
+            {
+                check_stored(kind, value, column.role).map_err(at(i))?;
+            }
             match self.columns.get(i) {
+                Some(_) if matches!(self.source, Source::Sheet(_)) && value.contains(['\n', '\r']) => {
+                    Err(at(i)(format!(
+                        "contains a line break (a new line inside the cell, Alt+Enter in Excel): {}",
+                        quote(value)
+                    )))
+                }
                 Some(column) => check_text(
                     value,
                     column,
@@ -558,6 +752,18 @@ impl<R: Read> Records<R> {
         }
 
         let width = self.columns.len();
+        if let Source::Sheet(_) = self.source
+            && let Some(extra) = (width..record.len())
+                .find(|&i| !cell(record, i).is_empty() || stored.get(i).is_some_and(Option::is_some))
+        {
+            return Err(Fault {
+                column: None,
+                reason: format!(
+                    "column {} has a value but no header; name the column or clear it",
+                    letters(extra + 1)
+                ),
+            });
+        }
         if record.len() > width && record.iter().skip(width).any(|f| !f.trim().is_empty()) {
             return Err(Fault {
                 column: None,
@@ -608,6 +814,86 @@ impl<R: Read> Records<R> {
             groups,
         })
     }
+}
+
+/// A sheet's cell that was not text: refused, or taken as its text. Numbers and TRUE/FALSE are
+/// refused where a lost leading `+` or `0` changes who the row is (email, username, phone),
+/// taken as their digits elsewhere. Dates, formulas, error values and merged cells are refused
+/// everywhere: what Excel shows there is not what the file says.
+fn check_stored(kind: &Stored, value: &str, role: Role) -> Result<(), String> {
+    match (kind, role) {
+        (Stored::Number | Stored::Bool, Role::Attribute | Role::Groups) => Ok(()),
+        (Stored::Number | Stored::Bool, Role::Phone) => Err(format!(
+            "the workbook stores this phone number as the number {}, which has lost its + (and any leading 0); format the column as Text and enter it as +81…",
+            quote(value)
+        )),
+        (Stored::Number | Stored::Bool, Role::Email | Role::Username) => Err(format!(
+            "the workbook stores {} here as a number, which may have lost leading zeros; format the column as Text and enter it again",
+            quote(value)
+        )),
+        (Stored::Date(date), _) => Err(format!(
+            "the workbook stores a date or time here ({date}), not text; format the column as Text and enter the value as it should read"
+        )),
+        (Stored::Formula(formula), _) => Err(format!(
+            "the value comes from a formula (={}); paste the column as values (Paste Special > Values) so the file holds the text itself",
+            cut(formula)
+        )),
+        (Stored::Error(error), _) => Err(format!(
+            "the cell holds the error value {error}; fix or clear it"
+        )),
+        (Stored::Merged(range), _) => Err(format!(
+            "the cell is part of the merged cells {range}: Excel shows the first cell's value here but the file holds nothing; unmerge the cells and fill each one"
+        )),
+    }
+}
+
+fn cut(text: &str) -> String {
+    let mut out: String = text.chars().take(QUOTE_CHARS).collect();
+    if text.chars().count() > QUOTE_CHARS {
+        out.push('…');
+    }
+    out
+}
+
+/// A sheet, ready to read: its header found and checked like a CSV's.
+fn from_sheet(mut sheet: Sheet) -> Result<CohortReader<Box<dyn Read + Send>>, InputError> {
+    let mut record = csv::StringRecord::new();
+    let mut stored = Vec::new();
+    let empty = |sheet: &Sheet| InputError::EmptySheet {
+        sheet: sheet.name.clone(),
+        others: sheet.others.clone(),
+    };
+    let line = loop {
+        let Some(line) = sheet.next_row(&mut record, &mut stored) else {
+            return Err(empty(&sheet));
+        };
+        if record.iter().any(|f| !normalise_column(f).is_empty()) {
+            break line;
+        }
+    };
+    // A sheet's used range often runs past the table (a formatted, empty column): cells with
+    // no name at the header's end are not columns.
+    let fields: Vec<&str> = record.iter().collect();
+    let named = fields
+        .iter()
+        .rposition(|f| !normalise_column(f).is_empty())
+        .map_or(0, |i| i + 1);
+    let header: csv::StringRecord = fields.into_iter().take(named).collect();
+    let columns = header_columns(&header, line, PLAIN_UTF8).map_err(|e| match &sheet.others {
+        others if others.is_empty() => e,
+        others => InputError::InSheet {
+            sheet: sheet.name.clone(),
+            others: others.clone(),
+            source: Box::new(e),
+        },
+    })?;
+    Ok(CohortReader {
+        source: Source::Sheet(Box::new(sheet)),
+        columns,
+        header_line: line,
+        detected: PLAIN_UTF8,
+        path: None,
+    })
 }
 
 /// Chooses the encoding from the first [`SNIFF_BYTES`] and puts those bytes back in front.
@@ -683,6 +969,22 @@ fn build<R: Read>(
         }
     };
 
+    let columns = header_columns(&record, line, detected)?;
+    Ok(CohortReader {
+        source: Source::Csv(Box::new(csv)),
+        columns,
+        header_line: line,
+        detected,
+        path,
+    })
+}
+
+/// The header's normalised column names, each checked: decodable, named, not twice.
+fn header_columns(
+    record: &csv::StringRecord,
+    line: u64,
+    detected: Detected,
+) -> Result<Vec<String>, InputError> {
     let mut columns = Vec::with_capacity(record.len());
     let mut seen: HashMap<String, usize> = HashMap::with_capacity(record.len());
     for (index, raw) in record.iter().enumerate() {
@@ -708,13 +1010,7 @@ fn build<R: Read>(
         seen.insert(name.clone(), position);
         columns.push(name);
     }
-    Ok(CohortReader {
-        csv,
-        columns,
-        header_line: line,
-        detected,
-        path,
-    })
+    Ok(columns)
 }
 
 /// Counts physical lines in the decoded stream the CSV parser reads, because the parser's own
