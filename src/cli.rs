@@ -145,7 +145,7 @@ pub struct ReissueArgs {
 pub struct DoctorArgs {
     /// Providers, by email or username.
     pub ids: Vec<String>,
-    /// Or the providers of this CSV.
+    /// Or the providers of this CSV or workbook.
     #[arg(long)]
     pub input: Option<PathBuf>,
     #[command(flatten)]
@@ -176,7 +176,7 @@ pub struct InputArgs {
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
-    /// The CSV of providers to validate.
+    /// The CSV or workbook (.xlsx, .xls, .ods) of providers to validate.
     pub input: Option<PathBuf>,
     #[command(flatten)]
     pub input_args: InputArgs,
@@ -184,7 +184,7 @@ pub struct CheckArgs {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// The CSV of providers (header row; `email` required).
+    /// The CSV or workbook (.xlsx, .xls, .ods) of providers (header row; `email` required).
     pub input: PathBuf,
     #[command(flatten)]
     pub input_args: InputArgs,
@@ -254,7 +254,7 @@ pub struct RunArgs {
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// Limit the report to the providers in this CSV.
+    /// Limit the report to the providers in this CSV or workbook.
     pub input: Option<PathBuf>,
     #[command(flatten)]
     pub input_args: InputArgs,

@@ -275,9 +275,12 @@ fn other_sheets(others: &[String]) -> String {
     }
 }
 
+/// The CSV parser over the decoded bytes, counting lines.
+type CsvReader<R> = csv::Reader<LineTracker<DecodeReaderBytes<R, Vec<u8>>>>;
+
 /// Where rows come from.
 enum Source<R: Read> {
-    Csv(Box<csv::Reader<LineTracker<DecodeReaderBytes<R, Vec<u8>>>>>),
+    Csv(Box<CsvReader<R>>),
     Sheet(Box<Sheet>),
 }
 
@@ -696,7 +699,9 @@ impl<R: Read> Records<R> {
                 check_stored(kind, value, column.role).map_err(at(i))?;
             }
             match self.columns.get(i) {
-                Some(_) if matches!(self.source, Source::Sheet(_)) && value.contains(['\n', '\r']) => {
+                Some(_)
+                    if matches!(self.source, Source::Sheet(_)) && value.contains(['\n', '\r']) =>
+                {
                     Err(at(i)(format!(
                         "contains a line break (a new line inside the cell, Alt+Enter in Excel): {}",
                         quote(value)
@@ -753,8 +758,9 @@ impl<R: Read> Records<R> {
 
         let width = self.columns.len();
         if let Source::Sheet(_) = self.source
-            && let Some(extra) = (width..record.len())
-                .find(|&i| !cell(record, i).is_empty() || stored.get(i).is_some_and(Option::is_some))
+            && let Some(extra) = (width..record.len()).find(|&i| {
+                !cell(record, i).is_empty() || stored.get(i).is_some_and(Option::is_some)
+            })
         {
             return Err(Fault {
                 column: None,
@@ -1170,11 +1176,72 @@ mod tests {
             .map(|(_, v)| v.as_str())
     }
 
+    /// One test per row of `check_stored`'s rule: what a sheet's non-text cell becomes, by
+    /// the column's role.
+    #[test]
+    fn cells_a_sheet_stored_as_other_than_text_are_refused_or_taken_by_role() {
+        let taken = |kind: Stored, role: Role| check_stored(&kind, "42", role).is_ok();
+        for role in [Role::Attribute, Role::Groups] {
+            assert!(taken(Stored::Number, role), "{role:?}");
+            assert!(taken(Stored::Bool, role), "{role:?}");
+        }
+        for role in [Role::Email, Role::Username, Role::Phone] {
+            assert!(!taken(Stored::Number, role), "{role:?}");
+            assert!(!taken(Stored::Bool, role), "{role:?}");
+        }
+        for role in [
+            Role::Email,
+            Role::Username,
+            Role::Phone,
+            Role::Attribute,
+            Role::Groups,
+        ] {
+            assert!(!taken(Stored::Date("2024-04-01".into()), role));
+            assert!(!taken(Stored::Formula("A1&B1".into()), role));
+            assert!(!taken(Stored::Error("#N/A".into()), role));
+            assert!(!taken(Stored::Merged("D8:D9".into()), role));
+        }
+        let phone = check_stored(&Stored::Number, "819012345678", Role::Phone).unwrap_err();
+        assert!(phone.contains("lost its +"), "{phone}");
+        let long =
+            check_stored(&Stored::Formula("X".repeat(500)), "", Role::Attribute).unwrap_err();
+        assert!(long.chars().count() < 250, "a formula is cut: {long}");
+    }
+
+    #[test]
+    fn a_workbook_s_rows_are_excel_s_row_numbers_and_its_columns_have_letters() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/workbook-cells.xlsx");
+        let reader = open(&path, &Options::default()).unwrap();
+        assert_eq!(
+            reader.describe(),
+            r#"Excel workbook (.xlsx), sheet "Providers""#
+        );
+        assert_eq!(
+            reader.columns(),
+            ["email", "name", "phone_number", "groups", "nickname"]
+        );
+        let records: Vec<Record> = reader
+            .records(KeyMode::Email, &ColumnRules::default())
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(lines(&records), (3..=14).collect::<Vec<u64>>());
+        assert_eq!(
+            attr(row(&records[0]), "phone_number"),
+            Some("+819012345678")
+        );
+        assert_eq!(attr(row(&records[8]), "nickname"), Some("42"));
+        assert_eq!(
+            reject(&records[1]).column.as_deref(),
+            Some("phone_number (C)")
+        );
+    }
+
     #[test]
     fn bom_is_stripped() {
         let bytes = "\u{FEFF}email,name\r\nTaro@Example.com,山田 太郎\r\n".as_bytes();
         let cohort = reader(bytes).unwrap();
-        assert_eq!(cohort.encoding_name(), "UTF-8 with BOM");
+        assert_eq!(cohort.describe(), "UTF-8 with BOM");
         assert_eq!(cohort.columns(), ["email", "name"]);
         let records: Vec<Record> = cohort
             .records(KeyMode::Email, &ColumnRules::default())
@@ -1196,7 +1263,7 @@ mod tests {
 
     #[test]
     fn plain_utf8_is_named_plainly() {
-        assert_eq!(reader(b"email\n").unwrap().encoding_name(), "UTF-8");
+        assert_eq!(reader(b"email\n").unwrap().describe(), "UTF-8");
     }
 
     #[test]
@@ -1206,7 +1273,7 @@ mod tests {
         assert!(!unmappable);
         assert!(std::str::from_utf8(&bytes).is_err());
         let cohort = reader(&bytes).unwrap();
-        assert_eq!(cohort.encoding_name(), "Shift_JIS");
+        assert_eq!(cohort.describe(), "Shift_JIS");
         let records: Vec<Record> = cohort
             .records(KeyMode::Email, &ColumnRules::default())
             .unwrap()
@@ -1228,8 +1295,8 @@ mod tests {
         let (bytes, _, _) = SHIFT_JIS.encode(&text);
         let mut file = tempfile::NamedTempFile::new().unwrap();
         io::Write::write_all(&mut file, &bytes).unwrap();
-        let cohort = open(file.path(), EncodingChoice::Auto).unwrap();
-        assert_eq!(cohort.encoding_name(), "Shift_JIS");
+        let cohort = open(file.path(), &Options::default()).unwrap();
+        assert_eq!(cohort.describe(), "Shift_JIS");
         let records: Vec<Record> = cohort
             .records(KeyMode::Email, &ColumnRules::default())
             .unwrap()
@@ -1245,9 +1312,9 @@ mod tests {
     fn open_reads_utf8_and_reports_missing_files() {
         let mut file = tempfile::NamedTempFile::new().unwrap();
         io::Write::write_all(&mut file, "email,name\na@example.com,Ａ\n".as_bytes()).unwrap();
-        let cohort = open(file.path(), EncodingChoice::Auto).unwrap();
-        assert_eq!(cohort.encoding_name(), "UTF-8");
-        let missing = open(Path::new("/nonexistent/cohort.csv"), EncodingChoice::Auto);
+        let cohort = open(file.path(), &Options::default()).unwrap();
+        assert_eq!(cohort.describe(), "UTF-8");
+        let missing = open(Path::new("/nonexistent/cohort.csv"), &Options::default());
         let err = missing.unwrap_err();
         assert!(matches!(err, InputError::Io { line: None, .. }), "{err:?}");
         assert!(err.to_string().contains("/nonexistent/cohort.csv"));
@@ -1257,7 +1324,7 @@ mod tests {
     fn forced_encodings_are_obeyed_but_a_bom_wins() {
         let (sjis, _, _) = SHIFT_JIS.encode("email,name\na@example.com,山田\n");
         let forced = from_reader(Cursor::new(sjis.to_vec()), EncodingChoice::ShiftJis).unwrap();
-        assert_eq!(forced.encoding_name(), "Shift_JIS");
+        assert_eq!(forced.describe(), "Shift_JIS");
         let records: Vec<Record> = forced
             .records(KeyMode::Email, &ColumnRules::default())
             .unwrap()
@@ -1266,7 +1333,7 @@ mod tests {
         assert_eq!(attr(row(&records[0]), "name"), Some("山田"));
 
         let as_utf8 = from_reader(Cursor::new(sjis.to_vec()), EncodingChoice::Utf8).unwrap();
-        assert_eq!(as_utf8.encoding_name(), "UTF-8");
+        assert_eq!(as_utf8.describe(), "UTF-8");
         let records: Vec<Record> = as_utf8
             .records(KeyMode::Email, &ColumnRules::default())
             .unwrap()
@@ -1278,7 +1345,7 @@ mod tests {
             .as_bytes()
             .to_vec();
         let cohort = from_reader(Cursor::new(bom), EncodingChoice::ShiftJis).unwrap();
-        assert_eq!(cohort.encoding_name(), "UTF-8 with BOM");
+        assert_eq!(cohort.describe(), "UTF-8 with BOM");
         assert_eq!(cohort.columns(), ["email", "name"]);
     }
 
@@ -1289,7 +1356,7 @@ mod tests {
             bytes.extend_from_slice(&unit.to_le_bytes());
         }
         let cohort = reader(&bytes).unwrap();
-        assert_eq!(cohort.encoding_name(), "UTF-16LE");
+        assert_eq!(cohort.describe(), "UTF-16LE");
         assert_eq!(cohort.columns(), ["email\tx"]);
     }
 
@@ -1297,7 +1364,7 @@ mod tests {
     fn invalid_bytes_that_are_not_shift_jis_reject_the_row_and_name_the_column() {
         let bytes = b"email,name\nbad@example.com,ab\xFF\x81 cd\ngood@example.com,ok\n";
         let cohort = reader(bytes).unwrap();
-        assert_eq!(cohort.encoding_name(), "UTF-8");
+        assert_eq!(cohort.describe(), "UTF-8");
         let records: Vec<Record> = cohort
             .records(KeyMode::Email, &ColumnRules::default())
             .unwrap()
@@ -2005,8 +2072,8 @@ mod tests {
     fn samples_read_as_documented() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("samples");
         let collect = |name: &str| -> (String, Vec<Record>) {
-            let cohort = open(&dir.join(name), EncodingChoice::Auto).unwrap();
-            let encoding = cohort.encoding_name().to_owned();
+            let cohort = open(&dir.join(name), &Options::default()).unwrap();
+            let encoding = cohort.describe().to_owned();
             let records = cohort
                 .records(KeyMode::Email, &ColumnRules::default())
                 .unwrap()

@@ -83,7 +83,11 @@ impl Sheet {
         record: &mut csv::StringRecord,
         stored: &mut Vec<Option<Stored>>,
     ) -> Option<u64> {
-        let end = self.cells.end()?.0.max(self.formulas.end().map_or(0, |e| e.0));
+        let end = self
+            .cells
+            .end()?
+            .0
+            .max(self.formulas.end().map_or(0, |e| e.0));
         if self.next > end {
             return None;
         }
@@ -191,12 +195,13 @@ pub(super) fn open(
                 });
             }
             let mut book =
-                calamine::open_workbook_from_rs::<calamine::Xls<_>, _>(Cursor::new(bytes)).map_err(|e| match e {
-                    calamine::XlsError::Password => InputError::Encrypted {
-                        path: path.to_path_buf(),
-                    },
-                    e => fail(e.to_string()),
-                })?;
+                calamine::open_workbook_from_rs::<calamine::Xls<_>, _>(Cursor::new(bytes))
+                    .map_err(|e| match e {
+                        calamine::XlsError::Password => InputError::Encrypted {
+                            path: path.to_path_buf(),
+                        },
+                        e => fail(e.to_string()),
+                    })?;
             let name = choose(path, &book, wanted)?;
             let merges = book
                 .merge_cells_by_sheet_name(&name.0)
@@ -210,8 +215,9 @@ pub(super) fn open(
             Ok(sheet(name, cells, formulas, merges, ".xls"))
         }
         Container::Zip if is_ods(&bytes) => {
-            let mut book = calamine::open_workbook_from_rs::<calamine::Ods<_>, _>(Cursor::new(bytes))
-                .map_err(|e| fail(e.to_string()))?;
+            let mut book =
+                calamine::open_workbook_from_rs::<calamine::Ods<_>, _>(Cursor::new(bytes))
+                    .map_err(|e| fail(e.to_string()))?;
             let name = choose(path, &book, wanted)?;
             let cells = book
                 .worksheet_range(&name.0)
@@ -222,8 +228,9 @@ pub(super) fn open(
             Ok(sheet(name, cells, formulas, Vec::new(), ".ods"))
         }
         Container::Zip if is_xlsb(&bytes) => {
-            let mut book = calamine::open_workbook_from_rs::<calamine::Xlsb<_>, _>(Cursor::new(bytes))
-                .map_err(|e| fail(e.to_string()))?;
+            let mut book =
+                calamine::open_workbook_from_rs::<calamine::Xlsb<_>, _>(Cursor::new(bytes))
+                    .map_err(|e| fail(e.to_string()))?;
             let name = choose(path, &book, wanted)?;
             let cells = book
                 .worksheet_range(&name.0)
@@ -234,13 +241,14 @@ pub(super) fn open(
             Ok(sheet(name, cells, formulas, Vec::new(), ".xlsb"))
         }
         Container::Zip => {
-            let mut book = calamine::open_workbook_from_rs::<calamine::Xlsx<_>, _>(Cursor::new(bytes))
-                .map_err(|e| match e {
-                    calamine::XlsxError::Zip(z) => fail(format!(
-                        "it is not a workbook Excel wrote (the zip inside cannot be read: {z})"
-                    )),
-                    e => fail(e.to_string()),
-                })?;
+            let mut book =
+                calamine::open_workbook_from_rs::<calamine::Xlsx<_>, _>(Cursor::new(bytes))
+                    .map_err(|e| match e {
+                        calamine::XlsxError::Zip(z) => fail(format!(
+                            "it is not a workbook Excel wrote (the zip inside cannot be read: {z})"
+                        )),
+                        e => fail(e.to_string()),
+                    })?;
             let name = choose(path, &book, wanted)?;
             let merges = book
                 .merge_cells_by_sheet_name(&name.0)
@@ -295,7 +303,12 @@ fn choose<RS: std::io::Read + std::io::Seek, W: Reader<RS>>(
         .iter()
         .filter(|s| s.typ == SheetType::WorkSheet)
         .collect();
-    let names = || worksheets.iter().map(|s| s.name.clone()).collect::<Vec<_>>();
+    let names = || {
+        worksheets
+            .iter()
+            .map(|s| s.name.clone())
+            .collect::<Vec<_>>()
+    };
     match wanted {
         Some(wanted) => {
             let exact = worksheets.iter().find(|s| s.name == wanted);
@@ -357,4 +370,53 @@ fn is_xlsb(bytes: &[u8]) -> bool {
     bytes
         .get(tail..)
         .is_some_and(|t| t.windows(15).any(|w| w == b"xl/workbook.bin"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_workbook_is_known_by_its_first_bytes() {
+        assert_eq!(container(b"PK\x03\x04\x14\x00"), Some(Container::Zip));
+        assert_eq!(
+            container(&[0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1, 0]),
+            Some(Container::Compound)
+        );
+        assert_eq!(container(b"email,name\n"), None);
+        assert_eq!(container(b"\xEF\xBB\xBFemail"), None);
+        assert_eq!(container(b"PK"), None, "too short to say");
+        assert!(has_workbook_extension(Path::new("a/Providers.XLSX")));
+        assert!(has_workbook_extension(Path::new("p.ods")));
+        assert!(!has_workbook_extension(Path::new("p.csv")));
+        assert!(!has_workbook_extension(Path::new("xlsx")));
+    }
+
+    #[test]
+    fn numbers_read_as_excel_shows_them_without_a_decimal_point_when_whole() {
+        assert_eq!(number_text(819012345678.0), "819012345678");
+        assert_eq!(number_text(42.0), "42");
+        assert_eq!(number_text(-7.0), "-7");
+        assert_eq!(number_text(0.5), "0.5");
+        assert_eq!(number_text(1234.25), "1234.25");
+        assert_eq!(number_text(1e20), "100000000000000000000");
+    }
+
+    #[test]
+    fn dates_are_shown_as_the_iso_date_excel_means() {
+        use calamine::{ExcelDateTime, ExcelDateTimeType};
+        // 45383 is 2024-04-01 in Excel's 1900 date system.
+        let date = ExcelDateTime::new(45383.0, ExcelDateTimeType::DateTime, false);
+        assert_eq!(date_text(&date), "2024-04-01");
+        let noon = ExcelDateTime::new(45383.5, ExcelDateTimeType::DateTime, false);
+        assert_eq!(date_text(&noon), "2024-04-01 12:00:00");
+    }
+
+    #[test]
+    fn an_encrypted_package_is_found_by_its_stream_name() {
+        let mut bytes = vec![0u8; 100];
+        assert!(!is_encrypted_package(&bytes));
+        bytes.extend("EncryptedPackage".encode_utf16().flat_map(u16::to_le_bytes));
+        assert!(is_encrypted_package(&bytes));
+    }
 }

@@ -198,9 +198,75 @@ const CASES: &[Case] = {
         ),
         case(
             "xlsx-renamed-to-csv.csv",
-            Refused(&["the header (line 1) has bytes that are not valid UTF-8"]),
+            Refused(&["cannot read the workbook", "it is not a workbook Excel wrote"]),
         )
         .generated(xlsx_garbage),
+        // --- workbooks (written by scripts/workbooks.py) ---
+        case(
+            "workbook-empty.xlsx",
+            Refused(&[r#"sheet "Providers" is empty: it needs a header row"#]),
+        ),
+        case(
+            "workbook-no-header.xlsx",
+            Refused(&[
+                r#"the header (line 1) has no "email" column; found: "taro@workbook-no-header.test""#,
+            ]),
+        ),
+        case(
+            "workbook-two-sheets.xlsx",
+            Refused(&[
+                r#"the header (line 1) has no "email" column"#,
+                r#"(in sheet "Instructions"; the workbook also has "Providers": choose one with --sheet)"#,
+            ]),
+        ),
+        case(
+            "workbook-password.xlsx",
+            Refused(&["is password-protected (encrypted), so it cannot be read"]),
+        ),
+        case(
+            "csv-renamed.xlsx",
+            Refused(&["is named like a workbook but is not one", "name it .csv"]),
+        ),
+        case(
+            "workbook-cells.xlsx",
+            Rows {
+                created: &[
+                    "taro@workbook-cells.test",
+                    "merged-first@workbook-cells.test",
+                    "hidden@workbook-cells.test",
+                    "nickname@workbook-cells.test",
+                ],
+                rejected: &[
+                    at(
+                        4,
+                        "phone_number (C)",
+                        r#"stores this phone number as the number "819012345678", which has lost its +"#,
+                    ),
+                    at(5, "name (B)", "stores a date or time here (2024-04-01)"),
+                    at(
+                        6,
+                        "name (B)",
+                        r#"the value comes from a formula (=UPPER("formula")); paste the column as values"#,
+                    ),
+                    at(7, "name (B)", "the cell holds the error value #N/A"),
+                    at(9, "groups (D)", "the cell is part of the merged cells D8:D9"),
+                    at(12, "name (B)", "contains a line break (a new line inside the cell"),
+                    row(13, "column F has a value but no header"),
+                    at(14, "email (A)", "duplicate of line 3"),
+                ],
+            },
+        )
+        .verify(|env, pool| {
+            assert_attr(env, pool, "taro@workbook-cells.test", "name", "山田 太郎");
+            assert_attr(
+                env,
+                pool,
+                "taro@workbook-cells.test",
+                "phone_number",
+                "+819012345678",
+            );
+            assert_attr(env, pool, "nickname@workbook-cells.test", "nickname", "42");
+        }),
         case(
             "utf16le-tab-separated.txt",
             Refused(&[r#"the header (line 1) has no "email" column; found: "email\tname""#]),

@@ -14,3 +14,4 @@ mod robustness;
 mod snapshot;
 mod state;
 mod update;
+mod workbook;
