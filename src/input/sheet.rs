@@ -3,8 +3,8 @@
 //! each cell when it was not text (a number, a date, a formula, an error, part of a merge).
 //! Must not judge what a cell says: the CSV's checks (`cells`) run on the text unchanged.
 //!
-//! A workbook is read whole (calamine holds the sheet in memory, as Excel does): about 30 MB
-//! per 100,000 rows of six columns. The CSV reader is the one that streams.
+//! A workbook is read whole (calamine holds the sheet in memory, as Excel does): `check` of a
+//! 100,000-row, six-column .xlsx peaks at 86 MB. The CSV reader is the one that streams.
 
 use std::io::Cursor;
 use std::path::Path;
