@@ -32,6 +32,9 @@ echo "  pool $pool"
 step "Pre-flight check of samples/providers.csv"
 "$bin" check "$root/samples/providers.csv"
 
+step "The same cohort as operators keep it, in Excel (samples/providers.xlsx): read directly"
+"$bin" check "$root/samples/providers.xlsx"
+
 step "Onboarding (moto sends no email, so the demo asks for the temporary passwords in a 0600 file)"
 "$bin" run "$root/samples/providers.csv" --report-dir "$work/reports" \
   --delivery suppress --password-file "$work/passwords.csv" >/dev/null
