@@ -128,3 +128,51 @@ fn a_number_in_a_text_column_is_taken_as_its_digits_and_the_log_says_so_once() {
         "{stderr}"
     );
 }
+
+/// The committed workbooks are what `scripts/workbooks.py` writes: regenerated into a scratch
+/// root, every one reads exactly as the committed one does.
+#[test]
+fn the_committed_workbooks_are_what_the_script_writes() {
+    let scratch = tempfile::tempdir().unwrap();
+    let at = scratch.path();
+    std::fs::create_dir_all(at.join("samples")).unwrap();
+    std::fs::create_dir_all(at.join("tests/corpus")).unwrap();
+    std::fs::copy(
+        root().join("samples/providers.csv"),
+        at.join("samples/providers.csv"),
+    )
+    .unwrap();
+    let out = std::process::Command::new(root().join(".venv/bin/python"))
+        .arg(root().join("scripts/workbooks.py"))
+        .arg(at)
+        .output()
+        .expect("the venv's python (make venv)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let check = |path: &std::path::Path| {
+        let run = binary(["check".as_ref(), path.as_os_str()]).run();
+        let text = format!("{:?}\n{}\n{}", run.code(), run.stdout(), run.stderr());
+        // Only the path and the log's timestamps may differ.
+        text.replace(&path.display().to_string(), "FILE")
+            .lines()
+            .map(|l| match l.split_once("Z ") {
+                Some((stamp, rest)) if stamp.starts_with("20") => rest.to_owned(),
+                _ => l.to_owned(),
+            })
+            .collect::<Vec<_>>()
+    };
+    for name in [
+        "samples/providers.xlsx",
+        "tests/corpus/workbook-empty.xlsx",
+        "tests/corpus/workbook-no-header.xlsx",
+        "tests/corpus/workbook-two-sheets.xlsx",
+        "tests/corpus/workbook-password.xlsx",
+        "tests/corpus/csv-renamed.xlsx",
+        "tests/corpus/workbook-cells.xlsx",
+    ] {
+        assert_eq!(check(&at.join(name)), check(&root().join(name)), "{name}");
+    }
+}
