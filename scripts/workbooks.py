@@ -11,7 +11,9 @@ import csv
 import datetime
 import io
 import sys
+import zipfile
 from pathlib import Path
+from xml.sax.saxutils import escape
 
 import msoffcrypto
 from msoffcrypto.format.ooxml import OOXMLFile
@@ -134,6 +136,55 @@ def cells(path):
     wb.save(path)
 
 
+def ods(path):
+    """A LibreOffice spreadsheet, written by hand (openpyxl writes only .xlsx): the mimetype
+    entry first and stored, then the manifest and one table; a number and a text phone."""
+    rows = [
+        ["email", "name", "phone_number", "nickname"],
+        ["taro@workbook-ods.test", "山田 太郎", "+819012345678", ("float", "7")],
+        ["hanako@workbook-ods.test", "鈴木 花子", ("float", "819012345678"), ""],
+    ]
+
+    def cell(value):
+        if isinstance(value, tuple):
+            kind, number = value
+            return (
+                f'<table:table-cell office:value-type="{kind}" office:value="{number}">'
+                f"<text:p>{number}</text:p></table:table-cell>"
+            )
+        if value == "":
+            return "<table:table-cell/>"
+        return f'<table:table-cell office:value-type="string"><text:p>{escape(value)}</text:p></table:table-cell>'
+
+    body = "".join(
+        "<table:table-row>" + "".join(cell(v) for v in row) + "</table:table-row>" for row in rows
+    )
+    content = (
+        '<?xml version="1.0" encoding="UTF-8"?>'
+        '<office:document-content xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" '
+        'xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0" '
+        'xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0" office:version="1.2">'
+        '<office:body><office:spreadsheet><table:table table:name="Providers">'
+        f"{body}</table:table></office:spreadsheet></office:body></office:document-content>"
+    )
+    manifest = (
+        '<?xml version="1.0" encoding="UTF-8"?>'
+        '<manifest:manifest xmlns:manifest="urn:oasis:names:tc:opendocument:xmlns:manifest:1.0" manifest:version="1.2">'
+        '<manifest:file-entry manifest:full-path="/" manifest:media-type="application/vnd.oasis.opendocument.spreadsheet"/>'
+        '<manifest:file-entry manifest:full-path="content.xml" manifest:media-type="text/xml"/>'
+        "</manifest:manifest>"
+    )
+    stamp = FIXED.timetuple()[:6]
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr(
+            zipfile.ZipInfo("mimetype", stamp),
+            "application/vnd.oasis.opendocument.spreadsheet",
+            compress_type=zipfile.ZIP_STORED,
+        )
+        for name, data in [("META-INF/manifest.xml", manifest), ("content.xml", content)]:
+            z.writestr(zipfile.ZipInfo(name, stamp), data, compress_type=zipfile.ZIP_DEFLATED)
+
+
 def main():
     sample(ROOT / "samples" / "providers.xlsx")
     for name, make in [
@@ -143,9 +194,10 @@ def main():
         ("workbook-password.xlsx", password),
         ("csv-renamed.xlsx", csv_renamed),
         ("workbook-cells.xlsx", cells),
+        ("workbook.ods", ods),
     ]:
         make(CORPUS / name)
-    print(f"wrote samples/providers.xlsx and 6 workbooks in {CORPUS}")
+    print(f"wrote samples/providers.xlsx and 7 workbooks in {CORPUS}")
 
 
 if __name__ == "__main__":

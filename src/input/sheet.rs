@@ -280,7 +280,12 @@ fn sheet(
     };
     Sheet {
         described: format!(
-            "Excel workbook ({kind}), sheet {}",
+            "{} ({kind}), sheet {}",
+            if kind == ".ods" {
+                "OpenDocument spreadsheet"
+            } else {
+                "Excel workbook"
+            },
             super::cells::quote(&name)
         ),
         cells,

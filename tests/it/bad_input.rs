@@ -258,6 +258,10 @@ const CASES: &[Case] = {
         )
         .verify(|env, pool| {
             assert_attr(env, pool, "taro@workbook-cells.test", "name", "山田 太郎");
+            assert!(
+                env.get_user(pool, "merged-second@workbook-cells.test")
+                    .is_none()
+            );
             assert_attr(
                 env,
                 pool,
@@ -277,6 +281,21 @@ const CASES: &[Case] = {
                 r#"the header (line 1) has no "email" column; found: "e\0m\0a\0i\0l\0", "\0n\0a\0m\0e\0""#,
             ]),
         ),
+        case(
+            "workbook.ods",
+            Rows {
+                created: &["taro@workbook-ods.test"],
+                rejected: &[at(
+                    3,
+                    "phone_number (C)",
+                    "stores this phone number as the number",
+                )],
+            },
+        )
+        .verify(|env, pool| {
+            assert_attr(env, pool, "taro@workbook-ods.test", "name", "山田 太郎");
+            assert_attr(env, pool, "taro@workbook-ods.test", "nickname", "7");
+        }),
         // --- files that are fine (exit 0) ---
         case(
             "only-header.csv",

@@ -172,6 +172,7 @@ fn the_committed_workbooks_are_what_the_script_writes() {
         "tests/corpus/workbook-password.xlsx",
         "tests/corpus/csv-renamed.xlsx",
         "tests/corpus/workbook-cells.xlsx",
+        "tests/corpus/workbook.ods",
     ] {
         assert_eq!(check(&at.join(name)), check(&root().join(name)), "{name}");
     }
