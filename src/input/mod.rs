@@ -581,8 +581,12 @@ impl<R: Read> Iterator for Records<R> {
                         continue;
                     }
                     Some(line) => {
+                        // A row with nothing in it but the tail of a merge above is blank.
                         if self.record.iter().all(|f| f.trim().is_empty())
-                            && self.stored.iter().all(Option::is_none)
+                            && self
+                                .stored
+                                .iter()
+                                .all(|s| matches!(s, None | Some(Stored::Merged(_))))
                         {
                             continue;
                         }

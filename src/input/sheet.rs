@@ -187,6 +187,7 @@ pub(super) fn open(
         path: path.to_path_buf(),
         message,
     };
+    let opened = |e: &dyn std::fmt::Display| fail(e.to_string());
     match container {
         Container::Compound => {
             if is_encrypted_package(&bytes) {
@@ -194,74 +195,64 @@ pub(super) fn open(
                     path: path.to_path_buf(),
                 });
             }
-            let mut book =
-                calamine::open_workbook_from_rs::<calamine::Xls<_>, _>(Cursor::new(bytes))
-                    .map_err(|e| match e {
-                        calamine::XlsError::Password => InputError::Encrypted {
-                            path: path.to_path_buf(),
-                        },
-                        e => fail(e.to_string()),
-                    })?;
-            let name = choose(path, &book, wanted)?;
-            let merges = book
-                .merge_cells_by_sheet_name(&name.0)
-                .map_err(|e| fail(e.to_string()))?;
-            let cells = book
-                .worksheet_range(&name.0)
-                .map_err(|e: calamine::XlsError| fail(e.to_string()))?;
-            let formulas = book
-                .worksheet_formula(&name.0)
-                .map_err(|e: calamine::XlsError| fail(e.to_string()))?;
-            Ok(sheet(name, cells, formulas, merges, ".xls"))
+            let book = calamine::open_workbook_from_rs::<calamine::Xls<_>, _>(Cursor::new(bytes))
+                .map_err(|e| match e {
+                calamine::XlsError::Password => InputError::Encrypted {
+                    path: path.to_path_buf(),
+                },
+                e => opened(&e),
+            })?;
+            read(path, book, wanted, ".xls", |b, n| {
+                b.merge_cells_by_sheet_name(n)
+            })
         }
         Container::Zip if is_ods(&bytes) => {
-            let mut book =
-                calamine::open_workbook_from_rs::<calamine::Ods<_>, _>(Cursor::new(bytes))
-                    .map_err(|e| fail(e.to_string()))?;
-            let name = choose(path, &book, wanted)?;
-            let cells = book
-                .worksheet_range(&name.0)
-                .map_err(|e| fail(e.to_string()))?;
-            let formulas = book
-                .worksheet_formula(&name.0)
-                .map_err(|e| fail(e.to_string()))?;
-            Ok(sheet(name, cells, formulas, Vec::new(), ".ods"))
+            let book = calamine::open_workbook_from_rs::<calamine::Ods<_>, _>(Cursor::new(bytes))
+                .map_err(|e| opened(&e))?;
+            read(path, book, wanted, ".ods", |_, _| Ok(Vec::new()))
         }
         Container::Zip if is_xlsb(&bytes) => {
-            let mut book =
-                calamine::open_workbook_from_rs::<calamine::Xlsb<_>, _>(Cursor::new(bytes))
-                    .map_err(|e| fail(e.to_string()))?;
-            let name = choose(path, &book, wanted)?;
-            let cells = book
-                .worksheet_range(&name.0)
-                .map_err(|e| fail(e.to_string()))?;
-            let formulas = book
-                .worksheet_formula(&name.0)
-                .map_err(|e| fail(e.to_string()))?;
-            Ok(sheet(name, cells, formulas, Vec::new(), ".xlsb"))
+            let book = calamine::open_workbook_from_rs::<calamine::Xlsb<_>, _>(Cursor::new(bytes))
+                .map_err(|e| opened(&e))?;
+            read(path, book, wanted, ".xlsb", |_, _| Ok(Vec::new()))
         }
         Container::Zip => {
-            let mut book =
-                calamine::open_workbook_from_rs::<calamine::Xlsx<_>, _>(Cursor::new(bytes))
-                    .map_err(|e| match e {
-                        calamine::XlsxError::Zip(z) => fail(format!(
-                            "it is not a workbook Excel wrote (the zip inside cannot be read: {z})"
-                        )),
-                        e => fail(e.to_string()),
-                    })?;
-            let name = choose(path, &book, wanted)?;
-            let merges = book
-                .merge_cells_by_sheet_name(&name.0)
-                .map_err(|e| fail(e.to_string()))?;
-            let cells = book
-                .worksheet_range(&name.0)
-                .map_err(|e| fail(e.to_string()))?;
-            let formulas = book
-                .worksheet_formula(&name.0)
-                .map_err(|e| fail(e.to_string()))?;
-            Ok(sheet(name, cells, formulas, merges, ".xlsx"))
+            let book = calamine::open_workbook_from_rs::<calamine::Xlsx<_>, _>(Cursor::new(bytes))
+                .map_err(|e| match e {
+                    calamine::XlsxError::Zip(z) => fail(format!(
+                        "it is not a workbook Excel wrote (the zip inside cannot be read: {z})"
+                    )),
+                    e => opened(&e),
+                })?;
+            read(path, book, wanted, ".xlsx", |b, n| {
+                b.merge_cells_by_sheet_name(n)
+            })
         }
     }
+}
+
+/// Reads the chosen sheet of an open workbook: its values, its formulas and (where the format
+/// has them and calamine reads them) its merges.
+fn read<W>(
+    path: &Path,
+    mut book: W,
+    wanted: Option<&str>,
+    kind: &str,
+    merges: impl FnOnce(&mut W, &str) -> Result<Vec<Dimensions>, W::Error>,
+) -> Result<Sheet, InputError>
+where
+    W: Reader<Cursor<Vec<u8>>>,
+    W::Error: std::fmt::Display,
+{
+    let fail = |e: W::Error| InputError::Workbook {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
+    let name = choose(path, &book, wanted)?;
+    let merges = merges(&mut book, &name.0).map_err(fail)?;
+    let cells = book.worksheet_range(&name.0).map_err(fail)?;
+    let formulas = book.worksheet_formula(&name.0).map_err(fail)?;
+    Ok(sheet(name, cells, formulas, merges, kind))
 }
 
 fn sheet(

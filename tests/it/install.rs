@@ -106,7 +106,7 @@ fn the_systemd_samples_pass_systemd_analyze_verify() {
 
 /// Every document of a YAML file, as JSON, read by PyYAML from the project's venv.
 fn yaml_documents(path: &Path) -> Vec<serde_json::Value> {
-    let out = Command::new(support::root().join(".venv/bin/python"))
+    let out = Command::new(support::python())
         .args([
             "-c",
             "import sys, json, yaml; print(json.dumps(list(yaml.safe_load_all(open(sys.argv[1])))))",

@@ -142,7 +142,7 @@ fn the_committed_workbooks_are_what_the_script_writes() {
         at.join("samples/providers.csv"),
     )
     .unwrap();
-    let out = std::process::Command::new(root().join(".venv/bin/python"))
+    let out = std::process::Command::new(python())
         .arg(root().join("scripts/workbooks.py"))
         .arg(at)
         .output()

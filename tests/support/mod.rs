@@ -24,7 +24,8 @@ pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn python() -> PathBuf {
+/// The venv's python (moto, PyYAML, openpyxl), or `MOTO_PYTHON`.
+pub fn python() -> PathBuf {
     std::env::var_os("MOTO_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| root().join(".venv/bin/python"))
