@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 use crate::cognito::UserStatus;
 use crate::error::Error;
+use crate::page::RunPage;
 use crate::report::{self, Outcome, Report, ReportFiles, RowReport};
 
 /// Failed rows named on stderr at the end, at most.
@@ -105,6 +106,11 @@ impl Sink {
             .map_err(std::io::Error::from)
             .and_then(|()| csv.flush())
             .map_err(io("cannot write report", &files.csv))?;
+        if let Some(html) = &files.html {
+            report::write_atomic(html, &|f| {
+                crate::page::render_unfinished(&head.run_id, &files.csv_name(), f)
+            })?;
+        }
         let rows = File::create(&rows_path).map_err(io("cannot write report", &rows_path))?;
         Ok(Sink {
             files,
@@ -158,7 +164,8 @@ impl Sink {
     }
 
     /// Writes the whole JSON report (`report`, whose `rows` are empty, and the rows written so
-    /// far), in place of the placeholder, and removes the rows file.
+    /// far), in place of the placeholder, and the page, built in the same pass over the rows
+    /// file (holding at most a page's worth of rows); then removes the rows file.
     pub fn finish(mut self, report: &Report) -> Result<(), Error> {
         // Rows held behind one that never came (cannot happen; never lose them if it does).
         for (_, row) in std::mem::take(&mut self.waiting) {
@@ -180,6 +187,12 @@ impl Sink {
         fields.remove("rows");
         fields.insert("complete".into(), serde_json::Value::Bool(true));
         let rows_path = self.rows_path.clone();
+        let page = std::cell::RefCell::new(
+            self.files
+                .html
+                .as_ref()
+                .map(|_| RunPage::new(report, &self.files.csv_name())),
+        );
         report::write_atomic(&self.files.json, &|f| {
             f.write_all(b"{\n")?;
             for (name, value) in fields.iter() {
@@ -191,11 +204,19 @@ impl Sink {
             f.write_all(b"\"rows\": [")?;
             let rows = BufReader::new(File::open(&rows_path)?);
             for (i, line) in rows.lines().enumerate() {
+                let line = line?;
                 f.write_all(if i == 0 { b"\n" } else { b",\n" })?;
-                f.write_all(line?.as_bytes())?;
+                f.write_all(line.as_bytes())?;
+                if let Some(page) = page.borrow_mut().as_mut() {
+                    page.add(&serde_json::from_str::<RowReport>(&line)?);
+                }
             }
             f.write_all(b"\n]}\n")
         })?;
+        if let (Some(html), Some(page)) = (&self.files.html, page.into_inner()) {
+            let page = page.finish();
+            report::write_atomic(html, &|f| crate::page::render(&page, f))?;
+        }
         let _ = std::fs::remove_file(&self.rows_path);
         Ok(())
     }
