@@ -478,7 +478,8 @@ svg .bar-attention { fill: var(--attention); } svg .bar-hist { fill: var(--confi
 table { border-collapse: collapse; width: 100%; font-size: 13px; }
 th, td { text-align: left; padding: 4px 8px; border-bottom: 1px solid var(--line); vertical-align: top; }
 th { background: var(--bg); position: sticky; top: 0; }
-td { overflow-wrap: anywhere; }
+td { overflow-wrap: break-word; }
+td:first-child, th { white-space: nowrap; }
 tr.failed td, tr.invalid td, tr.attention td, tr.unknown td { background: #fdf1f0; }
 tr.expired td, tr.deferred td { background: #fdf6ea; }
 tr.newly_confirmed td { background: #eef7f1; }
