@@ -16,6 +16,10 @@ if ! command -v apt-get >/dev/null; then
 fi
 sudo=()
 if [ "$(id -u)" -ne 0 ]; then
+    if ! command -v sudo >/dev/null; then
+        echo "error: missing ${missing[*]}; run as root, or install sudo, to install them" >&2
+        exit 1
+    fi
     sudo=(sudo)
 fi
 echo "installing ${missing[*]} (Debian's packages) for the report page's browser test" >&2
