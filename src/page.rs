@@ -250,7 +250,7 @@ fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -618,9 +618,9 @@ fn funnel_svg(s: &mut String, page: &Page) {
         } else {
             (bar_w * *n as f64 / max as f64).max(2.0)
         };
-        let _ = write!(
+        let _ = writeln!(
             s,
-            "<text x=\"0\" y=\"{ty}\">{name}</text><rect class=\"bar-{name}\" x=\"{label_w}\" y=\"{y}\" width=\"{w:.1}\" height=\"24\" rx=\"3\"/><text class=\"count\" id=\"funnel-{name}\" x=\"{cx:.1}\" y=\"{ty}\">{n}</text>\n",
+            "<text x=\"0\" y=\"{ty}\">{name}</text><rect class=\"bar-{name}\" x=\"{label_w}\" y=\"{y}\" width=\"{w:.1}\" height=\"24\" rx=\"3\"/><text class=\"count\" id=\"funnel-{name}\" x=\"{cx:.1}\" y=\"{ty}\">{n}</text>",
             ty = y + 17.0,
             cx = label_w + w + 8.0,
         );
@@ -651,9 +651,9 @@ fn histogram_svg(s: &mut String, page: &Page) {
     }
     let max = counts.iter().copied().max().unwrap_or(1).max(1);
     let (col_w, top, chart_h) = (100.0, 20.0, 150.0);
-    let _ = write!(
+    let _ = writeln!(
         s,
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" role=\"img\" width=\"100%\" viewBox=\"0 0 520 {}\" aria-labelledby=\"hist-title\"><title id=\"hist-title\">{}</title>\n",
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" role=\"img\" width=\"100%\" viewBox=\"0 0 520 {}\" aria-labelledby=\"hist-title\"><title id=\"hist-title\">{}</title>",
         top + chart_h + 30.0,
         Esc(&BUCKETS
             .iter()
@@ -665,9 +665,9 @@ fn histogram_svg(s: &mut String, page: &Page) {
     for (i, ((label, _), n)) in BUCKETS.iter().zip(counts).enumerate() {
         let h = chart_h * n as f64 / max as f64;
         let x = i as f64 * col_w + 10.0;
-        let _ = write!(
+        let _ = writeln!(
             s,
-            "<rect class=\"bar-hist\" x=\"{x}\" y=\"{y:.1}\" width=\"{bw}\" height=\"{h:.1}\" rx=\"3\"/><text class=\"count\" id=\"hist-{i}\" x=\"{cx}\" y=\"{ty:.1}\" text-anchor=\"middle\">{n}</text><text x=\"{cx}\" y=\"{ly}\" text-anchor=\"middle\">{}</text>\n",
+            "<rect class=\"bar-hist\" x=\"{x}\" y=\"{y:.1}\" width=\"{bw}\" height=\"{h:.1}\" rx=\"3\"/><text class=\"count\" id=\"hist-{i}\" x=\"{cx}\" y=\"{ty:.1}\" text-anchor=\"middle\">{n}</text><text x=\"{cx}\" y=\"{ly}\" text-anchor=\"middle\">{}</text>",
             Esc(label),
             y = top + chart_h - h,
             bw = col_w - 20.0,
@@ -687,13 +687,13 @@ fn histogram_svg(s: &mut String, page: &Page) {
 }
 
 fn table(s: &mut String, id: &str, title: &str, rows: &Capped, empty: &str, csv_name: &str) {
-    let _ = write!(s, "<section id=\"{id}\"><h2>{}</h2>\n", Esc(title));
+    let _ = writeln!(s, "<section id=\"{id}\"><h2>{}</h2>", Esc(title));
     if rows.total == 0 {
-        let _ = write!(s, "<p class=\"note\">{}</p></section>\n", Esc(empty));
+        let _ = writeln!(s, "<p class=\"note\">{}</p></section>", Esc(empty));
         return;
     }
     if let Some(note) = rows.cap_note(csv_name) {
-        let _ = write!(s, "<p class=\"note cap\">{}</p>\n", Esc(&note));
+        let _ = writeln!(s, "<p class=\"note cap\">{}</p>", Esc(&note));
     }
     s.push_str("<div class=\"scroll\"><table><thead><tr>");
     for c in rows.columns {
