@@ -475,11 +475,13 @@ svg .bar-invited { fill: var(--invited); } svg .bar-confirmed { fill: var(--conf
 svg .bar-pending { fill: var(--pending); } svg .bar-expired { fill: var(--expired); }
 svg .bar-attention { fill: var(--attention); } svg .bar-hist { fill: var(--confirmed); }
 .scroll { overflow-x: auto; }
-table { border-collapse: collapse; width: 100%; font-size: 13px; }
+table { border-collapse: collapse; width: 100%; font-size: 12.5px; }
 th, td { text-align: left; padding: 4px 8px; border-bottom: 1px solid var(--line); vertical-align: top; }
 th { background: var(--bg); position: sticky; top: 0; }
-td { overflow-wrap: break-word; }
-td:first-child, th { white-space: nowrap; }
+td { overflow-wrap: anywhere; }
+th.c-reason { min-width: 14em; } th.c-key, th.c-email { min-width: 9em; }
+th.c-status, th.c-status-after { min-width: 15em; }
+th.c-line, th.c-attempts, th.c-reissues { width: 3em; }
 tr.failed td, tr.invalid td, tr.attention td, tr.unknown td { background: #fdf1f0; }
 tr.expired td, tr.deferred td { background: #fdf6ea; }
 tr.newly_confirmed td { background: #eef7f1; }
@@ -697,7 +699,12 @@ fn table(s: &mut String, id: &str, title: &str, rows: &Capped, empty: &str, csv_
     }
     s.push_str("<div class=\"scroll\"><table><thead><tr>");
     for c in rows.columns {
-        let _ = write!(s, "<th>{}</th>", Esc(c));
+        let _ = write!(
+            s,
+            "<th class=\"c-{}\">{}</th>",
+            Esc(&c.replace(' ', "-")),
+            Esc(c)
+        );
     }
     s.push_str("</tr></thead>\n<tbody>\n");
     for (cells, class) in rows.rows.iter().zip(&rows.classes) {

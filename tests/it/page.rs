@@ -110,6 +110,7 @@ fn render(page: &Path, png: &Path) -> String {
         &[
             &format!("--screenshot={}", png.display()),
             "--window-size=1280,2000",
+            "--virtual-time-budget=2000",
         ],
         profile.path(),
     );
