@@ -673,6 +673,31 @@ mod tests {
     }
 
     #[test]
+    fn the_page_is_one_of_the_files_listed_and_discarded_with_the_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = ReportFiles::open_with_page(dir.path(), "r1").unwrap();
+        let html = files.html.clone().expect("a page");
+        assert!(html.exists());
+        assert!(
+            files
+                .listed()
+                .ends_with(&format!("r1.csv and {}", html.display()))
+        );
+        files.discard_if_empty();
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        let plain = ReportFiles::open(dir.path(), "r2").unwrap();
+        assert!(plain.html.is_none());
+        assert!(
+            plain
+                .listed()
+                .ends_with(&format!(" and {}", plain.csv.display())),
+            "{}",
+            plain.listed()
+        );
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+    }
+
+    #[test]
     fn report_files_refuse_to_overwrite_and_are_written_whole() {
         let dir = tempfile::tempdir().unwrap();
         let files = ReportFiles::open(dir.path(), "r1").unwrap();

@@ -254,12 +254,19 @@ mod tests {
     #[test]
     fn rows_reach_the_files_in_line_order_as_soon_as_those_before_are_done() {
         let dir = tempfile::tempdir().unwrap();
-        let files = ReportFiles::open(dir.path(), "r1").unwrap();
+        let files = ReportFiles::open_with_page(dir.path(), "r1").unwrap();
         let (json, csv) = (files.json.clone(), files.csv.clone());
+        let html = files.html.clone().unwrap();
         let mut sink = Sink::start(&files, &head(), false).unwrap();
         let placeholder: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
         assert_eq!(placeholder["complete"], false);
+        assert!(
+            std::fs::read_to_string(&html)
+                .unwrap()
+                .contains("has not finished"),
+            "a page that says the run is not finished, not an empty file"
+        );
         sink.push(1, row(3, Outcome::Failed));
         let lines = |p: &PathBuf| std::fs::read_to_string(p).unwrap().lines().count();
         assert_eq!(lines(&csv), 1, "row 3 waits for row 2");
@@ -287,5 +294,12 @@ mod tests {
         let csv_rows: Vec<&str> = text.lines().skip(1).map(|l| &l[..1]).collect();
         assert_eq!(csv_rows, ["2", "3", "4"]);
         assert!(!json.with_extension("rows.jsonl").exists());
+        let page = std::fs::read_to_string(&html).unwrap();
+        assert!(page.contains("Every row (3)"), "{page}");
+        assert!(page.contains("<td>p3@example.jp</td>"), "{page}");
+        assert!(
+            page.contains("Needs an action (1)"),
+            "the failed row: {page}"
+        );
     }
 }
