@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PREFIX ?= $(HOME)/.local
 
-.PHONY: help venv demo test bench lint fmt clean install workbooks
+.PHONY: help venv browser demo test bench lint fmt clean install workbooks
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -16,11 +16,14 @@ $(VENV)/.installed: scripts/requirements.txt
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r scripts/requirements.txt
 	touch $@
 
+browser: ## Install headless Chromium and a Japanese font (Debian packages) for the report page's test, where missing
+	scripts/chromium.sh
+
 demo: venv ## Run the whole job against a local Cognito emulator
 	cargo build --quiet
 	scripts/demo.sh
 
-test: venv ## Run every test: formatting, lints, unit and end-to-end tests
+test: venv browser ## Run every test: formatting, lints, unit and end-to-end tests (the report page in headless Chromium)
 	cargo fmt --all -- --check
 	cargo clippy --all-targets --quiet -- -D warnings
 	cargo test --lib --bins --tests

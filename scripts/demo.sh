@@ -62,6 +62,10 @@ PY
 step "Where every provider stands (status): the two who signed in are newly confirmed"
 "$bin" status --report-dir "$work/reports" --format table
 
+step "The report page of that status, to open in a browser: the funnel, time to confirm, who needs an action"
+page=$(ls -t "$work/reports"/*.html | head -1)
+echo "  file://$page"
+
 step "The help desk: why can't these two sign in? (doctor; exit 0: both can sign in or recover alone)"
 "$bin" doctor taro.yamada@example.com yuki.tanaka@example.com --report-dir "$work/reports"
 

@@ -223,7 +223,7 @@ async fn run(common: &Common, settings: &RunSettings) -> Result<Ending, Error> {
     );
     let input_hash = state::file_sha256(&settings.input)
         .map_err(|e| Error::io("cannot read", &settings.input, e))?;
-    let report_files = ReportFiles::open(&common.report_dir, &run_id)?;
+    let report_files = ReportFiles::open_with_page(&common.report_dir, &run_id)?;
     let password_file =
         PasswordFile::for_run(settings.password_file.as_deref(), settings.dry_run, &state)?;
     state.begin_run(
@@ -447,7 +447,7 @@ async fn status(common: &Common, file: &FileConfig, args: &StatusArgs) -> Result
         }
         None => None,
     };
-    let report_files = ReportFiles::open(&common.report_dir, &run_id)?;
+    let report_files = ReportFiles::open_with_page(&common.report_dir, &run_id)?;
     state.begin_run(
         &run_id,
         &pool_id,

@@ -191,7 +191,7 @@ pub struct RunArgs {
     /// Read only: report what would be done for each row, change nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Where each run writes <run-id>.json and <run-id>.csv [default: ./reports].
+    /// Where each run writes <run-id>.json, .csv and .html (the page) [default: ./reports].
     #[arg(long)]
     pub report_dir: Option<PathBuf>,
     /// When to re-issue a temporary password to a user still in FORCE_CHANGE_PASSWORD

@@ -26,6 +26,7 @@ pub mod logging;
 pub mod lookup;
 pub mod manual;
 pub mod onboard;
+pub mod page;
 pub mod password;
 pub mod password_file;
 pub mod plan;

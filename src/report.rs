@@ -7,14 +7,14 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::cognito::UserStatus;
 use crate::error::{Ending, Error};
 use crate::standing::{Standing, StatusReport, StatusRow};
 
 /// What finally happened to a row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     Created,
@@ -55,7 +55,7 @@ impl Outcome {
 }
 
 /// What was decided for a row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Act {
     Create,
@@ -103,8 +103,8 @@ impl Deferral {
     }
 }
 
-/// One row of the report.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// One row of the report (read back from `run`'s rows file for its page).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RowReport {
     /// Line of the input file (header = 1).
     pub row: u64,
@@ -369,11 +369,7 @@ pub fn log_end_with(report: &Report, failed: &[(u64, String, String)], files: &R
         );
     }
     tracing::info!("{}", one_line(report));
-    tracing::info!(
-        "report: {} and {}",
-        files.json.display(),
-        files.csv.display()
-    );
+    tracing::info!("report: {}", files.listed());
 }
 
 /// What `status` says on stderr at the end.
@@ -391,9 +387,8 @@ pub fn log_status_end(report: &StatusReport, files: &ReportFiles, newly_path: &P
         report.quota_seconds
     );
     tracing::info!(
-        "report: {} and {}; newly confirmed: {}",
-        files.json.display(),
-        files.csv.display(),
+        "report: {}; newly confirmed: {}",
+        files.listed(),
         newly_path.display()
     );
 }
@@ -444,16 +439,27 @@ pub fn write_doctor_csv<W: Write>(
     w.flush()
 }
 
-/// The report's two files, created (empty) before any work so a bad path fails first.
+/// The report's files, created (empty) before any work so a bad path fails first: the JSON, the
+/// CSV and, for `run` and `status`, the page (`<run-id>.html`, see [`crate::page`]).
 #[derive(Debug, Clone)]
 pub struct ReportFiles {
     pub json: PathBuf,
     pub csv: PathBuf,
+    pub html: Option<PathBuf>,
 }
 
 impl ReportFiles {
-    /// Creates the directory and both files now.
+    /// Creates the directory and the JSON and CSV files now.
     pub fn open(dir: &Path, run_id: &str) -> Result<Self, Error> {
+        Self::create(dir, run_id, false)
+    }
+
+    /// [`ReportFiles::open`], and the page too.
+    pub fn open_with_page(dir: &Path, run_id: &str) -> Result<Self, Error> {
+        Self::create(dir, run_id, true)
+    }
+
+    fn create(dir: &Path, run_id: &str, page: bool) -> Result<Self, Error> {
         std::fs::create_dir_all(dir)
             .map_err(|e| Error::io("cannot create report directory", dir, e))?;
         // Absolute paths, so the names printed at the end work from any directory.
@@ -462,8 +468,9 @@ impl ReportFiles {
         let files = ReportFiles {
             json: dir.join(format!("{run_id}.json")),
             csv: dir.join(format!("{run_id}.csv")),
+            html: page.then(|| dir.join(format!("{run_id}.html"))),
         };
-        for path in [&files.json, &files.csv] {
+        for path in files.paths() {
             std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
@@ -473,9 +480,32 @@ impl ReportFiles {
         Ok(files)
     }
 
+    /// Every file of the report.
+    pub fn paths(&self) -> impl Iterator<Item = &PathBuf> {
+        [&self.json, &self.csv].into_iter().chain(&self.html)
+    }
+
+    /// The files' names for a log line: "a.json, a.csv and a.html".
+    pub fn listed(&self) -> String {
+        let names: Vec<String> = self.paths().map(|p| p.display().to_string()).collect();
+        match names.split_last() {
+            Some((last, [])) => last.clone(),
+            Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+            None => String::new(),
+        }
+    }
+
+    /// The CSV's file name, as the page names it.
+    pub fn csv_name(&self) -> String {
+        self.csv
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+
     /// Removes the files if nothing was written to them (a run that stopped before any work).
     pub fn discard_if_empty(&self) {
-        for path in [&self.json, &self.csv] {
+        for path in self.paths() {
             if std::fs::metadata(path).is_ok_and(|m| m.len() == 0) {
                 let _ = std::fs::remove_file(path);
             }
@@ -509,6 +539,10 @@ impl ReportFiles {
         write_atomic(&newly, &|f| {
             write_status_csv(&mut *f, &report.newly_confirmed)
         })?;
+        if let Some(html) = &self.html {
+            let page = crate::page::status_page(report, &self.csv_name());
+            write_atomic(html, &|f| crate::page::render(&page, f))?;
+        }
         Ok(newly)
     }
 
@@ -636,6 +670,31 @@ mod tests {
         );
         assert_eq!(end(&[row(2, Outcome::Invalid)], false), Ending::RowsFailed);
         assert_eq!(end(&[row(2, Outcome::Created)], true), Ending::Interrupted);
+    }
+
+    #[test]
+    fn the_page_is_one_of_the_files_listed_and_discarded_with_the_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = ReportFiles::open_with_page(dir.path(), "r1").unwrap();
+        let html = files.html.clone().expect("a page");
+        assert!(html.exists());
+        assert!(
+            files
+                .listed()
+                .ends_with(&format!("r1.csv and {}", html.display()))
+        );
+        files.discard_if_empty();
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        let plain = ReportFiles::open(dir.path(), "r2").unwrap();
+        assert!(plain.html.is_none());
+        assert!(
+            plain
+                .listed()
+                .ends_with(&format!(" and {}", plain.csv.display())),
+            "{}",
+            plain.listed()
+        );
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 use crate::cognito::UserStatus;
 use crate::error::Error;
+use crate::page::RunPage;
 use crate::report::{self, Outcome, Report, ReportFiles, RowReport};
 
 /// Failed rows named on stderr at the end, at most.
@@ -105,6 +106,11 @@ impl Sink {
             .map_err(std::io::Error::from)
             .and_then(|()| csv.flush())
             .map_err(io("cannot write report", &files.csv))?;
+        if let Some(html) = &files.html {
+            report::write_atomic(html, &|f| {
+                crate::page::render_unfinished(&head.run_id, &files.csv_name(), f)
+            })?;
+        }
         let rows = File::create(&rows_path).map_err(io("cannot write report", &rows_path))?;
         Ok(Sink {
             files,
@@ -158,7 +164,8 @@ impl Sink {
     }
 
     /// Writes the whole JSON report (`report`, whose `rows` are empty, and the rows written so
-    /// far), in place of the placeholder, and removes the rows file.
+    /// far), in place of the placeholder, and the page, built in the same pass over the rows
+    /// file (holding at most a page's worth of rows); then removes the rows file.
     pub fn finish(mut self, report: &Report) -> Result<(), Error> {
         // Rows held behind one that never came (cannot happen; never lose them if it does).
         for (_, row) in std::mem::take(&mut self.waiting) {
@@ -180,6 +187,12 @@ impl Sink {
         fields.remove("rows");
         fields.insert("complete".into(), serde_json::Value::Bool(true));
         let rows_path = self.rows_path.clone();
+        let page = std::cell::RefCell::new(
+            self.files
+                .html
+                .as_ref()
+                .map(|_| RunPage::new(report, &self.files.csv_name())),
+        );
         report::write_atomic(&self.files.json, &|f| {
             f.write_all(b"{\n")?;
             for (name, value) in fields.iter() {
@@ -191,11 +204,19 @@ impl Sink {
             f.write_all(b"\"rows\": [")?;
             let rows = BufReader::new(File::open(&rows_path)?);
             for (i, line) in rows.lines().enumerate() {
+                let line = line?;
                 f.write_all(if i == 0 { b"\n" } else { b",\n" })?;
-                f.write_all(line?.as_bytes())?;
+                f.write_all(line.as_bytes())?;
+                if let Some(page) = page.borrow_mut().as_mut() {
+                    page.add(&serde_json::from_str::<RowReport>(&line)?);
+                }
             }
             f.write_all(b"\n]}\n")
         })?;
+        if let (Some(html), Some(page)) = (&self.files.html, page.into_inner()) {
+            let page = page.finish();
+            report::write_atomic(html, &|f| crate::page::render(&page, f))?;
+        }
         let _ = std::fs::remove_file(&self.rows_path);
         Ok(())
     }
@@ -233,12 +254,19 @@ mod tests {
     #[test]
     fn rows_reach_the_files_in_line_order_as_soon_as_those_before_are_done() {
         let dir = tempfile::tempdir().unwrap();
-        let files = ReportFiles::open(dir.path(), "r1").unwrap();
+        let files = ReportFiles::open_with_page(dir.path(), "r1").unwrap();
         let (json, csv) = (files.json.clone(), files.csv.clone());
+        let html = files.html.clone().unwrap();
         let mut sink = Sink::start(&files, &head(), false).unwrap();
         let placeholder: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
         assert_eq!(placeholder["complete"], false);
+        assert!(
+            std::fs::read_to_string(&html)
+                .unwrap()
+                .contains("has not finished"),
+            "a page that says the run is not finished, not an empty file"
+        );
         sink.push(1, row(3, Outcome::Failed));
         let lines = |p: &PathBuf| std::fs::read_to_string(p).unwrap().lines().count();
         assert_eq!(lines(&csv), 1, "row 3 waits for row 2");
@@ -266,5 +294,12 @@ mod tests {
         let csv_rows: Vec<&str> = text.lines().skip(1).map(|l| &l[..1]).collect();
         assert_eq!(csv_rows, ["2", "3", "4"]);
         assert!(!json.with_extension("rows.jsonl").exists());
+        let page = std::fs::read_to_string(&html).unwrap();
+        assert!(page.contains("Every row (3)"), "{page}");
+        assert!(page.contains("<td>p3@example.jp</td>"), "{page}");
+        assert!(
+            page.contains("Needs an action (1)"),
+            "the failed row: {page}"
+        );
     }
 }

@@ -57,6 +57,13 @@ impl Serialize for UserStatus {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for UserStatus {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Ok(UserStatus::parse(&s))
+    }
+}
+
 impl std::fmt::Display for UserStatus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())

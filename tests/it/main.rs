@@ -9,6 +9,7 @@ mod help_desk;
 mod incremental;
 mod install;
 mod onboard;
+mod page;
 mod real_cognito;
 mod robustness;
 mod snapshot;
