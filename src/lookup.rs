@@ -241,8 +241,8 @@ pub fn scan_key(mode: UsernameMode, key_mode: KeyMode, user: &RemoteUser) -> Opt
 /// `sub`, so the scan runs at the UserList quota rather than at one page per round trip.
 ///
 /// `attributes`: keep every user's attributes (only `run --update` compares them); without,
-/// they are dropped as each part arrives, so a scan of a big pool holds only what decisions
-/// need.
+/// all but the name are dropped as each part arrives, so a scan of a big pool holds only what
+/// decisions and reports need.
 pub async fn all_users<D: Directory>(
     calls: &Calls<D>,
     pool_users: u64,
@@ -323,10 +323,14 @@ pub async fn pending_users<D: Directory>(
     Ok(users.into_iter().map(|u| slim(u, attributes)).collect())
 }
 
-/// The user without its attributes, unless they are wanted.
+/// The attributes a report names a provider by, kept even when the rest are dropped.
+const NAME_ATTRIBUTES: [&str; 3] = ["name", "family_name", "given_name"];
+
+/// The user without its attributes (but for its name), unless they are wanted.
 fn slim(mut u: RemoteUser, attributes: bool) -> RemoteUser {
     if !attributes {
-        u.attributes = Default::default();
+        u.attributes
+            .retain(|k, _| NAME_ATTRIBUTES.contains(&k.as_str()));
     }
     u
 }
@@ -466,6 +470,35 @@ pub async fn find<D: Directory>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_slim_user_keeps_only_its_name() {
+        let u = RemoteUser {
+            username: "u".into(),
+            status: UserStatus::Confirmed,
+            enabled: true,
+            email: None,
+            email_verified: false,
+            phone: None,
+            phone_verified: false,
+            sub: None,
+            last_modified: None,
+            created: None,
+            attributes: [
+                ("name", "山田 太郎"),
+                ("family_name", "山田"),
+                ("given_name", "太郎"),
+                ("custom:org", "Acme"),
+                ("locale", "ja"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        };
+        let kept: Vec<String> = slim(u.clone(), false).attributes.into_keys().collect();
+        assert_eq!(kept, ["family_name", "given_name", "name"]);
+        assert_eq!(slim(u, true).attributes.len(), 5);
+    }
 
     #[test]
     fn scans_cost_a_page_per_60_users_and_a_partial_page_per_part() {

@@ -104,6 +104,7 @@ impl<D: Directory> Ctx<D> {
             Outcome::Skipped,
         );
         r.username = Some(name.clone());
+        r.name = row.display_name();
         let by_email = (row.key == row.email).then_some(row.email.as_str());
         let remembered = known.username.as_deref().filter(|n| *n != name);
         let (listed, per_row) = match &self.found {
@@ -1120,6 +1121,7 @@ pub fn not_reread(
         Outcome::Skipped,
     );
     r.username = known.and_then(|k| k.username.clone());
+    r.name = row.display_name();
     r.action = Act::Skip;
     // As last seen: what `--on-confirmed` and the reports go by.
     r.status_before = Some(UserStatus::Confirmed);
@@ -1201,7 +1203,9 @@ pub async fn process_stream<D: Directory>(
 
 /// A row not started because the run was stopped.
 fn not_started_row(row: Row) -> RowReport {
+    let name = row.display_name();
     let mut r = RowReport::new(row.line, row.key, Some(row.email), Outcome::Deferred);
+    r.name = name;
     r.action = Act::None;
     r.defer(
         Deferral::NotStarted,

@@ -211,6 +211,7 @@ pub struct Page {
 const RUN_COLUMNS: &[&str] = &[
     "line",
     "key",
+    "name",
     "username",
     "email",
     "action",
@@ -221,9 +222,10 @@ const RUN_COLUMNS: &[&str] = &[
     "attempts",
     "error",
 ];
-const RUN_ACTION_COLUMNS: &[&str] = &["line", "key", "outcome", "reason", "error"];
+const RUN_ACTION_COLUMNS: &[&str] = &["line", "key", "name", "outcome", "reason", "error"];
 const STATUS_COLUMNS: &[&str] = &[
     "key",
+    "name",
     "username",
     "email",
     "status",
@@ -234,8 +236,15 @@ const STATUS_COLUMNS: &[&str] = &[
     "password expires",
     "confirmed",
 ];
-const STATUS_ACTION_COLUMNS: &[&str] = &["key", "standing", "status", "reason"];
-const NEWLY_COLUMNS: &[&str] = &["key", "username", "email", "first invited", "confirmed"];
+const STATUS_ACTION_COLUMNS: &[&str] = &["key", "name", "standing", "status", "reason"];
+const NEWLY_COLUMNS: &[&str] = &[
+    "key",
+    "name",
+    "username",
+    "email",
+    "first invited",
+    "confirmed",
+];
 
 fn time(t: Option<DateTime<Utc>>) -> String {
     t.map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
@@ -323,6 +332,7 @@ impl RunPage {
                 vec![
                     r.row.to_string(),
                     r.key.clone(),
+                    opt(&r.name),
                     class.to_string(),
                     r.reason.clone(),
                     opt(&r.error_message),
@@ -333,6 +343,7 @@ impl RunPage {
             vec![
                 r.row.to_string(),
                 r.key.clone(),
+                opt(&r.name),
                 opt(&r.username),
                 opt(&r.email),
                 r.action.as_str().to_string(),
@@ -361,6 +372,7 @@ impl RunPage {
 fn status_cells(r: &StatusRow) -> Vec<String> {
     vec![
         r.key.clone(),
+        opt(&r.name),
         opt(&r.username),
         opt(&r.email),
         opt(&r.status),
@@ -393,6 +405,7 @@ pub fn status_page(report: &StatusReport, csv_name: &str) -> Page {
             needs_action.push(class, || {
                 vec![
                     r.key.clone(),
+                    opt(&r.name),
                     class.to_string(),
                     opt(&r.status),
                     r.reason.clone(),
@@ -406,6 +419,7 @@ pub fn status_page(report: &StatusReport, csv_name: &str) -> Page {
         newly.push("newly_confirmed", || {
             vec![
                 r.key.clone(),
+                opt(&r.name),
                 opt(&r.username),
                 opt(&r.email),
                 time(r.first_invited_at),
@@ -909,6 +923,7 @@ mod tests {
             key: format!("k{invited_h}"),
             username: Some("山田太郎".into()),
             email: None,
+            name: Some("山田 太郎".into()),
             status: None,
             standing,
             reason: String::new(),

@@ -111,6 +111,10 @@ pub struct RowReport {
     pub key: String,
     pub username: Option<String>,
     pub email: Option<String>,
+    /// The provider's name as the row gives it (`name`, else `family_name given_name`), so a
+    /// person can find them; None when the row has neither.
+    #[serde(default)]
+    pub name: Option<String>,
     pub action: Act,
     pub outcome: Outcome,
     pub reason: String,
@@ -136,6 +140,7 @@ impl RowReport {
             key,
             username: None,
             email,
+            name: None,
             action: Act::None,
             outcome,
             reason: String::new(),
@@ -234,7 +239,7 @@ pub fn escape_cell(s: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-pub const CSV_COLUMNS: [&str; 14] = [
+pub const CSV_COLUMNS: [&str; 15] = [
     "row",
     "key",
     "username",
@@ -248,8 +253,9 @@ pub const CSV_COLUMNS: [&str; 14] = [
     "attempts",
     "error_code",
     "error_message",
-    // Last, so that scripts reading the columns by position before it was added still work.
+    // Last, so that scripts reading the columns by position before they were added still work.
     "changed",
+    "name",
 ];
 
 fn time(t: &Option<DateTime<Utc>>) -> String {
@@ -281,6 +287,7 @@ pub fn csv_record(r: &RowReport) -> [String; CSV_COLUMNS.len()] {
         opt(&r.error_code),
         opt(&r.error_message),
         r.changed.join(" "),
+        opt(&r.name),
     ]
     .map(|c| escape_cell(&c).into_owned())
 }
@@ -317,6 +324,8 @@ pub fn write_status_csv<W: Write>(mut out: W, rows: &[StatusRow]) -> std::io::Re
         "reissues",
         "temp_password_expires_at",
         "confirmed_at",
+        // Last, so that scripts reading the columns by position before it was added still work.
+        "name",
     ])?;
     let t = time;
     for r in rows {
@@ -332,6 +341,7 @@ pub fn write_status_csv<W: Write>(mut out: W, rows: &[StatusRow]) -> std::io::Re
             r.reissues.to_string(),
             t(&r.temp_password_expires_at),
             t(&r.confirmed_at),
+            r.name.clone().unwrap_or_default(),
         ];
         w.write_record(record.iter().map(|c| escape_cell(c).into_owned()))?;
     }
@@ -591,6 +601,7 @@ mod tests {
             key: format!("p{n}@example.com"),
             username: Some(format!("p{n}@example.com")),
             email: Some(format!("p{n}@example.com")),
+            name: Some(format!("山田 {n}")),
             action: Act::Create,
             outcome,
             reason: "created".into(),
@@ -627,11 +638,11 @@ mod tests {
         let mut lines = text.lines();
         assert_eq!(
             lines.next().unwrap(),
-            "\u{feff}row,key,username,email,action,outcome,reason,status_before,status_after,temp_password_expires_at,attempts,error_code,error_message,changed"
+            "\u{feff}row,key,username,email,action,outcome,reason,status_before,status_after,temp_password_expires_at,attempts,error_code,error_message,changed,name"
         );
         assert_eq!(
             lines.next().unwrap(),
-            "2,p2@example.com,p2@example.com,p2@example.com,create,invalid,'=cmd|' /C calc'!A0,,FORCE_CHANGE_PASSWORD,,1,,,"
+            "2,p2@example.com,p2@example.com,p2@example.com,create,invalid,'=cmd|' /C calc'!A0,,FORCE_CHANGE_PASSWORD,,1,,,,山田 2"
         );
         assert!(lines.next().unwrap().starts_with("3,p3@example.com"));
         assert_eq!(lines.next(), None);

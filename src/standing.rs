@@ -88,6 +88,8 @@ pub struct StatusRow {
     pub key: String,
     pub username: Option<String>,
     pub email: Option<String>,
+    /// The name Cognito holds (`name`, else `family_name given_name`).
+    pub name: Option<String>,
     /// Cognito's status now (`DELETED` when the user is gone).
     pub status: Option<String>,
     pub standing: Standing,
@@ -149,6 +151,8 @@ pub fn classify(
             .map(|u| u.username.clone())
             .or_else(|| known.username.clone()),
         email: remote.and_then(|u| u.email.clone()).or(email),
+        name: remote
+            .and_then(|u| crate::input::display_name(|n| u.attributes.get(n).map(String::as_str))),
         status: match remote {
             Some(u) => Some(u.status.to_string()),
             None if known.invited => Some(DELETED.to_string()),
@@ -173,6 +177,7 @@ pub fn unread(key: &str, username: &str, known: &Known, why: String) -> StatusRo
         key: key.to_string(),
         username: Some(username.to_string()),
         email: known.email.clone(),
+        name: None,
         status: None,
         standing: Standing::Unknown,
         reason: why,
@@ -600,6 +605,7 @@ mod tests {
             key: "k".into(),
             username: None,
             email: None,
+            name: None,
             status: None,
             standing,
             reason: String::new(),

@@ -88,6 +88,17 @@ pub struct Row {
 }
 
 impl Row {
+    /// The name a person knows the provider by: `name`, else `family_name given_name` (the
+    /// order Japanese names are written in).
+    pub fn display_name(&self) -> Option<String> {
+        display_name(|n| {
+            self.attributes
+                .iter()
+                .find(|(k, _)| k == n)
+                .map(|(_, v)| v.as_str())
+        })
+    }
+
     /// A digest of what the row asks for (email, username, attribute cells, groups) under
     /// `context` (the run's update mode): equal digests mean the row has not changed. Hex,
     /// 32 characters; the values themselves are never stored.
@@ -115,6 +126,18 @@ impl Row {
         let out = h.finalize();
         out[..16].iter().map(|b| format!("{b:02x}")).collect()
     }
+}
+
+/// `name`, else `family_name given_name`, from attributes looked up by `get`.
+pub fn display_name<'a>(get: impl Fn(&str) -> Option<&'a str>) -> Option<String> {
+    let present = |n: &str| get(n).map(str::trim).filter(|v| !v.is_empty());
+    present("name").map(str::to_owned).or_else(|| {
+        let parts: Vec<&str> = [present("family_name"), present("given_name")]
+            .into_iter()
+            .flatten()
+            .collect();
+        (!parts.is_empty()).then(|| parts.join(" "))
+    })
 }
 
 /// The attribute columns of a header: every column but email, username and groups.

@@ -196,7 +196,11 @@ fn the_report_pages_of_run_and_status_render_in_a_browser() {
     assert_eq!(text_of(&dom, "funnel-confirmed"), "0");
     assert!(
         dom.contains("<td>山田太郎</td>"),
-        "a row with a Japanese name:\n{dom}"
+        "a row with a Japanese username:\n{dom}"
+    );
+    assert!(
+        dom.contains("<td>山田 太郎</td>"),
+        "a row with the provider's Japanese name:\n{dom}"
     );
     assert!(dom.contains("rows carry no confirmation times"), "{dom}");
     hostile_cells_are_text(&dom);
@@ -224,6 +228,10 @@ fn the_report_pages_of_run_and_status_render_in_a_browser() {
     let newly = &newly[..newly.find("</section>").unwrap()];
     assert!(newly.contains("<td>hanako</td>"), "{newly}");
     assert!(dom.contains("<td>山田太郎</td>"), "{dom}");
+    assert!(
+        dom.contains("<td>山田 太郎</td>"),
+        "the name Cognito holds:\n{dom}"
+    );
     assert!(
         dom.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
         "{dom}"
