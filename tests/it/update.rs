@@ -245,13 +245,25 @@ fn an_edited_csv_makes_exactly_its_changes_and_a_rerun_makes_none() {
         ["u4@example.jp", "u7@example.jp"],
         "a group the file never names is untouched"
     );
-    // The report carries names, never values.
+    // The report says which attributes changed, never their values (the provider's own name
+    // is in its `name` column, which is there to find the person by).
     let csv_report = std::fs::read_to_string(
         std::path::Path::new(r.stdout().trim().lines().last().unwrap()).with_extension("csv"),
     )
     .unwrap();
-    assert!(!csv_report.contains("New Org") && !csv_report.contains("Taro)"));
-    assert!(csv_report.lines().next().unwrap().ends_with(",changed"));
+    assert!(!csv_report.contains("New Org"), "{csv_report}");
+    assert!(
+        csv_report
+            .lines()
+            .next()
+            .unwrap()
+            .ends_with(",changed,name")
+    );
+    let u1 = csv_report
+        .lines()
+        .find(|l| l.contains("u1@example.jp"))
+        .expect("u1's row");
+    assert!(u1.ends_with(",name,山田 太郎 (Taro)"), "{u1}");
 
     // A re-run over the same CSV makes no write.
     proxy.reset_stats();
