@@ -742,22 +742,7 @@ mod tests {
     }
 
     fn report() -> Report {
-        Report {
-            run_id: "20261201T120000Z-abcd".into(),
-            command: "run".into(),
-            started_at: at() - Duration::minutes(3),
-            finished_at: at(),
-            user_pool_id: "eu-west-1_x".into(),
-            dry_run: false,
-            update: None,
-            interrupted: false,
-            summary: BTreeMap::new(),
-            calls: BTreeMap::new(),
-            throttles: BTreeMap::new(),
-            email_budget_frees_at: None,
-            rows: Vec::new(),
-            handed_over: Vec::new(),
-        }
+        Report::empty("20261201T120000Z-abcd", at() - Duration::minutes(3), at())
     }
 
     fn row(

@@ -189,6 +189,29 @@ pub struct Report {
     pub handed_over: Vec<crate::handover::HandOver>,
 }
 
+#[cfg(test)]
+impl Report {
+    /// A run of `run` in pool `eu-west-1_x` with no rows, for tests.
+    pub fn empty(run_id: &str, started_at: DateTime<Utc>, finished_at: DateTime<Utc>) -> Report {
+        Report {
+            run_id: run_id.into(),
+            command: "run".into(),
+            started_at,
+            finished_at,
+            user_pool_id: "eu-west-1_x".into(),
+            dry_run: false,
+            update: None,
+            interrupted: false,
+            summary: BTreeMap::new(),
+            calls: BTreeMap::new(),
+            throttles: BTreeMap::new(),
+            email_budget_frees_at: None,
+            rows: Vec::new(),
+            handed_over: Vec::new(),
+        }
+    }
+}
+
 /// Counts per outcome, every outcome present (zero when none).
 pub fn summarize(rows: &[RowReport]) -> BTreeMap<Outcome, u64> {
     let mut out: BTreeMap<Outcome, u64> = Outcome::ALL.iter().map(|o| (*o, 0)).collect();
@@ -716,20 +739,9 @@ mod tests {
         let now = Utc::now();
         let rows = vec![row(2, Outcome::Created)];
         let report = Report {
-            run_id: "r1".into(),
-            command: "run".into(),
-            started_at: now,
-            finished_at: now,
-            user_pool_id: "eu-west-1_x".into(),
-            dry_run: false,
-            update: None,
-            interrupted: false,
             summary: summarize(&rows),
-            calls: BTreeMap::new(),
-            throttles: BTreeMap::new(),
-            email_budget_frees_at: None,
             rows,
-            handed_over: Vec::new(),
+            ..Report::empty("r1", now, now)
         };
         files.write(&report).unwrap();
         let json: serde_json::Value =

@@ -229,22 +229,7 @@ mod tests {
 
     fn head() -> Report {
         let now = Utc::now();
-        Report {
-            run_id: "r1".into(),
-            command: "run".into(),
-            started_at: now,
-            finished_at: now,
-            user_pool_id: "eu-west-1_x".into(),
-            dry_run: false,
-            update: None,
-            interrupted: false,
-            summary: BTreeMap::new(),
-            calls: BTreeMap::new(),
-            throttles: BTreeMap::new(),
-            email_budget_frees_at: None,
-            rows: Vec::new(),
-            handed_over: Vec::new(),
-        }
+        Report::empty("r1", now, now)
     }
 
     fn row(line: u64, outcome: Outcome) -> RowReport {
