@@ -67,7 +67,9 @@ pub fn main(cli: Cli) -> u8 {
         Command::Doctor(a) => (None, None, a.report_dir.as_deref()),
         Command::Reissue(a) => (None, None, a.report_dir.as_deref()),
         Command::Reset(a) => (None, None, a.report_dir.as_deref()),
-        Command::Check(_) | Command::Completions(_) | Command::Man => (None, None, None),
+        Command::Check(_) | Command::State(_) | Command::Completions(_) | Command::Man => {
+            (None, None, None)
+        }
     };
     let common = match config::common(
         &cli.global,
@@ -103,6 +105,7 @@ pub fn main(cli: Cli) -> u8 {
             Command::Doctor(args) => doctor(&common, &file, args).await,
             Command::Reissue(args) => reissue(&common, &file, args).await,
             Command::Reset(args) => reset(&common, &file, args).await,
+            Command::State(cmd) => state_command(&common, cmd),
             Command::Completions(_) | Command::Man => {
                 unreachable!("answered before the settings are read")
             }
@@ -202,6 +205,30 @@ async fn check(common: &Common, file: &FileConfig, args: &CheckArgs) -> Result<E
     })
 }
 
+/// `state init|export|import`: the state's own table, and moving a state between stores.
+fn state_command(common: &Common, cmd: &crate::cli::StateCommand) -> Result<Ending, Error> {
+    use crate::cli::StateCommand;
+    let state::Location::Dynamo(table) = &common.state else {
+        return Err(Error::Config(format!(
+            "state {}: --state must be dynamodb://TABLE (the file is the other side of export \
+             and import; an SQLite file needs no init)",
+            match cmd {
+                StateCommand::Init => "init",
+                StateCommand::Export(_) => "export",
+                StateCommand::Import(_) => "import",
+            }
+        )));
+    };
+    let said = match cmd {
+        StateCommand::Init => state::init_table(table)?,
+        StateCommand::Export(f) => state::export(table, &f.file)?,
+        StateCommand::Import(f) => state::import(&f.file, table)?,
+    };
+    tracing::info!("{said}");
+    println!("{said}");
+    Ok(Ending::Settled)
+}
+
 /// `run`: lock the state, open the input and the outputs, onboard the cohort, and record how the
 /// run ended.
 async fn run(common: &Common, settings: &RunSettings) -> Result<Ending, Error> {
@@ -214,7 +241,7 @@ async fn run(common: &Common, settings: &RunSettings) -> Result<Ending, Error> {
     } else {
         Access::Write
     };
-    let state = Arc::new(State::open(&common.state_path, access)?);
+    let state = Arc::new(State::open(&common.state, access)?);
     let reader = input::open(&settings.input, &settings.input_options)?;
     tracing::info!(
         "reading {} ({})",
@@ -433,7 +460,7 @@ async fn status(common: &Common, file: &FileConfig, args: &StatusArgs) -> Result
     let started_at = Utc::now();
     let run_id = run_id();
     let pool_id = require_pool(common)?.to_string();
-    let state = Arc::new(State::open(&common.state_path, Access::Write)?);
+    let state = Arc::new(State::open(&common.state, Access::Write)?);
     let reader = match &args.input {
         Some(path) => Some(input::open(
             path,

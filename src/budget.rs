@@ -250,7 +250,11 @@ mod tests {
 
     fn state() -> (tempfile::TempDir, State) {
         let dir = tempfile::tempdir().unwrap();
-        let state = State::open(&dir.path().join("s.db"), crate::state::Access::Write).unwrap();
+        let state = State::open(
+            &crate::state::Location::File(dir.path().join("s.db")),
+            crate::state::Access::Write,
+        )
+        .unwrap();
         (dir, state)
     }
 

@@ -64,9 +64,17 @@ pub struct GlobalArgs {
     /// Settings file (TOML) with the same settings as the options; options win over it.
     #[arg(long, env = "COGNITO_ONBOARD_CONFIG", global = true)]
     pub config: Option<PathBuf>,
-    /// The state database that remembers invitations and statuses across runs.
+    /// Where the state that remembers invitations and statuses across runs lives: an SQLite
+    /// file (default cognito-onboard.db), or dynamodb://TABLE, shared by every machine.
     #[arg(long, env = "COGNITO_ONBOARD_STATE", global = true)]
     pub state: Option<PathBuf>,
+    /// The Region of a dynamodb:// state (default: the pool's, then the AWS configuration's).
+    #[arg(long, global = true)]
+    pub state_region: Option<String>,
+    /// How long a dynamodb:// state's run lock lasts unless renewed, e.g. 60s (the default):
+    /// a killed run's lock is taken over after it.
+    #[arg(long, global = true, value_parser = humantime::parse_duration)]
+    pub state_lease: Option<std::time::Duration>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -86,11 +94,31 @@ pub enum Command {
     /// Help desk: a confirmed provider lost the password. Cognito sends a code to the verified
     /// email or phone (or, with --temporary, a new temporary password goes to the password file).
     Reset(ResetArgs),
+    /// The state itself: create a DynamoDB state table, or move a state between an SQLite file
+    /// and a table.
+    #[command(subcommand)]
+    State(StateCommand),
     /// Print a shell completion script, e.g. `cognito-onboard completions bash >
     /// /etc/bash_completion.d/cognito-onboard`.
     Completions(CompletionsArgs),
     /// Print the man page (roff), e.g. `cognito-onboard man > /usr/local/share/man/man1/cognito-onboard.1`.
     Man,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StateCommand {
+    /// Create the --state dynamodb://TABLE table (on-demand capacity, TTL for old run records).
+    Init,
+    /// Copy the --state (a table) into a new SQLite file.
+    Export(StateFileArgs),
+    /// Copy an SQLite state file into the --state (a table), which must hold no state yet.
+    Import(StateFileArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StateFileArgs {
+    /// The SQLite state file.
+    pub file: PathBuf,
 }
 
 #[derive(Debug, Args)]

@@ -9,12 +9,13 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::cli::{Encoding, GlobalArgs, InputArgs, LogFormat};
-use crate::cognito::{Connection, Delivery};
+use crate::cognito::{Connection, Delivery, region_of_pool};
 use crate::error::Error;
 use crate::input::{self, EncodingChoice};
 use crate::limiter::{Category, QuotaSource, Quotas};
 use crate::lookup::Lookup;
 use crate::plan::{Refresh, Reissue, Update, UpdatePart};
+use crate::state::{Location, Table};
 
 /// The settings file. Every key is optional; unknown keys are an error (a typo must not be
 /// silently ignored).
@@ -27,6 +28,9 @@ pub struct FileConfig {
     pub endpoint_url: Option<String>,
     pub log_format: Option<LogFormat>,
     pub state: Option<PathBuf>,
+    pub state_region: Option<String>,
+    /// How long a dynamodb:// state's run lock lasts unless renewed ("60s").
+    pub state_lease: Option<String>,
     pub encoding: Option<Encoding>,
     pub report_dir: Option<PathBuf>,
     pub reissue: Option<Reissue>,
@@ -82,7 +86,7 @@ pub struct Common {
     /// -2 (errors only) to 2 (trace).
     pub verbosity: i8,
     pub progress: bool,
-    pub state_path: PathBuf,
+    pub state: Location,
     pub max_attempts: u32,
     pub quotas: Quotas,
     pub use_provisioned_limits: bool,
@@ -204,25 +208,22 @@ pub fn common(
         .clone()
         .or_else(|| file.user_pool_id.clone())
         .filter(|p| !p.trim().is_empty());
+    let connection = Connection {
+        region: global.region.clone().or_else(|| file.region.clone()),
+        profile: global.profile.clone().or_else(|| file.profile.clone()),
+        endpoint_url,
+        attempt_timeout: Duration::from_secs_f64(timeout),
+    };
     Ok(Common {
+        state: state_location(global, file, pool_id.as_deref(), &connection)?,
         pool_id,
-        connection: Connection {
-            region: global.region.clone().or_else(|| file.region.clone()),
-            profile: global.profile.clone().or_else(|| file.profile.clone()),
-            endpoint_url,
-            attempt_timeout: Duration::from_secs_f64(timeout),
-        },
+        connection,
         log_format: global
             .log_format
             .or(file.log_format)
             .unwrap_or(LogFormat::Text),
         verbosity: global.verbose as i8 - global.quiet as i8,
         progress: stderr_is_terminal && !global.no_progress,
-        state_path: global
-            .state
-            .clone()
-            .or_else(|| file.state.clone())
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE)),
         max_attempts,
         quotas,
         use_provisioned_limits: file.use_provisioned_limits.unwrap_or(true),
@@ -234,6 +235,53 @@ pub fn common(
             .unwrap_or_else(|| PathBuf::from(DEFAULT_REPORT_DIR)),
     })
 }
+
+/// Where the state lives. A table's region is `--state-region`, else the pool's region (the
+/// tool's `--region`, or the pool id's), else the AWS configuration's; its endpoint is
+/// `--endpoint-url`, and the SDK reads `AWS_ENDPOINT_URL` and `AWS_ENDPOINT_URL_DYNAMODB`.
+fn state_location(
+    global: &GlobalArgs,
+    file: &FileConfig,
+    pool_id: Option<&str>,
+    connection: &Connection,
+) -> Result<Location, Error> {
+    let path = global
+        .state
+        .clone()
+        .or_else(|| file.state.clone())
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE));
+    let Some(name) = Location::table_name(&path) else {
+        return Ok(Location::File(path));
+    };
+    let lease = match (&global.state_lease, &file.state_lease) {
+        (Some(d), _) => *d,
+        (None, Some(text)) => humantime::parse_duration(text)
+            .map_err(|e| Error::Config(format!("state_lease {text:?}: {e}")))?,
+        (None, None) => DEFAULT_STATE_LEASE,
+    };
+    if lease < Duration::from_secs(3) {
+        return Err(Error::Config(format!(
+            "state_lease must be at least 3s (it is renewed every third of it), got {}",
+            humantime::format_duration(lease)
+        )));
+    }
+    Ok(Location::Dynamo(Table {
+        name: name?.to_string(),
+        region: global
+            .state_region
+            .clone()
+            .or_else(|| file.state_region.clone())
+            .or_else(|| connection.region.clone())
+            .or_else(|| pool_id.and_then(region_of_pool).map(str::to_string)),
+        profile: connection.profile.clone(),
+        endpoint_url: connection.endpoint_url.clone(),
+        lease,
+        attempt_timeout: connection.attempt_timeout,
+    }))
+}
+
+/// How long a DynamoDB state's run lock lasts unless renewed.
+pub const DEFAULT_STATE_LEASE: Duration = Duration::from_secs(60);
 
 /// What `status` judges each provider by: the choices a `run` with the settings file and no
 /// options would make (re-issue policy, delivery, re-issue cap).

@@ -43,12 +43,13 @@ pub(crate) async fn doctor(
         .fix
         .then(|| config::delivery(args.send.delivery, args.send.password_file.as_deref(), file))
         .transpose()?;
+    // A help-desk fix shares a DynamoDB state with a scheduled run instead of waiting for it.
     let access = if args.fix {
-        Access::Write
+        Access::Shared
     } else {
         Access::Read
     };
-    let state = Arc::new(State::open(&common.state_path, access)?);
+    let state = Arc::new(State::open(&common.state, access)?);
     let report_files = ReportFiles::open(&common.report_dir, &run_id)?;
     let password_file = match delivery {
         Some(_) => PasswordFile::for_run(args.send.password_file.as_deref(), false, &state)?,
@@ -262,7 +263,7 @@ impl Desk {
         let started_at = Utc::now();
         let run_id = run_id();
         let pool_id = require_pool(common)?.to_string();
-        let state = Arc::new(State::open(&common.state_path, Access::Write)?);
+        let state = Arc::new(State::open(&common.state, Access::Shared)?);
         let report_files = ReportFiles::open(&common.report_dir, &run_id)?;
         let password_file = PasswordFile::for_run(send.password_file.as_deref(), false, &state)?;
         state.begin_run(&run_id, &pool_id, command, None, started_at)?;

@@ -1269,7 +1269,13 @@ mod tests {
 
     fn fixture(pool: MemoryPool, budget: Option<u64>, found: Found) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
-        let state = Arc::new(State::open(&dir.path().join("state.db"), Access::Write).unwrap());
+        let state = Arc::new(
+            State::open(
+                &crate::state::Location::File(dir.path().join("state.db")),
+                Access::Write,
+            )
+            .unwrap(),
+        );
         let mut quotas = Quotas::default();
         for c in Category::ALL {
             quotas.set(c, 10_000.0, QuotaSource::ConfigFile);

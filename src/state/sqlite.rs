@@ -1,4 +1,5 @@
-//! The state database: what the job did and saw, across runs and pools, in one SQLite file.
+//! The state in one SQLite file (the embedded default): what the job did and saw, across runs
+//! and pools.
 //! Invitations are written ahead (intent before the call, result after) so a run killed at any
 //! instant is resumed without a second invitation; intents of rows ready together share a
 //! commit, and results ride with the next one (group commit); statuses and their transitions are kept so
@@ -14,6 +15,11 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
+use super::{
+    Access, DELETED, Invitation, InviteKind, Known, Record, StoredInvitation, SyncFirst, TABLES,
+    UpdateOutcome, Value,
+};
+use crate::cognito::{Delivery, UserStatus};
 use crate::error::Error;
 
 /// Schema migrations, in order; `PRAGMA user_version` is how many have been applied.
@@ -107,141 +113,8 @@ fn from_ms(v: Option<i64>) -> Option<DateTime<Utc>> {
     v.and_then(DateTime::from_timestamp_millis)
 }
 
-use crate::cognito::{Delivery, UserStatus};
-pub use crate::plan::InviteKind;
-
-impl InviteKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            InviteKind::Create => "create",
-            InviteKind::Resend => "resend",
-            InviteKind::SetPassword => "set_password",
-        }
-    }
-
-    fn parse(s: &str) -> InviteKind {
-        match s {
-            "resend" => InviteKind::Resend,
-            "set_password" => InviteKind::SetPassword,
-            _ => InviteKind::Create,
-        }
-    }
-}
-
-/// What became of an update intent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UpdateOutcome {
-    Done,
-    Failed,
-    /// Written by a run that died; the next run compared the user with the row again.
-    Rechecked,
-}
-
-impl UpdateOutcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            UpdateOutcome::Done => "done",
-            UpdateOutcome::Failed => "failed",
-            UpdateOutcome::Rechecked => "rechecked",
-        }
-    }
-}
-
-/// An invitation whose result was never recorded: the run died around the call.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OpenIntent {
-    pub id: i64,
-    pub kind: InviteKind,
-    pub at: DateTime<Utc>,
-    pub medium: Delivery,
-}
-
-/// What the state knows of one user.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Known {
-    pub username: Option<String>,
-    pub email: Option<String>,
-    pub invited: bool,
-    pub first_invited_at: Option<DateTime<Utc>>,
-    pub last_invited_at: Option<DateTime<Utc>>,
-    pub reissues: u32,
-    pub groups_done: Vec<String>,
-    pub last_status: Option<UserStatus>,
-    pub last_enabled: Option<bool>,
-    pub last_seen_at: Option<DateTime<Utc>>,
-    pub confirmed_at: Option<DateTime<Utc>>,
-    pub confirmed_reported_at: Option<DateTime<Utc>>,
-    /// When the operator's `--on-confirmed` command took the provider over (exit 0).
-    pub handed_over_at: Option<DateTime<Utc>>,
-    /// A suppress-mode password that went to Cognito but never reached the password file.
-    pub password_lost: bool,
-    /// When the last message-sending invitation went out.
-    pub last_message_at: Option<DateTime<Utc>>,
-    pub open_intent: Option<OpenIntent>,
-    /// `run --update` writes recorded ahead whose result was never recorded (the run died).
-    pub open_updates: Vec<i64>,
-    /// [`Row::digest`](crate::input::Row::digest) of the row when the user was last in step
-    /// with it.
-    pub row_digest: Option<String>,
-    /// What `run --update` last wrote (attribute names, `+group`, `-group`; never values).
-    pub last_written: Vec<String>,
-    pub last_written_at: Option<DateTime<Utc>>,
-    /// For a pending user the job did not invite and then updated: its `UserLastModifiedDate`
-    /// before the update, which moved it. The invitation's expiry is counted from this.
-    pub pending_since: Option<DateTime<Utc>>,
-    /// When `run` last read the provider while it was `CONFIRMED` (incremental runs re-read it
-    /// periodically from then).
-    pub last_read_at: Option<DateTime<Utc>>,
-}
-
-impl Known {
-    /// What the state remembers, for deciding whether to read the provider again.
-    pub fn seen(&self) -> crate::plan::Seen<'_> {
-        crate::plan::Seen {
-            status: self.last_status.as_ref(),
-            enabled: self.last_enabled,
-            digest: self.row_digest.as_deref(),
-            read_at: self.last_read_at,
-            open: self.open_intent.is_some() || !self.open_updates.is_empty(),
-        }
-    }
-
-    /// What decisions need of this history.
-    pub fn history(&self) -> crate::plan::History {
-        crate::plan::History {
-            last_invited_at: self.last_invited_at.or(self.pending_since),
-            reissues: self.reissues,
-            groups_done: self.groups_done.clone(),
-            invited: self.invited,
-            password_lost: self.password_lost,
-            last_message_at: self.last_message_at,
-        }
-    }
-}
-
-/// One invitation the state recorded.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Invitation {
-    pub kind: InviteKind,
-    pub medium: Delivery,
-    /// When it went out (or was about to).
-    pub at: DateTime<Utc>,
-    /// `sent`, `pending` (a run died around the call), `failed` or `undelivered`.
-    pub outcome: String,
-    pub run_id: String,
-}
-
-/// How the state is opened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
-    /// Takes the run lock; creates and migrates the file as needed.
-    Write,
-    /// No lock, no writes (dry runs); a missing file is an empty state.
-    Read,
-}
-
 /// The open state database.
-pub struct State {
+pub struct Sqlite {
     conn: Option<Mutex<Conn>>,
     writable: bool,
     path: PathBuf,
@@ -262,12 +135,6 @@ enum Commit {
     Now,
     /// Within `SETTLE_WINDOW`: what became of a call whose intent is already on record.
     Soon,
-}
-
-/// A file that must reach the disk before any state commit that may say it holds something:
-/// an invitation marked "password recorded" must have its line in the password file.
-pub trait SyncFirst: Send + Sync {
-    fn sync(&self) -> std::io::Result<()>;
 }
 
 /// The connection and the transaction of settles left open on it.
@@ -415,7 +282,7 @@ impl Conn {
     }
 }
 
-impl Drop for State {
+impl Drop for Sqlite {
     fn drop(&mut self) {
         if let Err(e) = self.flush() {
             tracing::warn!("{e}");
@@ -446,23 +313,30 @@ fn db_err(path: &Path, e: rusqlite::Error) -> Error {
     Error::State(format!("{}: {e}{hint}", path.display()))
 }
 
-impl State {
+impl Sqlite {
     /// Opens (and with `Access::Write` locks, creates and migrates) the state file.
-    pub fn open(path: &Path, access: Access) -> Result<State, Error> {
+    pub fn open(path: &Path, access: Access) -> Result<Sqlite, Error> {
         if access == Access::Read && !path.exists() {
-            return Ok(State {
+            return Ok(Sqlite {
                 conn: None,
                 writable: false,
                 path: path.to_path_buf(),
                 _lock: None,
             });
         }
+        // One file has one writer at a time: a shared write takes the lock too.
+        let access = match access {
+            Access::Shared => Access::Write,
+            a => a,
+        };
         let lock = match access {
-            Access::Write => Some(Self::lock(path)?),
+            Access::Write | Access::Shared => Some(Self::lock(path)?),
             Access::Read => None,
         };
         let flags = match access {
-            Access::Write => OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
+            Access::Write | Access::Shared => {
+                OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE
+            }
             Access::Read => OpenFlags::SQLITE_OPEN_READ_ONLY,
         } | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags).map_err(|e| db_err(path, e))?;
@@ -495,7 +369,7 @@ impl State {
                 path.display()
             )));
         }
-        Ok(State {
+        Ok(Sqlite {
             conn: Some(Mutex::new(Conn {
                 db: conn,
                 open_since: None,
@@ -761,42 +635,16 @@ impl State {
                 })?;
                 for row in rows {
                     let (id, key, kind, medium, intent_at, outcome, sent_at, recorded) = row?;
-                    let k = out.entry(key).or_default();
-                    let kind = InviteKind::parse(&kind);
-                    // An unknown medium was written by a newer version: count it as a message.
-                    let medium = Delivery::parse(&medium).unwrap_or(Delivery::Email);
-                    match outcome.as_str() {
-                        "sent" => {
-                            let at = from_ms(sent_at.or(Some(intent_at)));
-                            k.invited = true;
-                            k.first_invited_at = k.first_invited_at.or(at);
-                            k.last_invited_at = at.or(k.last_invited_at);
-                            if kind != InviteKind::Create {
-                                k.reissues += 1;
-                            }
-                            if medium.sends_message() && kind != InviteKind::SetPassword {
-                                k.last_message_at = at.or(k.last_message_at);
-                            }
-                            k.password_lost = medium == Delivery::Suppress && !recorded;
-                        }
-                        // Cognito holds a temporary password nobody received: re-issue it.
-                        "undelivered" => {
-                            let at = from_ms(sent_at.or(Some(intent_at)));
-                            k.invited = true;
-                            k.first_invited_at = k.first_invited_at.or(at);
-                            k.last_invited_at = at.or(k.last_invited_at);
-                            k.password_lost = true;
-                        }
-                        "pending" => {
-                            k.open_intent = Some(OpenIntent {
-                                id,
-                                kind,
-                                at: from_ms(Some(intent_at)).unwrap_or_default(),
-                                medium,
-                            });
-                        }
-                        _ => {}
-                    }
+                    out.entry(key).or_default().fold(StoredInvitation {
+                        id,
+                        kind: InviteKind::parse(&kind),
+                        // An unknown medium was written by a newer version: count it as a message.
+                        medium: Delivery::parse(&medium).unwrap_or(Delivery::Email),
+                        intent_at: from_ms(Some(intent_at)).unwrap_or_default(),
+                        outcome,
+                        sent_at: from_ms(sent_at),
+                        password_recorded: recorded,
+                    });
                 }
                 let mut stmt = c.prepare(
                     "SELECT id, key FROM updates WHERE pool_id = ?1 AND outcome = 'pending'",
@@ -1088,9 +936,6 @@ impl State {
     }
 }
 
-/// The status the state records for a user that is no longer in the pool.
-pub const DELETED: &str = "DELETED";
-
 /// Records a status seen for a user, and a transition when it differs from the last one.
 #[allow(clippy::too_many_arguments)]
 fn record_status(
@@ -1140,7 +985,7 @@ fn record_status(
     Ok(())
 }
 
-impl State {
+impl Sqlite {
     /// Marks the user as invited by this tool (after a create it made).
     pub fn mark_invited(
         &self,
@@ -1283,28 +1128,83 @@ impl State {
     }
 }
 
+impl Sqlite {
+    /// Every row of every table, for `state export` and `state import`.
+    pub(crate) fn dump(&self) -> Result<Vec<Record>, Error> {
+        self.flush()?;
+        Ok(self
+            .with(|c| {
+                let mut out = Vec::new();
+                for table in TABLES {
+                    let mut stmt = c.prepare(&format!("SELECT * FROM {table} ORDER BY rowid"))?;
+                    let names: Vec<String> = stmt.column_names().map(|n| n.to_string()).collect();
+                    let mut rows = stmt.query([])?;
+                    while let Some(row) = rows.next()? {
+                        let mut values = std::collections::BTreeMap::new();
+                        for (i, name) in names.iter().enumerate() {
+                            use rusqlite::types::ValueRef;
+                            let v = match row.get_ref(i)? {
+                                ValueRef::Integer(v) => Value::Int(v),
+                                ValueRef::Text(t) => {
+                                    Value::Text(String::from_utf8_lossy(t).into_owned())
+                                }
+                                ValueRef::Real(v) => Value::Int(v as i64),
+                                ValueRef::Null | ValueRef::Blob(_) => continue,
+                            };
+                            values.insert(name.clone(), v);
+                        }
+                        out.push(Record { table, values });
+                    }
+                }
+                Ok(out)
+            })?
+            .unwrap_or_default())
+    }
+
+    /// Writes `records` into this (new) state, in one transaction.
+    pub(crate) fn load(&self, records: &[Record]) -> Result<(), Error> {
+        self.write(|c| {
+            for r in records {
+                let columns: Vec<&str> = r.values.keys().map(String::as_str).collect();
+                // Names come from the other store: only plain column names reach the SQL.
+                if let Some(bad) = columns
+                    .iter()
+                    .find(|c| !c.chars().all(|ch| ch.is_ascii_lowercase() || ch == '_'))
+                {
+                    return Err(rusqlite::Error::InvalidColumnName(bad.to_string()));
+                }
+                let sql = format!(
+                    "INSERT INTO {} ({}) VALUES ({})",
+                    r.table,
+                    columns.join(", "),
+                    vec!["?"; columns.len()].join(", ")
+                );
+                let params: Vec<rusqlite::types::Value> = r
+                    .values
+                    .values()
+                    .map(|v| match v {
+                        Value::Int(i) => rusqlite::types::Value::Integer(*i),
+                        Value::Text(t) => rusqlite::types::Value::Text(t.clone()),
+                    })
+                    .collect();
+                c.execute(&sql, rusqlite::params_from_iter(params))?;
+            }
+            Ok(())
+        })
+        .map(|_| ())
+    }
+}
+
 /// Runs a statement through the connection's cache: the same few statements run for every row,
 /// and parsing one costs more than running it.
 fn exec<P: rusqlite::Params>(c: &Connection, sql: &str, p: P) -> rusqlite::Result<usize> {
     c.prepare_cached(sql)?.execute(p)
 }
 
-/// SHA-256 of a file, streamed, for the runs table.
-pub fn file_sha256(path: &Path) -> std::io::Result<String> {
-    use sha2::{Digest, Sha256};
-    let mut hasher = Sha256::new();
-    let mut file = File::open(path)?;
-    std::io::copy(&mut file, &mut hasher)?;
-    Ok(hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    type State = Sqlite;
     use chrono::TimeZone;
 
     fn t(h: u32) -> DateTime<Utc> {

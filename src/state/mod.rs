@@ -1,0 +1,593 @@
+//! The state: what the job did and saw, across runs and pools, behind one interface over two
+//! stores: an SQLite file, the embedded default (`sqlite`), and a DynamoDB table that every
+//! machine shares (`dynamo`). Owns the types of what is remembered and where the state lives.
+//! Must never store a password, and must not decide anything from what it holds (that is
+//! `plan`).
+
+mod dynamo;
+mod sqlite;
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::error::Error;
+
+pub use dynamo::init_table;
+pub use sqlite::SCHEMA_VERSION;
+
+use crate::cognito::{Delivery, UserStatus};
+pub use crate::plan::InviteKind;
+
+impl InviteKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InviteKind::Create => "create",
+            InviteKind::Resend => "resend",
+            InviteKind::SetPassword => "set_password",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> InviteKind {
+        match s {
+            "resend" => InviteKind::Resend,
+            "set_password" => InviteKind::SetPassword,
+            _ => InviteKind::Create,
+        }
+    }
+}
+
+/// What became of an update intent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpdateOutcome {
+    Done,
+    Failed,
+    /// Written by a run that died; the next run compared the user with the row again.
+    Rechecked,
+}
+
+impl UpdateOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpdateOutcome::Done => "done",
+            UpdateOutcome::Failed => "failed",
+            UpdateOutcome::Rechecked => "rechecked",
+        }
+    }
+}
+
+/// An invitation whose result was never recorded: the run died around the call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenIntent {
+    pub id: i64,
+    pub kind: InviteKind,
+    pub at: DateTime<Utc>,
+    pub medium: Delivery,
+}
+
+/// What the state knows of one user.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Known {
+    pub username: Option<String>,
+    pub email: Option<String>,
+    pub invited: bool,
+    pub first_invited_at: Option<DateTime<Utc>>,
+    pub last_invited_at: Option<DateTime<Utc>>,
+    pub reissues: u32,
+    pub groups_done: Vec<String>,
+    pub last_status: Option<UserStatus>,
+    pub last_enabled: Option<bool>,
+    pub last_seen_at: Option<DateTime<Utc>>,
+    pub confirmed_at: Option<DateTime<Utc>>,
+    pub confirmed_reported_at: Option<DateTime<Utc>>,
+    /// When the operator's `--on-confirmed` command took the provider over (exit 0).
+    pub handed_over_at: Option<DateTime<Utc>>,
+    /// A suppress-mode password that went to Cognito but never reached the password file.
+    pub password_lost: bool,
+    /// When the last message-sending invitation went out.
+    pub last_message_at: Option<DateTime<Utc>>,
+    pub open_intent: Option<OpenIntent>,
+    /// `run --update` writes recorded ahead whose result was never recorded (the run died).
+    pub open_updates: Vec<i64>,
+    /// [`Row::digest`](crate::input::Row::digest) of the row when the user was last in step
+    /// with it.
+    pub row_digest: Option<String>,
+    /// What `run --update` last wrote (attribute names, `+group`, `-group`; never values).
+    pub last_written: Vec<String>,
+    pub last_written_at: Option<DateTime<Utc>>,
+    /// For a pending user the job did not invite and then updated: its `UserLastModifiedDate`
+    /// before the update, which moved it. The invitation's expiry is counted from this.
+    pub pending_since: Option<DateTime<Utc>>,
+    /// When `run` last read the provider while it was `CONFIRMED` (incremental runs re-read it
+    /// periodically from then).
+    pub last_read_at: Option<DateTime<Utc>>,
+}
+
+impl Known {
+    /// What the state remembers, for deciding whether to read the provider again.
+    pub fn seen(&self) -> crate::plan::Seen<'_> {
+        crate::plan::Seen {
+            status: self.last_status.as_ref(),
+            enabled: self.last_enabled,
+            digest: self.row_digest.as_deref(),
+            read_at: self.last_read_at,
+            open: self.open_intent.is_some() || !self.open_updates.is_empty(),
+        }
+    }
+
+    /// What decisions need of this history.
+    pub fn history(&self) -> crate::plan::History {
+        crate::plan::History {
+            last_invited_at: self.last_invited_at.or(self.pending_since),
+            reissues: self.reissues,
+            groups_done: self.groups_done.clone(),
+            invited: self.invited,
+            password_lost: self.password_lost,
+            last_message_at: self.last_message_at,
+        }
+    }
+}
+
+/// One invitation the state recorded.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Invitation {
+    pub kind: InviteKind,
+    pub medium: Delivery,
+    /// When it went out (or was about to).
+    pub at: DateTime<Utc>,
+    /// `sent`, `pending` (a run died around the call), `failed` or `undelivered`.
+    pub outcome: String,
+    pub run_id: String,
+}
+
+/// How the state is opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Takes the run lock; creates and migrates the file as needed.
+    Write,
+    /// Writes without holding the run lock of a shared store, whose conditional writes keep
+    /// a help-desk command and a scheduled run apart (an SQLite file is locked as for `Write`).
+    Shared,
+    /// No lock, no writes (dry runs); a missing file is an empty state.
+    Read,
+}
+
+/// A file that must reach the disk before any state commit that may say it holds something:
+/// an invitation marked "password recorded" must have its line in the password file.
+pub trait SyncFirst: Send + Sync {
+    fn sync(&self) -> std::io::Result<()>;
+}
+
+/// The status the state records for a user that is no longer in the pool.
+pub const DELETED: &str = "DELETED";
+
+/// SHA-256 of a file, streamed, for the runs table.
+pub fn file_sha256(path: &Path) -> std::io::Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    let mut file = File::open(path)?;
+    std::io::copy(&mut file, &mut hasher)?;
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+/// Where the state lives: `--state FILE` or `--state dynamodb://TABLE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    File(PathBuf),
+    Dynamo(Table),
+}
+
+/// A DynamoDB table, and how to reach it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Table {
+    pub name: String,
+    /// `--state-region`, else the pool's region, else the AWS configuration's.
+    pub region: Option<String>,
+    pub profile: Option<String>,
+    /// `--endpoint-url`; `AWS_ENDPOINT_URL` and `AWS_ENDPOINT_URL_DYNAMODB` are read by the SDK.
+    pub endpoint_url: Option<String>,
+    /// How long the run lock lasts unless renewed (renewed while the run works).
+    pub lease: Duration,
+    pub attempt_timeout: Duration,
+}
+
+/// The scheme of a DynamoDB state.
+pub const DYNAMODB_SCHEME: &str = "dynamodb://";
+
+impl Location {
+    /// The table's name when `state` is `dynamodb://TABLE`; otherwise a file.
+    pub fn table_name(state: &Path) -> Option<Result<&str, Error>> {
+        let rest = state.to_str()?.strip_prefix(DYNAMODB_SCHEME)?;
+        let valid = (3..=255).contains(&rest.len())
+            && rest
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c));
+        Some(if valid {
+            Ok(rest)
+        } else {
+            Err(Error::Config(format!(
+                "state {DYNAMODB_SCHEME}{rest}: a DynamoDB table name is 3 to 255 letters, digits, \
+                 `_`, `-` or `.`"
+            )))
+        })
+    }
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::File(p) => write!(f, "{}", p.display()),
+            Location::Dynamo(t) => write!(f, "{DYNAMODB_SCHEME}{}", t.name),
+        }
+    }
+}
+
+/// One invitation as stored, for folding into what is known of its user.
+pub(crate) struct StoredInvitation {
+    pub id: i64,
+    pub kind: InviteKind,
+    pub medium: Delivery,
+    pub intent_at: DateTime<Utc>,
+    pub outcome: String,
+    pub sent_at: Option<DateTime<Utc>>,
+    pub password_recorded: bool,
+}
+
+impl Known {
+    /// Adds an invitation to what is known, invitations taken oldest first.
+    pub(crate) fn fold(&mut self, i: StoredInvitation) {
+        match i.outcome.as_str() {
+            "sent" => {
+                let at = i.sent_at.unwrap_or(i.intent_at);
+                self.invited = true;
+                self.first_invited_at = self.first_invited_at.or(Some(at));
+                self.last_invited_at = Some(at);
+                if i.kind != InviteKind::Create {
+                    self.reissues += 1;
+                }
+                if i.medium.sends_message() && i.kind != InviteKind::SetPassword {
+                    self.last_message_at = Some(at);
+                }
+                self.password_lost = i.medium == Delivery::Suppress && !i.password_recorded;
+            }
+            // Cognito holds a temporary password nobody received: re-issue it.
+            "undelivered" => {
+                let at = i.sent_at.unwrap_or(i.intent_at);
+                self.invited = true;
+                self.first_invited_at = self.first_invited_at.or(Some(at));
+                self.last_invited_at = Some(at);
+                self.password_lost = true;
+            }
+            "pending" => {
+                self.open_intent = Some(OpenIntent {
+                    id: i.id,
+                    kind: i.kind,
+                    at: i.intent_at,
+                    medium: i.medium,
+                });
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The open state, in whichever store it lives.
+pub struct State {
+    store: Store,
+}
+
+enum Store {
+    Sqlite(sqlite::Sqlite),
+    Dynamo(dynamo::Dynamo),
+}
+
+/// Calls the same method on whichever store holds the state.
+macro_rules! each {
+    ($self:ident, $s:ident => $e:expr) => {
+        match &$self.store {
+            Store::Sqlite($s) => $e,
+            Store::Dynamo($s) => $e,
+        }
+    };
+}
+
+impl State {
+    /// Opens the state: with `Access::Write` it takes the run lock (creating and migrating an
+    /// SQLite file as needed); a DynamoDB table must exist (`state init`).
+    pub fn open(location: &Location, access: Access) -> Result<State, Error> {
+        let store = match location {
+            Location::File(path) => Store::Sqlite(sqlite::Sqlite::open(path, access)?),
+            Location::Dynamo(table) => Store::Dynamo(dynamo::Dynamo::open(table, access)?),
+        };
+        Ok(State { store })
+    }
+
+    /// Commits the writes still waiting.
+    pub fn flush(&self) -> Result<(), Error> {
+        each!(self, s => s.flush())
+    }
+
+    /// Makes every commit that marks a password recorded sync `file` first.
+    pub fn sync_first(&self, file: Arc<dyn SyncFirst>) {
+        each!(self, s => s.sync_first(file))
+    }
+
+    /// Records the start of a run.
+    pub fn begin_run(
+        &self,
+        run_id: &str,
+        pool_id: &str,
+        command: &str,
+        input: Option<(&Path, &str)>,
+        at: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        each!(self, s => s.begin_run(run_id, pool_id, command, input, at))
+    }
+
+    pub fn finish_run(
+        &self,
+        run_id: &str,
+        at: DateTime<Utc>,
+        exit_code: u8,
+        counts: &str,
+    ) -> Result<(), Error> {
+        each!(self, s => s.finish_run(run_id, at, exit_code, counts))
+    }
+
+    /// Everything known about the users of a pool, by key.
+    pub fn known(&self, pool_id: &str) -> Result<HashMap<String, Known>, Error> {
+        each!(self, s => s.known(pool_id))
+    }
+
+    /// Every invitation recorded for a key, oldest first (for the help desk).
+    pub fn invitations_of(&self, pool_id: &str, key: &str) -> Result<Vec<Invitation>, Error> {
+        each!(self, s => s.invitations_of(pool_id, key))
+    }
+
+    /// Writes "about to invite" before the call; returns the intent's id (on record when this
+    /// returns; `None` in a dry run).
+    pub async fn intent(
+        &self,
+        pool_id: &str,
+        key: &str,
+        kind: InviteKind,
+        medium: Delivery,
+        run_id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Option<i64>, Error> {
+        each!(self, s => s.intent(pool_id, key, kind, medium, run_id, at).await)
+    }
+
+    /// Records what became of an intent: sent (at), or certainly not sent.
+    pub fn settle_intent(
+        &self,
+        id: i64,
+        sent_at: Option<DateTime<Utc>>,
+        password_recorded: bool,
+    ) -> Result<(), Error> {
+        each!(self, s => s.settle_intent(id, sent_at, password_recorded))
+    }
+
+    /// Settles an intent whose call changed the user but whose message did not go out.
+    pub fn settle_undelivered(&self, id: i64, at: DateTime<Utc>) -> Result<(), Error> {
+        each!(self, s => s.settle_undelivered(id, at))
+    }
+
+    /// Settles an intent as sent, marks the user as invited by this tool and records it as
+    /// `FORCE_CHANGE_PASSWORD`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn invitation_sent(
+        &self,
+        id: Option<i64>,
+        sent_at: DateTime<Utc>,
+        pool_id: &str,
+        key: &str,
+        username: &str,
+        email: &str,
+        run_id: &str,
+    ) -> Result<(), Error> {
+        each!(self, s => s.invitation_sent(id, sent_at, pool_id, key, username, email, run_id))
+    }
+
+    /// Records, ahead of its calls, what `run --update` is about to change for a user.
+    pub async fn update_intent(
+        &self,
+        pool_id: &str,
+        key: &str,
+        changes: &[String],
+        run_id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Option<i64>, Error> {
+        each!(self, s => s.update_intent(pool_id, key, changes, run_id, at).await)
+    }
+
+    /// Settles an update intent.
+    pub fn settle_update(
+        &self,
+        id: i64,
+        outcome: UpdateOutcome,
+        at: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        each!(self, s => s.settle_update(id, outcome, at))
+    }
+
+    /// After `run --update` made its changes: what was written and when, the user's email as
+    /// it now is, and the groups it left.
+    #[allow(clippy::too_many_arguments)]
+    pub fn updated(
+        &self,
+        pool_id: &str,
+        key: &str,
+        written: &[String],
+        email: Option<&str>,
+        removed_groups: &[String],
+        pending_since: Option<DateTime<Utc>>,
+        at: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        each!(self, s => s.updated(pool_id, key, written, email, removed_groups, pending_since, at))
+    }
+
+    /// Records that `run` read the provider while it was `CONFIRMED`.
+    pub fn read_confirmed(&self, pool_id: &str, key: &str, at: DateTime<Utc>) -> Result<(), Error> {
+        each!(self, s => s.read_confirmed(pool_id, key, at))
+    }
+
+    /// Records the digest of the row the user is now in step with.
+    pub fn in_step(&self, pool_id: &str, key: &str, digest: &str) -> Result<(), Error> {
+        each!(self, s => s.in_step(pool_id, key, digest))
+    }
+
+    /// Marks an invitation's password as written to the password file.
+    pub fn password_recorded(&self, id: i64) -> Result<(), Error> {
+        each!(self, s => s.password_recorded(id))
+    }
+
+    /// Records what Cognito said about a user, and a transition when the status differs from
+    /// the last one seen. `status` None: the user is not in the pool.
+    #[allow(clippy::too_many_arguments)]
+    pub fn observe(
+        &self,
+        pool_id: &str,
+        key: &str,
+        username: Option<&str>,
+        email: Option<&str>,
+        status: Option<&UserStatus>,
+        enabled: Option<bool>,
+        run_id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        each!(self, s => s.observe(pool_id, key, username, email, status, enabled, run_id, at))
+    }
+
+    /// Marks the user as invited by this tool (after a create it made).
+    pub fn mark_invited(
+        &self,
+        pool_id: &str,
+        key: &str,
+        username: &str,
+        email: &str,
+    ) -> Result<(), Error> {
+        each!(self, s => s.mark_invited(pool_id, key, username, email))
+    }
+
+    /// Records groups the user was added to.
+    pub fn groups_done(&self, pool_id: &str, key: &str, groups: &[String]) -> Result<(), Error> {
+        each!(self, s => s.groups_done(pool_id, key, groups))
+    }
+
+    /// Invitations by `medium` sent or possibly sent since `since`, across every pool in the
+    /// state (the email cap is per account), and the oldest of them.
+    pub fn messages_since(
+        &self,
+        since: DateTime<Utc>,
+        medium: Delivery,
+    ) -> Result<(u64, Option<DateTime<Utc>>), Error> {
+        each!(self, s => s.messages_since(since, medium))
+    }
+
+    /// The times of the message-sending invitations since `since`, oldest first.
+    pub fn message_times_since(
+        &self,
+        since: DateTime<Utc>,
+        medium: Delivery,
+    ) -> Result<Vec<DateTime<Utc>>, Error> {
+        each!(self, s => s.message_times_since(since, medium))
+    }
+
+    /// Marks confirmations as reported by `status`, so the next report lists only new ones.
+    pub fn confirmations_reported(
+        &self,
+        pool_id: &str,
+        keys: &[String],
+        at: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        each!(self, s => s.confirmations_reported(pool_id, keys, at))
+    }
+
+    /// Marks a provider as handed over (the `--on-confirmed` command exited 0 for it).
+    pub fn handed_over(&self, pool_id: &str, key: &str, at: DateTime<Utc>) -> Result<(), Error> {
+        each!(self, s => s.handed_over(pool_id, key, at))
+    }
+
+    /// The previous `status` report's time for this pool, if any.
+    pub fn last_status_run(&self, pool_id: &str) -> Result<Option<DateTime<Utc>>, Error> {
+        each!(self, s => s.last_status_run(pool_id))
+    }
+}
+
+/// One stored value, as both stores can hold it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Value {
+    Int(i64),
+    Text(String),
+}
+
+/// One row of the SQLite schema (`table`: runs, users, invitations, updates, transitions),
+/// column by column (absent: NULL): how `state export` and `state import` move a state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Record {
+    pub table: &'static str,
+    pub values: std::collections::BTreeMap<String, Value>,
+}
+
+/// The tables a state is made of, in the order they are moved.
+pub(crate) const TABLES: [&str; 5] = ["runs", "users", "invitations", "updates", "transitions"];
+
+/// How many records of each table.
+fn counts(records: &[Record]) -> String {
+    TABLES
+        .iter()
+        .map(|t| format!("{} {t}", records.iter().filter(|r| r.table == *t).count()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `state export FILE.db`: the table, copied into a new SQLite file (the table's run lock is
+/// held meanwhile, so no run writes half of it).
+pub fn export(table: &Table, file: &Path) -> Result<String, Error> {
+    if file.exists() {
+        return Err(Error::Config(format!(
+            "{} exists: export writes a new state file, never into one that exists",
+            file.display()
+        )));
+    }
+    let from = dynamo::Dynamo::open(table, Access::Write)?;
+    let records = from.dump()?;
+    let to = sqlite::Sqlite::open(file, Access::Write)?;
+    to.load(&records)?;
+    to.flush()?;
+    Ok(format!(
+        "exported {DYNAMODB_SCHEME}{} to {}: {}",
+        table.name,
+        file.display(),
+        counts(&records)
+    ))
+}
+
+/// `state import FILE.db`: an SQLite state, copied into a table that holds no state yet.
+pub fn import(file: &Path, table: &Table) -> Result<String, Error> {
+    if !file.exists() {
+        return Err(Error::Config(format!(
+            "{}: no such state file",
+            file.display()
+        )));
+    }
+    let from = sqlite::Sqlite::open(file, Access::Read)?;
+    let records = from.dump()?;
+    let to = dynamo::Dynamo::open(table, Access::Write)?;
+    to.load(&records)?;
+    Ok(format!(
+        "imported {} into {DYNAMODB_SCHEME}{}: {}",
+        file.display(),
+        table.name,
+        counts(&records)
+    ))
+}
