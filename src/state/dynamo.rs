@@ -72,7 +72,7 @@ pub struct Dynamo {
     writable: bool,
     /// The state's own runtime: the tool's runtime is single-threaded, and the state's sync
     /// methods wait for DynamoDB on this one instead of blocking it.
-    runtime: Option<tokio::runtime::Runtime>,
+    runtime: Rt,
     lanes: Vec<mpsc::UnboundedSender<Msg>>,
     /// The first write that failed in a lane, reported by the next write that must be on
     /// record and by `flush`.
@@ -199,12 +199,32 @@ async fn client(table: &Table) -> Client {
     Client::new(&config)
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+/// The state's own runtime, shut down without waiting when dropped (a runtime dropped the
+/// usual way from inside the tool's runtime panics).
+struct Rt(Option<tokio::runtime::Runtime>);
+
+impl std::ops::Deref for Rt {
+    type Target = tokio::runtime::Runtime;
+    fn deref(&self) -> &Self::Target {
+        self.0.as_ref().expect("the runtime lives until dropped")
+    }
+}
+
+impl Drop for Rt {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+fn runtime() -> Result<Rt, Error> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name("state")
         .enable_all()
         .build()
+        .map(|rt| Rt(Some(rt)))
         .map_err(|e| Error::State(format!("cannot start the state's runtime: {e}")))
 }
 
@@ -293,7 +313,6 @@ pub fn init_table(table: &Table) -> Result<String, Error> {
             t.name, t.name
         ))
     });
-    rt.shutdown_background();
     result.map_err(Error::State)
 }
 
@@ -358,7 +377,7 @@ impl Dynamo {
             client,
             table: table.name.clone(),
             writable: access != Access::Read,
-            runtime: Some(rt),
+            runtime: rt,
             lanes,
             failed,
             pools: Mutex::new(HashMap::new()),
@@ -369,9 +388,7 @@ impl Dynamo {
     }
 
     fn rt(&self) -> &tokio::runtime::Runtime {
-        self.runtime
-            .as_ref()
-            .expect("the runtime lives as long as the state")
+        &self.runtime
     }
 
     fn wait<T: Send + 'static>(&self, f: impl Future<Output = T> + Send + 'static) -> T {
@@ -1551,9 +1568,6 @@ impl Drop for Dynamo {
             {
                 tracing::warn!("{}", sdk_error("cannot release the run lock's lease", &e));
             }
-        }
-        if let Some(rt) = self.runtime.take() {
-            rt.shutdown_background();
         }
     }
 }

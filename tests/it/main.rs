@@ -5,6 +5,7 @@
 mod support;
 
 mod bad_input;
+mod dynamodb;
 mod help_desk;
 mod incremental;
 mod install;

@@ -545,6 +545,12 @@ impl TestCommand {
         self
     }
 
+    /// Runs in `dir` (another "machine": no file shared with the test's directory).
+    pub fn current_dir(mut self, dir: impl AsRef<Path>) -> Self {
+        self.cmd.current_dir(dir);
+        self
+    }
+
     pub fn env_remove(mut self, key: impl AsRef<OsStr>) -> Self {
         self.cmd.env_remove(key);
         self

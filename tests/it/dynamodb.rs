@@ -1,0 +1,505 @@
+//! The state in DynamoDB (moto's, on the same server as the pool): the state suite run against
+//! both stores, `state init/export/import`, a missing table, the lease between two "machines"
+//! (processes in different directories sharing no file), and a killed run's lease taken over
+//! only after it expires.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, TimeZone, Utc};
+use cognito_onboard::cognito::{Delivery, UserStatus};
+use cognito_onboard::error::exit;
+use cognito_onboard::state::{Access, InviteKind, Known, Location, State, Table, UpdateOutcome};
+
+use crate::support::*;
+
+fn t(h: i64) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 30, 0, 0, 0).unwrap() + chrono::Duration::hours(h)
+}
+
+fn table(moto: &Moto, name: &str) -> Table {
+    Table {
+        name: name.to_string(),
+        region: Some("eu-west-1".into()),
+        profile: None,
+        endpoint_url: Some(moto.url()),
+        lease: Duration::from_secs(60),
+        attempt_timeout: Duration::from_secs(10),
+    }
+}
+
+/// The SDK's credentials for moto, as the binary gets them in `TestEnv::cmd`.
+fn moto_credentials() {
+    // SAFETY: set once, to the same values, before any thread of this test reads them; every
+    // test of this file sets the same.
+    unsafe {
+        std::env::set_var("AWS_ACCESS_KEY_ID", "test");
+        std::env::set_var("AWS_SECRET_ACCESS_KEY", "test");
+        std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
+    }
+}
+
+const POOL: &str = "eu-west-1_suite";
+
+/// The same history written to a store: every kind of write the tool makes, with fixed times.
+/// Answers the ids of the invitations, by key.
+fn write_history(state: &State, rt: &tokio::runtime::Runtime) -> HashMap<&'static str, i64> {
+    let intent = |key: &str, kind, medium, at| {
+        rt.block_on(state.intent(POOL, key, kind, medium, "r1", at))
+            .unwrap()
+            .expect("a writable state gives an id")
+    };
+    let mut ids = HashMap::new();
+    state.begin_run("r1", POOL, "run", None, t(0)).unwrap();
+    let a = intent("a@x", InviteKind::Create, Delivery::Email, t(1));
+    state
+        .invitation_sent(Some(a), t(1), POOL, "a@x", "user-a", "a@x", "r1")
+        .unwrap();
+    state
+        .groups_done(POOL, "a@x", &["providers".to_string()])
+        .unwrap();
+    state.in_step(POOL, "a@x", "digest-a").unwrap();
+    let b = intent("b@x", InviteKind::Create, Delivery::Suppress, t(2));
+    state.settle_intent(b, Some(t(2)), true).unwrap();
+    state.mark_invited(POOL, "b@x", "user-b", "b@x").unwrap();
+    let c = intent("c@x", InviteKind::Create, Delivery::Email, t(3));
+    state.settle_intent(c, None, false).unwrap();
+    // Left open: the run "died" around this call.
+    let d = intent("d@x", InviteKind::Resend, Delivery::Email, t(3));
+    let e = intent("e@x", InviteKind::Create, Delivery::Email, t(4));
+    state.settle_undelivered(e, t(4)).unwrap();
+    state
+        .observe(
+            POOL,
+            "a@x",
+            Some("user-a"),
+            Some("a@x"),
+            Some(&UserStatus::Confirmed),
+            Some(true),
+            "r1",
+            t(5),
+        )
+        .unwrap();
+    state
+        .confirmations_reported(POOL, &["a@x".to_string()], t(6))
+        .unwrap();
+    state.handed_over(POOL, "a@x", t(6)).unwrap();
+    let u = rt
+        .block_on(state.update_intent(POOL, "a@x", &["name".into(), "+pilot".into()], "r1", t(7)))
+        .unwrap()
+        .unwrap();
+    state.settle_update(u, UpdateOutcome::Done, t(7)).unwrap();
+    state
+        .updated(
+            POOL,
+            "a@x",
+            &["name".into()],
+            Some("a2@x"),
+            &["providers".into()],
+            None,
+            t(7),
+        )
+        .unwrap();
+    rt.block_on(state.update_intent(POOL, "b@x", &["name".into()], "r1", t(8)))
+        .unwrap();
+    state.read_confirmed(POOL, "a@x", t(8)).unwrap();
+    state
+        .observe(POOL, "gone@x", None, None, None, None, "r1", t(9))
+        .unwrap();
+    state.finish_run("r1", t(10), 0, "{}").unwrap();
+    state.begin_run("s1", POOL, "status", None, t(11)).unwrap();
+    state.finish_run("s1", t(12), 0, "{}").unwrap();
+    // Another pool of the account: its messages count in the budget, its users are its own.
+    let o = rt
+        .block_on(state.intent(
+            "eu-west-1_other",
+            "a@x",
+            InviteKind::Create,
+            Delivery::Email,
+            "r1",
+            t(4),
+        ))
+        .unwrap()
+        .unwrap();
+    state.settle_intent(o, Some(t(4)), false).unwrap();
+    state.flush().unwrap();
+    ids.extend([("a", a), ("b", b), ("c", c), ("d", d), ("e", e)]);
+    ids
+}
+
+/// What is known, with the ids of open intents (which differ between stores) replaced.
+fn comparable(mut known: HashMap<String, Known>) -> Vec<(String, Known)> {
+    for k in known.values_mut() {
+        if let Some(open) = &mut k.open_intent {
+            open.id = 0;
+        }
+        k.open_updates = vec![0; k.open_updates.len()];
+    }
+    let mut v: Vec<_> = known.into_iter().collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+/// The assertions of the suite, on either store.
+fn check_history(state: &State, ids: &HashMap<&str, i64>) -> Vec<(String, Known)> {
+    let known = state.known(POOL).unwrap();
+    let a = &known["a@x"];
+    assert!(a.invited);
+    assert_eq!(a.username.as_deref(), Some("user-a"));
+    assert_eq!(
+        a.email.as_deref(),
+        Some("a2@x"),
+        "updated() changed the email"
+    );
+    assert_eq!(a.last_status, Some(UserStatus::Confirmed));
+    assert_eq!(a.confirmed_at, Some(t(5)));
+    assert_eq!(a.confirmed_reported_at, Some(t(6)));
+    assert_eq!(a.handed_over_at, Some(t(6)));
+    assert_eq!(a.first_invited_at, Some(t(1)));
+    assert_eq!(a.last_message_at, Some(t(1)));
+    assert!(
+        a.groups_done.is_empty(),
+        "providers was removed by the update"
+    );
+    assert_eq!(a.last_written, ["name"]);
+    assert_eq!(a.row_digest.as_deref(), Some("digest-a"));
+    assert_eq!(a.last_read_at, Some(t(8)));
+    assert!(a.open_intent.is_none() && a.open_updates.is_empty());
+    let b = &known["b@x"];
+    assert!(b.invited && !b.password_lost, "{b:?}");
+    assert_eq!(b.open_updates.len(), 1);
+    assert!(!known["c@x"].invited, "a failed intent invites nobody");
+    let d = known["d@x"]
+        .open_intent
+        .as_ref()
+        .expect("d's intent is open");
+    assert_eq!((d.id, d.kind, d.at), (ids["d"], InviteKind::Resend, t(3)));
+    assert!(
+        known["e@x"].password_lost,
+        "undelivered: nobody got the password"
+    );
+    assert_eq!(
+        known["gone@x"].last_status,
+        Some(UserStatus::parse("DELETED"))
+    );
+    // Sent a, e (undelivered), d (open) in this pool and one in the other; c was never sent;
+    // b went to the password file.
+    let (count, oldest) = state.messages_since(t(0), Delivery::Email).unwrap();
+    assert_eq!((count, oldest), (4, Some(t(1))));
+    assert_eq!(
+        state.message_times_since(t(0), Delivery::Email).unwrap(),
+        [t(1), t(3), t(4), t(4)]
+    );
+    assert_eq!(state.messages_since(t(3), Delivery::Email).unwrap().0, 2);
+    assert_eq!(state.last_status_run(POOL).unwrap(), Some(t(11)));
+    let invitations = state.invitations_of(POOL, "a@x").unwrap();
+    assert_eq!(invitations.len(), 1);
+    assert_eq!(
+        (invitations[0].at, invitations[0].outcome.as_str()),
+        (t(1), "sent")
+    );
+    assert_eq!(state.known("eu-west-1_other").unwrap().len(), 1);
+    comparable(known)
+}
+
+#[test]
+fn both_stores_pass_the_state_suite_and_export_and_import_lose_nothing() {
+    moto_credentials();
+    let moto = Moto::start();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+
+    let file = Location::File(dir.path().join("suite.db"));
+    let sqlite = State::open(&file, Access::Write).unwrap();
+    let ids = write_history(&sqlite, &rt);
+    let from_sqlite = check_history(&sqlite, &ids);
+    drop(sqlite);
+
+    let suite = table(&moto, "suite");
+    cognito_onboard::state::init_table(&suite).unwrap();
+    let dynamo = State::open(&Location::Dynamo(suite.clone()), Access::Write).unwrap();
+    let ids = write_history(&dynamo, &rt);
+    let from_dynamo = check_history(&dynamo, &ids);
+    assert_eq!(from_sqlite, from_dynamo, "the two stores know the same");
+
+    // A second writer is refused while the lease is held; a reader is not.
+    let second = State::open(&Location::Dynamo(suite.clone()), Access::Write);
+    assert!(
+        matches!(second, Err(cognito_onboard::error::Error::Locked(_))),
+        "a second writer got the lease"
+    );
+    let reader = State::open(&Location::Dynamo(suite.clone()), Access::Read).unwrap();
+    assert_eq!(comparable(reader.known(POOL).unwrap()), from_dynamo);
+    drop(reader);
+    drop(dynamo);
+
+    // The table to a file, the file to a new table, and that table to a file again.
+    let exported = dir.path().join("exported.db");
+    let said = cognito_onboard::state::export(&suite, &exported).unwrap();
+    assert!(
+        said.contains("2 runs, 7 users, 6 invitations, 2 updates, 3 transitions"),
+        "{said}"
+    );
+    let copy = State::open(&Location::File(exported.clone()), Access::Read).unwrap();
+    let from_export = check_history(&copy, &ids);
+    assert_eq!(from_export, from_dynamo);
+    drop(copy);
+    let again = table(&moto, "again");
+    cognito_onboard::state::init_table(&again).unwrap();
+    let said = cognito_onboard::state::import(&exported, &again).unwrap();
+    assert!(
+        said.contains("2 runs, 7 users, 6 invitations, 2 updates, 3 transitions"),
+        "{said}"
+    );
+    let imported = State::open(&Location::Dynamo(again.clone()), Access::Read).unwrap();
+    assert_eq!(check_history(&imported, &ids), from_dynamo);
+    drop(imported);
+    let round = dir.path().join("round.db");
+    cognito_onboard::state::export(&again, &round).unwrap();
+    assert_eq!(
+        dump(&exported),
+        dump(&round),
+        "file -> table -> file keeps every row"
+    );
+    // Importing into a table that holds a state is refused.
+    let err = cognito_onboard::state::import(&exported, &again).unwrap_err();
+    assert!(err.to_string().contains("already holds a state"), "{err}");
+}
+
+/// Every row of every table of an SQLite state, as text, in order.
+fn dump(path: &Path) -> Vec<String> {
+    let c = rusqlite::Connection::open(path).unwrap();
+    let mut out = Vec::new();
+    for table in ["runs", "users", "invitations", "updates", "transitions"] {
+        let mut stmt = c
+            .prepare(&format!("SELECT * FROM {table} ORDER BY rowid"))
+            .unwrap();
+        let n = stmt.column_count();
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((0..n)
+                    .map(|i| format!("{:?}", r.get_ref(i).unwrap()))
+                    .collect::<Vec<_>>()
+                    .join("|"))
+            })
+            .unwrap();
+        out.extend(rows.map(|r| format!("{table}: {}", r.unwrap())));
+    }
+    out
+}
+
+fn cohort(n: usize) -> String {
+    let mut s = String::from("email,name\n");
+    for i in 0..n {
+        s.push_str(&format!("provider{i:04}@example.com,Provider {i}\n"));
+    }
+    s
+}
+
+/// `cognito-onboard ARGS` on a "machine" of its own: its own directory, the shared table.
+fn on_machine(
+    env: &TestEnv,
+    pool: &Pool,
+    machine: &Path,
+    table: &str,
+    args: &[&str],
+) -> TestCommand {
+    std::fs::create_dir_all(machine).unwrap();
+    env.command(pool, args)
+        .env("COGNITO_ONBOARD_STATE", format!("dynamodb://{table}"))
+        .current_dir(machine)
+}
+
+#[test]
+fn a_missing_table_stops_the_run_before_any_cognito_write() {
+    let mut env = TestEnv::new();
+    let pool = env.pool(true, &[]);
+    let proxy = env.proxy(|c| c);
+    let csv = env.write("p.csv", cohort(2));
+    let r = on_machine(
+        &env,
+        &pool,
+        &env.path("m1"),
+        "missing",
+        &["run", csv.to_str().unwrap()],
+    )
+    .expect(exit::ABORTED);
+    assert!(
+        r.stderr().contains("run `cognito-onboard state init`"),
+        "{}",
+        r.stderr()
+    );
+    assert_eq!(proxy.stats().creates, 0);
+    assert_eq!(proxy.stats().received("AdminCreateUser"), 0);
+    assert!(
+        !env.path("m1/reports").exists(),
+        "no report of a run that never started"
+    );
+    // `state init` makes it, once.
+    let init =
+        on_machine(&env, &pool, &env.path("m1"), "missing", &["state", "init"]).expect(exit::OK);
+    assert!(
+        init.stdout().contains("created the DynamoDB table missing"),
+        "{}",
+        init.stdout()
+    );
+    let again = on_machine(&env, &pool, &env.path("m1"), "missing", &["state", "init"])
+        .expect(exit::ABORTED);
+    assert!(
+        again.stderr().contains("exists already"),
+        "{}",
+        again.stderr()
+    );
+}
+
+#[test]
+fn two_machines_share_one_table_one_runs_and_the_other_exits_4() {
+    let mut env = TestEnv::new();
+    let pool = env.pool(true, &[]);
+    // Slow creates, so the first run is still working when the second starts.
+    let proxy = env.proxy(|c| c.quota("UserCreation", 5.0));
+    let csv = env.write("p.csv", cohort(20));
+    on_machine(&env, &pool, &env.path("a"), "shared", &["state", "init"]).expect(exit::OK);
+    let first = on_machine(
+        &env,
+        &pool,
+        &env.path("a"),
+        "shared",
+        &["run", csv.to_str().unwrap(), "--concurrency", "2"],
+    )
+    .spawn();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while proxy.stats().creates == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(proxy.stats().creates > 0, "the first run did not start");
+    let second = on_machine(
+        &env,
+        &pool,
+        &env.path("b"),
+        "shared",
+        &["run", csv.to_str().unwrap()],
+    )
+    .expect(exit::LOCKED);
+    assert!(
+        second
+            .stderr()
+            .contains("holds the lease on dynamodb://shared"),
+        "{}",
+        second.stderr()
+    );
+    assert!(
+        !env.path("b/reports").exists(),
+        "the second run wrote a report"
+    );
+    first.wait().expect_code(exit::OK);
+    assert_eq!(proxy.stats().creates, 20);
+    // The lease was released: machine b now runs, and finds everyone invited by machine a.
+    let rerun = on_machine(
+        &env,
+        &pool,
+        &env.path("b"),
+        "shared",
+        &["run", csv.to_str().unwrap()],
+    )
+    .expect(exit::OK);
+    assert_eq!(
+        rerun.report()["summary"]["skipped"],
+        20,
+        "{}",
+        rerun.stderr()
+    );
+    assert_eq!(proxy.stats().creates, 20, "no second invitation");
+    assert_eq!(proxy.stats().invitations(), 20);
+}
+
+#[test]
+fn a_killed_runs_lease_blocks_until_it_expires_then_the_next_run_resumes() {
+    let mut env = TestEnv::new();
+    let pool = env.pool(true, &[]);
+    let proxy = env.proxy(|c| c.quota("UserCreation", 4.0));
+    let csv = env.write("p.csv", cohort(12));
+    let lease = ["--state-lease", "6s"];
+    on_machine(&env, &pool, &env.path("a"), "killed", &["state", "init"]).expect(exit::OK);
+    let mut first = on_machine(
+        &env,
+        &pool,
+        &env.path("a"),
+        "killed",
+        &[
+            "run",
+            csv.to_str().unwrap(),
+            "--concurrency",
+            "2",
+            lease[0],
+            lease[1],
+        ],
+    )
+    .spawn();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while proxy.stats().creates < 3 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    first.kill(); // SIGKILL: no release, no flush
+    let killed_at = Instant::now();
+    let _ = first.wait();
+    let created_by_first = proxy.stats().creates;
+    assert!(
+        created_by_first < 12,
+        "the first run finished before it was killed"
+    );
+
+    let blocked = on_machine(
+        &env,
+        &pool,
+        &env.path("b"),
+        "killed",
+        &["run", csv.to_str().unwrap(), lease[0], lease[1]],
+    )
+    .expect(exit::LOCKED);
+    assert!(
+        blocked.stderr().contains("holds the lease"),
+        "{}",
+        blocked.stderr()
+    );
+    assert_eq!(
+        proxy.stats().creates,
+        created_by_first,
+        "the blocked run wrote"
+    );
+
+    // After the lease's length, with no renewal, the next run takes it over.
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let resumed = loop {
+        let r = on_machine(
+            &env,
+            &pool,
+            &env.path("b"),
+            "killed",
+            &["run", csv.to_str().unwrap(), lease[0], lease[1]],
+        )
+        .run();
+        if r.code() != Some(exit::LOCKED) || Instant::now() > deadline {
+            break r;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    resumed.expect_code(exit::OK);
+    assert!(
+        killed_at.elapsed() >= Duration::from_secs(3),
+        "the lease was taken over before it expired"
+    );
+    assert_eq!(env.users(&pool).len(), 12);
+    for i in 0..12 {
+        let email = format!("provider{i:04}@example.com");
+        assert!(
+            proxy.stats().invitations_to(&email) <= 1,
+            "{email} was invited twice"
+        );
+    }
+    assert_eq!(proxy.stats().invitations(), 12, "one invitation each");
+}
