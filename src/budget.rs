@@ -34,6 +34,9 @@ pub struct Budget {
     remaining: Mutex<Option<u64>>,
     /// Cognito said the account's daily limit is reached: nothing more goes out in this run.
     stopped: AtomicBool,
+    /// The cap per rolling 24 hours the remaining share was counted from, which a shared state
+    /// also enforces invitation by invitation (another machine may be spending it too).
+    limit: Option<u32>,
 }
 
 /// A share of the budget, taken before an invitation is sent. Dropping it gives the share back;
@@ -72,6 +75,7 @@ impl Budget {
             delivery,
             remaining: Mutex::new(remaining),
             stopped: AtomicBool::new(false),
+            limit: None,
         }
     }
 
@@ -157,7 +161,16 @@ impl Budget {
                  the rest are deferred to later runs"
             );
         }
-        Ok(Budget::new(delivery, Some(left)))
+        Ok(Budget {
+            limit: cap.or(default),
+            ..Budget::new(delivery, Some(left))
+        })
+    }
+
+    /// The cap per rolling 24 hours that each invitation counts against (`None`: no cap of the
+    /// tool's own; SES's quota is SES's to enforce).
+    pub fn limit(&self) -> Option<u32> {
+        self.limit
     }
 
     /// A share for one invitation; `sends_message` false takes nothing.

@@ -55,7 +55,8 @@ pub fn exit_code(result: &Result<Ending, Error>) -> u8 {
             | Error::Cognito(_)
             | Error::Io { .. }
             | Error::State(_)
-            | Error::Interrupted,
+            | Error::Interrupted
+            | Error::BudgetSpent(_),
         ) => exit::ABORTED,
     }
 }
@@ -84,6 +85,10 @@ pub enum Error {
     Locked(String),
     #[error("interrupted")]
     Interrupted,
+    /// A shared state refused an invitation: the message budget's last share went to another
+    /// machine. The row is deferred, never failed.
+    #[error("the message budget is spent: {0}")]
+    BudgetSpent(String),
 }
 
 impl Error {

@@ -359,7 +359,8 @@ impl<D: Directory> Ctx<D> {
         kind: InviteKind,
         d: &Decision,
     ) -> Option<Invitation<'_>> {
-        let ticket = match self.budget.take(d.sends_message(self.policy.delivery)) {
+        let sends_message = d.sends_message(self.policy.delivery);
+        let ticket = match self.budget.take(sends_message) {
             Ok(t) => t,
             Err(why) => {
                 r.defer(
@@ -395,6 +396,7 @@ impl<D: Directory> Ctx<D> {
                 &r.key,
                 kind,
                 self.policy.delivery,
+                self.budget.limit().filter(|_| sends_message),
                 &self.run_id,
                 intent_at,
             )
@@ -406,6 +408,18 @@ impl<D: Directory> Ctx<D> {
                 intent,
                 intent_at,
             }),
+            // Another machine sharing the state took the budget's last share.
+            Err(Error::BudgetSpent(_)) => {
+                r.defer(
+                    Deferral::Budget,
+                    format!(
+                        "{}{}",
+                        wording::deferred_what(&d.action),
+                        wording::deferral(Deferral::Budget, self.policy.delivery)
+                    ),
+                );
+                None
+            }
             Err(e) => {
                 self.state_failed(r, &e);
                 None

@@ -415,7 +415,7 @@ impl Dynamo {
     async fn write_ahead<T: Send + 'static>(
         &self,
         key: &str,
-        job: impl Future<Output = Result<T, String>> + Send + 'static,
+        job: impl Future<Output = Result<T, Error>> + Send + 'static,
     ) -> Result<T, Error> {
         self.check_lease()?;
         let (tx, rx) = oneshot::channel();
@@ -425,7 +425,6 @@ impl Dynamo {
         })));
         rx.await
             .map_err(|_| Error::State("the state's runtime stopped".into()))?
-            .map_err(Error::State)
     }
 
     /// A write on record when this returns, from a sync caller.
@@ -651,13 +650,17 @@ impl Dynamo {
 
     /// The intent and, when it sends a message, its ledger entry, in one transaction that
     /// also marks the user as being invited: it fails if another machine is inviting the same
-    /// user right now, so two machines never both send one invitation.
+    /// user right now, so two machines never both send one invitation. Under a `limit`, the
+    /// transaction also claims one of its slots (a slot is free when unused for 24 hours), so
+    /// two machines never both spend the last share: `Error::BudgetSpent` when none is free.
+    #[allow(clippy::too_many_arguments)]
     pub async fn intent(
         &self,
         pool_id: &str,
         key: &str,
         kind: InviteKind,
         medium: Delivery,
+        limit: Option<u32>,
         run_id: &str,
         at: DateTime<Utc>,
     ) -> Result<Option<i64>, Error> {
@@ -670,6 +673,8 @@ impl Dynamo {
             .unwrap_or_else(|e| e.into_inner())
             .insert(id, (pool_id.to_string(), key.to_string()));
         let pk = pool_pk(pool_id);
+        let counted = medium.sends_message() && kind != InviteKind::SetPassword;
+        let limit = limit.filter(|_| counted);
         let invitation: Item = [
             ("pk", s(&pk)),
             ("sk", s(&id_sk('I', id))),
@@ -685,73 +690,106 @@ impl Dynamo {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
-        let mut items = vec![
+        let table = self.table.clone();
+        let put = move |item: Item| {
             TransactWriteItem::builder()
                 .put(
                     Put::builder()
-                        .table_name(&self.table)
-                        .set_item(Some(invitation))
+                        .table_name(&table)
+                        .set_item(Some(item))
                         .build()
                         .expect("table and item are set"),
                 )
-                .build(),
-            TransactWriteItem::builder()
-                .update(
-                    Update::builder()
-                        .table_name(&self.table)
-                        .key("pk", s(&pk))
-                        .key("sk", s(&user_sk(key)))
-                        .update_expression("SET inviting = :id")
-                        .condition_expression("attribute_not_exists(inviting)")
-                        .expression_attribute_values(":id", n(id))
-                        .build()
-                        .expect("table, key and expression are set"),
-                )
-                .build(),
-        ];
-        if medium.sends_message() && kind != InviteKind::SetPassword {
-            items.push(
-                TransactWriteItem::builder()
-                    .put(
-                        Put::builder()
-                            .table_name(&self.table)
-                            .item("pk", s(&format!("M#{}", medium.as_str())))
-                            .item("sk", s(&format!("{:013}#{id:019}", ms(at))))
-                            .item("at", n(ms(at)))
-                            .item("id", n(id))
-                            .item("pool_id", s(pool_id))
-                            .item("expires", expires(at, LEDGER_TTL_DAYS))
-                            .build()
-                            .expect("table and item are set"),
-                    )
-                    .build(),
-            );
-        }
-        let (c, key_owned) = (self.client.clone(), key.to_string());
+                .build()
+        };
+        let inviting = TransactWriteItem::builder()
+            .update(
+                Update::builder()
+                    .table_name(&self.table)
+                    .key("pk", s(&pk))
+                    .key("sk", s(&user_sk(key)))
+                    .update_expression("SET inviting = :id")
+                    .condition_expression("attribute_not_exists(inviting)")
+                    .expression_attribute_values(":id", n(id))
+                    .build()
+                    .expect("table, key and expression are set"),
+            )
+            .build();
+        let ledger: Option<Item> = counted.then(|| {
+            [
+                ("pk", s(&format!("M#{}", medium.as_str()))),
+                ("sk", s(&format!("{:013}#{id:019}", ms(at)))),
+                ("at", n(ms(at))),
+                ("id", n(id)),
+                ("pool_id", s(pool_id)),
+                ("expires", expires(at, LEDGER_TTL_DAYS)),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect()
+        });
+        let (c, t, key_owned) = (self.client.clone(), self.table.clone(), key.to_string());
         self.write_ahead(key, async move {
-            match c
-                .transact_write_items()
-                .set_transact_items(Some(items))
-                .send()
-                .await
-            {
-                Ok(_) => Ok(Some(id)),
-                Err(e) => {
-                    let conflict = matches!(
-                        e.as_service_error(),
-                        Some(TransactWriteItemsError::TransactionCanceledException(t))
-                            if t.cancellation_reasons().iter().any(|r| r.code() == Some("ConditionalCheckFailed"))
-                    );
-                    Err(if conflict {
-                        format!(
-                            "another run or help-desk command is inviting {key_owned} right now \
-                             (its intent is open in the state); nothing was sent"
-                        )
-                    } else {
-                        sdk_error("cannot record the invitation ahead of its call", &e)
-                    })
+            // A slot another machine took between our read and our write: read again.
+            for _ in 0..8 {
+                let slot = match limit {
+                    None => None,
+                    Some(limit) => match free_slot(&c, &t, medium, limit, at).await? {
+                        Some(slot) => Some(slot),
+                        None => {
+                            return Err(Error::BudgetSpent(format!(
+                                "all {limit} {} shares of the last 24 hours are taken",
+                                medium.as_str()
+                            )));
+                        }
+                    },
+                };
+                let mut invitation = invitation.clone();
+                let mut items = Vec::new();
+                if let Some(slot) = slot {
+                    invitation.insert("slot".into(), n(slot.into()));
+                    items.push(claim(&t, medium, slot, id, at));
                 }
+                items.push(put(invitation));
+                items.push(inviting.clone());
+                if let Some(ledger) = &ledger {
+                    items.push(put(ledger.clone()));
+                }
+                let failed = match c
+                    .transact_write_items()
+                    .set_transact_items(Some(items))
+                    .send()
+                    .await
+                {
+                    Ok(_) => return Ok(Some(id)),
+                    Err(e) => e,
+                };
+                let reasons: Vec<bool> = match failed.as_service_error() {
+                    Some(TransactWriteItemsError::TransactionCanceledException(x)) => x
+                        .cancellation_reasons()
+                        .iter()
+                        .map(|r| r.code() == Some("ConditionalCheckFailed"))
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                let offset = usize::from(slot.is_some());
+                if reasons.get(offset + 1) == Some(&true) {
+                    return Err(Error::State(format!(
+                        "another run or help-desk command is inviting {key_owned} right now (its \
+                         intent is open in the state); nothing was sent"
+                    )));
+                }
+                if slot.is_some() && reasons.first() == Some(&true) {
+                    continue;
+                }
+                return Err(Error::State(sdk_error(
+                    "cannot record the invitation ahead of its call",
+                    &failed,
+                )));
             }
+            Err(Error::State(
+                "the budget's slots kept being taken by other machines; try again".into(),
+            ))
         })
         .await
     }
@@ -786,6 +824,9 @@ impl Dynamo {
                 && let Some(medium) = out.attributes().and_then(|a| get_s(a, "medium"))
             {
                 // Certainly not sent: it no longer counts against the budget.
+                if let Some(slot) = out.attributes().and_then(|a| get_n(a, "slot")) {
+                    release(&c, &t, &medium, slot, id).await?;
+                }
                 c.delete_item()
                     .table_name(&t)
                     .key("pk", s(&format!("M#{medium}")))
@@ -891,7 +932,9 @@ impl Dynamo {
                 .send()
                 .await
                 .map(|_| Some(id))
-                .map_err(|e| sdk_error("cannot record the update ahead of its calls", &e))
+                .map_err(|e| {
+                    Error::State(sdk_error("cannot record the update ahead of its calls", &e))
+                })
         })
         .await
     }
@@ -1308,7 +1351,7 @@ impl Dynamo {
 const BOOLEAN_COLUMNS: [&str; 3] = ["invited", "last_enabled", "password_recorded"];
 const LIST_COLUMNS: [&str; 3] = ["groups_done", "last_written", "changes"];
 /// Attributes that belong to the table's own workings, not to the state's contents.
-const WORKINGS: [&str; 4] = ["pk", "sk", "expires", "inviting"];
+const WORKINGS: [&str; 5] = ["pk", "sk", "expires", "inviting", "slot"];
 
 /// A record of the SQLite schema as an item.
 fn to_item(r: &Record) -> Option<Item> {
@@ -1605,6 +1648,68 @@ async fn query(
         .try_collect()
         .await
         .map_err(|e| sdk_error("cannot read the state", &e))
+}
+
+/// The budget's slot `slot` of `medium`, as one transaction item: taken for `id` at `at` if it
+/// is free (never used, or used 24 hours ago or more).
+fn claim(t: &str, medium: Delivery, slot: u32, id: i64, at: DateTime<Utc>) -> TransactWriteItem {
+    TransactWriteItem::builder()
+        .update(
+            Update::builder()
+                .table_name(t)
+                .key("pk", s(&format!("B#{}", medium.as_str())))
+                .key("sk", s(&format!("S#{slot:05}")))
+                .update_expression("SET used_at = :at, id = :id")
+                .condition_expression("attribute_not_exists(used_at) OR used_at <= :cutoff")
+                .expression_attribute_values(":at", n(ms(at)))
+                .expression_attribute_values(":id", n(id))
+                .expression_attribute_values(":cutoff", n(ms(at - chrono::Duration::hours(24))))
+                .build()
+                .expect("table, key and expression are set"),
+        )
+        .build()
+}
+
+/// A free slot of the first `limit` of `medium`'s, picked at random so that machines claiming
+/// at once rarely pick the same; `None` when every one was used in the last 24 hours.
+async fn free_slot(
+    c: &Client,
+    t: &str,
+    medium: Delivery,
+    limit: u32,
+    at: DateTime<Utc>,
+) -> Result<Option<u32>, Error> {
+    let used = query(c, t, format!("B#{}", medium.as_str()), "S#", true)
+        .await
+        .map_err(Error::State)?;
+    let cutoff = ms(at - chrono::Duration::hours(24));
+    let taken: std::collections::HashSet<u32> = used
+        .iter()
+        .filter(|i| get_n(i, "used_at").is_some_and(|u| u > cutoff))
+        .filter_map(|i| get_s(i, "sk")?.strip_prefix("S#")?.parse().ok())
+        .collect();
+    let free: Vec<u32> = (0..limit).filter(|k| !taken.contains(k)).collect();
+    Ok((!free.is_empty()).then(|| free[rand::random_range(0..free.len())]))
+}
+
+/// Gives a slot back, if `id` still holds it.
+async fn release(c: &Client, t: &str, medium: &str, slot: i64, id: i64) -> Result<(), String> {
+    match c
+        .update_item()
+        .table_name(t)
+        .key("pk", s(&format!("B#{medium}")))
+        .key("sk", s(&format!("S#{slot:05}")))
+        .update_expression("SET used_at = :zero")
+        .condition_expression("id = :id")
+        .expression_attribute_values(":zero", n(0))
+        .expression_attribute_values(":id", n(id))
+        .send()
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if conditional_failed(&e) => Ok(()),
+        Err(e) => Err(sdk_error("cannot give a budget share back", &e)),
+    }
 }
 
 /// Clears the user's open intent, if it is still `id`'s.

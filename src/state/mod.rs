@@ -353,17 +353,28 @@ impl State {
     }
 
     /// Writes "about to invite" before the call; returns the intent's id (on record when this
-    /// returns; `None` in a dry run).
+    /// returns; `None` in a dry run). `limit`: the messages per rolling 24 hours this
+    /// invitation counts against, which a shared table enforces with a conditional write
+    /// (`Error::BudgetSpent` when another machine took the last share); an SQLite file has one
+    /// writer at a time, whose own count is exact.
+    #[allow(clippy::too_many_arguments)]
     pub async fn intent(
         &self,
         pool_id: &str,
         key: &str,
         kind: InviteKind,
         medium: Delivery,
+        limit: Option<u32>,
         run_id: &str,
         at: DateTime<Utc>,
     ) -> Result<Option<i64>, Error> {
-        each!(self, s => s.intent(pool_id, key, kind, medium, run_id, at).await)
+        match &self.store {
+            Store::Sqlite(s) => s.intent(pool_id, key, kind, medium, run_id, at).await,
+            Store::Dynamo(s) => {
+                s.intent(pool_id, key, kind, medium, limit, run_id, at)
+                    .await
+            }
+        }
     }
 
     /// Records what became of an intent: sent (at), or certainly not sent.

@@ -46,7 +46,7 @@ const POOL: &str = "eu-west-1_suite";
 /// Answers the ids of the invitations, by key.
 fn write_history(state: &State, rt: &tokio::runtime::Runtime) -> HashMap<&'static str, i64> {
     let intent = |key: &str, kind, medium, at| {
-        rt.block_on(state.intent(POOL, key, kind, medium, "r1", at))
+        rt.block_on(state.intent(POOL, key, kind, medium, Some(50), "r1", at))
             .unwrap()
             .expect("a writable state gives an id")
     };
@@ -117,6 +117,7 @@ fn write_history(state: &State, rt: &tokio::runtime::Runtime) -> HashMap<&'stati
             "a@x",
             InviteKind::Create,
             Delivery::Email,
+            Some(50),
             "r1",
             t(4),
         ))
@@ -502,4 +503,72 @@ fn a_killed_runs_lease_blocks_until_it_expires_then_the_next_run_resumes() {
         );
     }
     assert_eq!(proxy.stats().invitations(), 12, "one invitation each");
+}
+
+#[test]
+fn a_help_desk_reissue_during_a_scheduled_run_shares_the_email_budget() {
+    let mut env = TestEnv::new();
+    let pool = env.pool(true, &[]);
+    // Slow creates (re-issues are creates too), so the two overlap.
+    let proxy = env.proxy(|c| c.quota("UserCreation", 3.0));
+    let settings = env.write("settings.toml", "email_budget = 6\n");
+    let config = ["--config", settings.to_str().unwrap()];
+    let (a, b) = (env.path("scheduler"), env.path("help-desk"));
+    on_machine(&env, &pool, &a, "budget", &["state", "init"]).expect(exit::OK);
+    // Three providers invited earlier without a message (their passwords went to a file).
+    let early = env.write("early.csv", cohort(3));
+    let pw = env.path("pw.csv");
+    on_machine(
+        &env,
+        &pool,
+        &a,
+        "budget",
+        &[
+            "run",
+            early.to_str().unwrap(),
+            "--delivery",
+            "suppress",
+            "--password-file",
+            pw.to_str().unwrap(),
+        ],
+    )
+    .expect(exit::OK);
+    proxy.reset_stats();
+    // The scheduled run invites six new providers; the help desk re-issues the three by email.
+    let all = env.write("all.csv", cohort(9));
+    let mut run_args = config.to_vec();
+    run_args.extend(["run", all.to_str().unwrap(), "--concurrency", "2"]);
+    let scheduled = on_machine(&env, &pool, &a, "budget", &run_args).spawn();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while proxy.stats().creates == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut desk_args = config.to_vec();
+    desk_args.push("reissue");
+    let early_emails: Vec<String> = (0..3)
+        .map(|i| format!("provider{i:04}@example.com"))
+        .collect();
+    desk_args.extend(early_emails.iter().map(String::as_str));
+    let desk = on_machine(&env, &pool, &b, "budget", &desk_args).run();
+    let scheduled = scheduled.wait();
+    assert!(
+        matches!(desk.code(), Some(exit::OK) | Some(exit::ROWS_FAILED)),
+        "{}",
+        desk.stderr()
+    );
+    assert!(
+        matches!(scheduled.code(), Some(exit::OK) | Some(exit::ROWS_FAILED)),
+        "{}",
+        scheduled.stderr()
+    );
+    // Nine invitations wanted, six allowed in 24 hours, across both machines.
+    assert_eq!(
+        proxy.stats().invitations(),
+        6,
+        "run:\n{}\ndesk:\n{}",
+        scheduled.stderr(),
+        desk.stderr()
+    );
+    let deferred = |r: &Run| r.report()["summary"]["deferred"].as_u64().unwrap_or(0);
+    assert_eq!(deferred(&scheduled) + deferred(&desk), 3);
 }
