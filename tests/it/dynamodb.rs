@@ -572,3 +572,57 @@ fn a_help_desk_reissue_during_a_scheduled_run_shares_the_email_budget() {
     let deferred = |r: &Run| r.report()["summary"]["deferred"].as_u64().unwrap_or(0);
     assert_eq!(deferred(&scheduled) + deferred(&desk), 3);
 }
+
+/// The cost of a first run and of a re-run of 1,000 providers on a DynamoDB state, in calls
+/// and request units (on-demand: a write of an item under 1 KB is 1 write unit, 2 in a
+/// transaction; a strongly consistent read is 1 read unit per 4 KB). Run by hand
+/// (`cargo test --test it dynamodb_cost -- --ignored --nocapture`); the README has its figures.
+#[test]
+#[ignore = "a measurement of about a minute: run by hand"]
+fn dynamodb_cost_of_a_1000_provider_run() {
+    let mut env = TestEnv::new();
+    let pool = env.pool(true, &[]);
+    let proxy = env.proxy(|c| c);
+    let csv = env.write("p.csv", cohort(1000));
+    let m = env.path("m");
+    on_machine(&env, &pool, &m, "cost", &["state", "init"]).expect(exit::OK);
+    let ops = [
+        "TransactWriteItems",
+        "PutItem",
+        "UpdateItem",
+        "GetItem",
+        "Query",
+        "DeleteItem",
+        "DescribeTable",
+    ];
+    let mut per_run = Vec::new();
+    for run in ["first run", "re-run"] {
+        proxy.reset_stats();
+        on_machine(&env, &pool, &m, "cost", &["run", csv.to_str().unwrap()])
+            .args(["--delivery", "suppress", "--password-file"])
+            .arg(env.path(&format!("pw-{}.csv", per_run.len())))
+            .expect(exit::OK);
+        let stats = proxy.stats();
+        let calls: Vec<(&str, u64)> = ops.iter().map(|op| (*op, stats.received(op))).collect();
+        eprintln!("{run}: {calls:?}");
+        per_run.push(calls);
+    }
+    let writes = |calls: &[(&str, u64)]| {
+        calls
+            .iter()
+            .filter(|(op, _)| ["PutItem", "UpdateItem", "DeleteItem"].contains(op))
+            .map(|(_, n)| n)
+            .sum::<u64>()
+            + calls[0].1 * 2 * 2
+    };
+    let (first, rerun) = (writes(&per_run[0]), writes(&per_run[1]));
+    eprintln!("write units: first run about {first}, re-run about {rerun}");
+    assert!(
+        first <= 1000 * 12,
+        "more than 12 write units a provider: {first}"
+    );
+    assert!(
+        rerun <= 1000 * 6,
+        "a re-run writes more than 6 units a provider: {rerun}"
+    );
+}
