@@ -1,8 +1,11 @@
-# A small image of cognito-onboard that runs as a non-root user, with the state and the reports
-# on a volume at /data. Build: docker build --build-arg COGNITO_ONBOARD_COMMIT=$(git rev-parse --short=12 HEAD) -t cognito-onboard .
+# A small image of cognito-onboard that runs as a non-root user. Its state is the DynamoDB table
+# cognito-onboard (a container's disk is gone after each run; create the table once with
+# `state init`), and its reports go to a volume at /data.
+# Build: docker build --build-arg COGNITO_ONBOARD_COMMIT=$(git rev-parse --short=12 HEAD) -t cognito-onboard .
 # Run:   docker run --rm -v onboard-data:/data -v "$PWD/providers.csv:/input/providers.csv:ro" \
 #          -e COGNITO_USER_POOL_ID -e AWS_REGION -e AWS_ACCESS_KEY_ID -e AWS_SECRET_ACCESS_KEY -e AWS_SESSION_TOKEN \
 #          cognito-onboard run /input/providers.csv
+# One machine only: -e COGNITO_ONBOARD_STATE=/data/state.db keeps the state in a file on the volume.
 
 FROM rust:1-slim-bookworm AS build
 WORKDIR /src
@@ -25,9 +28,9 @@ RUN apt-get update \
 COPY --from=build /cognito-onboard /usr/local/bin/cognito-onboard
 USER 10001:10001
 WORKDIR /data
-# The state (invitations, the email budget, the run lock) and the reports must outlive the
+# The reports (and a state file, if one is chosen instead of the table) must outlive the
 # container: keep /data on a volume.
 VOLUME ["/data"]
-ENV COGNITO_ONBOARD_STATE=/data/state.db
+ENV COGNITO_ONBOARD_STATE=dynamodb://cognito-onboard
 ENTRYPOINT ["cognito-onboard"]
 CMD ["--help"]

@@ -626,3 +626,65 @@ fn dynamodb_cost_of_a_1000_provider_run() {
         "a re-run writes more than 6 units a provider: {rerun}"
     );
 }
+
+#[test]
+fn the_states_throttled_calls_are_retried_and_nothing_is_lost() {
+    use crate::support::proxy::FaultKind;
+    let mut env = TestEnv::new();
+    let pool = env.pool(true, &[]);
+    let csv = env.write("p.csv", cohort(10));
+    let m = env.path("m");
+    // The table first, on an honest endpoint; then DynamoDB throttles a third of the state's
+    // writes and reads, as it does a hot partition or a table over its capacity.
+    let moto_url = env.endpoint.clone();
+    on_machine(&env, &pool, &m, "throttled", &["state", "init"]).expect(exit::OK);
+    let proxy = env.proxy(|c| {
+        c.seed(7)
+            .fault(
+                Some("UpdateItem"),
+                FaultKind::Refuse("ProvisionedThroughputExceededException"),
+                0.3,
+            )
+            .fault(
+                Some("TransactWriteItems"),
+                FaultKind::Refuse("ThrottlingException"),
+                0.3,
+            )
+            .fault(Some("Query"), FaultKind::Refuse("ThrottlingException"), 0.3)
+    });
+    assert_ne!(env.endpoint, moto_url);
+    let first = on_machine(
+        &env,
+        &pool,
+        &m,
+        "throttled",
+        &["run", csv.to_str().unwrap()],
+    )
+    .expect(exit::OK);
+    assert_eq!(
+        first.report()["summary"]["created"],
+        10,
+        "{}",
+        first.stderr()
+    );
+    let stats = proxy.stats();
+    assert!(stats.faulted("UpdateItem") > 0 && stats.faulted("TransactWriteItems") > 0);
+    // Everything the run recorded is there: a re-run skips everyone and sends nothing.
+    let again = on_machine(
+        &env,
+        &pool,
+        &m,
+        "throttled",
+        &["run", csv.to_str().unwrap()],
+    )
+    .expect(exit::OK);
+    assert_eq!(
+        again.report()["summary"]["skipped"],
+        10,
+        "{}",
+        again.stderr()
+    );
+    assert_eq!(proxy.stats().invitations(), 10);
+    let status = on_machine(&env, &pool, &m, "throttled", &["status"]).expect(exit::OK);
+    assert_eq!(status.report()["summary"]["pending"], 10);
+}

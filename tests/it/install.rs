@@ -123,7 +123,7 @@ fn yaml_documents(path: &Path) -> Vec<serde_json::Value> {
 }
 
 #[test]
-fn the_kubernetes_cronjob_never_overlaps_keeps_its_state_and_runs_as_a_user() {
+fn the_kubernetes_cronjob_never_overlaps_keeps_its_state_in_dynamodb_and_runs_as_a_user() {
     let docs = yaml_documents(&support::root().join("samples/kubernetes/cronjob.yaml"));
     let kind = |k: &str| {
         docs.iter()
@@ -145,13 +145,22 @@ fn the_kubernetes_cronjob_never_overlaps_keeps_its_state_and_runs_as_a_user() {
         .as_str()
         .unwrap()
         .to_string();
-    // The state is on the mount of the persistent volume claim the file defines.
+    // The state is a DynamoDB table, which outlives the pod and is shared with the help desk;
+    // the reports are on the mount of the persistent volume claim the file defines.
+    assert!(state.starts_with("dynamodb://"), "{state}");
+    let args: Vec<&str> = container["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    let reports = args[args.iter().position(|a| *a == "--report-dir").unwrap() + 1];
     let mount = container["volumeMounts"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|m| state.starts_with(m["mountPath"].as_str().unwrap()))
-        .expect("the state is on a mounted volume");
+        .find(|m| reports.starts_with(m["mountPath"].as_str().unwrap()))
+        .expect("the reports are on a mounted volume");
     let volume = pod["volumes"]
         .as_array()
         .unwrap()
@@ -199,7 +208,7 @@ fn the_container_recipe_builds_in_two_stages_and_runs_as_a_user_with_a_data_volu
         .expect("a USER");
     assert!(!user.contains("root") && !user.ends_with(" 0"), "{user}");
     assert!(instructions.contains(&"VOLUME [\"/data\"]"));
-    assert!(instructions.contains(&"ENV COGNITO_ONBOARD_STATE=/data/state.db"));
+    assert!(instructions.contains(&"ENV COGNITO_ONBOARD_STATE=dynamodb://cognito-onboard"));
     let ignore = std::fs::read_to_string(support::root().join(".dockerignore")).unwrap();
     for kept_out in ["target", ".venv", ".git"] {
         assert!(ignore.lines().any(|l| l == kept_out), "{kept_out}");
