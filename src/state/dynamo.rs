@@ -801,8 +801,15 @@ impl Dynamo {
         .await
     }
 
-    /// Updates an invitation and clears the user's open intent.
-    fn settle_invitation(&self, id: i64, set: &'static str, values: Vec<(&'static str, Av)>) {
+    /// Updates an invitation item; `clear`: also clears the user's open intent (unless the
+    /// caller's own write to the user does).
+    fn settle_invitation_as(
+        &self,
+        id: i64,
+        set: &'static str,
+        values: Vec<(&'static str, Av)>,
+        clear: bool,
+    ) {
         let Some((pool_id, key)) = self.pool_of(id) else {
             tracing::warn!("an intent {id} this state never recorded was settled");
             return;
@@ -824,7 +831,9 @@ impl Dynamo {
                 .send()
                 .await
                 .map_err(|e| sdk_error("cannot settle an invitation", &e))?;
-            clear_inviting(&c, &t, &pk, &key, id).await?;
+            if clear {
+                clear_inviting(&c, &t, &pk, &key, id).await?;
+            }
             if get_s(out.attributes().unwrap_or(&HashMap::new()), "outcome").as_deref()
                 == Some("failed")
                 && let Some(at) = out.attributes().and_then(|a| get_n(a, "intent_at"))
@@ -844,6 +853,11 @@ impl Dynamo {
             }
             Ok(())
         });
+    }
+
+    /// Updates an invitation and clears the user's open intent.
+    fn settle_invitation(&self, id: i64, set: &'static str, values: Vec<(&'static str, Av)>) {
+        self.settle_invitation_as(id, set, values, true);
     }
 
     pub fn settle_intent(
@@ -886,20 +900,28 @@ impl Dynamo {
         email: &str,
         run_id: &str,
     ) -> Result<(), Error> {
+        // Three calls, not five: the user's one update marks it invited, records its status
+        // and clears the intent this run holds on it.
         if let Some(id) = id {
-            self.settle_intent(id, Some(sent_at), false)?;
+            self.settle_invitation_as(
+                id,
+                "SET outcome = :o, sent_at = :t",
+                vec![(":o", s("sent")), (":t", n(ms(sent_at)))],
+                false,
+            );
         }
-        self.mark_invited(pool_id, key, username, email)?;
-        self.observe(
+        self.record_status(
             pool_id,
             key,
             Some(username),
             Some(email),
-            Some(&UserStatus::ForceChangePassword),
+            UserStatus::ForceChangePassword.as_str().to_string(),
             Some(true),
             run_id,
             sent_at,
-        )
+            true,
+        );
+        Ok(())
     }
 
     pub async fn update_intent(
@@ -1126,10 +1148,31 @@ impl Dynamo {
         run_id: &str,
         at: DateTime<Utc>,
     ) -> Result<(), Error> {
-        if !self.writable {
-            return Ok(());
-        }
         let status = status.map_or(DELETED, UserStatus::as_str).to_string();
+        self.record_status(
+            pool_id, key, username, email, status, enabled, run_id, at, false,
+        );
+        Ok(())
+    }
+
+    /// Records a status seen, and a transition when it differs from the last one; `invited`:
+    /// also marks the user as invited by this tool and clears its open intent.
+    #[allow(clippy::too_many_arguments)]
+    fn record_status(
+        &self,
+        pool_id: &str,
+        key: &str,
+        username: Option<&str>,
+        email: Option<&str>,
+        status: String,
+        enabled: Option<bool>,
+        run_id: &str,
+        at: DateTime<Utc>,
+        invited: bool,
+    ) {
+        if !self.writable {
+            return;
+        }
         let (c, t) = (self.client.clone(), self.table.clone());
         let (pk, sk, key_owned, run_id) = (
             pool_pk(pool_id),
@@ -1156,13 +1199,24 @@ impl Dynamo {
                 set.push("email = :e");
                 u = u.expression_attribute_values(":e", s(v));
             }
-            let mut expression = format!("SET {}", set.join(", "));
+            if invited {
+                set.push("invited = :i");
+                u = u.expression_attribute_values(":i", Av::Bool(true));
+            }
+            let mut remove = Vec::new();
             match enabled {
                 Some(v) => {
-                    expression.push_str(", last_enabled = :en");
+                    set.push("last_enabled = :en");
                     u = u.expression_attribute_values(":en", Av::Bool(v));
                 }
-                None => expression.push_str(" REMOVE last_enabled"),
+                None => remove.push("last_enabled"),
+            }
+            if invited {
+                remove.push("inviting");
+            }
+            let mut expression = format!("SET {}", set.join(", "));
+            if !remove.is_empty() {
+                expression.push_str(&format!(" REMOVE {}", remove.join(", ")));
             }
             let out = u
                 .update_expression(expression)
@@ -1203,7 +1257,6 @@ impl Dynamo {
             }
             Ok(())
         });
-        Ok(())
     }
 
     pub fn mark_invited(

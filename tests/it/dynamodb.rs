@@ -60,6 +60,9 @@ fn write_history(state: &State, rt: &tokio::runtime::Runtime) -> HashMap<&'stati
         .groups_done(POOL, "a@x", &["providers".to_string()])
         .unwrap();
     state.in_step(POOL, "a@x", "digest-a").unwrap();
+    // The sent invitation closed a's intent: another one can be written (and fail).
+    let again = intent("a@x", InviteKind::Resend, Delivery::Email, t(2));
+    state.settle_intent(again, None, false).unwrap();
     let b = intent("b@x", InviteKind::Create, Delivery::Suppress, t(2));
     state.settle_intent(b, Some(t(2)), true).unwrap();
     state.mark_invited(POOL, "b@x", "user-b", "b@x").unwrap();
@@ -195,7 +198,8 @@ fn check_history(state: &State, ids: &HashMap<&str, i64>) -> Vec<(String, Known)
     assert_eq!(state.messages_since(t(3), Delivery::Email).unwrap().0, 2);
     assert_eq!(state.last_status_run(POOL).unwrap(), Some(t(11)));
     let invitations = state.invitations_of(POOL, "a@x").unwrap();
-    assert_eq!(invitations.len(), 1);
+    assert_eq!(invitations.len(), 2);
+    assert_eq!(invitations[1].outcome, "failed");
     assert_eq!(
         (invitations[0].at, invitations[0].outcome.as_str()),
         (t(1), "sent")
@@ -242,7 +246,7 @@ fn both_stores_pass_the_state_suite_and_export_and_import_lose_nothing() {
     let exported = dir.path().join("exported.db");
     let said = cognito_onboard::state::export(&suite, &exported).unwrap();
     assert!(
-        said.contains("2 runs, 7 users, 6 invitations, 2 updates, 3 transitions"),
+        said.contains("2 runs, 7 users, 7 invitations, 2 updates, 3 transitions"),
         "{said}"
     );
     let copy = State::open(&Location::File(exported.clone()), Access::Read).unwrap();
@@ -253,7 +257,7 @@ fn both_stores_pass_the_state_suite_and_export_and_import_lose_nothing() {
     cognito_onboard::state::init_table(&again).unwrap();
     let said = cognito_onboard::state::import(&exported, &again).unwrap();
     assert!(
-        said.contains("2 runs, 7 users, 6 invitations, 2 updates, 3 transitions"),
+        said.contains("2 runs, 7 users, 7 invitations, 2 updates, 3 transitions"),
         "{said}"
     );
     let imported = State::open(&Location::Dynamo(again.clone()), Access::Read).unwrap();
