@@ -37,6 +37,8 @@ pub struct Budget {
     /// The cap per rolling 24 hours the remaining share was counted from, which a shared state
     /// also enforces invitation by invitation (another machine may be spending it too).
     limit: Option<u32>,
+    /// What the messages count against ([`PoolInfo::sender`]); `None` for no message.
+    sender: Option<String>,
 }
 
 /// A share of the budget, taken before an invitation is sent. Dropping it gives the share back;
@@ -76,6 +78,7 @@ impl Budget {
             remaining: Mutex::new(remaining),
             stopped: AtomicBool::new(false),
             limit: None,
+            sender: None,
         }
     }
 
@@ -84,6 +87,10 @@ impl Budget {
     /// - email through SES: the account's remaining send quota (`ses`, when it could be read),
     ///   and `caps.email` less what earlier runs sent, whichever is smaller;
     /// - SMS: `caps.sms` less what earlier runs sent (unlimited without it).
+    ///
+    /// "What earlier runs sent" is what went through the same sender of the same account, in
+    /// every pool the state knows: Cognito's 50 a day are the account's, and SES or SMS
+    /// messages do not count against them.
     pub fn for_run(
         pool: &PoolInfo,
         delivery: Delivery,
@@ -135,9 +142,10 @@ impl Budget {
             }
             None => None,
         };
-        let ours = match cap.or(default) {
-            Some(limit) => {
-                let (used, _) = state.messages_since(now - WINDOW, delivery)?;
+        let sender = pool.sender(delivery);
+        let ours = match (cap.or(default), &sender) {
+            (Some(limit), Some(sender)) => {
+                let (used, _) = state.messages_since(now - WINDOW, delivery, sender)?;
                 let left = u64::from(limit).saturating_sub(used);
                 tracing::info!(
                     "{} budget: {limit} per 24 hours{}, {used} sent in the last 24 hours, {left} left",
@@ -150,10 +158,13 @@ impl Budget {
                 );
                 Some(left)
             }
-            None => None,
+            _ => None,
         };
         let Some(left) = [ours, ses_left].into_iter().flatten().min() else {
-            return Ok(Budget::new(delivery, None));
+            return Ok(Budget {
+                sender,
+                ..Budget::new(delivery, None)
+            });
         };
         if rows as u64 > left {
             tracing::warn!(
@@ -163,7 +174,16 @@ impl Budget {
         }
         Ok(Budget {
             limit: cap.or(default),
+            sender,
             ..Budget::new(delivery, Some(left))
+        })
+    }
+
+    /// What an invitation that sends a message counts against, for the state's intent.
+    pub fn counted(&self) -> Option<crate::state::Counted<'_>> {
+        Some(crate::state::Counted {
+            sender: self.sender.as_deref()?,
+            limit: self.limit,
         })
     }
 
@@ -203,11 +223,15 @@ impl Budget {
         state: &State,
         now: DateTime<Utc>,
     ) -> Result<Option<DateTime<Utc>>, Error> {
-        if !self.delivery.sends_message() {
+        let Some(sender) = self
+            .sender
+            .as_deref()
+            .filter(|_| self.delivery.sends_message())
+        else {
             return Ok(None);
-        }
+        };
         Ok(state
-            .message_times_since(now - WINDOW, self.delivery)?
+            .message_times_since(now - WINDOW, self.delivery, sender)?
             .first()
             .map(|t| *t + WINDOW))
     }
@@ -335,6 +359,67 @@ mod tests {
         )
         .unwrap();
         assert_eq!(left(&b), None);
+    }
+
+    /// Sends one invitation by email from `pool`, through the budget as `run` does.
+    fn send(state: &State, pool: &PoolInfo, key: &str) {
+        let b = Budget::for_run(
+            pool,
+            Delivery::Email,
+            Caps::default(),
+            None,
+            state,
+            1,
+            Utc::now(),
+        )
+        .unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let id = rt
+            .block_on(state.intent(
+                &pool.id,
+                key,
+                crate::state::InviteKind::Create,
+                Delivery::Email,
+                b.counted(),
+                "r",
+                Utc::now(),
+            ))
+            .unwrap()
+            .unwrap();
+        state.settle_intent(id, Some(Utc::now()), false).unwrap();
+    }
+
+    #[test]
+    fn cognitos_fifty_are_the_accounts_shared_by_its_pools_and_not_spent_by_ses_or_another_account()
+    {
+        let (_dir, state) = state();
+        let cognito = crate::cognito::memory::pool_info();
+        let mut sibling = cognito.clone();
+        sibling.id = "eu-west-1_sibling".into();
+        let mut ses = ses_pool();
+        ses.id = "eu-west-1_ses".into();
+        let mut elsewhere = cognito.clone();
+        elsewhere.id = "eu-west-1_elsewhere".into();
+        elsewhere.arn = Some("arn:aws:cognito-idp:eu-west-1:999999999999:userpool/x".into());
+        send(&state, &sibling, "a");
+        send(&state, &ses, "b");
+        send(&state, &ses, "c");
+        send(&state, &elsewhere, "d");
+        let b = Budget::for_run(
+            &cognito,
+            Delivery::Email,
+            Caps::default(),
+            None,
+            &state,
+            1,
+            Utc::now(),
+        )
+        .unwrap();
+        assert_eq!(left(&b), Some(49), "only the sibling pool's email counts");
+        assert_eq!(b.limit(), Some(50));
+        assert_eq!(b.counted().unwrap().sender, "email:cognito:123456789012");
     }
 
     #[test]

@@ -265,9 +265,10 @@ pub fn budget_now(
             .uses_cognito_email()
             .then_some(crate::budget::COGNITO_DEFAULT_DAILY_EMAILS))
         .map(u64::from);
-    let (used, _) = state.messages_since(now - day, Delivery::Email)?;
+    let sender = pool.sender(Delivery::Email).expect("an email has a sender");
+    let (used, _) = state.messages_since(now - day, Delivery::Email, &sender)?;
     let frees_at = state
-        .message_times_since(now - day, Delivery::Email)?
+        .message_times_since(now - day, Delivery::Email, &sender)?
         .first()
         .map(|t| *t + day);
     Ok(BudgetNow {

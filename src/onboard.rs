@@ -396,7 +396,7 @@ impl<D: Directory> Ctx<D> {
                 &r.key,
                 kind,
                 self.policy.delivery,
-                self.budget.limit().filter(|_| sends_message),
+                self.budget.counted().filter(|_| sends_message),
                 &self.run_id,
                 intent_at,
             )

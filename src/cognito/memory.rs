@@ -116,6 +116,7 @@ pub fn pool_info() -> PoolInfo {
         invitation: Default::default(),
         email_source_arn: None,
         recovery: Default::default(),
+        arn: Some("arn:aws:cognito-idp:eu-west-1:123456789012:userpool/eu-west-1_memory".into()),
     }
 }
 

@@ -359,6 +359,7 @@ impl Directory for Cognito {
                 }
                 None => Recovery::default(),
             },
+            arn: pool.arn().map(str::to_string),
             email_source_arn: pool
                 .email_configuration()
                 .and_then(|e| e.source_arn())

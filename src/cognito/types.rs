@@ -173,6 +173,8 @@ pub struct PoolInfo {
     pub email_source_arn: Option<String>,
     /// `AccountRecoverySetting`: how a confirmed user may recover a lost password.
     pub recovery: Recovery,
+    /// The pool's ARN (`arn:aws:cognito-idp:REGION:ACCOUNT:userpool/ID`): whose account it is.
+    pub arn: Option<String>,
 }
 
 /// How `ForgotPassword` may reach a user of the pool (`AccountRecoverySetting`).
@@ -254,6 +256,30 @@ impl PoolInfo {
         self.email_sending_account != "DEVELOPER"
     }
 
+    /// The AWS account the pool belongs to, from its ARN.
+    pub fn account(&self) -> Option<&str> {
+        self.arn
+            .as_deref()?
+            .split(':')
+            .nth(4)
+            .filter(|a| !a.is_empty())
+    }
+
+    /// What an invitation's message by `delivery` counts against: Cognito's own email sender
+    /// of the pool's account (its 50 a day are shared by every pool of the account), SES of
+    /// the account, or SMS of the account. `None`: no message.
+    pub fn sender(&self, delivery: Delivery) -> Option<String> {
+        let account = self.account().unwrap_or("unknown-account");
+        match delivery {
+            Delivery::Suppress => None,
+            Delivery::Email if self.uses_cognito_email() => {
+                Some(format!("email:cognito:{account}"))
+            }
+            Delivery::Email => Some(format!("email:ses:{account}")),
+            Delivery::Sms => Some(format!("sms:{account}")),
+        }
+    }
+
     /// The region of the SES identity a `DEVELOPER` pool sends from
     /// (`arn:aws:ses:REGION:ACCOUNT:identity/...`).
     pub fn ses_region(&self) -> Option<&str> {
@@ -328,6 +354,7 @@ mod tests {
             invitation: InviteTemplate::default(),
             email_source_arn: None,
             recovery: Recovery::default(),
+            arn: None,
         }
     }
 

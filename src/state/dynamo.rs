@@ -41,8 +41,8 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    Access, DELETED, Invitation, InviteKind, Known, Record, StoredInvitation, SyncFirst, Table,
-    UpdateOutcome, Value,
+    Access, Counted, DELETED, Invitation, InviteKind, Known, Record, StoredInvitation, SyncFirst,
+    Table, UpdateOutcome, Value,
 };
 use crate::cognito::{Delivery, UserStatus};
 use crate::error::Error;
@@ -667,7 +667,7 @@ impl Dynamo {
         key: &str,
         kind: InviteKind,
         medium: Delivery,
-        limit: Option<u32>,
+        counted: Option<Counted<'_>>,
         run_id: &str,
         at: DateTime<Utc>,
     ) -> Result<Option<i64>, Error> {
@@ -680,8 +680,10 @@ impl Dynamo {
             .unwrap_or_else(|e| e.into_inner())
             .insert(id, (pool_id.to_string(), key.to_string()));
         let pk = pool_pk(pool_id);
-        let counted = medium.sends_message() && kind != InviteKind::SetPassword;
-        let limit = limit.filter(|_| counted);
+        let counted = counted.filter(|_| medium.sends_message() && kind != InviteKind::SetPassword);
+        let limit = counted.and_then(|c| c.limit);
+        // Where its message is counted: the sender's ledger and slots.
+        let sender = counted.map(|c| c.sender.to_string());
         let invitation: Item = [
             ("pk", s(&pk)),
             ("sk", s(&id_sk('I', id))),
@@ -696,6 +698,7 @@ impl Dynamo {
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
+        .chain(sender.as_deref().map(|v| ("sender".to_string(), s(v))))
         .collect();
         let table = self.table.clone();
         let put = move |item: Item| {
@@ -722,9 +725,9 @@ impl Dynamo {
                     .expect("table, key and expression are set"),
             )
             .build();
-        let ledger: Option<Item> = counted.then(|| {
+        let ledger: Option<Item> = sender.as_deref().map(|sender| {
             [
-                ("pk", s(&format!("M#{}", medium.as_str()))),
+                ("pk", s(&format!("M#{sender}"))),
                 ("sk", s(&format!("{:013}#{id:019}", ms(at)))),
                 ("at", n(ms(at))),
                 ("id", n(id)),
@@ -741,21 +744,24 @@ impl Dynamo {
             for _ in 0..8 {
                 let slot = match limit {
                     None => None,
-                    Some(limit) => match free_slot(&c, &t, medium, limit, at).await? {
-                        Some(slot) => Some(slot),
-                        None => {
-                            return Err(Error::BudgetSpent(format!(
-                                "all {limit} {} shares of the last 24 hours are taken",
-                                medium.as_str()
-                            )));
+                    Some(limit) => {
+                        let sender = sender.as_deref().unwrap_or(medium.as_str());
+                        match free_slot(&c, &t, sender, limit, at).await? {
+                            Some(slot) => Some(slot),
+                            None => {
+                                return Err(Error::BudgetSpent(format!(
+                                    "all {limit} shares of {sender} in the last 24 hours are taken"
+                                )));
+                            }
                         }
-                    },
+                    }
                 };
                 let mut invitation = invitation.clone();
                 let mut items = Vec::new();
                 if let Some(slot) = slot {
                     invitation.insert("slot".into(), n(slot.into()));
-                    items.push(claim(&t, medium, slot, id, at));
+                    let sender = sender.as_deref().unwrap_or(medium.as_str());
+                    items.push(claim(&t, sender, slot, id, at));
                 }
                 items.push(put(invitation));
                 items.push(inviting.clone());
@@ -839,6 +845,10 @@ impl Dynamo {
                 && let Some(at) = out.attributes().and_then(|a| get_n(a, "intent_at"))
                 && let Some(medium) = out.attributes().and_then(|a| get_s(a, "medium"))
             {
+                let medium = out
+                    .attributes()
+                    .and_then(|a| get_s(a, "sender"))
+                    .unwrap_or(medium);
                 // Certainly not sent: it no longer counts against the budget.
                 if let Some(slot) = out.attributes().and_then(|a| get_n(a, "slot")) {
                     release(&c, &t, &medium, slot, id).await?;
@@ -1322,36 +1332,48 @@ impl Dynamo {
         &self,
         since: DateTime<Utc>,
         medium: Delivery,
+        sender: &str,
     ) -> Result<(u64, Option<DateTime<Utc>>), Error> {
-        let times = self.message_times_since(since, medium)?;
+        let times = self.message_times_since(since, medium, sender)?;
         Ok((times.len() as u64, times.first().copied()))
     }
 
+    /// The sender's ledger, and the ledger of its medium (entries imported from a state that
+    /// recorded no sender).
     pub fn message_times_since(
         &self,
         since: DateTime<Utc>,
         medium: Delivery,
+        sender: &str,
     ) -> Result<Vec<DateTime<Utc>>, Error> {
         self.flush()?;
         let (c, t) = (self.client.clone(), self.table.clone());
-        let pk = format!("M#{}", medium.as_str());
+        let ledgers = [format!("M#{sender}"), format!("M#{}", medium.as_str())];
         let items = self
             .wait(async move {
-                c.query()
-                    .table_name(t)
-                    .key_condition_expression("pk = :p AND sk > :s")
-                    .expression_attribute_values(":p", s(&pk))
-                    .expression_attribute_values(":s", s(&format!("{:013}#", ms(since) + 1)))
-                    .consistent_read(true)
-                    .into_paginator()
-                    .items()
-                    .send()
-                    .try_collect()
-                    .await
-                    .map_err(|e| sdk_error("cannot read the message ledger", &e))
+                let mut all = Vec::new();
+                for pk in ledgers {
+                    let items: Vec<Item> = c
+                        .query()
+                        .table_name(&t)
+                        .key_condition_expression("pk = :p AND sk > :s")
+                        .expression_attribute_values(":p", s(&pk))
+                        .expression_attribute_values(":s", s(&format!("{:013}#", ms(since) + 1)))
+                        .consistent_read(true)
+                        .into_paginator()
+                        .items()
+                        .send()
+                        .try_collect()
+                        .await
+                        .map_err(|e| sdk_error("cannot read the message ledger", &e))?;
+                    all.extend(items);
+                }
+                Ok::<_, String>(all)
             })
             .map_err(Error::State)?;
-        Ok(items.iter().filter_map(|i| get_t(i, "at")).collect())
+        let mut times: Vec<DateTime<Utc>> = items.iter().filter_map(|i| get_t(i, "at")).collect();
+        times.sort();
+        Ok(times)
     }
 
     pub fn confirmations_reported(
@@ -1580,6 +1602,9 @@ impl Dynamo {
             };
             let medium = Delivery::parse(&text("medium")).unwrap_or(Delivery::Email);
             let at = int("sent_at").or(int("intent_at")).unwrap_or(0);
+            let sender = Some(text("sender"))
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| medium.as_str().to_string());
             if medium.sends_message()
                 && ["create", "resend"].contains(&text("kind").as_str())
                 && ["sent", "pending", "undelivered"].contains(&text("outcome").as_str())
@@ -1588,7 +1613,7 @@ impl Dynamo {
             {
                 items.push(
                     [
-                        ("pk", s(&format!("M#{}", medium.as_str()))),
+                        ("pk", s(&format!("M#{sender}"))),
                         ("sk", s(&format!("{at:013}#{id:019}"))),
                         ("at", n(at)),
                         ("id", n(id)),
@@ -1712,12 +1737,12 @@ async fn query(
 
 /// The budget's slot `slot` of `medium`, as one transaction item: taken for `id` at `at` if it
 /// is free (never used, or used 24 hours ago or more).
-fn claim(t: &str, medium: Delivery, slot: u32, id: i64, at: DateTime<Utc>) -> TransactWriteItem {
+fn claim(t: &str, sender: &str, slot: u32, id: i64, at: DateTime<Utc>) -> TransactWriteItem {
     TransactWriteItem::builder()
         .update(
             Update::builder()
                 .table_name(t)
-                .key("pk", s(&format!("B#{}", medium.as_str())))
+                .key("pk", s(&format!("B#{sender}")))
                 .key("sk", s(&format!("S#{slot:05}")))
                 .update_expression("SET used_at = :at, id = :id")
                 .condition_expression("attribute_not_exists(used_at) OR used_at <= :cutoff")
@@ -1735,11 +1760,11 @@ fn claim(t: &str, medium: Delivery, slot: u32, id: i64, at: DateTime<Utc>) -> Tr
 async fn free_slot(
     c: &Client,
     t: &str,
-    medium: Delivery,
+    sender: &str,
     limit: u32,
     at: DateTime<Utc>,
 ) -> Result<Option<u32>, Error> {
-    let used = query(c, t, format!("B#{}", medium.as_str()), "S#", true)
+    let used = query(c, t, format!("B#{sender}"), "S#", true)
         .await
         .map_err(Error::State)?;
     let cutoff = ms(at - chrono::Duration::hours(24));
@@ -1753,11 +1778,11 @@ async fn free_slot(
 }
 
 /// Gives a slot back, if `id` still holds it.
-async fn release(c: &Client, t: &str, medium: &str, slot: i64, id: i64) -> Result<(), String> {
+async fn release(c: &Client, t: &str, sender: &str, slot: i64, id: i64) -> Result<(), String> {
     match c
         .update_item()
         .table_name(t)
-        .key("pk", s(&format!("B#{medium}")))
+        .key("pk", s(&format!("B#{sender}")))
         .key("sk", s(&format!("S#{slot:05}")))
         .update_expression("SET used_at = :zero")
         .condition_expression("id = :id")

@@ -178,6 +178,14 @@ pub fn file_sha256(path: &Path) -> std::io::Result<String> {
         .collect())
 }
 
+/// What an invitation's message counts against: its sender (`email:cognito:ACCOUNT`, ...) and
+/// the cap per rolling 24 hours the run counts by (`None`: no cap of the tool's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counted<'a> {
+    pub sender: &'a str,
+    pub limit: Option<u32>,
+}
+
 /// Where the state lives: `--state FILE` or `--state dynamodb://TABLE`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Location {
@@ -353,8 +361,8 @@ impl State {
     }
 
     /// Writes "about to invite" before the call; returns the intent's id (on record when this
-    /// returns; `None` in a dry run). `limit`: the messages per rolling 24 hours this
-    /// invitation counts against, which a shared table enforces with a conditional write
+    /// returns; `None` in a dry run). `counted`: what its message counts against, when it
+    /// sends one. A shared table enforces the sender's `limit` with a conditional write
     /// (`Error::BudgetSpent` when another machine took the last share); an SQLite file has one
     /// writer at a time, whose own count is exact.
     #[allow(clippy::too_many_arguments)]
@@ -364,14 +372,20 @@ impl State {
         key: &str,
         kind: InviteKind,
         medium: Delivery,
-        limit: Option<u32>,
+        counted: Option<Counted<'_>>,
         run_id: &str,
         at: DateTime<Utc>,
     ) -> Result<Option<i64>, Error> {
+        // Only a message is counted (a suppressed invitation or a set password sends none).
+        let counted = counted.filter(|_| medium.sends_message() && kind != InviteKind::SetPassword);
         match &self.store {
-            Store::Sqlite(s) => s.intent(pool_id, key, kind, medium, run_id, at).await,
+            Store::Sqlite(s) => {
+                let sender = counted.map(|c| c.sender);
+                s.intent_for(pool_id, key, kind, medium, sender, run_id, at)
+                    .await
+            }
             Store::Dynamo(s) => {
-                s.intent(pool_id, key, kind, medium, limit, run_id, at)
+                s.intent(pool_id, key, kind, medium, counted, run_id, at)
                     .await
             }
         }
@@ -494,23 +508,28 @@ impl State {
         each!(self, s => s.groups_done(pool_id, key, groups))
     }
 
-    /// Invitations by `medium` sent or possibly sent since `since`, across every pool in the
-    /// state (the email cap is per account), and the oldest of them.
+    /// Invitations whose message counted against `sender` (see [`PoolInfo::sender`]) sent or
+    /// possibly sent since `since`, across every pool in the state, and the oldest of them.
+    /// Rows of versions that recorded no sender count by their `medium`.
+    ///
+    /// [`PoolInfo::sender`]: crate::cognito::PoolInfo::sender
     pub fn messages_since(
         &self,
         since: DateTime<Utc>,
         medium: Delivery,
+        sender: &str,
     ) -> Result<(u64, Option<DateTime<Utc>>), Error> {
-        each!(self, s => s.messages_since(since, medium))
+        each!(self, s => s.messages_since(since, medium, sender))
     }
 
-    /// The times of the message-sending invitations since `since`, oldest first.
+    /// The times of the invitations [`State::messages_since`] counts, oldest first.
     pub fn message_times_since(
         &self,
         since: DateTime<Utc>,
         medium: Delivery,
+        sender: &str,
     ) -> Result<Vec<DateTime<Utc>>, Error> {
-        each!(self, s => s.message_times_since(since, medium))
+        each!(self, s => s.message_times_since(since, medium, sender))
     }
 
     /// Marks confirmations as reported by `status`, so the next report lists only new ones.

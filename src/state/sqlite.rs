@@ -100,6 +100,9 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE users ADD COLUMN pending_since INTEGER;
     ALTER TABLE users ADD COLUMN last_read_at INTEGER;
     UPDATE users SET last_read_at = last_seen_at WHERE last_status = 'CONFIRMED';",
+    // 5: what a message counts against (`email:cognito:ACCOUNT`, `email:ses:ACCOUNT`,
+    // `sms:ACCOUNT`); older rows have none and count by their medium.
+    "ALTER TABLE invitations ADD COLUMN sender TEXT;",
 ];
 
 /// The schema version this binary writes.
@@ -685,7 +688,8 @@ impl Sqlite {
             .unwrap_or_default())
     }
 
-    /// Writes "about to invite" before the call; returns the intent's id.
+    /// Writes "about to invite" before the call, its message counted by medium alone.
+    #[cfg(test)]
     pub async fn intent(
         &self,
         pool_id: &str,
@@ -695,10 +699,26 @@ impl Sqlite {
         run_id: &str,
         at: DateTime<Utc>,
     ) -> Result<Option<i64>, Error> {
+        self.intent_for(pool_id, key, kind, medium, None, run_id, at)
+            .await
+    }
+
+    /// [`Sqlite::intent`], with what its message counts against (`sender`).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn intent_for(
+        &self,
+        pool_id: &str,
+        key: &str,
+        kind: InviteKind,
+        medium: Delivery,
+        sender: Option<&str>,
+        run_id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Option<i64>, Error> {
         self.write_ahead(|c| {
             exec(c,
-                "INSERT INTO invitations (pool_id, key, kind, medium, run_id, intent_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![pool_id, key, kind.as_str(), medium.as_str(), run_id, ms(at)],
+                "INSERT INTO invitations (pool_id, key, kind, medium, run_id, intent_at, sender) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![pool_id, key, kind.as_str(), medium.as_str(), run_id, ms(at), sender],
             )?;
             Ok(c.last_insert_rowid())
         })
@@ -1043,15 +1063,17 @@ impl Sqlite {
         &self,
         since: DateTime<Utc>,
         medium: Delivery,
+        sender: &str,
     ) -> Result<(u64, Option<DateTime<Utc>>), Error> {
         Ok(self
             .with(|c| {
                 c.query_row(
                     "SELECT COUNT(*), MIN(COALESCE(sent_at, intent_at)) FROM invitations
-                     WHERE kind IN ('create', 'resend') AND medium = ?2
+                     WHERE kind IN ('create', 'resend')
+                       AND (sender = ?3 OR (sender IS NULL AND medium = ?2))
                        AND outcome IN ('sent', 'pending', 'undelivered')
                        AND COALESCE(sent_at, intent_at) > ?1",
-                    params![ms(since), medium.as_str()],
+                    params![ms(since), medium.as_str(), sender],
                     |r| Ok((r.get::<_, i64>(0)? as u64, from_ms(r.get(1)?))),
                 )
             })?
@@ -1064,17 +1086,20 @@ impl Sqlite {
         &self,
         since: DateTime<Utc>,
         medium: Delivery,
+        sender: &str,
     ) -> Result<Vec<DateTime<Utc>>, Error> {
         Ok(self
             .with(|c| {
                 let mut stmt = c.prepare(
                     "SELECT COALESCE(sent_at, intent_at) AS t FROM invitations
-                     WHERE kind IN ('create', 'resend') AND medium = ?2
+                     WHERE kind IN ('create', 'resend')
+                       AND (sender = ?3 OR (sender IS NULL AND medium = ?2))
                        AND outcome IN ('sent', 'pending', 'undelivered') AND COALESCE(sent_at, intent_at) > ?1
                      ORDER BY t",
                 )?;
-                let rows =
-                    stmt.query_map(params![ms(since), medium.as_str()], |r| r.get::<_, i64>(0))?;
+                let rows = stmt.query_map(params![ms(since), medium.as_str(), sender], |r| {
+                    r.get::<_, i64>(0)
+                })?;
                 rows.map(|r| r.map(|v| from_ms(Some(v)).unwrap_or_default()))
                     .collect()
             })?
@@ -1554,19 +1579,25 @@ mod tests {
         );
         // a's two, and c's possibly-sent one; the failed and the suppressed ones do not count.
         assert_eq!(
-            state.messages_since(t(0), Delivery::Email).unwrap(),
+            state
+                .messages_since(t(0), Delivery::Email, "email:cognito:1")
+                .unwrap(),
             (3, Some(t(1)))
         );
         assert_eq!(
-            state.messages_since(t(2), Delivery::Email).unwrap(),
+            state
+                .messages_since(t(2), Delivery::Email, "email:cognito:1")
+                .unwrap(),
             (2, Some(t(5)))
         );
         assert_eq!(
-            state.messages_since(t(0), Delivery::Sms).unwrap(),
+            state.messages_since(t(0), Delivery::Sms, "sms:1").unwrap(),
             (0, None)
         );
         assert_eq!(
-            state.message_times_since(t(0), Delivery::Email).unwrap(),
+            state
+                .message_times_since(t(0), Delivery::Email, "email:cognito:1")
+                .unwrap(),
             vec![t(1), t(5), t(7)]
         );
     }

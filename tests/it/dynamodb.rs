@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, TimeZone, Utc};
 use cognito_onboard::cognito::{Delivery, UserStatus};
 use cognito_onboard::error::exit;
-use cognito_onboard::state::{Access, InviteKind, Known, Location, State, Table, UpdateOutcome};
+use cognito_onboard::state::{
+    Access, Counted, InviteKind, Known, Location, State, Table, UpdateOutcome,
+};
 
 use crate::support::*;
 
@@ -41,12 +43,22 @@ fn moto_credentials() {
 }
 
 const POOL: &str = "eu-west-1_suite";
+/// Cognito's own email sender of the suite's account, and SES of the same account.
+const COGNITO_EMAIL: &str = "email:cognito:123456789012";
+const SES_EMAIL: &str = "email:ses:123456789012";
+
+fn counted(sender: &str) -> Option<Counted<'_>> {
+    Some(Counted {
+        sender,
+        limit: Some(50),
+    })
+}
 
 /// The same history written to a store: every kind of write the tool makes, with fixed times.
 /// Answers the ids of the invitations, by key.
 fn write_history(state: &State, rt: &tokio::runtime::Runtime) -> HashMap<&'static str, i64> {
     let intent = |key: &str, kind, medium, at| {
-        rt.block_on(state.intent(POOL, key, kind, medium, Some(50), "r1", at))
+        rt.block_on(state.intent(POOL, key, kind, medium, counted(COGNITO_EMAIL), "r1", at))
             .unwrap()
             .expect("a writable state gives an id")
     };
@@ -120,13 +132,27 @@ fn write_history(state: &State, rt: &tokio::runtime::Runtime) -> HashMap<&'stati
             "a@x",
             InviteKind::Create,
             Delivery::Email,
-            Some(50),
+            counted(COGNITO_EMAIL),
             "r1",
             t(4),
         ))
         .unwrap()
         .unwrap();
     state.settle_intent(o, Some(t(4)), false).unwrap();
+    // A pool of the account that sends through SES: its email is not Cognito's to count.
+    let ses = rt
+        .block_on(state.intent(
+            "eu-west-1_ses",
+            "f@x",
+            InviteKind::Create,
+            Delivery::Email,
+            counted(SES_EMAIL),
+            "r1",
+            t(4),
+        ))
+        .unwrap()
+        .unwrap();
+    state.settle_intent(ses, Some(t(4)), false).unwrap();
     state.flush().unwrap();
     ids.extend([("a", a), ("b", b), ("c", c), ("d", d), ("e", e)]);
     ids
@@ -189,13 +215,30 @@ fn check_history(state: &State, ids: &HashMap<&str, i64>) -> Vec<(String, Known)
     );
     // Sent a, e (undelivered), d (open) in this pool and one in the other; c was never sent;
     // b went to the password file.
-    let (count, oldest) = state.messages_since(t(0), Delivery::Email).unwrap();
+    // SES's message is not among them.
+    let (count, oldest) = state
+        .messages_since(t(0), Delivery::Email, COGNITO_EMAIL)
+        .unwrap();
     assert_eq!((count, oldest), (4, Some(t(1))));
     assert_eq!(
-        state.message_times_since(t(0), Delivery::Email).unwrap(),
+        state
+            .message_times_since(t(0), Delivery::Email, COGNITO_EMAIL)
+            .unwrap(),
         [t(1), t(3), t(4), t(4)]
     );
-    assert_eq!(state.messages_since(t(3), Delivery::Email).unwrap().0, 2);
+    assert_eq!(
+        state
+            .messages_since(t(3), Delivery::Email, COGNITO_EMAIL)
+            .unwrap()
+            .0,
+        2
+    );
+    assert_eq!(
+        state
+            .messages_since(t(0), Delivery::Email, SES_EMAIL)
+            .unwrap(),
+        (1, Some(t(4)))
+    );
     assert_eq!(state.last_status_run(POOL).unwrap(), Some(t(11)));
     let invitations = state.invitations_of(POOL, "a@x").unwrap();
     assert_eq!(invitations.len(), 2);
@@ -246,7 +289,7 @@ fn both_stores_pass_the_state_suite_and_export_and_import_lose_nothing() {
     let exported = dir.path().join("exported.db");
     let said = cognito_onboard::state::export(&suite, &exported).unwrap();
     assert!(
-        said.contains("2 runs, 7 users, 7 invitations, 2 updates, 3 transitions"),
+        said.contains("2 runs, 8 users, 8 invitations, 2 updates, 3 transitions"),
         "{said}"
     );
     let copy = State::open(&Location::File(exported.clone()), Access::Read).unwrap();
@@ -257,7 +300,7 @@ fn both_stores_pass_the_state_suite_and_export_and_import_lose_nothing() {
     cognito_onboard::state::init_table(&again).unwrap();
     let said = cognito_onboard::state::import(&exported, &again).unwrap();
     assert!(
-        said.contains("2 runs, 7 users, 7 invitations, 2 updates, 3 transitions"),
+        said.contains("2 runs, 8 users, 8 invitations, 2 updates, 3 transitions"),
         "{said}"
     );
     let imported = State::open(&Location::Dynamo(again.clone()), Access::Read).unwrap();
