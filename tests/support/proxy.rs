@@ -527,6 +527,7 @@ impl Proxy {
             client,
             state: Mutex::new(State::new(&config)),
             tasks: Mutex::new(JoinSet::new()),
+            dynamodb_writes: tokio::sync::Mutex::new(()),
         });
         lock(&shared.tasks).spawn_on(accept_loop(listener, Arc::clone(&shared)), handle);
         Ok(Proxy {
@@ -609,6 +610,10 @@ struct Shared {
     state: Mutex<State>,
     // Every task the proxy spawns lives here, so that dropping the proxy can abort them all.
     tasks: Mutex<JoinSet<()>>,
+    /// Held while a DynamoDB write is with moto: moto checks a write's condition and applies it
+    /// without a lock (and deep-copies the table for each transaction), so two concurrent
+    /// conditional writes can both pass; the real service serializes them.
+    dynamodb_writes: tokio::sync::Mutex<()>,
 }
 
 impl Shared {
@@ -1116,6 +1121,25 @@ async fn forward(shared: &Shared, parts: &Parts, body: Bytes) -> io::Result<Resp
     let host = HeaderValue::from_str(&shared.upstream.to_string()).map_err(io::Error::other)?;
     headers.insert(header::HOST, host);
 
+    let dynamodb_write = parts
+        .headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|t| t.strip_prefix("DynamoDB_20120810."))
+        .is_some_and(|op| {
+            [
+                "PutItem",
+                "UpdateItem",
+                "DeleteItem",
+                "TransactWriteItems",
+                "BatchWriteItem",
+            ]
+            .contains(&op)
+        });
+    let _one_at_a_time = match dynamodb_write {
+        true => Some(shared.dynamodb_writes.lock().await),
+        false => None,
+    };
     let exchange = async {
         let response = shared
             .client
