@@ -56,7 +56,8 @@ pub fn exit_code(result: &Result<Ending, Error>) -> u8 {
             | Error::Io { .. }
             | Error::State(_)
             | Error::Interrupted
-            | Error::BudgetSpent(_),
+            | Error::BudgetSpent(_)
+            | Error::Busy(_),
         ) => exit::ABORTED,
     }
 }
@@ -89,6 +90,10 @@ pub enum Error {
     /// machine. The row is deferred, never failed.
     #[error("the message budget is spent: {0}")]
     BudgetSpent(String),
+    /// A shared state refused an invitation: another machine holds an open intent for the
+    /// same provider. The row is deferred, never failed.
+    #[error("{0}")]
+    Busy(String),
 }
 
 impl Error {

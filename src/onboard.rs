@@ -408,6 +408,18 @@ impl<D: Directory> Ctx<D> {
                 intent,
                 intent_at,
             }),
+            Err(Error::Busy(why)) => {
+                r.defer(
+                    Deferral::Busy,
+                    format!(
+                        "{}{}",
+                        wording::deferred_what(&d.action),
+                        wording::deferral(Deferral::Busy, self.policy.delivery)
+                    ),
+                );
+                tracing::info!("{}: {why}", r.key);
+                None
+            }
             // Another machine sharing the state took the budget's last share.
             Err(Error::BudgetSpent(_)) => {
                 r.defer(

@@ -90,6 +90,8 @@ pub enum Deferral {
     MessageLimit,
     /// The run was stopped before this row started.
     NotStarted,
+    /// Another machine sharing the state is inviting this provider right now.
+    Busy,
 }
 
 impl Deferral {
@@ -98,7 +100,7 @@ impl Deferral {
     pub fn is_budget(self) -> bool {
         match self {
             Deferral::Budget | Deferral::MessageLimit => true,
-            Deferral::NotStarted => false,
+            Deferral::NotStarted | Deferral::Busy => false,
         }
     }
 }

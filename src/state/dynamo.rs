@@ -83,14 +83,24 @@ pub struct Dynamo {
     runs: Mutex<HashMap<String, (String, String)>>,
     sync_first: Arc<Mutex<Vec<Arc<dyn SyncFirst>>>>,
     lease: Option<Lease>,
+    /// Who writes this process's intents: the lease's holder, or `desk:…` for a command that
+    /// shares the table without the lease.
+    holder: String,
 }
 
 /// The run lock this process holds.
 struct Lease {
     holder: String,
     lost: Arc<AtomicBool>,
+    /// Until when (ms) this process may take the lease to be its own: the last renewal that
+    /// DynamoDB confirmed, plus five sixths of the lease. Past it, another run may have it.
+    valid_until: Arc<std::sync::atomic::AtomicI64>,
     renewal: tokio::task::JoinHandle<()>,
 }
+
+/// How long a help-desk command's open intent is taken to be alive: longer than any call
+/// (attempts times the attempt timeout), so it is never settled under the command's feet.
+const DESK_INTENT_LIFE: chrono::Duration = chrono::Duration::minutes(10);
 
 fn ms(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
@@ -380,6 +390,10 @@ impl Dynamo {
             Access::Write => Some(take_lease(&rt, &client, table)?),
             Access::Shared | Access::Read => None,
         };
+        let holder = match &lease {
+            Some(l) => l.holder.clone(),
+            None => format!("desk:{}", holder_id()),
+        };
         Ok(Dynamo {
             client,
             table: table.name.clone(),
@@ -391,6 +405,7 @@ impl Dynamo {
             runs: Mutex::new(HashMap::new()),
             sync_first: Arc::new(Mutex::new(Vec::new())),
             lease,
+            holder,
         })
     }
 
@@ -415,6 +430,13 @@ impl Dynamo {
         if !self.writable {
             return;
         }
+        if let Err(e) = self.check_lease() {
+            self.failed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_or_insert(e.to_string());
+            return;
+        }
         let _ = self.lane(key).send(Msg::Job(Box::pin(job)));
     }
 
@@ -425,6 +447,18 @@ impl Dynamo {
         job: impl Future<Output = Result<T, Error>> + Send + 'static,
     ) -> Result<T, Error> {
         self.check_lease()?;
+        // A write that must be on record waits for nothing, but never follows a lost one.
+        if let Some(e) = self
+            .failed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
+            return Err(Error::State(format!(
+                "{}: an earlier state write failed: {e}",
+                self.table
+            )));
+        }
         let (tx, rx) = oneshot::channel();
         let _ = self.lane(key).send(Msg::Job(Box::pin(async move {
             let _ = tx.send(job.await);
@@ -457,7 +491,8 @@ impl Dynamo {
     /// A run whose lease was taken over must write nothing more.
     fn check_lease(&self) -> Result<(), Error> {
         if let Some(lease) = &self.lease
-            && lease.lost.load(Ordering::SeqCst)
+            && (lease.lost.load(Ordering::SeqCst)
+                || ms(Utc::now()) > lease.valid_until.load(Ordering::SeqCst))
         {
             return Err(Error::State(format!(
                 "the run lock's lease on {} was lost (the run stalled longer than the lease?); \
@@ -466,6 +501,25 @@ impl Dynamo {
             )));
         }
         Ok(())
+    }
+
+    /// The lease's holder and expiry (ms), as the table has them now.
+    fn lock_holder(&self) -> Option<(String, i64)> {
+        let (c, t) = (self.client.clone(), self.table.clone());
+        self.wait(async move {
+            let item = c
+                .get_item()
+                .table_name(t)
+                .key("pk", s(LOCK))
+                .key("sk", s(LOCK))
+                .consistent_read(true)
+                .send()
+                .await
+                .ok()?
+                .item()
+                .cloned()?;
+            Some((get_s(&item, "holder")?, get_n(&item, "expires_at")?))
+        })
     }
 
     fn pool_of(&self, id: i64) -> Option<(String, String)> {
@@ -483,7 +537,14 @@ impl Dynamo {
             .map_err(Error::State)
     }
 
+    /// Waits for every queued write; a write that failed stays reported, as a failed commit
+    /// of the SQLite file would (the run must not go on as if it were on record).
     pub fn flush(&self) -> Result<(), Error> {
+        self.flush_within(None)
+    }
+
+    /// [`Dynamo::flush`], waiting at most `limit` for each lane.
+    fn flush_within(&self, limit: Option<Duration>) -> Result<(), Error> {
         let waits: Vec<_> = self
             .lanes
             .iter()
@@ -493,9 +554,28 @@ impl Dynamo {
             })
             .collect();
         for rx in waits {
-            let _ = rx.recv();
+            match limit {
+                None => {
+                    let _ = rx.recv();
+                }
+                Some(limit) => {
+                    if rx.recv_timeout(limit).is_err() {
+                        return Err(Error::State(format!(
+                            "{}: writes still queued after {} s; the next run repairs them from \
+                             what Cognito shows",
+                            self.table,
+                            limit.as_secs()
+                        )));
+                    }
+                }
+            }
         }
-        match self.failed.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        match self
+            .failed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
             Some(e) => Err(Error::State(format!("{}: {e}", self.table))),
             None => Ok(()),
         }
@@ -569,8 +649,16 @@ impl Dynamo {
         else {
             return Ok(());
         };
+        // The run's record says how it ended, and a write of its that failed ends it badly.
+        let flushed = self.flush();
+        let exit_code = if flushed.is_err() && exit_code == 0 {
+            crate::error::exit::ABORTED
+        } else {
+            exit_code
+        };
         let (c, t, counts) = (self.client.clone(), self.table.clone(), counts.to_string());
-        self.write_now(run_id, async move {
+        self.failed.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let recorded = self.write_now(run_id, async move {
             c.update_item()
                 .table_name(t)
                 .key("pk", s(&pk))
@@ -583,7 +671,8 @@ impl Dynamo {
                 .await
                 .map(drop)
                 .map_err(|e| sdk_error("cannot record the end of the run", &e))
-        })
+        });
+        flushed.and(recorded)
     }
 
     pub fn known(&self, pool_id: &str) -> Result<HashMap<String, Known>, Error> {
@@ -617,11 +706,20 @@ impl Dynamo {
                 },
             );
         }
+        let lock = self.lock_holder();
         let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
         for item in self.query(pk.clone(), "I#")? {
             let (Some(key), Some(i)) = (get_s(&item, "key"), stored_invitation(&item)) else {
                 continue;
             };
+            // Another machine's intent that may still be at work is not this run's to settle.
+            let holder = get_s(&item, "holder").unwrap_or_default();
+            if i.outcome == "pending"
+                && holder != self.holder
+                && alive(&holder, ms(i.intent_at), &lock, &self.holder)
+            {
+                continue;
+            }
             pools.insert(i.id, (pool_id.to_string(), key.clone()));
             out.entry(key).or_default().fold(i);
         }
@@ -695,6 +793,7 @@ impl Dynamo {
             ("intent_at", n(ms(at))),
             ("outcome", s("pending")),
             ("password_recorded", Av::Bool(false)),
+            ("holder", s(&self.holder)),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
@@ -712,19 +811,28 @@ impl Dynamo {
                 )
                 .build()
         };
-        let inviting = TransactWriteItem::builder()
-            .update(
-                Update::builder()
-                    .table_name(&self.table)
-                    .key("pk", s(&pk))
-                    .key("sk", s(&user_sk(key)))
-                    .update_expression("SET inviting = :id")
-                    .condition_expression("attribute_not_exists(inviting)")
-                    .expression_attribute_values(":id", n(id))
-                    .build()
-                    .expect("table, key and expression are set"),
-            )
-            .build();
+        // The user's marker: set if there is none, or if it is `stale` (a settled or dead
+        // intent's, whose settle never cleared it).
+        let (table, user_pk, user_key) = (self.table.clone(), pk.clone(), user_sk(key));
+        let inviting = move |stale: Option<i64>| {
+            let u = Update::builder()
+                .table_name(&table)
+                .key("pk", s(&user_pk))
+                .key("sk", s(&user_key))
+                .update_expression("SET inviting = :id")
+                .expression_attribute_values(":id", n(id));
+            let u = match stale {
+                None => u.condition_expression("attribute_not_exists(inviting)"),
+                Some(old) => u
+                    .condition_expression("inviting = :stale")
+                    .expression_attribute_values(":stale", n(old)),
+            };
+            TransactWriteItem::builder()
+                .update(u.build().expect("table, key and expression are set"))
+                .build()
+        };
+        let lock = self.lock_holder();
+        let me = self.holder.clone();
         let ledger: Option<Item> = sender.as_deref().map(|sender| {
             [
                 ("pk", s(&format!("M#{sender}"))),
@@ -740,8 +848,10 @@ impl Dynamo {
         });
         let (c, t, key_owned) = (self.client.clone(), self.table.clone(), key.to_string());
         self.write_ahead(key, async move {
-            // A slot another machine took between our read and our write: read again.
-            for _ in 0..8 {
+            // A slot another machine took between our read and our write, a marker found
+            // stale, a transaction conflict or throttling: try again.
+            let mut stale = None;
+            for attempt in 0..8u32 {
                 let slot = match limit {
                     None => None,
                     Some(limit) => {
@@ -764,7 +874,7 @@ impl Dynamo {
                     items.push(claim(&t, sender, slot, id, at));
                 }
                 items.push(put(invitation));
-                items.push(inviting.clone());
+                items.push(inviting(stale));
                 if let Some(ledger) = &ledger {
                     items.push(put(ledger.clone()));
                 }
@@ -777,22 +887,45 @@ impl Dynamo {
                     Ok(_) => return Ok(Some(id)),
                     Err(e) => e,
                 };
-                let reasons: Vec<bool> = match failed.as_service_error() {
+                let reasons: Vec<String> = match failed.as_service_error() {
                     Some(TransactWriteItemsError::TransactionCanceledException(x)) => x
                         .cancellation_reasons()
                         .iter()
-                        .map(|r| r.code() == Some("ConditionalCheckFailed"))
+                        .map(|r| r.code().unwrap_or("None").to_string())
                         .collect(),
                     _ => Vec::new(),
                 };
+                let condition =
+                    |i: usize| reasons.get(i).map(String::as_str) == Some("ConditionalCheckFailed");
                 let offset = usize::from(slot.is_some());
-                if reasons.get(offset + 1) == Some(&true) {
-                    return Err(Error::State(format!(
-                        "another run or help-desk command is inviting {key_owned} right now (its \
-                         intent is open in the state); nothing was sent"
-                    )));
+                if condition(offset + 1) {
+                    // The user is marked: by a live intent (another machine is inviting them
+                    // now), or by one whose settle never cleared the mark.
+                    match marker(&c, &t, &pk, &key_owned).await? {
+                        Some((old, holder, intent_at, pending))
+                            if pending && alive(&holder, intent_at, &lock, &me) =>
+                        {
+                            return Err(Error::Busy(format!(
+                                "intent {old} of {holder} is open for {key_owned}; nothing was sent"
+                            )));
+                        }
+                        Some((old, ..)) => stale = Some(old),
+                        None => stale = None,
+                    }
+                    continue;
                 }
-                if slot.is_some() && reasons.first() == Some(&true) {
+                if slot.is_some() && condition(0) {
+                    continue;
+                }
+                if reasons.iter().any(|r| {
+                    [
+                        "TransactionConflict",
+                        "ThrottlingError",
+                        "ProvisionedThroughputExceeded",
+                    ]
+                    .contains(&r.as_str())
+                }) {
+                    tokio::time::sleep(Duration::from_millis(50 << attempt.min(5))).await;
                     continue;
                 }
                 return Err(Error::State(sdk_error(
@@ -800,9 +933,10 @@ impl Dynamo {
                     &failed,
                 )));
             }
-            Err(Error::State(
-                "the budget's slots kept being taken by other machines; try again".into(),
-            ))
+            Err(Error::Busy(format!(
+                "the state kept refusing the intent for {key_owned} (other machines writing the \
+                 same items); nothing was sent"
+            )))
         })
         .await
     }
@@ -837,9 +971,6 @@ impl Dynamo {
                 .send()
                 .await
                 .map_err(|e| sdk_error("cannot settle an invitation", &e))?;
-            if clear {
-                clear_inviting(&c, &t, &pk, &key, id).await?;
-            }
             if get_s(out.attributes().unwrap_or(&HashMap::new()), "outcome").as_deref()
                 == Some("failed")
                 && let Some(at) = out.attributes().and_then(|a| get_n(a, "intent_at"))
@@ -860,6 +991,10 @@ impl Dynamo {
                     .send()
                     .await
                     .map_err(|e| sdk_error("cannot return a message to the budget", &e))?;
+            }
+            // Last: a mark left by a failure above is found stale by the next intent.
+            if clear {
+                clear_inviting(&c, &t, &pk, &key, id).await?;
             }
             Ok(())
         });
@@ -1129,7 +1264,10 @@ impl Dynamo {
         self.settle(&key, async move {
             let files: Vec<_> = files.lock().unwrap_or_else(|e| e.into_inner()).clone();
             for f in files {
-                f.sync()
+                // Off the state's one worker: a sync must not hold up the lanes or the lease.
+                tokio::task::spawn_blocking(move || f.sync())
+                    .await
+                    .map_err(|e| format!("cannot sync a file before the state write: {e}"))?
                     .map_err(|e| format!("cannot sync a file before the state write: {e}"))?;
             }
             c.update_item()
@@ -1433,7 +1571,7 @@ impl Dynamo {
 const BOOLEAN_COLUMNS: [&str; 3] = ["invited", "last_enabled", "password_recorded"];
 const LIST_COLUMNS: [&str; 3] = ["groups_done", "last_written", "changes"];
 /// Attributes that belong to the table's own workings, not to the state's contents.
-const WORKINGS: [&str; 5] = ["pk", "sk", "expires", "inviting", "slot"];
+const WORKINGS: [&str; 6] = ["pk", "sk", "expires", "inviting", "slot", "holder"];
 
 /// A record of the SQLite schema as an item.
 fn to_item(r: &Record) -> Option<Item> {
@@ -1675,7 +1813,7 @@ async fn batch_put(c: &Client, t: &str, items: Vec<Item>) -> Result<(), String> 
 
 impl Drop for Dynamo {
     fn drop(&mut self) {
-        if let Err(e) = self.flush() {
+        if let Err(e) = self.flush_within(Some(Duration::from_secs(30))) {
             tracing::warn!("{e}");
         }
         if let Some(lease) = self.lease.take() {
@@ -1773,6 +1911,10 @@ async fn free_slot(
         .filter(|i| get_n(i, "used_at").is_some_and(|u| u > cutoff))
         .filter_map(|i| get_s(i, "sk")?.strip_prefix("S#")?.parse().ok())
         .collect();
+    // Slots past the limit count too (a run with a higher cap used them).
+    if taken.len() >= limit as usize {
+        return Ok(None);
+    }
     let free: Vec<u32> = (0..limit).filter(|k| !taken.contains(k)).collect();
     Ok((!free.is_empty()).then(|| free[rand::random_range(0..free.len())]))
 }
@@ -1797,6 +1939,51 @@ async fn release(c: &Client, t: &str, sender: &str, slot: i64, id: i64) -> Resul
     }
 }
 
+/// The intent marking a user, if any: its id, writer, time and whether it is still pending.
+async fn marker(
+    c: &Client,
+    t: &str,
+    pk: &str,
+    key: &str,
+) -> Result<Option<(i64, String, i64, bool)>, Error> {
+    let read = |sk: String| {
+        c.get_item()
+            .table_name(t)
+            .key("pk", s(pk))
+            .key("sk", s(&sk))
+            .consistent_read(true)
+            .send()
+    };
+    let user = read(user_sk(key))
+        .await
+        .map_err(|e| Error::State(sdk_error("cannot read a user", &e)))?;
+    let Some(id) = user.item().and_then(|i| get_n(i, "inviting")) else {
+        return Ok(None);
+    };
+    let intent = read(id_sk('I', id))
+        .await
+        .map_err(|e| Error::State(sdk_error("cannot read an intent", &e)))?;
+    let item = intent.item();
+    Ok(Some((
+        id,
+        item.and_then(|i| get_s(i, "holder")).unwrap_or_default(),
+        item.and_then(|i| get_n(i, "intent_at")).unwrap_or(0),
+        item.and_then(|i| get_s(i, "outcome")).as_deref() == Some("pending"),
+    )))
+}
+
+/// Whether a pending intent's writer may still be at work: the run holding the lease now, a
+/// help-desk command (no lease) within its intent's life, or this process. Any other pending
+/// intent is a dead run's, which the next run settles from what Cognito shows.
+fn alive(holder: &str, intent_at: i64, lock: &Option<(String, i64)>, me: &str) -> bool {
+    let now = ms(Utc::now());
+    holder == me
+        || lock
+            .as_ref()
+            .is_some_and(|(h, expires)| h == holder && *expires > now)
+        || (holder.starts_with("desk:") && intent_at > now - DESK_INTENT_LIFE.num_milliseconds())
+}
+
 /// Clears the user's open intent, if it is still `id`'s.
 async fn clear_inviting(c: &Client, t: &str, pk: &str, key: &str, id: i64) -> Result<(), String> {
     match c
@@ -1819,16 +2006,12 @@ async fn clear_inviting(c: &Client, t: &str, pk: &str, key: &str, id: i64) -> Re
 /// Takes the run lock: a lease item written only if there is none or it has expired, renewed
 /// every third of its length while the process lives.
 fn take_lease(rt: &tokio::runtime::Runtime, c: &Client, table: &Table) -> Result<Lease, Error> {
-    let holder = format!(
-        "{}:{}:{:08x}",
-        hostname(),
-        std::process::id(),
-        rand::random::<u32>()
-    );
+    let holder = holder_id();
     let lease_ms = i64::try_from(table.lease.as_millis()).unwrap_or(i64::MAX);
     let (c2, t, h) = (c.clone(), table.name.clone(), holder.clone());
+    let taken_at = ms(Utc::now());
     let taken = wait(rt, async move {
-        let now = ms(Utc::now());
+        let now = taken_at;
         c2.put_item()
             .table_name(&t)
             .item("pk", s(LOCK))
@@ -1866,6 +2049,10 @@ fn take_lease(rt: &tokio::runtime::Runtime, c: &Client, table: &Table) -> Result
                     .and_then(|o| o.item().cloned())
             });
             let who = held.as_ref().and_then(|i| get_s(i, "holder"));
+            // Our own write, whose answer was lost and whose retry found it: ours.
+            if who.as_deref() == Some(holder.as_str()) {
+                return Ok(renew_lease(rt, c, table, holder, lease_ms, ms(Utc::now())));
+            }
             let left = held
                 .as_ref()
                 .and_then(|i| get_n(i, "expires_at"))
@@ -1879,26 +2066,54 @@ fn take_lease(rt: &tokio::runtime::Runtime, c: &Client, table: &Table) -> Result
             )));
         }
     }
+    Ok(renew_lease(rt, c, table, holder, lease_ms, taken_at))
+}
+
+/// The lease, taken at `taken_at`, renewed every third of its length while the process lives.
+fn renew_lease(
+    rt: &tokio::runtime::Runtime,
+    c: &Client,
+    table: &Table,
+    holder: String,
+    lease_ms: i64,
+    taken_at: i64,
+) -> Lease {
     let lost = Arc::new(AtomicBool::new(false));
-    let (c2, t, h, lost2) = (c.clone(), table.name.clone(), holder.clone(), lost.clone());
+    let valid_until = Arc::new(std::sync::atomic::AtomicI64::new(
+        taken_at + lease_ms * 5 / 6,
+    ));
+    let (c2, t, h, lost2, valid2) = (
+        c.clone(),
+        table.name.clone(),
+        holder.clone(),
+        lost.clone(),
+        valid_until.clone(),
+    );
     let every = table.lease / 3;
     let renewal = rt.spawn(async move {
         loop {
             tokio::time::sleep(every).await;
             let now = ms(Utc::now());
-            let renewed = c2
-                .update_item()
-                .table_name(&t)
-                .key("pk", s(LOCK))
-                .key("sk", s(LOCK))
-                .update_expression("SET expires_at = :e")
-                .condition_expression("holder = :h")
-                .expression_attribute_values(":e", n(now + lease_ms))
-                .expression_attribute_values(":h", s(&h))
-                .send()
-                .await;
+            // A renewal that takes longer than this is no renewal: the lease may be gone.
+            let renewed = tokio::time::timeout(
+                every,
+                c2.update_item()
+                    .table_name(&t)
+                    .key("pk", s(LOCK))
+                    .key("sk", s(LOCK))
+                    .update_expression("SET expires_at = :e")
+                    .condition_expression("holder = :h")
+                    .expression_attribute_values(":e", n(now + lease_ms))
+                    .expression_attribute_values(":h", s(&h))
+                    .send(),
+            )
+            .await;
+            let Ok(renewed) = renewed else {
+                tracing::warn!("the run lock's renewal on {t} took too long; trying again");
+                continue;
+            };
             match renewed {
-                Ok(_) => {}
+                Ok(_) => valid2.store(now + lease_ms * 5 / 6, Ordering::SeqCst),
                 Err(e) if conditional_failed(&e) => {
                     tracing::error!("the run lock's lease on {t} was taken over by another run");
                     lost2.store(true, Ordering::SeqCst);
@@ -1909,14 +2124,25 @@ fn take_lease(rt: &tokio::runtime::Runtime, c: &Client, table: &Table) -> Result
             }
         }
     });
-    Ok(Lease {
+    Lease {
         holder,
         lost,
+        valid_until,
         renewal,
-    })
+    }
 }
 
 const DYNAMODB: &str = super::DYNAMODB_SCHEME;
+
+/// This process, by host, PID and a random part.
+fn holder_id() -> String {
+    format!(
+        "{}:{}:{:08x}",
+        hostname(),
+        std::process::id(),
+        rand::random::<u32>()
+    )
+}
 
 fn hostname() -> String {
     std::env::var("HOSTNAME")

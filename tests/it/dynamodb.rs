@@ -280,10 +280,15 @@ fn both_stores_pass_the_state_suite_and_export_and_import_lose_nothing() {
         matches!(second, Err(cognito_onboard::error::Error::Locked(_))),
         "a second writer got the lease"
     );
+    // While its writer holds the lease, d's open intent is that run's, not another's to settle.
+    let reader = State::open(&Location::Dynamo(suite.clone()), Access::Read).unwrap();
+    assert!(reader.known(POOL).unwrap()["d@x"].open_intent.is_none());
+    drop(reader);
+    drop(dynamo);
+    // Its writer gone (the lease released), the intent is a dead run's: the next one settles it.
     let reader = State::open(&Location::Dynamo(suite.clone()), Access::Read).unwrap();
     assert_eq!(comparable(reader.known(POOL).unwrap()), from_dynamo);
     drop(reader);
-    drop(dynamo);
 
     // The table to a file, the file to a new table, and that table to a file again.
     let exported = dir.path().join("exported.db");
@@ -734,4 +739,48 @@ fn the_states_throttled_calls_are_retried_and_nothing_is_lost() {
     assert_eq!(proxy.stats().invitations(), 10);
     let status = on_machine(&env, &pool, &m, "throttled", &["status"]).expect(exit::OK);
     assert_eq!(status.report()["summary"]["pending"], 10);
+}
+
+#[test]
+fn a_dead_writers_mark_is_taken_over_and_a_live_ones_defers_the_other_machine() {
+    moto_credentials();
+    let moto = Moto::start();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let marks = table(&moto, "marks");
+    cognito_onboard::state::init_table(&marks).unwrap();
+    let at = Utc::now();
+    let intent = |state: &State, key: &str| {
+        rt.block_on(state.intent(
+            POOL,
+            key,
+            InviteKind::Resend,
+            Delivery::Email,
+            counted(COGNITO_EMAIL),
+            "r",
+            at,
+        ))
+    };
+    // A run that dies with its intent open (its lease released or expired).
+    let dead = State::open(&Location::Dynamo(marks.clone()), Access::Write).unwrap();
+    intent(&dead, "z@x").unwrap().unwrap();
+    drop(dead);
+    // The next writer's intent for the same provider is not refused for ever.
+    let run = State::open(&Location::Dynamo(marks.clone()), Access::Write).unwrap();
+    intent(&run, "z@x")
+        .expect("a dead run's mark is stale")
+        .unwrap();
+    // While this run lives, a help-desk command's intent for the provider is deferred, not
+    // failed, and nothing is written for it.
+    let desk = State::open(&Location::Dynamo(marks.clone()), Access::Shared).unwrap();
+    match intent(&desk, "z@x") {
+        Err(cognito_onboard::error::Error::Busy(why)) => assert!(why.contains("z@x"), "{why}"),
+        other => panic!("the desk's intent was not deferred: {other:?}"),
+    }
+    // Another provider is the desk's to invite.
+    intent(&desk, "y@x").unwrap().unwrap();
+    drop(desk);
+    drop(run);
 }
