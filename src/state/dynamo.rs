@@ -1330,6 +1330,38 @@ impl Dynamo {
         );
         let (username, email) = (username.map(str::to_string), email.map(str::to_string));
         self.settle(key, async move {
+            // The transition goes on record before the status it leads to: a write lost in
+            // between leaves the old status, and the next observation records the change again
+            // (never a change with no transition, nor a confirmation with no time).
+            let before = c
+                .get_item()
+                .table_name(&t)
+                .key("pk", s(&pk))
+                .key("sk", s(&sk))
+                .consistent_read(true)
+                .send()
+                .await
+                .map_err(|e| sdk_error("cannot read a user", &e))?;
+            let last = before.item().and_then(|i| get_s(i, "last_status"));
+            let changed = last.as_deref() != Some(status.as_str());
+            if changed {
+                let mut transition = c
+                    .put_item()
+                    .table_name(&t)
+                    .item("pk", s(&pk))
+                    .item("sk", s(&id_sk('T', new_id(at))))
+                    .item("key", s(&key_owned))
+                    .item("to_status", s(&status))
+                    .item("observed_at", n(ms(at)))
+                    .item("run_id", s(&run_id));
+                if let Some(last) = &last {
+                    transition = transition.item("from_status", s(last));
+                }
+                transition
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error("cannot record a transition", &e))?;
+            }
             let mut set = vec!["last_status = :s", "last_seen_at = :t"];
             let mut u = c
                 .update_item()
@@ -1337,8 +1369,7 @@ impl Dynamo {
                 .key("pk", s(&pk))
                 .key("sk", s(&sk))
                 .expression_attribute_values(":s", s(&status))
-                .expression_attribute_values(":t", n(ms(at)))
-                .return_values(ReturnValue::UpdatedOld);
+                .expression_attribute_values(":t", n(ms(at)));
             if let Some(v) = &username {
                 set.push("username = :u");
                 u = u.expression_attribute_values(":u", s(v));
@@ -1362,48 +1393,19 @@ impl Dynamo {
             if invited {
                 remove.push("inviting");
             }
+            if changed && status == UserStatus::Confirmed.as_str() {
+                set.push("confirmed_at = :t");
+                remove.push("confirmed_reported_at");
+            }
             let mut expression = format!("SET {}", set.join(", "));
             if !remove.is_empty() {
                 expression.push_str(&format!(" REMOVE {}", remove.join(", ")));
             }
-            let out = u
-                .update_expression(expression)
+            u.update_expression(expression)
                 .send()
                 .await
-                .map_err(|e| sdk_error("cannot record a status", &e))?;
-            let last = out.attributes().and_then(|a| get_s(a, "last_status"));
-            if last.as_deref() == Some(status.as_str()) {
-                return Ok(());
-            }
-            let id = new_id(at);
-            let mut transition = c
-                .put_item()
-                .table_name(&t)
-                .item("pk", s(&pk))
-                .item("sk", s(&id_sk('T', id)))
-                .item("key", s(&key_owned))
-                .item("to_status", s(&status))
-                .item("observed_at", n(ms(at)))
-                .item("run_id", s(&run_id));
-            if let Some(last) = &last {
-                transition = transition.item("from_status", s(last));
-            }
-            transition
-                .send()
-                .await
-                .map_err(|e| sdk_error("cannot record a transition", &e))?;
-            if status == UserStatus::Confirmed.as_str() {
-                c.update_item()
-                    .table_name(&t)
-                    .key("pk", s(&pk))
-                    .key("sk", s(&sk))
-                    .update_expression("SET confirmed_at = :t REMOVE confirmed_reported_at")
-                    .expression_attribute_values(":t", n(ms(at)))
-                    .send()
-                    .await
-                    .map_err(|e| sdk_error("cannot record a confirmation", &e))?;
-            }
-            Ok(())
+                .map(drop)
+                .map_err(|e| sdk_error("cannot record a status", &e))
         });
     }
 
