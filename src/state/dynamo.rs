@@ -1188,17 +1188,9 @@ impl Dynamo {
             removed_groups.to_vec(),
         );
         self.settle(key, async move {
-            let current = c
-                .get_item()
-                .table_name(&t)
-                .key("pk", s(&pk))
-                .key("sk", s(&sk))
-                .consistent_read(true)
-                .send()
-                .await
-                .map_err(|e| sdk_error("cannot read a user", &e))?;
+            let current = read_item(&c, &t, &pk, &sk).await?;
             let groups: Vec<String> = current
-                .item()
+                .as_ref()
                 .map(|i| get_list(i, "groups_done"))
                 .unwrap_or_default()
                 .into_iter()
@@ -1333,16 +1325,8 @@ impl Dynamo {
             // The transition goes on record before the status it leads to: a write lost in
             // between leaves the old status, and the next observation records the change again
             // (never a change with no transition, nor a confirmation with no time).
-            let before = c
-                .get_item()
-                .table_name(&t)
-                .key("pk", s(&pk))
-                .key("sk", s(&sk))
-                .consistent_read(true)
-                .send()
-                .await
-                .map_err(|e| sdk_error("cannot read a user", &e))?;
-            let last = before.item().and_then(|i| get_s(i, "last_status"));
+            let before = read_item(&c, &t, &pk, &sk).await?;
+            let last = before.as_ref().and_then(|i| get_s(i, "last_status"));
             let changed = last.as_deref() != Some(status.as_str());
             if changed {
                 let mut transition = c
@@ -1436,17 +1420,9 @@ impl Dynamo {
         let (c, t) = (self.client.clone(), self.table.clone());
         let (pk, sk, groups) = (pool_pk(pool_id), user_sk(key), groups.to_vec());
         self.settle(key, async move {
-            let current = c
-                .get_item()
-                .table_name(&t)
-                .key("pk", s(&pk))
-                .key("sk", s(&sk))
-                .consistent_read(true)
-                .send()
-                .await
-                .map_err(|e| sdk_error("cannot read a user", &e))?;
+            let current = read_item(&c, &t, &pk, &sk).await?;
             let mut all = current
-                .item()
+                .as_ref()
                 .map(|i| get_list(i, "groups_done"))
                 .unwrap_or_default();
             for g in groups {
@@ -1851,6 +1827,19 @@ fn stored_invitation(item: &Item) -> Option<StoredInvitation> {
         sent_at: get_t(item, "sent_at"),
         password_recorded: get_bool(item, "password_recorded").unwrap_or(false),
     })
+}
+
+/// One item, read consistently.
+async fn read_item(c: &Client, t: &str, pk: &str, sk: &str) -> Result<Option<Item>, String> {
+    c.get_item()
+        .table_name(t)
+        .key("pk", s(pk))
+        .key("sk", s(sk))
+        .consistent_read(true)
+        .send()
+        .await
+        .map(|o| o.item().cloned())
+        .map_err(|e| sdk_error("cannot read the state", &e))
 }
 
 /// Every item of `pk` whose sort key starts with `prefix`, in sort-key order.
