@@ -1707,6 +1707,10 @@ impl Dynamo {
         }
         let mut items: Vec<Item> = records.iter().filter_map(to_item).collect();
         let recent = ms(Utc::now() - chrono::Duration::days(LEDGER_TTL_DAYS));
+        let day_ago = ms(Utc::now() - chrono::Duration::hours(24));
+        // The slots the last 24 hours' messages took, per sender, so that the budget's
+        // conditional claims carry over as its count does.
+        let mut slots: HashMap<String, u32> = HashMap::new();
         for r in records.iter().filter(|r| r.table == "invitations") {
             let text = |name: &str| match r.values.get(name) {
                 Some(Value::Text(t)) => t.clone(),
@@ -1727,6 +1731,21 @@ impl Dynamo {
                 && at > recent
                 && let (Some(id), Some(when)) = (int("id"), from_ms(at))
             {
+                if at > day_ago {
+                    let slot = slots.entry(sender.clone()).or_default();
+                    items.push(
+                        [
+                            ("pk", s(&format!("B#{sender}"))),
+                            ("sk", s(&format!("S#{:05}", *slot))),
+                            ("used_at", n(at)),
+                            ("id", n(id)),
+                        ]
+                        .into_iter()
+                        .map(|(k, v)| (k.to_string(), v))
+                        .collect(),
+                    );
+                    *slot += 1;
+                }
                 items.push(
                     [
                         ("pk", s(&format!("M#{sender}"))),

@@ -784,3 +784,62 @@ fn a_dead_writers_mark_is_taken_over_and_a_live_ones_defers_the_other_machine() 
     drop(desk);
     drop(run);
 }
+
+#[test]
+fn an_imported_state_carries_the_days_budget_into_the_tables_claims() {
+    moto_credentials();
+    let moto = Moto::start();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("day.db");
+    let now = Utc::now();
+    let limited = |limit| {
+        Some(Counted {
+            sender: COGNITO_EMAIL,
+            limit: Some(limit),
+        })
+    };
+    let sqlite = State::open(&Location::File(file.clone()), Access::Write).unwrap();
+    for key in ["p@x", "q@x", "r@x"] {
+        let id = rt
+            .block_on(sqlite.intent(
+                POOL,
+                key,
+                InviteKind::Create,
+                Delivery::Email,
+                limited(3),
+                "r",
+                now,
+            ))
+            .unwrap()
+            .unwrap();
+        sqlite.settle_intent(id, Some(now), false).unwrap();
+    }
+    drop(sqlite);
+    let day = table(&moto, "day");
+    cognito_onboard::state::init_table(&day).unwrap();
+    cognito_onboard::state::import(&file, &day).unwrap();
+    let state = State::open(&Location::Dynamo(day), Access::Write).unwrap();
+    let invite = |key, limit| {
+        rt.block_on(state.intent(
+            POOL,
+            key,
+            InviteKind::Create,
+            Delivery::Email,
+            limited(limit),
+            "r2",
+            now,
+        ))
+    };
+    assert!(
+        matches!(
+            invite("s@x", 3),
+            Err(cognito_onboard::error::Error::BudgetSpent(_))
+        ),
+        "the three imported messages of today spend a budget of three"
+    );
+    invite("s@x", 4).expect("a fourth share is free").unwrap();
+}
