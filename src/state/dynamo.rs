@@ -1188,37 +1188,43 @@ impl Dynamo {
             removed_groups.to_vec(),
         );
         self.settle(key, async move {
-            let current = read_item(&c, &t, &pk, &sk).await?;
-            let groups: Vec<String> = current
-                .as_ref()
-                .map(|i| get_list(i, "groups_done"))
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|g| !removed.contains(g))
-                .collect();
-            let mut expression =
-                String::from("SET groups_done = :g, last_written = :w, last_written_at = :t");
-            let mut u = c
-                .update_item()
-                .table_name(&t)
-                .key("pk", s(&pk))
-                .key("sk", s(&sk))
-                .expression_attribute_values(":g", list(&groups))
-                .expression_attribute_values(":w", list(&written))
-                .expression_attribute_values(":t", n(ms(at)));
-            if let Some(p) = pending_since {
-                expression.push_str(", pending_since = if_not_exists(pending_since, :p)");
-                u = u.expression_attribute_values(":p", n(ms(p)));
+            for _ in 0..GUARDED_ATTEMPTS {
+                let current = read_item(&c, &t, &pk, &sk).await?;
+                let groups: Vec<String> = current
+                    .as_ref()
+                    .map(|i| get_list(i, "groups_done"))
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|g| !removed.contains(g))
+                    .collect();
+                let mut expression =
+                    String::from("SET groups_done = :g, last_written = :w, last_written_at = :t");
+                let mut u = c
+                    .update_item()
+                    .table_name(&t)
+                    .key("pk", s(&pk))
+                    .key("sk", s(&sk))
+                    .expression_attribute_values(":g", list(&groups))
+                    .expression_attribute_values(":w", list(&written))
+                    .expression_attribute_values(":t", n(ms(at)));
+                if let Some(p) = pending_since {
+                    expression.push_str(", pending_since = if_not_exists(pending_since, :p)");
+                    u = u.expression_attribute_values(":p", n(ms(p)));
+                }
+                if let Some(email) = &email {
+                    expression.push_str(", email = :e");
+                    u = u.expression_attribute_values(":e", s(email));
+                }
+                match guard_groups(u.update_expression(expression), current.as_ref())
+                    .send()
+                    .await
+                {
+                    Ok(_) => return Ok(()),
+                    Err(e) if conditional_failed(&e) => continue,
+                    Err(e) => return Err(sdk_error("cannot record an update", &e)),
+                }
             }
-            if let Some(email) = &email {
-                expression.push_str(", email = :e");
-                u = u.expression_attribute_values(":e", s(email));
-            }
-            u.update_expression(expression)
-                .send()
-                .await
-                .map(drop)
-                .map_err(|e| sdk_error("cannot record an update", &e))
+            Err("the user's groups kept changing under this write".into())
         });
         Ok(())
     }
@@ -1420,26 +1426,30 @@ impl Dynamo {
         let (c, t) = (self.client.clone(), self.table.clone());
         let (pk, sk, groups) = (pool_pk(pool_id), user_sk(key), groups.to_vec());
         self.settle(key, async move {
-            let current = read_item(&c, &t, &pk, &sk).await?;
-            let mut all = current
-                .as_ref()
-                .map(|i| get_list(i, "groups_done"))
-                .unwrap_or_default();
-            for g in groups {
-                if !all.contains(&g) {
-                    all.push(g);
+            // Read, then write only if no one changed the groups in between.
+            for _ in 0..GUARDED_ATTEMPTS {
+                let current = read_item(&c, &t, &pk, &sk).await?;
+                let before = current.as_ref().map(|i| get_list(i, "groups_done"));
+                let mut all = before.clone().unwrap_or_default();
+                for g in &groups {
+                    if !all.contains(g) {
+                        all.push(g.clone());
+                    }
+                }
+                let u = c
+                    .update_item()
+                    .table_name(&t)
+                    .key("pk", s(&pk))
+                    .key("sk", s(&sk))
+                    .update_expression("SET groups_done = :g")
+                    .expression_attribute_values(":g", list(&all));
+                match guard_groups(u, current.as_ref()).send().await {
+                    Ok(_) => return Ok(()),
+                    Err(e) if conditional_failed(&e) => continue,
+                    Err(e) => return Err(sdk_error("cannot record groups", &e)),
                 }
             }
-            c.update_item()
-                .table_name(&t)
-                .key("pk", s(&pk))
-                .key("sk", s(&sk))
-                .update_expression("SET groups_done = :g")
-                .expression_attribute_values(":g", list(&all))
-                .send()
-                .await
-                .map(drop)
-                .map_err(|e| sdk_error("cannot record groups", &e))
+            Err("the user's groups kept changing under this write".into())
         });
         Ok(())
     }
@@ -1846,6 +1856,23 @@ fn stored_invitation(item: &Item) -> Option<StoredInvitation> {
         sent_at: get_t(item, "sent_at"),
         password_recorded: get_bool(item, "password_recorded").unwrap_or(false),
     })
+}
+
+/// How often a read-then-write of a user's groups is tried when another machine changed them
+/// in between.
+const GUARDED_ATTEMPTS: usize = 5;
+
+/// Makes `u` apply only if the user's groups are still as `before` had them.
+fn guard_groups(
+    u: aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder,
+    before: Option<&Item>,
+) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+    match before.and_then(|i| i.get("groups_done")) {
+        Some(old) => u
+            .condition_expression("groups_done = :old_groups")
+            .expression_attribute_values(":old_groups", old.clone()),
+        None => u.condition_expression("attribute_not_exists(groups_done)"),
+    }
 }
 
 /// One item, read consistently.
