@@ -407,12 +407,14 @@ pub(crate) async fn reset(
         )?;
         let mut reports = Vec::new();
         for (line, id) in (1..).zip(&args.ids) {
-            let (user, _) = help::find(&calls, &known, id).await?;
+            let (user, key) = help::find(&calls, &known, id).await?;
             reports.push(match user {
                 Some(user) => {
+                    // The state's key, so that what the reset records (a `--temporary`
+                    // intent) is found by the runs that follow.
                     let r = RowReport::new(
                         line,
-                        id.clone(),
+                        key.unwrap_or_else(|| id.clone()),
                         user.email.clone(),
                         report::Outcome::Skipped,
                     );
