@@ -187,12 +187,6 @@ impl Budget {
         })
     }
 
-    /// The cap per rolling 24 hours that each invitation counts against (`None`: no cap of the
-    /// tool's own; SES's quota is SES's to enforce).
-    pub fn limit(&self) -> Option<u32> {
-        self.limit
-    }
-
     /// A share for one invitation; `sends_message` false takes nothing.
     pub fn take(&self, sends_message: bool) -> Result<Ticket<'_>, Deferral> {
         if !sends_message {
@@ -418,7 +412,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(left(&b), Some(49), "only the sibling pool's email counts");
-        assert_eq!(b.limit(), Some(50));
+        assert_eq!(b.counted().unwrap().limit, Some(50));
         assert_eq!(b.counted().unwrap().sender, "email:cognito:123456789012");
     }
 

@@ -13,7 +13,8 @@
 //! | a `run --update` intent | `P#<pool>` | `W#<id>` |
 //! | a status transition | `P#<pool>` | `T#<id>` |
 //! | a run | `R#<pool>` | `<started, ms>#<run id>` |
-//! | a message sent (the budget's ledger, every pool) | `M#<medium>` | `<at, ms>#<id>` |
+//! | a message sent (the budget's ledger, every pool) | `M#<sender>` | `<at, ms>#<id>` |
+//! | a share of the budget, taken for 24 hours | `B#<sender>` | `S#<slot>` |
 //!
 //! Ids are the intent's time in milliseconds times a million plus a random part: unique across
 //! machines, and in time order. Runs and ledger entries carry `expires` (epoch seconds), the
@@ -102,6 +103,12 @@ struct Lease {
 /// (attempts times the attempt timeout), so it is never settled under the command's feet.
 const DESK_INTENT_LIFE: chrono::Duration = chrono::Duration::minutes(10);
 
+/// A mutex's contents, even if a thread panicked holding it (what it guards stays consistent:
+/// every holder writes whole values).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn ms(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
 }
@@ -145,6 +152,38 @@ fn get_list(item: &Item, name: &str) -> Vec<String> {
         .and_then(|v| v.as_l().ok())
         .map(|l| l.iter().filter_map(|v| v.as_s().ok().cloned()).collect())
         .unwrap_or_default()
+}
+
+/// An item from its attributes.
+fn item_of<const N: usize>(attributes: [(&str, Av); N]) -> Item {
+    attributes
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+}
+
+/// The ledger entry of a message counted against `sender`, sent (or about to be) at `at`.
+fn ledger_item(sender: &str, at: i64, id: i64, pool_id: &str) -> Item {
+    item_of([
+        ("pk", s(&format!("M#{sender}"))),
+        ("sk", s(&ledger_sk(at, id))),
+        ("at", n(at)),
+        ("id", n(id)),
+        ("pool_id", s(pool_id)),
+        (
+            "expires",
+            expires(from_ms(at).unwrap_or_default(), LEDGER_TTL_DAYS),
+        ),
+    ])
+}
+
+fn ledger_sk(at: i64, id: i64) -> String {
+    format!("{at:013}#{id:019}")
+}
+
+/// The budget's slots of `sender`, and slot `slot` among them.
+fn slot_key(sender: &str, slot: i64) -> (Av, Av) {
+    (s(&format!("B#{sender}")), s(&format!("S#{slot:05}")))
 }
 
 fn pool_pk(pool_id: &str) -> String {
@@ -371,10 +410,7 @@ impl Dynamo {
                             Msg::Job(job) => {
                                 if let Err(e) = job.await {
                                     tracing::warn!("{e}");
-                                    failed
-                                        .lock()
-                                        .unwrap_or_else(|e| e.into_inner())
-                                        .get_or_insert(e);
+                                    lock(&failed).get_or_insert(e);
                                 }
                             }
                             Msg::Barrier(done) => {
@@ -431,10 +467,7 @@ impl Dynamo {
             return;
         }
         if let Err(e) = self.check_lease() {
-            self.failed
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get_or_insert(e.to_string());
+            lock(&self.failed).get_or_insert(e.to_string());
             return;
         }
         let _ = self.lane(key).send(Msg::Job(Box::pin(job)));
@@ -448,12 +481,7 @@ impl Dynamo {
     ) -> Result<T, Error> {
         self.check_lease()?;
         // A write that must be on record waits for nothing, but never follows a lost one.
-        if let Some(e) = self
-            .failed
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-        {
+        if let Some(e) = lock(&self.failed).as_ref() {
             return Err(Error::State(format!(
                 "{}: an earlier state write failed: {e}",
                 self.table
@@ -504,30 +532,19 @@ impl Dynamo {
     }
 
     /// The lease's holder and expiry (ms), as the table has them now.
-    fn lock_holder(&self) -> Option<(String, i64)> {
+    fn lock_holder(&self) -> Result<Option<(String, i64)>, Error> {
         let (c, t) = (self.client.clone(), self.table.clone());
-        self.wait(async move {
-            let item = c
-                .get_item()
-                .table_name(t)
-                .key("pk", s(LOCK))
-                .key("sk", s(LOCK))
-                .consistent_read(true)
-                .send()
-                .await
-                .ok()?
-                .item()
-                .cloned()?;
-            Some((get_s(&item, "holder")?, get_n(&item, "expires_at")?))
-        })
+        self.wait(async move { lock_of(&c, &t).await })
+            .map_err(Error::State)
+    }
+
+    /// Notes which pool and user an intent belongs to, for its settle.
+    fn remember(&self, id: i64, pool_id: &str, key: &str) {
+        lock(&self.pools).insert(id, (pool_id.to_string(), key.to_string()));
     }
 
     fn pool_of(&self, id: i64) -> Option<(String, String)> {
-        self.pools
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&id)
-            .cloned()
+        lock(&self.pools).get(&id).cloned()
     }
 
     /// Every item of `pk` whose sort key starts with `prefix`.
@@ -570,22 +587,14 @@ impl Dynamo {
                 }
             }
         }
-        match self
-            .failed
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-        {
+        match lock(&self.failed).as_ref() {
             Some(e) => Err(Error::State(format!("{}: {e}", self.table))),
             None => Ok(()),
         }
     }
 
     pub fn sync_first(&self, file: Arc<dyn SyncFirst>) {
-        self.sync_first
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(file);
+        lock(&self.sync_first).push(file);
     }
 
     pub fn begin_run(
@@ -601,11 +610,8 @@ impl Dynamo {
         }
         let pk = format!("R#{pool_id}");
         let sk = format!("{:013}#{run_id}", ms(at));
-        self.runs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(run_id.to_string(), (pk.clone(), sk.clone()));
-        let mut item: Item = [
+        lock(&self.runs).insert(run_id.to_string(), (pk.clone(), sk.clone()));
+        let mut item = item_of([
             ("pk", s(&pk)),
             ("sk", s(&sk)),
             ("run_id", s(run_id)),
@@ -613,10 +619,7 @@ impl Dynamo {
             ("command", s(command)),
             ("started_at", n(ms(at))),
             ("expires", expires(at, RUN_TTL_DAYS)),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
+        ]);
         if let Some((path, hash)) = input {
             item.insert("input_path".into(), s(&path.display().to_string()));
             item.insert("input_sha256".into(), s(hash));
@@ -657,7 +660,7 @@ impl Dynamo {
             exit_code
         };
         let (c, t, counts) = (self.client.clone(), self.table.clone(), counts.to_string());
-        self.failed.lock().unwrap_or_else(|e| e.into_inner()).take();
+        lock(&self.failed).take();
         let recorded = self.write_now(run_id, async move {
             c.update_item()
                 .table_name(t)
@@ -706,8 +709,8 @@ impl Dynamo {
                 },
             );
         }
-        let lock = self.lock_holder();
-        let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
+        let holder_now = self.lock_holder()?;
+        let mut pools = lock(&self.pools);
         for item in self.query(pk.clone(), "I#")? {
             let (Some(key), Some(i)) = (get_s(&item, "key"), stored_invitation(&item)) else {
                 continue;
@@ -716,7 +719,7 @@ impl Dynamo {
             let holder = get_s(&item, "holder").unwrap_or_default();
             if i.outcome == "pending"
                 && holder != self.holder
-                && alive(&holder, ms(i.intent_at), &lock, &self.holder)
+                && alive(&holder, ms(i.intent_at), &holder_now, &self.holder)
             {
                 continue;
             }
@@ -773,16 +776,13 @@ impl Dynamo {
             return Ok(None);
         }
         let id = new_id(at);
-        self.pools
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id, (pool_id.to_string(), key.to_string()));
+        self.remember(id, pool_id, key);
         let pk = pool_pk(pool_id);
-        let counted = counted.filter(|_| medium.sends_message() && kind != InviteKind::SetPassword);
+        // `State::intent` passes `counted` only for an invitation that sends a message.
         let limit = counted.and_then(|c| c.limit);
         // Where its message is counted: the sender's ledger and slots.
         let sender = counted.map(|c| c.sender.to_string());
-        let invitation: Item = [
+        let mut invitation = item_of([
             ("pk", s(&pk)),
             ("sk", s(&id_sk('I', id))),
             ("id", n(id)),
@@ -794,11 +794,10 @@ impl Dynamo {
             ("outcome", s("pending")),
             ("password_recorded", Av::Bool(false)),
             ("holder", s(&self.holder)),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .chain(sender.as_deref().map(|v| ("sender".to_string(), s(v))))
-        .collect();
+        ]);
+        if let Some(sender) = &sender {
+            invitation.insert("sender".into(), s(sender));
+        }
         let table = self.table.clone();
         let put = move |item: Item| {
             TransactWriteItem::builder()
@@ -831,21 +830,10 @@ impl Dynamo {
                 .update(u.build().expect("table, key and expression are set"))
                 .build()
         };
-        let lock = self.lock_holder();
         let me = self.holder.clone();
-        let ledger: Option<Item> = sender.as_deref().map(|sender| {
-            [
-                ("pk", s(&format!("M#{sender}"))),
-                ("sk", s(&format!("{:013}#{id:019}", ms(at)))),
-                ("at", n(ms(at))),
-                ("id", n(id)),
-                ("pool_id", s(pool_id)),
-                ("expires", expires(at, LEDGER_TTL_DAYS)),
-            ]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect()
-        });
+        let ledger = sender
+            .as_deref()
+            .map(|sender| ledger_item(sender, ms(at), id, pool_id));
         let (c, t, key_owned) = (self.client.clone(), self.table.clone(), key.to_string());
         self.write_ahead(key, async move {
             // A slot another machine took between our read and our write, a marker found
@@ -901,9 +889,11 @@ impl Dynamo {
                 if condition(offset + 1) {
                     // The user is marked: by a live intent (another machine is inviting them
                     // now), or by one whose settle never cleared the mark.
+                    // Read only here: a conflict is rare, and an intent is on the hot path.
+                    let holder_now = lock_of(&c, &t).await.map_err(Error::State)?;
                     match marker(&c, &t, &pk, &key_owned).await? {
                         Some((old, holder, intent_at, pending))
-                            if pending && alive(&holder, intent_at, &lock, &me) =>
+                            if pending && alive(&holder, intent_at, &holder_now, &me) =>
                         {
                             return Err(Error::Busy(format!(
                                 "intent {old} of {holder} is open for {key_owned}; nothing was sent"
@@ -987,7 +977,7 @@ impl Dynamo {
                 c.delete_item()
                     .table_name(&t)
                     .key("pk", s(&format!("M#{medium}")))
-                    .key("sk", s(&format!("{at:013}#{id:019}")))
+                    .key("sk", s(&ledger_sk(at, id)))
                     .send()
                     .await
                     .map_err(|e| sdk_error("cannot return a message to the budget", &e))?;
@@ -1081,11 +1071,8 @@ impl Dynamo {
             return Ok(None);
         }
         let id = new_id(at);
-        self.pools
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id, (pool_id.to_string(), key.to_string()));
-        let item: Item = [
+        self.remember(id, pool_id, key);
+        let item = item_of([
             ("pk", s(&pool_pk(pool_id))),
             ("sk", s(&id_sk('W', id))),
             ("id", n(id)),
@@ -1094,10 +1081,7 @@ impl Dynamo {
             ("run_id", s(run_id)),
             ("intent_at", n(ms(at))),
             ("outcome", s("pending")),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
+        ]);
         let (c, t) = (self.client.clone(), self.table.clone());
         self.write_ahead(key, async move {
             c.put_item()
@@ -1260,7 +1244,7 @@ impl Dynamo {
             self.sync_first.clone(),
         );
         self.settle(&key, async move {
-            let files: Vec<_> = files.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            let files: Vec<_> = lock(&files).clone();
             for f in files {
                 // Off the state's one worker: a sync must not hold up the lanes or the lease.
                 tokio::task::spawn_blocking(move || f.sync())
@@ -1452,16 +1436,6 @@ impl Dynamo {
             Err("the user's groups kept changing under this write".into())
         });
         Ok(())
-    }
-
-    pub fn messages_since(
-        &self,
-        since: DateTime<Utc>,
-        medium: Delivery,
-        sender: &str,
-    ) -> Result<(u64, Option<DateTime<Utc>>), Error> {
-        let times = self.message_times_since(since, medium, sender)?;
-        Ok((times.len() as u64, times.first().copied()))
     }
 
     /// The sender's ledger, and the ledger of its medium (entries imported from a state that
@@ -1739,36 +1713,20 @@ impl Dynamo {
                 && ["create", "resend"].contains(&text("kind").as_str())
                 && ["sent", "pending", "undelivered"].contains(&text("outcome").as_str())
                 && at > recent
-                && let (Some(id), Some(when)) = (int("id"), from_ms(at))
+                && let Some(id) = int("id")
             {
                 if at > day_ago {
                     let slot = slots.entry(sender.clone()).or_default();
-                    items.push(
-                        [
-                            ("pk", s(&format!("B#{sender}"))),
-                            ("sk", s(&format!("S#{:05}", *slot))),
-                            ("used_at", n(at)),
-                            ("id", n(id)),
-                        ]
-                        .into_iter()
-                        .map(|(k, v)| (k.to_string(), v))
-                        .collect(),
-                    );
+                    let (pk, sk) = slot_key(&sender, (*slot).into());
+                    items.push(item_of([
+                        ("pk", pk),
+                        ("sk", sk),
+                        ("used_at", n(at)),
+                        ("id", n(id)),
+                    ]));
                     *slot += 1;
                 }
-                items.push(
-                    [
-                        ("pk", s(&format!("M#{sender}"))),
-                        ("sk", s(&format!("{at:013}#{id:019}"))),
-                        ("at", n(at)),
-                        ("id", n(id)),
-                        ("pool_id", s(&text("pool_id"))),
-                        ("expires", expires(when, LEDGER_TTL_DAYS)),
-                    ]
-                    .into_iter()
-                    .map(|(k, v)| (k.to_string(), v))
-                    .collect(),
-                );
+                items.push(ledger_item(&sender, at, id, &text("pool_id")));
             }
         }
         let (c, t) = (self.client.clone(), self.table.clone());
@@ -1875,6 +1833,12 @@ fn guard_groups(
     }
 }
 
+/// The lease's holder and expiry (ms), as the table has them now; `None` when no run holds it.
+async fn lock_of(c: &Client, t: &str) -> Result<Option<(String, i64)>, String> {
+    let item = read_item(c, t, LOCK, LOCK).await?;
+    Ok(item.and_then(|i| Some((get_s(&i, "holder")?, get_n(&i, "expires_at")?))))
+}
+
 /// One item, read consistently.
 async fn read_item(c: &Client, t: &str, pk: &str, sk: &str) -> Result<Option<Item>, String> {
     c.get_item()
@@ -1913,12 +1877,13 @@ async fn query(
 /// The budget's slot `slot` of `medium`, as one transaction item: taken for `id` at `at` if it
 /// is free (never used, or used 24 hours ago or more).
 fn claim(t: &str, sender: &str, slot: u32, id: i64, at: DateTime<Utc>) -> TransactWriteItem {
+    let (pk, sk) = slot_key(sender, slot.into());
     TransactWriteItem::builder()
         .update(
             Update::builder()
                 .table_name(t)
-                .key("pk", s(&format!("B#{sender}")))
-                .key("sk", s(&format!("S#{slot:05}")))
+                .key("pk", pk)
+                .key("sk", sk)
                 .update_expression("SET used_at = :at, id = :id")
                 .condition_expression("attribute_not_exists(used_at) OR used_at <= :cutoff")
                 .expression_attribute_values(":at", n(ms(at)))
@@ -1958,11 +1923,12 @@ async fn free_slot(
 
 /// Gives a slot back, if `id` still holds it.
 async fn release(c: &Client, t: &str, sender: &str, slot: i64, id: i64) -> Result<(), String> {
+    let (pk, sk) = slot_key(sender, slot);
     match c
         .update_item()
         .table_name(t)
-        .key("pk", s(&format!("B#{sender}")))
-        .key("sk", s(&format!("S#{slot:05}")))
+        .key("pk", pk)
+        .key("sk", sk)
         .update_expression("SET used_at = :zero")
         .condition_expression("id = :id")
         .expression_attribute_values(":zero", n(0))
@@ -1983,24 +1949,16 @@ async fn marker(
     pk: &str,
     key: &str,
 ) -> Result<Option<(i64, String, i64, bool)>, Error> {
-    let read = |sk: String| {
-        c.get_item()
-            .table_name(t)
-            .key("pk", s(pk))
-            .key("sk", s(&sk))
-            .consistent_read(true)
-            .send()
-    };
-    let user = read(user_sk(key))
+    let user = read_item(c, t, pk, &user_sk(key))
         .await
-        .map_err(|e| Error::State(sdk_error("cannot read a user", &e)))?;
-    let Some(id) = user.item().and_then(|i| get_n(i, "inviting")) else {
+        .map_err(Error::State)?;
+    let Some(id) = user.as_ref().and_then(|i| get_n(i, "inviting")) else {
         return Ok(None);
     };
-    let intent = read(id_sk('I', id))
+    let intent = read_item(c, t, pk, &id_sk('I', id))
         .await
-        .map_err(|e| Error::State(sdk_error("cannot read an intent", &e)))?;
-    let item = intent.item();
+        .map_err(Error::State)?;
+    let item = intent.as_ref();
     Ok(Some((
         id,
         item.and_then(|i| get_s(i, "holder")).unwrap_or_default(),
@@ -2074,26 +2032,13 @@ fn take_lease(rt: &tokio::runtime::Runtime, c: &Client, table: &Table) -> Result
         Err(Some(e)) => return Err(Error::State(format!("{e}; this run changed nothing"))),
         Err(None) => {
             let (c2, t) = (c.clone(), table.name.clone());
-            let held = wait(rt, async move {
-                c2.get_item()
-                    .table_name(t)
-                    .key("pk", s(LOCK))
-                    .key("sk", s(LOCK))
-                    .consistent_read(true)
-                    .send()
-                    .await
-                    .ok()
-                    .and_then(|o| o.item().cloned())
-            });
-            let who = held.as_ref().and_then(|i| get_s(i, "holder"));
+            let held = wait(rt, async move { lock_of(&c2, &t).await }).unwrap_or(None);
+            let who = held.as_ref().map(|(h, _)| h.clone());
             // Our own write, whose answer was lost and whose retry found it: ours.
             if who.as_deref() == Some(holder.as_str()) {
-                return Ok(renew_lease(rt, c, table, holder, lease_ms, ms(Utc::now())));
+                return Ok(renew_lease(rt, c, table, holder, lease_ms, taken_at));
             }
-            let left = held
-                .as_ref()
-                .and_then(|i| get_n(i, "expires_at"))
-                .map(|e| (e - ms(Utc::now())).max(0) / 1000);
+            let left = held.map(|(_, e)| (e - ms(Utc::now())).max(0) / 1000);
             return Err(Error::Locked(format!(
                 "another cognito-onboard run holds the lease on {DYNAMODB}{} ({}; it expires in \
                  {} s unless renewed); this run changed nothing",

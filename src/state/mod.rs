@@ -186,6 +186,11 @@ pub struct Counted<'a> {
     pub limit: Option<u32>,
 }
 
+/// How many messages, and the oldest, of their times oldest first.
+pub(crate) fn count_of(times: Vec<DateTime<Utc>>) -> (u64, Option<DateTime<Utc>>) {
+    (times.len() as u64, times.first().copied())
+}
+
 /// Where the state lives: `--state FILE` or `--state dynamodb://TABLE`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Location {
@@ -519,7 +524,7 @@ impl State {
         medium: Delivery,
         sender: &str,
     ) -> Result<(u64, Option<DateTime<Utc>>), Error> {
-        each!(self, s => s.messages_since(since, medium, sender))
+        Ok(count_of(self.message_times_since(since, medium, sender)?))
     }
 
     /// The times of the invitations [`State::messages_since`] counts, oldest first.
