@@ -266,11 +266,10 @@ pub fn budget_now(
             .then_some(crate::budget::COGNITO_DEFAULT_DAILY_EMAILS))
         .map(u64::from);
     let sender = pool.sender(Delivery::Email).expect("an email has a sender");
-    let (used, _) = state.messages_since(now - day, Delivery::Email, &sender)?;
-    let frees_at = state
-        .message_times_since(now - day, Delivery::Email, &sender)?
-        .first()
-        .map(|t| *t + day);
+    // One read: how many, and when the oldest leaves the window.
+    let times = state.message_times_since(now - day, Delivery::Email, &sender)?;
+    let used = times.len() as u64;
+    let frees_at = times.first().map(|t| *t + day);
     Ok(BudgetNow {
         used_last_24_hours: used,
         limit,
