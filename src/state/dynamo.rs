@@ -209,10 +209,19 @@ fn expires(at: DateTime<Utc>, days: i64) -> Av {
 
 fn sdk_error<E, R>(what: &str, e: &aws_sdk_dynamodb::error::SdkError<E, R>) -> String
 where
-    E: std::error::Error + 'static,
+    E: std::error::Error + aws_smithy_types::error::metadata::ProvideErrorMetadata + 'static,
     R: std::fmt::Debug,
 {
-    format!("{what}: {}", DisplayErrorContext(e))
+    // DynamoDB's own answer in its words; the whole chain only for a call that got none (it
+    // carries the raw response, which says nothing more to an operator).
+    match e
+        .as_service_error()
+        .and_then(|s| s.code().map(|c| (c, s.message())))
+    {
+        Some((code, Some(message))) => format!("{what}: {code}: {message}"),
+        Some((code, None)) => format!("{what}: {code}"),
+        None => format!("{what}: {}", DisplayErrorContext(e)),
+    }
 }
 
 /// A write whose condition did not hold.

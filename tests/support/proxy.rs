@@ -146,6 +146,9 @@ pub struct FaultRule {
     pub probability: f64,
     /// Only requests for this username (or email, where email is the username).
     pub username: Option<String>,
+    /// At most this many hits in a row on one request and its retries, so that a test of
+    /// retries is not left to the odds of a long run of hits outlasting the client's attempts.
+    pub in_a_row: Option<u32>,
 }
 
 impl FaultRule {
@@ -156,6 +159,7 @@ impl FaultRule {
             kind,
             probability,
             username: None,
+            in_a_row: None,
         }
     }
 
@@ -248,7 +252,18 @@ impl ProxyConfig {
         self
     }
 
-    /// Allows `limit` invitation emails, after which message-sending calls get `LimitExceededException`.
+    /// Caps the rule added last at `hits` in a row on one request and its retries.
+    ///
+    /// # Panics
+    /// If no rule was added before.
+    pub fn in_a_row_at_most(mut self, hits: u32) -> Self {
+        self.faults
+            .last_mut()
+            .expect("in_a_row_at_most follows a fault")
+            .in_a_row = Some(hits);
+        self
+    }
+
     /// A fault for one operation on one username only, every time.
     pub fn fault_for(mut self, operation: &str, username: &str, kind: FaultKind) -> Self {
         let mut rule = FaultRule::new(Some(operation), kind, 1.0);
@@ -257,6 +272,7 @@ impl ProxyConfig {
         self
     }
 
+    /// Allows `limit` invitation emails, after which message-sending calls get `LimitExceededException`.
     pub fn email_limit(mut self, limit: u64) -> Self {
         self.email_limit = Some(limit);
         self
@@ -633,6 +649,8 @@ struct State {
     // Invitations sent plus those in flight, so that concurrent requests cannot overshoot the limit.
     emails_reserved: u64,
     fault_occurrences: HashMap<(String, String), u64>,
+    // Hits in a row per operation and identity, for the rules capped with `in_a_row`.
+    fault_streaks: HashMap<(String, String), u32>,
     next_request_id: u64,
     epoch: Instant,
     stats: Stats,
@@ -649,6 +667,7 @@ impl State {
             email_limit: config.email_limit,
             emails_reserved: 0,
             fault_occurrences: HashMap::new(),
+            fault_streaks: HashMap::new(),
             next_request_id: 0,
             epoch: Instant::now(),
             stats: Stats::default(),
@@ -689,18 +708,22 @@ impl State {
         if !self.faults.iter().any(|f| f.matches(operation, username)) {
             return None;
         }
-        let counter = self
-            .fault_occurrences
-            .entry((operation.to_owned(), identity.clone()))
-            .or_insert(0);
+        let key = (operation.to_owned(), identity);
+        let counter = self.fault_occurrences.entry(key.clone()).or_insert(0);
         let occurrence = *counter;
         *counter += 1;
-        let mut rng = fault_rng(seed, operation, &identity, occurrence);
-        self.faults
+        let mut rng = fault_rng(seed, operation, &key.1, occurrence);
+        let streak = self.fault_streaks.get(&key).copied().unwrap_or(0);
+        let kind = self
+            .faults
             .iter()
             .filter(|f| f.matches(operation, username))
+            .filter(|f| f.in_a_row.is_none_or(|cap| streak < cap))
             .find(|f| rng.random::<f64>() < f.probability)
-            .map(|f| f.kind)
+            .map(|f| f.kind);
+        self.fault_streaks
+            .insert(key, if kind.is_some() { streak + 1 } else { 0 });
+        kind
     }
 
     fn record(&mut self, at: Instant, operation: &str, outcome: Outcome) {
@@ -1389,6 +1412,27 @@ mod tests {
             state.draw_fault(7, "AdminCreateUser", None, "a".into()),
             Some(FaultKind::InternalError)
         );
+    }
+
+    #[test]
+    fn a_capped_rule_hits_one_request_at_most_so_many_times_in_a_row() {
+        let config = ProxyConfig::new(SocketAddr::from((Ipv4Addr::LOCALHOST, 1)))
+            .fault(
+                Some("UpdateItem"),
+                FaultKind::Refuse("ThrottlingException"),
+                1.0,
+            )
+            .in_a_row_at_most(2);
+        let mut state = State::new(&config);
+        let mut draw = |body: &str| {
+            state
+                .draw_fault(7, "UpdateItem", None, body.into())
+                .is_some()
+        };
+        let a: Vec<bool> = (0..6).map(|_| draw("a")).collect();
+        assert_eq!(a, [true, true, false, true, true, false]);
+        // Another request keeps its own count.
+        assert!(draw("b"));
     }
 
     #[test]
