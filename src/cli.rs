@@ -46,7 +46,8 @@ pub struct GlobalArgs {
     /// Named profile from the AWS configuration files.
     #[arg(long, global = true)]
     pub profile: Option<String>,
-    /// Send Cognito requests here instead of AWS (an emulator); AWS_ENDPOINT_URL also works.
+    /// Send Cognito's and the DynamoDB state's requests here instead of AWS (an emulator);
+    /// without it, AWS_ENDPOINT_URL, and AWS_ENDPOINT_URL_DYNAMODB for the state alone.
     #[arg(long, global = true)]
     pub endpoint_url: Option<String>,
     /// How log lines on stderr look.

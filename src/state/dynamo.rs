@@ -37,7 +37,6 @@ use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue as Av, BillingMode, KeySchemaElement, KeyType, Put,
     ReturnValue, ScalarAttributeType, TimeToLiveSpecification, TransactWriteItem, Update,
 };
-use aws_smithy_types::error::display::DisplayErrorContext;
 use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot};
 
@@ -212,15 +211,24 @@ where
     E: std::error::Error + aws_smithy_types::error::metadata::ProvideErrorMetadata + 'static,
     R: std::fmt::Debug,
 {
-    // DynamoDB's own answer in its words; the whole chain only for a call that got none (it
-    // carries the raw response, which says nothing more to an operator).
+    // DynamoDB's own answer in its words (the SDK's rendering adds the raw response, which
+    // says nothing more to an operator); the chain of causes for a call that got no answer.
     match e
         .as_service_error()
         .and_then(|s| s.code().map(|c| (c, s.message())))
     {
         Some((code, Some(message))) => format!("{what}: {code}: {message}"),
         Some((code, None)) => format!("{what}: {code}"),
-        None => format!("{what}: {}", DisplayErrorContext(e)),
+        None => {
+            // Each cause's words, without the SDK's debug dump of the same chain.
+            let mut text = format!("{what}: {e}");
+            let mut cause = std::error::Error::source(e);
+            while let Some(c) = cause {
+                text.push_str(&format!(": {c}"));
+                cause = c.source();
+            }
+            text
+        }
     }
 }
 

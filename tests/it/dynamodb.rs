@@ -409,6 +409,139 @@ fn a_missing_table_stops_the_run_before_any_cognito_write() {
     );
 }
 
+/// The requests `stats` saw for Cognito (any operation with a quota category) and for DynamoDB.
+fn cognito_and_dynamodb_calls(stats: &proxy::Stats) -> (u64, u64) {
+    let (mut cognito, mut dynamodb) = (0, 0);
+    for (op, s) in &stats.per_operation {
+        if proxy::category_of(op).is_some() {
+            cognito += s.received;
+        } else if DYNAMODB_OPERATIONS.contains(&op.as_str()) {
+            dynamodb += s.received;
+        }
+    }
+    (cognito, dynamodb)
+}
+
+const DYNAMODB_OPERATIONS: &[&str] = &[
+    "CreateTable",
+    "DescribeTable",
+    "UpdateTimeToLive",
+    "GetItem",
+    "PutItem",
+    "UpdateItem",
+    "DeleteItem",
+    "Query",
+    "BatchWriteItem",
+    "TransactWriteItems",
+];
+
+#[test]
+fn the_states_calls_follow_aws_endpoint_url_unless_the_dynamodb_one_or_the_flag_says_otherwise() {
+    let mut env = TestEnv::new();
+    let pool = env.pool(true, &[]);
+    let moto = env.endpoint.clone();
+    let proxy = env.proxy(|c| c);
+    let at_proxy = env.endpoint.clone();
+    let csv = env.write("p.csv", cohort(3));
+    let m = env.path("m");
+    std::fs::create_dir_all(&m).unwrap();
+    let by_env = |args: &[&str]| {
+        env.command_by_env(&pool, args)
+            .env("COGNITO_ONBOARD_STATE", "dynamodb://endpoints")
+            .current_dir(&m)
+    };
+    let counted = |before: (u64, u64)| {
+        let now = cognito_and_dynamodb_calls(&proxy.stats());
+        (now.0 - before.0, now.1 - before.1)
+    };
+    // AWS_ENDPOINT_URL alone sends both services to it.
+    let before = cognito_and_dynamodb_calls(&proxy.stats());
+    by_env(&["state", "init"])
+        .env("AWS_ENDPOINT_URL", &at_proxy)
+        .expect(exit::OK);
+    let first = by_env(&["run", csv.to_str().unwrap()])
+        .env("AWS_ENDPOINT_URL", &at_proxy)
+        .expect(exit::OK);
+    assert_eq!(
+        first.report()["summary"]["created"],
+        3,
+        "{}",
+        first.stderr()
+    );
+    let (cognito, dynamodb) = counted(before);
+    assert!(cognito > 0 && dynamodb > 0, "{cognito} and {dynamodb}");
+    assert_eq!(proxy.stats().invitations(), 3);
+
+    // AWS_ENDPOINT_URL_DYNAMODB takes the state's calls alone; Cognito's follow AWS_ENDPOINT_URL.
+    let before = cognito_and_dynamodb_calls(&proxy.stats());
+    let again = by_env(&["run", csv.to_str().unwrap()])
+        .env("AWS_ENDPOINT_URL", &moto)
+        .env("AWS_ENDPOINT_URL_DYNAMODB", &at_proxy)
+        .expect(exit::OK);
+    assert_eq!(
+        again.report()["summary"]["skipped"],
+        3,
+        "{}",
+        again.stderr()
+    );
+    let (cognito, dynamodb) = counted(before);
+    assert_eq!(cognito, 0, "Cognito's calls went to AWS_ENDPOINT_URL");
+    assert!(
+        dynamodb > 0,
+        "the state's calls went to AWS_ENDPOINT_URL_DYNAMODB"
+    );
+
+    // --endpoint-url wins over both, for both services, as it does in the AWS CLI.
+    let before = cognito_and_dynamodb_calls(&proxy.stats());
+    let flagged = by_env(&["--endpoint-url", &moto, "run", csv.to_str().unwrap()])
+        .env("AWS_ENDPOINT_URL", &at_proxy)
+        .env("AWS_ENDPOINT_URL_DYNAMODB", &at_proxy)
+        .expect(exit::OK);
+    assert_eq!(
+        flagged.report()["summary"]["skipped"],
+        3,
+        "{}",
+        flagged.stderr()
+    );
+    assert_eq!(counted(before), (0, 0));
+}
+
+#[test]
+fn an_unreachable_store_stops_the_run_before_any_cognito_write() {
+    let mut env = TestEnv::new();
+    let pool = env.pool(true, &[]);
+    let proxy = env.proxy(|c| c);
+    let csv = env.write("p.csv", cohort(2));
+    // A port nothing listens on: every connection is refused.
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    };
+    let m = env.path("m");
+    std::fs::create_dir_all(&m).unwrap();
+    let started = Instant::now();
+    let r = env
+        .command_by_env(&pool, ["run", csv.to_str().unwrap()])
+        .env("COGNITO_ONBOARD_STATE", "dynamodb://far")
+        .env("AWS_ENDPOINT_URL", &env.endpoint)
+        .env("AWS_ENDPOINT_URL_DYNAMODB", &closed)
+        .current_dir(&m)
+        .expect(exit::ABORTED);
+    eprintln!("gave up after {:?}", started.elapsed());
+    assert!(
+        r.stderr().contains("cannot reach the state table far")
+            && r.stderr().contains("Connection refused")
+            && r.stderr().contains("this run changed nothing"),
+        "{}",
+        r.stderr()
+    );
+    assert_eq!(proxy.stats().received("AdminCreateUser"), 0);
+    assert!(
+        !m.join("reports").exists(),
+        "no report of a run that never started"
+    );
+}
+
 #[test]
 fn two_machines_share_one_table_one_runs_and_the_other_exits_4() {
     let mut env = TestEnv::new();

@@ -267,13 +267,30 @@ impl TestEnv {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        let mut cmd = self.cmd(pool);
-        cmd.args(args);
-        TestCommand { cmd }
+        self.command_by_env(pool, ["--endpoint-url", &self.endpoint])
+            .args(args)
     }
 
     /// The binary with a clean environment: dummy credentials, no AWS config files, our endpoint.
     pub fn cmd(&self, pool: &Pool) -> Command {
+        let mut c = self.cmd_without_endpoint(pool);
+        c.args(["--endpoint-url", &self.endpoint]);
+        c
+    }
+
+    /// [`TestEnv::command`] without `--endpoint-url`: the test says where requests go with the
+    /// SDK's variables (`AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_DYNAMODB`, ...).
+    pub fn command_by_env<I, S>(&self, pool: &Pool, args: I) -> TestCommand
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut cmd = self.cmd_without_endpoint(pool);
+        cmd.args(args);
+        TestCommand { cmd }
+    }
+
+    fn cmd_without_endpoint(&self, pool: &Pool) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_cognito-onboard"));
         c.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -284,7 +301,7 @@ impl TestEnv {
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .env("COGNITO_USER_POOL_ID", &pool.id)
             .env("COGNITO_ONBOARD_STATE", self.path("state.db"))
-            .args(["--endpoint-url", &self.endpoint, "--no-progress"])
+            .arg("--no-progress")
             .current_dir(self.dir.path())
             .stdin(Stdio::null());
         c
