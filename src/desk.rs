@@ -93,7 +93,7 @@ pub(crate) async fn doctor(
             user_pool_id: pool.id.clone(),
             pool: facts,
             summary,
-            calls: calls.exec.calls_by_name(),
+            calls: crate::session::calls_by_name(&calls.exec, &state),
             providers,
             fixes,
         };

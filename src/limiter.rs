@@ -1,6 +1,7 @@
 //! Cognito's request-rate quota categories, which operation falls in which, and one adaptive
-//! rate limiter per category. Every attempt of every call takes a permit here first. Must not
-//! retry or call anything: the executor does.
+//! rate limiter per category. Every attempt of every call takes a permit here first, the
+//! DynamoDB state's calls too (in a category of their own). Must not retry or call anything:
+//! the executor does.
 //!
 //! The quotas are per AWS account and Region and shared with production traffic, so the job
 //! uses a fraction of each, and slows a category down further when Cognito says it is throttling
@@ -30,10 +31,12 @@ pub enum Category {
     UserPoolResourceRead,
     /// Not Cognito's: SES's API quota, for reading the account's send quota.
     SesRead,
+    /// Not Cognito's: the DynamoDB table of a shared state (`--state dynamodb://`).
+    StateTable,
 }
 
 impl Category {
-    pub const ALL: [Category; 9] = [
+    pub const ALL: [Category; 10] = [
         Category::UserCreation,
         Category::UserRead,
         Category::UserList,
@@ -43,14 +46,17 @@ impl Category {
         Category::UserPoolRead,
         Category::UserPoolResourceRead,
         Category::SesRead,
+        Category::StateTable,
     ];
 
     /// Whether Cognito's GetProvisionedLimit knows the category.
     pub fn is_cognito(self) -> bool {
-        self != Category::SesRead
+        !matches!(self, Category::SesRead | Category::StateTable)
     }
 
-    /// Cognito's documented default quota, in requests per second per account and Region.
+    /// Cognito's documented default quota, in requests per second per account and Region. The
+    /// state table has no request quota: its figure is what DynamoDB serves one partition key
+    /// (1,000 write units a second), as the state keeps each pool under one key.
     pub fn default_quota(self) -> f64 {
         match self {
             Category::UserCreation => 50.0,
@@ -62,6 +68,7 @@ impl Category {
             Category::UserPoolRead => 15.0,
             Category::UserPoolResourceRead => 20.0,
             Category::SesRead => 1.0,
+            Category::StateTable => 1000.0,
         }
     }
 
@@ -76,11 +83,74 @@ impl Category {
             Category::UserPoolRead => "UserPoolRead",
             Category::UserPoolResourceRead => "UserPoolResourceRead",
             Category::SesRead => "SesRead",
+            Category::StateTable => "StateTable",
         }
     }
 }
 
-/// Every Cognito operation the tool calls.
+/// A DynamoDB operation of the shared state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum StateOp {
+    CreateTable,
+    DescribeTable,
+    UpdateTimeToLive,
+    GetItem,
+    Query,
+    Scan,
+    PutItem,
+    UpdateItem,
+    DeleteItem,
+    BatchWriteItem,
+    TransactWriteItems,
+}
+
+impl StateOp {
+    pub const ALL: [StateOp; 11] = [
+        StateOp::CreateTable,
+        StateOp::DescribeTable,
+        StateOp::UpdateTimeToLive,
+        StateOp::GetItem,
+        StateOp::Query,
+        StateOp::Scan,
+        StateOp::PutItem,
+        StateOp::UpdateItem,
+        StateOp::DeleteItem,
+        StateOp::BatchWriteItem,
+        StateOp::TransactWriteItems,
+    ];
+
+    /// Whether the call writes items: a 5xx answer to it may come after the write was made.
+    pub fn is_write(self) -> bool {
+        match self {
+            StateOp::CreateTable
+            | StateOp::UpdateTimeToLive
+            | StateOp::PutItem
+            | StateOp::UpdateItem
+            | StateOp::DeleteItem
+            | StateOp::BatchWriteItem
+            | StateOp::TransactWriteItems => true,
+            StateOp::DescribeTable | StateOp::GetItem | StateOp::Query | StateOp::Scan => false,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            StateOp::CreateTable => "CreateTable",
+            StateOp::DescribeTable => "DescribeTable",
+            StateOp::UpdateTimeToLive => "UpdateTimeToLive",
+            StateOp::GetItem => "GetItem",
+            StateOp::Query => "Query",
+            StateOp::Scan => "Scan",
+            StateOp::PutItem => "PutItem",
+            StateOp::UpdateItem => "UpdateItem",
+            StateOp::DeleteItem => "DeleteItem",
+            StateOp::BatchWriteItem => "BatchWriteItem",
+            StateOp::TransactWriteItems => "TransactWriteItems",
+        }
+    }
+}
+
+/// Every AWS operation the tool calls: Cognito's, SES's one, and the DynamoDB state's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Op {
     DescribeUserPool,
@@ -103,9 +173,12 @@ pub enum Op {
     AdminDeleteUserAttributes,
     /// AdminRemoveUserFromGroup, for `--update groups`.
     AdminRemoveUserFromGroup,
+    /// A call of the DynamoDB state (`--state dynamodb://`).
+    State(StateOp),
 }
 
 impl Op {
+    /// Cognito's operations and SES's; the state's are [`StateOp::ALL`].
     pub const ALL: [Op; 15] = [
         Op::DescribeUserPool,
         Op::GetProvisionedLimit,
@@ -137,6 +210,7 @@ impl Op {
             Op::DescribeUserPool | Op::GetProvisionedLimit => Category::UserPoolRead,
             Op::ListGroups => Category::UserPoolResourceRead,
             Op::GetSendQuota => Category::SesRead,
+            Op::State(_) => Category::StateTable,
         }
     }
 
@@ -155,7 +229,8 @@ impl Op {
             | Op::AdminAddUserToGroup
             | Op::AdminDeleteUserAttributes
             | Op::AdminRemoveUserFromGroup
-            | Op::GetSendQuota => false,
+            | Op::GetSendQuota
+            | Op::State(_) => false,
         }
     }
 
@@ -178,7 +253,8 @@ impl Op {
             | Op::GetSendQuota
             | Op::AdminResetUserPassword
             | Op::AdminDeleteUserAttributes
-            | Op::AdminRemoveUserFromGroup => None,
+            | Op::AdminRemoveUserFromGroup
+            | Op::State(_) => None,
         }
     }
 
@@ -188,7 +264,8 @@ impl Op {
         matches!(self, Op::GetProvisionedLimit | Op::GetSendQuota)
     }
 
-    /// Whether the call changes the pool: a 5xx answer to it may come after the change was made.
+    /// Whether the call changes the pool (or the state's table): a 5xx answer to it may come
+    /// after the change was made.
     pub fn is_write(self) -> bool {
         match self {
             Op::AdminCreateUser
@@ -206,6 +283,7 @@ impl Op {
             | Op::ListUsersInGroup
             | Op::AdminGetUser
             | Op::GetSendQuota => false,
+            Op::State(op) => op.is_write(),
         }
     }
 
@@ -232,6 +310,10 @@ impl Op {
             | Op::AdminDeleteUserAttributes
             | Op::AdminRemoveUserFromGroup
             | Op::GetSendQuota => false,
+            // Repeated, as the SDK's own retries would: a state write is idempotent or
+            // conditional, and a repeat whose condition fails because the first one landed is
+            // read as such (the lease) or defers the row, nothing sent (an intent).
+            Op::State(_) => false,
         }
     }
 
@@ -252,6 +334,7 @@ impl Op {
             Op::AdminResetUserPassword => "AdminResetUserPassword",
             Op::AdminDeleteUserAttributes => "AdminDeleteUserAttributes",
             Op::AdminRemoveUserFromGroup => "AdminRemoveUserFromGroup",
+            Op::State(op) => op.name(),
         }
     }
 }
@@ -591,6 +674,25 @@ mod tests {
                 policy.contains(&format!("\"{action}\"")),
                 "{action} is missing from samples/iam-policy.json"
             );
+        }
+    }
+
+    /// The state table's sample policy grants every DynamoDB operation the state calls; a
+    /// transaction is authorised by the actions of its items (their puts and updates).
+    #[test]
+    fn the_state_tables_sample_policy_grants_every_operation() {
+        let policy = include_str!("../samples/iam-policy-dynamodb.json");
+        for op in StateOp::ALL {
+            let actions: &[&str] = match op {
+                StateOp::TransactWriteItems => &["PutItem", "UpdateItem"],
+                other => &[other.name()],
+            };
+            for action in actions {
+                assert!(
+                    policy.contains(&format!("\"dynamodb:{action}\"")),
+                    "dynamodb:{action} is missing from samples/iam-policy-dynamodb.json"
+                );
+            }
         }
     }
 

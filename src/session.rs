@@ -2,6 +2,7 @@
 //! settings and invitation check, the run's record in the state, and the report it writes.
 //! Must not hold a command's own steps (`app`, `desk`).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -203,12 +204,26 @@ pub(crate) fn report_of(
         update: None,
         interrupted: exec.cancel.is_cancelled(),
         summary: tally.summary.clone(),
-        calls: exec.calls_by_name(),
-        throttles: exec.throttles_by_name(),
+        calls: calls_by_name(exec, opened.state),
+        throttles: throttles_by_name(exec, opened.state),
         email_budget_frees_at,
         rows: Vec::new(),
         handed_over: Vec::new(),
     })
+}
+
+/// The calls that reached AWS, by category: Cognito's (the executor's) and the state table's.
+pub(crate) fn calls_by_name(exec: &Executor, state: &State) -> BTreeMap<String, u64> {
+    let mut calls = exec.calls_by_name();
+    calls.extend(state.calls().0);
+    calls
+}
+
+/// The throttles AWS answered, by category that had any.
+fn throttles_by_name(exec: &Executor, state: &State) -> BTreeMap<String, u64> {
+    let mut throttles = exec.throttles_by_name();
+    throttles.extend(state.calls().1);
+    throttles
 }
 
 /// The status report from its rows and what the executor counted.
@@ -236,7 +251,7 @@ pub(crate) fn status_report(
         refresh: plan.refresh,
         estimated_quota_seconds: plan.estimates,
         quota_seconds: (quota_seconds * 1000.0).round() / 1000.0,
-        calls: exec.calls_by_name(),
+        calls: calls_by_name(exec, opened.state),
         summary: standing::summarize(&rows),
         funnel: standing::funnel(&rows),
         newly_confirmed: rows

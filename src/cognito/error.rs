@@ -53,13 +53,19 @@ impl std::error::Error for CallError {}
 /// The class of a service error code, for an operation. Pure, so the table is tested directly.
 fn classify_code(op: Op, code: &str, http_status: Option<u16>) -> ErrorClass {
     match code {
-        "TooManyRequestsException" | "ThrottlingException" | "RequestLimitExceeded" => {
-            ErrorClass::Throttled
-        }
+        "TooManyRequestsException"
+        | "ThrottlingException"
+        | "RequestLimitExceeded"
+        | "ProvisionedThroughputExceededException" => ErrorClass::Throttled,
+        // DynamoDB: the item is in another transaction's hands for a moment; nothing was written.
+        "TransactionConflictException" => ErrorClass::Transient { ambiguous: false },
+        // For the state, a missing table is an answer its caller words ("run `state init`").
+        "ResourceNotFoundException" if matches!(op, Op::State(_)) => ErrorClass::Permanent,
         "LimitExceededException" if op.sends_message() => ErrorClass::EmailQuota,
         "LimitExceededException" => ErrorClass::Permanent,
         // A server error on a write may come after the write was made.
         "InternalErrorException"
+        | "InternalServerError"
         | "InternalFailure"
         | "ServiceUnavailable"
         | "ServiceUnavailableException" => ErrorClass::Transient {
@@ -183,7 +189,16 @@ where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug + HttpStatus + 'static,
 {
-    let (kind, code, message) = match &err {
+    fault_of(&err)
+}
+
+/// [`from_sdk`] of an error the caller keeps (the DynamoDB state reads a failed condition).
+pub fn fault_of<E, R>(err: &SdkError<E, R>) -> Fault
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug + HttpStatus + 'static,
+{
+    let (kind, code, message) = match err {
         SdkError::ServiceError(se) => {
             let http_status = se.raw().status_code();
             let e = se.err();
@@ -200,17 +215,13 @@ where
                 ),
             }
         }
-        SdkError::TimeoutError(_) => (
-            FaultKind::Timeout,
-            None,
-            "timed out waiting for Cognito".to_string(),
-        ),
+        SdkError::TimeoutError(_) => (FaultKind::Timeout, None, "no answer in time".to_string()),
         SdkError::DispatchFailure(d) => {
-            (FaultKind::Dispatch { user: d.is_user() }, None, chain(&err))
+            (FaultKind::Dispatch { user: d.is_user() }, None, chain(err))
         }
-        SdkError::ResponseError(_) => (FaultKind::Response, None, chain(&err)),
-        SdkError::ConstructionFailure(_) => (FaultKind::Construction, None, chain(&err)),
-        _ => (FaultKind::Other, None, chain(&err)),
+        SdkError::ResponseError(_) => (FaultKind::Response, None, chain(err)),
+        SdkError::ConstructionFailure(_) => (FaultKind::Construction, None, chain(err)),
+        _ => (FaultKind::Other, None, chain(err)),
     };
     Fault {
         kind,
@@ -220,7 +231,7 @@ where
 }
 
 /// The whole error chain on one line ("dispatch failure: io error: connection refused").
-fn chain(err: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut parts = vec![err.to_string()];
     let mut source = err.source();
     while let Some(s) = source {
@@ -247,6 +258,7 @@ impl HttpStatus for aws_smithy_runtime_api::http::Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::limiter::StateOp;
 
     #[test]
     fn classification_table() {
@@ -386,6 +398,61 @@ mod tests {
                 "SomethingNew",
                 Some(502),
                 Transient { ambiguous: true },
+            ),
+            // The DynamoDB state's answers.
+            (
+                Op::State(StateOp::PutItem),
+                "ProvisionedThroughputExceededException",
+                Some(400),
+                Throttled,
+            ),
+            (
+                Op::State(StateOp::Query),
+                "ThrottlingException",
+                Some(400),
+                Throttled,
+            ),
+            (
+                Op::State(StateOp::UpdateItem),
+                "TransactionConflictException",
+                Some(400),
+                Transient { ambiguous: false },
+            ),
+            (
+                Op::State(StateOp::PutItem),
+                "InternalServerError",
+                Some(500),
+                Transient { ambiguous: true },
+            ),
+            (
+                Op::State(StateOp::GetItem),
+                "InternalServerError",
+                Some(500),
+                Transient { ambiguous: false },
+            ),
+            (
+                Op::State(StateOp::PutItem),
+                "ConditionalCheckFailedException",
+                Some(400),
+                Permanent,
+            ),
+            (
+                Op::State(StateOp::DescribeTable),
+                "ResourceNotFoundException",
+                Some(400),
+                Permanent,
+            ),
+            (
+                Op::AdminGetUser,
+                "ResourceNotFoundException",
+                Some(400),
+                Fatal,
+            ),
+            (
+                Op::State(StateOp::PutItem),
+                "AccessDeniedException",
+                Some(400),
+                Fatal,
             ),
         ];
         for (op, code, status, want) in cases {

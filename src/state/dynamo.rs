@@ -1,7 +1,8 @@
 //! The state in one DynamoDB table, shared by every machine that onboards: the same contents
 //! as the SQLite file, the run lock as a lease item, and conditional writes where two machines
-//! could otherwise both act. Owns the key design and the calls; must not decide anything from
-//! what it holds (that is `plan`), and must never store a password.
+//! could otherwise both act. Owns the key design and what each call reads and writes (every
+//! call goes through `paced`, which paces and retries it); must not decide anything from what
+//! it holds (that is `plan`), and must never store a password.
 //!
 //! Keys (`pk`, `sk`, both strings):
 //!
@@ -40,6 +41,7 @@ use aws_sdk_dynamodb::types::{
 use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot};
 
+use super::paced::Db;
 use super::{
     Access, Counted, DELETED, Invitation, InviteKind, Known, Record, StoredInvitation, SyncFirst,
     Table, UpdateOutcome, Value,
@@ -67,7 +69,7 @@ enum Msg {
 
 /// The open table.
 pub struct Dynamo {
-    client: Client,
+    client: Db,
     table: String,
     writable: bool,
     /// The state's own runtime: the tool's runtime is single-threaded, and the state's sync
@@ -240,19 +242,11 @@ where
     e.as_service_error().and_then(|s| s.code()) == Some("ConditionalCheckFailedException")
 }
 
-/// The client for `table`: the SDK's standard retries, with jittered exponential backoff from
-/// 50 ms (DynamoDB's throttling is `ProvisionedThroughputExceededException` and
-/// `ThrottlingException`, which the SDK classifies as throttling), and the tool's attempt
-/// timeout. Not the adaptive mode: its client-side rate falls so far after a few throttles that
-/// ten rows took minutes.
+/// The client for `table`, with the tool's attempt timeout and the SDK's retries off: the
+/// executor retries and paces every call ([`Db::call`]).
 async fn client(table: &Table) -> Client {
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
-        .retry_config(
-            RetryConfig::standard()
-                .with_max_attempts(10)
-                .with_initial_backoff(Duration::from_millis(50))
-                .with_max_backoff(Duration::from_secs(5)),
-        )
+        .retry_config(RetryConfig::disabled())
         .timeout_config(
             TimeoutConfig::builder()
                 .operation_attempt_timeout(table.attempt_timeout)
@@ -319,7 +313,7 @@ pub fn init_table(table: &Table) -> Result<String, Error> {
     let rt = runtime()?;
     let t = table.clone();
     let result = wait(&rt, async move {
-        let c = client(&t).await;
+        let c = Db::new(client(&t).await);
         let attr = |name: &str| {
             AttributeDefinition::builder()
                 .attribute_name(name)
@@ -334,29 +328,28 @@ pub fn init_table(table: &Table) -> Result<String, Error> {
                 .build()
                 .expect("name and type are set")
         };
-        c.create_table()
-            .table_name(&t.name)
-            .attribute_definitions(attr("pk"))
-            .attribute_definitions(attr("sk"))
-            .key_schema(key("pk", KeyType::Hash))
-            .key_schema(key("sk", KeyType::Range))
-            .billing_mode(BillingMode::PayPerRequest)
-            .send()
-            .await
-            .map_err(|e| {
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_resource_in_use_exception())
-                {
-                    format!("the table {} exists already; nothing was changed", t.name)
-                } else {
-                    sdk_error("cannot create the table", &e)
-                }
-            })?;
+        c.call(
+            c.create_table()
+                .table_name(&t.name)
+                .attribute_definitions(attr("pk"))
+                .attribute_definitions(attr("sk"))
+                .key_schema(key("pk", KeyType::Hash))
+                .key_schema(key("sk", KeyType::Range))
+                .billing_mode(BillingMode::PayPerRequest),
+        )
+        .await
+        .map_err(|e| {
+            if e.as_service_error()
+                .is_some_and(|s| s.is_resource_in_use_exception())
+            {
+                format!("the table {} exists already; nothing was changed", t.name)
+            } else {
+                sdk_error("cannot create the table", &e)
+            }
+        })?;
         for _ in 0..120 {
             let d = c
-                .describe_table()
-                .table_name(&t.name)
-                .send()
+                .call(c.describe_table().table_name(&t.name))
                 .await
                 .map_err(|e| sdk_error("cannot read the new table", &e))?;
             if d.table()
@@ -367,18 +360,19 @@ pub fn init_table(table: &Table) -> Result<String, Error> {
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
-        c.update_time_to_live()
-            .table_name(&t.name)
-            .time_to_live_specification(
-                TimeToLiveSpecification::builder()
-                    .enabled(true)
-                    .attribute_name("expires")
-                    .build()
-                    .expect("name and flag are set"),
-            )
-            .send()
-            .await
-            .map_err(|e| sdk_error("cannot turn on the table's TTL", &e))?;
+        c.call(
+            c.update_time_to_live()
+                .table_name(&t.name)
+                .time_to_live_specification(
+                    TimeToLiveSpecification::builder()
+                        .enabled(true)
+                        .attribute_name("expires")
+                        .build()
+                        .expect("name and flag are set"),
+                ),
+        )
+        .await
+        .map_err(|e| sdk_error("cannot turn on the table's TTL", &e))?;
         Ok::<_, String>(format!(
             "created the DynamoDB table {} (on-demand capacity, TTL on `expires`); turn on \
              point-in-time recovery for it: aws dynamodb update-continuous-backups --table-name {} \
@@ -396,8 +390,8 @@ impl Dynamo {
         let rt = runtime()?;
         let t = table.clone();
         let client = wait(&rt, async move {
-            let c = client(&t).await;
-            match c.describe_table().table_name(&t.name).send().await {
+            let c = Db::new(client(&t).await);
+            match c.call(c.describe_table().table_name(&t.name)).await {
                 Ok(_) => Ok(c),
                 Err(e)
                     if e.as_service_error()
@@ -460,6 +454,16 @@ impl Dynamo {
             lease,
             holder,
         })
+    }
+
+    /// The calls that reached the table, and the throttles it answered, by category.
+    pub fn calls(
+        &self,
+    ) -> (
+        std::collections::BTreeMap<String, u64>,
+        std::collections::BTreeMap<String, u64>,
+    ) {
+        self.client.counts()
     }
 
     fn rt(&self) -> &tokio::runtime::Runtime {
@@ -643,10 +647,7 @@ impl Dynamo {
         }
         let (c, t) = (self.client.clone(), self.table.clone());
         self.write_now(run_id, async move {
-            c.put_item()
-                .table_name(t)
-                .set_item(Some(item))
-                .send()
+            c.call(c.put_item().table_name(t).set_item(Some(item)))
                 .await
                 .map(drop)
                 .map_err(|e| sdk_error("cannot record the run", &e))
@@ -679,18 +680,19 @@ impl Dynamo {
         let (c, t, counts) = (self.client.clone(), self.table.clone(), counts.to_string());
         lock(&self.failed).take();
         let recorded = self.write_now(run_id, async move {
-            c.update_item()
-                .table_name(t)
-                .key("pk", s(&pk))
-                .key("sk", s(&sk))
-                .update_expression("SET finished_at = :f, exit_code = :e, counts = :c")
-                .expression_attribute_values(":f", n(ms(at)))
-                .expression_attribute_values(":e", n(exit_code.into()))
-                .expression_attribute_values(":c", s(&counts))
-                .send()
-                .await
-                .map(drop)
-                .map_err(|e| sdk_error("cannot record the end of the run", &e))
+            c.call(
+                c.update_item()
+                    .table_name(t)
+                    .key("pk", s(&pk))
+                    .key("sk", s(&sk))
+                    .update_expression("SET finished_at = :f, exit_code = :e, counts = :c")
+                    .expression_attribute_values(":f", n(ms(at)))
+                    .expression_attribute_values(":e", n(exit_code.into()))
+                    .expression_attribute_values(":c", s(&counts)),
+            )
+            .await
+            .map(drop)
+            .map_err(|e| sdk_error("cannot record the end of the run", &e))
         });
         flushed.and(recorded)
     }
@@ -853,10 +855,10 @@ impl Dynamo {
             .map(|sender| ledger_item(sender, ms(at), id, pool_id));
         let (c, t, key_owned) = (self.client.clone(), self.table.clone(), key.to_string());
         self.write_ahead(key, async move {
-            // A slot another machine took between our read and our write, a marker found
-            // stale, a transaction conflict or throttling: try again.
+            // A slot another machine took between our read and our write, or a marker found
+            // stale: read again and try again. (Throttling and conflicts are the executor's.)
             let mut stale = None;
-            for attempt in 0..8u32 {
+            for _ in 0..8 {
                 let slot = match limit {
                     None => None,
                     Some(limit) => {
@@ -884,9 +886,7 @@ impl Dynamo {
                     items.push(put(ledger.clone()));
                 }
                 let failed = match c
-                    .transact_write_items()
-                    .set_transact_items(Some(items))
-                    .send()
+                    .call(c.transact_write_items().set_transact_items(Some(items)))
                     .await
                 {
                     Ok(_) => return Ok(Some(id)),
@@ -922,17 +922,6 @@ impl Dynamo {
                     continue;
                 }
                 if slot.is_some() && condition(0) {
-                    continue;
-                }
-                if reasons.iter().any(|r| {
-                    [
-                        "TransactionConflict",
-                        "ThrottlingError",
-                        "ProvisionedThroughputExceeded",
-                    ]
-                    .contains(&r.as_str())
-                }) {
-                    tokio::time::sleep(Duration::from_millis(50 << attempt.min(5))).await;
                     continue;
                 }
                 return Err(Error::State(sdk_error(
@@ -974,8 +963,8 @@ impl Dynamo {
             for (k, v) in values {
                 u = u.expression_attribute_values(k, v);
             }
-            let out = u
-                .send()
+            let out = c
+                .call(u)
                 .await
                 .map_err(|e| sdk_error("cannot settle an invitation", &e))?;
             if get_s(out.attributes().unwrap_or(&HashMap::new()), "outcome").as_deref()
@@ -991,13 +980,14 @@ impl Dynamo {
                 if let Some(slot) = out.attributes().and_then(|a| get_n(a, "slot")) {
                     release(&c, &t, &medium, slot, id).await?;
                 }
-                c.delete_item()
-                    .table_name(&t)
-                    .key("pk", s(&format!("M#{medium}")))
-                    .key("sk", s(&ledger_sk(at, id)))
-                    .send()
-                    .await
-                    .map_err(|e| sdk_error("cannot return a message to the budget", &e))?;
+                c.call(
+                    c.delete_item()
+                        .table_name(&t)
+                        .key("pk", s(&format!("M#{medium}")))
+                        .key("sk", s(&ledger_sk(at, id))),
+                )
+                .await
+                .map_err(|e| sdk_error("cannot return a message to the budget", &e))?;
             }
             // Last: a mark left by a failure above is found stale by the next intent.
             if clear {
@@ -1101,10 +1091,7 @@ impl Dynamo {
         ]);
         let (c, t) = (self.client.clone(), self.table.clone());
         self.write_ahead(key, async move {
-            c.put_item()
-                .table_name(t)
-                .set_item(Some(item))
-                .send()
+            c.call(c.put_item().table_name(t).set_item(Some(item)))
                 .await
                 .map(|_| Some(id))
                 .map_err(|e| {
@@ -1125,17 +1112,18 @@ impl Dynamo {
         };
         let (c, t) = (self.client.clone(), self.table.clone());
         self.settle(&key, async move {
-            c.update_item()
-                .table_name(t)
-                .key("pk", s(&pool_pk(&pool_id)))
-                .key("sk", s(&id_sk('W', id)))
-                .update_expression("SET outcome = :o, done_at = :t")
-                .expression_attribute_values(":o", s(outcome.as_str()))
-                .expression_attribute_values(":t", n(ms(at)))
-                .send()
-                .await
-                .map(drop)
-                .map_err(|e| sdk_error("cannot settle an update", &e))
+            c.call(
+                c.update_item()
+                    .table_name(t)
+                    .key("pk", s(&pool_pk(&pool_id)))
+                    .key("sk", s(&id_sk('W', id)))
+                    .update_expression("SET outcome = :o, done_at = :t")
+                    .expression_attribute_values(":o", s(outcome.as_str()))
+                    .expression_attribute_values(":t", n(ms(at))),
+            )
+            .await
+            .map(drop)
+            .map_err(|e| sdk_error("cannot settle an update", &e))
         });
         Ok(())
     }
@@ -1160,7 +1148,7 @@ impl Dynamo {
             for (k, v) in values {
                 u = u.expression_attribute_values(k, v);
             }
-            u.send()
+            c.call(u)
                 .await
                 .map(drop)
                 .map_err(|e| sdk_error("cannot record a user", &e))
@@ -1216,8 +1204,11 @@ impl Dynamo {
                     expression.push_str(", email = :e");
                     u = u.expression_attribute_values(":e", s(email));
                 }
-                match guard_groups(u.update_expression(expression), current.as_ref())
-                    .send()
+                match c
+                    .call(guard_groups(
+                        u.update_expression(expression),
+                        current.as_ref(),
+                    ))
                     .await
                 {
                     Ok(_) => return Ok(()),
@@ -1269,16 +1260,17 @@ impl Dynamo {
                     .map_err(|e| format!("cannot sync a file before the state write: {e}"))?
                     .map_err(|e| format!("cannot sync a file before the state write: {e}"))?;
             }
-            c.update_item()
-                .table_name(t)
-                .key("pk", s(&pool_pk(&pool_id)))
-                .key("sk", s(&id_sk('I', id)))
-                .update_expression("SET password_recorded = :r")
-                .expression_attribute_values(":r", Av::Bool(true))
-                .send()
-                .await
-                .map(drop)
-                .map_err(|e| sdk_error("cannot mark a password recorded", &e))
+            c.call(
+                c.update_item()
+                    .table_name(t)
+                    .key("pk", s(&pool_pk(&pool_id)))
+                    .key("sk", s(&id_sk('I', id)))
+                    .update_expression("SET password_recorded = :r")
+                    .expression_attribute_values(":r", Av::Bool(true)),
+            )
+            .await
+            .map(drop)
+            .map_err(|e| sdk_error("cannot mark a password recorded", &e))
         });
         Ok(())
     }
@@ -1348,8 +1340,7 @@ impl Dynamo {
                 if let Some(last) = &last {
                     transition = transition.item("from_status", s(last));
                 }
-                transition
-                    .send()
+                c.call(transition)
                     .await
                     .map_err(|e| sdk_error("cannot record a transition", &e))?;
             }
@@ -1392,8 +1383,7 @@ impl Dynamo {
             if !remove.is_empty() {
                 expression.push_str(&format!(" REMOVE {}", remove.join(", ")));
             }
-            u.update_expression(expression)
-                .send()
+            c.call(u.update_expression(expression))
                 .await
                 .map(drop)
                 .map_err(|e| sdk_error("cannot record a status", &e))
@@ -1444,7 +1434,7 @@ impl Dynamo {
                     .key("sk", s(&sk))
                     .update_expression("SET groups_done = :g")
                     .expression_attribute_values(":g", list(&all));
-                match guard_groups(u, current.as_ref()).send().await {
+                match c.call(guard_groups(u, current.as_ref())).await {
                     Ok(_) => return Ok(()),
                     Err(e) if conditional_failed(&e) => continue,
                     Err(e) => return Err(sdk_error("cannot record groups", &e)),
@@ -1471,16 +1461,17 @@ impl Dynamo {
                 let mut all = Vec::new();
                 for pk in ledgers {
                     let items: Vec<Item> = c
-                        .query()
-                        .table_name(&t)
-                        .key_condition_expression("pk = :p AND sk > :s")
-                        .expression_attribute_values(":p", s(&pk))
-                        .expression_attribute_values(":s", s(&format!("{:013}#", ms(since) + 1)))
-                        .consistent_read(true)
-                        .into_paginator()
-                        .items()
-                        .send()
-                        .try_collect()
+                        .all(
+                            c.query()
+                                .table_name(&t)
+                                .key_condition_expression("pk = :p AND sk > :s")
+                                .expression_attribute_values(":p", s(&pk))
+                                .expression_attribute_values(
+                                    ":s",
+                                    s(&format!("{:013}#", ms(since) + 1)),
+                                )
+                                .consistent_read(true),
+                        )
                         .await
                         .map_err(|e| sdk_error("cannot read the message ledger", &e))?;
                     all.extend(items);
@@ -1525,20 +1516,18 @@ impl Dynamo {
         let pk = format!("R#{pool_id}");
         let items = self
             .wait(async move {
-                c.query()
-                    .table_name(t)
-                    .key_condition_expression("pk = :p")
-                    .filter_expression("command = :c AND attribute_exists(finished_at)")
-                    .expression_attribute_values(":p", s(&pk))
-                    .expression_attribute_values(":c", s("status"))
-                    .scan_index_forward(false)
-                    .consistent_read(true)
-                    .into_paginator()
-                    .items()
-                    .send()
-                    .try_collect()
-                    .await
-                    .map_err(|e| sdk_error("cannot read the runs", &e))
+                c.all(
+                    c.query()
+                        .table_name(t)
+                        .key_condition_expression("pk = :p")
+                        .filter_expression("command = :c AND attribute_exists(finished_at)")
+                        .expression_attribute_values(":p", s(&pk))
+                        .expression_attribute_values(":c", s("status"))
+                        .scan_index_forward(false)
+                        .consistent_read(true),
+                )
+                .await
+                .map_err(|e| sdk_error("cannot read the runs", &e))
             })
             .map_err(Error::State)?;
         Ok(items.iter().filter_map(|i| get_t(i, "started_at")).max())
@@ -1652,13 +1641,7 @@ impl Dynamo {
         let (c, t) = (self.client.clone(), self.table.clone());
         let items: Vec<Item> = self
             .wait(async move {
-                c.scan()
-                    .table_name(t)
-                    .consistent_read(true)
-                    .into_paginator()
-                    .items()
-                    .send()
-                    .try_collect()
+                c.all(c.scan().table_name(t).consistent_read(true))
                     .await
                     .map_err(|e| sdk_error("cannot read the state table", &e))
             })
@@ -1687,10 +1670,7 @@ impl Dynamo {
         let (c, t) = (self.client.clone(), self.table.clone());
         let any = self
             .wait(async move {
-                c.scan()
-                    .table_name(t)
-                    .limit(2)
-                    .send()
+                c.call(c.scan().table_name(t).limit(2))
                     .await
                     .map(|o| {
                         o.items()
@@ -1753,7 +1733,7 @@ impl Dynamo {
 }
 
 /// Puts `items`, 25 to a request, until DynamoDB has taken every one.
-async fn batch_put(c: &Client, t: &str, items: Vec<Item>) -> Result<(), String> {
+async fn batch_put(c: &Db, t: &str, items: Vec<Item>) -> Result<(), String> {
     use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
     for chunk in items.chunks(25) {
         let mut requests: Vec<WriteRequest> = chunk
@@ -1771,9 +1751,7 @@ async fn batch_put(c: &Client, t: &str, items: Vec<Item>) -> Result<(), String> 
             .collect();
         for attempt in 0..10 {
             let out = c
-                .batch_write_item()
-                .request_items(t, requests)
-                .send()
+                .call(c.batch_write_item().request_items(t, requests))
                 .await
                 .map_err(|e| sdk_error("cannot write the state table", &e))?;
             requests = out
@@ -1802,14 +1780,15 @@ impl Drop for Dynamo {
             lease.renewal.abort();
             let (c, t) = (self.client.clone(), self.table.clone());
             let released = self.wait(async move {
-                c.delete_item()
-                    .table_name(t)
-                    .key("pk", s(LOCK))
-                    .key("sk", s(LOCK))
-                    .condition_expression("holder = :h")
-                    .expression_attribute_values(":h", s(&lease.holder))
-                    .send()
-                    .await
+                c.call(
+                    c.delete_item()
+                        .table_name(t)
+                        .key("pk", s(LOCK))
+                        .key("sk", s(LOCK))
+                        .condition_expression("holder = :h")
+                        .expression_attribute_values(":h", s(&lease.holder)),
+                )
+                .await
             });
             if let Err(e) = released
                 && !conditional_failed(&e)
@@ -1851,44 +1830,43 @@ fn guard_groups(
 }
 
 /// The lease's holder and expiry (ms), as the table has them now; `None` when no run holds it.
-async fn lock_of(c: &Client, t: &str) -> Result<Option<(String, i64)>, String> {
+async fn lock_of(c: &Db, t: &str) -> Result<Option<(String, i64)>, String> {
     let item = read_item(c, t, LOCK, LOCK).await?;
     Ok(item.and_then(|i| Some((get_s(&i, "holder")?, get_n(&i, "expires_at")?))))
 }
 
 /// One item, read consistently.
-async fn read_item(c: &Client, t: &str, pk: &str, sk: &str) -> Result<Option<Item>, String> {
-    c.get_item()
-        .table_name(t)
-        .key("pk", s(pk))
-        .key("sk", s(sk))
-        .consistent_read(true)
-        .send()
-        .await
-        .map(|o| o.item().cloned())
-        .map_err(|e| sdk_error("cannot read the state", &e))
+async fn read_item(c: &Db, t: &str, pk: &str, sk: &str) -> Result<Option<Item>, String> {
+    c.call(
+        c.get_item()
+            .table_name(t)
+            .key("pk", s(pk))
+            .key("sk", s(sk))
+            .consistent_read(true),
+    )
+    .await
+    .map(|o| o.item().cloned())
+    .map_err(|e| sdk_error("cannot read the state", &e))
 }
 
 /// Every item of `pk` whose sort key starts with `prefix`, in sort-key order.
 async fn query(
-    c: &Client,
+    c: &Db,
     table: &str,
     pk: String,
     prefix: &str,
     consistent: bool,
 ) -> Result<Vec<Item>, String> {
-    c.query()
-        .table_name(table)
-        .key_condition_expression("pk = :p AND begins_with(sk, :s)")
-        .expression_attribute_values(":p", s(&pk))
-        .expression_attribute_values(":s", s(prefix))
-        .consistent_read(consistent)
-        .into_paginator()
-        .items()
-        .send()
-        .try_collect()
-        .await
-        .map_err(|e| sdk_error("cannot read the state", &e))
+    c.all(
+        c.query()
+            .table_name(table)
+            .key_condition_expression("pk = :p AND begins_with(sk, :s)")
+            .expression_attribute_values(":p", s(&pk))
+            .expression_attribute_values(":s", s(prefix))
+            .consistent_read(consistent),
+    )
+    .await
+    .map_err(|e| sdk_error("cannot read the state", &e))
 }
 
 /// The budget's slot `slot` of `medium`, as one transaction item: taken for `id` at `at` if it
@@ -1915,7 +1893,7 @@ fn claim(t: &str, sender: &str, slot: u32, id: i64, at: DateTime<Utc>) -> Transa
 /// A free slot of the first `limit` of `medium`'s, picked at random so that machines claiming
 /// at once rarely pick the same; `None` when every one was used in the last 24 hours.
 async fn free_slot(
-    c: &Client,
+    c: &Db,
     t: &str,
     sender: &str,
     limit: u32,
@@ -1939,18 +1917,19 @@ async fn free_slot(
 }
 
 /// Gives a slot back, if `id` still holds it.
-async fn release(c: &Client, t: &str, sender: &str, slot: i64, id: i64) -> Result<(), String> {
+async fn release(c: &Db, t: &str, sender: &str, slot: i64, id: i64) -> Result<(), String> {
     let (pk, sk) = slot_key(sender, slot);
     match c
-        .update_item()
-        .table_name(t)
-        .key("pk", pk)
-        .key("sk", sk)
-        .update_expression("SET used_at = :zero")
-        .condition_expression("id = :id")
-        .expression_attribute_values(":zero", n(0))
-        .expression_attribute_values(":id", n(id))
-        .send()
+        .call(
+            c.update_item()
+                .table_name(t)
+                .key("pk", pk)
+                .key("sk", sk)
+                .update_expression("SET used_at = :zero")
+                .condition_expression("id = :id")
+                .expression_attribute_values(":zero", n(0))
+                .expression_attribute_values(":id", n(id)),
+        )
         .await
     {
         Ok(_) => Ok(()),
@@ -1961,7 +1940,7 @@ async fn release(c: &Client, t: &str, sender: &str, slot: i64, id: i64) -> Resul
 
 /// The intent marking a user, if any: its id, writer, time and whether it is still pending.
 async fn marker(
-    c: &Client,
+    c: &Db,
     t: &str,
     pk: &str,
     key: &str,
@@ -1997,16 +1976,17 @@ fn alive(holder: &str, intent_at: i64, lock: &Option<(String, i64)>, me: &str) -
 }
 
 /// Clears the user's open intent, if it is still `id`'s.
-async fn clear_inviting(c: &Client, t: &str, pk: &str, key: &str, id: i64) -> Result<(), String> {
+async fn clear_inviting(c: &Db, t: &str, pk: &str, key: &str, id: i64) -> Result<(), String> {
     match c
-        .update_item()
-        .table_name(t)
-        .key("pk", s(pk))
-        .key("sk", s(&user_sk(key)))
-        .update_expression("REMOVE inviting")
-        .condition_expression("inviting = :id")
-        .expression_attribute_values(":id", n(id))
-        .send()
+        .call(
+            c.update_item()
+                .table_name(t)
+                .key("pk", s(pk))
+                .key("sk", s(&user_sk(key)))
+                .update_expression("REMOVE inviting")
+                .condition_expression("inviting = :id")
+                .expression_attribute_values(":id", n(id)),
+        )
         .await
     {
         Ok(_) => Ok(()),
@@ -2017,32 +1997,33 @@ async fn clear_inviting(c: &Client, t: &str, pk: &str, key: &str, id: i64) -> Re
 
 /// Takes the run lock: a lease item written only if there is none or it has expired, renewed
 /// every third of its length while the process lives.
-fn take_lease(rt: &tokio::runtime::Runtime, c: &Client, table: &Table) -> Result<Lease, Error> {
+fn take_lease(rt: &tokio::runtime::Runtime, c: &Db, table: &Table) -> Result<Lease, Error> {
     let holder = holder_id();
     let lease_ms = i64::try_from(table.lease.as_millis()).unwrap_or(i64::MAX);
     let (c2, t, h) = (c.clone(), table.name.clone(), holder.clone());
     let taken_at = ms(Utc::now());
     let taken = wait(rt, async move {
         let now = taken_at;
-        c2.put_item()
-            .table_name(&t)
-            .item("pk", s(LOCK))
-            .item("sk", s(LOCK))
-            .item("holder", s(&h))
-            .item("taken_at", n(now))
-            .item("expires_at", n(now + lease_ms))
-            .condition_expression("attribute_not_exists(pk) OR expires_at < :now")
-            .expression_attribute_values(":now", n(now))
-            .send()
-            .await
-            .map(drop)
-            .map_err(|e| {
-                if conditional_failed(&e) {
-                    None
-                } else {
-                    Some(sdk_error("cannot take the run lock", &e))
-                }
-            })
+        c2.call(
+            c2.put_item()
+                .table_name(&t)
+                .item("pk", s(LOCK))
+                .item("sk", s(LOCK))
+                .item("holder", s(&h))
+                .item("taken_at", n(now))
+                .item("expires_at", n(now + lease_ms))
+                .condition_expression("attribute_not_exists(pk) OR expires_at < :now")
+                .expression_attribute_values(":now", n(now)),
+        )
+        .await
+        .map(drop)
+        .map_err(|e| {
+            if conditional_failed(&e) {
+                None
+            } else {
+                Some(sdk_error("cannot take the run lock", &e))
+            }
+        })
     });
     match taken {
         Ok(()) => {}
@@ -2071,7 +2052,7 @@ fn take_lease(rt: &tokio::runtime::Runtime, c: &Client, table: &Table) -> Result
 /// The lease, taken at `taken_at`, renewed every third of its length while the process lives.
 fn renew_lease(
     rt: &tokio::runtime::Runtime,
-    c: &Client,
+    c: &Db,
     table: &Table,
     holder: String,
     lease_ms: i64,
@@ -2096,15 +2077,16 @@ fn renew_lease(
             // A renewal that takes longer than this is no renewal: the lease may be gone.
             let renewed = tokio::time::timeout(
                 every,
-                c2.update_item()
-                    .table_name(&t)
-                    .key("pk", s(LOCK))
-                    .key("sk", s(LOCK))
-                    .update_expression("SET expires_at = :e")
-                    .condition_expression("holder = :h")
-                    .expression_attribute_values(":e", n(now + lease_ms))
-                    .expression_attribute_values(":h", s(&h))
-                    .send(),
+                c2.call(
+                    c2.update_item()
+                        .table_name(&t)
+                        .key("pk", s(LOCK))
+                        .key("sk", s(LOCK))
+                        .update_expression("SET expires_at = :e")
+                        .condition_expression("holder = :h")
+                        .expression_attribute_values(":e", n(now + lease_ms))
+                        .expression_attribute_values(":h", s(&h)),
+                ),
             )
             .await;
             let Ok(renewed) = renewed else {

@@ -5,9 +5,10 @@
 //! `plan`).
 
 mod dynamo;
+mod paced;
 mod sqlite;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -555,6 +556,15 @@ impl State {
     /// The previous `status` report's time for this pool, if any.
     pub fn last_status_run(&self, pool_id: &str) -> Result<Option<DateTime<Utc>>, Error> {
         each!(self, s => s.last_status_run(pool_id))
+    }
+
+    /// The calls that reached a DynamoDB state, and the throttles it answered, by category
+    /// (`StateTable`), for the reports; none for a file.
+    pub fn calls(&self) -> (BTreeMap<String, u64>, BTreeMap<String, u64>) {
+        match &self.store {
+            Store::Sqlite(_) => Default::default(),
+            Store::Dynamo(d) => d.calls(),
+        }
     }
 }
 

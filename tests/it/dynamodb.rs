@@ -859,6 +859,14 @@ fn the_states_throttled_calls_are_retried_and_nothing_is_lost() {
     );
     let stats = proxy.stats();
     assert!(stats.faulted("UpdateItem") > 0 && stats.faulted("TransactWriteItems") > 0);
+    // The executor met them, in the state's own quota category, and the report says so.
+    let report = first.report();
+    let throttled = report["throttles"]["StateTable"].as_u64().unwrap_or(0);
+    assert!(
+        throttled > 0 && report["calls"]["StateTable"].as_u64() > Some(throttled),
+        "{:#}",
+        report["throttles"]
+    );
     // Everything the run recorded is there: a re-run skips everyone and sends nothing.
     let again = on_machine(
         &env,
