@@ -492,10 +492,8 @@ svg .bar-attention { fill: var(--attention); } svg .bar-hist { fill: var(--confi
 table { border-collapse: collapse; width: 100%; font-size: 12.5px; }
 th, td { text-align: left; padding: 4px 8px; border-bottom: 1px solid var(--line); vertical-align: top; }
 th { background: var(--bg); position: sticky; top: 0; }
-td { overflow-wrap: anywhere; }
-th.c-reason { min-width: 14em; } th.c-key, th.c-email { min-width: 9em; }
-th.c-status, th.c-status-after { min-width: 15em; }
-th.c-line, th.c-attempts, th.c-reissues { width: 3em; }
+td { overflow-wrap: break-word; }
+th.c-reason { min-width: 11em; }
 tr.failed td, tr.invalid td, tr.attention td, tr.unknown td { background: #fdf1f0; }
 tr.expired td, tr.deferred td { background: #fdf6ea; }
 tr.newly_confirmed td { background: #eef7f1; }
@@ -702,6 +700,26 @@ fn histogram_svg(s: &mut String, page: &Page) {
     s.push_str("</section>\n");
 }
 
+/// How a column's cells may wrap.
+enum Wrap {
+    /// One word or a time: a state, a count, "2026-12-02 10:16 UTC". A table wider than the
+    /// window scrolls sideways.
+    Never,
+    /// An address, broken anywhere once the column is 10em wide, rather than widening the table.
+    Address,
+    /// Text, at its spaces.
+    AtSpaces,
+}
+
+fn wrapping(column: &str) -> Wrap {
+    match column {
+        "action" | "outcome" | "status" | "status after" | "standing" | "line" | "attempts"
+        | "reissues" | "first invited" | "password expires" | "confirmed" => Wrap::Never,
+        "key" | "email" | "username" => Wrap::Address,
+        _ => Wrap::AtSpaces,
+    }
+}
+
 fn table(s: &mut String, id: &str, title: &str, rows: &Capped, empty: &str, csv_name: &str) {
     let _ = writeln!(s, "<section id=\"{id}\"><h2>{}</h2>", Esc(title));
     if rows.total == 0 {
@@ -710,6 +728,20 @@ fn table(s: &mut String, id: &str, title: &str, rows: &Capped, empty: &str, csv_
     }
     if let Some(note) = rows.cap_note(csv_name) {
         let _ = writeln!(s, "<p class=\"note cap\">{}</p>", Esc(&note));
+    }
+    // How each column's cells wrap, by position (a class on every cell would weigh on a page
+    // of 10,000 rows).
+    let mut style = String::new();
+    for (i, c) in rows.columns.iter().enumerate() {
+        let wrap = match wrapping(c) {
+            Wrap::Never => "white-space:nowrap",
+            Wrap::Address => "overflow-wrap:anywhere;min-width:10em",
+            Wrap::AtSpaces => continue,
+        };
+        let _ = write!(style, "#{id} td:nth-child({}){{{wrap}}}", i + 1);
+    }
+    if !style.is_empty() {
+        let _ = writeln!(s, "<style>{style}</style>");
     }
     s.push_str("<div class=\"scroll\"><table><thead><tr>");
     for c in rows.columns {
@@ -951,6 +983,25 @@ mod tests {
         let text = html(&page);
         assert!(text.contains("id=\"hist-0\""), "{text}");
         assert!(text.contains("山田太郎"));
+    }
+
+    #[test]
+    fn states_and_counts_stay_on_one_line_and_addresses_break_in_their_own_column() {
+        let mut page = RunPage::new(&report(), "r.csv");
+        page.add(&row(2, Outcome::Invalid, None, None));
+        let text = html(&page.finish());
+        let at = |column: &str| RUN_COLUMNS.iter().position(|c| *c == column).unwrap() + 1;
+        for column in ["outcome", "status after", "line"] {
+            let rule = format!("#rows td:nth-child({}){{white-space:nowrap}}", at(column));
+            assert!(text.contains(&rule), "{rule}");
+        }
+        let rule = format!(
+            "#rows td:nth-child({}){{overflow-wrap:anywhere;min-width:10em}}",
+            at("email")
+        );
+        assert!(text.contains(&rule), "{rule}");
+        let reason = format!("#rows td:nth-child({})", at("reason"));
+        assert!(!text.contains(&reason), "the reason wraps at its spaces");
     }
 
     #[test]

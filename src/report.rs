@@ -602,23 +602,53 @@ impl ReportFiles {
 /// Something that writes a whole file.
 pub type WriteFn<'a> = dyn Fn(&mut std::io::BufWriter<std::fs::File>) -> std::io::Result<()> + 'a;
 
-/// Writes a file through a temporary name and a rename, so a reader never sees half of it.
+/// Writes a file through a temporary name and a rename, so a reader never sees half of it. The
+/// temporary name is the process's own, and goes away if the write fails: no half-written file
+/// is left behind under either name.
 pub fn write_atomic(path: &Path, f: &WriteFn<'_>) -> Result<(), Error> {
-    let tmp = path.with_extension("tmp");
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
     let file =
         std::fs::File::create(&tmp).map_err(|e| Error::io("cannot write report", &tmp, e))?;
     // Serializers write in small pieces: one syscall each without a buffer.
     let mut out = std::io::BufWriter::with_capacity(256 * 1024, file);
-    f(&mut out)
+    let written = f(&mut out)
         .and_then(|_| out.into_inner().map_err(|e| e.into_error()))
         .and_then(|file| file.sync_all())
-        .map_err(|e| Error::io("cannot write report", &tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io("cannot write report", path, e))
+        .map_err(|e| Error::io("cannot write report", path, e))
+        .and_then(|()| {
+            std::fs::rename(&tmp, path).map_err(|e| Error::io("cannot write report", path, e))
+        });
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_report_that_fails_half_way_leaves_no_file_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.html");
+        let failed = write_atomic(&path, &|f| {
+            use std::io::Write;
+            f.write_all(b"<html>")?;
+            Err(std::io::Error::other("the page could not be rendered"))
+        });
+        assert!(failed.is_err());
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert!(left.is_empty(), "{left:?}");
+        write_atomic(&path, &|f| {
+            use std::io::Write;
+            f.write_all(b"<html></html>")
+        })
+        .unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"<html></html>");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
 
     fn row(n: u64, outcome: Outcome) -> RowReport {
         RowReport {
