@@ -269,7 +269,8 @@ async fn run(common: &Common, settings: &RunSettings) -> Result<Ending, Error> {
     };
     let result = onboard_cohort(common, settings, &opened, reader, password_file).await;
     if result.is_err() {
-        // A run that stopped before it did anything leaves no empty report behind.
+        // A run that stopped before it did anything leaves no empty report behind (nor does a
+        // status, below).
         report_files.discard_if_empty();
         if let Some(path) = &settings.password_file {
             PasswordFile::discard_if_empty(path);
@@ -490,6 +491,9 @@ async fn status(common: &Common, file: &FileConfig, args: &StatusArgs) -> Result
         state: &state,
     };
     let result = refresh_status(common, file, args, &opened, reader).await;
+    if result.is_err() {
+        report_files.discard_if_empty();
+    }
     finish(&state, &run_id, result)
 }
 

@@ -258,6 +258,24 @@ fn a_group_missing_from_the_pool_stops_the_run_before_any_write() {
 }
 
 #[test]
+fn a_run_or_status_that_stops_at_the_pool_leaves_no_empty_report() {
+    let env = TestEnv::new();
+    let gone = Pool {
+        id: "eu-west-1_NoSuchPool1".into(),
+        client_id: String::new(),
+    };
+    let csv = env.write("p.csv", "email\na@example.com\n");
+    for args in [vec!["run", csv.to_str().unwrap()], vec!["status"]] {
+        let r = env.command(&gone, &args).expect(exit::ABORTED);
+        assert!(r.stderr().contains("NoSuchPool1"), "{}", r.stderr());
+        let left: Vec<_> = std::fs::read_dir(env.path("reports"))
+            .map(|d| d.map(|e| e.unwrap().file_name()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "{args:?} left {left:?}");
+    }
+}
+
+#[test]
 fn an_unknown_attribute_column_lists_the_valid_names() {
     let env = TestEnv::new();
     let pool = env.pool(true, &[]);
