@@ -29,6 +29,8 @@ struct Sizes {
     repeats: usize,
     lookups: Vec<(usize, usize)>,
     check_rows: Vec<usize>,
+    /// Workbooks are read whole (calamine), so they get their own, smaller sizes.
+    check_workbook_rows: Vec<usize>,
     baseline_rows: usize,
     cli_rows: usize,
 }
@@ -40,6 +42,7 @@ fn sizes() -> Sizes {
             repeats: 1,
             lookups: vec![(50, 2_000), (500, 700)],
             check_rows: vec![10_000, 100_000],
+            check_workbook_rows: vec![1_000, 10_000],
             baseline_rows: 100,
             cli_rows: 20,
         }
@@ -49,6 +52,7 @@ fn sizes() -> Sizes {
             repeats: 3,
             lookups: vec![(200, 20_000), (5_000, 6_000)],
             check_rows: vec![100_000, 1_000_000],
+            check_workbook_rows: vec![10_000, 100_000],
             baseline_rows: 1_000,
             cli_rows: std::env::var("BENCH_CLI_ROWS")
                 .ok()
@@ -339,12 +343,14 @@ fn lookups(cohort: usize, pool_size: usize) -> LookupRow {
 }
 
 struct MemoryRow {
+    format: &'static str,
     rows: usize,
     wall: f64,
     rss_mb: f64,
 }
 
-fn memory(rows: usize, work: &Path) -> MemoryRow {
+/// A CSV of `rows` providers (made once, kept in bench/work).
+fn csv_of(rows: usize, work: &Path) -> PathBuf {
     let path = work.join(format!("check-{rows}.csv"));
     if !path.exists() {
         let mut f = std::io::BufWriter::new(std::fs::File::create(&path).expect("csv"));
@@ -358,6 +364,26 @@ fn memory(rows: usize, work: &Path) -> MemoryRow {
             .unwrap();
         }
     }
+    path
+}
+
+/// The same providers in an .xlsx, written by the project's script (openpyxl from the venv).
+fn workbook_of(rows: usize, work: &Path) -> PathBuf {
+    let path = work.join(format!("check-{rows}.xlsx"));
+    if !path.exists() {
+        let status = Command::new(root().join(".venv/bin/python"))
+            .arg(root().join("scripts/big_workbook.py"))
+            .arg(rows.to_string())
+            .arg(&path)
+            .status()
+            .expect("scripts/big_workbook.py");
+        assert!(status.success(), "scripts/big_workbook.py {rows} failed");
+    }
+    path
+}
+
+/// `check` of `path` (which holds `rows` valid rows), three times: the medians.
+fn memory(format: &'static str, rows: usize, path: &Path) -> MemoryRow {
     let mut walls = Vec::new();
     let mut rss = Vec::new();
     for _ in 0..3 {
@@ -365,17 +391,39 @@ fn memory(rows: usize, work: &Path) -> MemoryRow {
         cmd.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .args(["--no-progress", "check"])
-            .arg(&path);
+            .arg(path);
         let m = measure(cmd);
         assert_eq!(m.code, 0, "check failed on {}", path.display());
         walls.push(m.wall.as_secs_f64());
         rss.push(m.max_rss_mb);
     }
     MemoryRow {
+        format,
         rows,
         wall: median(walls),
         rss_mb: median(rss),
     }
+}
+
+fn memory_rows(sizes: &Sizes, work: &Path) -> Vec<MemoryRow> {
+    let csv = sizes
+        .check_rows
+        .iter()
+        .map(|n| memory("CSV", *n, &csv_of(*n, work)));
+    let xlsx = sizes
+        .check_workbook_rows
+        .iter()
+        .map(|n| memory("xlsx", *n, &workbook_of(*n, work)));
+    csv.chain(xlsx).collect()
+}
+
+const MEMORY_HEADER: &str = "| input | rows | wall (s) | peak RSS (MB) |\n|---|---|---|---|";
+
+fn memory_line(m: &MemoryRow) -> String {
+    format!(
+        "| {} | {} | {:.2} | {:.1} |",
+        m.format, m.rows, m.wall, m.rss_mb
+    )
 }
 
 /// The tool against the in-memory stand-in, with every quota set far above what it can use:
@@ -688,10 +736,9 @@ fn main() {
         return;
     }
     if std::env::var("BENCH_ONLY").as_deref() == Ok("memory") {
-        println!("| rows | wall (s) | peak RSS (MB) |\n|---|---|---|");
-        for n in &sizes.check_rows {
-            let m = memory(*n, &work);
-            println!("| {} | {:.2} | {:.1} |", m.rows, m.wall, m.rss_mb);
+        println!("{MEMORY_HEADER}");
+        for m in memory_rows(&sizes, &work) {
+            println!("{}", memory_line(&m));
         }
         return;
     }
@@ -717,7 +764,7 @@ fn main() {
     let lookup_rows: Vec<LookupRow> = sizes.lookups.iter().map(|(c, p)| lookups(*c, *p)).collect();
 
     eprintln!("memory");
-    let memory_rows: Vec<MemoryRow> = sizes.check_rows.iter().map(|n| memory(*n, &work)).collect();
+    let memory_rows = memory_rows(&sizes, &work);
 
     eprintln!("baselines");
     let sdk = sdk_baseline(sizes.baseline_rows);
@@ -803,10 +850,13 @@ fn main() {
             chosen / other.max(1e-9)
         );
     }
-    let _ = writeln!(md, "\n## Memory and speed of `check` (the rows stream)\n");
-    let _ = writeln!(md, "| rows | wall (s) | peak RSS (MB) |\n|---|---|---|");
+    let _ = writeln!(
+        md,
+        "\n## Memory and speed of `check` (a CSV's rows stream; a workbook is read whole)\n"
+    );
+    let _ = writeln!(md, "{MEMORY_HEADER}");
     for m in &memory_rows {
-        let _ = writeln!(md, "| {} | {:.2} | {:.1} |", m.rows, m.wall, m.rss_mb);
+        let _ = writeln!(md, "{}", memory_line(m));
     }
     let _ = writeln!(
         md,

@@ -215,7 +215,7 @@ pub fn common(
         attempt_timeout: Duration::from_secs_f64(timeout),
     };
     Ok(Common {
-        state: state_location(global, file, pool_id.as_deref(), &connection)?,
+        state: state_location(global, file, pool_id.as_deref(), &connection, &quotas)?,
         pool_id,
         connection,
         log_format: global
@@ -244,6 +244,7 @@ fn state_location(
     file: &FileConfig,
     pool_id: Option<&str>,
     connection: &Connection,
+    quotas: &Quotas,
 ) -> Result<Location, Error> {
     let path = global
         .state
@@ -277,6 +278,7 @@ fn state_location(
         endpoint_url: connection.endpoint_url.clone(),
         lease,
         attempt_timeout: connection.attempt_timeout,
+        rate: quotas.get(Category::StateTable),
     }))
 }
 
@@ -464,6 +466,23 @@ mod tests {
         let r = run(run_args, &file).unwrap();
         assert_eq!(r.reissue, Reissue::Expired);
         assert_eq!(r.delivery, Delivery::Email);
+    }
+
+    #[test]
+    fn a_dynamodb_state_is_paced_at_its_quota_from_the_settings() {
+        let rate_of = |settings: &str| {
+            let cli = parse(&["--state", "dynamodb://onboard-state", "check"]);
+            let file: FileConfig = toml::from_str(settings).unwrap();
+            match common(&cli.global, &file, None, None, None, false)
+                .unwrap()
+                .state
+            {
+                crate::state::Location::Dynamo(t) => t.rate,
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(rate_of(""), Category::StateTable.default_quota());
+        assert_eq!(rate_of("[quotas]\nStateTable = 25\n"), 25.0);
     }
 
     #[test]

@@ -90,7 +90,8 @@ pub enum Deferral {
     MessageLimit,
     /// The run was stopped before this row started.
     NotStarted,
-    /// Another machine sharing the state is inviting this provider right now.
+    /// The shared state is busy with this provider: another machine is inviting them right
+    /// now, or DynamoDB kept throttling the intent.
     Busy,
 }
 
@@ -180,7 +181,8 @@ pub struct Report {
     pub update: Option<String>,
     pub interrupted: bool,
     pub summary: BTreeMap<Outcome, u64>,
-    /// Calls that reached Cognito, per quota category, and throttles seen.
+    /// Calls that reached AWS, per quota category (a DynamoDB state's under `StateTable`), and
+    /// throttles seen.
     pub calls: BTreeMap<String, u64>,
     pub throttles: BTreeMap<String, u64>,
     /// With Cognito's own email sender: when the next invitation can go out, if the budget is spent.

@@ -93,8 +93,9 @@ pub fn deferral(d: Deferral, medium: Delivery) -> String {
             "Cognito's daily {medium} limit was reached (LimitExceededException); a later run sends this invitation"
         ),
         Deferral::NotStarted => "not started: the run was stopped before this row".to_string(),
-        Deferral::Busy => "another run or help-desk command sharing the state is inviting this \
-                           provider right now; a later run sees what it did"
+        Deferral::Busy => "the shared state is busy with this provider (another run or \
+                           help-desk command is inviting them right now, or DynamoDB kept \
+                           throttling); nothing was sent, and a later run sees to it"
             .to_string(),
     }
 }

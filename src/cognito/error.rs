@@ -57,8 +57,16 @@ fn classify_code(op: Op, code: &str, http_status: Option<u16>) -> ErrorClass {
         | "ThrottlingException"
         | "RequestLimitExceeded"
         | "ProvisionedThroughputExceededException" => ErrorClass::Throttled,
-        // DynamoDB: the item is in another transaction's hands for a moment; nothing was written.
-        "TransactionConflictException" => ErrorClass::Transient { ambiguous: false },
+        // DynamoDB: the item is in another transaction's hands for a moment, or the same
+        // transaction (its token) is still being applied; nothing more was written.
+        "TransactionConflictException"
+        | "TransactionInProgressException"
+        | "ReplicatedWriteConflictException" => ErrorClass::Transient { ambiguous: false },
+        "RequestTimeout" | "RequestTimeoutException" => ErrorClass::Transient {
+            ambiguous: op.is_write(),
+        },
+        // DynamoDB's for too many table operations at once (`state init`).
+        "LimitExceededException" if matches!(op, Op::State(_)) => ErrorClass::Throttled,
         // For the state, a missing table is an answer its caller words ("run `state init`").
         "ResourceNotFoundException" if matches!(op, Op::State(_)) => ErrorClass::Permanent,
         "LimitExceededException" if op.sends_message() => ErrorClass::EmailQuota,
@@ -150,6 +158,9 @@ impl Fault {
 pub fn classify(op: Op, fault: &Fault) -> ErrorClass {
     match fault_class(op, fault) {
         ErrorClass::Fatal if op.optional() => ErrorClass::Permanent,
+        // The state's executor has nothing to stop (its caller stops the run on the error), and
+        // a latched stop would leave every later settle a single attempt.
+        ErrorClass::Fatal if matches!(op, Op::State(_)) => ErrorClass::Permanent,
         class => class,
     }
 }
@@ -452,7 +463,19 @@ mod tests {
                 Op::State(StateOp::PutItem),
                 "AccessDeniedException",
                 Some(400),
-                Fatal,
+                Permanent,
+            ),
+            (
+                Op::State(StateOp::CreateTable),
+                "LimitExceededException",
+                Some(400),
+                Throttled,
+            ),
+            (
+                Op::State(StateOp::TransactWriteItems),
+                "TransactionInProgressException",
+                Some(400),
+                Transient { ambiguous: false },
             ),
         ];
         for (op, code, status, want) in cases {

@@ -313,7 +313,7 @@ pub fn init_table(table: &Table) -> Result<String, Error> {
     let rt = runtime()?;
     let t = table.clone();
     let result = wait(&rt, async move {
-        let c = Db::new(client(&t).await);
+        let c = Db::new(client(&t).await, t.rate);
         let attr = |name: &str| {
             AttributeDefinition::builder()
                 .attribute_name(name)
@@ -390,7 +390,7 @@ impl Dynamo {
         let rt = runtime()?;
         let t = table.clone();
         let client = wait(&rt, async move {
-            let c = Db::new(client(&t).await);
+            let c = Db::new(client(&t).await, t.rate);
             match c.call(c.describe_table().table_name(&t.name)).await {
                 Ok(_) => Ok(c),
                 Err(e)
@@ -858,7 +858,7 @@ impl Dynamo {
             // A slot another machine took between our read and our write, or a marker found
             // stale: read again and try again. (Throttling and conflicts are the executor's.)
             let mut stale = None;
-            for _ in 0..8 {
+            for turn in 0..8 {
                 let slot = match limit {
                     None => None,
                     Some(limit) => {
@@ -885,8 +885,15 @@ impl Dynamo {
                 if let Some(ledger) = &ledger {
                     items.push(put(ledger.clone()));
                 }
+                // One token a turn, so a retry of an attempt that committed unseen is answered
+                // as the success it was (the SDK sets a token per call, and each attempt is a
+                // call here); a new turn has new items, and so a new token.
                 let failed = match c
-                    .call(c.transact_write_items().set_transact_items(Some(items)))
+                    .call(
+                        c.transact_write_items()
+                            .set_transact_items(Some(items))
+                            .client_request_token(format!("{id}-{turn}")),
+                    )
                     .await
                 {
                     Ok(_) => return Ok(Some(id)),
@@ -923,6 +930,15 @@ impl Dynamo {
                 }
                 if slot.is_some() && condition(0) {
                     continue;
+                }
+                // Still throttled or conflicting after the executor's attempts: nothing was
+                // written, so the row waits for a later run rather than stopping this one.
+                let given: Vec<&str> = reasons.iter().map(String::as_str).collect();
+                if super::paced::busy_code(&given).is_some() {
+                    return Err(Error::Busy(format!(
+                        "the state table stayed busy for {key_owned} ({}); nothing was sent",
+                        given.join(", ")
+                    )));
                 }
                 return Err(Error::State(sdk_error(
                     "cannot record the invitation ahead of its call",

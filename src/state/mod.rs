@@ -193,14 +193,14 @@ pub(crate) fn count_of(times: Vec<DateTime<Utc>>) -> (u64, Option<DateTime<Utc>>
 }
 
 /// Where the state lives: `--state FILE` or `--state dynamodb://TABLE`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Location {
     File(PathBuf),
     Dynamo(Table),
 }
 
 /// A DynamoDB table, and how to reach it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Table {
     pub name: String,
     /// `--state-region`, else the pool's region, else the AWS configuration's.
@@ -211,6 +211,9 @@ pub struct Table {
     /// How long the run lock lasts unless renewed (renewed while the run works).
     pub lease: Duration,
     pub attempt_timeout: Duration,
+    /// Requests a second the state's calls are paced at (`[quotas] StateTable`; for a table of
+    /// provisioned capacity): throttles slow them further.
+    pub rate: f64,
 }
 
 /// The scheme of a DynamoDB state.

@@ -20,7 +20,7 @@ use aws_smithy_runtime_api::http::Response;
 
 use crate::cognito::{Fault, FaultKind, fault_of};
 use crate::executor::{Cancel, Executor, RetryPolicy};
-use crate::limiter::{Limiter, Op, Quotas, StateOp};
+use crate::limiter::{Category, Limiter, Op, QuotaSource, Quotas, StateOp};
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -93,24 +93,32 @@ impl Request for transact_write_items::builders::TransactWriteItemsFluentBuilder
         let reasons: Vec<&str> = x
             .cancellation_reasons()
             .iter()
-            .filter_map(|r| r.code())
-            .filter(|c| *c != "None")
+            .map(|r| r.code().unwrap_or("None"))
             .collect();
-        let only =
-            |codes: &[&str]| !reasons.is_empty() && reasons.iter().all(|r| codes.contains(r));
-        let code = if only(&["ThrottlingError", "ProvisionedThroughputExceeded"]) {
-            "ThrottlingException"
-        } else if only(&["TransactionConflict"]) {
-            "TransactionConflictException"
-        } else {
-            return None;
-        };
-        Some(Fault {
+        busy_code(&reasons).map(|code| Fault {
             kind: FaultKind::Service { http_status: 400 },
             code: Some(code.into()),
             message: format!("transaction cancelled: {}", reasons.join(", ")),
         })
     }
+}
+
+/// The error a cancelled transaction stands for when every reason it gives is DynamoDB's own
+/// (throttling, another transaction holding an item) and none is an item's condition: a
+/// throttle if any reason is one, else a conflict. `None` when a condition failed (the caller's
+/// to read) or no reason is given.
+pub(super) fn busy_code(reasons: &[&str]) -> Option<&'static str> {
+    const THROTTLED: [&str; 2] = ["ThrottlingError", "ProvisionedThroughputExceeded"];
+    let given: Vec<&str> = reasons.iter().copied().filter(|r| *r != "None").collect();
+    let busy = |r: &&str| THROTTLED.contains(r) || *r == "TransactionConflict";
+    if given.is_empty() || !given.iter().all(busy) {
+        return None;
+    }
+    Some(if given.iter().any(|r| THROTTLED.contains(r)) {
+        "ThrottlingException"
+    } else {
+        "TransactionConflictException"
+    })
 }
 
 /// A request whose answer comes in pages.
@@ -155,15 +163,17 @@ impl std::ops::Deref for Db {
 impl Db {
     /// The client with an executor of its own: the state's calls have their own category, and
     /// must go on when the run is cancelled (a settle after Ctrl-C is what makes a re-run safe).
-    pub(super) fn new(client: Client) -> Db {
-        Db::retrying(client, RETRY)
+    pub(super) fn new(client: Client, rate: f64) -> Db {
+        Db::retrying(client, rate, RETRY)
     }
 
-    fn retrying(client: Client, retry: RetryPolicy) -> Db {
+    fn retrying(client: Client, rate: f64, retry: RetryPolicy) -> Db {
+        let mut quotas = Quotas::default();
+        quotas.set(Category::StateTable, rate, QuotaSource::ConfigFile);
         Db {
             client,
             exec: Arc::new(Executor::new(
-                Arc::new(Limiter::new(&Quotas::default(), 1.0)),
+                Arc::new(Limiter::new(&quotas, 1.0)),
                 retry,
                 Arc::new(Cancel::default()),
             )),
@@ -212,13 +222,18 @@ impl Db {
         request: R,
     ) -> Result<Vec<Item>, SdkError<R::Error, Response>> {
         let mut items = Vec::new();
-        let mut start = None;
+        let mut start: Option<Item> = None;
         loop {
-            let page = self.call(request.clone().starting_at(start)).await?;
+            let page = self
+                .call(request.clone().starting_at(start.clone()))
+                .await?;
             let (found, next) = R::page(&page);
             items.extend(found.iter().cloned());
             match next {
-                Some(key) if !key.is_empty() => start = Some(key.clone()),
+                // The same key again would page for ever (the SDK's paginators stop there too).
+                Some(key) if !key.is_empty() && start.as_ref() != Some(key) => {
+                    start = Some(key.clone());
+                }
                 _ => return Ok(items),
             }
         }
@@ -296,7 +311,7 @@ mod tests {
             cap: Duration::from_millis(2),
             ..RETRY
         };
-        Db::retrying(Client::from_conf(config), retry)
+        Db::retrying(Client::from_conf(config), 1000.0, retry)
     }
 
     #[tokio::test]
@@ -354,6 +369,10 @@ mod tests {
         assert_eq!(
             code(&["TransactionConflict"]).as_deref(),
             Some("TransactionConflictException")
+        );
+        assert_eq!(
+            code(&["TransactionConflict", "ThrottlingError"]).as_deref(),
+            Some("ThrottlingException")
         );
         // A condition that failed is an answer, whatever else went wrong with the transaction.
         assert_eq!(code(&["ConditionalCheckFailed", "ThrottlingError"]), None);

@@ -28,6 +28,7 @@ fn table(moto: &Moto, name: &str) -> Table {
         endpoint_url: Some(moto.url()),
         lease: Duration::from_secs(60),
         attempt_timeout: Duration::from_secs(10),
+        rate: 1000.0,
     }
 }
 
@@ -885,6 +886,73 @@ fn the_states_throttled_calls_are_retried_and_nothing_is_lost() {
     assert_eq!(proxy.stats().invitations(), 10);
     let status = on_machine(&env, &pool, &m, "throttled", &["status"]).expect(exit::OK);
     assert_eq!(status.report()["summary"]["pending"], 10);
+}
+
+#[test]
+fn a_transaction_cancelled_for_throttling_is_retried_and_one_that_stays_so_defers_its_row() {
+    use crate::support::proxy::{FaultKind, FaultRule};
+    const THROTTLED: FaultKind = FaultKind::CancelTransaction(&["None", "ThrottlingError"]);
+    let mut env = TestEnv::new();
+    let pool = env.pool(true, &[]);
+    let m = env.path("m");
+    on_machine(&env, &pool, &m, "cancelled", &["state", "init"]).expect(exit::OK);
+    // DynamoDB cancels each intent's transaction three times over, an item throttled, then
+    // takes it.
+    let proxy = env.proxy(|c| {
+        c.fault(Some("TransactWriteItems"), THROTTLED, 1.0)
+            .in_a_row_at_most(3)
+    });
+    let csv = env.write("p.csv", cohort(4));
+    let first = on_machine(
+        &env,
+        &pool,
+        &m,
+        "cancelled",
+        &["run", csv.to_str().unwrap()],
+    )
+    .expect(exit::OK);
+    let report = first.report();
+    assert_eq!(report["summary"]["created"], 4, "{}", first.stderr());
+    assert_eq!(
+        report["throttles"]["StateTable"], 12,
+        "{:#}",
+        report["throttles"]
+    );
+    assert_eq!(proxy.stats().invitations(), 4);
+    // Cancelled for good: the row waits for a later run, nothing is sent, the others go on.
+    proxy.set_faults(vec![FaultRule::new(
+        Some("TransactWriteItems"),
+        THROTTLED,
+        1.0,
+    )]);
+    let late = env.write("q.csv", "email,name\nlate@example.com,Late\n");
+    let second = on_machine(
+        &env,
+        &pool,
+        &m,
+        "cancelled",
+        &["run", late.to_str().unwrap()],
+    )
+    .run();
+    let report = second.report();
+    let row = &report["rows"][0];
+    assert_eq!(row["outcome"], "deferred", "{row:#}\n{}", second.stderr());
+    assert!(
+        row["reason"]
+            .as_str()
+            .unwrap()
+            .contains("another run or help-desk command"),
+        "{row:#}"
+    );
+    assert_eq!(proxy.stats().invitations(), 4, "nothing sent to late@");
+    assert!(
+        second
+            .stderr()
+            .contains("the state table stayed busy for late@example.com"),
+        "{}",
+        second.stderr()
+    );
+    assert_eq!(second.code(), Some(exit::OK), "a deferral is not a failure");
 }
 
 #[test]

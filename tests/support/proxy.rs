@@ -133,6 +133,10 @@ pub enum FaultKind {
     /// Answer 400 with this error code without forwarding, as Cognito does when a Lambda trigger
     /// refuses one user (`UserLambdaValidationException`, ...).
     Refuse(&'static str),
+    /// Answer a DynamoDB `TransactWriteItems` with `TransactionCanceledException` and these
+    /// cancellation reasons, one per item, without forwarding (DynamoDB's way of saying an item
+    /// was throttled or in another transaction).
+    CancelTransaction(&'static [&'static str]),
 }
 
 /// A fault injected into a fraction of the requests for one operation, or for all of them.
@@ -952,7 +956,8 @@ async fn handle(shared: Arc<Shared>, parts: Parts, body: Bytes) -> Reply {
                     kind @ (FaultKind::InternalError
                     | FaultKind::ResetBeforeForward
                     | FaultKind::AccessDenied
-                    | FaultKind::Refuse(_)),
+                    | FaultKind::Refuse(_)
+                    | FaultKind::CancelTransaction(_)),
                 ) => Decision::Fault(kind),
                 fault => {
                     let sends_email = create.is_some_and(|c| c.sends_email);
@@ -1012,6 +1017,9 @@ async fn handle(shared: Arc<Shared>, parts: Parts, body: Bytes) -> Reply {
                     "PreSignUp failed with error: not on the partner list (injected by the test proxy)",
                     request_id,
                 ))
+            } else if let FaultKind::CancelTransaction(reasons) = kind {
+                state.record(decided_at, &operation, Outcome::InternalError);
+                Reply::Respond(cancelled_transaction(reasons, request_id))
             } else if kind == FaultKind::AccessDenied {
                 state.record(decided_at, &operation, Outcome::InternalError);
                 Reply::Respond(aws_error(
@@ -1196,8 +1204,13 @@ fn aws_error(
     message: &str,
     request_id: u64,
 ) -> Response<Full<Bytes>> {
-    let body = serde_json::json!({ "__type": kind, "message": message }).to_string();
-    let mut response = Response::new(Full::new(Bytes::from(body)));
+    let body = serde_json::json!({ "__type": kind, "message": message });
+    json_answer(status, &body, request_id)
+}
+
+/// An answer with a JSON body, as AWS's JSON protocols send one.
+fn json_answer(status: StatusCode, body: &Value, request_id: u64) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
     *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(AMZ_JSON));
@@ -1205,6 +1218,23 @@ fn aws_error(
         headers.insert("x-amzn-requestid", id);
     }
     response
+}
+
+/// DynamoDB's answer to a transaction it cancelled, with a reason per item.
+fn cancelled_transaction(reasons: &[&str], request_id: u64) -> Response<Full<Bytes>> {
+    let body = serde_json::json!({
+        "__type": "com.amazonaws.dynamodb.v20120810#TransactionCanceledException",
+        "message": format!(
+            "Transaction cancelled, please refer cancellation reasons for specific reasons [{}] \
+             (injected by the test proxy)",
+            reasons.join(", ")
+        ),
+        "CancellationReasons": reasons
+            .iter()
+            .map(|r| serde_json::json!({ "Code": r }))
+            .collect::<Vec<_>>(),
+    });
+    json_answer(StatusCode::BAD_REQUEST, &body, request_id)
 }
 
 /// The client connection, which aborts with a TCP reset instead of a FIN when asked to, so that
