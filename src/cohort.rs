@@ -65,6 +65,7 @@ pub fn invalid_row(reject: &Reject) -> RowReport {
         reject.email.clone(),
         Outcome::Invalid,
     );
+    r.name = reject.name.clone();
     r.reason = match &reject.column {
         Some(c) => format!("line {}, column {c}: {}", reject.line, reject.reason),
         None => format!("line {}: {}", reject.line, reject.reason),
@@ -91,6 +92,7 @@ pub fn stream(
                     column: Some("phone_number".into()),
                     key: Some(row.key.clone()),
                     email: Some(row.email.clone()),
+                    name: row.display_name(),
                     reason: "--delivery sms needs a phone number".into(),
                 })
             }

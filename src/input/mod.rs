@@ -160,6 +160,9 @@ pub struct Reject {
     pub key: Option<String>,
     /// Best-effort trimmed, lower-cased email.
     pub email: Option<String>,
+    /// Best-effort name (`name`, else `family_name given_name`), so the help desk can tell who
+    /// the row was about.
+    pub name: Option<String>,
     /// One human sentence, at most about 200 characters (quoted values are cut with …).
     pub reason: String,
 }
@@ -641,6 +644,7 @@ impl<R: Read> Iterator for Records<R> {
                                 column: self.columns.get(err.field()).map(|c| c.name.clone()),
                                 key: None,
                                 email: None,
+                                name: None,
                                 reason: self.bad_bytes.to_owned(),
                             })));
                         }
@@ -684,9 +688,30 @@ impl<R: Read> Records<R> {
                 column: fault.column.and_then(|i| self.column_name(i)),
                 key,
                 email,
+                name: self.best_effort_name(fault.column),
                 reason: fault.reason,
             }),
         }
+    }
+
+    /// The record's name cells as a name; none when one of them is the cell at fault (a
+    /// formula, a control character, too long), so the report never repeats what it refused.
+    fn best_effort_name(&self, at_fault: Option<usize>) -> Option<String> {
+        const NAME_COLUMNS: [&str; 3] = ["name", "family_name", "given_name"];
+        if at_fault
+            .and_then(|i| self.columns.get(i))
+            .is_some_and(|c| NAME_COLUMNS.contains(&c.name.as_str()))
+        {
+            return None;
+        }
+        display_name(|attribute| {
+            self.columns
+                .iter()
+                .position(|c| c.name == attribute)
+                .map(|i| cell(&self.record, i))
+        })
+        .filter(|name| !name.chars().any(char::is_control))
+        .and_then(|name| best_effort(&name))
     }
 
     /// A column as reasons name it: its header, and in a sheet its letters too ("phone (D)").

@@ -17,6 +17,7 @@ use aws_sdk_dynamodb::operation::{
 };
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_smithy_runtime_api::http::Response;
+use futures_util::future::BoxFuture;
 
 use crate::cognito::{Fault, FaultKind, fault_of};
 use crate::executor::{Cancel, Executor, RetryPolicy};
@@ -33,7 +34,7 @@ const RETRY: RetryPolicy = RetryPolicy {
 };
 
 /// One request of the table, ready to send (and to send again: builders are cloned per attempt).
-pub(super) trait Request: Clone + Send + 'static {
+pub(super) trait Request: Clone + Send + Sync + 'static {
     const OP: StateOp;
     type Output: Send;
     type Error: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static;
@@ -184,7 +185,18 @@ impl Db {
     /// classifies them. An answer about the items (a condition that did not hold, a cancelled
     /// transaction, a missing table) is not retried: it comes back at once, as the SDK's error,
     /// for the caller to read. So does the last fault once the attempts are spent.
-    pub(super) async fn call<R: Request>(
+    ///
+    /// Boxed: the executor's futures nest deep, and the state's callers nest them further (a
+    /// lane's job inside an intent inside a row), past what the compiler lays out in a release
+    /// build.
+    pub(super) fn call<R: Request>(
+        &self,
+        request: R,
+    ) -> BoxFuture<'_, Result<R::Output, SdkError<R::Error, Response>>> {
+        Box::pin(self.send(request))
+    }
+
+    async fn send<R: Request>(
         &self,
         request: R,
     ) -> Result<R::Output, SdkError<R::Error, Response>> {

@@ -231,6 +231,18 @@ fn invalid_rows_are_reported_and_never_reach_cognito() {
     assert!(reasons[2].contains("duplicate of line 2"), "{reasons:?}");
     assert!(reasons[3].contains("column phone_number"), "{reasons:?}");
     assert!(reasons[4].contains("column name"), "{reasons:?}");
+    // Who each row was about, for the help desk; not the name cell that was at fault.
+    let names: Vec<Option<&str>> = invalid.iter().map(|r| r["name"].as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            Some("No Email"),
+            Some("Bad"),
+            Some("Duplicate"),
+            Some("Phone"),
+            None
+        ]
+    );
     assert_eq!(report["calls"]["UserCreation"], 2);
     let good = env.get_user(&pool, "good@example.com").unwrap();
     assert_eq!(
