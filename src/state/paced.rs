@@ -33,6 +33,10 @@ const RETRY: RetryPolicy = RetryPolicy {
     cap: Duration::from_secs(5),
 };
 
+/// What a request comes back with: its output, or the SDK's error for the caller to read.
+pub(super) type Answer<R> =
+    Result<<R as Request>::Output, SdkError<<R as Request>::Error, Response>>;
+
 /// One request of the table, ready to send (and to send again: builders are cloned per attempt).
 pub(super) trait Request: Clone + Send + Sync + 'static {
     const OP: StateOp;
@@ -189,10 +193,7 @@ impl Db {
     /// Boxed: the executor's futures nest deep, and the state's callers nest them further (a
     /// lane's job inside an intent inside a row), past what the compiler lays out in a release
     /// build.
-    pub(super) fn call<R: Request>(
-        &self,
-        request: R,
-    ) -> BoxFuture<'_, Result<R::Output, SdkError<R::Error, Response>>> {
+    pub(super) fn call<R: Request>(&self, request: R) -> BoxFuture<'_, Answer<R>> {
         Box::pin(self.send(request))
     }
 
