@@ -23,13 +23,13 @@ demo: venv ## Run the whole job against a local Cognito emulator
 	cargo build --quiet
 	scripts/demo.sh
 
+# The last step checks what `cargo install` builds: a release build can fail where a debug one
+# passes (the compiler's layout depth for deep async types once did), and checking finds it in
+# a minute where building takes seven.
 test: venv browser ## Run every test: formatting, lints, unit and end-to-end tests (the report page in headless Chromium), and a check of the release build
 	cargo fmt --all -- --check
 	cargo clippy --all-targets --quiet -- -D warnings
 	cargo test --lib --bins --tests
-	# What `cargo install` builds, checked: a release build can fail where a debug one passes
-	# (the compiler's layout depth for deep async types once did), and checking finds it in a
-	# minute where building takes seven.
 	cargo check --release --quiet
 
 lint: ## Formatting and lints only
