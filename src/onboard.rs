@@ -349,6 +349,18 @@ impl<D: Directory> Ctx<D> {
         r.reason = format!("state database: {e}");
     }
 
+    /// The row's invitation waits for a later run, and the report says what and why.
+    fn defer_invitation(&self, r: &mut RowReport, d: &Decision, why: Deferral) {
+        r.defer(
+            why,
+            format!(
+                "{}{}",
+                wording::deferred_what(&d.action),
+                wording::deferral(why, self.policy.delivery)
+            ),
+        );
+    }
+
     /// What an invitation needs before its call: a share of the email budget (when it sends a
     /// message), a new temporary password, and the write-ahead intent. `None` when the row stops
     /// here; `r` then says why (deferred, or failed). The ticket gives its share back by itself
@@ -363,14 +375,7 @@ impl<D: Directory> Ctx<D> {
         let ticket = match self.budget.take(sends_message) {
             Ok(t) => t,
             Err(why) => {
-                r.defer(
-                    why,
-                    format!(
-                        "{}{}",
-                        wording::deferred_what(&d.action),
-                        wording::deferral(why, self.policy.delivery)
-                    ),
-                );
+                self.defer_invitation(r, d, why);
                 return None;
             }
         };
@@ -409,27 +414,13 @@ impl<D: Directory> Ctx<D> {
                 intent_at,
             }),
             Err(Error::Busy(why)) => {
-                r.defer(
-                    Deferral::Busy,
-                    format!(
-                        "{}{}",
-                        wording::deferred_what(&d.action),
-                        wording::deferral(Deferral::Busy, self.policy.delivery)
-                    ),
-                );
+                self.defer_invitation(r, d, Deferral::Busy);
                 tracing::info!("{}: {why}", r.key);
                 None
             }
             // Another machine sharing the state took the budget's last share.
             Err(Error::BudgetSpent(_)) => {
-                r.defer(
-                    Deferral::Budget,
-                    format!(
-                        "{}{}",
-                        wording::deferred_what(&d.action),
-                        wording::deferral(Deferral::Budget, self.policy.delivery)
-                    ),
-                );
+                self.defer_invitation(r, d, Deferral::Budget);
                 None
             }
             Err(e) => {
