@@ -242,7 +242,7 @@ where
 }
 
 /// The whole error chain on one line ("dispatch failure: io error: connection refused").
-pub(crate) fn chain(err: &(dyn std::error::Error + 'static)) -> String {
+fn chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut parts = vec![err.to_string()];
     let mut source = err.source();
     while let Some(s) = source {

@@ -9,7 +9,7 @@ mod types;
 #[cfg(test)]
 pub mod memory;
 
-pub use error::{CallError, ErrorClass, Fault, FaultKind, classify, fault_of};
+pub use error::{CallError, ErrorClass, Fault, FaultKind, HttpStatus, classify, fault_of};
 pub use types::*;
 
 use std::future::Future;

@@ -211,26 +211,20 @@ fn expires(at: DateTime<Utc>, days: i64) -> Av {
 fn sdk_error<E, R>(what: &str, e: &aws_sdk_dynamodb::error::SdkError<E, R>) -> String
 where
     E: std::error::Error + aws_smithy_types::error::metadata::ProvideErrorMetadata + 'static,
-    R: std::fmt::Debug,
+    R: std::fmt::Debug + crate::cognito::HttpStatus + 'static,
 {
-    // DynamoDB's own answer in its words (the SDK's rendering adds the raw response, which
-    // says nothing more to an operator); the chain of causes for a call that got no answer.
-    match e
-        .as_service_error()
-        .and_then(|s| s.code().map(|c| (c, s.message())))
-    {
-        Some((code, Some(message))) => format!("{what}: {code}: {message}"),
-        Some((code, None)) => format!("{what}: {code}"),
-        None => {
-            // Each cause's words, without the SDK's debug dump of the same chain.
-            let mut text = format!("{what}: {e}");
-            let mut cause = std::error::Error::source(e);
-            while let Some(c) = cause {
-                text.push_str(&format!(": {c}"));
-                cause = c.source();
-            }
-            text
-        }
+    // DynamoDB's own answer in its words, or the chain of causes of a call that got none: what
+    // the executor sees (the SDK's rendering adds the raw response, which says nothing more).
+    match crate::cognito::fault_of(e) {
+        crate::cognito::Fault {
+            code: Some(code),
+            message,
+            ..
+        } if !message.is_empty() => format!("{what}: {code}: {message}"),
+        crate::cognito::Fault {
+            code: Some(code), ..
+        } => format!("{what}: {code}"),
+        fault => format!("{what}: {}", fault.message),
     }
 }
 
