@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, TimeZone, Utc};
 use cognito_onboard::cognito::{Delivery, UserStatus};
 use cognito_onboard::error::exit;
+use cognito_onboard::limiter::StateOp;
 use cognito_onboard::state::{
     Access, Counted, InviteKind, Known, Location, State, Table, UpdateOutcome,
 };
@@ -434,25 +435,12 @@ fn cognito_and_dynamodb_calls(stats: &proxy::Stats) -> (u64, u64) {
     for (op, s) in &stats.per_operation {
         if proxy::category_of(op).is_some() {
             cognito += s.received;
-        } else if DYNAMODB_OPERATIONS.contains(&op.as_str()) {
+        } else if StateOp::ALL.iter().any(|s| s.name() == op) {
             dynamodb += s.received;
         }
     }
     (cognito, dynamodb)
 }
-
-const DYNAMODB_OPERATIONS: &[&str] = &[
-    "CreateTable",
-    "DescribeTable",
-    "UpdateTimeToLive",
-    "GetItem",
-    "PutItem",
-    "UpdateItem",
-    "DeleteItem",
-    "Query",
-    "BatchWriteItem",
-    "TransactWriteItems",
-];
 
 #[test]
 fn the_states_calls_follow_aws_endpoint_url_unless_the_dynamodb_one_or_the_flag_says_otherwise() {
