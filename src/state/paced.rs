@@ -197,10 +197,7 @@ impl Db {
         Box::pin(self.send(request))
     }
 
-    async fn send<R: Request>(
-        &self,
-        request: R,
-    ) -> Result<R::Output, SdkError<R::Error, Response>> {
+    async fn send<R: Request>(&self, request: R) -> Answer<R> {
         let op = Op::State(R::OP);
         let last = Mutex::new(None);
         let done = self
