@@ -322,25 +322,74 @@ pub fn init_table(table: &Table) -> Result<String, Error> {
                 .build()
                 .expect("name and type are set")
         };
-        c.call(
-            c.create_table()
-                .table_name(&t.name)
-                .attribute_definitions(attr("pk"))
-                .attribute_definitions(attr("sk"))
-                .key_schema(key("pk", KeyType::Hash))
-                .key_schema(key("sk", KeyType::Range))
-                .billing_mode(BillingMode::PayPerRequest),
-        )
-        .await
-        .map_err(|e| {
-            if e.as_service_error()
-                .is_some_and(|s| s.is_resource_in_use_exception())
+        let created = c
+            .call(
+                c.create_table()
+                    .table_name(&t.name)
+                    .attribute_definitions(attr("pk"))
+                    .attribute_definitions(attr("sk"))
+                    .key_schema(key("pk", KeyType::Hash))
+                    .key_schema(key("sk", KeyType::Range))
+                    .billing_mode(BillingMode::PayPerRequest),
+            )
+            .await;
+        match created {
+            Ok(_) => {}
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_resource_in_use_exception()) =>
             {
-                format!("the table {} exists already; nothing was changed", t.name)
-            } else {
-                sdk_error("cannot create the table", &e)
+                // An init container or a pipeline runs `state init` every time: a table this
+                // command made before is its answer, not an error. One with another key schema
+                // is someone else's table, and stays an error.
+                let d = c
+                    .call(c.describe_table().table_name(&t.name))
+                    .await
+                    .map_err(|e| sdk_error("cannot read the existing table", &e))?;
+                let keys: Vec<(String, String)> = d
+                    .table()
+                    .map(|t| t.key_schema())
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|k| {
+                        (
+                            k.attribute_name().to_string(),
+                            k.key_type().as_str().to_string(),
+                        )
+                    })
+                    .collect();
+                let types: HashMap<String, String> = d
+                    .table()
+                    .map(|t| t.attribute_definitions())
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|a| {
+                        (
+                            a.attribute_name().to_string(),
+                            a.attribute_type().as_str().to_string(),
+                        )
+                    })
+                    .collect();
+                return if state_key_schema(&keys, &types) {
+                    Ok(format!(
+                        "the table {} exists already with the state's key schema (pk, sk); \
+                         nothing was changed",
+                        t.name
+                    ))
+                } else {
+                    Err(format!(
+                        "the table {} exists already with another key schema ({}): it is not a \
+                         cognito-onboard state table; nothing was changed",
+                        t.name,
+                        keys.iter()
+                            .map(|(n, k)| format!("{n} {k}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ))
+                };
             }
-        })?;
+            Err(e) => return Err(sdk_error("cannot create the table", &e)),
+        }
         for _ in 0..120 {
             let d = c
                 .call(c.describe_table().table_name(&t.name))
@@ -375,6 +424,16 @@ pub fn init_table(table: &Table) -> Result<String, Error> {
         ))
     });
     result.map_err(Error::State)
+}
+
+/// Whether a table's key is the state's: `pk` (hash) and `sk` (range), both strings.
+fn state_key_schema(keys: &[(String, String)], types: &HashMap<String, String>) -> bool {
+    let mut keys = keys.to_vec();
+    keys.sort();
+    keys == [("pk".into(), "HASH".into()), ("sk".into(), "RANGE".into())]
+        && ["pk", "sk"]
+            .iter()
+            .all(|k| types.get(*k).map(String::as_str) == Some("S"))
 }
 
 impl Dynamo {
@@ -2145,4 +2204,35 @@ fn hostname() -> String {
                 .map(|h| h.trim().to_string())
         })
         .unwrap_or_else(|| "unknown-host".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn schema(keys: &[(&str, &str)], types: &[(&str, &str)]) -> bool {
+        let keys: Vec<(String, String)> = keys
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        let types = types
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        state_key_schema(&keys, &types)
+    }
+
+    #[test]
+    fn only_the_states_own_key_schema_is_taken_for_a_table_init_made() {
+        let strings = [("pk", "S"), ("sk", "S")];
+        assert!(schema(&[("pk", "HASH"), ("sk", "RANGE")], &strings));
+        assert!(schema(&[("sk", "RANGE"), ("pk", "HASH")], &strings));
+        assert!(!schema(&[("pk", "HASH")], &strings), "no range key");
+        assert!(!schema(&[("id", "HASH"), ("sk", "RANGE")], &strings));
+        assert!(!schema(&[("sk", "HASH"), ("pk", "RANGE")], &strings));
+        assert!(!schema(
+            &[("pk", "HASH"), ("sk", "RANGE")],
+            &[("pk", "S"), ("sk", "N")]
+        ));
+    }
 }

@@ -599,7 +599,9 @@ fn counts(records: &[Record]) -> String {
 }
 
 /// `state export FILE.db`: the table, copied into a new SQLite file (the table's run lock is
-/// held meanwhile, so no run writes half of it).
+/// held meanwhile, so no run writes half of it). The file is written under a name of its own
+/// and appears whole or not at all: a failed export leaves nothing that a later `state import`
+/// could take for an empty state.
 pub fn export(table: &Table, file: &Path) -> Result<String, Error> {
     if file.exists() {
         return Err(Error::Config(format!(
@@ -609,9 +611,13 @@ pub fn export(table: &Table, file: &Path) -> Result<String, Error> {
     }
     let from = dynamo::Dynamo::open(table, Access::Write)?;
     let records = from.dump()?;
-    let to = sqlite::Sqlite::open(file, Access::Write)?;
-    to.load(&records)?;
-    to.flush()?;
+    let part = sqlite::Part::beside(file);
+    let written = (|| {
+        let to = sqlite::Sqlite::open(part.path(), Access::Write)?;
+        to.load(&records)?;
+        to.flush()
+    })();
+    written.and_then(|()| part.publish(file))?;
     Ok(format!(
         "exported {DYNAMODB_SCHEME}{} to {}: {}",
         table.name,
@@ -620,16 +626,18 @@ pub fn export(table: &Table, file: &Path) -> Result<String, Error> {
     ))
 }
 
-/// `state import FILE.db`: an SQLite state, copied into a table that holds no state yet.
+/// `state import FILE.db`: an SQLite state, copied into a table that holds no state yet. A file
+/// that holds no state (empty, not SQLite, another schema, no rows) is refused, never imported
+/// as nothing.
 pub fn import(file: &Path, table: &Table) -> Result<String, Error> {
-    if !file.exists() {
-        return Err(Error::Config(format!(
-            "{}: no such state file",
+    let from = sqlite::Sqlite::open_to_import(file)?;
+    let records = from.dump()?;
+    if records.is_empty() {
+        return Err(Error::State(format!(
+            "{} holds no state (no runs, no users): nothing to import; the table was not touched",
             file.display()
         )));
     }
-    let from = sqlite::Sqlite::open(file, Access::Read)?;
-    let records = from.dump()?;
     let to = dynamo::Dynamo::open(table, Access::Write)?;
     to.load(&records)?;
     Ok(format!(

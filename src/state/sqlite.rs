@@ -1130,7 +1130,80 @@ impl Sqlite {
     }
 }
 
+/// A state file being written by `state export`, under a name of its own beside the target:
+/// published whole by [`Part::publish`], removed with its companions otherwise.
+pub(crate) struct Part {
+    path: PathBuf,
+}
+
+impl Part {
+    pub(crate) fn beside(file: &Path) -> Part {
+        let mut name = file.as_os_str().to_owned();
+        name.push(format!(".part-{}", std::process::id()));
+        Part {
+            path: PathBuf::from(name),
+        }
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Moves the finished file to `file`, which must not exist (a link, not a rename, so that a
+    /// file that appeared meanwhile is never replaced).
+    pub(crate) fn publish(self, file: &Path) -> Result<(), Error> {
+        std::fs::hard_link(&self.path, file)
+            .map_err(|e| Error::io("cannot write the exported state", file, e))
+    }
+}
+
+impl Drop for Part {
+    fn drop(&mut self) {
+        for suffix in ["", "-wal", "-shm", "-journal", ".lock"] {
+            let mut name = self.path.as_os_str().to_owned();
+            name.push(suffix);
+            let _ = std::fs::remove_file(PathBuf::from(name));
+        }
+    }
+}
+
 impl Sqlite {
+    /// A state file to import from, read-only: it must exist, be SQLite, and carry this
+    /// version's schema, each refusal saying which (an import of anything else would copy
+    /// nothing and call it a success).
+    pub(crate) fn open_to_import(path: &Path) -> Result<Sqlite, Error> {
+        let refuse = |why: String| {
+            Error::State(format!(
+                "{} {why}: nothing was imported; the table was not touched",
+                path.display()
+            ))
+        };
+        let mut head = Vec::new();
+        File::open(path)
+            .and_then(|f| std::io::Read::read_to_end(&mut std::io::Read::take(f, 16), &mut head))
+            .map_err(|e| Error::io("cannot read the state file", path, e))?;
+        if head.is_empty() {
+            return Err(refuse("is empty".into()));
+        }
+        if head != b"SQLite format 3\0" {
+            return Err(refuse("is not an SQLite file".into()));
+        }
+        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(|e| db_err(path, e))?;
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| db_err(path, e))?;
+        if version != SCHEMA_VERSION as i64 {
+            return Err(refuse(format!(
+                "is not a cognito-onboard state of schema {SCHEMA_VERSION} (its schema version is \
+                 {version}; a state file of an older version is migrated by any run that opens \
+                 it for writing)"
+            )));
+        }
+        drop(conn);
+        Sqlite::open(path, Access::Read)
+    }
+
     /// Every row of every table, for `state export` and `state import`.
     pub(crate) fn dump(&self) -> Result<Vec<Record>, Error> {
         self.flush()?;
@@ -1166,14 +1239,27 @@ impl Sqlite {
     /// Writes `records` into this (new) state, in one transaction.
     pub(crate) fn load(&self, records: &[Record]) -> Result<(), Error> {
         self.write(|c| {
+            // Names come from the other store: only the table's own columns reach the SQL (its
+            // schema is the list, so a column such as `input_sha256` is no surprise).
+            let mut known: HashMap<&str, Vec<String>> = HashMap::new();
+            for table in TABLES {
+                let mut stmt =
+                    c.prepare(&format!("SELECT name FROM pragma_table_info('{table}')"))?;
+                let names = stmt
+                    .query_map([], |r| r.get::<_, String>(0))?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                known.insert(table, names);
+            }
             for r in records {
                 let columns: Vec<&str> = r.values.keys().map(String::as_str).collect();
-                // Names come from the other store: only plain column names reach the SQL.
                 if let Some(bad) = columns
                     .iter()
-                    .find(|c| !c.chars().all(|ch| ch.is_ascii_lowercase() || ch == '_'))
+                    .find(|c| !known[r.table].iter().any(|k| k == *c))
                 {
-                    return Err(rusqlite::Error::InvalidColumnName(bad.to_string()));
+                    return Err(rusqlite::Error::InvalidColumnName(format!(
+                        "{}.{bad} (not a column of this schema)",
+                        r.table
+                    )));
                 }
                 let sql = format!(
                     "INSERT INTO {} ({}) VALUES ({})",

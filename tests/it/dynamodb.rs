@@ -17,8 +17,13 @@ use cognito_onboard::state::{
 
 use crate::support::*;
 
+/// Hour `h` of the suite's history, which starts 14 hours before the test does: relative to the
+/// clock, because the table's ledger expires (TTL) after 3 days, and moto enforces that against
+/// the real date. Whole seconds, the stores' finest unit.
 fn t(h: i64) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 11, 30, 0, 0, 0).unwrap() + chrono::Duration::hours(h)
+    static START: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    let start = *START.get_or_init(|| Utc::now().timestamp() - 14 * 3600);
+    Utc.timestamp_opt(start, 0).unwrap() + chrono::Duration::hours(h)
 }
 
 fn table(moto: &Moto, name: &str) -> Table {
@@ -326,7 +331,7 @@ fn both_stores_pass_the_state_suite_and_export_and_import_lose_nothing() {
 }
 
 /// Every row of every table of an SQLite state, as text, in order.
-fn dump(path: &Path) -> Vec<String> {
+pub(crate) fn dump(path: &Path) -> Vec<String> {
     let c = rusqlite::Connection::open(path).unwrap();
     let mut out = Vec::new();
     for table in ["runs", "users", "invitations", "updates", "transitions"] {
@@ -420,12 +425,57 @@ fn a_missing_table_stops_the_run_before_any_cognito_write() {
         "{}",
         init.stdout()
     );
-    let again = on_machine(&env, &pool, &env.path("m1"), "missing", &["state", "init"])
+    // Again (an init container runs it every time): the table it made is no error.
+    let again =
+        on_machine(&env, &pool, &env.path("m1"), "missing", &["state", "init"]).expect(exit::OK);
+    assert!(
+        again
+            .stdout()
+            .contains("exists already with the state's key schema"),
+        "{}",
+        again.stdout()
+    );
+    // A table of the same name with another key is someone else's: an error, left alone.
+    env.rt.block_on(async {
+        use aws_sdk_dynamodb::types::{
+            AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+        };
+        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("eu-west-1"))
+            .endpoint_url(env.moto.url())
+            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+                "test", "test", None, None, "tests",
+            ))
+            .load()
+            .await;
+        aws_sdk_dynamodb::Client::new(&config)
+            .create_table()
+            .table_name("orders")
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name("id")
+                    .attribute_type(ScalarAttributeType::N)
+                    .build()
+                    .unwrap(),
+            )
+            .key_schema(
+                KeySchemaElement::builder()
+                    .attribute_name("id")
+                    .key_type(KeyType::Hash)
+                    .build()
+                    .unwrap(),
+            )
+            .billing_mode(BillingMode::PayPerRequest)
+            .send()
+            .await
+            .unwrap();
+    });
+    let other = on_machine(&env, &pool, &env.path("m1"), "orders", &["state", "init"])
         .expect(exit::ABORTED);
     assert!(
-        again.stderr().contains("exists already"),
+        other.stderr().contains("another key schema (id HASH)"),
         "{}",
-        again.stderr()
+        other.stderr()
     );
 }
 
