@@ -9,6 +9,7 @@ mod dynamodb;
 mod help_desk;
 mod incremental;
 mod install;
+mod journey;
 mod onboard;
 mod page;
 mod real_cognito;
