@@ -143,7 +143,7 @@ async fn check(common: &Common, file: &FileConfig, args: &CheckArgs) -> Result<E
                 delivery,
                 pool.temporary_password_validity_days,
             );
-            print!("{}", render::pool(&pool, &findings));
+            print!("{}", render::pool(&pool, delivery, &findings));
             template_error = findings
                 .into_iter()
                 .find(invite::Finding::stops_the_run)
@@ -504,11 +504,7 @@ async fn refresh_status(
     opened: &Opened<'_>,
     reader: Option<Reader>,
 ) -> Result<(Ending, String), Error> {
-    let on_confirmed = config::on_confirmed(
-        args.hand_over.on_confirmed.as_ref(),
-        args.hand_over.on_confirmed_timeout,
-        file,
-    )?;
+    let on_confirmed = config::on_confirmed(&args.hand_over, file)?;
     let (calls, pool) = open_pool(common, opened.pool_id).await?;
     let known = opened.state.known(&pool.id)?;
     let (mut key_mode, rows) = match reader {

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use chrono::{DateTime, Duration, Utc};
 
-use crate::cognito::{Delivery, PoolInfo, SendQuota};
+use crate::cognito::{Delivery, PoolInfo, SendQuota, Sender};
 use crate::error::Error;
 use crate::report::Deferral;
 use crate::state::State;
@@ -39,6 +39,8 @@ pub struct Budget {
     limit: Option<u32>,
     /// What the messages count against ([`PoolInfo::sender`]); `None` for no message.
     sender: Option<String>,
+    /// Who sends them, in words for the report ([`PoolInfo::sender_of`]).
+    sent_by: Option<String>,
 }
 
 /// A share of the budget, taken before an invitation is sent. Dropping it gives the share back;
@@ -79,7 +81,13 @@ impl Budget {
             stopped: AtomicBool::new(false),
             limit: None,
             sender: None,
+            sent_by: None,
         }
+    }
+
+    /// Who sends this run's messages, in words, where the pool is known.
+    pub fn sent_by(&self) -> Option<&str> {
+        self.sent_by.as_deref()
     }
 
     /// The run's budget for invitations by `delivery`, per rolling 24 hours:
@@ -100,9 +108,15 @@ impl Budget {
         rows: usize,
         now: DateTime<Utc>,
     ) -> Result<Budget, Error> {
+        let sent_by = Some(pool.sender_of(delivery).to_string());
         let (cap, default) = match delivery {
-            Delivery::Suppress => return Ok(Budget::new(delivery, None)),
-            Delivery::Sms => {
+            Delivery::Suppress => {
+                return Ok(Budget {
+                    sent_by,
+                    ..Budget::new(delivery, None)
+                });
+            }
+            Delivery::Sms if pool.sender_of(delivery) == Sender::Sns => {
                 tracing::warn!(
                     "SMS goes through Amazon SNS: a new account has a $1.00 a month spend limit and \
                      a sandbox, and SNS may stop sending without Cognito reporting an error; set \
@@ -110,6 +124,7 @@ impl Budget {
                 );
                 (caps.sms, None)
             }
+            Delivery::Sms => (caps.sms, None),
             Delivery::Email if pool.uses_cognito_email() => {
                 (caps.email, Some(COGNITO_DEFAULT_DAILY_EMAILS))
             }
@@ -163,6 +178,7 @@ impl Budget {
         let Some(left) = [ours, ses_left].into_iter().flatten().min() else {
             return Ok(Budget {
                 sender,
+                sent_by,
                 ..Budget::new(delivery, None)
             });
         };
@@ -175,6 +191,7 @@ impl Budget {
         Ok(Budget {
             limit: cap.or(default),
             sender,
+            sent_by,
             ..Budget::new(delivery, Some(left))
         })
     }

@@ -311,6 +311,11 @@ pub struct HandOverArgs {
     /// Seconds the --on-confirmed command may take before it is stopped [default: 60].
     #[arg(long)]
     pub on_confirmed_timeout: Option<f64>,
+    /// Give the --on-confirmed command this AWS credential variable after all
+    /// (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, ...): it inherits the
+    /// environment without them otherwise. Repeat for each.
+    #[arg(long, value_name = "NAME")]
+    pub on_confirmed_env: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]

@@ -56,6 +56,8 @@ pub struct FileConfig {
     pub on_confirmed: Option<String>,
     /// Seconds the --on-confirmed command may take.
     pub on_confirmed_timeout_secs: Option<f64>,
+    /// AWS credential variables the --on-confirmed command is given after all.
+    pub on_confirmed_env: Option<Vec<String>>,
     /// Seconds one attempt of one call may take.
     pub attempt_timeout_secs: Option<f64>,
     /// Attempts per call before a row fails (throttling and passing faults).
@@ -316,16 +318,32 @@ pub fn delivery(
     }
 }
 
-/// The `--on-confirmed` command and its time limit (default 60 s), if one is set.
+/// The `--on-confirmed` command, its time limit (default 60 s) and the credential variables it
+/// is given on purpose, if a command is set.
 pub fn on_confirmed(
-    command: Option<&String>,
-    timeout_secs: Option<f64>,
+    args: &crate::cli::HandOverArgs,
     file: &FileConfig,
 ) -> Result<Option<crate::handover::OnConfirmed>, Error> {
-    let Some(command) = command.or(file.on_confirmed.as_ref()) else {
+    let Some(command) = args.on_confirmed.as_ref().or(file.on_confirmed.as_ref()) else {
         return Ok(None);
     };
-    let secs = timeout_secs
+    let pass_env = if args.on_confirmed_env.is_empty() {
+        file.on_confirmed_env.clone().unwrap_or_default()
+    } else {
+        args.on_confirmed_env.clone()
+    };
+    if let Some(name) = pass_env
+        .iter()
+        .find(|n| !crate::handover::WITHHELD.contains(&n.as_str()))
+    {
+        return Err(Error::Config(format!(
+            "on_confirmed_env: {name} is not withheld from the --on-confirmed command (it inherits \
+             every variable but {}), so there is nothing to give",
+            crate::handover::WITHHELD.join(", ")
+        )));
+    }
+    let secs = args
+        .on_confirmed_timeout
         .or(file.on_confirmed_timeout_secs)
         .unwrap_or(60.0);
     if !(secs.is_finite() && secs > 0.0) {
@@ -336,6 +354,7 @@ pub fn on_confirmed(
     Ok(Some(crate::handover::OnConfirmed {
         command: command.clone(),
         timeout: Duration::from_secs_f64(secs),
+        pass_env,
     }))
 }
 
@@ -362,11 +381,7 @@ pub fn run(args: &crate::cli::RunArgs, file: &FileConfig) -> Result<RunSettings,
             r => r,
         },
         sms_budget: args.sms_budget.or(file.sms_budget),
-        on_confirmed: on_confirmed(
-            args.hand_over.on_confirmed.as_ref(),
-            args.hand_over.on_confirmed_timeout,
-            file,
-        )?,
+        on_confirmed: on_confirmed(&args.hand_over, file)?,
         update: Update::of(
             args.update
                 .as_deref()

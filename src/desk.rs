@@ -181,8 +181,11 @@ async fn examine_all(
 ) -> Result<Vec<help::Examined>, Error> {
     let known = state.known(&pool.id)?;
     let mut out = Vec::with_capacity(ids.len());
-    for id in ids {
-        out.push(help::examine(calls, pool, facts, state, &known, id, Utc::now()).await?);
+    for typed in ids {
+        out.push(match help::checked_id(typed) {
+            Ok(id) => help::examine(calls, pool, facts, state, &known, &id, Utc::now()).await?,
+            Err(why) => help::invalid(typed, why),
+        });
     }
     Ok(out)
 }
@@ -211,12 +214,19 @@ pub(crate) async fn reissue(
         let known = state.known(&pool.id)?;
         let mut refused = Vec::new();
         let mut rows = Vec::new();
-        for (line, id) in (1..).zip(&args.ids) {
-            match help::find(&calls, &known, id).await? {
-                (Some(user), key) if user.status == UserStatus::ForceChangePassword => {
-                    rows.push(help::row(line, id, &user, key, &pool));
+        for (line, typed) in (1..).zip(&args.ids) {
+            let id = match help::checked_id(typed) {
+                Ok(id) => id,
+                Err(why) => {
+                    refused.push(help::invalid_id(line, typed, &why));
+                    continue;
                 }
-                (user, _) => refused.push(help::refused(line, id, user.as_ref())),
+            };
+            match help::find(&calls, &known, &id).await? {
+                (Some(user), key) if user.status == UserStatus::ForceChangePassword => {
+                    rows.push(help::row(line, &id, &user, key, &pool));
+                }
+                (user, _) => refused.push(help::refused(line, &id, user.as_ref())),
             }
         }
         let (reissue, _, max_reissues) = config::run_defaults(file);
@@ -406,8 +416,15 @@ pub(crate) async fn reset(
             args.ids.len(),
         )?;
         let mut reports = Vec::new();
-        for (line, id) in (1..).zip(&args.ids) {
-            let (user, key) = help::find(&calls, &known, id).await?;
+        for (line, typed) in (1..).zip(&args.ids) {
+            let id = match help::checked_id(typed) {
+                Ok(id) => id,
+                Err(why) => {
+                    reports.push(help::invalid_id(line, typed, &why));
+                    continue;
+                }
+            };
+            let (user, key) = help::find(&calls, &known, &id).await?;
             reports.push(match user {
                 Some(user) => {
                     // The state's key, so that what the reset records (a `--temporary`
@@ -420,7 +437,7 @@ pub(crate) async fn reset(
                     );
                     ctx.reset(r, &user, args.temporary).await
                 }
-                None => help::refused(line, id, None),
+                None => help::refused(line, &id, None),
             });
         }
         let report = run_report(&opened, ("reset", false), &calls.exec, &ctx.budget, reports)?;

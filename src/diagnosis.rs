@@ -10,10 +10,16 @@ use crate::cognito::{Delivery, Recovery, RemoteUser, UserStatus};
 use crate::plan::{self, History};
 use crate::wording::time;
 
+/// Cognito's own email sender (`COGNITO_DEFAULT`): over the account's daily cap it is reported
+/// to accept a code and drop it, and corporate mail often filters it.
+pub const COGNITO_SENDER: &str = "no-reply@verificationemail.com";
+
 /// Where a provider stands, for the help desk. Stable codes for scripts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
+    /// The ID given could never name a user (`help::checked_id`): nothing was asked for it.
+    InvalidId,
     NotInPool,
     Deleted,
     Pending,
@@ -32,6 +38,7 @@ pub enum Verdict {
 impl Verdict {
     pub fn as_str(self) -> &'static str {
         match self {
+            Verdict::InvalidId => "invalid_id",
             Verdict::NotInPool => "not_in_pool",
             Verdict::Deleted => "deleted",
             Verdict::Pending => "pending",
@@ -51,7 +58,8 @@ impl Verdict {
     pub fn alone(self) -> bool {
         match self {
             Verdict::Pending | Verdict::Recoverable => true,
-            Verdict::NotInPool
+            Verdict::InvalidId
+            | Verdict::NotInPool
             | Verdict::Deleted
             | Verdict::Expired
             | Verdict::PasswordLost
@@ -150,9 +158,19 @@ pub fn diagnose(
             forgot_password_works: true,
             ..verdict(
                 Verdict::ResetRequired,
-                "an administrator reset the password: the provider must complete ForgotPassword \
-                 with the code Cognito sent"
-                    .into(),
+                if sender == COGNITO_SENDER && recovery.by_email && user.email_verified {
+                    format!(
+                        "an administrator reset the password: the provider must complete \
+                         ForgotPassword with the code Cognito sent; a code by email from \
+                         {COGNITO_SENDER} was accepted by Cognito; delivery not confirmed (over \
+                         the account's 50 a day it is dropped silently, and mail filters often \
+                         hold that sender): if none arrived, `reset --temporary`"
+                    )
+                } else {
+                    "an administrator reset the password: the provider must complete \
+                     ForgotPassword with the code Cognito sent"
+                        .into()
+                },
             )
         },
         UserStatus::ForceChangePassword => {
@@ -270,7 +288,7 @@ mod tests {
             history,
             Duration::days(7),
             Recovery::default(),
-            "no-reply@verificationemail.com",
+            COGNITO_SENDER,
             Some(Delivery::Email),
             now(),
         )

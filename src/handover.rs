@@ -1,8 +1,9 @@
 //! Closing the loop: the operator's `--on-confirmed` command, run once for each confirmed
 //! provider the tool invited and has not handed over yet, with a JSON object on stdin and a
 //! time limit. A provider is marked handed over only when the command exits 0, so a failed or
-//! timed-out command is retried on the next run, and never run twice after success. Must not
-//! decide who is confirmed (`standing` and `onboard` do).
+//! timed-out command is retried on the next run, and never run twice after success. The command
+//! inherits the tool's environment less its AWS credentials ([`WITHHELD`]), unless the operator
+//! names them on purpose. Must not decide who is confirmed (`standing` and `onboard` do).
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -14,12 +15,33 @@ use tokio::io::AsyncWriteExt;
 use crate::error::Error;
 use crate::state::State;
 
-/// The command and its time limit.
+/// The command, its time limit, and the withheld variables it is given on purpose.
 #[derive(Debug, Clone)]
 pub struct OnConfirmed {
     pub command: String,
     pub timeout: Duration,
+    /// Names from [`WITHHELD`] that the command gets after all (`--on-confirmed-env`).
+    pub pass_env: Vec<String>,
 }
+
+/// The variables that carry AWS credentials, or lead to them (a container's or a web
+/// identity's), which the command does not inherit unless named: the command is the operator's,
+/// but the tool's credentials can write to the user pool, and a command that needs AWS should be
+/// given its own on purpose.
+pub const WITHHELD: &[&str] = &[
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "AWS_CREDENTIAL_EXPIRATION",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_ROLE_ARN",
+    "AWS_ROLE_SESSION_NAME",
+];
 
 /// What the command receives on stdin.
 #[derive(Debug, Clone, Serialize)]
@@ -114,6 +136,11 @@ async fn run_once(on: &OnConfirmed, p: &Confirmed) -> HandOver {
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .kill_on_drop(true);
+    for name in WITHHELD {
+        if !on.pass_env.iter().any(|p| p == name) {
+            command.env_remove(name);
+        }
+    }
     // Its own process group, so that a time limit stops whatever the shell started too.
     #[cfg(unix)]
     command.process_group(0);

@@ -8,7 +8,9 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::calls::Calls;
-use crate::cognito::{Directory, PoolInfo, Recovery, RemoteUser, UserStatus, UsernameMode};
+use crate::cognito::{
+    Directory, PoolInfo, Recovery, RemoteUser, Sender, UserStatus, UsernameMode, limits,
+};
 use crate::diagnosis::{self, Verdict};
 use crate::error::Error;
 use crate::input::Row;
@@ -57,8 +59,10 @@ impl PoolFacts {
 
 /// Where invitations come from: Cognito's own sender, or the pool's SES identity.
 fn sender(pool: &PoolInfo) -> String {
-    if pool.uses_cognito_email() {
-        return "no-reply@verificationemail.com".into();
+    match pool.sender_of(crate::cognito::Delivery::Email) {
+        Sender::CognitoEmail => return diagnosis::COGNITO_SENDER.into(),
+        Sender::CustomEmailLambda => return "the pool's custom email sender (a Lambda)".into(),
+        Sender::Ses | Sender::Sns | Sender::CustomSmsLambda | Sender::Nobody => {}
     }
     pool.email_source_arn
         .as_deref()
@@ -99,7 +103,8 @@ impl Examined {
         match self.verdict {
             Verdict::Expired | Verdict::PasswordLost => true,
             Verdict::Unrecoverable => self.email.is_some() && self.email_verified == Some(false),
-            Verdict::NotInPool
+            Verdict::InvalidId
+            | Verdict::NotInPool
             | Verdict::Deleted
             | Verdict::Pending
             | Verdict::Recoverable
@@ -129,15 +134,27 @@ pub async fn find<D: Directory>(
     if let Some(remembered) = key.as_ref().and_then(|k| known[k].username.clone()) {
         names.push(remembered);
     }
-    for name in names {
-        if let Some(user) = calls.get_user(&name).await?.value {
+    // Only what Cognito could take as a username is asked for as one: anything else would be
+    // a validation error from the real service, not an answer.
+    for name in names
+        .iter()
+        .filter(|n| limits::username_problem(n).is_none())
+    {
+        if let Some(user) = calls.get_user(name).await?.value {
             let key = key.or_else(|| key_of(known, &user));
             return Ok((Some(user), key));
         }
     }
     if id.contains('@') {
-        for email in [id, lower.as_str()] {
-            let filter = format!("email = \"{}\"", email.replace('"', "\\\""));
+        let emails = if lower == id {
+            vec![id]
+        } else {
+            vec![id, &lower]
+        };
+        for filter in emails
+            .into_iter()
+            .filter_map(|e| limits::equals_filter("email", e))
+        {
             if let Some(user) = calls.users(Some(&filter)).await?.into_iter().next() {
                 let key = key.or_else(|| key_of(known, &user));
                 return Ok((Some(user), key));
@@ -145,6 +162,51 @@ pub async fn find<D: Directory>(
         }
     }
     Ok((None, key))
+}
+
+/// A help-desk ID as it was typed, trimmed and checked before any call: a username Cognito
+/// could hold, or an address it could search for. `Err` says why nobody can be found by it, and
+/// nothing is sent for it.
+pub fn checked_id(typed: &str) -> Result<String, String> {
+    let id = typed.trim();
+    if id.is_empty() {
+        return Err("the ID is empty".into());
+    }
+    let Some(why) = limits::username_problem(id) else {
+        return Ok(id.to_string());
+    };
+    let searchable = id.contains('@')
+        && !id.chars().any(|c| c.is_whitespace() || c.is_control())
+        && limits::equals_filter("email", id).is_some();
+    if searchable {
+        Ok(id.to_string())
+    } else if id.contains('@') {
+        Err(format!(
+            "not an email address Cognito could search for, nor a username: {why}"
+        ))
+    } else {
+        Err(format!(
+            "not a username Cognito could hold ({why}); give the provider's email or username"
+        ))
+    }
+}
+
+/// The report row of an ID that [`checked_id`] refused: nothing was sent for it.
+pub fn invalid_id(line: u64, typed: &str, why: &str) -> RowReport {
+    let mut r = RowReport::new(line, typed.trim().to_string(), None, Outcome::Invalid);
+    r.reason = format!("ID {}: {why}; nothing was sent", quoted(typed.trim()));
+    r
+}
+
+/// An ID quoted for a reason, cut to a readable length.
+fn quoted(id: &str) -> String {
+    const SHOWN: usize = 60;
+    if id.chars().count() > SHOWN {
+        let cut: String = id.chars().take(SHOWN).collect();
+        format!("\"{cut}…\" ({} characters)", id.chars().count())
+    } else {
+        format!("\"{id}\"")
+    }
 }
 
 /// The state's key for a user it knows by username.
@@ -220,6 +282,28 @@ pub async fn examine<D: Directory>(
         budget_spent,
         found: user.map(|u| (u, key)),
     })
+}
+
+/// A provider `doctor` could not look for: the ID [`checked_id`] refused, and why.
+pub fn invalid(typed: &str, why: String) -> Examined {
+    Examined {
+        id: typed.trim().to_string(),
+        username: None,
+        verdict: Verdict::InvalidId,
+        remedy: format!("{why}; nothing was sent"),
+        exists: false,
+        status: None,
+        enabled: None,
+        email: None,
+        email_verified: None,
+        phone_number: None,
+        phone_number_verified: None,
+        invitations: Vec::new(),
+        temp_password_expires_at: None,
+        forgot_password_works: false,
+        budget_spent: false,
+        found: None,
+    }
 }
 
 /// The `doctor` report.

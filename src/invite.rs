@@ -18,6 +18,9 @@ pub enum Finding {
     Trigger,
     /// The message names a validity (in days) other than the pool's.
     Validity { says: u32, pool: u32 },
+    /// The pool's custom sender Lambda composes and sends the message: the template does not
+    /// describe what is sent, so nothing here can stop the run.
+    CustomSender { medium: &'static str },
 }
 
 impl Finding {
@@ -25,7 +28,7 @@ impl Finding {
     pub fn stops_the_run(&self) -> bool {
         match self {
             Finding::Missing { .. } => true,
-            Finding::Trigger | Finding::Validity { .. } => false,
+            Finding::Trigger | Finding::Validity { .. } | Finding::CustomSender { .. } => false,
         }
     }
 }
@@ -46,6 +49,12 @@ impl std::fmt::Display for Finding {
                 "a CustomMessage Lambda trigger may replace the invitation message; what providers \
                  receive is the trigger's"
             ),
+            Finding::CustomSender { medium } => write!(
+                f,
+                "the pool's custom {medium} sender (a Lambda trigger) composes and sends the \
+                 message from the code Cognito gives it: the invitation template check does not \
+                 apply, and what providers receive is the Lambda's"
+            ),
             Finding::Validity { says, pool } => write!(
                 f,
                 "the invitation message says {says} days, but temporary passwords are valid {pool} \
@@ -62,6 +71,14 @@ pub fn check(template: &InviteTemplate, delivery: Delivery, validity_days: u32) 
         Delivery::Sms => ("SMS", template.sms_message.as_deref()),
         Delivery::Suppress => return Vec::new(),
     };
+    let custom = match delivery {
+        Delivery::Email => template.custom_email_sender,
+        Delivery::Sms => template.custom_sms_sender,
+        Delivery::Suppress => false,
+    };
+    if custom {
+        return vec![Finding::CustomSender { medium }];
+    }
     let mut out = Vec::new();
     if let Some(text) = message {
         for placeholder in ["{username}", "{####}"] {
@@ -120,6 +137,8 @@ mod tests {
             email_message: email.map(str::to_string),
             sms_message: sms.map(str::to_string),
             custom_message_trigger: trigger,
+            custom_email_sender: false,
+            custom_sms_sender: false,
         }
     }
 
@@ -169,6 +188,27 @@ mod tests {
         assert_eq!(
             check(&ja, Delivery::Email, 7),
             vec![Finding::Validity { says: 3, pool: 7 }]
+        );
+    }
+
+    #[test]
+    fn a_custom_sender_lambda_sends_so_the_template_stops_nothing() {
+        let mut t = template(Some("Hello, welcome."), Some("no placeholders"), true);
+        t.custom_email_sender = true;
+        let found = check(&t, Delivery::Email, 7);
+        assert_eq!(found, [Finding::CustomSender { medium: "email" }]);
+        assert!(!found[0].stops_the_run());
+        assert!(found[0].to_string().contains("does not apply"));
+        // The SMS template is still Cognito's to send, and still checked.
+        assert!(
+            check(&t, Delivery::Sms, 7)
+                .iter()
+                .any(Finding::stops_the_run)
+        );
+        t.custom_sms_sender = true;
+        assert_eq!(
+            check(&t, Delivery::Sms, 7),
+            [Finding::CustomSender { medium: "SMS" }]
         );
     }
 }

@@ -78,6 +78,33 @@ pub fn keyed_by_username(mode: UsernameMode, row: &Row) -> bool {
 }
 
 /// A row that stops on a call that failed for good.
+/// Another user holds the email this row would give its user (found before any write, or
+/// said by Cognito's `AliasExistsException` / `UsernameExistsException`): nothing is written, and
+/// someone must decide whose address it is.
+fn held_by_another(
+    mut r: RowReport,
+    email: &str,
+    other: Option<&str>,
+    f: Option<&Failed>,
+) -> RowReport {
+    r.outcome = Outcome::Attention;
+    r.reason = match other {
+        Some(other) => format!(
+            "the email {email} is held by another user ({other}): verifying it here could take \
+             it from them; nothing was written: decide whose address it is"
+        ),
+        None => format!(
+            "the email {email} is held by another user (Cognito refused it as taken): nothing \
+             was written: decide whose address it is"
+        ),
+    };
+    if let Some(f) = f {
+        r.error_code = f.error.code.clone();
+        r.error_message = Some(f.error.message.clone());
+    }
+    r
+}
+
 fn failed(mut r: RowReport, what: &str, f: &Failed) -> RowReport {
     r.outcome = Outcome::Failed;
     r.attempts += f.attempts;
@@ -576,6 +603,13 @@ impl<D: Directory> Ctx<D> {
                         r.attempts += found.attempts;
                         match found.value {
                             Some(user) => Created::Exists(r, user),
+                            // No user by this name: in an email-alias pool, the name taken is
+                            // the email, another user's (the message names the email).
+                            None if f.error.code.as_deref() == Some("AliasExistsException")
+                                || f.error.message.to_lowercase().contains(&row.email) =>
+                            {
+                                Created::Done(held_by_another(r, &row.email, None, Some(f)))
+                            }
                             None => {
                                 Created::Done(failed(r, "creating the user (AdminCreateUser)", f))
                             }
@@ -677,9 +711,18 @@ impl<D: Directory> Ctx<D> {
                 r.attempts += done.attempts;
                 r.outcome = Outcome::Reissued;
                 r.status_after = Some(UserStatus::ResetRequired);
+                // Cognito's own sender drops a code silently over the daily cap while the call
+                // succeeds: the answer is an acceptance, not a delivery.
+                let accepted = if by_email && self.pool.uses_cognito_email() {
+                    "; accepted by Cognito; delivery not confirmed (its own sender drops codes \
+                     silently over the account's 50 emails a day): if none arrives, `reset \
+                     --temporary`"
+                } else {
+                    ""
+                };
                 r.reason = format!(
                     "password reset: Cognito sent a code to the verified {}; the provider \
-                     completes ForgotPassword with it",
+                     completes ForgotPassword with it{accepted}",
                     if by_email { "email" } else { "phone number" }
                 );
             }
@@ -857,6 +900,28 @@ impl<D: Directory> Ctx<D> {
         let c = &d.changes;
         let mut done = Vec::new();
         let mut written: Vec<String> = Vec::new();
+        // Verifying an email that another user holds can move it (an alias) to this user
+        // silently: the side that cannot take an account away from anyone asks first.
+        let verified_email = c
+            .set
+            .iter()
+            .find(|(n, _)| n == "email")
+            .map(|(_, v)| v.as_str())
+            .or(d
+                .verify_email
+                .then(|| before.and_then(|u| u.email.as_deref()))
+                .flatten());
+        if let Some(email) = verified_email {
+            let own = before.map_or(username, |u| u.username.as_str());
+            match self.email_holder(own, email).await {
+                Ok((attempts, None)) => r.attempts += attempts,
+                Ok((attempts, Some(other))) => {
+                    r.attempts += attempts;
+                    return held_by_another(r, email, Some(&other), None);
+                }
+                Err(f) => return failed(r, "looking for another user with the email", &f),
+            }
+        }
         let intent = if c.is_empty() {
             None
         } else {
@@ -886,6 +951,11 @@ impl<D: Directory> Ctx<D> {
         if !set.is_empty() {
             match self.calls.update_attributes(username, &set).await {
                 Ok(x) => r.attempts += x.attempts,
+                Err(f) if f.error.class == ErrorClass::Exists => {
+                    let email = verified_email.unwrap_or_default().to_string();
+                    let r = self.update_failed(r, intent, written, "updating attributes", &f);
+                    return held_by_another(r, &email, None, Some(&f));
+                }
                 Err(f) => {
                     return self.update_failed(r, intent, written, "updating attributes", &f);
                 }
@@ -952,6 +1022,24 @@ impl<D: Directory> Ctx<D> {
             changed_outcome(&mut r, c);
         }
         r
+    }
+
+    /// Another user of the pool whose email is `email`, if any (one `ListUsers` filter), with
+    /// the attempts it took. An address too long to filter on cannot be anyone's in Cognito.
+    async fn email_holder(
+        &self,
+        username: &str,
+        email: &str,
+    ) -> Result<(u32, Option<String>), Failed> {
+        let Some(filter) = crate::cognito::limits::equals_filter("email", email) else {
+            return Ok((0, None));
+        };
+        let users = self.calls.users(Some(&filter)).await?;
+        let other = users
+            .into_iter()
+            .map(|u| u.username)
+            .find(|u| u != username);
+        Ok((1, other))
     }
 
     /// Records what `--update` wrote. For a pending user this job did not invite, the user's
@@ -1847,6 +1935,53 @@ mod tests {
         assert_eq!(again.outcome, Outcome::Skipped, "{again:?}");
         assert!(again.changed.is_empty());
         assert_eq!(pool(&f).calls("update_attributes"), 1, "no second write");
+    }
+
+    /// taro moves to an address hanako holds: verifying it for taro could take it from hanako
+    /// (an alias moves silently), so nothing is written and the row names hanako.
+    #[tokio::test]
+    async fn a_new_email_another_user_holds_is_attention_and_nothing_is_written() {
+        let taro = memory::user(
+            "taro",
+            "taro@example.com",
+            UserStatus::Confirmed,
+            Utc::now() - chrono::Duration::days(30),
+        );
+        let hanako = memory::user(
+            "hanako",
+            "hanako@example.com",
+            UserStatus::Confirmed,
+            Utc::now() - chrono::Duration::days(30),
+        );
+        let mut f = fixture(
+            MemoryPool::with_users([taro, hanako]),
+            None,
+            Found::PerRow(PerRow::new(false)),
+        );
+        updating(&mut f, ATTRIBUTES);
+        let mut moved = row("taro", &[]);
+        moved.key = "taro".into();
+        moved.username = Some("taro".into());
+        moved.email = "hanako@example.com".into();
+        let report = f.ctx.process(moved.clone()).await;
+        assert_eq!(report.outcome, Outcome::Attention, "{report:?}");
+        assert!(
+            report
+                .reason
+                .contains("the email hanako@example.com is held by another user (hanako)"),
+            "{}",
+            report.reason
+        );
+        assert_eq!(pool(&f).calls("list_users"), 1);
+        assert_eq!(pool(&f).calls("update_attributes"), 0, "nothing written");
+        assert!(report.changed.is_empty());
+
+        // An address nobody holds is written, after the same one look.
+        moved.email = "taro.new@example.com".into();
+        let report = f.ctx.process(moved).await;
+        assert_eq!(report.outcome, Outcome::Updated, "{report:?}");
+        assert_eq!(pool(&f).calls("list_users"), 2);
+        assert_eq!(pool(&f).calls("update_attributes"), 1);
     }
 
     #[tokio::test]

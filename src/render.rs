@@ -2,13 +2,13 @@
 //! `status`'s table. Pure: values in, text out. Must not read or decide anything.
 
 use crate::budget::COGNITO_DEFAULT_DAILY_EMAILS;
-use crate::cognito::PoolInfo;
+use crate::cognito::{Delivery, PoolInfo};
 use crate::help::DoctorReport;
 use crate::invite::Finding;
 use crate::standing::StatusReport;
 
 /// `check`'s description of the pool, with what the invitation template check found.
-pub fn pool(pool: &PoolInfo, findings: &[Finding]) -> String {
+pub fn pool(pool: &PoolInfo, delivery: Delivery, findings: &[Finding]) -> String {
     let p = &pool.policy;
     let classes: String = [
         (p.require_uppercase, ", upper-case"),
@@ -30,6 +30,11 @@ pub fn pool(pool: &PoolInfo, findings: &[Finding]) -> String {
         pool.temporary_password_validity_days,
         pool.email_sending_account
     );
+    out.push_str(&format!(
+        "  invitations ({}) sent by: {}\n",
+        delivery.as_str(),
+        pool.sender_of(delivery)
+    ));
     out.push_str(&format!(
         "  invitation email subject: {}\n",
         pool.invitation

@@ -187,6 +187,10 @@ pub struct Report {
     pub throttles: BTreeMap<String, u64>,
     /// With Cognito's own email sender: when the next invitation can go out, if the budget is spent.
     pub email_budget_frees_at: Option<DateTime<Utc>>,
+    /// Who sends the messages of this run (Cognito's own sender, SES, SNS, the pool's custom
+    /// sender Lambda, or nobody); absent where the run sends none and had no pool.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sent_by: Option<String>,
     pub rows: Vec<RowReport>,
     /// What `--on-confirmed` did, provider by provider.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -210,6 +214,7 @@ impl Report {
             calls: BTreeMap::new(),
             throttles: BTreeMap::new(),
             email_budget_frees_at: None,
+            sent_by: None,
             rows: Vec::new(),
             handed_over: Vec::new(),
         }

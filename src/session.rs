@@ -207,6 +207,7 @@ pub(crate) fn report_of(
         calls: calls_by_name(exec, opened.state),
         throttles: throttles_by_name(exec, opened.state),
         email_budget_frees_at,
+        sent_by: budget.sent_by().map(str::to_string),
         rows: Vec::new(),
         handed_over: Vec::new(),
     })

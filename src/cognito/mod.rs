@@ -4,6 +4,7 @@
 //! leave here.
 
 mod error;
+pub mod limits;
 mod types;
 
 #[cfg(test)]
@@ -377,6 +378,14 @@ impl Directory for Cognito {
                         .lambda_config()
                         .and_then(|l| l.custom_message())
                         .is_some_and(|arn| !arn.is_empty()),
+                    custom_email_sender: pool
+                        .lambda_config()
+                        .and_then(|l| l.custom_email_sender())
+                        .is_some_and(|c| !c.lambda_arn().is_empty()),
+                    custom_sms_sender: pool
+                        .lambda_config()
+                        .and_then(|l| l.custom_sms_sender())
+                        .is_some_and(|c| !c.lambda_arn().is_empty()),
                 }
             },
         })

@@ -215,6 +215,42 @@ impl SendQuota {
     }
 }
 
+/// Who sends a pool's messages: what its daily cap, its pacing and its template are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sender {
+    /// Cognito's own email sender: 50 a day per account, from no-reply@verificationemail.com.
+    CognitoEmail,
+    /// The pool's SES identity (`DEVELOPER`): SES's quota and rate.
+    Ses,
+    /// Amazon SNS: its spend limit and sandbox.
+    Sns,
+    /// `LambdaConfig.CustomEmailSender`: the pool's Lambda gets the code and sends the email.
+    CustomEmailLambda,
+    /// `LambdaConfig.CustomSMSSender`: the pool's Lambda gets the code and sends the SMS.
+    CustomSmsLambda,
+    /// `--delivery suppress`: the passwords go to the password file.
+    Nobody,
+}
+
+impl std::fmt::Display for Sender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Sender::CognitoEmail => {
+                "Cognito's own email sender (no-reply@verificationemail.com, 50 emails a day per account)"
+            }
+            Sender::Ses => "Amazon SES, from the pool's identity (EmailConfiguration.SourceArn)",
+            Sender::Sns => "Amazon SNS (SMS)",
+            Sender::CustomEmailLambda => {
+                "the pool's custom email sender, a Lambda (LambdaConfig.CustomEmailSender)"
+            }
+            Sender::CustomSmsLambda => {
+                "the pool's custom SMS sender, a Lambda (LambdaConfig.CustomSMSSender)"
+            }
+            Sender::Nobody => "nobody: the passwords go to the password file",
+        })
+    }
+}
+
 /// The pool's invitation message. `None`: Cognito's default, which names both.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct InviteTemplate {
@@ -223,6 +259,10 @@ pub struct InviteTemplate {
     pub sms_message: Option<String>,
     /// A `CustomMessage` Lambda trigger, which may replace the message.
     pub custom_message_trigger: bool,
+    /// `LambdaConfig.CustomEmailSender`: a Lambda sends the email, not Cognito or SES.
+    pub custom_email_sender: bool,
+    /// `LambdaConfig.CustomSMSSender`: a Lambda sends the SMS, not SNS.
+    pub custom_sms_sender: bool,
 }
 
 /// Cognito's standard attributes: every pool has them, whatever its `DescribeUserPool` lists
@@ -253,7 +293,19 @@ pub const STANDARD_ATTRIBUTES: [&str; 20] = [
 impl PoolInfo {
     /// Whether the pool sends email with Cognito's own sender, capped at 50 a day per account.
     pub fn uses_cognito_email(&self) -> bool {
-        self.email_sending_account != "DEVELOPER"
+        self.sender_of(Delivery::Email) == Sender::CognitoEmail
+    }
+
+    /// Who sends the pool's messages by `delivery`.
+    pub fn sender_of(&self, delivery: Delivery) -> Sender {
+        match delivery {
+            Delivery::Suppress => Sender::Nobody,
+            Delivery::Email if self.invitation.custom_email_sender => Sender::CustomEmailLambda,
+            Delivery::Email if self.email_sending_account == "DEVELOPER" => Sender::Ses,
+            Delivery::Email => Sender::CognitoEmail,
+            Delivery::Sms if self.invitation.custom_sms_sender => Sender::CustomSmsLambda,
+            Delivery::Sms => Sender::Sns,
+        }
     }
 
     /// The AWS account the pool belongs to, from its ARN.
@@ -272,11 +324,14 @@ impl PoolInfo {
         let account = self.account().unwrap_or("unknown-account");
         match delivery {
             Delivery::Suppress => None,
-            Delivery::Email if self.uses_cognito_email() => {
-                Some(format!("email:cognito:{account}"))
-            }
-            Delivery::Email => Some(format!("email:ses:{account}")),
-            Delivery::Sms => Some(format!("sms:{account}")),
+            Delivery::Email | Delivery::Sms => Some(match self.sender_of(delivery) {
+                Sender::CognitoEmail => format!("email:cognito:{account}"),
+                // The pool's own Lambda: what it sends through is its own, so it counts apart.
+                Sender::CustomEmailLambda => format!("email:lambda:{}", self.id),
+                Sender::CustomSmsLambda => format!("sms:lambda:{}", self.id),
+                Sender::Ses | Sender::Nobody => format!("email:ses:{account}"),
+                Sender::Sns => format!("sms:{account}"),
+            }),
         }
     }
 
@@ -285,7 +340,7 @@ impl PoolInfo {
     pub fn ses_region(&self) -> Option<&str> {
         let arn = self.email_source_arn.as_deref()?;
         let region = arn.split(':').nth(3)?;
-        (!self.uses_cognito_email() && !region.is_empty()).then_some(region)
+        (self.sender_of(Delivery::Email) == Sender::Ses && !region.is_empty()).then_some(region)
     }
 
     /// Attribute names the job may write at creation: in the schema, not developer-only, and not

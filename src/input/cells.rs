@@ -9,7 +9,7 @@ pub(super) const MAX_VALUE_CHARS: usize = 2048;
 pub(super) const MAX_EMAIL_CHARS: usize = 254;
 pub(super) const MAX_LOCAL_PART_CHARS: usize = 64;
 pub(super) const MAX_DOMAIN_LABEL_CHARS: usize = 63;
-pub(super) const MAX_USERNAME_CHARS: usize = 128;
+pub(super) const MAX_USERNAME_CHARS: usize = crate::cognito::limits::USERNAME_MAX;
 pub(super) const MAX_GROUP_CHARS: usize = 128;
 /// Quoted values in reasons are cut here so a reason stays one readable line.
 pub(super) const QUOTE_CHARS: usize = 60;
@@ -274,6 +274,12 @@ pub(super) fn check_username(value: &str, email_usernames: bool) -> Result<(), S
             quote(value)
         ));
     }
+    if let Some(why) = crate::cognito::limits::username_problem(value) {
+        return Err(format!(
+            "Cognito refuses this username ({why}): {}",
+            quote(value)
+        ));
+    }
     if !email_usernames && value.is_ascii() && email_problem(&value.to_ascii_lowercase()).is_none()
     {
         return Err(format!(
@@ -282,6 +288,18 @@ pub(super) fn check_username(value: &str, email_usernames: bool) -> Result<(), S
         ));
     }
     Ok(())
+}
+
+/// Checks an email that is sent as the `Username` (a pool where email is the username, or a
+/// file without a `username` column): an address may be longer than Cognito takes for one.
+pub(super) fn check_email_as_username(email: &str) -> Result<(), String> {
+    match crate::cognito::limits::username_problem(email) {
+        None => Ok(()),
+        Some(why) => Err(format!(
+            "the email is the username here, and Cognito refuses it as one ({why}): {}",
+            quote(email)
+        )),
+    }
 }
 
 /// Strips the separators people type (including the full-width ones a Japanese IME produces)

@@ -807,6 +807,9 @@ impl<R: Read> Records<R> {
                 slot.insert(line);
             }
         }
+        if self.key_mode == KeyMode::Email {
+            check_email_as_username(&email).map_err(at(self.email))?;
+        }
 
         let width = self.columns.len();
         if let Source::Sheet(_) = self.source

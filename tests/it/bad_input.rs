@@ -627,6 +627,29 @@ const CASES: &[Case] = {
                 ],
             },
         ),
+        // The pool's email is the username, so an address Cognito takes as an email (up to 254
+        // characters) can still be too long for the `Username` it is sent as (128, AWS's model).
+        case(
+            "email-longer-than-a-username.csv",
+            Rows {
+                created: &[
+                    "ok@email-longer-than-a-username.test",
+                    "exactly128@sssssssssssssssssssssssssssssssssssssssssssssssssssssssssssssss.sssssssssssssssssss.email-longer-than-a-username.test",
+                ],
+                rejected: &[
+                    at(
+                        4,
+                        "email",
+                        "the email is the username here, and Cognito refuses it as one (it is 129 characters long; Cognito's limit for a username is 128)",
+                    ),
+                    at(
+                        5,
+                        "email",
+                        "(it is 160 characters long; Cognito's limit for a username is 128)",
+                    ),
+                ],
+            },
+        ),
         case(
             "control-characters.csv",
             Rows {

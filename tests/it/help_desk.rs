@@ -463,3 +463,80 @@ fn on_confirmed_hands_each_provider_over_exactly_once() {
         "{lines}"
     );
 }
+
+/// The `--on-confirmed` command inherits the tool's environment but for its AWS credentials:
+/// the command is the operator's, the credentials can write to the pool. A variable named with
+/// `--on-confirmed-env` (or `on_confirmed_env` in the settings) is given after all.
+#[test]
+fn on_confirmed_inherits_no_aws_credentials_unless_given_on_purpose() {
+    let env = TestEnv::new();
+    let pool = env.pool(false, &[]);
+    let csv = env.write("p.csv", "email,name\np0@example.jp,A\n");
+    let issued = env.onboard_suppressed(&pool, &csv);
+    env.complete_first_sign_in(&pool, "p0@example.jp", &issued[0].1, "N3w-Passw0rd!");
+    let status = |args: &[&str]| {
+        env.command(&pool, ["status"])
+            .args(args)
+            .env("AWS_SESSION_TOKEN", "the-tools-session-token")
+            .env("WEBHOOK_URL", "http://127.0.0.1:9/hook")
+    };
+    let seen = |file: &str| std::fs::read_to_string(env.path(file)).unwrap();
+
+    // Exits 1, so p0 is not handed over and the next command sees p0 again.
+    status(&["--on-confirmed", "env > plain.env; exit 1"]).expect(exit::OK);
+    let plain = seen("plain.env");
+    for withheld in [
+        "AWS_ACCESS_KEY_ID=",
+        "AWS_SECRET_ACCESS_KEY=",
+        "AWS_SESSION_TOKEN=",
+    ] {
+        assert!(!plain.contains(withheld), "{withheld} reached the command");
+    }
+    for kept in [
+        "WEBHOOK_URL=http://127.0.0.1:9/hook",
+        "AWS_REGION=eu-west-1",
+        "PATH=",
+    ] {
+        assert!(plain.contains(kept), "{kept} is missing:\n{plain}");
+    }
+
+    let settings = env.write(
+        "settings.toml",
+        "on_confirmed_env = [\"AWS_ACCESS_KEY_ID\"]\n",
+    );
+    status(&[
+        "--config",
+        settings.to_str().unwrap(),
+        "--on-confirmed",
+        "env > filed.env; exit 1",
+    ])
+    .expect(exit::OK);
+    let filed = seen("filed.env");
+    assert!(filed.contains("AWS_ACCESS_KEY_ID=test"), "{filed}");
+    assert!(!filed.contains("AWS_SESSION_TOKEN="), "{filed}");
+
+    // The command line wins over the settings file.
+    status(&[
+        "--config",
+        settings.to_str().unwrap(),
+        "--on-confirmed",
+        "env > given.env",
+        "--on-confirmed-env",
+        "AWS_SESSION_TOKEN",
+    ])
+    .expect(exit::OK);
+    let given = seen("given.env");
+    assert!(
+        given.contains("AWS_SESSION_TOKEN=the-tools-session-token"),
+        "{given}"
+    );
+    assert!(!given.contains("AWS_ACCESS_KEY_ID="), "{given}");
+
+    // Naming a variable that is never withheld is a mistake worth saying.
+    let r = status(&["--on-confirmed", "true", "--on-confirmed-env", "PATH"]).expect(exit::ABORTED);
+    assert!(
+        r.stderr().contains("PATH is not withheld"),
+        "{}",
+        r.stderr()
+    );
+}
