@@ -969,6 +969,10 @@ impl Dynamo {
                     // Read only here: a conflict is rare, and an intent is on the hot path.
                     let holder_now = lock_of(&c, &t).await.map_err(Error::State)?;
                     match marker(&c, &t, &pk, &key_owned).await? {
+                        // Our own mark: an attempt of this intent committed and its answer was
+                        // lost (a retry that an expired or unhonoured client token could not
+                        // answer as the success it was). Atomic, so its slot and ledger are in.
+                        Some((old, ..)) if old == id => return Ok(Some(id)),
                         Some((old, holder, intent_at, pending))
                             if pending && alive(&holder, intent_at, &holder_now, &me) =>
                         {
@@ -986,6 +990,11 @@ impl Dynamo {
                 }
                 // Still throttled or conflicting after the executor's attempts: nothing was
                 // written, so the row waits for a later run rather than stopping this one.
+                // An earlier attempt may have committed unseen before the ones that failed.
+                if matches!(marker(&c, &t, &pk, &key_owned).await, Ok(Some((old, ..))) if old == id)
+                {
+                    return Ok(Some(id));
+                }
                 let given: Vec<&str> = reasons.iter().map(String::as_str).collect();
                 if super::paced::busy_code(&given).is_some() {
                     return Err(Error::Busy(format!(

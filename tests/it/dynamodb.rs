@@ -1122,3 +1122,69 @@ fn an_imported_state_carries_the_days_budget_into_the_tables_claims() {
     );
     invite("s@x", 4).expect("a fourth share is free").unwrap();
 }
+
+/// An intent's transaction that committed but whose answer was lost is retried with the same
+/// client token, which moto does not honour (and a token expires after ten minutes anyway): the
+/// retry fails its condition on the user's mark, and that mark is the intent's own. The row
+/// goes on instead of being deferred as "busy" with its budget share taken and unused. And a
+/// share taken by an intent that sent nothing is given back when the intent is settled.
+#[test]
+fn an_intent_that_finds_its_own_mark_carries_on_and_an_unsent_ones_share_is_given_back() {
+    use crate::support::proxy::FaultKind;
+    let mut env = TestEnv::new();
+    let pool = env.pool(true, &[]);
+    let proxy = env.proxy(|c| {
+        c.fault(
+            Some("TransactWriteItems"),
+            FaultKind::ResetAfterForward,
+            1.0,
+        )
+        .in_a_row_at_most(1)
+        .fault_for(
+            "AdminCreateUser",
+            "provider0003@example.com",
+            FaultKind::Refuse("UserLambdaValidationException"),
+        )
+    });
+    let machine = env.path("m");
+    on_machine(&env, &pool, &machine, "own", &["state", "init"]).expect(exit::OK);
+    let settings = env.write("settings.toml", "email_budget = 5\n");
+    let config = settings.to_str().unwrap();
+    let four = env.write("four.csv", cohort(4));
+    let r = on_machine(
+        &env,
+        &pool,
+        &machine,
+        "own",
+        &["--config", config, "run", four.to_str().unwrap()],
+    )
+    .expect(exit::ROWS_FAILED);
+    let report = r.report();
+    assert_eq!(report["summary"]["created"], 3, "{report:#}");
+    assert_eq!(report["summary"]["deferred"], 0, "{report:#}");
+    assert_eq!(
+        report["summary"]["failed"], 1,
+        "the refused one: {report:#}"
+    );
+    assert!(
+        proxy.stats().faulted("TransactWriteItems") >= 4,
+        "every intent's first answer was lost"
+    );
+    assert_eq!(proxy.stats().invitations(), 3);
+
+    // 3 sent of 5 a day: two more go out, the refused one's share among them.
+    proxy.set_faults(Vec::new());
+    let six = env.write("six.csv", cohort(6).replace("provider0003", "provider0099"));
+    let r = on_machine(
+        &env,
+        &pool,
+        &machine,
+        "own",
+        &["--config", config, "run", six.to_str().unwrap()],
+    )
+    .expect(exit::OK);
+    let report = r.report();
+    assert_eq!(report["summary"]["created"], 2, "{report:#}");
+    assert_eq!(report["summary"]["deferred"], 1, "the sixth: {report:#}");
+    assert_eq!(proxy.stats().invitations(), 5);
+}
