@@ -15,6 +15,7 @@ mod onboard;
 mod page;
 mod real_cognito;
 mod robustness;
+mod senders;
 mod snapshot;
 mod state;
 mod update;
