@@ -1,8 +1,11 @@
 //! Test support shared by the integration tests and the benchmark: moto's server started on a
 //! free loopback port and stopped by PID, a pool set up through the real SDK, and the binary run
-//! with a clean environment.
+//! with a clean environment. Every request that reaches moto goes through a proxy that checks
+//! it against AWS's API models (`model.rs`, `proxy.rs`); nothing here may talk to moto's port
+//! directly except through [`Moto::addr`], which is for proxies (they validate).
 #![allow(dead_code)]
 
+pub mod model;
 pub mod proxy;
 
 use std::ffi::OsStr;
@@ -38,10 +41,15 @@ fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
-/// A moto server of our own, stopped (by PID) when dropped.
+/// A moto server of our own, stopped (by PID) when dropped, behind a transparent proxy that
+/// validates every request ([`Moto::url`]; [`Moto::front`] to reach it).
 pub struct Moto {
     child: Child,
+    /// moto's own port: for proxies only (see [`Moto::addr`]).
     pub port: u16,
+    // Dropped after `Drop::drop` has stopped moto; its own drop panics over unexpected
+    // violations.
+    front: proxy::Proxy,
 }
 
 impl Moto {
@@ -74,7 +82,17 @@ impl Moto {
                     break;
                 }
                 if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    return Moto { child, port };
+                    let upstream = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+                    let front =
+                        match proxy::Proxy::start_blocking(proxy::ProxyConfig::new(upstream)) {
+                            Ok(front) => front,
+                            Err(e) => {
+                                let _ = child.kill();
+                                let _ = child.wait();
+                                panic!("start the validating proxy in front of moto: {e}");
+                            }
+                        };
+                    return Moto { child, port, front };
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
@@ -84,12 +102,20 @@ impl Moto {
         panic!("moto did not start");
     }
 
+    /// The endpoint for clients: the validating proxy in front of moto.
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        self.front.url()
     }
 
+    /// moto's own address, unvalidated: the upstream for a [`proxy::Proxy`] (which validates).
     pub fn addr(&self) -> std::net::SocketAddr {
         std::net::SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// The validating proxy behind [`Moto::url`], for `expect_invalid_requests` and
+    /// `violations`.
+    pub fn front(&self) -> &proxy::Proxy {
+        &self.front
     }
 }
 

@@ -1,6 +1,16 @@
 //! Fault-injecting HTTP proxy that stands between the CLI under test and moto, playing the part of
 //! the real Cognito front door: per-category request quotas, seeded faults (500s, resets, delays),
 //! the daily email limit, round-trip latency, and counters of what actually reached "Cognito".
+//! Every proxy also checks every request against AWS's API models (`model.rs`) before anything
+//! else, because moto accepts requests the real services refuse.
+//!
+//! Invalid requests fail the test. An invalid request is answered as AWS would (400
+//! `InvalidParameterException` for Cognito, `ValidationException` for DynamoDB, an XML
+//! `ValidationError` for SES), never reaches moto, and is recorded: [`Proxy::violations`].
+//! Dropping a proxy that recorded violations panics with their list, unless the test declared
+//! that it sends invalid requests on purpose with [`ProxyConfig::expect_invalid_requests`] (or,
+//! on a running proxy such as `Moto::front()`, [`Proxy::expect_invalid_requests`]); such a test
+//! asserts on [`Proxy::violations`] itself.
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -30,6 +40,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::{Handle, Runtime};
 use tokio::sync::oneshot;
 use tokio::task::JoinSet;
+
+use super::model::{self, Checked, Service, Violation};
 
 /// Cognito's documented per-account request quotas: (category, requests per second, operations).
 pub const COGNITO_CATEGORIES: &[(&str, f64, &[&str])] = &[
@@ -191,6 +203,9 @@ pub struct ProxyConfig {
     pub faults: Vec<FaultRule>,
     /// How many invitation emails may be sent before `LimitExceededException`; `None` = unlimited.
     pub email_limit: Option<u64>,
+    /// The test sends requests that break AWS's API models on purpose: they are still refused
+    /// and recorded, but dropping the proxy does not panic over them.
+    pub expect_invalid: bool,
 }
 
 impl ProxyConfig {
@@ -203,7 +218,14 @@ impl ProxyConfig {
             quotas: HashMap::new(),
             faults: Vec::new(),
             email_limit: None,
+            expect_invalid: false,
         }
+    }
+
+    /// Declares that the test sends invalid requests on purpose (see the module's header).
+    pub fn expect_invalid_requests(mut self) -> Self {
+        self.expect_invalid = true;
+        self
     }
 
     /// Sets the fault seed.
@@ -302,6 +324,8 @@ pub enum Outcome {
     Delayed(u16),
     /// moto could not be reached or did not answer in time; the client got a 502.
     UpstreamFailed,
+    /// Broke the service's API model: refused with a validation error; never reached moto.
+    Invalid,
 }
 
 impl Outcome {
@@ -367,6 +391,8 @@ pub struct OpStats {
     pub email_limited: u64,
     /// Requests answered 502 because moto failed.
     pub upstream_failed: u64,
+    /// Requests refused because they break the service's API model.
+    pub invalid: u64,
 }
 
 /// A snapshot of what the proxy has seen since it started or its stats were last reset.
@@ -418,6 +444,11 @@ impl Stats {
     /// Requests for `operation` hit by an injected fault.
     pub fn faulted(&self, operation: &str) -> u64 {
         self.op(operation).faulted
+    }
+
+    /// Requests for `operation` refused because they break the service's API model.
+    pub fn invalid(&self, operation: &str) -> u64 {
+        self.op(operation).invalid
     }
 
     /// Requests refused with `TooManyRequestsException` across the operations of `category`.
@@ -607,6 +638,18 @@ impl Proxy {
     pub fn set_latency(&self, latency: Duration) {
         lock(&self.shared.state).latency = latency;
     }
+
+    /// Every request so far that broke its service's API model, in arrival order (kept across
+    /// [`Proxy::reset_stats`]).
+    pub fn violations(&self) -> Vec<Violation> {
+        lock(&self.shared.state).violations.clone()
+    }
+
+    /// Declares, on a running proxy, that the test sends invalid requests on purpose: dropping
+    /// the proxy no longer panics over the violations, before or after this call.
+    pub fn expect_invalid_requests(&self) {
+        lock(&self.shared.state).expect_invalid = true;
+    }
 }
 
 impl Drop for Proxy {
@@ -619,6 +662,18 @@ impl Drop for Proxy {
             } else {
                 runtime.shutdown_timeout(Duration::from_secs(5));
             }
+        }
+        let state = lock(&self.shared.state);
+        // A second panic while unwinding would abort the whole test binary.
+        if !state.expect_invalid && !state.violations.is_empty() && !std::thread::panicking() {
+            let list: Vec<String> = state.violations.iter().map(|v| format!("  {v}")).collect();
+            panic!(
+                "{} request(s) through the proxy at {} broke AWS's API model (moto accepts them, \
+                 AWS would not); if the test means it, use expect_invalid_requests():\n{}",
+                list.len(),
+                self.addr,
+                list.join("\n")
+            );
         }
     }
 }
@@ -659,6 +714,8 @@ struct State {
     epoch: Instant,
     stats: Stats,
     secrets: BTreeSet<String>,
+    expect_invalid: bool,
+    violations: Vec<Violation>,
 }
 
 impl State {
@@ -676,6 +733,8 @@ impl State {
             epoch: Instant::now(),
             stats: Stats::default(),
             secrets: BTreeSet::new(),
+            expect_invalid: config.expect_invalid,
+            violations: Vec::new(),
         }
     }
 
@@ -926,6 +985,12 @@ async fn serve_request(
 async fn handle(shared: Arc<Shared>, parts: Parts, body: Bytes) -> Reply {
     let operation = operation_of(&parts.headers);
     let category = category_of(&operation);
+    let target = parts
+        .headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok());
+    let invalid = model::validate_request(parts.uri.path(), target, &body)
+        .filter(|checked| !checked.violations.is_empty());
     let json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let create = create_call(&operation, &json);
     let username = username_of(&json);
@@ -936,6 +1001,10 @@ async fn handle(shared: Arc<Shared>, parts: Parts, body: Bytes) -> Reply {
         for secret in secrets_in(&json) {
             state.secrets.insert(secret);
         }
+        if let Some(checked) = &invalid {
+            state.op_stats(&operation).invalid += 1;
+            state.violations.extend(checked.violations.iter().cloned());
+        }
         state.next_request_id += 1;
         (state.latency, state.next_request_id)
     };
@@ -943,6 +1012,13 @@ async fn handle(shared: Arc<Shared>, parts: Parts, body: Bytes) -> Reply {
     sleep(half_latency).await;
 
     let decided_at = Instant::now();
+    // Validation comes before quotas and faults: AWS refuses a malformed request before it
+    // counts it against anything.
+    if let Some(checked) = invalid {
+        lock(&shared.state).record(decided_at, &operation, Outcome::Invalid);
+        sleep(latency.saturating_sub(half_latency)).await;
+        return Reply::Respond(validation_error(&checked, request_id));
+    }
     let decision = {
         let mut state = lock(&shared.state);
         if !state.admit(category, decided_at) {
@@ -1218,6 +1294,47 @@ fn json_answer(status: StatusCode, body: &Value, request_id: u64) -> Response<Fu
         headers.insert("x-amzn-requestid", id);
     }
     response
+}
+
+/// The service's answer to a request that breaks its API model.
+fn validation_error(checked: &Checked, request_id: u64) -> Response<Full<Bytes>> {
+    let message = model::aws_message(&checked.violations);
+    let code = checked.service.error_code();
+    let mut response = match checked.service {
+        Service::CognitoIdp | Service::DynamoDb => {
+            let body = serde_json::json!({ "__type": code, "message": message });
+            json_answer(StatusCode::BAD_REQUEST, &body, request_id)
+        }
+        Service::Ses => {
+            let body = format!(
+                "<ErrorResponse xmlns=\"http://ses.amazonaws.com/doc/2010-12-01/\">\
+                 <Error><Type>Sender</Type><Code>{code}</Code><Message>{}</Message></Error>\
+                 <RequestId>test-proxy-{request_id}</RequestId></ErrorResponse>",
+                xml_escape(&message)
+            );
+            let mut response = Response::new(Full::new(Bytes::from(body)));
+            *response.status_mut() = StatusCode::BAD_REQUEST;
+            response
+                .headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/xml"));
+            response
+        }
+    };
+    if checked.service == Service::DynamoDb {
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/x-amz-json-1.0"),
+        );
+    }
+    response
+}
+
+fn xml_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&apos;")
 }
 
 /// DynamoDB's answer to a transaction it cancelled, with a reason per item.
