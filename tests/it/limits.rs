@@ -160,3 +160,55 @@ fn help_desk_ids_are_trimmed_and_checked_before_any_call() {
         );
     }
 }
+
+/// The product's limits are the model's: read from the `cognito-idp` model botocore installs,
+/// for every operation the tool sends a username to, and for the `ListUsers` filter.
+#[test]
+fn the_products_limits_are_the_ones_in_awss_model() {
+    use cognito_onboard::cognito::limits;
+    use std::io::Read;
+    let path =
+        crate::support::model::botocore_data().join("cognito-idp/2016-04-18/service-2.json.gz");
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(&path).expect("the installed model"))
+        .read_to_string(&mut text)
+        .unwrap();
+    let model: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let member_shape = |operation: &str, member: &str| -> serde_json::Value {
+        let input = model["operations"][operation]["input"]["shape"]
+            .as_str()
+            .unwrap();
+        let shape = model["shapes"][input]["members"][member]["shape"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{operation}.{member} is in the model"));
+        model["shapes"][shape].clone()
+    };
+    for operation in [
+        "AdminCreateUser",
+        "AdminGetUser",
+        "AdminUpdateUserAttributes",
+        "AdminResetUserPassword",
+        "AdminSetUserPassword",
+        "AdminAddUserToGroup",
+    ] {
+        let username = member_shape(operation, "Username");
+        assert_eq!(username["max"], limits::USERNAME_MAX as u64, "{operation}");
+        assert_eq!(username["pattern"], limits::USERNAME_PATTERN, "{operation}");
+    }
+    assert_eq!(
+        member_shape("ListUsers", "Filter")["max"],
+        limits::FILTER_MAX as u64
+    );
+    // And the validator, from the same model, agrees at the edges.
+    let cognito = crate::support::model::model(crate::support::model::Service::CognitoIdp);
+    let get = |username: &str| {
+        cognito.validate(
+            "AdminGetUser",
+            &serde_json::json!({"UserPoolId": "eu-west-1_abc", "Username": username}),
+        )
+    };
+    assert!(get(&"山".repeat(limits::USERNAME_MAX)).is_empty());
+    assert!(!get(&"山".repeat(limits::USERNAME_MAX + 1)).is_empty());
+    assert!(!get("山田 太郎").is_empty());
+    assert!(limits::username_problem("山田 太郎").is_some());
+}
