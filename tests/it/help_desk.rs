@@ -7,42 +7,10 @@ use cognito_onboard::error::exit;
 use crate::support::*;
 
 fn verdicts(r: &Run) -> std::collections::BTreeMap<String, (String, String)> {
-    let shown: serde_json::Value = serde_json::from_str(&r.stdout()).expect("JSON on stdout");
-    shown
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| {
-            (
-                p["id"].as_str().unwrap().to_string(),
-                (
-                    p["verdict"].as_str().unwrap().to_string(),
-                    p["remedy"].as_str().unwrap().to_string(),
-                ),
-            )
-        })
+    doctor_verdicts(r)
+        .into_iter()
+        .map(|(id, verdict, remedy)| (id, (verdict, remedy)))
         .collect()
-}
-
-/// Marks a user's email unverified, as an administrator or a changed address would.
-fn unverify_email(env: &TestEnv, pool: &Pool, username: &str) {
-    use aws_sdk_cognitoidentityprovider::types::AttributeType;
-    env.rt.block_on(async {
-        env.client
-            .admin_update_user_attributes()
-            .user_pool_id(&pool.id)
-            .username(username)
-            .user_attributes(
-                AttributeType::builder()
-                    .name("email_verified")
-                    .value("false")
-                    .build()
-                    .unwrap(),
-            )
-            .send()
-            .await
-            .unwrap();
-    });
 }
 
 #[test]
@@ -280,7 +248,7 @@ fn doctor_fix_applies_the_safe_remedies_and_judges_again() {
         .1
         .clone();
     env.complete_first_sign_in(&pool, "p1@example.jp", &p1, "N3w-Passw0rd!");
-    unverify_email(&env, &pool, "p1@example.jp");
+    env.unverify_email(&pool, "p1@example.jp");
     env.age_state(8 * 24);
     let before = env
         .command(
@@ -341,7 +309,7 @@ fn reset_sends_a_code_where_it_can_arrive_and_otherwise_a_temporary_password() {
     for u in ["p0@example.jp", "p1@example.jp"] {
         env.complete_first_sign_in(&pool, u, &temp(u), "N3w-Passw0rd!");
     }
-    unverify_email(&env, &pool, "p1@example.jp");
+    env.unverify_email(&pool, "p1@example.jp");
     let r = env
         .command(
             &pool,

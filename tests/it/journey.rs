@@ -15,27 +15,6 @@ fn on_table(env: &TestEnv, pool: &Pool, table: &str, args: &[&str]) -> TestComma
         .env("COGNITO_ONBOARD_STATE", format!("dynamodb://{table}"))
 }
 
-/// Marks a user's email unverified, as an administrator or a changed address would.
-fn unverify_email(env: &TestEnv, pool: &Pool, username: &str) {
-    use aws_sdk_cognitoidentityprovider::types::AttributeType;
-    env.rt.block_on(async {
-        env.client
-            .admin_update_user_attributes()
-            .user_pool_id(&pool.id)
-            .username(username)
-            .user_attributes(
-                AttributeType::builder()
-                    .name("email_verified")
-                    .value("false")
-                    .build()
-                    .unwrap(),
-            )
-            .send()
-            .await
-            .unwrap();
-    });
-}
-
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
@@ -133,7 +112,7 @@ fn every_command_on_a_dynamodb_state_then_export_import_export_keeps_every_row()
     .expect(exit::OK);
     assert_eq!(passwords(&pw2).len(), 1);
     on_table(&env, &pool, table, &["reset", "p1@example.jp"]).expect(exit::OK);
-    unverify_email(&env, &pool, "p0@example.jp");
+    env.unverify_email(&pool, "p0@example.jp");
     let fixed = on_table(
         &env,
         &pool,

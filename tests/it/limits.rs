@@ -89,19 +89,7 @@ fn help_desk_ids_are_trimmed_and_checked_before_any_call() {
             " ",
         ])
         .expect(exit::ROWS_FAILED);
-    let shown: serde_json::Value = serde_json::from_str(&r.stdout()).expect("JSON on stdout");
-    let verdicts: Vec<(String, String, String)> = shown
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| {
-            (
-                p["id"].as_str().unwrap().to_string(),
-                p["verdict"].as_str().unwrap().to_string(),
-                p["remedy"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect();
+    let verdicts = doctor_verdicts(&r);
     assert_eq!(verdicts.len(), 5, "{verdicts:?}");
     assert_eq!(
         (verdicts[0].0.as_str(), verdicts[0].1.as_str()),

@@ -485,6 +485,26 @@ impl TestEnv {
         })
     }
 
+    /// Marks a user's email unverified, as an administrator or a changed address would.
+    pub fn unverify_email(&self, pool: &Pool, username: &str) {
+        self.rt.block_on(async {
+            self.client
+                .admin_update_user_attributes()
+                .user_pool_id(&pool.id)
+                .username(username)
+                .user_attributes(
+                    AttributeType::builder()
+                        .name("email_verified")
+                        .value("false")
+                        .build()
+                        .expect("attribute"),
+                )
+                .send()
+                .await
+                .expect("mark the email unverified");
+        });
+    }
+
     /// Signs in with a password: Ok(true) if Cognito asks for a new password (first sign-in),
     /// Ok(false) if it signs straight in, Err(code) if refused.
     pub fn sign_in(&self, pool: &Pool, username: &str, password: &str) -> Result<bool, String> {
@@ -538,6 +558,20 @@ impl TestEnv {
                 .expect("answer NEW_PASSWORD_REQUIRED");
         })
     }
+}
+
+/// `doctor --format json`'s providers, in order: (id, verdict, remedy).
+pub fn doctor_verdicts(r: &Run) -> Vec<(String, String, String)> {
+    let shown: serde_json::Value = serde_json::from_str(&r.stdout()).expect("JSON on stdout");
+    shown
+        .as_array()
+        .expect("a list of providers")
+        .iter()
+        .map(|p| {
+            let text = |k: &str| p[k].as_str().unwrap_or_default().to_string();
+            (text("id"), text("verdict"), text("remedy"))
+        })
+        .collect()
 }
 
 pub fn attr(attrs: &[AttributeType], name: &str) -> Option<String> {
