@@ -25,13 +25,14 @@ use crate::lookup;
 use crate::onboard::{self, Ctx};
 use crate::password_file::PasswordFile;
 use crate::plan::{self, Policy};
-use crate::render;
-use crate::report::{self, ReportFiles};
+use crate::report::files::ReportFiles;
+use crate::report::sink::{Sink, Tally};
+use crate::report::terminal as render;
+use crate::report::{self, terminal as report_log};
 use crate::session::{
     Opened, check_invitation, connect, finish, open_pool, report_of, require_pool, run_id,
     send_quota, status_report,
 };
-use crate::sink::{Sink, Tally};
 use crate::standing::Standing;
 use crate::state::{self, Access, State};
 use crate::status;
@@ -428,7 +429,7 @@ async fn onboard_cohort(
     }
     let failed = std::mem::take(&mut sink.tally.failed);
     sink.finish(&report)?;
-    report::log_end_with(&report, &failed, opened.report_files);
+    report_log::log_end_with(&report, &failed, opened.report_files);
     println!("{}", opened.report_files.json.display());
     let counts = serde_json::to_string(&report.summary).unwrap_or_default();
     if let Some(e) = stream_error.into_inner() {
@@ -584,7 +585,7 @@ async fn refresh_status(
             .collect::<Vec<_>>(),
         now,
     )?;
-    report::log_status_end(&report, opened.report_files, &newly_path);
+    report_log::log_status_end(&report, opened.report_files, &newly_path);
     match args.format {
         Some(StatusFormat::Table) => print!("{}", render::status_table(&report)),
         Some(StatusFormat::Json) => println!(

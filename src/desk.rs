@@ -20,8 +20,10 @@ use crate::lookup;
 use crate::onboard::{self, Ctx};
 use crate::password_file::PasswordFile;
 use crate::plan::Policy;
-use crate::render;
-use crate::report::{self, Report, ReportFiles, RowReport};
+use crate::report::files::ReportFiles;
+use crate::report::terminal as render;
+use crate::report::terminal as report_log;
+use crate::report::{self, Report, RowReport};
 use crate::session::{
     Opened, check_invitation, finish, open_pool, require_pool, run_id, run_report,
 };
@@ -247,7 +249,7 @@ pub(crate) async fn reissue(
         reports.sort_by_key(|r| r.row);
         let report = run_report(&opened, ("reissue", false), &calls.exec, &budget, reports)?;
         report_files.write(&report)?;
-        report::log_end(&report, report_files);
+        report_log::log_end(&report, report_files);
         println!("{}", report_files.json.display());
         let counts = serde_json::to_string(&report.summary).unwrap_or_default();
         Ok((desk_ending(&report), counts))
@@ -442,7 +444,7 @@ pub(crate) async fn reset(
         }
         let report = run_report(&opened, ("reset", false), &calls.exec, &ctx.budget, reports)?;
         report_files.write(&report)?;
-        report::log_end(&report, report_files);
+        report_log::log_end(&report, report_files);
         println!("{}", report_files.json.display());
         let counts = serde_json::to_string(&report.summary).unwrap_or_default();
         Ok((desk_ending(&report), counts))

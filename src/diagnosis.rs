@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::cognito::{Delivery, Recovery, RemoteUser, UserStatus};
 use crate::plan::{self, History};
-use crate::wording::time;
+use crate::report::wording::time;
 
 /// Cognito's own email sender (`COGNITO_DEFAULT`): over the account's daily cap it is reported
 /// to accept a code and drop it, and corporate mail often filters it.

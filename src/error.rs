@@ -106,13 +106,6 @@ impl Error {
     }
 }
 
-impl From<crate::executor::Failed> for Error {
-    /// A call that a run cannot do without (a pool read, a scan) failed for good.
-    fn from(f: crate::executor::Failed) -> Self {
-        Error::Cognito(f.error.to_string())
-    }
-}
-
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[cfg(test)]

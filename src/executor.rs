@@ -146,6 +146,14 @@ pub struct Failed {
     pub maybe_done: bool,
 }
 
+// Here rather than in `error`, which sits below the executor and must not import it.
+impl From<Failed> for crate::error::Error {
+    /// A call that a run cannot do without (a pool read, a scan) failed for good.
+    fn from(f: Failed) -> Self {
+        crate::error::Error::Cognito(f.error.to_string())
+    }
+}
+
 /// The retry policy.
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {

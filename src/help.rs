@@ -259,7 +259,7 @@ pub async fn examine<D: Directory>(
         (true, Some(at)) => format!(
             "{}; the email budget is spent: nothing can go out until {}",
             d.remedy,
-            crate::wording::time(at)
+            crate::report::wording::time(at)
         ),
         (true, None) => format!("{}; the email budget is spent", d.remedy),
         (false, _) => d.remedy,

@@ -3,7 +3,7 @@
 //!
 //! The shape: read (`input`), resolve (`lookup` over `calls`, the `cognito` adapter), plan
 //! (`plan`, pure), execute (`onboard`, through `executor` and `limiter`), record (`state`),
-//! report (`report`, `standing`, `render`, in words from `wording`). The help desk: `diagnosis`
+//! report (`report`: its vocabulary below the writers, in words from `report::wording`; `standing`). The help desk: `diagnosis`
 //! (pure), `help` (its reads), `handover` (closing the loop). `app` runs the steps in order.
 
 pub mod app;
@@ -26,15 +26,11 @@ pub mod logging;
 pub mod lookup;
 pub mod manual;
 pub mod onboard;
-pub mod page;
 pub mod password;
 pub mod password_file;
 pub mod plan;
-pub mod render;
 pub mod report;
 pub mod session;
-pub mod sink;
 pub mod standing;
 pub mod state;
 pub mod status;
-pub mod wording;

@@ -22,9 +22,9 @@ use crate::lookup::{Found, Memberships, PerRow};
 use crate::password::{self, Alphabet, TempPassword};
 use crate::password_file::PasswordFile;
 use crate::plan::{self, Action, Decision, History, InviteKind, Keep, ReissueMethod, Wanted};
+use crate::report::wording;
 use crate::report::{Act, Deferral, Outcome, RowReport};
 use crate::state::{Known, State, UpdateOutcome};
-use crate::wording;
 
 /// Everything a row needs.
 pub struct Ctx<D> {
@@ -1251,7 +1251,7 @@ pub async fn process_stream<D: Directory>(
     total: u64,
     concurrency: usize,
     bar: bool,
-    sink: &mut crate::sink::Sink,
+    sink: &mut crate::report::sink::Sink,
 ) {
     let limiter = std::sync::Arc::clone(&ctx.calls.exec.limiter);
     let progress =

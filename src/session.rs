@@ -16,7 +16,8 @@ use crate::executor::{Cancel, Executor, RetryPolicy};
 use crate::invite;
 use crate::limiter::{Limiter, QuotaSource};
 use crate::lookup;
-use crate::report::{Report, ReportFiles, RowReport};
+use crate::report::files::ReportFiles;
+use crate::report::{Report, RowReport};
 use crate::standing::{self, Standing, StatusReport};
 use crate::state::State;
 use crate::status;
@@ -173,7 +174,7 @@ pub(crate) fn run_report(
     budget: &Budget,
     rows: Vec<RowReport>,
 ) -> Result<Report, Error> {
-    let mut tally = crate::sink::Tally::new(false);
+    let mut tally = crate::report::sink::Tally::new(false);
     rows.iter().for_each(|r| tally.add(r));
     let mut report = report_of(opened, command, exec, budget, &tally)?;
     report.rows = rows;
@@ -187,7 +188,7 @@ pub(crate) fn report_of(
     (command, dry_run): (&str, bool),
     exec: &Executor,
     budget: &Budget,
-    tally: &crate::sink::Tally,
+    tally: &crate::report::sink::Tally,
 ) -> Result<Report, Error> {
     let email_budget_frees_at = if tally.budget_deferred {
         budget.frees_at(opened.state, Utc::now())?

@@ -11,8 +11,8 @@ use serde::Serialize;
 use crate::cognito::RemoteUser;
 use crate::lookup::Refresh;
 use crate::plan::{self, Action, Keep, Policy, ReissueCause, Wanted};
+use crate::report::wording;
 use crate::state::{DELETED, Known};
-use crate::wording;
 
 /// Where a provider stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]

@@ -8,10 +8,11 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::PathBuf;
 
+use super::page::RunPage;
 use crate::cognito::UserStatus;
 use crate::error::Error;
-use crate::page::RunPage;
-use crate::report::{self, Outcome, Report, ReportFiles, RowReport};
+use crate::report::files::ReportFiles;
+use crate::report::{Outcome, Report, RowReport, csv as report_csv, files};
 
 /// Failed rows named on stderr at the end, at most.
 const FAILED_SHOWN: usize = 50;
@@ -94,21 +95,21 @@ impl Sink {
                      and, one JSON object a line, in rows_file",
             "rows_file": rows_path,
         });
-        report::write_atomic(&files.json, &|f| {
+        files::write_atomic(&files.json, &|f| {
             serde_json::to_writer_pretty(&mut *f, &placeholder).map_err(std::io::Error::other)?;
             f.write_all(b"\n")
         })?;
         let file = File::create(&files.csv).map_err(io("cannot write report", &files.csv))?;
         let mut out = BufWriter::with_capacity(64 * 1024, file);
-        report::write_bom(&mut out).map_err(io("cannot write report", &files.csv))?;
+        report_csv::write_bom(&mut out).map_err(io("cannot write report", &files.csv))?;
         let mut csv = csv::Writer::from_writer(out);
-        csv.write_record(report::CSV_COLUMNS)
+        csv.write_record(report_csv::CSV_COLUMNS)
             .map_err(std::io::Error::from)
             .and_then(|()| csv.flush())
             .map_err(io("cannot write report", &files.csv))?;
         if let Some(html) = &files.html {
-            report::write_atomic(html, &|f| {
-                crate::page::render_unfinished(&head.run_id, &files.csv_name(), f)
+            files::write_atomic(html, &|f| {
+                super::page::render_unfinished(&head.run_id, &files.csv_name(), f)
             })?;
         }
         let rows = File::create(&rows_path).map_err(io("cannot write report", &rows_path))?;
@@ -143,7 +144,7 @@ impl Sink {
     fn write(&mut self, row: &RowReport) {
         let result = self
             .csv
-            .write_record(report::csv_record(row))
+            .write_record(report_csv::csv_record(row))
             .map_err(std::io::Error::from)
             .and_then(|()| serde_json::to_writer(&mut self.rows, row).map_err(Into::into))
             .and_then(|()| self.rows.write_all(b"\n"));
@@ -193,7 +194,7 @@ impl Sink {
                 .as_ref()
                 .map(|_| RunPage::new(report, &self.files.csv_name())),
         );
-        report::write_atomic(&self.files.json, &|f| {
+        files::write_atomic(&self.files.json, &|f| {
             f.write_all(b"{\n")?;
             for (name, value) in fields.iter() {
                 serde_json::to_writer(&mut *f, name)?;
@@ -215,7 +216,7 @@ impl Sink {
         })?;
         if let (Some(html), Some(page)) = (&self.files.html, page.into_inner()) {
             let page = page.finish();
-            report::write_atomic(html, &|f| crate::page::render(&page, f))?;
+            files::write_atomic(html, &|f| super::page::render(&page, f))?;
         }
         let _ = std::fs::remove_file(&self.rows_path);
         Ok(())

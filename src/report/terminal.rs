@@ -1,11 +1,18 @@
-//! What people read on a terminal: `check`'s description of the pool and the input, and
-//! `status`'s table. Pure: values in, text out. Must not read or decide anything.
+//! What people read on a terminal: `check`'s description of the pool and the input, the
+//! tables of `status` and `doctor`, and the lines a command logs at its end. Values in, text
+//! out. Must not read or decide anything.
 
+use std::path::Path;
+
+use chrono::SecondsFormat;
+
+use super::files::ReportFiles;
+use super::model::{Outcome, Report};
 use crate::budget::COGNITO_DEFAULT_DAILY_EMAILS;
 use crate::cognito::{Delivery, PoolInfo};
 use crate::help::DoctorReport;
 use crate::invite::Finding;
-use crate::standing::StatusReport;
+use crate::standing::{Standing, StatusReport};
 
 /// `check`'s description of the pool, with what the invitation template check found.
 pub fn pool(pool: &PoolInfo, delivery: Delivery, findings: &[Finding]) -> String {
@@ -129,7 +136,7 @@ pub fn status_table(report: &StatusReport) -> String {
 
 /// `doctor`'s answer on a terminal: per provider, the verdict and remedy, then the facts.
 pub fn doctor_table(report: &DoctorReport) -> String {
-    let time = |t: chrono::DateTime<chrono::Utc>| crate::wording::time(t);
+    let time = |t: chrono::DateTime<chrono::Utc>| crate::report::wording::time(t);
     let mut out = String::new();
     for p in &report.providers {
         out.push_str(&format!(
@@ -211,4 +218,80 @@ pub fn doctor_table(report: &DoctorReport) -> String {
         }
     ));
     out
+}
+
+/// The one-line summary printed on stderr at the end.
+pub fn one_line(report: &Report) -> String {
+    let counts: Vec<String> = report
+        .summary
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(k, n)| format!("{n} {}", k.as_str()))
+        .collect();
+    let secs = (report.finished_at - report.started_at).num_milliseconds() as f64 / 1000.0;
+    format!(
+        "{}{} rows in {secs:.1}s: {}",
+        if report.dry_run { "dry run: " } else { "" },
+        report.summary.values().sum::<u64>(),
+        if counts.is_empty() {
+            "nothing to do".to_string()
+        } else {
+            counts.join(", ")
+        }
+    )
+}
+
+/// What a run says on stderr at the end: each failed row, when the budget frees, the one-line
+/// summary and where the report is.
+pub fn log_end(report: &Report, files: &ReportFiles) {
+    let failed: Vec<(u64, String, String)> = report
+        .rows
+        .iter()
+        .filter(|r| r.outcome == Outcome::Failed)
+        .map(|r| (r.row, r.key.clone(), r.reason.clone()))
+        .collect();
+    log_end_with(report, &failed, files);
+}
+
+/// [`log_end`] for a report whose rows were written as they finished: `failed` names the first
+/// failed rows (line, key, reason).
+pub fn log_end_with(report: &Report, failed: &[(u64, String, String)], files: &ReportFiles) {
+    for (line, key, reason) in failed {
+        tracing::warn!("line {line}: {key} failed: {reason}");
+    }
+    let shown = failed.len() as u64;
+    let all = report.summary.get(&Outcome::Failed).copied().unwrap_or(0);
+    if all > shown {
+        tracing::warn!("and {} more failed rows: see the report", all - shown);
+    }
+    if let Some(at) = report.email_budget_frees_at {
+        tracing::info!(
+            "{} invitations deferred by the email budget; it frees up from {}",
+            report.summary[&Outcome::Deferred],
+            at.to_rfc3339_opts(SecondsFormat::Secs, true)
+        );
+    }
+    tracing::info!("{}", one_line(report));
+    tracing::info!("report: {}", files.listed());
+}
+
+/// What `status` says on stderr at the end.
+pub fn log_status_end(report: &StatusReport, files: &ReportFiles, newly_path: &Path) {
+    let s = |standing| report.summary.get(&standing).copied().unwrap_or(0);
+    tracing::info!(
+        "{} providers: {} newly confirmed, {} confirmed, {} pending, {} expired, {} attention, {} not invited; {:.2} quota-seconds",
+        report.rows.len(),
+        s(Standing::NewlyConfirmed),
+        s(Standing::Confirmed),
+        s(Standing::Pending),
+        s(Standing::Expired),
+        s(Standing::Attention),
+        s(Standing::NotInvited),
+        report.quota_seconds
+    );
+    tracing::info!(
+        "report: {}; newly confirmed: {}",
+        files.listed(),
+        newly_path.display()
+    );
 }

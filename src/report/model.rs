@@ -1,0 +1,311 @@
+//! The reports' vocabulary: outcomes, actions, deferrals, a row's report and a run's, and the
+//! pure fold of rows into a summary and an ending. Imported by everyone; must import none of
+//! the writers beside it (they import this). Never holds a password: nothing here has a field
+//! that could carry one. Must not decide what happens to a row; it only records it.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::cognito::UserStatus;
+use crate::error::Ending;
+
+/// What finally happened to a row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Created,
+    Reissued,
+    /// `run --update` changed an existing user's attributes or groups.
+    Updated,
+    Skipped,
+    Deferred,
+    Attention,
+    Invalid,
+    Failed,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 8] = [
+        Outcome::Created,
+        Outcome::Reissued,
+        Outcome::Updated,
+        Outcome::Skipped,
+        Outcome::Deferred,
+        Outcome::Attention,
+        Outcome::Invalid,
+        Outcome::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Created => "created",
+            Outcome::Reissued => "reissued",
+            Outcome::Updated => "updated",
+            Outcome::Skipped => "skipped",
+            Outcome::Deferred => "deferred",
+            Outcome::Attention => "attention",
+            Outcome::Invalid => "invalid",
+            Outcome::Failed => "failed",
+        }
+    }
+}
+
+/// What was decided for a row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Act {
+    Create,
+    Reissue,
+    Skip,
+    Attention,
+    /// The help desk's `reset` of a confirmed provider's password.
+    Reset,
+    /// Nothing was decided: the row was invalid, not started, or its user could not be read.
+    None,
+}
+
+impl Act {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Act::Create => "create",
+            Act::Reissue => "reissue",
+            Act::Skip => "skip",
+            Act::Attention => "attention",
+            Act::Reset => "reset",
+            Act::None => "none",
+        }
+    }
+}
+
+/// Why a row was deferred to a later run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deferral {
+    /// The run's share of the email budget is spent.
+    Budget,
+    /// Cognito answered LimitExceededException: the account's daily email limit.
+    MessageLimit,
+    /// The run was stopped before this row started.
+    NotStarted,
+    /// The shared state is busy with this provider: another machine is inviting them right
+    /// now, or DynamoDB kept throttling the intent.
+    Busy,
+}
+
+impl Deferral {
+    /// Whether the deferral means the message budget is spent (the report then says when it
+    /// frees up).
+    pub fn is_budget(self) -> bool {
+        match self {
+            Deferral::Budget | Deferral::MessageLimit => true,
+            Deferral::NotStarted | Deferral::Busy => false,
+        }
+    }
+}
+
+/// One row of the report (read back from `run`'s rows file for its page).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RowReport {
+    /// Line of the input file (header = 1).
+    pub row: u64,
+    pub key: String,
+    pub username: Option<String>,
+    pub email: Option<String>,
+    /// The provider's name as the row gives it (`name`, else `family_name given_name`), so a
+    /// person can find them; None when the row has neither.
+    #[serde(default)]
+    pub name: Option<String>,
+    pub action: Act,
+    pub outcome: Outcome,
+    pub reason: String,
+    /// What the run changed (or, in a dry run, would change) in an existing user: attribute
+    /// names, `+group`, `-group`. Never values: the report travels further than the pool.
+    pub changed: Vec<String>,
+    pub status_before: Option<UserStatus>,
+    pub status_after: Option<UserStatus>,
+    pub temp_password_expires_at: Option<DateTime<Utc>>,
+    pub attempts: u32,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    /// Why a deferred row was deferred (the reason says it in words).
+    #[serde(skip)]
+    pub deferral: Option<Deferral>,
+}
+
+impl RowReport {
+    /// A row before anything is known about it.
+    pub fn new(row: u64, key: String, email: Option<String>, outcome: Outcome) -> Self {
+        RowReport {
+            row,
+            key,
+            username: None,
+            email,
+            name: None,
+            action: Act::None,
+            outcome,
+            reason: String::new(),
+            changed: Vec::new(),
+            status_before: None,
+            status_after: None,
+            temp_password_expires_at: None,
+            attempts: 0,
+            error_code: None,
+            error_message: None,
+            deferral: None,
+        }
+    }
+
+    /// A row deferred to a later run, for `why`; `reason` says it in words.
+    pub fn defer(&mut self, why: Deferral, reason: String) {
+        self.outcome = Outcome::Deferred;
+        self.deferral = Some(why);
+        self.reason = reason;
+    }
+}
+
+/// A finished (or interrupted) run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub run_id: String,
+    pub command: String,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    pub user_pool_id: String,
+    pub dry_run: bool,
+    /// `run --update`'s mode ("attributes", "attributes,groups,clear-empty"); absent when the
+    /// run only creates.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub update: Option<String>,
+    pub interrupted: bool,
+    pub summary: BTreeMap<Outcome, u64>,
+    /// Calls that reached AWS, per quota category (a DynamoDB state's under `StateTable`), and
+    /// throttles seen.
+    pub calls: BTreeMap<String, u64>,
+    pub throttles: BTreeMap<String, u64>,
+    /// With Cognito's own email sender: when the next invitation can go out, if the budget is spent.
+    pub email_budget_frees_at: Option<DateTime<Utc>>,
+    /// Who sends the messages of this run (Cognito's own sender, SES, SNS, the pool's custom
+    /// sender Lambda, or nobody); absent where the run sends none and had no pool.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sent_by: Option<String>,
+    pub rows: Vec<RowReport>,
+    /// What `--on-confirmed` did, provider by provider.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub handed_over: Vec<crate::handover::HandOver>,
+}
+
+#[cfg(test)]
+impl Report {
+    /// A run of `run` in pool `eu-west-1_x` with no rows, for tests.
+    pub fn empty(run_id: &str, started_at: DateTime<Utc>, finished_at: DateTime<Utc>) -> Report {
+        Report {
+            run_id: run_id.into(),
+            command: "run".into(),
+            started_at,
+            finished_at,
+            user_pool_id: "eu-west-1_x".into(),
+            dry_run: false,
+            update: None,
+            interrupted: false,
+            summary: BTreeMap::new(),
+            calls: BTreeMap::new(),
+            throttles: BTreeMap::new(),
+            email_budget_frees_at: None,
+            sent_by: None,
+            rows: Vec::new(),
+            handed_over: Vec::new(),
+        }
+    }
+}
+
+/// Counts per outcome, every outcome present (zero when none).
+pub fn summarize(rows: &[RowReport]) -> BTreeMap<Outcome, u64> {
+    let mut out: BTreeMap<Outcome, u64> = Outcome::ALL.iter().map(|o| (*o, 0)).collect();
+    for r in rows {
+        *out.entry(r.outcome).or_default() += 1;
+    }
+    out
+}
+
+/// How a run ended: interrupted, or with some row invalid or failed, or settled.
+pub fn ending(summary: &BTreeMap<Outcome, u64>, interrupted: bool) -> Ending {
+    let count = |o: Outcome| summary.get(&o).copied().unwrap_or(0);
+    if interrupted {
+        Ending::Interrupted
+    } else if count(Outcome::Invalid) + count(Outcome::Failed) > 0 {
+        Ending::RowsFailed
+    } else {
+        Ending::Settled
+    }
+}
+
+#[cfg(test)]
+impl RowReport {
+    /// A created-looking row `n` with `outcome`, for the writers' tests.
+    pub fn sample(n: u64, outcome: Outcome) -> RowReport {
+        RowReport {
+            row: n,
+            key: format!("p{n}@example.com"),
+            username: Some(format!("p{n}@example.com")),
+            email: Some(format!("p{n}@example.com")),
+            name: Some(format!("山田 {n}")),
+            action: Act::Create,
+            outcome,
+            reason: "created".into(),
+            changed: Vec::new(),
+            status_before: None,
+            status_after: Some(UserStatus::ForceChangePassword),
+            temp_password_expires_at: None,
+            attempts: 1,
+            error_code: None,
+            error_message: None,
+            deferral: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Ending;
+
+    fn row(n: u64, outcome: Outcome) -> RowReport {
+        RowReport::sample(n, outcome)
+    }
+
+    #[test]
+    fn summary_counts_every_outcome() {
+        let rows = [
+            row(2, Outcome::Created),
+            row(3, Outcome::Created),
+            row(4, Outcome::Invalid),
+        ];
+        let s = summarize(&rows);
+        assert_eq!(s[&Outcome::Created], 2);
+        assert_eq!(s[&Outcome::Invalid], 1);
+        assert_eq!(s[&Outcome::Failed], 0);
+        assert_eq!(s.len(), Outcome::ALL.len());
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["created"], 2, "keyed by the outcome's name: {json}");
+    }
+
+    #[test]
+    fn how_a_run_ended() {
+        let end = |rows: &[RowReport], interrupted| ending(&summarize(rows), interrupted);
+        assert_eq!(
+            end(
+                &[row(2, Outcome::Created), row(3, Outcome::Deferred)],
+                false
+            ),
+            Ending::Settled
+        );
+        assert_eq!(end(&[row(2, Outcome::Attention)], false), Ending::Settled);
+        assert_eq!(
+            end(&[row(2, Outcome::Created), row(3, Outcome::Failed)], false),
+            Ending::RowsFailed
+        );
+        assert_eq!(end(&[row(2, Outcome::Invalid)], false), Ending::RowsFailed);
+        assert_eq!(end(&[row(2, Outcome::Created)], true), Ending::Interrupted);
+    }
+}
