@@ -406,7 +406,7 @@ async fn onboard_cohort(
         total,
         common.concurrency,
         common.progress,
-        &mut sink,
+        |seq, r| sink.push(seq, r),
     )
     .await;
     if sink.tally.rows != total {

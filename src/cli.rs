@@ -9,6 +9,7 @@ use clap::builder::PossibleValue;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::cognito::Delivery;
+pub use crate::logging::LogFormat;
 use crate::lookup::Lookup;
 use crate::plan::{Refresh, Reissue, UpdatePart};
 use serde::Deserialize;
@@ -316,13 +317,6 @@ pub struct HandOverArgs {
     /// environment without them otherwise. Repeat for each.
     #[arg(long, value_name = "NAME")]
     pub on_confirmed_env: Vec<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    Text,
-    Json,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]

@@ -195,7 +195,7 @@ pub fn survey(
         if known.and_then(|k| k.last_status.as_ref()) == Some(&UserStatus::ForceChangePassword) {
             s.pending += 1;
         }
-        s.names.insert(&crate::onboard::username_for(mode, &row));
+        s.names.insert(&crate::plan::username_for(mode, &row));
         s.names.insert(&row.email);
         if let Some(name) = known.and_then(|k| k.username.as_deref()) {
             s.names.insert(name);

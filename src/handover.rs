@@ -57,17 +57,7 @@ pub struct Confirmed {
     pub confirmed_at: Option<DateTime<Utc>>,
 }
 
-/// What became of one hand-over, for the report.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct HandOver {
-    pub key: String,
-    /// The command's exit status (`None`: killed, or it could not start).
-    pub exit_code: Option<i32>,
-    pub timed_out: bool,
-    /// Marked handed over (exit 0): the command is not run for this provider again.
-    pub handed_over: bool,
-    pub error: Option<String>,
-}
+pub use crate::report::model::HandOver;
 
 /// The providers to hand over among `seen` (key, username, email of providers seen
 /// `CONFIRMED`): those the tool invited and has not handed over yet.

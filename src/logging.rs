@@ -17,8 +17,6 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{Layer, fmt};
 
-use crate::cli::LogFormat;
-
 /// Our crate's level for a verbosity; other crates stay at `warn` so the SDK never logs request
 /// details (and so never a password) whatever `-v` says.
 fn filter(verbosity: i8) -> EnvFilter {
@@ -31,6 +29,14 @@ fn filter(verbosity: i8) -> EnvFilter {
     };
     let floor = if verbosity <= -2 { "error" } else { "warn" };
     EnvFilter::new(format!("{floor},cognito_onboard={ours}"))
+}
+
+/// How log lines on stderr look (`--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 /// Sets up logging once for the process.

@@ -57,18 +57,7 @@ pub fn scan_calls(pool_users: u64) -> u64 {
     }
 }
 
-/// How `status` reads the users' statuses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Refresh {
-    /// One AdminGetUser per provider (UserRead).
-    PerUser,
-    /// ListUsers over the whole pool (UserList, 60 a page).
-    Scan,
-    /// ListUsers filtered to `FORCE_CHANGE_PASSWORD`, then AdminGetUser for each provider not
-    /// in that list (the ones whose status changed, and those not pending before).
-    PendingScan,
-}
+pub use crate::report::status::Refresh;
 
 /// Estimated quota-seconds of each refresh strategy, and the cheapest.
 ///

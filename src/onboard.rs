@@ -11,9 +11,7 @@ use tokio::sync::watch;
 
 use crate::budget::{Budget, Ticket};
 use crate::calls::Calls;
-use crate::cognito::{
-    Directory, ErrorClass, NewUser, PoolInfo, RemoteUser, UserStatus, UsernameMode,
-};
+use crate::cognito::{Directory, ErrorClass, NewUser, PoolInfo, RemoteUser, UserStatus};
 use crate::error::Error;
 use crate::executor::Failed;
 use crate::input::Row;
@@ -21,7 +19,10 @@ use crate::logging::Progress;
 use crate::lookup::{Found, Memberships, PerRow};
 use crate::password::{self, Alphabet, TempPassword};
 use crate::password_file::PasswordFile;
-use crate::plan::{self, Action, Decision, History, InviteKind, Keep, ReissueMethod, Wanted};
+use crate::plan::{
+    self, Action, Decision, History, InviteKind, Keep, ReissueMethod, Wanted, keyed_by_username,
+    username_for,
+};
 use crate::report::wording;
 use crate::report::{Act, Deferral, Outcome, RowReport};
 use crate::state::{Known, State, UpdateOutcome};
@@ -58,26 +59,6 @@ enum Created {
     Exists(RowReport, RemoteUser),
 }
 
-/// The name to look the row's user up by, and to create it with.
-pub fn username_for(mode: UsernameMode, row: &Row) -> String {
-    match mode {
-        UsernameMode::Email | UsernameMode::PhoneOnly => row.email.clone(),
-        UsernameMode::FreeForm | UsernameMode::FreeFormEmailAlias => {
-            row.username.clone().unwrap_or_else(|| row.email.clone())
-        }
-    }
-}
-
-/// Whether the row is keyed by its username (so its email is an attribute that may change):
-/// a free-form pool, and a username in the row.
-pub fn keyed_by_username(mode: UsernameMode, row: &Row) -> bool {
-    match mode {
-        UsernameMode::FreeForm | UsernameMode::FreeFormEmailAlias => row.username.is_some(),
-        UsernameMode::Email | UsernameMode::PhoneOnly => false,
-    }
-}
-
-/// A row that stops on a call that failed for good.
 /// Another user holds the email this row would give its user (found before any write, or
 /// said by Cognito's `AliasExistsException` / `UsernameExistsException`): nothing is written, and
 /// someone must decide whose address it is.
@@ -1242,8 +1223,9 @@ pub enum Item {
     Reported(RowReport),
 }
 
-/// Processes the stream of rows, `concurrency` at a time, and hands each report to `sink` with
-/// its place in the stream, as it finishes. Items never started (the run was stopped) are
+/// Processes the stream of rows, `concurrency` at a time, and hands each report to `finished`
+/// with its place in the stream, as it finishes (the run's report sink: a writer, which this
+/// module does not know). Items never started (the run was stopped) are
 /// reported deferred. Holds only the rows in flight.
 pub async fn process_stream<D: Directory>(
     ctx: &Ctx<D>,
@@ -1251,14 +1233,14 @@ pub async fn process_stream<D: Directory>(
     total: u64,
     concurrency: usize,
     bar: bool,
-    sink: &mut crate::report::sink::Sink,
+    finished: impl FnMut(u64, RowReport),
 ) {
     let limiter = std::sync::Arc::clone(&ctx.calls.exec.limiter);
     let progress =
         Progress::start("onboarding", total, bar).with_waits(Box::new(move || limiter.waiting()));
     // Who each row in flight is, should it panic.
     let in_flight: std::cell::RefCell<HashMap<usize, (u64, String, String)>> = Default::default();
-    let sink = std::cell::RefCell::new(sink);
+    let finished = std::cell::RefCell::new(finished);
     ctx.calls
         .exec
         .for_each_bounded_then(
@@ -1293,14 +1275,14 @@ pub async fn process_stream<D: Directory>(
                     (panicked.index, r)
                 });
                 in_flight.borrow_mut().remove(&seq);
-                sink.borrow_mut().push(seq as u64, r);
+                (finished.borrow_mut())(seq as u64, r);
             },
             |(seq, item)| {
                 let r = match item {
                     Item::Process(row) => not_started_row(row),
                     Item::Reported(r) => r,
                 };
-                sink.borrow_mut().push(seq as u64, r);
+                (finished.borrow_mut())(seq as u64, r);
             },
         )
         .await;

@@ -9,6 +9,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
 use crate::cognito::{Delivery, PoolInfo, RemoteUser, UserStatus, UsernameMode};
+use crate::input::Row;
 
 /// When a user still in FORCE_CHANGE_PASSWORD gets a new temporary password.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Serialize)]
@@ -738,6 +739,26 @@ pub fn decide(
     }
 }
 
+/// The name to look the row's user up by, and to create it with.
+pub fn username_for(mode: UsernameMode, row: &Row) -> String {
+    match mode {
+        UsernameMode::Email | UsernameMode::PhoneOnly => row.email.clone(),
+        UsernameMode::FreeForm | UsernameMode::FreeFormEmailAlias => {
+            row.username.clone().unwrap_or_else(|| row.email.clone())
+        }
+    }
+}
+
+/// Whether the row is keyed by its username (so its email is an attribute that may change):
+/// a free-form pool, and a username in the row.
+pub fn keyed_by_username(mode: UsernameMode, row: &Row) -> bool {
+    match mode {
+        UsernameMode::FreeForm | UsernameMode::FreeFormEmailAlias => row.username.is_some(),
+        UsernameMode::Email | UsernameMode::PhoneOnly => false,
+    }
+}
+
+/// A row that stops on a call that failed for good.
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -174,7 +174,7 @@ pub(crate) fn run_report(
     budget: &Budget,
     rows: Vec<RowReport>,
 ) -> Result<Report, Error> {
-    let mut tally = crate::report::sink::Tally::new(false);
+    let mut tally = crate::report::model::Tally::new(false);
     rows.iter().for_each(|r| tally.add(r));
     let mut report = report_of(opened, command, exec, budget, &tally)?;
     report.rows = rows;
@@ -188,7 +188,7 @@ pub(crate) fn report_of(
     (command, dry_run): (&str, bool),
     exec: &Executor,
     budget: &Budget,
-    tally: &crate::report::sink::Tally,
+    tally: &crate::report::model::Tally,
 ) -> Result<Report, Error> {
     let email_budget_frees_at = if tally.budget_deferred {
         budget.frees_at(opened.state, Utc::now())?

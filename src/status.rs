@@ -11,8 +11,7 @@ use crate::cognito::{Directory, PoolInfo, UserStatus};
 use crate::error::Error;
 use crate::input::{KeyMode, Row};
 use crate::lookup::{self, Read, Refresh};
-use crate::onboard::username_for;
-use crate::plan::Policy;
+use crate::plan::{Policy, username_for};
 use crate::standing::{self, StatusRow};
 use crate::state::{Known, State};
 

@@ -6,8 +6,8 @@ use std::io::Write;
 use chrono::{DateTime, SecondsFormat, Utc};
 
 use super::model::RowReport;
+use super::status::StatusRow;
 use crate::cognito::UserStatus;
-use crate::standing::StatusRow;
 
 /// Neutralises a cell that a spreadsheet would run as a formula (OWASP "CSV injection").
 pub fn escape_cell(s: &str) -> std::borrow::Cow<'_, str> {

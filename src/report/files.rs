@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use super::csv::{write_csv, write_doctor_csv, write_status_csv};
 use super::model::Report;
+use super::status::StatusReport;
 use crate::error::Error;
-use crate::standing::StatusReport;
 
 /// The report's files, created (empty) before any work so a bad path fails first: the JSON, the
 /// CSV and, for `run` and `status`, the page (`<run-id>.html`, see [`crate::report::page`]).

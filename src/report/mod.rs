@@ -1,4 +1,4 @@
-//! The reports, in one wing: their vocabulary at the bottom (`model`, `wording`), and the writers
+//! The reports, in one wing: their vocabulary at the bottom (`model`, `status`, `wording`), and the writers
 //! on top of it (`csv`, `files` for the JSON and the atomic writes, `sink` for rows as they
 //! finish, `page`, `terminal`). Only the vocabulary is re-exported here, so that a module below
 //! the writers never imports one by accident.
@@ -8,6 +8,7 @@ pub mod files;
 pub mod model;
 pub mod page;
 pub mod sink;
+pub mod status;
 pub mod terminal;
 pub mod wording;
 

@@ -192,7 +192,65 @@ pub struct Report {
     pub rows: Vec<RowReport>,
     /// What `--on-confirmed` did, provider by provider.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub handed_over: Vec<crate::handover::HandOver>,
+    pub handed_over: Vec<HandOver>,
+}
+
+/// Failed rows named on stderr at the end, at most.
+const FAILED_SHOWN: usize = 50;
+
+/// What the finished rows add up to.
+#[derive(Debug)]
+pub struct Tally {
+    pub summary: BTreeMap<Outcome, u64>,
+    pub rows: u64,
+    /// Some row was deferred by the message budget (the report then says when it frees up).
+    pub budget_deferred: bool,
+    /// The first failed rows: line, key, reason.
+    pub failed: Vec<(u64, String, String)>,
+    /// Providers seen confirmed (key, username, email), for `--on-confirmed`; only kept when
+    /// asked for.
+    pub confirmed: Option<Vec<Seen>>,
+}
+
+/// A provider seen confirmed: key, username, email.
+pub type Seen = (String, Option<String>, Option<String>);
+
+impl Tally {
+    pub fn new(keep_confirmed: bool) -> Self {
+        Tally {
+            summary: Outcome::ALL.iter().map(|o| (*o, 0)).collect(),
+            rows: 0,
+            budget_deferred: false,
+            failed: Vec::new(),
+            confirmed: keep_confirmed.then(Vec::new),
+        }
+    }
+
+    pub fn add(&mut self, r: &RowReport) {
+        self.rows += 1;
+        *self.summary.entry(r.outcome).or_default() += 1;
+        self.budget_deferred |= r.deferral.is_some_and(|d| d.is_budget());
+        if r.outcome == Outcome::Failed && self.failed.len() < FAILED_SHOWN {
+            self.failed.push((r.row, r.key.clone(), r.reason.clone()));
+        }
+        if let Some(confirmed) = &mut self.confirmed
+            && r.status_before == Some(UserStatus::Confirmed)
+        {
+            confirmed.push((r.key.clone(), r.username.clone(), r.email.clone()));
+        }
+    }
+}
+
+/// What became of one hand-over, for the report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HandOver {
+    pub key: String,
+    /// The command's exit status (`None`: killed, or it could not start).
+    pub exit_code: Option<i32>,
+    pub timed_out: bool,
+    /// Marked handed over (exit 0): the command is not run for this provider again.
+    pub handed_over: bool,
+    pub error: Option<String>,
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@
 //! | no `status_after` (invalid, failed before it was read, a dry run's create, a deferred create) | not in the funnel |
 //!
 //! `invited` is the sum of the four stages: every provider the run saw in the pool. A `status`
-//! page takes the funnel from [`crate::standing::Funnel`] (invited: the providers this tool
+//! page takes the funnel from [`super::status::Funnel`] (invited: the providers this tool
 //! invited). Time to confirm comes only from `status` (first invitation to when the tool first
 //! saw the provider confirmed); a run's rows carry no confirmation times, and its page says so.
 
@@ -29,9 +29,9 @@ use std::io::{self, Write};
 
 use chrono::{DateTime, Utc};
 
+use super::status::{Standing, StatusReport, StatusRow};
 use crate::cognito::UserStatus;
 use crate::report::{Outcome, Report, RowReport};
-use crate::standing::{Standing, StatusReport, StatusRow};
 
 /// Rows of the full table on a page, at most; the CSV has every row.
 pub const TABLE_CAP: usize = 10_000;
@@ -968,8 +968,8 @@ mod tests {
             estimated_quota_seconds: BTreeMap::new(),
             quota_seconds: 0.0,
             calls: BTreeMap::new(),
-            summary: crate::standing::summarize(&rows),
-            funnel: crate::standing::funnel(&rows),
+            summary: super::super::status::summarize(&rows),
+            funnel: super::super::status::funnel(&rows),
             newly_confirmed: rows[..1].to_vec(),
             rows,
             handed_over: Vec::new(),

@@ -9,56 +9,11 @@ use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::PathBuf;
 
 use super::page::RunPage;
-use crate::cognito::UserStatus;
 use crate::error::Error;
 use crate::report::files::ReportFiles;
-use crate::report::{Outcome, Report, RowReport, csv as report_csv, files};
+use crate::report::{Report, RowReport, csv as report_csv, files};
 
-/// Failed rows named on stderr at the end, at most.
-const FAILED_SHOWN: usize = 50;
-
-/// What the finished rows add up to.
-#[derive(Debug)]
-pub struct Tally {
-    pub summary: BTreeMap<Outcome, u64>,
-    pub rows: u64,
-    /// Some row was deferred by the message budget (the report then says when it frees up).
-    pub budget_deferred: bool,
-    /// The first failed rows: line, key, reason.
-    pub failed: Vec<(u64, String, String)>,
-    /// Providers seen confirmed (key, username, email), for `--on-confirmed`; only kept when
-    /// asked for.
-    pub confirmed: Option<Vec<Seen>>,
-}
-
-/// A provider seen confirmed: key, username, email.
-pub type Seen = (String, Option<String>, Option<String>);
-
-impl Tally {
-    pub fn new(keep_confirmed: bool) -> Self {
-        Tally {
-            summary: Outcome::ALL.iter().map(|o| (*o, 0)).collect(),
-            rows: 0,
-            budget_deferred: false,
-            failed: Vec::new(),
-            confirmed: keep_confirmed.then(Vec::new),
-        }
-    }
-
-    pub fn add(&mut self, r: &RowReport) {
-        self.rows += 1;
-        *self.summary.entry(r.outcome).or_default() += 1;
-        self.budget_deferred |= r.deferral.is_some_and(|d| d.is_budget());
-        if r.outcome == Outcome::Failed && self.failed.len() < FAILED_SHOWN {
-            self.failed.push((r.row, r.key.clone(), r.reason.clone()));
-        }
-        if let Some(confirmed) = &mut self.confirmed
-            && r.status_before == Some(UserStatus::Confirmed)
-        {
-            confirmed.push((r.key.clone(), r.username.clone(), r.email.clone()));
-        }
-    }
-}
+pub use super::model::{Seen, Tally};
 
 /// The report of a run in progress.
 pub struct Sink {
@@ -226,6 +181,7 @@ impl Sink {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::Outcome;
     use chrono::Utc;
 
     fn head() -> Report {

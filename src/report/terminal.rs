@@ -8,11 +8,11 @@ use chrono::SecondsFormat;
 
 use super::files::ReportFiles;
 use super::model::{Outcome, Report};
+use super::status::{Standing, StatusReport};
 use crate::budget::COGNITO_DEFAULT_DAILY_EMAILS;
 use crate::cognito::{Delivery, PoolInfo};
 use crate::help::DoctorReport;
 use crate::invite::Finding;
-use crate::standing::{Standing, StatusReport};
 
 /// `check`'s description of the pool, with what the invitation template check found.
 pub fn pool(pool: &PoolInfo, delivery: Delivery, findings: &[Finding]) -> String {
