@@ -110,7 +110,7 @@ def csv_renamed(path):
 
 
 def cells(path):
-    """Every kind of cell Excel stores that is not plain text, one row each (see the README)."""
+    """Every kind of cell Excel stores that is not plain text, one row each (see docs/input.md)."""
     domain = "workbook-cells.test"
     wb = book()
     ws = wb.active

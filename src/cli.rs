@@ -157,6 +157,13 @@ pub struct SendArgs {
     /// username,temporary_password for out-of-band delivery.
     #[arg(long)]
     pub password_file: Option<PathBuf>,
+    /// Messages to send per rolling 24 hours, counting every earlier run, as `run` counts them
+    /// [default: 50 with Cognito's own email sender, unlimited otherwise].
+    #[arg(long)]
+    pub email_budget: Option<u32>,
+    /// SMS messages per rolling 24 hours, counting every earlier run [default: unlimited].
+    #[arg(long)]
+    pub sms_budget: Option<u32>,
 }
 
 #[derive(Debug, Args)]

@@ -1,6 +1,8 @@
-//! Validated settings for a run: command line, then environment (through clap), then the TOML
-//! settings file, then defaults. Errors name the setting and the bad value. Must not talk to
-//! Cognito or read the input.
+//! Settings, resolved once per command: command line, then environment (through clap), then the
+//! TOML settings file, then defaults, with one validation. [`resolve`] turns the parsed command
+//! line into [`Common`] and the command's own settings ([`Settings`]); no command below it sees
+//! the settings file or clap's arguments. Errors name the setting and the bad value. Must not
+//! talk to Cognito or read the input.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -8,7 +10,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::cli::{Encoding, GlobalArgs, InputArgs, LogFormat};
+use crate::cli::{
+    Cli, Command, Encoding, GlobalArgs, InputArgs, LogFormat, StateCommand, StatusFormat,
+};
 use crate::cognito::{Connection, Delivery, region_of_pool};
 use crate::error::Error;
 use crate::input::{self, EncodingChoice};
@@ -121,6 +125,187 @@ pub struct RunSettings {
     pub refresh_after: chrono::Duration,
 }
 
+/// How `status` and `doctor` judge a provider, and what the help desk's writes follow: the
+/// choices a `run` with the settings file and no options would make.
+#[derive(Debug, Clone, Copy)]
+pub struct Judge {
+    pub reissue: Reissue,
+    pub delivery: Delivery,
+    pub max_reissues: u32,
+}
+
+/// How the help desk's writes reach the providers, and the budgets they draw on, resolved as
+/// `run` resolves its own.
+#[derive(Debug, Clone)]
+pub struct Sending {
+    pub delivery: Delivery,
+    pub password_file: Option<PathBuf>,
+    pub caps: crate::budget::Caps,
+}
+
+/// `check`'s settings.
+#[derive(Debug, Clone)]
+pub struct CheckSettings {
+    pub input: Option<PathBuf>,
+    pub input_options: input::Options,
+    /// The delivery `run` would use, whose template is checked.
+    pub delivery: Delivery,
+}
+
+/// `status`'s settings.
+#[derive(Debug, Clone)]
+pub struct StatusSettings {
+    pub input: Option<PathBuf>,
+    pub input_options: input::Options,
+    pub all: bool,
+    pub format: Option<StatusFormat>,
+    pub on_confirmed: Option<crate::handover::OnConfirmed>,
+    pub judge: Judge,
+}
+
+/// `doctor`'s settings.
+#[derive(Debug, Clone)]
+pub struct DoctorSettings {
+    pub ids: Vec<String>,
+    pub input: Option<PathBuf>,
+    pub input_options: input::Options,
+    pub format: Option<StatusFormat>,
+    /// `--fix`, and how its writes are sent.
+    pub fix: Option<Sending>,
+    /// The email cap the verdicts weigh (the same as `--fix`'s).
+    pub email_budget: Option<u32>,
+    pub judge: Judge,
+}
+
+/// `reissue`'s and `reset`'s settings.
+#[derive(Debug, Clone)]
+pub struct DeskSettings {
+    pub ids: Vec<String>,
+    pub send: Sending,
+    pub judge: Judge,
+    /// `reset --temporary`.
+    pub temporary: bool,
+}
+
+/// `state`'s settings: what to do with the state.
+#[derive(Debug, Clone)]
+pub enum StateSettings {
+    Init,
+    Export(PathBuf),
+    Import(PathBuf),
+}
+
+/// A command's own settings.
+#[derive(Debug, Clone)]
+pub enum Settings {
+    Check(CheckSettings),
+    Run(RunSettings),
+    Status(StatusSettings),
+    Doctor(DoctorSettings),
+    Reissue(DeskSettings),
+    Reset(DeskSettings),
+    State(StateSettings),
+}
+
+/// Resolves the command line once: the settings every command shares and the command's own.
+/// `completions` and `man` need none and are not resolved.
+pub fn resolve(cli: &Cli, stderr_is_terminal: bool) -> Result<(Common, Settings), Error> {
+    let file = file_config(&cli.global)?;
+    let (rate_fraction, concurrency, report_dir) = match &cli.command {
+        Command::Run(a) => (a.rate_fraction, a.concurrency, a.report_dir.as_deref()),
+        Command::Status(a) => (None, None, a.report_dir.as_deref()),
+        Command::Doctor(a) => (None, None, a.report_dir.as_deref()),
+        Command::Reissue(a) => (None, None, a.report_dir.as_deref()),
+        Command::Reset(a) => (None, None, a.report_dir.as_deref()),
+        Command::Check(_) | Command::State(_) | Command::Completions(_) | Command::Man => {
+            (None, None, None)
+        }
+    };
+    let common = common(
+        &cli.global,
+        &file,
+        rate_fraction,
+        concurrency,
+        report_dir,
+        stderr_is_terminal,
+    )?;
+    let judge = judge(&file);
+    let settings = match &cli.command {
+        Command::Check(a) => Settings::Check(CheckSettings {
+            input: a.input.clone(),
+            input_options: input_options(&a.input_args, &file),
+            delivery: judge.delivery,
+        }),
+        Command::Run(a) => Settings::Run(run(a, &file)?),
+        Command::Status(a) => Settings::Status(StatusSettings {
+            input: a.input.clone(),
+            input_options: input_options(&a.input_args, &file),
+            all: a.all,
+            format: a.format,
+            on_confirmed: on_confirmed(&a.hand_over, &file)?,
+            judge,
+        }),
+        Command::Doctor(a) => Settings::Doctor(DoctorSettings {
+            ids: a.ids.clone(),
+            input: a.input.clone(),
+            input_options: input_options(&a.input_args, &file),
+            format: a.format,
+            fix: if a.fix {
+                Some(send(&a.send, &file)?)
+            } else {
+                None
+            },
+            email_budget: a.send.email_budget.or(file.email_budget),
+            judge,
+        }),
+        Command::Reissue(a) => Settings::Reissue(DeskSettings {
+            ids: a.ids.clone(),
+            send: send(&a.send, &file)?,
+            judge,
+            temporary: false,
+        }),
+        Command::Reset(a) => {
+            let send = send(&a.send, &file)?;
+            if a.temporary && send.delivery != Delivery::Suppress {
+                return Err(Error::Config(
+                    "reset --temporary sends nothing: pass --delivery suppress --password-file PATH"
+                        .into(),
+                ));
+            }
+            Settings::Reset(DeskSettings {
+                ids: a.ids.clone(),
+                send,
+                judge,
+                temporary: a.temporary,
+            })
+        }
+        Command::State(c) => Settings::State(match c {
+            StateCommand::Init => StateSettings::Init,
+            StateCommand::Export(f) => StateSettings::Export(f.file.clone()),
+            StateCommand::Import(f) => StateSettings::Import(f.file.clone()),
+        }),
+        Command::Completions(_) | Command::Man => {
+            return Err(Error::Config(
+                "completions and man are answered before any settings are read".into(),
+            ));
+        }
+    };
+    Ok((common, settings))
+}
+
+/// The help desk's sending, with `run`'s precedence: the command line, then the file, then the
+/// defaults.
+fn send(args: &crate::cli::SendArgs, file: &FileConfig) -> Result<Sending, Error> {
+    Ok(Sending {
+        delivery: delivery(args.delivery, args.password_file.as_deref(), file)?,
+        password_file: args.password_file.clone(),
+        caps: crate::budget::Caps {
+            email: args.email_budget.or(file.email_budget),
+            sms: args.sms_budget.or(file.sms_budget),
+        },
+    })
+}
+
 pub const DEFAULT_STATE: &str = "cognito-onboard.db";
 pub const DEFAULT_MAX_REISSUES: u32 = 3;
 pub const DEFAULT_REPORT_DIR: &str = "reports";
@@ -134,7 +319,7 @@ fn encoding(e: Option<Encoding>) -> EncodingChoice {
 }
 
 /// Reads the settings file named by `--config`, if any.
-pub fn file_config(global: &GlobalArgs) -> Result<FileConfig, Error> {
+fn file_config(global: &GlobalArgs) -> Result<FileConfig, Error> {
     match &global.config {
         Some(path) => FileConfig::load(path),
         None => Ok(FileConfig::default()),
@@ -142,7 +327,7 @@ pub fn file_config(global: &GlobalArgs) -> Result<FileConfig, Error> {
 }
 
 /// How to read the input: the encoding (the option, else the file's setting) and the sheet.
-pub fn input_options(args: &InputArgs, file: &FileConfig) -> input::Options {
+fn input_options(args: &InputArgs, file: &FileConfig) -> input::Options {
     input::Options {
         encoding: encoding(args.encoding.or(file.encoding)),
         sheet: args.sheet.clone(),
@@ -151,7 +336,7 @@ pub fn input_options(args: &InputArgs, file: &FileConfig) -> input::Options {
 
 /// Merges and validates the shared settings. `report_dir` and the run options that the
 /// command line may also set are passed in by the caller.
-pub fn common(
+fn common(
     global: &GlobalArgs,
     file: &FileConfig,
     rate_fraction: Option<f64>,
@@ -287,19 +472,19 @@ fn state_location(
 /// How long a DynamoDB state's run lock lasts unless renewed.
 pub const DEFAULT_STATE_LEASE: Duration = Duration::from_secs(60);
 
-/// What `status` judges each provider by: the choices a `run` with the settings file and no
-/// options would make (re-issue policy, delivery, re-issue cap).
-pub fn run_defaults(file: &FileConfig) -> (Reissue, Delivery, u32) {
-    (
-        file.reissue.unwrap_or(Reissue::Expired),
-        file.delivery.unwrap_or(Delivery::Email),
-        file.max_reissues.unwrap_or(DEFAULT_MAX_REISSUES),
-    )
+/// What `status` and the help desk judge each provider by: the choices a `run` with the
+/// settings file and no options would make (re-issue policy, delivery, re-issue cap).
+fn judge(file: &FileConfig) -> Judge {
+    Judge {
+        reissue: file.reissue.unwrap_or(Reissue::Expired),
+        delivery: file.delivery.unwrap_or(Delivery::Email),
+        max_reissues: file.max_reissues.unwrap_or(DEFAULT_MAX_REISSUES),
+    }
 }
 
 /// The delivery of a command that invites (`run`, and the help desk's), checked against its
 /// password file: suppress needs one, and only suppress takes one.
-pub fn delivery(
+fn delivery(
     chosen: Option<Delivery>,
     password_file: Option<&Path>,
     file: &FileConfig,
@@ -320,7 +505,7 @@ pub fn delivery(
 
 /// The `--on-confirmed` command, its time limit (default 60 s) and the credential variables it
 /// is given on purpose, if a command is set.
-pub fn on_confirmed(
+fn on_confirmed(
     args: &crate::cli::HandOverArgs,
     file: &FileConfig,
 ) -> Result<Option<crate::handover::OnConfirmed>, Error> {
@@ -359,8 +544,12 @@ pub fn on_confirmed(
 }
 
 /// Merges and validates the settings of `run`.
-pub fn run(args: &crate::cli::RunArgs, file: &FileConfig) -> Result<RunSettings, Error> {
-    let (reissue, _, max_reissues) = run_defaults(file);
+fn run(args: &crate::cli::RunArgs, file: &FileConfig) -> Result<RunSettings, Error> {
+    let Judge {
+        reissue,
+        max_reissues,
+        ..
+    } = judge(file);
     let delivery = delivery(args.delivery, args.password_file.as_deref(), file)?;
     Ok(RunSettings {
         input: args.input.clone(),

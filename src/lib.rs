@@ -4,7 +4,9 @@
 //! The shape: read (`input`), resolve (`lookup` over `calls`, the `cognito` adapter), plan
 //! (`plan`, pure), execute (`onboard`, through `executor` and `limiter`), record (`state`),
 //! report (`report`: its vocabulary below the writers, in words from `report::wording`; `standing`). The help desk: `diagnosis`
-//! (pure), `help` (its reads), `handover` (closing the loop). `app` runs the steps in order.
+//! (pure), `help` (its reads), `handover` (closing the loop). Each command is a file of
+//! `commands`, over the lifecycle `session` shares; `app` resolves the settings (`config`) and
+//! calls it.
 
 pub mod app;
 pub mod budget;
@@ -12,8 +14,8 @@ pub mod calls;
 pub mod cli;
 pub mod cognito;
 pub mod cohort;
+pub mod commands;
 pub mod config;
-pub mod desk;
 pub mod diagnosis;
 pub mod error;
 pub mod executor;

@@ -1,8 +1,12 @@
-//! What every command opens and closes: the client behind the limiter and executor, the pool's
-//! settings and invitation check, the run's record in the state, and the report it writes.
-//! Must not hold a command's own steps (`app`, `desk`).
+//! The lifecycle every command shares: [`Session::open`] takes, in order, the run id, the pool,
+//! the state and its lock, what the command reads first, the report files, the password file and
+//! the run's record; [`Session::close`] discards what a failed command left empty, records how it
+//! ended, and hands the result on to become an exit code. Also what commands that talk to
+//! Cognito open (the client behind the limiter and executor, the pool, the invitation check) and
+//! the run report they build. Must not hold a command's own steps (`commands`).
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -15,12 +19,125 @@ use crate::error::{self, Ending, Error};
 use crate::executor::{Cancel, Executor, RetryPolicy};
 use crate::invite;
 use crate::limiter::{Limiter, QuotaSource};
-use crate::lookup;
+use crate::password_file::PasswordFile;
 use crate::report::files::ReportFiles;
 use crate::report::{Report, RowReport};
-use crate::standing::{self, Standing, StatusReport};
-use crate::state::State;
-use crate::status;
+use crate::state::{Access, State};
+
+/// What a command opens: how it holds the state, whether it records a run, and what it writes.
+pub(crate) struct Spec<'a> {
+    /// The name the state records the run under.
+    pub command: &'static str,
+    pub access: Access,
+    /// The input, whose SHA-256 the run's record keeps.
+    pub input: Option<&'a Path>,
+    /// Whether the report files include the page.
+    pub page: bool,
+    /// The password file, and whether the command is a dry run (which writes none).
+    pub password_file: Option<(&'a Path, bool)>,
+    /// Whether the command is recorded in the state's runs (a read-only `doctor` is not).
+    pub record: bool,
+}
+
+/// An open command: its run id and pool, the state (locked when it writes), its report files and
+/// password file, and its record in the state. Closed by [`Session::close`], which consumes it.
+#[must_use = "a session is closed with Session::close, which records how the command ended"]
+pub(crate) struct Session {
+    run_id: String,
+    pool_id: String,
+    started_at: DateTime<Utc>,
+    state: Arc<State>,
+    report_files: ReportFiles,
+    password_file: Option<PasswordFile>,
+    password_path: Option<PathBuf>,
+    record: bool,
+}
+
+impl Session {
+    /// Opens what the command needs, in the order that makes a refused command change nothing:
+    /// the lock first (a second run must not even create a report), then `first` (what the
+    /// command reads before it writes anything, such as its input), then the files and the
+    /// run's record.
+    pub fn open<T>(
+        common: &Common,
+        spec: Spec<'_>,
+        first: impl FnOnce() -> Result<T, Error>,
+    ) -> Result<(Session, T), Error> {
+        let started_at = Utc::now();
+        let run_id = run_id();
+        let pool_id = require_pool(common)?.to_string();
+        let state = Arc::new(State::open(&common.state, spec.access)?);
+        let read = first()?;
+        let input_hash = match spec.input {
+            Some(path) => Some(
+                crate::state::file_sha256(path).map_err(|e| Error::io("cannot read", path, e))?,
+            ),
+            None => None,
+        };
+        let report_files = if spec.page {
+            ReportFiles::open_with_page(&common.report_dir, &run_id)?
+        } else {
+            ReportFiles::open(&common.report_dir, &run_id)?
+        };
+        let (password_path, dry_run) = match spec.password_file {
+            Some((path, dry_run)) => (Some(path), dry_run),
+            None => (None, false),
+        };
+        let password_file = PasswordFile::for_run(password_path, dry_run, &state)?;
+        if spec.record {
+            state.begin_run(
+                &run_id,
+                &pool_id,
+                spec.command,
+                spec.input.zip(input_hash.as_deref()),
+                started_at,
+            )?;
+        }
+        let session = Session {
+            run_id,
+            pool_id,
+            started_at,
+            state,
+            report_files,
+            password_file,
+            password_path: password_path.map(Path::to_path_buf),
+            record: spec.record,
+        };
+        Ok((session, read))
+    }
+
+    /// What the command's steps work with.
+    pub fn opened(&self) -> Opened<'_> {
+        Opened {
+            run_id: &self.run_id,
+            pool_id: &self.pool_id,
+            started_at: self.started_at,
+            report_files: &self.report_files,
+            state: &self.state,
+        }
+    }
+
+    /// The password file, for the one step that writes to it.
+    pub fn take_password_file(&mut self) -> Option<PasswordFile> {
+        self.password_file.take()
+    }
+
+    /// Ends the command: one that stopped before it reported leaves no empty report or password
+    /// file behind; a recorded one has its ending and counts written to the state.
+    pub fn close(self, result: Result<(Ending, String), Error>) -> Result<Ending, Error> {
+        if result.is_err() {
+            self.report_files.discard_if_empty();
+            if let Some(path) = &self.password_path {
+                PasswordFile::discard_if_empty(path);
+            }
+        }
+        if self.record {
+            finish(&self.state, &self.run_id, result)
+        } else {
+            result.map(|(ending, _)| ending)
+        }
+    }
+}
 
 /// What a command has opened before it talks to Cognito.
 pub(crate) struct Opened<'a> {
@@ -31,20 +148,20 @@ pub(crate) struct Opened<'a> {
     pub state: &'a Arc<State>,
 }
 
-pub(crate) fn require_pool(common: &Common) -> Result<&str, Error> {
+fn require_pool(common: &Common) -> Result<&str, Error> {
     common.pool_id.as_deref().ok_or_else(|| {
         Error::Config("no user pool: pass --user-pool-id or set COGNITO_USER_POOL_ID".into())
     })
 }
 
-pub(crate) fn run_id() -> String {
+fn run_id() -> String {
     use rand::RngExt;
     let suffix: u16 = rand::rng().random();
     format!("{}-{suffix:04x}", Utc::now().format("%Y%m%dT%H%M%SZ"))
 }
 
 /// Records how the command ended in the state's `runs` table and passes the result on.
-pub(crate) fn finish(
+fn finish(
     state: &State,
     run_id: &str,
     result: Result<(Ending, String), Error>,
@@ -226,42 +343,4 @@ fn throttles_by_name(exec: &Executor, state: &State) -> BTreeMap<String, u64> {
     let mut throttles = exec.throttles_by_name();
     throttles.extend(state.calls().1);
     throttles
-}
-
-/// The status report from its rows and what the executor counted.
-pub(crate) fn status_report(
-    opened: &Opened<'_>,
-    pool: &PoolInfo,
-    exec: &Executor,
-    common: &Common,
-    plan: status::Plan,
-    rows: Vec<standing::StatusRow>,
-) -> Result<StatusReport, Error> {
-    let calls = exec.calls();
-    let quota_seconds = calls
-        .iter()
-        .map(|(c, n)| lookup::quota_seconds(*n, common.quotas.get(*c)))
-        .filter(|q| q.is_finite())
-        .sum::<f64>();
-    Ok(StatusReport {
-        run_id: opened.run_id.to_string(),
-        command: "status",
-        started_at: opened.started_at,
-        finished_at: Utc::now(),
-        user_pool_id: pool.id.clone(),
-        previous_status_at: opened.state.last_status_run(&pool.id)?,
-        refresh: plan.refresh,
-        estimated_quota_seconds: plan.estimates,
-        quota_seconds: (quota_seconds * 1000.0).round() / 1000.0,
-        calls: calls_by_name(exec, opened.state),
-        summary: standing::summarize(&rows),
-        funnel: standing::funnel(&rows),
-        newly_confirmed: rows
-            .iter()
-            .filter(|r| r.standing == Standing::NewlyConfirmed)
-            .cloned()
-            .collect(),
-        rows,
-        handed_over: Vec::new(),
-    })
 }

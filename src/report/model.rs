@@ -50,6 +50,19 @@ impl Outcome {
             Outcome::Failed => "failed",
         }
     }
+
+    /// Whether a row that someone asked for by name (a help-desk ID) got what was asked: a write
+    /// was made. `skipped` (nothing was done, such as a message sent minutes ago) is not.
+    pub fn got_what_was_asked(self) -> bool {
+        match self {
+            Outcome::Created | Outcome::Reissued | Outcome::Updated => true,
+            Outcome::Skipped
+            | Outcome::Deferred
+            | Outcome::Attention
+            | Outcome::Invalid
+            | Outcome::Failed => false,
+        }
+    }
 }
 
 /// What was decided for a row.
@@ -193,6 +206,18 @@ pub struct Report {
     /// What `--on-confirmed` did, provider by provider.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub handed_over: Vec<HandOver>,
+}
+
+/// How a help-desk write ended, where each row is an ID someone asked for: settled only when
+/// every ID got what was asked ([`Outcome::got_what_was_asked`]); one refused (`attention`),
+/// skipped, deferred, invalid or failed makes it `RowsFailed`, which cron sees as exit 3.
+pub fn ids_ending(report: &Report) -> Ending {
+    match ending(&report.summary, report.interrupted) {
+        Ending::Settled if report.rows.iter().any(|r| !r.outcome.got_what_was_asked()) => {
+            Ending::RowsFailed
+        }
+        ending => ending,
+    }
 }
 
 /// Failed rows named on stderr at the end, at most.

@@ -819,7 +819,8 @@ fn a_help_desk_reissue_during_a_scheduled_run_shares_the_email_budget() {
 /// The cost of a first run and of a re-run of 1,000 providers on a DynamoDB state, in calls
 /// and request units (on-demand: a write of an item under 1 KB is 1 write unit, 2 in a
 /// transaction; a strongly consistent read is 1 read unit per 4 KB). Run by hand
-/// (`cargo test --test it dynamodb_cost -- --ignored --nocapture`); the README has its figures.
+/// (`cargo test --test it dynamodb_cost -- --ignored --nocapture`); docs/state.md has its
+/// figures.
 #[test]
 #[ignore = "a measurement of about a minute: run by hand"]
 fn dynamodb_cost_of_a_1000_provider_run() {

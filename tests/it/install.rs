@@ -63,8 +63,8 @@ fn completions_and_the_man_page_come_from_the_binary_and_name_every_subcommand()
     }
 }
 
-/// `systemd-analyze verify` on the samples, installed as the README says, with the binary at
-/// `ExecStart`'s path replaced by this build's.
+/// `systemd-analyze verify` on the samples, installed as docs/scheduling.md says, with the binary
+/// at `ExecStart`'s path replaced by this build's.
 fn verify_units(service: &str, timer: &str) -> (bool, String) {
     let dir = tempfile::tempdir().unwrap();
     let bin = env!("CARGO_BIN_EXE_cognito-onboard");

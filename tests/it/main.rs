@@ -19,5 +19,6 @@ mod senders;
 mod snapshot;
 mod state;
 mod update;
+mod usage;
 mod validator;
 mod workbook;

@@ -1,0 +1,70 @@
+//! `reset`: for a confirmed provider who lost the password, Cognito's code to the verified
+//! address, or with `--temporary` a new temporary password to the password file. Anyone else,
+//! and anyone a code could never reach, is refused with the reason. Must not carry a row out
+//! itself (`onboard`).
+
+use crate::config::{Common, DeskSettings};
+use crate::error::{Ending, Error};
+use crate::help;
+use crate::onboard;
+use crate::plan::Policy;
+use crate::report::{self, RowReport, terminal::log_end};
+use crate::session::{Session, open_pool, run_report};
+
+use super::reissue::desk_spec;
+
+pub(crate) async fn run(common: &Common, settings: &DeskSettings) -> Result<Ending, Error> {
+    let send = &settings.send;
+    let (mut session, ()) = Session::open(common, desk_spec("reset", send), || Ok(()))?;
+    let password_file = session.take_password_file();
+    let opened = session.opened();
+    let result = async {
+        let (calls, pool) = open_pool(common, opened.pool_id).await?;
+        let known = opened.state.known(&pool.id)?;
+        let judge = settings.judge;
+        let policy = Policy::new(judge.reissue, send.delivery, judge.max_reissues, &pool);
+        let ctx = onboard::help_desk_ctx(
+            &calls,
+            &pool,
+            opened.state,
+            opened.run_id,
+            policy,
+            send.caps,
+            password_file,
+            settings.ids.len(),
+        )?;
+        let mut reports = Vec::new();
+        for (line, typed) in (1..).zip(&settings.ids) {
+            let id = match help::checked_id(typed) {
+                Ok(id) => id,
+                Err(why) => {
+                    reports.push(help::invalid_id(line, typed, &why));
+                    continue;
+                }
+            };
+            let (user, key) = help::find(&calls, &known, &id).await?;
+            reports.push(match user {
+                Some(user) => {
+                    // The state's key, so that what the reset records (a `--temporary`
+                    // intent) is found by the runs that follow.
+                    let r = RowReport::new(
+                        line,
+                        key.unwrap_or_else(|| id.clone()),
+                        user.email.clone(),
+                        report::Outcome::Skipped,
+                    );
+                    ctx.reset(r, &user, settings.temporary).await
+                }
+                None => help::refused(line, &id, None),
+            });
+        }
+        let report = run_report(&opened, ("reset", false), &calls.exec, &ctx.budget, reports)?;
+        opened.report_files.write(&report)?;
+        log_end(&report, opened.report_files);
+        println!("{}", opened.report_files.json.display());
+        let counts = serde_json::to_string(&report.summary).unwrap_or_default();
+        Ok((report::model::ids_ending(&report), counts))
+    }
+    .await;
+    session.close(result)
+}

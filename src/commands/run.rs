@@ -1,0 +1,236 @@
+//! `run`: lock the state, open the input and the outputs, onboard the cohort (a first pass over
+//! the file, the lookups, then the rows streamed from a second pass, each reported as it
+//! finishes), hand the newly confirmed over, and record how the run ended. Must not decide a
+//! row (`plan`) or carry one out (`onboard`).
+
+use std::sync::Arc;
+
+use chrono::Utc;
+
+use crate::budget::{Budget, Caps};
+use crate::cohort::{self, Reader};
+use crate::config::{Common, RunSettings};
+use crate::error::{Ending, Error};
+use crate::handover;
+use crate::input;
+use crate::lookup;
+use crate::onboard::{self, Ctx};
+use crate::password_file::PasswordFile;
+use crate::plan::{self, Policy};
+use crate::report::model::Tally;
+use crate::report::sink::Sink;
+use crate::report::{self, terminal as report_log};
+use crate::session::{Opened, Session, Spec, check_invitation, open_pool, report_of, send_quota};
+use crate::state::{self, Access};
+
+/// `run`: lock the state, open the input and the outputs, onboard the cohort, and record how the
+/// run ended.
+pub(crate) async fn run(common: &Common, settings: &RunSettings) -> Result<Ending, Error> {
+    let (mut session, reader) = Session::open(
+        common,
+        Spec {
+            command: "run",
+            // A dry run reads and writes nothing, so it takes no lock.
+            access: if settings.dry_run {
+                Access::Read
+            } else {
+                Access::Write
+            },
+            input: Some(&settings.input),
+            page: true,
+            password_file: settings
+                .password_file
+                .as_deref()
+                .map(|p| (p, settings.dry_run)),
+            record: true,
+        },
+        || {
+            let reader = input::open(&settings.input, &settings.input_options)?;
+            tracing::info!(
+                "reading {} ({})",
+                settings.input.display(),
+                reader.describe()
+            );
+            Ok(reader)
+        },
+    )?;
+    let password_file = session.take_password_file();
+    let result = onboard_cohort(common, settings, &session.opened(), reader, password_file).await;
+    session.close(result)
+}
+
+/// The run proper: pool, a first pass over the file (groups, counts, what to read), lookups,
+/// then the rows streamed from a second pass, each reported as it finishes. Returns how it
+/// ended and the counts.
+async fn onboard_cohort(
+    common: &Common,
+    settings: &RunSettings,
+    opened: &Opened<'_>,
+    reader: Reader,
+    password_file: Option<PasswordFile>,
+) -> Result<(Ending, String), Error> {
+    let (calls, pool) = open_pool(common, opened.pool_id).await?;
+    check_invitation(&pool, settings.delivery)?;
+    let (key_mode, rules) = cohort::rules_for(&pool, reader.columns())?;
+    let columns = reader.columns().to_vec();
+    let known = opened.state.known(&pool.id)?;
+    let survey = cohort::survey(
+        cohort::stream(reader, key_mode, &rules, settings.delivery)?,
+        pool.username_mode,
+        &rereading(settings, &known, opened.started_at),
+        settings.update.groups,
+    )?;
+    cohort::check_groups(&calls, &survey.groups).await?;
+    tracing::info!(
+        "{} valid rows, {} invalid; {} confirmed and unchanged, not re-read (--refresh {})",
+        survey.valid,
+        survey.invalid,
+        survey.not_reread,
+        match settings.refresh {
+            plan::Refresh::Auto => "auto",
+            plan::Refresh::Full => "full",
+        }
+    );
+    let ses = send_quota(&calls, &pool, settings).await;
+    let budget = Budget::for_run(
+        &pool,
+        settings.delivery,
+        Caps {
+            email: settings.email_budget,
+            sms: settings.sms_budget,
+        },
+        ses.as_ref(),
+        opened.state,
+        survey.to_read as usize,
+        opened.started_at,
+    )?;
+    let policy = Policy::new(
+        settings.reissue,
+        settings.delivery,
+        settings.max_reissues,
+        &pool,
+    )
+    .updating(
+        settings.update,
+        &pool,
+        input::attribute_columns(&columns),
+        survey.managed,
+    );
+    let found = lookup::find(
+        &calls,
+        &pool,
+        key_mode,
+        settings.lookup,
+        &lookup::ToRead {
+            rows: survey.to_read,
+            pending: survey.pending,
+            names: &survey.names,
+            attributes: settings.update.attributes,
+        },
+    )
+    .await?;
+    drop(survey.names);
+    let memberships = (!survey.memberships.is_empty())
+        .then(|| lookup::spawn_memberships(Arc::clone(&calls), survey.memberships));
+    let ctx = Ctx {
+        calls: Arc::clone(&calls),
+        policy,
+        pool,
+        dry_run: settings.dry_run,
+        found,
+        memberships,
+        budget,
+        password_file,
+        state: Arc::clone(opened.state),
+        run_id: opened.run_id.to_string(),
+        known,
+    };
+    let command = ("run", settings.dry_run);
+    let keep_confirmed = settings.on_confirmed.is_some() && !settings.dry_run;
+    let head = report_of(
+        opened,
+        command,
+        &calls.exec,
+        &ctx.budget,
+        &Tally::new(false),
+    )?;
+    let mut sink = Sink::start(opened.report_files, &head, keep_confirmed)?;
+    // The second pass: the same rows, now processed and reported one by one.
+    let stream_error = std::cell::RefCell::new(None);
+    let items = {
+        let rereading = rereading(settings, &ctx.known, opened.started_at);
+        let stream_error = &stream_error;
+        cohort::stream(
+            input::open(&settings.input, &settings.input_options)?,
+            key_mode,
+            &rules,
+            settings.delivery,
+        )?
+        .map_while(move |row| match row {
+            Ok(Ok(row)) => Some(match rereading.not_reread(&row) {
+                Some(r) => onboard::Item::Reported(r),
+                None => onboard::Item::Process(row),
+            }),
+            Ok(Err(reject)) => Some(onboard::Item::Reported(cohort::invalid_row(&reject))),
+            Err(e) => {
+                stream_error.borrow_mut().get_or_insert(e);
+                None
+            }
+        })
+    };
+    let total = survey.valid + survey.invalid;
+    onboard::process_stream(
+        &ctx,
+        items,
+        total,
+        common.concurrency,
+        common.progress,
+        |seq, r| sink.push(seq, r),
+    )
+    .await;
+    if sink.tally.rows != total {
+        tracing::warn!(
+            "{} changed during the run: {total} rows at the start, {} now",
+            settings.input.display(),
+            sink.tally.rows
+        );
+    }
+    let mut report = report_of(opened, command, &calls.exec, &ctx.budget, &sink.tally)?;
+    let update = ctx.policy.update_mode();
+    report.update = ctx.policy.update.is_some().then(|| update.label());
+    if let (Some(on), Some(confirmed)) = (&settings.on_confirmed, &sink.tally.confirmed) {
+        let known = opened.state.known(&ctx.pool.id)?;
+        let seen = confirmed
+            .iter()
+            .map(|(k, u, e)| (k.as_str(), u.as_deref(), e.as_deref()));
+        let due = handover::due(&ctx.pool.id, seen, &known);
+        report.handed_over = handover::hand_over(on, opened.state, &ctx.pool.id, due).await?;
+    }
+    let failed = std::mem::take(&mut sink.tally.failed);
+    sink.finish(&report)?;
+    report_log::log_end_with(&report, &failed, opened.report_files);
+    println!("{}", opened.report_files.json.display());
+    let counts = serde_json::to_string(&report.summary).unwrap_or_default();
+    if let Some(e) = stream_error.into_inner() {
+        return Err(e);
+    }
+    if let Some(e) = calls.exec.fatal() {
+        return Err(Error::Cognito(e.to_string()));
+    }
+    Ok((report::ending(&report.summary, report.interrupted), counts))
+}
+
+/// How this run decides which rows to read again.
+fn rereading<'a>(
+    settings: &RunSettings,
+    known: &'a std::collections::HashMap<String, state::Known>,
+    now: chrono::DateTime<Utc>,
+) -> cohort::Rereading<'a> {
+    cohort::Rereading {
+        known,
+        label: settings.update.label(),
+        refresh: settings.refresh,
+        refresh_after: settings.refresh_after,
+        now,
+    }
+}

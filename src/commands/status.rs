@@ -1,0 +1,183 @@
+//! `status`: refresh where every provider stands by the cheapest reads, record what changed,
+//! report each provider's standing (what `run` would do now), and hand the newly confirmed over.
+//! Must not classify (`standing`) or read (`status`, `lookup`) itself.
+
+use chrono::Utc;
+
+use crate::cli::StatusFormat;
+use crate::cognito::{Delivery, PoolInfo, UsernameMode};
+use crate::cohort::{self, Reader};
+use crate::config::{Common, StatusSettings};
+use crate::error::{Ending, Error};
+use crate::executor::Executor;
+use crate::handover;
+use crate::input::{self, KeyMode};
+use crate::lookup;
+use crate::plan::Policy;
+use crate::report::terminal::{self as render, log_status_end};
+use crate::session::{Opened, Session, Spec, calls_by_name, open_pool};
+use crate::standing::{self, Standing, StatusReport};
+use crate::state::Access;
+use crate::status;
+
+/// `status`: refresh where every provider stands by the cheapest reads, record what changed,
+/// and report each provider's standing (what `run` would do now).
+pub(crate) async fn run(common: &Common, settings: &StatusSettings) -> Result<Ending, Error> {
+    let (session, reader) = Session::open(
+        common,
+        Spec {
+            command: "status",
+            access: Access::Write,
+            input: settings.input.as_deref(),
+            page: true,
+            password_file: None,
+            record: true,
+        },
+        || match &settings.input {
+            Some(path) => Ok(Some(input::open(path, &settings.input_options)?)),
+            None => Ok(None),
+        },
+    )?;
+    let result = refresh_status(common, settings, &session.opened(), reader).await;
+    session.close(result)
+}
+
+/// The refresh proper: what to read, read it by the cheapest way, record it, judge it, report.
+async fn refresh_status(
+    common: &Common,
+    settings: &StatusSettings,
+    opened: &Opened<'_>,
+    reader: Option<Reader>,
+) -> Result<(Ending, String), Error> {
+    let (calls, pool) = open_pool(common, opened.pool_id).await?;
+    let known = opened.state.known(&pool.id)?;
+    let (mut key_mode, rows) = match reader {
+        Some(reader) => {
+            let (key_mode, rules) = cohort::rules_for(&pool, reader.columns())?;
+            let (rows, rejects) = cohort::read_cohort(reader, key_mode, &rules, Delivery::Email)?;
+            for r in &rejects {
+                tracing::warn!("{}", cohort::invalid_row(r).reason);
+            }
+            (key_mode, Some(rows))
+        }
+        None => (KeyMode::Email, None),
+    };
+    let mut targets = status::targets(rows, &known, &pool);
+    if key_mode == KeyMode::Email && pool.username_mode != UsernameMode::Email && !known.is_empty()
+    {
+        // Keys of free-form pools are usernames or emails; scans match them by username.
+        key_mode = KeyMode::Username;
+    }
+    let plan = status::plan(&targets, &known, &pool, &common.quotas, settings.all);
+    tracing::info!(
+        "refreshing {} providers by {:?} (estimated quota-seconds: per user {:.2}, scan {:.2}, pending scan {:.2})",
+        if settings.all {
+            "all".to_string()
+        } else {
+            targets.len().to_string()
+        },
+        plan.refresh,
+        plan.estimates["per_user"],
+        plan.estimates["scan"],
+        plan.estimates["pending_scan"]
+    );
+    let results = status::read(
+        &calls,
+        &pool,
+        key_mode,
+        plan.refresh,
+        settings.all,
+        &mut targets,
+        common.concurrency,
+    )
+    .await?;
+    let now = Utc::now();
+    status::record(
+        opened.state,
+        &pool.id,
+        &targets,
+        &results,
+        &known,
+        opened.run_id,
+        now,
+    )?;
+    // What was just recorded (confirmations, transitions) is read back; the first copy goes
+    // first, so that two are never held at once.
+    drop(known);
+    let known = opened.state.known(&pool.id)?;
+    let judge = settings.judge;
+    let policy = Policy::new(judge.reissue, judge.delivery, judge.max_reissues, &pool);
+    let rows = status::rows(targets, results, &known, &policy, now);
+    let mut report = status_report(opened, &pool, &calls.exec, common, plan, rows)?;
+    if let Some(on) = &settings.on_confirmed {
+        let seen = report
+            .rows
+            .iter()
+            .filter(|r| matches!(r.standing, Standing::Confirmed | Standing::NewlyConfirmed))
+            .map(|r| (r.key.as_str(), r.username.as_deref(), r.email.as_deref()));
+        let due = handover::due(&pool.id, seen, &known);
+        report.handed_over = handover::hand_over(on, opened.state, &pool.id, due).await?;
+    }
+    let newly_path = opened.report_files.write_status(&report, opened.run_id)?;
+    opened.state.confirmations_reported(
+        &pool.id,
+        &report
+            .newly_confirmed
+            .iter()
+            .map(|r| r.key.clone())
+            .collect::<Vec<_>>(),
+        now,
+    )?;
+    log_status_end(&report, opened.report_files, &newly_path);
+    match settings.format {
+        Some(StatusFormat::Table) => print!("{}", render::status_table(&report)),
+        Some(StatusFormat::Json) => println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        ),
+        None => println!("{}", opened.report_files.json.display()),
+    }
+    let counts = serde_json::to_string(&report.summary).unwrap_or_default();
+    if let Some(e) = calls.exec.fatal() {
+        return Err(Error::Cognito(e.to_string()));
+    }
+    Ok((report.ending(calls.exec.cancel.is_cancelled()), counts))
+}
+
+/// The status report from its rows and what the executor counted.
+fn status_report(
+    opened: &Opened<'_>,
+    pool: &PoolInfo,
+    exec: &Executor,
+    common: &Common,
+    plan: status::Plan,
+    rows: Vec<standing::StatusRow>,
+) -> Result<StatusReport, Error> {
+    let calls = exec.calls();
+    let quota_seconds = calls
+        .iter()
+        .map(|(c, n)| lookup::quota_seconds(*n, common.quotas.get(*c)))
+        .filter(|q| q.is_finite())
+        .sum::<f64>();
+    Ok(StatusReport {
+        run_id: opened.run_id.to_string(),
+        command: "status",
+        started_at: opened.started_at,
+        finished_at: Utc::now(),
+        user_pool_id: pool.id.clone(),
+        previous_status_at: opened.state.last_status_run(&pool.id)?,
+        refresh: plan.refresh,
+        estimated_quota_seconds: plan.estimates,
+        quota_seconds: (quota_seconds * 1000.0).round() / 1000.0,
+        calls: calls_by_name(exec, opened.state),
+        summary: standing::summarize(&rows),
+        funnel: standing::funnel(&rows),
+        newly_confirmed: rows
+            .iter()
+            .filter(|r| r.standing == Standing::NewlyConfirmed)
+            .cloned()
+            .collect(),
+        rows,
+        handed_over: Vec::new(),
+    })
+}
