@@ -672,6 +672,58 @@ mod tests {
         assert_eq!(r.delivery, Delivery::Email);
     }
 
+    /// The help desk's budgets resolve as `run`'s: the command line, then the settings file,
+    /// then the default (none of their own: the sender's).
+    #[test]
+    fn the_help_desks_budgets_follow_runs_precedence() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("s.toml");
+        std::fs::write(&file, "email_budget = 5\nsms_budget = 7\n").unwrap();
+        let config = file.to_str().unwrap();
+        let caps = |args: &[&str]| -> (crate::budget::Caps, crate::budget::Caps) {
+            let mut all = vec!["--config", config];
+            all.extend_from_slice(args);
+            let cli = parse(&all);
+            let desk = match resolve(&cli, false).unwrap().1 {
+                Settings::Reissue(d) | Settings::Reset(d) => d.send.caps,
+                Settings::Doctor(d) => d.fix.expect("--fix").caps,
+                _ => panic!("a help-desk command"),
+            };
+            let mut run_args = vec!["--config", config, "run", "x.csv"];
+            run_args.extend(args.iter().skip(2).copied());
+            let run = match resolve(&parse(&run_args), false).unwrap().1 {
+                Settings::Run(r) => crate::budget::Caps {
+                    email: r.email_budget,
+                    sms: r.sms_budget,
+                },
+                _ => panic!("run"),
+            };
+            (desk, run)
+        };
+        for command in [
+            &["reissue", "a@x.jp"][..],
+            &["reset", "a@x.jp"],
+            &["doctor", "--fix"],
+        ] {
+            let (desk, run) = caps(command);
+            assert_eq!(
+                (desk.email, desk.sms),
+                (Some(5), Some(7)),
+                "{command:?}: the file"
+            );
+            assert_eq!((run.email, run.sms), (Some(5), Some(7)), "run: the file");
+            let mut given = command.to_vec();
+            given.extend(["--email-budget", "1", "--sms-budget", "2"]);
+            let (desk, run) = caps(&given);
+            assert_eq!(
+                (desk.email, desk.sms),
+                (Some(1), Some(2)),
+                "{command:?}: the line"
+            );
+            assert_eq!((run.email, run.sms), (Some(1), Some(2)), "run: the line");
+        }
+    }
+
     #[test]
     fn a_dynamodb_state_is_paced_at_its_quota_from_the_settings() {
         let rate_of = |settings: &str| {

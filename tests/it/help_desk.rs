@@ -508,3 +508,31 @@ fn on_confirmed_inherits_no_aws_credentials_unless_given_on_purpose() {
         r.stderr()
     );
 }
+
+/// The help desk's email budget follows `run`'s precedence: `--email-budget` on the command line
+/// wins over the settings file's `email_budget` (the help desk once read the file directly).
+#[test]
+fn the_help_desks_email_budget_on_the_command_line_wins_over_the_file() {
+    let env = TestEnv::new();
+    let pool = env.pool(false, &[]);
+    let csv = env.write("p.csv", "email,name\np0@example.jp,A\np1@example.jp,B\n");
+    env.onboard_suppressed(&pool, &csv);
+    let settings = env.write("settings.toml", "email_budget = 5\n");
+    let r = env
+        .command(
+            &pool,
+            [
+                "--config",
+                settings.to_str().unwrap(),
+                "reissue",
+                "--email-budget",
+                "1",
+                "p0@example.jp",
+                "p1@example.jp",
+            ],
+        )
+        .expect(exit::ROWS_FAILED);
+    let report = r.report();
+    assert_eq!(report["summary"]["reissued"], 1, "{report:#}");
+    assert_eq!(report["summary"]["deferred"], 1, "{report:#}");
+}
