@@ -19,7 +19,19 @@ use governor::{Quota, RateLimiter};
 use serde::{Deserialize, Serialize};
 
 /// A Cognito request-rate quota category.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::EnumCount,
+)]
 pub enum Category {
     UserCreation,
     UserRead,
@@ -34,6 +46,8 @@ pub enum Category {
     /// Not Cognito's: the DynamoDB table of a shared state (`--state dynamodb://`).
     StateTable,
 }
+
+crate::every_variant!(Category);
 
 impl Category {
     pub const ALL: [Category; 10] = [
@@ -89,7 +103,7 @@ impl Category {
 }
 
 /// A DynamoDB operation of the shared state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, strum::EnumCount)]
 pub enum StateOp {
     CreateTable,
     DescribeTable,
@@ -103,6 +117,8 @@ pub enum StateOp {
     BatchWriteItem,
     TransactWriteItems,
 }
+
+crate::every_variant!(StateOp);
 
 impl StateOp {
     pub const ALL: [StateOp; 11] = [
@@ -151,7 +167,7 @@ impl StateOp {
 }
 
 /// Every AWS operation the tool calls: Cognito's, SES's one, and the DynamoDB state's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, strum::EnumCount)]
 pub enum Op {
     DescribeUserPool,
     GetProvisionedLimit,
@@ -176,6 +192,9 @@ pub enum Op {
     /// A call of the DynamoDB state (`--state dynamodb://`).
     State(StateOp),
 }
+
+// `State(_)` is listed by `StateOp::ALL`.
+crate::every_variant!(Op except 1);
 
 impl Op {
     /// Cognito's operations and SES's; the state's are [`StateOp::ALL`].
@@ -658,6 +677,15 @@ impl Limiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// With the count checked at compile time (`every_variant!`), distinct elements that are none
+    /// of the state's make `Op::ALL` every Cognito and SES operation.
+    #[test]
+    fn op_all_is_every_operation_but_the_states_once() {
+        let distinct: std::collections::BTreeSet<Op> = Op::ALL.iter().copied().collect();
+        assert_eq!(distinct.len(), Op::ALL.len(), "listed twice");
+        assert!(Op::ALL.iter().all(|op| !matches!(op, Op::State(_))));
+    }
 
     /// The sample IAM policy grants every operation the tool calls, so an operator who copies
     /// it never meets AccessDeniedException for a feature they use.

@@ -12,7 +12,19 @@ use crate::cognito::UserStatus;
 use crate::error::Ending;
 
 /// What finally happened to a row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::EnumCount,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     Created,
@@ -25,6 +37,8 @@ pub enum Outcome {
     Invalid,
     Failed,
 }
+
+crate::every_variant!(Outcome);
 
 impl Outcome {
     pub const ALL: [Outcome; 8] = [

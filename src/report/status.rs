@@ -23,7 +23,7 @@ pub enum Refresh {
 }
 
 /// Where a provider stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, strum::EnumCount)]
 #[serde(rename_all = "snake_case")]
 pub enum Standing {
     /// Confirmed, and not in any earlier status report: send the API credentials.
@@ -42,6 +42,8 @@ pub enum Standing {
     /// Its status could not be read.
     Unknown,
 }
+
+crate::every_variant!(Standing);
 
 impl Standing {
     pub const ALL: [Standing; 7] = [
