@@ -229,29 +229,34 @@ pub fn resolve(cli: &Cli, stderr_is_terminal: bool) -> Result<(Common, Settings)
         report_dir,
         stderr_is_terminal,
     )?;
-    let judge = judge(&file);
-    let settings = match &cli.command {
+    Ok((common, settings(&cli.command, &file)?))
+}
+
+/// The command's own settings.
+fn settings(command: &Command, file: &FileConfig) -> Result<Settings, Error> {
+    let judge = judge(file);
+    Ok(match command {
         Command::Check(a) => Settings::Check(CheckSettings {
             input: a.input.clone(),
-            input_options: input_options(&a.input_args, &file),
+            input_options: input_options(&a.input_args, file),
             delivery: judge.delivery,
         }),
-        Command::Run(a) => Settings::Run(run(a, &file)?),
+        Command::Run(a) => Settings::Run(run(a, file)?),
         Command::Status(a) => Settings::Status(StatusSettings {
             input: a.input.clone(),
-            input_options: input_options(&a.input_args, &file),
+            input_options: input_options(&a.input_args, file),
             all: a.all,
             format: a.format,
-            on_confirmed: on_confirmed(&a.hand_over, &file)?,
+            on_confirmed: on_confirmed(&a.hand_over, file)?,
             judge,
         }),
         Command::Doctor(a) => Settings::Doctor(DoctorSettings {
             ids: a.ids.clone(),
             input: a.input.clone(),
-            input_options: input_options(&a.input_args, &file),
+            input_options: input_options(&a.input_args, file),
             format: a.format,
             fix: if a.fix {
-                Some(send(&a.send, &file)?)
+                Some(send(&a.send, file)?)
             } else {
                 None
             },
@@ -260,25 +265,11 @@ pub fn resolve(cli: &Cli, stderr_is_terminal: bool) -> Result<(Common, Settings)
         }),
         Command::Reissue(a) => Settings::Reissue(DeskSettings {
             ids: a.ids.clone(),
-            send: send(&a.send, &file)?,
+            send: send(&a.send, file)?,
             judge,
             temporary: false,
         }),
-        Command::Reset(a) => {
-            let send = send(&a.send, &file)?;
-            if a.temporary && send.delivery != Delivery::Suppress {
-                return Err(Error::Config(
-                    "reset --temporary sends nothing: pass --delivery suppress --password-file PATH"
-                        .into(),
-                ));
-            }
-            Settings::Reset(DeskSettings {
-                ids: a.ids.clone(),
-                send,
-                judge,
-                temporary: a.temporary,
-            })
-        }
+        Command::Reset(a) => Settings::Reset(reset(a, file, judge)?),
         Command::State(c) => Settings::State(match c {
             StateCommand::Init => StateSettings::Init,
             StateCommand::Export(f) => StateSettings::Export(f.file.clone()),
@@ -289,8 +280,27 @@ pub fn resolve(cli: &Cli, stderr_is_terminal: bool) -> Result<(Common, Settings)
                 "completions and man are answered before any settings are read".into(),
             ));
         }
-    };
-    Ok((common, settings))
+    })
+}
+
+/// `reset`'s settings: `--temporary` writes a password to the file, so it sends nothing.
+fn reset(
+    args: &crate::cli::ResetArgs,
+    file: &FileConfig,
+    judge: Judge,
+) -> Result<DeskSettings, Error> {
+    let send = send(&args.send, file)?;
+    if args.temporary && send.delivery != Delivery::Suppress {
+        return Err(Error::Config(
+            "reset --temporary sends nothing: pass --delivery suppress --password-file PATH".into(),
+        ));
+    }
+    Ok(DeskSettings {
+        ids: args.ids.clone(),
+        send,
+        judge,
+        temporary: args.temporary,
+    })
 }
 
 /// The help desk's sending, with `run`'s precedence: the command line, then the file, then the
@@ -344,6 +354,49 @@ fn common(
     report_dir: Option<&Path>,
     stderr_is_terminal: bool,
 ) -> Result<Common, Error> {
+    let pace = pace(file, rate_fraction, concurrency)?;
+    let quotas = quotas(file)?;
+    let connection = connection(global, file, pace.attempt_timeout)?;
+    let pool_id = global
+        .user_pool_id
+        .clone()
+        .or_else(|| file.user_pool_id.clone())
+        .filter(|p| !p.trim().is_empty());
+    Ok(Common {
+        state: state_location(global, file, pool_id.as_deref(), &connection, &quotas)?,
+        pool_id,
+        connection,
+        log_format: global
+            .log_format
+            .or(file.log_format)
+            .unwrap_or(LogFormat::Text),
+        verbosity: global.verbose as i8 - global.quiet as i8,
+        progress: stderr_is_terminal && !global.no_progress,
+        max_attempts: pace.max_attempts,
+        quotas,
+        use_provisioned_limits: file.use_provisioned_limits.unwrap_or(true),
+        rate_fraction: pace.rate_fraction,
+        concurrency: pace.concurrency,
+        report_dir: report_dir
+            .map(Path::to_path_buf)
+            .or_else(|| file.report_dir.clone())
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_REPORT_DIR)),
+    })
+}
+
+/// How fast and how often a command calls: validated, each in its range.
+struct Pace {
+    rate_fraction: f64,
+    concurrency: usize,
+    attempt_timeout: f64,
+    max_attempts: u32,
+}
+
+fn pace(
+    file: &FileConfig,
+    rate_fraction: Option<f64>,
+    concurrency: Option<usize>,
+) -> Result<Pace, Error> {
     let rate_fraction = rate_fraction.or(file.rate_fraction).unwrap_or(0.8);
     if !(rate_fraction > 0.0 && rate_fraction <= 1.0) {
         return Err(Error::Config(format!(
@@ -356,10 +409,10 @@ fn common(
             "concurrency must be between 1 and 1024, got {concurrency}"
         )));
     }
-    let timeout = file.attempt_timeout_secs.unwrap_or(10.0);
-    if !(timeout > 0.0 && timeout <= 300.0) {
+    let attempt_timeout = file.attempt_timeout_secs.unwrap_or(10.0);
+    if !(attempt_timeout > 0.0 && attempt_timeout <= 300.0) {
         return Err(Error::Config(format!(
-            "attempt_timeout_secs must be above 0 and at most 300, got {timeout}"
+            "attempt_timeout_secs must be above 0 and at most 300, got {attempt_timeout}"
         )));
     }
     let max_attempts = file.max_attempts.unwrap_or(8);
@@ -368,6 +421,16 @@ fn common(
             "max_attempts must be between 1 and 50, got {max_attempts}"
         )));
     }
+    Ok(Pace {
+        rate_fraction,
+        concurrency,
+        attempt_timeout,
+        max_attempts,
+    })
+}
+
+/// The quotas the settings file raises or lowers, each a positive rate.
+fn quotas(file: &FileConfig) -> Result<Quotas, Error> {
     let mut quotas = Quotas::default();
     for (category, rate) in &file.quotas {
         if !(*rate > 0.0 && rate.is_finite()) {
@@ -378,6 +441,11 @@ fn common(
         }
         quotas.set(*category, *rate, QuotaSource::ConfigFile);
     }
+    Ok(quotas)
+}
+
+/// How to reach AWS: region, profile and endpoint (an emulator's must be a URL).
+fn connection(global: &GlobalArgs, file: &FileConfig, timeout: f64) -> Result<Connection, Error> {
     let endpoint_url = global
         .endpoint_url
         .clone()
@@ -390,36 +458,11 @@ fn common(
             "endpoint_url must start with http:// or https://, got {url:?}"
         )));
     }
-    let pool_id = global
-        .user_pool_id
-        .clone()
-        .or_else(|| file.user_pool_id.clone())
-        .filter(|p| !p.trim().is_empty());
-    let connection = Connection {
+    Ok(Connection {
         region: global.region.clone().or_else(|| file.region.clone()),
         profile: global.profile.clone().or_else(|| file.profile.clone()),
         endpoint_url,
         attempt_timeout: Duration::from_secs_f64(timeout),
-    };
-    Ok(Common {
-        state: state_location(global, file, pool_id.as_deref(), &connection, &quotas)?,
-        pool_id,
-        connection,
-        log_format: global
-            .log_format
-            .or(file.log_format)
-            .unwrap_or(LogFormat::Text),
-        verbosity: global.verbose as i8 - global.quiet as i8,
-        progress: stderr_is_terminal && !global.no_progress,
-        max_attempts,
-        quotas,
-        use_provisioned_limits: file.use_provisioned_limits.unwrap_or(true),
-        rate_fraction,
-        concurrency,
-        report_dir: report_dir
-            .map(Path::to_path_buf)
-            .or_else(|| file.report_dir.clone())
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_REPORT_DIR)),
     })
 }
 

@@ -154,6 +154,17 @@ impl From<Failed> for crate::error::Error {
     }
 }
 
+/// What the attempts of one call so far say about a write whose answer may have been lost.
+#[derive(Debug, Default)]
+struct Lost {
+    /// Some attempt's answer was lost: the call may have been carried out.
+    maybe_done: bool,
+    /// An answer was lost before this attempt: a late "already exists" may be that attempt.
+    /// (A timeout fires while the request waits in the server's queue, and it lands after its
+    /// check found nothing.)
+    before: bool,
+}
+
 /// The retry policy.
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {
@@ -310,10 +321,7 @@ impl Executor {
             rand::rngs::StdRng::from_rng(&mut rand::rng()),
         );
         let mut attempts = 0;
-        let mut maybe_done = false;
-        // An attempt whose answer was lost may still land after its check found nothing (a
-        // timeout fires while the request waits in the server's queue).
-        let mut lost_before = false;
+        let mut lost = Lost::default();
         loop {
             self.limiter.acquire_op(op).await;
             attempts += 1;
@@ -332,35 +340,10 @@ impl Executor {
                 }
                 Err(fault) => CallError::new(op, fault),
             };
-            if error.class != ErrorClass::Throttled {
-                self.note_refusal(op, Some(&error));
-            }
-            let mut retry = match error.class {
-                ErrorClass::Throttled => {
-                    self.limiter.throttled(category);
-                    true
-                }
-                ErrorClass::Transient { ambiguous } => {
-                    maybe_done |= ambiguous;
-                    lost_before |= ambiguous;
-                    !(ambiguous && op.checked_when_lost())
-                }
-                ErrorClass::Fatal => {
-                    self.fail_run(&error);
-                    false
-                }
-                // "Already exists" after a lost attempt may be that attempt, landed late: check
-                // again before taking it for someone else's.
-                ErrorClass::Exists => {
-                    maybe_done |= lost_before;
-                    false
-                }
-                ErrorClass::EmailQuota
-                | ErrorClass::NotFound
-                | ErrorClass::DeliveryFailed
-                | ErrorClass::Permanent => false,
-            };
-            if maybe_done && let Some(verify) = verify.as_mut() {
+            let mut retry = self.react(op, &error, &mut lost);
+            if lost.maybe_done
+                && let Some(verify) = verify.as_mut()
+            {
                 match verify().await {
                     Ok(Some(value)) => {
                         return Ok(Done {
@@ -371,7 +354,7 @@ impl Executor {
                     }
                     // It did not go through: the write is as if never sent, and may be repeated.
                     Ok(None) => {
-                        maybe_done = false;
+                        lost.maybe_done = false;
                         retry |= matches!(error.class, ErrorClass::Transient { .. });
                     }
                     Err(unknown) => {
@@ -387,7 +370,7 @@ impl Executor {
                 return Err(Failed {
                     error,
                     attempts,
-                    maybe_done,
+                    maybe_done: lost.maybe_done,
                 });
             }
             let delay = backoff.next().unwrap_or(self.retry.cap);
@@ -399,6 +382,40 @@ impl Executor {
                 "retrying"
             );
             self.cancel.sleep(delay).await;
+        }
+    }
+
+    /// What a failed attempt means: whether it is tried again, what it tells the limiter (a
+    /// throttle slows the category down) and the run (a fatal error stops it), and whether a
+    /// write may have been carried out unseen.
+    fn react(&self, op: Op, error: &CallError, lost: &mut Lost) -> bool {
+        if error.class != ErrorClass::Throttled {
+            self.note_refusal(op, Some(error));
+        }
+        match error.class {
+            ErrorClass::Throttled => {
+                self.limiter.throttled(op.category());
+                true
+            }
+            ErrorClass::Transient { ambiguous } => {
+                lost.maybe_done |= ambiguous;
+                lost.before |= ambiguous;
+                !(ambiguous && op.checked_when_lost())
+            }
+            ErrorClass::Fatal => {
+                self.fail_run(error);
+                false
+            }
+            // "Already exists" after a lost attempt may be that attempt, landed late: check
+            // again before taking it for someone else's.
+            ErrorClass::Exists => {
+                lost.maybe_done |= lost.before;
+                false
+            }
+            ErrorClass::EmailQuota
+            | ErrorClass::NotFound
+            | ErrorClass::DeliveryFailed
+            | ErrorClass::Permanent => false,
         }
     }
 

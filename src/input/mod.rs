@@ -740,81 +740,103 @@ impl<R: Read> Records<R> {
     }
 
     fn validate(&mut self, line: u64) -> Result<Row, Fault> {
-        let record = &self.record;
-        let at = |column: usize| move |reason: String| Fault::at(column, reason);
-        let stored = &self.stored;
-        let text_check = |i: usize| -> Result<&str, Fault> {
-            let value = cell(record, i);
-            if let Some(kind) = stored.get(i).and_then(Option::as_ref)
-                && let Some(column) = self.columns.get(i)
-            {
-                check_stored(kind, value, column.role).map_err(at(i))?;
-            }
-            match self.columns.get(i) {
-                Some(_)
-                    if matches!(self.source, Source::Sheet(_)) && value.contains(['\n', '\r']) =>
-                {
-                    Err(at(i)(format!(
-                        "contains a line break (a new line inside the cell, Alt+Enter in Excel): {}",
-                        quote(value)
-                    )))
-                }
-                Some(column) => check_text(
-                    value,
-                    column,
-                    self.bad_bytes,
-                    (line, self.ends_at_eof),
-                    record,
-                )
-                .map(|()| value)
-                .map_err(at(i)),
-                None => Ok(value),
-            }
-        };
-
-        let raw_email = text_check(self.email)?;
-        let email = check_email(raw_email).map_err(at(self.email))?;
-        let username = match self.username {
-            Some(i) => {
-                let value = text_check(i)?;
-                if self.key_mode == KeyMode::Username {
-                    check_username(value, self.email_usernames).map_err(at(i))?;
-                }
-                formula_check(value).map_err(at(i))?;
-                (!value.is_empty()).then(|| value.to_owned())
-            }
-            None => None,
-        };
+        let (email, username) = self.identity(line)?;
         let (key, key_column) = match (self.key_mode, &username, self.username) {
             (KeyMode::Username, Some(name), Some(i)) => (name.clone(), i),
             _ => (email.clone(), self.email),
         };
-
         // The key is claimed even if a later check fails, so that fixing one of two rows for
         // the same person can never silently let the other one through.
+        self.claim(line, &key, key_column)?;
+        if self.key_mode == KeyMode::Email {
+            check_email_as_username(&email).map_err(|why| Fault::at(self.email, why))?;
+        }
+        self.check_width()?;
+        let (attributes, groups) = self.cells(line)?;
+        Ok(Row {
+            line,
+            key,
+            email,
+            username,
+            attributes,
+            groups,
+        })
+    }
+
+    /// Cell `i` as text, checked: what a workbook stored there, a line break in a sheet's cell,
+    /// control characters, encoding damage and the column's length limit.
+    fn text(&self, i: usize, line: u64) -> Result<&str, Fault> {
+        let record = &self.record;
+        let at = |reason: String| Fault::at(i, reason);
+        let value = cell(record, i);
+        if let Some(kind) = self.stored.get(i).and_then(Option::as_ref)
+            && let Some(column) = self.columns.get(i)
+        {
+            check_stored(kind, value, column.role).map_err(at)?;
+        }
+        match self.columns.get(i) {
+            Some(_) if matches!(self.source, Source::Sheet(_)) && value.contains(['\n', '\r']) => {
+                Err(at(format!(
+                    "contains a line break (a new line inside the cell, Alt+Enter in Excel): {}",
+                    quote(value)
+                )))
+            }
+            Some(column) => check_text(
+                value,
+                column,
+                self.bad_bytes,
+                (line, self.ends_at_eof),
+                record,
+            )
+            .map(|()| value)
+            .map_err(at),
+            None => Ok(value),
+        }
+    }
+
+    /// Who the row is: its email (checked, lower-cased) and its username, if the file has one.
+    fn identity(&self, line: u64) -> Result<(String, Option<String>), Fault> {
+        let email =
+            check_email(self.text(self.email, line)?).map_err(|why| Fault::at(self.email, why))?;
+        let username = match self.username {
+            Some(i) => {
+                let value = self.text(i, line)?;
+                let at = |why: String| Fault::at(i, why);
+                if self.key_mode == KeyMode::Username {
+                    check_username(value, self.email_usernames).map_err(at)?;
+                }
+                formula_check(value).map_err(at)?;
+                (!value.is_empty()).then(|| value.to_owned())
+            }
+            None => None,
+        };
+        Ok((email, username))
+    }
+
+    /// Claims the row's key, or says which line claimed it first.
+    fn claim(&mut self, line: u64, key: &str, key_column: usize) -> Result<(), Fault> {
         let folded = match self.key_mode {
             KeyMode::Username if self.fold_username_case => key.to_lowercase(),
-            KeyMode::Username | KeyMode::Email => key.clone(),
+            KeyMode::Username | KeyMode::Email => key.to_owned(),
         };
         match self.first_line_of_key.entry(key_hash(&folded)) {
-            std::collections::hash_map::Entry::Occupied(first) => {
-                return Err(Fault::at(
-                    key_column,
-                    format!("duplicate of line {}", first.get()),
-                ));
-            }
+            std::collections::hash_map::Entry::Occupied(first) => Err(Fault::at(
+                key_column,
+                format!("duplicate of line {}", first.get()),
+            )),
             std::collections::hash_map::Entry::Vacant(slot) => {
                 slot.insert(line);
+                Ok(())
             }
         }
-        if self.key_mode == KeyMode::Email {
-            check_email_as_username(&email).map_err(at(self.email))?;
-        }
+    }
 
-        let width = self.columns.len();
+    /// A row wider than its header: a sheet's cell with no column name, or extra fields.
+    fn check_width(&self) -> Result<(), Fault> {
+        let (record, width) = (&self.record, self.columns.len());
         if let Source::Sheet(_) = self.source
             && let Some(extra) = (width..record.len()).find(|&i| {
-                !cell(record, i).is_empty() || stored.get(i).is_some_and(Option::is_some)
+                !cell(record, i).is_empty() || self.stored.get(i).is_some_and(Option::is_some)
             })
         {
             return Err(Fault {
@@ -831,51 +853,48 @@ impl<R: Read> Records<R> {
                 reason: format!("row has {} fields, header has {width}", record.len()),
             });
         }
+        Ok(())
+    }
 
+    /// The attributes and groups of the row's other cells, each checked for its role.
+    fn cells(&self, line: u64) -> Result<(Attributes, Vec<String>), Fault> {
         let mut attributes = Vec::new();
         let mut groups = Vec::new();
         for (i, column) in self.columns.iter().enumerate() {
             if matches!(column.role, Role::Email | Role::Username) {
                 continue;
             }
-            let value = text_check(i)?;
+            let value = self.text(i, line)?;
+            let at = |why: String| Fault::at(i, why);
             if value.is_empty() {
                 if column.required {
-                    return Err(Fault::at(
-                        i,
-                        format!(
-                            "{} is required by the user pool but empty",
-                            quote(&column.name)
-                        ),
-                    ));
+                    return Err(at(format!(
+                        "{} is required by the user pool but empty",
+                        quote(&column.name)
+                    )));
                 }
                 continue;
             }
             match column.role {
                 Role::Phone => {
-                    attributes.push((column.name.clone(), normalise_phone(value).map_err(at(i))?))
+                    attributes.push((column.name.clone(), normalise_phone(value).map_err(at)?))
                 }
                 Role::Groups => {
-                    formula_check(value).map_err(at(i))?;
-                    groups = parse_groups(value).map_err(at(i))?;
+                    formula_check(value).map_err(at)?;
+                    groups = parse_groups(value).map_err(at)?;
                 }
                 Role::Attribute | Role::Email | Role::Username => {
-                    formula_check(value).map_err(at(i))?;
+                    formula_check(value).map_err(at)?;
                     attributes.push((column.name.clone(), value.to_owned()));
                 }
             }
         }
-
-        Ok(Row {
-            line,
-            key,
-            email,
-            username,
-            attributes,
-            groups,
-        })
+        Ok((attributes, groups))
     }
 }
+
+/// A row's attribute cells, name and trimmed value, in header order.
+type Attributes = Vec<(String, String)>;
 
 /// A sheet's cell that was not text: refused, or taken as its text. Numbers and TRUE/FALSE are
 /// refused where a lost leading `+` or `0` changes who the row is (email, username, phone),

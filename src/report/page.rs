@@ -515,30 +515,8 @@ pub fn render<W: Write>(page: &Page, out: &mut W) -> io::Result<()> {
         Esc(&time(Some(page.started_at))),
         Esc(&time(Some(page.finished_at))),
     );
-    s.push_str("<section id=\"summary\"><h2>Summary</h2>\n");
-    if !page.notes.is_empty() {
-        s.push_str("<div class=\"notes\">");
-        for n in &page.notes {
-            let _ = write!(s, "<p>{}</p>", Esc(n));
-        }
-        s.push_str("</div>\n");
-    }
-    s.push_str("<ul class=\"counts\">");
-    for (name, n) in &page.summary {
-        let _ = write!(
-            s,
-            "<li class=\"{}\" id=\"summary-{}\"><b>{}</b>{}</li>",
-            if *n == 0 { "zero" } else { "some" },
-            Esc(name),
-            n,
-            Esc(&name.replace('_', " "))
-        );
-    }
-    let _ = write!(
-        s,
-        "</ul>\n<p class=\"note\">{} rows in all.</p></section>\n<div class=\"row2\">\n",
-        thousands(page.summary.iter().map(|(_, n)| n).sum())
-    );
+    summary(&mut s, page);
+    s.push_str("<div class=\"row2\">\n");
     funnel_svg(&mut s, page);
     histogram_svg(&mut s, page);
     s.push_str("</div>\n");
@@ -587,6 +565,34 @@ pub fn render<W: Write>(page: &Page, out: &mut W) -> io::Result<()> {
         Esc(&page.csv_name)
     );
     out.write_all(s.as_bytes())
+}
+
+/// The summary: the page's notes, then a count per outcome (or standing), zeros greyed.
+fn summary(s: &mut String, page: &Page) {
+    s.push_str("<section id=\"summary\"><h2>Summary</h2>\n");
+    if !page.notes.is_empty() {
+        s.push_str("<div class=\"notes\">");
+        for n in &page.notes {
+            let _ = write!(s, "<p>{}</p>", Esc(n));
+        }
+        s.push_str("</div>\n");
+    }
+    s.push_str("<ul class=\"counts\">");
+    for (name, n) in &page.summary {
+        let _ = write!(
+            s,
+            "<li class=\"{}\" id=\"summary-{}\"><b>{}</b>{}</li>",
+            if *n == 0 { "zero" } else { "some" },
+            Esc(name),
+            n,
+            Esc(&name.replace('_', " "))
+        );
+    }
+    let _ = write!(
+        s,
+        "</ul>\n<p class=\"note\">{} rows in all.</p></section>\n",
+        thousands(page.summary.iter().map(|(_, n)| n).sum())
+    );
 }
 
 fn head(s: &mut String, title: &str) {

@@ -136,68 +136,74 @@ pub fn status_table(report: &StatusReport) -> String {
 
 /// `doctor`'s answer on a terminal: per provider, the verdict and remedy, then the facts.
 pub fn doctor_table(report: &DoctorReport) -> String {
-    let time = |t: chrono::DateTime<chrono::Utc>| crate::report::wording::time(t);
     let mut out = String::new();
     for p in &report.providers {
-        out.push_str(&format!(
-            "{}  {}\n  {}\n",
-            p.id,
-            p.verdict.as_str(),
-            p.remedy
-        ));
-        match (&p.username, &p.status) {
-            (Some(u), Some(s)) => out.push_str(&format!(
-                "  user {u}: {s}, {}\n",
-                if p.enabled == Some(false) {
-                    "disabled"
-                } else {
-                    "enabled"
-                }
-            )),
-            _ => out.push_str("  not in the pool\n"),
-        }
-        if p.exists {
-            let yes = |v: Option<bool>| {
-                if v == Some(true) {
-                    "verified"
-                } else {
-                    "not verified"
-                }
-            };
-            out.push_str(&format!(
-                "  email: {} ({}); phone: {}\n",
-                p.email.as_deref().unwrap_or("none"),
-                yes(p.email_verified),
-                match &p.phone_number {
-                    Some(n) => format!("{n} ({})", yes(p.phone_number_verified)),
-                    None => "none".into(),
-                }
-            ));
-        }
-        for i in &p.invitations {
-            out.push_str(&format!(
-                "  invitation: {} by {} at {} ({}), run {}\n",
-                i.kind.as_str(),
-                i.medium.as_str(),
-                time(i.at),
-                i.outcome,
-                i.run_id
-            ));
-        }
-        if let Some(at) = p.temp_password_expires_at {
-            out.push_str(&format!("  temporary password valid until {}\n", time(at)));
-        }
-        out.push_str(&format!(
-            "  ForgotPassword: {}\n",
-            if p.forgot_password_works {
-                "works"
+        out.push_str(&doctor_provider(p));
+    }
+    out.push_str(&doctor_pool(&report.pool));
+    out
+}
+
+/// One provider of `doctor`'s table: verdict and remedy, then the facts behind them.
+fn doctor_provider(p: &crate::help::Examined) -> String {
+    let time = crate::report::wording::time;
+    let mut out = format!("{}  {}\n  {}\n", p.id, p.verdict.as_str(), p.remedy);
+    match (&p.username, &p.status) {
+        (Some(u), Some(s)) => out.push_str(&format!(
+            "  user {u}: {s}, {}\n",
+            if p.enabled == Some(false) {
+                "disabled"
             } else {
-                "does not work"
+                "enabled"
+            }
+        )),
+        _ => out.push_str("  not in the pool\n"),
+    }
+    if p.exists {
+        let yes = |v: Option<bool>| {
+            if v == Some(true) {
+                "verified"
+            } else {
+                "not verified"
+            }
+        };
+        out.push_str(&format!(
+            "  email: {} ({}); phone: {}\n",
+            p.email.as_deref().unwrap_or("none"),
+            yes(p.email_verified),
+            match &p.phone_number {
+                Some(n) => format!("{n} ({})", yes(p.phone_number_verified)),
+                None => "none".into(),
             }
         ));
     }
-    let f = &report.pool;
+    for i in &p.invitations {
+        out.push_str(&format!(
+            "  invitation: {} by {} at {} ({}), run {}\n",
+            i.kind.as_str(),
+            i.medium.as_str(),
+            time(i.at),
+            i.outcome,
+            i.run_id
+        ));
+    }
+    if let Some(at) = p.temp_password_expires_at {
+        out.push_str(&format!("  temporary password valid until {}\n", time(at)));
+    }
     out.push_str(&format!(
+        "  ForgotPassword: {}\n",
+        if p.forgot_password_works {
+            "works"
+        } else {
+            "does not work"
+        }
+    ));
+    out
+}
+
+/// The pool's line under `doctor`'s table: how it recovers, who sends, the day's emails.
+fn doctor_pool(f: &crate::help::PoolFacts) -> String {
+    format!(
         "\npool: recovery by {}; email by {} from {}; {} emails in the last 24 hours{}{}\n",
         match (f.account_recovery.by_email, f.account_recovery.by_phone) {
             (true, true) => "verified email or phone",
@@ -213,11 +219,10 @@ pub fn doctor_table(report: &DoctorReport) -> String {
             .map(|l| format!(" of {l}"))
             .unwrap_or_default(),
         match (f.email_budget.spent(), f.email_budget.frees_at) {
-            (true, Some(at)) => format!("; spent until {}", time(at)),
+            (true, Some(at)) => format!("; spent until {}", crate::report::wording::time(at)),
             _ => String::new(),
         }
-    ));
-    out
+    )
 }
 
 /// The one-line summary printed on stderr at the end.
