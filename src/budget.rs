@@ -109,69 +109,25 @@ impl Budget {
         now: DateTime<Utc>,
     ) -> Result<Budget, Error> {
         let sent_by = Some(pool.sender_of(delivery).to_string());
-        let (cap, default) = match delivery {
-            Delivery::Suppress => {
-                return Ok(Budget {
-                    sent_by,
-                    ..Budget::new(delivery, None)
-                });
-            }
-            Delivery::Sms if pool.sender_of(delivery) == Sender::Sns => {
-                tracing::warn!(
-                    "SMS goes through Amazon SNS: a new account has a $1.00 a month spend limit and \
-                     a sandbox, and SNS may stop sending without Cognito reporting an error; set \
-                     --sms-budget to stay inside them"
-                );
-                (caps.sms, None)
-            }
-            Delivery::Sms => (caps.sms, None),
-            Delivery::Email if pool.uses_cognito_email() => {
-                (caps.email, Some(COGNITO_DEFAULT_DAILY_EMAILS))
-            }
-            Delivery::Email => (caps.email, None),
+        let Some((cap, default)) = limits_of(pool, delivery, caps) else {
+            return Ok(Budget {
+                sent_by,
+                ..Budget::new(delivery, None)
+            });
         };
-        let ses_left = match ses {
-            Some(Ok(quota)) => {
-                if quota.looks_like_sandbox() {
-                    tracing::warn!(
-                        "the SES account looks like it is in the sandbox ({} a day, {} a second): \
-                         it delivers only to verified addresses",
-                        quota.max_24_hour_send,
-                        quota.max_send_rate
-                    );
-                }
-                tracing::info!(
-                    "SES send quota: {} a day, {} a second, {} sent in the last 24 hours",
-                    quota.max_24_hour_send,
-                    quota.max_send_rate,
-                    quota.sent_last_24_hours
-                );
-                Some(quota.remaining())
-            }
-            Some(Err(why)) => {
-                tracing::warn!(
-                    "could not read the SES send quota ({why}); using email_budget and email_rate \
-                     from the settings"
-                );
-                None
-            }
-            None => None,
-        };
+        let ses_left = ses_left(ses);
         let sender = pool.sender(delivery);
         let ours = match (cap.or(default), &sender) {
             (Some(limit), Some(sender)) => {
-                let (used, _) = state.messages_since(now - WINDOW, delivery, sender)?;
-                let left = u64::from(limit).saturating_sub(used);
-                tracing::info!(
-                    "{} budget: {limit} per 24 hours{}, {used} sent in the last 24 hours, {left} left",
-                    delivery.as_str(),
-                    if default.is_some() && cap.is_none() {
-                        " (Cognito's own sender, COGNITO_DEFAULT)"
-                    } else {
-                        ""
-                    }
-                );
-                Some(left)
+                let cognito_default = default.is_some() && cap.is_none();
+                Some(left_of(
+                    state,
+                    delivery,
+                    sender,
+                    limit,
+                    cognito_default,
+                    now,
+                )?)
             }
             _ => None,
         };
@@ -246,6 +202,88 @@ impl Budget {
             .first()
             .map(|t| *t + WINDOW))
     }
+}
+
+/// The settings' cap and the sender's own default cap for invitations by `delivery`; `None`
+/// for a suppressed invitation, which sends no message and so has no budget.
+fn limits_of(
+    pool: &PoolInfo,
+    delivery: Delivery,
+    caps: Caps,
+) -> Option<(Option<u32>, Option<u32>)> {
+    let limits = match delivery {
+        Delivery::Suppress => return None,
+        Delivery::Sms if pool.sender_of(delivery) == Sender::Sns => {
+            tracing::warn!(
+                "SMS goes through Amazon SNS: a new account has a $1.00 a month spend limit and \
+                 a sandbox, and SNS may stop sending without Cognito reporting an error; set \
+                 --sms-budget to stay inside them"
+            );
+            (caps.sms, None)
+        }
+        Delivery::Sms => (caps.sms, None),
+        Delivery::Email if pool.uses_cognito_email() => {
+            (caps.email, Some(COGNITO_DEFAULT_DAILY_EMAILS))
+        }
+        Delivery::Email => (caps.email, None),
+    };
+    Some(limits)
+}
+
+/// What the SES account has left today, when its quota could be read (logged, with a warning
+/// for an account that looks like it is in the sandbox, or whose quota could not be read).
+fn ses_left(ses: Option<&Result<SendQuota, String>>) -> Option<u64> {
+    match ses {
+        Some(Ok(quota)) => {
+            if quota.looks_like_sandbox() {
+                tracing::warn!(
+                    "the SES account looks like it is in the sandbox ({} a day, {} a second): \
+                     it delivers only to verified addresses",
+                    quota.max_24_hour_send,
+                    quota.max_send_rate
+                );
+            }
+            tracing::info!(
+                "SES send quota: {} a day, {} a second, {} sent in the last 24 hours",
+                quota.max_24_hour_send,
+                quota.max_send_rate,
+                quota.sent_last_24_hours
+            );
+            Some(quota.remaining())
+        }
+        Some(Err(why)) => {
+            tracing::warn!(
+                "could not read the SES send quota ({why}); using email_budget and email_rate \
+                 from the settings"
+            );
+            None
+        }
+        None => None,
+    }
+}
+
+/// What `limit` leaves of `sender`'s messages in the last 24 hours, as the state counts them
+/// across every pool (logged; `cognito_default`: the limit is Cognito's own sender's).
+fn left_of(
+    state: &State,
+    delivery: Delivery,
+    sender: &str,
+    limit: u32,
+    cognito_default: bool,
+    now: DateTime<Utc>,
+) -> Result<u64, Error> {
+    let (used, _) = state.messages_since(now - WINDOW, delivery, sender)?;
+    let left = u64::from(limit).saturating_sub(used);
+    tracing::info!(
+        "{} budget: {limit} per 24 hours{}, {used} sent in the last 24 hours, {left} left",
+        delivery.as_str(),
+        if cognito_default {
+            " (Cognito's own sender, COGNITO_DEFAULT)"
+        } else {
+            ""
+        }
+    );
+    Ok(left)
 }
 
 #[cfg(test)]
@@ -387,17 +425,17 @@ mod tests {
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
+        let request = crate::state::IntentRequest {
+            kind: crate::state::InviteKind::Create,
+            medium: Delivery::Email,
+            counted: b.counted(),
+            run_id: "r",
+            at: Utc::now(),
+        };
         let id = rt
-            .block_on(state.intent(
-                &pool.id,
-                key,
-                crate::state::InviteKind::Create,
-                Delivery::Email,
-                b.counted(),
-                "r",
-                Utc::now(),
-            ))
+            .block_on(state.intent(crate::state::Subject::new(&pool.id, key), request))
             .unwrap()
+            .id()
             .unwrap();
         state.settle_intent(id, Some(Utc::now()), false).unwrap();
     }

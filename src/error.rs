@@ -55,9 +55,7 @@ pub fn exit_code(result: &Result<Ending, Error>) -> u8 {
             | Error::Cognito(_)
             | Error::Io { .. }
             | Error::State(_)
-            | Error::Interrupted
-            | Error::BudgetSpent(_)
-            | Error::Busy(_),
+            | Error::Interrupted,
         ) => exit::ABORTED,
     }
 }
@@ -86,14 +84,6 @@ pub enum Error {
     Locked(String),
     #[error("interrupted")]
     Interrupted,
-    /// A shared state refused an invitation: the message budget's last share went to another
-    /// machine. The row is deferred, never failed.
-    #[error("the message budget is spent: {0}")]
-    BudgetSpent(String),
-    /// A shared state refused an invitation: another machine holds an open intent for the
-    /// same provider. The row is deferred, never failed.
-    #[error("{0}")]
-    Busy(String),
 }
 
 impl Error {

@@ -13,7 +13,7 @@ use serde::Serialize;
 use tokio::io::AsyncWriteExt;
 
 use crate::error::Error;
-use crate::state::State;
+use crate::state::{State, Subject};
 
 /// The command, its time limit, and the withheld variables it is given on purpose.
 #[derive(Debug, Clone)]
@@ -92,7 +92,7 @@ pub async fn hand_over(
     for p in providers {
         let mut h = run_once(on, &p).await;
         if h.exit_code == Some(0) {
-            state.handed_over(pool_id, &p.key, Utc::now())?;
+            state.handed_over(Subject::new(pool_id, &p.key), Utc::now())?;
             h.handed_over = true;
         } else {
             tracing::warn!(

@@ -234,7 +234,7 @@ pub async fn examine<D: Directory>(
         .map(Known::history)
         .unwrap_or_default();
     let invitations = match &key {
-        Some(k) => state.invitations_of(&pool.id, k)?,
+        Some(k) => state.invitations_of(crate::state::Subject::new(&pool.id, k))?,
         None => Vec::new(),
     };
     let d = diagnosis::diagnose(

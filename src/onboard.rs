@@ -25,7 +25,10 @@ use crate::plan::{
 };
 use crate::report::wording;
 use crate::report::{Act, Deferral, Outcome, RowReport};
-use crate::state::{Known, State, UpdateOutcome};
+use crate::state::{
+    IntentAnswer, IntentRequest, Invited, Known, Observation, State, Subject, UpdateIntent,
+    UpdateOutcome, Updated,
+};
 
 /// Everything a row needs.
 pub struct Ctx<D> {
@@ -57,6 +60,29 @@ enum Created {
     Done(RowReport),
     /// The user exists after all (created since the lookup): decide again from what is true.
     Exists(RowReport, RemoteUser),
+}
+
+/// A fix-up under way: the row's report, the `--update` intent its changes were recorded
+/// under, what was written so far (the row's `changed`, and what a failure leaves listed), and
+/// what the reason will say was done.
+struct Writing {
+    r: RowReport,
+    intent: Option<i64>,
+    written: Vec<String>,
+    done: Vec<String>,
+}
+
+/// The email a fix-up would make this user's: the row's new one, or the one it marks verified.
+fn verified_email<'a>(d: &'a Decision, before: Option<&'a RemoteUser>) -> Option<&'a str> {
+    d.changes
+        .set
+        .iter()
+        .find(|(n, _)| n == "email")
+        .map(|(_, v)| v.as_str())
+        .or(d
+            .verify_email
+            .then(|| before.and_then(|u| u.email.as_deref()))
+            .flatten())
 }
 
 /// Another user holds the email this row would give its user (found before any write, or
@@ -98,6 +124,11 @@ fn failed(mut r: RowReport, what: &str, f: &Failed) -> RowReport {
 impl<D: Directory> Ctx<D> {
     fn now(&self) -> DateTime<Utc> {
         Utc::now()
+    }
+
+    /// The row's user in the state.
+    fn subject<'a>(&'a self, key: &'a str) -> Subject<'a> {
+        Subject::new(&self.pool.id, key)
     }
 
     /// Decides and carries out one row, and records what it saw.
@@ -189,7 +220,7 @@ impl<D: Directory> Ctx<D> {
         }
         let digest = row.digest(&self.policy.update_mode().label());
         if known.row_digest.as_deref() != Some(digest.as_str())
-            && let Err(e) = self.state.in_step(&self.pool.id, &row.key, &digest)
+            && let Err(e) = self.state.in_step(self.subject(&row.key), &digest)
         {
             tracing::warn!("{e}");
         }
@@ -402,40 +433,37 @@ impl<D: Directory> Ctx<D> {
             }
         };
         let intent_at = self.now();
-        match self
-            .state
-            .intent(
-                &self.pool.id,
-                &r.key,
-                kind,
-                self.policy.delivery,
-                self.budget.counted().filter(|_| sends_message),
-                &self.run_id,
-                intent_at,
-            )
-            .await
-        {
-            Ok(intent) => Some(Invitation {
-                ticket,
-                password,
-                intent,
-                intent_at,
-            }),
-            Err(Error::Busy(why)) => {
+        let request = IntentRequest {
+            kind,
+            medium: self.policy.delivery,
+            counted: self.budget.counted().filter(|_| sends_message),
+            run_id: &self.run_id,
+            at: intent_at,
+        };
+        let intent = match self.state.intent(self.subject(&r.key), request).await {
+            Ok(IntentAnswer::Written(id)) => Some(id),
+            Ok(IntentAnswer::NotRecorded) => None,
+            Ok(IntentAnswer::Busy(why)) => {
                 self.defer_invitation(r, d, Deferral::Busy);
                 tracing::info!("{}: {why}", r.key);
-                None
+                return None;
             }
             // Another machine sharing the state took the budget's last share.
-            Err(Error::BudgetSpent(_)) => {
+            Ok(IntentAnswer::BudgetSpent(_)) => {
                 self.defer_invitation(r, d, Deferral::Budget);
-                None
+                return None;
             }
             Err(e) => {
                 self.state_failed(r, &e);
-                None
+                return None;
             }
-        }
+        };
+        Some(Invitation {
+            ticket,
+            password,
+            intent,
+            intent_at,
+        })
     }
 
     /// The call changed the user but its message did not go out: the share is spent (Cognito
@@ -497,15 +525,14 @@ impl<D: Directory> Ctx<D> {
         r.attempts += created.attempts;
         invitation.ticket.spend();
         let user = created.value;
-        if let Err(e) = self.state.invitation_sent(
-            invitation.intent,
-            self.now(),
-            &self.pool.id,
-            &row.key,
-            &user.username,
-            &row.email,
-            &self.run_id,
-        ) {
+        let sent = Invited {
+            intent: invitation.intent,
+            username: &user.username,
+            email: &row.email,
+            run_id: &self.run_id,
+            at: self.now(),
+        };
+        if let Err(e) = self.state.invitation_sent(self.subject(&row.key), sent) {
             tracing::warn!("{e}");
         }
         r.username = Some(user.username.clone());
@@ -537,30 +564,7 @@ impl<D: Directory> Ctx<D> {
     ) -> Created {
         match f.error.class {
             ErrorClass::EmailQuota => {
-                // Whether Cognito created the user before it refused the message is not
-                // documented: look, so a created user is re-issued rather than left waiting
-                // for an expiry nobody will see.
-                let found = self.calls.get_user(name).await.ok().and_then(|d| {
-                    r.attempts += d.attempts;
-                    d.value.filter(|u| {
-                        plan::intent_went_through(InviteKind::Create, invitation.intent_at, Some(u))
-                    })
-                });
-                let reason = match found {
-                    Some(user) => {
-                        self.undelivered(invitation);
-                        self.record_invited(row, &user.username);
-                        r.username = Some(user.username);
-                        r.status_after = Some(UserStatus::ForceChangePassword);
-                        wording::created_not_sent().to_string()
-                    }
-                    None => {
-                        self.settle(invitation.intent, false);
-                        wording::deferral(Deferral::MessageLimit, self.policy.delivery).to_string()
-                    }
-                };
-                self.email_limit(&mut r, f, reason);
-                Created::Done(r)
+                Created::Done(self.create_over_quota(r, row, name, invitation, f).await)
             }
             ErrorClass::DeliveryFailed => {
                 // Created, but not told.
@@ -579,32 +583,75 @@ impl<D: Directory> Ctx<D> {
             ErrorClass::Exists if !f.maybe_done => {
                 self.not_sent(invitation, f);
                 r.attempts += f.attempts;
-                match self.calls.get_user(name).await {
-                    Ok(found) => {
-                        r.attempts += found.attempts;
-                        match found.value {
-                            Some(user) => Created::Exists(r, user),
-                            // No user by this name: in an email-alias pool, the name taken is
-                            // the email, another user's (the message names the email).
-                            None if f.error.code.as_deref() == Some("AliasExistsException")
-                                || f.error.message.to_lowercase().contains(&row.email) =>
-                            {
-                                Created::Done(held_by_another(r, &row.email, None, Some(f)))
-                            }
-                            None => {
-                                Created::Done(failed(r, "creating the user (AdminCreateUser)", f))
-                            }
-                        }
-                    }
-                    Err(g) => {
-                        Created::Done(failed(r, "re-reading the user after a failed create", &g))
-                    }
-                }
+                self.created_elsewhere(r, row, name, f).await
             }
             _ => {
                 self.not_sent(invitation, f);
                 Created::Done(failed(r, "creating the user (AdminCreateUser)", f))
             }
+        }
+    }
+
+    /// A create the email limit refused: deferred. Whether Cognito created the user before it
+    /// refused the message is not documented: look, so a created user is re-issued rather than
+    /// left waiting for an expiry nobody will see.
+    async fn create_over_quota(
+        &self,
+        mut r: RowReport,
+        row: &Row,
+        name: &str,
+        invitation: Invitation<'_>,
+        f: &Failed,
+    ) -> RowReport {
+        let found = self.calls.get_user(name).await.ok().and_then(|d| {
+            r.attempts += d.attempts;
+            d.value.filter(|u| {
+                plan::intent_went_through(InviteKind::Create, invitation.intent_at, Some(u))
+            })
+        });
+        let reason = match found {
+            Some(user) => {
+                self.undelivered(invitation);
+                self.record_invited(row, &user.username);
+                r.username = Some(user.username);
+                r.status_after = Some(UserStatus::ForceChangePassword);
+                wording::created_not_sent().to_string()
+            }
+            None => {
+                self.settle(invitation.intent, false);
+                wording::deferral(Deferral::MessageLimit, self.policy.delivery).to_string()
+            }
+        };
+        self.email_limit(&mut r, f, reason);
+        r
+    }
+
+    /// A create Cognito refused because the name is taken: the user made since the lookup is
+    /// decided again; no user by the name means the email is another user's; a failed re-read
+    /// fails the row.
+    async fn created_elsewhere(
+        &self,
+        mut r: RowReport,
+        row: &Row,
+        name: &str,
+        f: &Failed,
+    ) -> Created {
+        match self.calls.get_user(name).await {
+            Ok(found) => {
+                r.attempts += found.attempts;
+                match found.value {
+                    Some(user) => Created::Exists(r, user),
+                    // No user by this name: in an email-alias pool, the name taken is the
+                    // email, another user's (the message names the email).
+                    None if f.error.code.as_deref() == Some("AliasExistsException")
+                        || f.error.message.to_lowercase().contains(&row.email) =>
+                    {
+                        Created::Done(held_by_another(r, &row.email, None, Some(f)))
+                    }
+                    None => Created::Done(failed(r, "creating the user (AdminCreateUser)", f)),
+                }
+            }
+            Err(g) => Created::Done(failed(r, "re-reading the user after a failed create", &g)),
         }
     }
 
@@ -627,47 +674,59 @@ impl<D: Directory> Ctx<D> {
             return r;
         }
         if temporary {
-            let decision = Decision {
-                action: Action::Reissue {
-                    method: ReissueMethod::SetPassword,
-                    cause: plan::ReissueCause::Always,
-                },
-                add_groups: Vec::new(),
-                verify_email: false,
-                changes: plan::Changes::default(),
-            };
-            let Some(invitation) = self
-                .prepare(&mut r, InviteKind::SetPassword, &decision)
-                .await
-            else {
-                return r;
-            };
-            match self
-                .calls
-                .set_temporary_password(&user.username, &invitation.password)
-                .await
-            {
-                Ok(done) => r.attempts += done.attempts,
-                Err(f) => {
-                    self.not_sent(invitation, &f);
-                    return failed(r, "setting a temporary password", &f);
-                }
-            }
-            invitation.ticket.spend();
-            self.settle(invitation.intent, true);
-            r.outcome = Outcome::Reissued;
-            r.reason = "password reset: a new temporary password is in the password file; the \
-                        provider sets their own at the next sign-in"
-                .to_string();
-            self.invitation_out(
-                &mut r,
-                &user.username,
-                &invitation.password,
-                invitation.intent,
-                "reset",
-            );
-            return r;
+            return self.reset_temporary(r, user).await;
         }
+        self.reset_by_code(r, user).await
+    }
+
+    /// `reset --temporary`: a new temporary password, written ahead like an invitation and put
+    /// in the password file, for a provider no code can reach.
+    async fn reset_temporary(&self, mut r: RowReport, user: &RemoteUser) -> RowReport {
+        let decision = Decision {
+            action: Action::Reissue {
+                method: ReissueMethod::SetPassword,
+                cause: plan::ReissueCause::Always,
+            },
+            add_groups: Vec::new(),
+            verify_email: false,
+            changes: plan::Changes::default(),
+        };
+        let Some(invitation) = self
+            .prepare(&mut r, InviteKind::SetPassword, &decision)
+            .await
+        else {
+            return r;
+        };
+        match self
+            .calls
+            .set_temporary_password(&user.username, &invitation.password)
+            .await
+        {
+            Ok(done) => r.attempts += done.attempts,
+            Err(f) => {
+                self.not_sent(invitation, &f);
+                return failed(r, "setting a temporary password", &f);
+            }
+        }
+        invitation.ticket.spend();
+        self.settle(invitation.intent, true);
+        r.outcome = Outcome::Reissued;
+        r.reason = "password reset: a new temporary password is in the password file; the \
+                    provider sets their own at the next sign-in"
+            .to_string();
+        self.invitation_out(
+            &mut r,
+            &user.username,
+            &invitation.password,
+            invitation.intent,
+            "reset",
+        );
+        r
+    }
+
+    /// `reset`: Cognito's code to the verified address the pool recovers by, on the message
+    /// budget; refused where the code could never arrive.
+    async fn reset_by_code(&self, mut r: RowReport, user: &RemoteUser) -> RowReport {
         let recovery = self.pool.recovery;
         let by_email = recovery.by_email && user.email.is_some() && user.email_verified;
         let by_phone = recovery.by_phone && user.phone.is_some() && user.phone_verified;
@@ -692,20 +751,7 @@ impl<D: Directory> Ctx<D> {
                 r.attempts += done.attempts;
                 r.outcome = Outcome::Reissued;
                 r.status_after = Some(UserStatus::ResetRequired);
-                // Cognito's own sender drops a code silently over the daily cap while the call
-                // succeeds: the answer is an acceptance, not a delivery.
-                let accepted = if by_email && self.pool.uses_cognito_email() {
-                    "; accepted by Cognito; delivery not confirmed (its own sender drops codes \
-                     silently over the account's 50 emails a day): if none arrives, `reset \
-                     --temporary`"
-                } else {
-                    ""
-                };
-                r.reason = format!(
-                    "password reset: Cognito sent a code to the verified {}; the provider \
-                     completes ForgotPassword with it{accepted}",
-                    if by_email { "email" } else { "phone number" }
-                );
+                r.reason = self.code_sent(by_email);
             }
             Err(f) => {
                 if f.maybe_done {
@@ -726,6 +772,24 @@ impl<D: Directory> Ctx<D> {
         r
     }
 
+    /// The reason of a reset whose code Cognito accepted. Cognito's own sender drops a code
+    /// silently over the daily cap while the call succeeds: the answer is an acceptance, not a
+    /// delivery.
+    fn code_sent(&self, by_email: bool) -> String {
+        let accepted = if by_email && self.pool.uses_cognito_email() {
+            "; accepted by Cognito; delivery not confirmed (its own sender drops codes \
+             silently over the account's 50 emails a day): if none arrives, `reset \
+             --temporary`"
+        } else {
+            ""
+        };
+        format!(
+            "password reset: Cognito sent a code to the verified {}; the provider \
+             completes ForgotPassword with it{accepted}",
+            if by_email { "email" } else { "phone number" }
+        )
+    }
+
     /// Re-issues the invitation. RESEND addresses the user by the name it was created with (the
     /// email in pools where email is the username), which every Cognito API accepts.
     async fn reissue(
@@ -744,7 +808,35 @@ impl<D: Directory> Ctx<D> {
         let Some(invitation) = self.prepare(&mut r, kind, d).await else {
             return r;
         };
-        let result = match method {
+        match self.reissue_call(row, &user, method, &invitation).await {
+            Ok(done) => r.attempts += done.attempts,
+            Err(f) => return self.reissue_failed(r, &user, method, invitation, &f),
+        }
+        invitation.ticket.spend();
+        self.settle(invitation.intent, true);
+        r.outcome = Outcome::Reissued;
+        r.reason = wording::reissued(method, cause);
+        if !self.invitation_out(
+            &mut r,
+            &user.username,
+            &invitation.password,
+            invitation.intent,
+            "re-issued",
+        ) {
+            return r;
+        }
+        self.fix_up(r, &user.username, Some(&user), d).await
+    }
+
+    /// The re-issue's one call: RESEND by the name the row gives, or a new temporary password.
+    async fn reissue_call(
+        &self,
+        row: &Row,
+        user: &RemoteUser,
+        method: ReissueMethod,
+        invitation: &Invitation<'_>,
+    ) -> Result<crate::executor::Done<()>, Failed> {
+        match method {
             ReissueMethod::Resend => {
                 let name = username_for(self.pool.username_mode, row);
                 self.calls
@@ -761,58 +853,52 @@ impl<D: Directory> Ctx<D> {
                     .set_temporary_password(&user.username, &invitation.password)
                     .await
             }
-        };
-        match result {
-            Ok(done) => r.attempts += done.attempts,
-            Err(f) if f.error.class == ErrorClass::EmailQuota => {
-                // After a refused RESEND the old temporary password may be dead already: the
-                // next run re-issues whatever the expiry says.
-                self.undelivered(invitation);
-                self.email_limit(
-                    &mut r,
-                    &f,
-                    wording::deferral(Deferral::MessageLimit, self.policy.delivery).to_string(),
-                );
-                return r;
-            }
-            Err(f) if f.maybe_done && method == ReissueMethod::SetPassword => {
-                // The password may be set in Cognito: it goes to the password file, so nobody
-                // is locked out, and the state marks it lost, so the next run sets a new one.
-                let recorded = self
-                    .password_file
-                    .as_ref()
-                    .map(|file| file.record(&user.username, &invitation.password));
-                self.undelivered(invitation);
-                let mut r = failed(r, "re-issuing the invitation", &f);
-                r.reason = match recorded {
-                    Some(Ok(())) => format!(
-                        "{}; whether the new password was set is not known: it is in the password \
-                         file in case it was, and the next run sets another",
-                        r.reason
-                    ),
-                    _ => format!("{}; the next run sets another password", r.reason),
-                };
-                return r;
-            }
-            Err(f) => {
-                self.not_sent(invitation, &f);
-                return failed(r, "re-issuing the invitation", &f);
-            }
         }
-        invitation.ticket.spend();
-        self.settle(invitation.intent, true);
-        r.outcome = Outcome::Reissued;
-        r.reason = wording::reissued(method, cause);
-        if !self.invitation_out(
-            &mut r,
-            &user.username,
-            &invitation.password,
-            invitation.intent,
-            "re-issued",
-        ) {
+    }
+
+    /// A re-issue whose call failed for good: the email limit defers it, a password that may be
+    /// set goes to the password file and is marked lost, anything else fails the row with its
+    /// share given back.
+    fn reissue_failed(
+        &self,
+        mut r: RowReport,
+        user: &RemoteUser,
+        method: ReissueMethod,
+        invitation: Invitation<'_>,
+        f: &Failed,
+    ) -> RowReport {
+        if f.error.class == ErrorClass::EmailQuota {
+            // After a refused RESEND the old temporary password may be dead already: the next
+            // run re-issues whatever the expiry says.
+            self.undelivered(invitation);
+            self.email_limit(
+                &mut r,
+                f,
+                wording::deferral(Deferral::MessageLimit, self.policy.delivery).to_string(),
+            );
             return r;
         }
-        self.fix_up(r, &user.username, Some(&user), d).await
+        if f.maybe_done && method == ReissueMethod::SetPassword {
+            // The password may be set in Cognito: it goes to the password file, so nobody is
+            // locked out, and the state marks it lost, so the next run sets a new one.
+            let recorded = self
+                .password_file
+                .as_ref()
+                .map(|file| file.record(&user.username, &invitation.password));
+            self.undelivered(invitation);
+            let mut r = failed(r, "re-issuing the invitation", f);
+            r.reason = match recorded {
+                Some(Ok(())) => format!(
+                    "{}; whether the new password was set is not known: it is in the password \
+                     file in case it was, and the next run sets another",
+                    r.reason
+                ),
+                _ => format!("{}; the next run sets another password", r.reason),
+            };
+            return r;
+        }
+        self.not_sent(invitation, f);
+        failed(r, "re-issuing the invitation", f)
     }
 
     /// What follows an invitation that went out: the user is pending with a fresh expiry, and in
@@ -860,7 +946,7 @@ impl<D: Directory> Ctx<D> {
     fn record_invited(&self, row: &Row, username: &str) {
         if let Err(e) = self
             .state
-            .mark_invited(&self.pool.id, &row.key, username, &row.email)
+            .mark_invited(self.subject(&row.key), username, &row.email)
         {
             tracing::warn!("{e}");
         }
@@ -873,57 +959,110 @@ impl<D: Directory> Ctx<D> {
     /// here fails the row.
     async fn fix_up(
         &self,
-        mut r: RowReport,
+        r: RowReport,
         username: &str,
         before: Option<&RemoteUser>,
         d: &Decision,
     ) -> RowReport {
-        let c = &d.changes;
-        let mut done = Vec::new();
-        let mut written: Vec<String> = Vec::new();
         // Verifying an email that another user holds can move it (an alias) to this user
         // silently: the side that cannot take an account away from anyone asks first.
-        let verified_email = c
-            .set
-            .iter()
-            .find(|(n, _)| n == "email")
-            .map(|(_, v)| v.as_str())
-            .or(d
-                .verify_email
-                .then(|| before.and_then(|u| u.email.as_deref()))
-                .flatten());
-        if let Some(email) = verified_email {
-            let own = before.map_or(username, |u| u.username.as_str());
-            match self.email_holder(own, email).await {
-                Ok((attempts, None)) => r.attempts += attempts,
-                Ok((attempts, Some(other))) => {
-                    r.attempts += attempts;
-                    return held_by_another(r, email, Some(&other), None);
+        let verified_email = verified_email(d, before);
+        let r = match verified_email {
+            Some(email) => {
+                let own = before.map_or(username, |u| u.username.as_str());
+                match self.email_free(r, own, email).await {
+                    Ok(r) => r,
+                    Err(r) => return r,
                 }
-                Err(f) => return failed(r, "looking for another user with the email", &f),
             }
+            None => r,
+        };
+        let w = match self.update_ahead(r, d).await {
+            Ok(w) => w,
+            Err(r) => return r,
+        };
+        match self.make_changes(w, username, d, verified_email).await {
+            Ok(w) => self.fixed_up(w, before, d),
+            Err(r) => r,
         }
+    }
+
+    /// Goes on with the row only if no other user holds `email` (the row's attempts counted);
+    /// otherwise the row's answer: held by another, or failed.
+    async fn email_free(
+        &self,
+        mut r: RowReport,
+        own: &str,
+        email: &str,
+    ) -> Result<RowReport, RowReport> {
+        match self.email_holder(own, email).await {
+            Ok((attempts, None)) => {
+                r.attempts += attempts;
+                Ok(r)
+            }
+            Ok((attempts, Some(other))) => {
+                r.attempts += attempts;
+                Err(held_by_another(r, email, Some(&other), None))
+            }
+            Err(f) => Err(failed(r, "looking for another user with the email", &f)),
+        }
+    }
+
+    /// Records `--update`'s changes ahead of their calls (none to record: no intent), so a run
+    /// killed among them is settled by comparing the user with the row again. A state that
+    /// cannot record them stops the row, and the run.
+    async fn update_ahead(&self, mut r: RowReport, d: &Decision) -> Result<Writing, RowReport> {
+        let c = &d.changes;
         let intent = if c.is_empty() {
             None
         } else {
-            match self
-                .state
-                .update_intent(
-                    &self.pool.id,
-                    &r.key,
-                    &c.names(&d.add_groups),
-                    &self.run_id,
-                    self.now(),
-                )
-                .await
-            {
+            let update = UpdateIntent {
+                changes: &c.names(&d.add_groups),
+                run_id: &self.run_id,
+                at: self.now(),
+            };
+            match self.state.update_intent(self.subject(&r.key), update).await {
                 Ok(id) => id,
                 Err(e) => {
                     self.state_failed(&mut r, &e);
-                    return r;
+                    return Err(r);
                 }
             }
         };
+        Ok(Writing {
+            r,
+            intent,
+            written: Vec::new(),
+            done: Vec::new(),
+        })
+    }
+
+    /// The fix-up's calls, in order: attributes, groups added, groups left. The first that
+    /// fails for good ends the row.
+    async fn make_changes(
+        &self,
+        w: Writing,
+        username: &str,
+        d: &Decision,
+        verified_email: Option<&str>,
+    ) -> Result<Writing, RowReport> {
+        let w = self
+            .write_attributes(w, username, d, verified_email)
+            .await?;
+        let w = self.add_groups(w, username, &d.add_groups).await?;
+        self.leave_groups(w, username, &d.changes.remove_groups)
+            .await
+    }
+
+    /// The attributes set (with a missing `email_verified`, in the same call) and deleted.
+    async fn write_attributes(
+        &self,
+        mut w: Writing,
+        username: &str,
+        d: &Decision,
+        verified_email: Option<&str>,
+    ) -> Result<Writing, RowReport> {
+        let c = &d.changes;
         // A missing email_verified goes in the same call as the row's changes.
         let mut set = c.set.clone();
         if d.verify_email {
@@ -931,65 +1070,95 @@ impl<D: Directory> Ctx<D> {
         }
         if !set.is_empty() {
             match self.calls.update_attributes(username, &set).await {
-                Ok(x) => r.attempts += x.attempts,
+                Ok(x) => w.r.attempts += x.attempts,
                 Err(f) if f.error.class == ErrorClass::Exists => {
                     let email = verified_email.unwrap_or_default().to_string();
-                    let r = self.update_failed(r, intent, written, "updating attributes", &f);
-                    return held_by_another(r, &email, None, Some(&f));
+                    let r = self.changes_failed(w, "updating attributes", &f);
+                    return Err(held_by_another(r, &email, None, Some(&f)));
                 }
-                Err(f) => {
-                    return self.update_failed(r, intent, written, "updating attributes", &f);
-                }
+                Err(f) => return Err(self.changes_failed(w, "updating attributes", &f)),
             }
-            written.extend(c.set_names());
+            w.written.extend(c.set_names());
             if d.verify_email {
-                done.push("email_verified set".to_string());
+                w.done.push("email_verified set".to_string());
             }
         }
         if !c.delete.is_empty() {
             match self.calls.delete_attributes(username, &c.delete).await {
-                Ok(x) => r.attempts += x.attempts,
-                Err(f) => {
-                    return self.update_failed(r, intent, written, "deleting attributes", &f);
-                }
+                Ok(x) => w.r.attempts += x.attempts,
+                Err(f) => return Err(self.changes_failed(w, "deleting attributes", &f)),
             }
-            written.extend(c.delete.iter().cloned());
+            w.written.extend(c.delete.iter().cloned());
         }
-        let set_names: Vec<&String> = written.iter().collect();
+        let set_names: Vec<&String> = w.written.iter().collect();
         let update = wording::updated(&set_names, &[]);
         if !update.is_empty() {
-            done.push(update);
+            w.done.push(update);
         }
+        Ok(w)
+    }
+
+    /// The groups added, recorded in the state as they stand when the calls stop (all, or up
+    /// to the one that failed).
+    async fn add_groups(
+        &self,
+        mut w: Writing,
+        username: &str,
+        groups: &[String],
+    ) -> Result<Writing, RowReport> {
         let mut added: Vec<String> = Vec::new();
-        for group in &d.add_groups {
+        for group in groups {
             match self.calls.add_to_group(username, group).await {
                 Ok(x) => {
-                    r.attempts += x.attempts;
-                    done.push(format!("added to group {group}"));
+                    w.r.attempts += x.attempts;
+                    w.done.push(format!("added to group {group}"));
                     added.push(group.clone());
-                    written.push(format!("+{group}"));
+                    w.written.push(format!("+{group}"));
                 }
                 Err(f) => {
-                    self.record_groups(&r.key, &added);
+                    self.record_groups(&w.r.key, &added);
                     let what = format!("adding to group {group}");
-                    return self.update_failed(r, intent, written, &what, &f);
+                    return Err(self.changes_failed(w, &what, &f));
                 }
             }
         }
-        self.record_groups(&r.key, &added);
-        for group in &c.remove_groups {
+        self.record_groups(&w.r.key, &added);
+        Ok(w)
+    }
+
+    /// The groups the user leaves.
+    async fn leave_groups(
+        &self,
+        mut w: Writing,
+        username: &str,
+        groups: &[String],
+    ) -> Result<Writing, RowReport> {
+        for group in groups {
             match self.calls.remove_from_group(username, group).await {
                 Ok(x) => {
-                    r.attempts += x.attempts;
-                    done.push(format!("removed from group {group}"));
-                    written.push(format!("-{group}"));
+                    w.r.attempts += x.attempts;
+                    w.done.push(format!("removed from group {group}"));
+                    w.written.push(format!("-{group}"));
                 }
                 Err(f) => {
                     let what = format!("removing from group {group}");
-                    return self.update_failed(r, intent, written, &what, &f);
+                    return Err(self.changes_failed(w, &what, &f));
                 }
             }
         }
+        Ok(w)
+    }
+
+    /// A fix-up whose calls all went through: what `--update` wrote is recorded, and the
+    /// report says what was done and, for a user that existed before, what changed.
+    fn fixed_up(&self, w: Writing, before: Option<&RemoteUser>, d: &Decision) -> RowReport {
+        let c = &d.changes;
+        let Writing {
+            mut r,
+            intent,
+            written,
+            done,
+        } = w;
         if let Some(user) = before
             && !c.is_empty()
         {
@@ -1003,6 +1172,11 @@ impl<D: Directory> Ctx<D> {
             changed_outcome(&mut r, c);
         }
         r
+    }
+
+    /// A fix-up call failed for good: [`Ctx::update_failed`] with what was written so far.
+    fn changes_failed(&self, w: Writing, what: &str, f: &Failed) -> RowReport {
+        self.update_failed(w.r, w.intent, w.written, what, f)
     }
 
     /// Another user of the pool whose email is `email`, if any (one `ListUsers` filter), with
@@ -1044,17 +1218,16 @@ impl<D: Directory> Ctx<D> {
             .then_some(user.last_modified)
             .flatten();
         let now = self.now();
+        let update = Updated {
+            written,
+            email: new_email,
+            removed_groups: &c.remove_groups,
+            pending_since,
+            at: now,
+        };
         let recorded = self
             .state
-            .updated(
-                &self.pool.id,
-                key,
-                written,
-                new_email,
-                &c.remove_groups,
-                pending_since,
-                now,
-            )
+            .updated(self.subject(key), update)
             .and_then(|()| match intent {
                 Some(id) => self.state.settle_update(id, UpdateOutcome::Done, now),
                 None => Ok(()),
@@ -1094,7 +1267,7 @@ impl<D: Directory> Ctx<D> {
     }
 
     fn record_groups(&self, key: &str, added: &[String]) {
-        if let Err(e) = self.state.groups_done(&self.pool.id, key, added) {
+        if let Err(e) = self.state.groups_done(self.subject(key), added) {
             tracing::warn!("{e}");
         }
     }
@@ -1124,21 +1297,20 @@ impl<D: Directory> Ctx<D> {
                 .and_then(|k| k.last_read_at)
                 .is_none_or(|at| self.now() - at > READ_AT_RESOLUTION);
         for status in statuses {
-            if let Err(e) = self.state.observe(
-                &self.pool.id,
-                &r.key,
-                r.username.as_deref(),
-                r.email.as_deref(),
-                Some(status),
+            let seen = Observation {
+                username: r.username.as_deref(),
+                email: r.email.as_deref(),
+                status: Some(status),
                 enabled,
-                &self.run_id,
-                self.now(),
-            ) {
+                run_id: &self.run_id,
+                at: self.now(),
+            };
+            if let Err(e) = self.state.observe(self.subject(&r.key), seen) {
                 tracing::warn!("could not record the status of {}: {e}", r.key);
             }
         }
         if read_confirmed
-            && let Err(e) = self.state.read_confirmed(&self.pool.id, &r.key, self.now())
+            && let Err(e) = self.state.read_confirmed(self.subject(&r.key), self.now())
         {
             tracing::warn!("{e}");
         }
@@ -2069,11 +2241,12 @@ mod tests {
             .ctx
             .state
             .update_intent(
-                &f.ctx.pool.id,
-                "taro@example.com",
-                &["name".into()],
-                "r0",
-                Utc::now(),
+                Subject::new(&f.ctx.pool.id, "taro@example.com"),
+                UpdateIntent {
+                    changes: &["name".into()],
+                    run_id: "r0",
+                    at: Utc::now(),
+                },
             )
             .await
             .unwrap()

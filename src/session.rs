@@ -22,7 +22,7 @@ use crate::limiter::{Limiter, QuotaSource};
 use crate::password_file::PasswordFile;
 use crate::report::files::ReportFiles;
 use crate::report::{Report, RowReport};
-use crate::state::{Access, State};
+use crate::state::{Access, RunEnd, RunStart, State};
 
 /// What a command opens: how it holds the state, whether it records a run, and what it writes.
 pub(crate) struct Spec<'a> {
@@ -85,13 +85,13 @@ impl Session {
         };
         let password_file = PasswordFile::for_run(password_path, dry_run, &state)?;
         if spec.record {
-            state.begin_run(
-                &run_id,
-                &pool_id,
-                spec.command,
-                spec.input.zip(input_hash.as_deref()),
-                started_at,
-            )?;
+            state.begin_run(RunStart {
+                run_id: &run_id,
+                pool: &pool_id,
+                command: spec.command,
+                input: spec.input.zip(input_hash.as_deref()),
+                at: started_at,
+            })?;
         }
         let session = Session {
             run_id,
@@ -170,7 +170,12 @@ fn finish(
         Ok((ending, counts)) => (Ok(ending), counts),
         Err(e) => (Err(e), String::new()),
     };
-    state.finish_run(run_id, Utc::now(), error::exit_code(&ending), &counts)?;
+    state.finish_run(RunEnd {
+        run_id,
+        at: Utc::now(),
+        exit_code: error::exit_code(&ending),
+        counts: &counts,
+    })?;
     ending
 }
 

@@ -13,7 +13,7 @@ use crate::input::{KeyMode, Row};
 use crate::lookup::{self, Read, Refresh};
 use crate::plan::{Policy, username_for};
 use crate::standing::{self, StatusRow};
-use crate::state::{Known, State};
+use crate::state::{Known, Observation, State, Subject};
 
 /// One provider `status` refreshes: its key, the name to read it by, and the row's email.
 pub struct Target {
@@ -172,16 +172,15 @@ pub fn record(
         if remote.is_none() && !was_invited {
             continue;
         }
-        state.observe(
-            pool_id,
-            &t.key,
-            remote.as_ref().map(|u| u.username.as_str()),
-            remote.as_ref().and_then(|u| u.email.as_deref()),
-            remote.as_ref().map(|u| &u.status),
-            remote.as_ref().map(|u| u.enabled),
+        let seen = Observation {
+            username: remote.as_ref().map(|u| u.username.as_str()),
+            email: remote.as_ref().and_then(|u| u.email.as_deref()),
+            status: remote.as_ref().map(|u| &u.status),
+            enabled: remote.as_ref().map(|u| u.enabled),
             run_id,
-            now,
-        )?;
+            at: now,
+        };
+        state.observe(Subject::new(pool_id, &t.key), seen)?;
     }
     Ok(())
 }

@@ -8,11 +8,15 @@ use std::sync::Arc;
 use chrono::Utc;
 
 use crate::budget::{Budget, Caps};
+use std::collections::HashMap;
+
+use crate::calls::Calls;
+use crate::cognito::{Cognito, PoolInfo};
 use crate::cohort::{self, Reader};
 use crate::config::{Common, RunSettings};
 use crate::error::{Ending, Error};
 use crate::handover;
-use crate::input;
+use crate::input::{self, ColumnRules, KeyMode};
 use crate::lookup;
 use crate::onboard::{self, Ctx};
 use crate::password_file::PasswordFile;
@@ -71,7 +75,61 @@ async fn onboard_cohort(
 ) -> Result<(Ending, String), Error> {
     let (calls, pool) = open_pool(common, opened.pool_id).await?;
     check_invitation(&pool, settings.delivery)?;
-    let (key_mode, rules) = cohort::rules_for(&pool, reader.columns())?;
+    let first = first_pass(&calls, &pool, settings, opened, reader).await?;
+    let (ctx, pass) = prepare(&calls, pool, settings, opened, first, password_file).await?;
+    let command = ("run", settings.dry_run);
+    let head = report_of(
+        opened,
+        command,
+        &calls.exec,
+        &ctx.budget,
+        &Tally::new(false),
+    )?;
+    let keep_confirmed = settings.on_confirmed.is_some() && !settings.dry_run;
+    let mut sink = Sink::start(opened.report_files, &head, keep_confirmed)?;
+    let stream_error = second_pass(common, settings, opened, &ctx, &pass, &mut sink).await;
+    let mut report = report_of(opened, command, &calls.exec, &ctx.budget, &sink.tally)?;
+    report.update = ctx
+        .policy
+        .update
+        .is_some()
+        .then(|| ctx.policy.update_mode().label());
+    if let (Some(on), Some(confirmed)) = (&settings.on_confirmed, &sink.tally.confirmed) {
+        report.handed_over = hand_over(on, opened, &ctx.pool.id, confirmed).await?;
+    }
+    let failed = std::mem::take(&mut sink.tally.failed);
+    sink.finish(&report)?;
+    report_log::log_end_with(&report, &failed, opened.report_files);
+    println!("{}", opened.report_files.json.display());
+    let counts = serde_json::to_string(&report.summary).unwrap_or_default();
+    if let Some(e) = stream_error {
+        return Err(e);
+    }
+    if let Some(e) = calls.exec.fatal() {
+        return Err(Error::Cognito(e.to_string()));
+    }
+    Ok((report::ending(&report.summary, report.interrupted), counts))
+}
+
+/// What the first pass over the file learnt, and how its rows are read.
+struct FirstPass {
+    key_mode: KeyMode,
+    rules: ColumnRules,
+    columns: Vec<String>,
+    known: HashMap<String, state::Known>,
+    survey: cohort::Survey,
+}
+
+/// The first pass: the pool's rules for the file's columns, what the state knows, and the
+/// survey of the rows (groups, counts, which to read); the groups are checked to exist.
+async fn first_pass(
+    calls: &Arc<Calls<Cognito>>,
+    pool: &PoolInfo,
+    settings: &RunSettings,
+    opened: &Opened<'_>,
+    reader: Reader,
+) -> Result<FirstPass, Error> {
+    let (key_mode, rules) = cohort::rules_for(pool, reader.columns())?;
     let columns = reader.columns().to_vec();
     let known = opened.state.known(&pool.id)?;
     let survey = cohort::survey(
@@ -80,7 +138,7 @@ async fn onboard_cohort(
         &rereading(settings, &known, opened.started_at),
         settings.update.groups,
     )?;
-    cohort::check_groups(&calls, &survey.groups).await?;
+    cohort::check_groups(calls, &survey.groups).await?;
     tracing::info!(
         "{} valid rows, {} invalid; {} confirmed and unchanged, not re-read (--refresh {})",
         survey.valid,
@@ -91,7 +149,43 @@ async fn onboard_cohort(
             plan::Refresh::Full => "full",
         }
     );
-    let ses = send_quota(&calls, &pool, settings).await;
+    Ok(FirstPass {
+        key_mode,
+        rules,
+        columns,
+        known,
+        survey,
+    })
+}
+
+/// How the second pass reads the file again.
+struct SecondPass {
+    key_mode: KeyMode,
+    rules: ColumnRules,
+    /// The rows the first pass counted.
+    total: u64,
+}
+
+/// What the rows are carried out with: the message budget (SES's quota read where it applies),
+/// `run`'s policy, and the users the rows name, looked up the cheapest way. Takes the first
+/// pass whole, so that what only the lookups need (every name in the file) is dropped before
+/// the rows are carried out.
+async fn prepare(
+    calls: &Arc<Calls<Cognito>>,
+    pool: PoolInfo,
+    settings: &RunSettings,
+    opened: &Opened<'_>,
+    first: FirstPass,
+    password_file: Option<PasswordFile>,
+) -> Result<(Ctx<Cognito>, SecondPass), Error> {
+    let FirstPass {
+        key_mode,
+        rules,
+        columns,
+        known,
+        survey,
+    } = first;
+    let ses = send_quota(calls, &pool, settings).await;
     let budget = Budget::for_run(
         &pool,
         settings.delivery,
@@ -117,7 +211,7 @@ async fn onboard_cohort(
         survey.managed,
     );
     let found = lookup::find(
-        &calls,
+        calls,
         &pool,
         key_mode,
         settings.lookup,
@@ -131,9 +225,9 @@ async fn onboard_cohort(
     .await?;
     drop(survey.names);
     let memberships = (!survey.memberships.is_empty())
-        .then(|| lookup::spawn_memberships(Arc::clone(&calls), survey.memberships));
+        .then(|| lookup::spawn_memberships(Arc::clone(calls), survey.memberships));
     let ctx = Ctx {
-        calls: Arc::clone(&calls),
+        calls: Arc::clone(calls),
         policy,
         pool,
         dry_run: settings.dry_run,
@@ -145,28 +239,36 @@ async fn onboard_cohort(
         run_id: opened.run_id.to_string(),
         known,
     };
-    let command = ("run", settings.dry_run);
-    let keep_confirmed = settings.on_confirmed.is_some() && !settings.dry_run;
-    let head = report_of(
-        opened,
-        command,
-        &calls.exec,
-        &ctx.budget,
-        &Tally::new(false),
-    )?;
-    let mut sink = Sink::start(opened.report_files, &head, keep_confirmed)?;
-    // The second pass: the same rows, now processed and reported one by one.
+    let pass = SecondPass {
+        key_mode,
+        rules,
+        total: survey.valid + survey.invalid,
+    };
+    Ok((ctx, pass))
+}
+
+/// The second pass: the same rows, read again from the file, processed and reported one by one
+/// as they finish. Answers the error that stopped the file's reading, if one did.
+async fn second_pass(
+    common: &Common,
+    settings: &RunSettings,
+    opened: &Opened<'_>,
+    ctx: &Ctx<Cognito>,
+    pass: &SecondPass,
+    sink: &mut Sink,
+) -> Option<Error> {
     let stream_error = std::cell::RefCell::new(None);
+    let rows = match input::open(&settings.input, &settings.input_options)
+        .map_err(Error::from)
+        .and_then(|reader| cohort::stream(reader, pass.key_mode, &pass.rules, settings.delivery))
+    {
+        Ok(rows) => rows,
+        Err(e) => return Some(e),
+    };
     let items = {
         let rereading = rereading(settings, &ctx.known, opened.started_at);
         let stream_error = &stream_error;
-        cohort::stream(
-            input::open(&settings.input, &settings.input_options)?,
-            key_mode,
-            &rules,
-            settings.delivery,
-        )?
-        .map_while(move |row| match row {
+        rows.map_while(move |row| match row {
             Ok(Ok(row)) => Some(match rereading.not_reread(&row) {
                 Some(r) => onboard::Item::Reported(r),
                 None => onboard::Item::Process(row),
@@ -178,9 +280,9 @@ async fn onboard_cohort(
             }
         })
     };
-    let total = survey.valid + survey.invalid;
+    let total = pass.total;
     onboard::process_stream(
-        &ctx,
+        ctx,
         items,
         total,
         common.concurrency,
@@ -195,29 +297,22 @@ async fn onboard_cohort(
             sink.tally.rows
         );
     }
-    let mut report = report_of(opened, command, &calls.exec, &ctx.budget, &sink.tally)?;
-    let update = ctx.policy.update_mode();
-    report.update = ctx.policy.update.is_some().then(|| update.label());
-    if let (Some(on), Some(confirmed)) = (&settings.on_confirmed, &sink.tally.confirmed) {
-        let known = opened.state.known(&ctx.pool.id)?;
-        let seen = confirmed
-            .iter()
-            .map(|(k, u, e)| (k.as_str(), u.as_deref(), e.as_deref()));
-        let due = handover::due(&ctx.pool.id, seen, &known);
-        report.handed_over = handover::hand_over(on, opened.state, &ctx.pool.id, due).await?;
-    }
-    let failed = std::mem::take(&mut sink.tally.failed);
-    sink.finish(&report)?;
-    report_log::log_end_with(&report, &failed, opened.report_files);
-    println!("{}", opened.report_files.json.display());
-    let counts = serde_json::to_string(&report.summary).unwrap_or_default();
-    if let Some(e) = stream_error.into_inner() {
-        return Err(e);
-    }
-    if let Some(e) = calls.exec.fatal() {
-        return Err(Error::Cognito(e.to_string()));
-    }
-    Ok((report::ending(&report.summary, report.interrupted), counts))
+    stream_error.into_inner()
+}
+
+/// Runs `--on-confirmed` for the providers this run saw confirmed and had not handed over.
+async fn hand_over(
+    on: &handover::OnConfirmed,
+    opened: &Opened<'_>,
+    pool_id: &str,
+    confirmed: &[crate::report::model::Seen],
+) -> Result<Vec<handover::HandOver>, Error> {
+    let known = opened.state.known(pool_id)?;
+    let seen = confirmed
+        .iter()
+        .map(|(k, u, e)| (k.as_str(), u.as_deref(), e.as_deref()));
+    let due = handover::due(pool_id, seen, &known);
+    handover::hand_over(on, opened.state, pool_id, due).await
 }
 
 /// How this run decides which rows to read again.

@@ -1,9 +1,11 @@
 //! The state: what the job did and saw, across runs and pools, behind one interface over two
 //! stores: an SQLite file, the embedded default (`sqlite`), and a DynamoDB table that every
-//! machine shares (`dynamo`). Owns the types of what is remembered and where the state lives.
-//! Must never store a password, and must not decide anything from what it holds (that is
-//! `plan`).
+//! machine shares (`dynamo`). Owns the types of what is remembered and where the state lives;
+//! what each call takes and answers is `contract`'s (an intent's per-row answers are values,
+//! never run-level errors). Must never store a password, and must not decide anything from what
+//! it holds (that is `plan`).
 
+mod contract;
 mod dynamo;
 mod paced;
 mod sqlite;
@@ -18,6 +20,10 @@ use chrono::{DateTime, Utc};
 
 use crate::error::Error;
 
+pub use contract::{
+    Counted, IntentAnswer, IntentRequest, Invited, Observation, RunEnd, RunStart, Subject,
+    UpdateIntent, Updated,
+};
 pub use dynamo::init_table;
 pub use sqlite::SCHEMA_VERSION;
 
@@ -179,14 +185,6 @@ pub fn file_sha256(path: &Path) -> std::io::Result<String> {
         .collect())
 }
 
-/// What an invitation's message counts against: its sender (`email:cognito:ACCOUNT`, ...) and
-/// the cap per rolling 24 hours the run counts by (`None`: no cap of the tool's).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Counted<'a> {
-    pub sender: &'a str,
-    pub limit: Option<u32>,
-}
-
 /// How many messages, and the oldest, of their times oldest first.
 pub(crate) fn count_of(times: Vec<DateTime<Utc>>) -> (u64, Option<DateTime<Utc>>) {
     (times.len() as u64, times.first().copied())
@@ -338,25 +336,13 @@ impl State {
     }
 
     /// Records the start of a run.
-    pub fn begin_run(
-        &self,
-        run_id: &str,
-        pool_id: &str,
-        command: &str,
-        input: Option<(&Path, &str)>,
-        at: DateTime<Utc>,
-    ) -> Result<(), Error> {
-        each!(self, s => s.begin_run(run_id, pool_id, command, input, at))
+    pub fn begin_run(&self, run: RunStart<'_>) -> Result<(), Error> {
+        each!(self, s => s.begin_run(run))
     }
 
-    pub fn finish_run(
-        &self,
-        run_id: &str,
-        at: DateTime<Utc>,
-        exit_code: u8,
-        counts: &str,
-    ) -> Result<(), Error> {
-        each!(self, s => s.finish_run(run_id, at, exit_code, counts))
+    /// Records how a run ended.
+    pub fn finish_run(&self, run: RunEnd<'_>) -> Result<(), Error> {
+        each!(self, s => s.finish_run(run))
     }
 
     /// Everything known about the users of a pool, by key.
@@ -364,40 +350,29 @@ impl State {
         each!(self, s => s.known(pool_id))
     }
 
-    /// Every invitation recorded for a key, oldest first (for the help desk).
-    pub fn invitations_of(&self, pool_id: &str, key: &str) -> Result<Vec<Invitation>, Error> {
-        each!(self, s => s.invitations_of(pool_id, key))
+    /// Every invitation recorded for a user, oldest first (for the help desk).
+    pub fn invitations_of(&self, who: Subject<'_>) -> Result<Vec<Invitation>, Error> {
+        each!(self, s => s.invitations_of(who))
     }
 
-    /// Writes "about to invite" before the call; returns the intent's id (on record when this
-    /// returns; `None` in a dry run). `counted`: what its message counts against, when it
+    /// Writes "about to invite" before the call: on record when this answers
+    /// [`IntentAnswer::Written`]. `request.counted`: what its message counts against, when it
     /// sends one. A shared table enforces the sender's `limit` with a conditional write
-    /// (`Error::BudgetSpent` when another machine took the last share); an SQLite file has one
-    /// writer at a time, whose own count is exact.
-    #[allow(clippy::too_many_arguments)]
+    /// ([`IntentAnswer::BudgetSpent`] when another machine took the last share) and refuses a
+    /// provider another machine is inviting ([`IntentAnswer::Busy`]); an SQLite file has one
+    /// writer at a time, whose own count is exact. An `Err` is the run's: the state failed.
     pub async fn intent(
         &self,
-        pool_id: &str,
-        key: &str,
-        kind: InviteKind,
-        medium: Delivery,
-        counted: Option<Counted<'_>>,
-        run_id: &str,
-        at: DateTime<Utc>,
-    ) -> Result<Option<i64>, Error> {
+        who: Subject<'_>,
+        request: IntentRequest<'_>,
+    ) -> Result<IntentAnswer, Error> {
         // Only a message is counted (a suppressed invitation or a set password sends none).
-        let counted = counted.filter(|_| medium.sends_message() && kind != InviteKind::SetPassword);
-        match &self.store {
-            Store::Sqlite(s) => {
-                let sender = counted.map(|c| c.sender);
-                s.intent_for(pool_id, key, kind, medium, sender, run_id, at)
-                    .await
-            }
-            Store::Dynamo(s) => {
-                s.intent(pool_id, key, kind, medium, counted, run_id, at)
-                    .await
-            }
-        }
+        let counts = request.medium.sends_message() && request.kind != InviteKind::SetPassword;
+        let request = IntentRequest {
+            counted: request.counted.filter(|_| counts),
+            ..request
+        };
+        each!(self, s => s.intent(who, request).await)
     }
 
     /// Records what became of an intent: sent (at), or certainly not sent.
@@ -417,30 +392,18 @@ impl State {
 
     /// Settles an intent as sent, marks the user as invited by this tool and records it as
     /// `FORCE_CHANGE_PASSWORD`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn invitation_sent(
-        &self,
-        id: Option<i64>,
-        sent_at: DateTime<Utc>,
-        pool_id: &str,
-        key: &str,
-        username: &str,
-        email: &str,
-        run_id: &str,
-    ) -> Result<(), Error> {
-        each!(self, s => s.invitation_sent(id, sent_at, pool_id, key, username, email, run_id))
+    pub fn invitation_sent(&self, who: Subject<'_>, sent: Invited<'_>) -> Result<(), Error> {
+        each!(self, s => s.invitation_sent(who, sent))
     }
 
-    /// Records, ahead of its calls, what `run --update` is about to change for a user.
+    /// Records, ahead of its calls, what `run --update` is about to change for a user; the
+    /// intent's id (`None` in a dry run).
     pub async fn update_intent(
         &self,
-        pool_id: &str,
-        key: &str,
-        changes: &[String],
-        run_id: &str,
-        at: DateTime<Utc>,
+        who: Subject<'_>,
+        update: UpdateIntent<'_>,
     ) -> Result<Option<i64>, Error> {
-        each!(self, s => s.update_intent(pool_id, key, changes, run_id, at).await)
+        each!(self, s => s.update_intent(who, update).await)
     }
 
     /// Settles an update intent.
@@ -455,28 +418,18 @@ impl State {
 
     /// After `run --update` made its changes: what was written and when, the user's email as
     /// it now is, and the groups it left.
-    #[allow(clippy::too_many_arguments)]
-    pub fn updated(
-        &self,
-        pool_id: &str,
-        key: &str,
-        written: &[String],
-        email: Option<&str>,
-        removed_groups: &[String],
-        pending_since: Option<DateTime<Utc>>,
-        at: DateTime<Utc>,
-    ) -> Result<(), Error> {
-        each!(self, s => s.updated(pool_id, key, written, email, removed_groups, pending_since, at))
+    pub fn updated(&self, who: Subject<'_>, update: Updated<'_>) -> Result<(), Error> {
+        each!(self, s => s.updated(who, update))
     }
 
     /// Records that `run` read the provider while it was `CONFIRMED`.
-    pub fn read_confirmed(&self, pool_id: &str, key: &str, at: DateTime<Utc>) -> Result<(), Error> {
-        each!(self, s => s.read_confirmed(pool_id, key, at))
+    pub fn read_confirmed(&self, who: Subject<'_>, at: DateTime<Utc>) -> Result<(), Error> {
+        each!(self, s => s.read_confirmed(who, at))
     }
 
     /// Records the digest of the row the user is now in step with.
-    pub fn in_step(&self, pool_id: &str, key: &str, digest: &str) -> Result<(), Error> {
-        each!(self, s => s.in_step(pool_id, key, digest))
+    pub fn in_step(&self, who: Subject<'_>, digest: &str) -> Result<(), Error> {
+        each!(self, s => s.in_step(who, digest))
     }
 
     /// Marks an invitation's password as written to the password file.
@@ -485,36 +438,19 @@ impl State {
     }
 
     /// Records what Cognito said about a user, and a transition when the status differs from
-    /// the last one seen. `status` None: the user is not in the pool.
-    #[allow(clippy::too_many_arguments)]
-    pub fn observe(
-        &self,
-        pool_id: &str,
-        key: &str,
-        username: Option<&str>,
-        email: Option<&str>,
-        status: Option<&UserStatus>,
-        enabled: Option<bool>,
-        run_id: &str,
-        at: DateTime<Utc>,
-    ) -> Result<(), Error> {
-        each!(self, s => s.observe(pool_id, key, username, email, status, enabled, run_id, at))
+    /// the last one seen.
+    pub fn observe(&self, who: Subject<'_>, seen: Observation<'_>) -> Result<(), Error> {
+        each!(self, s => s.observe(who, seen))
     }
 
     /// Marks the user as invited by this tool (after a create it made).
-    pub fn mark_invited(
-        &self,
-        pool_id: &str,
-        key: &str,
-        username: &str,
-        email: &str,
-    ) -> Result<(), Error> {
-        each!(self, s => s.mark_invited(pool_id, key, username, email))
+    pub fn mark_invited(&self, who: Subject<'_>, username: &str, email: &str) -> Result<(), Error> {
+        each!(self, s => s.mark_invited(who, username, email))
     }
 
     /// Records groups the user was added to.
-    pub fn groups_done(&self, pool_id: &str, key: &str, groups: &[String]) -> Result<(), Error> {
-        each!(self, s => s.groups_done(pool_id, key, groups))
+    pub fn groups_done(&self, who: Subject<'_>, groups: &[String]) -> Result<(), Error> {
+        each!(self, s => s.groups_done(who, groups))
     }
 
     /// Invitations whose message counted against `sender` (see [`PoolInfo::sender`]) sent or
@@ -552,10 +488,9 @@ impl State {
     }
 
     /// Marks a provider as handed over (the `--on-confirmed` command exited 0 for it).
-    pub fn handed_over(&self, pool_id: &str, key: &str, at: DateTime<Utc>) -> Result<(), Error> {
-        each!(self, s => s.handed_over(pool_id, key, at))
+    pub fn handed_over(&self, who: Subject<'_>, at: DateTime<Utc>) -> Result<(), Error> {
+        each!(self, s => s.handed_over(who, at))
     }
-
     /// The previous `status` report's time for this pool, if any.
     pub fn last_status_run(&self, pool_id: &str) -> Result<Option<DateTime<Utc>>, Error> {
         each!(self, s => s.last_status_run(pool_id))
@@ -646,4 +581,75 @@ pub fn import(file: &Path, table: &Table) -> Result<String, Error> {
         table.name,
         counts(&records)
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file_state() -> (tempfile::TempDir, State) {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::open(&Location::File(dir.path().join("s.db")), Access::Write).unwrap();
+        (dir, state)
+    }
+
+    #[tokio::test]
+    async fn only_an_invitation_that_sends_a_message_counts_against_its_sender() {
+        let (_dir, state) = file_state();
+        let at = Utc::now();
+        let counted = Some(Counted {
+            sender: "email:cognito:1",
+            limit: Some(50),
+        });
+        for (key, medium) in [("a", Delivery::Suppress), ("b", Delivery::Email)] {
+            let request = IntentRequest {
+                kind: InviteKind::Create,
+                medium,
+                counted,
+                run_id: "r",
+                at,
+            };
+            let answer = state.intent(Subject::new("p", key), request).await;
+            let id = answer.unwrap().id().expect("a writable file records it");
+            state.settle_intent(id, Some(at), false).unwrap();
+        }
+        let day_ago = at - chrono::Duration::hours(24);
+        assert_eq!(
+            state
+                .messages_since(day_ago, Delivery::Email, "email:cognito:1")
+                .unwrap()
+                .0,
+            1,
+            "the suppressed invitation's password went to a file: no message to count"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_read_only_state_records_no_intent_and_the_call_goes_ahead() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::open(&Location::File(dir.path().join("none.db")), Access::Read).unwrap();
+        let request = IntentRequest {
+            kind: InviteKind::Resend,
+            medium: Delivery::Email,
+            counted: None,
+            run_id: "r",
+            at: Utc::now(),
+        };
+        assert_eq!(
+            state.intent(Subject::new("p", "a"), request).await.unwrap(),
+            IntentAnswer::NotRecorded
+        );
+        let update = UpdateIntent {
+            changes: &["name".to_string()],
+            run_id: "r",
+            at: Utc::now(),
+        };
+        assert_eq!(
+            state
+                .update_intent(Subject::new("p", "a"), update)
+                .await
+                .unwrap(),
+            None
+        );
+    }
 }

@@ -16,8 +16,9 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use super::{
-    Access, DELETED, Invitation, InviteKind, Known, Record, StoredInvitation, SyncFirst, TABLES,
-    UpdateOutcome, Value,
+    Access, DELETED, IntentAnswer, IntentRequest, Invitation, InviteKind, Invited, Known,
+    Observation, Record, RunEnd, RunStart, StoredInvitation, Subject, SyncFirst, TABLES,
+    UpdateIntent, UpdateOutcome, Updated, Value,
 };
 use crate::cognito::{Delivery, UserStatus};
 use crate::error::Error;
@@ -523,44 +524,31 @@ impl Sqlite {
     }
 
     /// Records the start of a run.
-    pub fn begin_run(
-        &self,
-        run_id: &str,
-        pool_id: &str,
-        command: &str,
-        input: Option<(&Path, &str)>,
-        at: DateTime<Utc>,
-    ) -> Result<(), Error> {
+    pub fn begin_run(&self, run: RunStart<'_>) -> Result<(), Error> {
         self.write(|c| {
             exec(
                 c,
                 "INSERT INTO runs (run_id, pool_id, command, input_path, input_sha256, started_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![
-                    run_id,
-                    pool_id,
-                    command,
-                    input.map(|(p, _)| p.display().to_string()),
-                    input.map(|(_, h)| h.to_string()),
-                    ms(at)
+                    run.run_id,
+                    run.pool,
+                    run.command,
+                    run.input.map(|(p, _)| p.display().to_string()),
+                    run.input.map(|(_, h)| h.to_string()),
+                    ms(run.at)
                 ],
             )
         })
         .map(|_| ())
     }
 
-    pub fn finish_run(
-        &self,
-        run_id: &str,
-        at: DateTime<Utc>,
-        exit_code: u8,
-        counts: &str,
-    ) -> Result<(), Error> {
+    pub fn finish_run(&self, run: RunEnd<'_>) -> Result<(), Error> {
         self.write(|c| {
             exec(
                 c,
                 "UPDATE runs SET finished_at = ?2, exit_code = ?3, counts = ?4 WHERE run_id = ?1",
-                params![run_id, ms(at), exit_code, counts],
+                params![run.run_id, ms(run.at), run.exit_code, run.counts],
             )
         })
         .map(|_| ())
@@ -572,107 +560,23 @@ impl Sqlite {
         self.flush()?;
         Ok(self
             .with(|c| {
-                let mut out: HashMap<String, Known> = HashMap::new();
-                let mut stmt = c.prepare(
-                    "SELECT key, username, email, invited, groups_done, last_status, last_enabled,
-                            last_seen_at, confirmed_at, confirmed_reported_at, handed_over_at,
-                            row_digest, last_written, last_written_at, pending_since,
-                            last_read_at
-                     FROM users WHERE pool_id = ?1",
-                )?;
-                let rows = stmt.query_map([pool_id], |r| {
-                    let groups: String = r.get(4)?;
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        Known {
-                            username: r.get(1)?,
-                            email: r.get(2)?,
-                            invited: r.get::<_, i64>(3)? != 0,
-                            groups_done: groups
-                                .split('\n')
-                                .filter(|g| !g.is_empty())
-                                .map(str::to_string)
-                                .collect(),
-                            last_status: r
-                                .get::<_, Option<String>>(5)?
-                                .map(|s| UserStatus::parse(&s)),
-                            last_enabled: r.get::<_, Option<i64>>(6)?.map(|v| v != 0),
-                            last_seen_at: from_ms(r.get(7)?),
-                            confirmed_at: from_ms(r.get(8)?),
-                            confirmed_reported_at: from_ms(r.get(9)?),
-                            handed_over_at: from_ms(r.get(10)?),
-                            row_digest: r.get(11)?,
-                            last_written: r
-                                .get::<_, Option<String>>(12)?
-                                .unwrap_or_default()
-                                .split('\n')
-                                .filter(|g| !g.is_empty())
-                                .map(str::to_string)
-                                .collect(),
-                            last_written_at: from_ms(r.get(13)?),
-                            pending_since: from_ms(r.get(14)?),
-                            last_read_at: from_ms(r.get(15)?),
-                            ..Known::default()
-                        },
-                    ))
-                })?;
-                for row in rows {
-                    let (key, known) = row?;
-                    out.insert(key, known);
-                }
-                let mut stmt = c.prepare(
-                    "SELECT id, key, kind, medium, intent_at, outcome, sent_at, password_recorded
-                     FROM invitations WHERE pool_id = ?1 ORDER BY id",
-                )?;
-                let rows = stmt.query_map([pool_id], |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, String>(2)?,
-                        r.get::<_, String>(3)?,
-                        r.get::<_, i64>(4)?,
-                        r.get::<_, String>(5)?,
-                        r.get::<_, Option<i64>>(6)?,
-                        r.get::<_, i64>(7)? != 0,
-                    ))
-                })?;
-                for row in rows {
-                    let (id, key, kind, medium, intent_at, outcome, sent_at, recorded) = row?;
-                    out.entry(key).or_default().fold(StoredInvitation {
-                        id,
-                        kind: InviteKind::parse(&kind),
-                        // An unknown medium was written by a newer version: count it as a message.
-                        medium: Delivery::parse(&medium).unwrap_or(Delivery::Email),
-                        intent_at: from_ms(Some(intent_at)).unwrap_or_default(),
-                        outcome,
-                        sent_at: from_ms(sent_at),
-                        password_recorded: recorded,
-                    });
-                }
-                let mut stmt = c.prepare(
-                    "SELECT id, key FROM updates WHERE pool_id = ?1 AND outcome = 'pending'",
-                )?;
-                let rows = stmt.query_map([pool_id], |r| {
-                    Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
-                })?;
-                for row in rows {
-                    let (id, key) = row?;
-                    out.entry(key).or_default().open_updates.push(id);
-                }
+                let mut out = users_of(c, pool_id)?;
+                fold_invitations(c, pool_id, &mut out)?;
+                add_open_updates(c, pool_id, &mut out)?;
                 Ok(out)
             })?
             .unwrap_or_default())
     }
 
-    /// Every invitation recorded for a key, oldest first (for the help desk).
-    pub fn invitations_of(&self, pool_id: &str, key: &str) -> Result<Vec<Invitation>, Error> {
+    /// Every invitation recorded for a user, oldest first (for the help desk).
+    pub fn invitations_of(&self, who: Subject<'_>) -> Result<Vec<Invitation>, Error> {
         Ok(self
             .with(|c| {
                 let mut stmt = c.prepare(
                     "SELECT kind, medium, intent_at, sent_at, outcome, run_id FROM invitations
                      WHERE pool_id = ?1 AND key = ?2 ORDER BY id",
                 )?;
-                let rows = stmt.query_map(params![pool_id, key], |r| {
+                let rows = stmt.query_map(params![who.pool, who.key], |r| {
                     let at: Option<i64> = r.get(3)?;
                     let intent: i64 = r.get(2)?;
                     Ok(Invitation {
@@ -688,41 +592,32 @@ impl Sqlite {
             .unwrap_or_default())
     }
 
-    /// Writes "about to invite" before the call, its message counted by medium alone.
-    #[cfg(test)]
+    /// Writes "about to invite" before the call, with what its message counts against (its
+    /// sender; none for an invitation that sends no message). One writer at a time keeps its
+    /// own count exact, so an SQLite file never answers busy or spent.
     pub async fn intent(
         &self,
-        pool_id: &str,
-        key: &str,
-        kind: InviteKind,
-        medium: Delivery,
-        run_id: &str,
-        at: DateTime<Utc>,
-    ) -> Result<Option<i64>, Error> {
-        self.intent_for(pool_id, key, kind, medium, None, run_id, at)
-            .await
-    }
-
-    /// [`Sqlite::intent`], with what its message counts against (`sender`).
-    #[allow(clippy::too_many_arguments)]
-    pub async fn intent_for(
-        &self,
-        pool_id: &str,
-        key: &str,
-        kind: InviteKind,
-        medium: Delivery,
-        sender: Option<&str>,
-        run_id: &str,
-        at: DateTime<Utc>,
-    ) -> Result<Option<i64>, Error> {
-        self.write_ahead(|c| {
+        who: Subject<'_>,
+        request: IntentRequest<'_>,
+    ) -> Result<IntentAnswer, Error> {
+        let sender = request.counted.map(|c| c.sender);
+        let written = self.write_ahead(|c| {
             exec(c,
                 "INSERT INTO invitations (pool_id, key, kind, medium, run_id, intent_at, sender) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![pool_id, key, kind.as_str(), medium.as_str(), run_id, ms(at), sender],
+                params![
+                    who.pool,
+                    who.key,
+                    request.kind.as_str(),
+                    request.medium.as_str(),
+                    request.run_id,
+                    ms(request.at),
+                    sender
+                ],
             )?;
             Ok(c.last_insert_rowid())
         })
-        .await
+        .await?;
+        Ok(written.map_or(IntentAnswer::NotRecorded, IntentAnswer::Written))
     }
 
     /// Records what became of an intent: sent (at), or certainly not sent.
@@ -765,23 +660,13 @@ impl Sqlite {
 
     /// Settles an intent as sent, marks the user as invited by this tool and records it as
     /// `FORCE_CHANGE_PASSWORD`, in one transaction.
-    #[allow(clippy::too_many_arguments)]
-    pub fn invitation_sent(
-        &self,
-        id: Option<i64>,
-        sent_at: DateTime<Utc>,
-        pool_id: &str,
-        key: &str,
-        username: &str,
-        email: &str,
-        run_id: &str,
-    ) -> Result<(), Error> {
+    pub fn invitation_sent(&self, who: Subject<'_>, sent: Invited<'_>) -> Result<(), Error> {
         self.settle(|c| {
-            if let Some(id) = id {
+            if let Some(id) = sent.intent {
                 exec(
                     c,
                     "UPDATE invitations SET outcome = 'sent', sent_at = ?2 WHERE id = ?1",
-                    params![id, ms(sent_at)],
+                    params![id, ms(sent.at)],
                 )?;
             }
             exec(
@@ -789,18 +674,19 @@ impl Sqlite {
                 "INSERT INTO users (pool_id, key, username, email, invited) VALUES (?1, ?2, ?3, ?4, 1)
                  ON CONFLICT (pool_id, key) DO UPDATE SET invited = 1, username = excluded.username,
                    email = excluded.email",
-                params![pool_id, key, username, email],
+                params![who.pool, who.key, sent.username, sent.email],
             )?;
             record_status(
                 c,
-                pool_id,
-                key,
-                Some(username),
-                Some(email),
-                UserStatus::ForceChangePassword.as_str(),
-                Some(true),
-                run_id,
-                sent_at,
+                who,
+                &Observation {
+                    username: Some(sent.username),
+                    email: Some(sent.email),
+                    status: Some(&UserStatus::ForceChangePassword),
+                    enabled: Some(true),
+                    run_id: sent.run_id,
+                    at: sent.at,
+                },
             )?;
             Ok(())
         })
@@ -811,18 +697,21 @@ impl Sqlite {
     /// (`changes`: attribute names, `+group`, `-group`; never values).
     pub async fn update_intent(
         &self,
-        pool_id: &str,
-        key: &str,
-        changes: &[String],
-        run_id: &str,
-        at: DateTime<Utc>,
+        who: Subject<'_>,
+        update: UpdateIntent<'_>,
     ) -> Result<Option<i64>, Error> {
         self.write_ahead(|c| {
             exec(
                 c,
                 "INSERT INTO updates (pool_id, key, changes, run_id, intent_at)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![pool_id, key, changes.join("\n"), run_id, ms(at)],
+                params![
+                    who.pool,
+                    who.key,
+                    update.changes.join("\n"),
+                    update.run_id,
+                    ms(update.at)
+                ],
             )?;
             Ok(c.last_insert_rowid())
         })
@@ -849,27 +738,17 @@ impl Sqlite {
 
     /// After `run --update` made its changes: what was written and when, the user's email as
     /// it now is, and the groups it left (so that they are added again if a row lists them).
-    #[allow(clippy::too_many_arguments)]
-    pub fn updated(
-        &self,
-        pool_id: &str,
-        key: &str,
-        written: &[String],
-        email: Option<&str>,
-        removed_groups: &[String],
-        pending_since: Option<DateTime<Utc>>,
-        at: DateTime<Utc>,
-    ) -> Result<(), Error> {
+    pub fn updated(&self, who: Subject<'_>, update: Updated<'_>) -> Result<(), Error> {
         self.settle(|c| {
             let done: Option<String> = c
                 .prepare_cached("SELECT groups_done FROM users WHERE pool_id = ?1 AND key = ?2")?
-                .query_row(params![pool_id, key], |r| r.get(0))
+                .query_row(params![who.pool, who.key], |r| r.get(0))
                 .optional()?;
             let groups_done: Vec<&str> = done
                 .as_deref()
                 .unwrap_or_default()
                 .split('\n')
-                .filter(|g| !g.is_empty() && !removed_groups.iter().any(|r| r == g))
+                .filter(|g| !g.is_empty() && !update.removed_groups.iter().any(|r| r == g))
                 .collect();
             exec(
                 c,
@@ -883,13 +762,13 @@ impl Sqlite {
                    last_written_at = excluded.last_written_at,
                    pending_since = COALESCE(users.pending_since, excluded.pending_since)",
                 params![
-                    pool_id,
-                    key,
-                    email,
+                    who.pool,
+                    who.key,
+                    update.email,
                     groups_done.join("\n"),
-                    written.join("\n"),
-                    ms(at),
-                    pending_since.map(ms)
+                    update.written.join("\n"),
+                    ms(update.at),
+                    update.pending_since.map(ms)
                 ],
             )?;
             Ok(())
@@ -898,25 +777,25 @@ impl Sqlite {
     }
 
     /// Records that `run` read the provider while it was `CONFIRMED`.
-    pub fn read_confirmed(&self, pool_id: &str, key: &str, at: DateTime<Utc>) -> Result<(), Error> {
+    pub fn read_confirmed(&self, who: Subject<'_>, at: DateTime<Utc>) -> Result<(), Error> {
         self.settle(|c| {
             exec(
                 c,
                 "UPDATE users SET last_read_at = ?3 WHERE pool_id = ?1 AND key = ?2",
-                params![pool_id, key, ms(at)],
+                params![who.pool, who.key, ms(at)],
             )
         })
         .map(|_| ())
     }
 
     /// Records the digest of the row the user is now in step with.
-    pub fn in_step(&self, pool_id: &str, key: &str, digest: &str) -> Result<(), Error> {
+    pub fn in_step(&self, who: Subject<'_>, digest: &str) -> Result<(), Error> {
         self.settle(|c| {
             exec(
                 c,
                 "INSERT INTO users (pool_id, key, row_digest) VALUES (?1, ?2, ?3)
                  ON CONFLICT (pool_id, key) DO UPDATE SET row_digest = excluded.row_digest",
-                params![pool_id, key, digest],
+                params![who.pool, who.key, digest],
             )
         })
         .map(|_| ())
@@ -932,24 +811,10 @@ impl Sqlite {
     }
 
     /// Records that the user's key is known, with what Cognito said about it, and a transition
-    /// when the status differs from the last one seen. `status` None: the user is not in the pool.
-    #[allow(clippy::too_many_arguments)]
-    pub fn observe(
-        &self,
-        pool_id: &str,
-        key: &str,
-        username: Option<&str>,
-        email: Option<&str>,
-        status: Option<&UserStatus>,
-        enabled: Option<bool>,
-        run_id: &str,
-        at: DateTime<Utc>,
-    ) -> Result<(), Error> {
-        let status = status.map_or(DELETED, UserStatus::as_str);
+    /// when the status differs from the last one seen. A user not in the pool is `DELETED`.
+    pub fn observe(&self, who: Subject<'_>, seen: Observation<'_>) -> Result<(), Error> {
         self.settle(|c| {
-            record_status(
-                c, pool_id, key, username, email, status, enabled, run_id, at,
-            )?;
+            record_status(c, who, &seen)?;
             Ok(())
         })
         .map(|_| ())
@@ -957,18 +822,21 @@ impl Sqlite {
 }
 
 /// Records a status seen for a user, and a transition when it differs from the last one.
-#[allow(clippy::too_many_arguments)]
 fn record_status(
     tx: &Connection,
-    pool_id: &str,
-    key: &str,
-    username: Option<&str>,
-    email: Option<&str>,
-    status: &str,
-    enabled: Option<bool>,
-    run_id: &str,
-    at: DateTime<Utc>,
+    who: Subject<'_>,
+    seen: &Observation<'_>,
 ) -> rusqlite::Result<()> {
+    let Subject { pool: pool_id, key } = who;
+    let Observation {
+        username,
+        email,
+        enabled,
+        run_id,
+        at,
+        ..
+    } = *seen;
+    let status = seen.status.map_or(DELETED, UserStatus::as_str);
     let last: Option<Option<String>> = tx
         .prepare_cached("SELECT last_status FROM users WHERE pool_id = ?1 AND key = ?2")?
         .query_row(params![pool_id, key], |r| r.get(0))
@@ -1007,33 +875,27 @@ fn record_status(
 
 impl Sqlite {
     /// Marks the user as invited by this tool (after a create it made).
-    pub fn mark_invited(
-        &self,
-        pool_id: &str,
-        key: &str,
-        username: &str,
-        email: &str,
-    ) -> Result<(), Error> {
+    pub fn mark_invited(&self, who: Subject<'_>, username: &str, email: &str) -> Result<(), Error> {
         self.settle(|c| {
             exec(c,
                 "INSERT INTO users (pool_id, key, username, email, invited) VALUES (?1, ?2, ?3, ?4, 1)
                  ON CONFLICT (pool_id, key) DO UPDATE SET invited = 1, username = excluded.username,
                    email = excluded.email",
-                params![pool_id, key, username, email],
+                params![who.pool, who.key, username, email],
             )
         })
         .map(|_| ())
     }
 
     /// Records groups the user was added to.
-    pub fn groups_done(&self, pool_id: &str, key: &str, groups: &[String]) -> Result<(), Error> {
+    pub fn groups_done(&self, who: Subject<'_>, groups: &[String]) -> Result<(), Error> {
         if groups.is_empty() {
             return Ok(());
         }
         self.settle(|c| {
             let current: Option<String> = c
                 .prepare_cached("SELECT groups_done FROM users WHERE pool_id = ?1 AND key = ?2")?
-                .query_row(params![pool_id, key], |r| r.get(0))
+                .query_row(params![who.pool, who.key], |r| r.get(0))
                 .optional()?;
             let mut all: Vec<String> = current
                 .unwrap_or_default()
@@ -1050,7 +912,7 @@ impl Sqlite {
                 c,
                 "INSERT INTO users (pool_id, key, groups_done) VALUES (?1, ?2, ?3)
                  ON CONFLICT (pool_id, key) DO UPDATE SET groups_done = excluded.groups_done",
-                params![pool_id, key, all.join("\n")],
+                params![who.pool, who.key, all.join("\n")],
             )?;
             Ok(())
         })
@@ -1104,12 +966,12 @@ impl Sqlite {
     }
 
     /// Marks a provider as handed over (the `--on-confirmed` command exited 0 for it).
-    pub fn handed_over(&self, pool_id: &str, key: &str, at: DateTime<Utc>) -> Result<(), Error> {
+    pub fn handed_over(&self, who: Subject<'_>, at: DateTime<Utc>) -> Result<(), Error> {
         self.write(|c| {
             exec(
                 c,
                 "UPDATE users SET handed_over_at = ?3 WHERE pool_id = ?1 AND key = ?2",
-                params![pool_id, key, ms(at)],
+                params![who.pool, who.key, ms(at)],
             )
         })
         .map(|_| ())
@@ -1128,6 +990,109 @@ impl Sqlite {
             .flatten()
             .and_then(|v| from_ms(Some(v))))
     }
+}
+
+/// The users of a pool as their rows have them: the half of [`Sqlite::known`] that needs no
+/// invitation.
+fn users_of(c: &Connection, pool_id: &str) -> rusqlite::Result<HashMap<String, Known>> {
+    let mut out: HashMap<String, Known> = HashMap::new();
+    let mut stmt = c.prepare(
+        "SELECT key, username, email, invited, groups_done, last_status, last_enabled,
+                last_seen_at, confirmed_at, confirmed_reported_at, handed_over_at,
+                row_digest, last_written, last_written_at, pending_since,
+                last_read_at
+         FROM users WHERE pool_id = ?1",
+    )?;
+    let rows = stmt.query_map([pool_id], |r| {
+        let groups: String = r.get(4)?;
+        Ok((
+            r.get::<_, String>(0)?,
+            Known {
+                username: r.get(1)?,
+                email: r.get(2)?,
+                invited: r.get::<_, i64>(3)? != 0,
+                groups_done: lines(&groups),
+                last_status: r
+                    .get::<_, Option<String>>(5)?
+                    .map(|s| UserStatus::parse(&s)),
+                last_enabled: r.get::<_, Option<i64>>(6)?.map(|v| v != 0),
+                last_seen_at: from_ms(r.get(7)?),
+                confirmed_at: from_ms(r.get(8)?),
+                confirmed_reported_at: from_ms(r.get(9)?),
+                handed_over_at: from_ms(r.get(10)?),
+                row_digest: r.get(11)?,
+                last_written: lines(&r.get::<_, Option<String>>(12)?.unwrap_or_default()),
+                last_written_at: from_ms(r.get(13)?),
+                pending_since: from_ms(r.get(14)?),
+                last_read_at: from_ms(r.get(15)?),
+                ..Known::default()
+            },
+        ))
+    })?;
+    for row in rows {
+        let (key, known) = row?;
+        out.insert(key, known);
+    }
+    Ok(out)
+}
+
+/// A column of lines (groups, attribute names) as its non-empty lines.
+fn lines(text: &str) -> Vec<String> {
+    text.split('\n')
+        .filter(|g| !g.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Folds a pool's invitations, oldest first, into what is known of their users: the order is
+/// what makes the last one the one that counts.
+fn fold_invitations(
+    c: &Connection,
+    pool_id: &str,
+    out: &mut HashMap<String, Known>,
+) -> rusqlite::Result<()> {
+    let mut stmt = c.prepare(
+        "SELECT id, key, kind, medium, intent_at, outcome, sent_at, password_recorded
+         FROM invitations WHERE pool_id = ?1 ORDER BY id",
+    )?;
+    let rows = stmt.query_map([pool_id], |r| {
+        Ok((
+            r.get::<_, String>(1)?,
+            StoredInvitation {
+                id: r.get(0)?,
+                kind: InviteKind::parse(&r.get::<_, String>(2)?),
+                // An unknown medium was written by a newer version: count it as a message.
+                medium: Delivery::parse(&r.get::<_, String>(3)?).unwrap_or(Delivery::Email),
+                intent_at: from_ms(Some(r.get(4)?)).unwrap_or_default(),
+                outcome: r.get(5)?,
+                sent_at: from_ms(r.get(6)?),
+                password_recorded: r.get::<_, i64>(7)? != 0,
+            },
+        ))
+    })?;
+    for row in rows {
+        let (key, invitation) = row?;
+        out.entry(key).or_default().fold(invitation);
+    }
+    Ok(())
+}
+
+/// Adds the update intents a killed run left open, so the next run settles them.
+fn add_open_updates(
+    c: &Connection,
+    pool_id: &str,
+    out: &mut HashMap<String, Known>,
+) -> rusqlite::Result<()> {
+    let mut stmt =
+        c.prepare("SELECT id, key FROM updates WHERE pool_id = ?1 AND outcome = 'pending'")?;
+    let rows = stmt.query_map([pool_id], |r| {
+        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+    })?;
+    for row in rows {
+        let (id, key) = row?;
+        out.entry(key).or_default().open_updates.push(id);
+    }
+    Ok(())
 }
 
 /// A state file being written by `state export`, under a name of its own beside the target:
@@ -1309,6 +1274,28 @@ mod tests {
     }
     use chrono::TimeZone;
 
+    impl Sqlite {
+        /// An intent as these tests write them: its message counted by medium alone.
+        async fn intent_for(
+            &self,
+            pool: &str,
+            key: &str,
+            kind: InviteKind,
+            medium: Delivery,
+            run_id: &str,
+            at: DateTime<Utc>,
+        ) -> Result<IntentAnswer, Error> {
+            let request = IntentRequest {
+                kind,
+                medium,
+                counted: None,
+                run_id,
+                at,
+            };
+            self.intent(Subject::new(pool, key), request).await
+        }
+    }
+
     fn t(h: u32) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 11, 22, h, 0, 0).unwrap()
     }
@@ -1344,9 +1331,10 @@ mod tests {
 
     async fn intent(state: &State, key: &str) -> i64 {
         state
-            .intent("p", key, InviteKind::Create, Delivery::Suppress, "r", t(1))
+            .intent_for("p", key, InviteKind::Create, Delivery::Suppress, "r", t(1))
             .await
             .unwrap()
+            .id()
             .unwrap()
     }
 
@@ -1409,7 +1397,7 @@ mod tests {
         let results = futures_util::future::join_all(
             ["a", "b", "c"]
                 .iter()
-                .map(|k| state.intent("p", k, InviteKind::Create, Delivery::Email, "r", t(1))),
+                .map(|k| state.intent_for("p", k, InviteKind::Create, Delivery::Email, "r", t(1))),
         )
         .await;
         for r in &results {
@@ -1506,14 +1494,17 @@ mod tests {
     async fn settles_wait_no_longer_than_the_window() {
         let (_dir, path, state) = fresh();
         let id = state
-            .intent("p", "a", InviteKind::Create, Delivery::Email, "r", t(1))
+            .intent_for("p", "a", InviteKind::Create, Delivery::Email, "r", t(1))
             .await
             .unwrap()
+            .id()
             .unwrap();
         state.settle_intent(id, Some(t(1)), false).unwrap();
         assert_eq!(outcomes(&path), ["pending"]);
         state.conn().unwrap().open_since = Some(Instant::now() - SETTLE_WINDOW);
-        state.mark_invited("p", "a", "a", "a@example.com").unwrap();
+        state
+            .mark_invited(Subject::new("p", "a"), "a", "a@example.com")
+            .unwrap();
         assert_eq!(
             outcomes(&path),
             ["sent"],
@@ -1620,29 +1611,32 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let state = State::open(&dir.path().join("s.db"), Access::Write).unwrap();
         let a = state
-            .intent("p", "a", InviteKind::Create, Delivery::Email, "r1", t(1))
+            .intent_for("p", "a", InviteKind::Create, Delivery::Email, "r1", t(1))
             .await
             .unwrap()
+            .id()
             .unwrap();
         state.settle_intent(a, Some(t(1)), false).unwrap();
         let b = state
-            .intent("p", "a", InviteKind::Resend, Delivery::Email, "r2", t(5))
+            .intent_for("p", "a", InviteKind::Resend, Delivery::Email, "r2", t(5))
             .await
             .unwrap()
+            .id()
             .unwrap();
         state.settle_intent(b, Some(t(5)), false).unwrap();
         let c = state
-            .intent("p", "b", InviteKind::Create, Delivery::Email, "r2", t(6))
+            .intent_for("p", "b", InviteKind::Create, Delivery::Email, "r2", t(6))
             .await
             .unwrap()
+            .id()
             .unwrap();
         state.settle_intent(c, None, false).unwrap();
         state
-            .intent("p", "c", InviteKind::Create, Delivery::Email, "r2", t(7))
+            .intent_for("p", "c", InviteKind::Create, Delivery::Email, "r2", t(7))
             .await
             .unwrap();
         state
-            .intent("p", "d", InviteKind::Create, Delivery::Suppress, "r2", t(7))
+            .intent_for("p", "d", InviteKind::Create, Delivery::Suppress, "r2", t(7))
             .await
             .unwrap();
         let known = state.known("p").unwrap();
@@ -1685,38 +1679,41 @@ mod tests {
         let state = State::open(&dir.path().join("s.db"), Access::Write).unwrap();
         state
             .observe(
-                "p",
-                "a",
-                Some("u"),
-                Some("a@x.com"),
-                Some(&UserStatus::ForceChangePassword),
-                Some(true),
-                "r1",
-                t(1),
+                Subject::new("p", "a"),
+                Observation {
+                    username: Some("u"),
+                    email: Some("a@x.com"),
+                    status: Some(&UserStatus::ForceChangePassword),
+                    enabled: Some(true),
+                    run_id: "r1",
+                    at: t(1),
+                },
             )
             .unwrap();
         state
             .observe(
-                "p",
-                "a",
-                Some("u"),
-                None,
-                Some(&UserStatus::ForceChangePassword),
-                Some(true),
-                "r2",
-                t(2),
+                Subject::new("p", "a"),
+                Observation {
+                    username: Some("u"),
+                    email: None,
+                    status: Some(&UserStatus::ForceChangePassword),
+                    enabled: Some(true),
+                    run_id: "r2",
+                    at: t(2),
+                },
             )
             .unwrap();
         state
             .observe(
-                "p",
-                "a",
-                None,
-                None,
-                Some(&UserStatus::Confirmed),
-                Some(true),
-                "r3",
-                t(3),
+                Subject::new("p", "a"),
+                Observation {
+                    username: None,
+                    email: None,
+                    status: Some(&UserStatus::Confirmed),
+                    enabled: Some(true),
+                    run_id: "r3",
+                    at: t(3),
+                },
             )
             .unwrap();
         let k = &state.known("p").unwrap()["a"];
@@ -1745,10 +1742,10 @@ mod tests {
         assert!(state.known("p").unwrap().is_empty());
         assert_eq!(
             state
-                .intent("p", "a", InviteKind::Create, Delivery::Email, "r", t(1))
+                .intent_for("p", "a", InviteKind::Create, Delivery::Email, "r", t(1))
                 .await
                 .unwrap(),
-            None
+            IntentAnswer::NotRecorded
         );
         assert!(!path.exists());
     }

@@ -12,7 +12,8 @@ use cognito_onboard::cognito::{Delivery, UserStatus};
 use cognito_onboard::error::exit;
 use cognito_onboard::limiter::StateOp;
 use cognito_onboard::state::{
-    Access, Counted, InviteKind, Known, Location, State, Table, UpdateOutcome,
+    Access, Counted, IntentAnswer, IntentRequest, InviteKind, Invited, Known, Location,
+    Observation, RunEnd, RunStart, State, Subject, Table, UpdateIntent, UpdateOutcome, Updated,
 };
 
 use crate::support::*;
@@ -61,103 +62,158 @@ fn counted(sender: &str) -> Option<Counted<'_>> {
     })
 }
 
+/// A user of the suite's pool.
+fn who(key: &str) -> Subject<'_> {
+    Subject::new(POOL, key)
+}
+
+/// An invitation by email counted against `counted`, as a run writes it ahead.
+fn by_email<'a>(
+    kind: InviteKind,
+    counted: Option<Counted<'a>>,
+    run_id: &'a str,
+    at: DateTime<Utc>,
+) -> IntentRequest<'a> {
+    IntentRequest {
+        kind,
+        medium: Delivery::Email,
+        counted,
+        run_id,
+        at,
+    }
+}
+
+fn run_start<'a>(run_id: &'a str, command: &'a str, at: DateTime<Utc>) -> RunStart<'a> {
+    RunStart {
+        run_id,
+        pool: POOL,
+        command,
+        input: None,
+        at,
+    }
+}
+
+fn run_end(run_id: &str, at: DateTime<Utc>) -> RunEnd<'_> {
+    RunEnd {
+        run_id,
+        at,
+        exit_code: 0,
+        counts: "{}",
+    }
+}
+
 /// The same history written to a store: every kind of write the tool makes, with fixed times.
 /// Answers the ids of the invitations, by key.
 fn write_history(state: &State, rt: &tokio::runtime::Runtime) -> HashMap<&'static str, i64> {
     let intent = |key: &str, kind, medium, at| {
-        rt.block_on(state.intent(POOL, key, kind, medium, counted(COGNITO_EMAIL), "r1", at))
+        let request = IntentRequest {
+            kind,
+            medium,
+            counted: counted(COGNITO_EMAIL),
+            run_id: "r1",
+            at,
+        };
+        rt.block_on(state.intent(who(key), request))
             .unwrap()
+            .id()
             .expect("a writable state gives an id")
     };
     let mut ids = HashMap::new();
-    state.begin_run("r1", POOL, "run", None, t(0)).unwrap();
+    state.begin_run(run_start("r1", "run", t(0))).unwrap();
     let a = intent("a@x", InviteKind::Create, Delivery::Email, t(1));
+    let sent = Invited {
+        intent: Some(a),
+        username: "user-a",
+        email: "a@x",
+        run_id: "r1",
+        at: t(1),
+    };
+    state.invitation_sent(who("a@x"), sent).unwrap();
     state
-        .invitation_sent(Some(a), t(1), POOL, "a@x", "user-a", "a@x", "r1")
+        .groups_done(who("a@x"), &["providers".to_string()])
         .unwrap();
-    state
-        .groups_done(POOL, "a@x", &["providers".to_string()])
-        .unwrap();
-    state.in_step(POOL, "a@x", "digest-a").unwrap();
+    state.in_step(who("a@x"), "digest-a").unwrap();
     // The sent invitation closed a's intent: another one can be written (and fail).
     let again = intent("a@x", InviteKind::Resend, Delivery::Email, t(2));
     state.settle_intent(again, None, false).unwrap();
     let b = intent("b@x", InviteKind::Create, Delivery::Suppress, t(2));
     state.settle_intent(b, Some(t(2)), true).unwrap();
-    state.mark_invited(POOL, "b@x", "user-b", "b@x").unwrap();
+    state.mark_invited(who("b@x"), "user-b", "b@x").unwrap();
     let c = intent("c@x", InviteKind::Create, Delivery::Email, t(3));
     state.settle_intent(c, None, false).unwrap();
     // Left open: the run "died" around this call.
     let d = intent("d@x", InviteKind::Resend, Delivery::Email, t(3));
     let e = intent("e@x", InviteKind::Create, Delivery::Email, t(4));
     state.settle_undelivered(e, t(4)).unwrap();
-    state
-        .observe(
-            POOL,
-            "a@x",
-            Some("user-a"),
-            Some("a@x"),
-            Some(&UserStatus::Confirmed),
-            Some(true),
-            "r1",
-            t(5),
-        )
-        .unwrap();
+    let confirmed = Observation {
+        username: Some("user-a"),
+        email: Some("a@x"),
+        status: Some(&UserStatus::Confirmed),
+        enabled: Some(true),
+        run_id: "r1",
+        at: t(5),
+    };
+    state.observe(who("a@x"), confirmed).unwrap();
     state
         .confirmations_reported(POOL, &["a@x".to_string()], t(6))
         .unwrap();
-    state.handed_over(POOL, "a@x", t(6)).unwrap();
+    state.handed_over(who("a@x"), t(6)).unwrap();
+    let update = UpdateIntent {
+        changes: &["name".into(), "+pilot".into()],
+        run_id: "r1",
+        at: t(7),
+    };
     let u = rt
-        .block_on(state.update_intent(POOL, "a@x", &["name".into(), "+pilot".into()], "r1", t(7)))
+        .block_on(state.update_intent(who("a@x"), update))
         .unwrap()
         .unwrap();
     state.settle_update(u, UpdateOutcome::Done, t(7)).unwrap();
-    state
-        .updated(
-            POOL,
-            "a@x",
-            &["name".into()],
-            Some("a2@x"),
-            &["providers".into()],
-            None,
-            t(7),
-        )
+    let update = Updated {
+        written: &["name".into()],
+        email: Some("a2@x"),
+        removed_groups: &["providers".into()],
+        pending_since: None,
+        at: t(7),
+    };
+    state.updated(who("a@x"), update).unwrap();
+    let update = UpdateIntent {
+        changes: &["name".into()],
+        run_id: "r1",
+        at: t(8),
+    };
+    rt.block_on(state.update_intent(who("b@x"), update))
         .unwrap();
-    rt.block_on(state.update_intent(POOL, "b@x", &["name".into()], "r1", t(8)))
-        .unwrap();
-    state.read_confirmed(POOL, "a@x", t(8)).unwrap();
-    state
-        .observe(POOL, "gone@x", None, None, None, None, "r1", t(9))
-        .unwrap();
-    state.finish_run("r1", t(10), 0, "{}").unwrap();
-    state.begin_run("s1", POOL, "status", None, t(11)).unwrap();
-    state.finish_run("s1", t(12), 0, "{}").unwrap();
+    state.read_confirmed(who("a@x"), t(8)).unwrap();
+    let gone = Observation {
+        username: None,
+        email: None,
+        status: None,
+        enabled: None,
+        run_id: "r1",
+        at: t(9),
+    };
+    state.observe(who("gone@x"), gone).unwrap();
+    state.finish_run(run_end("r1", t(10))).unwrap();
+    state.begin_run(run_start("s1", "status", t(11))).unwrap();
+    state.finish_run(run_end("s1", t(12))).unwrap();
     // Another pool of the account: its messages count in the budget, its users are its own.
     let o = rt
         .block_on(state.intent(
-            "eu-west-1_other",
-            "a@x",
-            InviteKind::Create,
-            Delivery::Email,
-            counted(COGNITO_EMAIL),
-            "r1",
-            t(4),
+            Subject::new("eu-west-1_other", "a@x"),
+            by_email(InviteKind::Create, counted(COGNITO_EMAIL), "r1", t(4)),
         ))
         .unwrap()
+        .id()
         .unwrap();
     state.settle_intent(o, Some(t(4)), false).unwrap();
     // A pool of the account that sends through SES: its email is not Cognito's to count.
     let ses = rt
         .block_on(state.intent(
-            "eu-west-1_ses",
-            "f@x",
-            InviteKind::Create,
-            Delivery::Email,
-            counted(SES_EMAIL),
-            "r1",
-            t(4),
+            Subject::new("eu-west-1_ses", "f@x"),
+            by_email(InviteKind::Create, counted(SES_EMAIL), "r1", t(4)),
         ))
         .unwrap()
+        .id()
         .unwrap();
     state.settle_intent(ses, Some(t(4)), false).unwrap();
     state.flush().unwrap();
@@ -247,7 +303,7 @@ fn check_history(state: &State, ids: &HashMap<&str, i64>) -> Vec<(String, Known)
         (1, Some(t(4)))
     );
     assert_eq!(state.last_status_run(POOL).unwrap(), Some(t(11)));
-    let invitations = state.invitations_of(POOL, "a@x").unwrap();
+    let invitations = state.invitations_of(who("a@x")).unwrap();
     assert_eq!(invitations.len(), 2);
     assert_eq!(invitations[1].outcome, "failed");
     assert_eq!(
@@ -1034,33 +1090,29 @@ fn a_dead_writers_mark_is_taken_over_and_a_live_ones_defers_the_other_machine() 
     let at = Utc::now();
     let intent = |state: &State, key: &str| {
         rt.block_on(state.intent(
-            POOL,
-            key,
-            InviteKind::Resend,
-            Delivery::Email,
-            counted(COGNITO_EMAIL),
-            "r",
-            at,
+            who(key),
+            by_email(InviteKind::Resend, counted(COGNITO_EMAIL), "r", at),
         ))
     };
     // A run that dies with its intent open (its lease released or expired).
     let dead = State::open(&Location::Dynamo(marks.clone()), Access::Write).unwrap();
-    intent(&dead, "z@x").unwrap().unwrap();
+    intent(&dead, "z@x").unwrap().id().unwrap();
     drop(dead);
     // The next writer's intent for the same provider is not refused for ever.
     let run = State::open(&Location::Dynamo(marks.clone()), Access::Write).unwrap();
     intent(&run, "z@x")
-        .expect("a dead run's mark is stale")
-        .unwrap();
+        .unwrap()
+        .id()
+        .expect("a dead run's mark is stale");
     // While this run lives, a help-desk command's intent for the provider is deferred, not
     // failed, and nothing is written for it.
     let desk = State::open(&Location::Dynamo(marks.clone()), Access::Shared).unwrap();
     match intent(&desk, "z@x") {
-        Err(cognito_onboard::error::Error::Busy(why)) => assert!(why.contains("z@x"), "{why}"),
+        Ok(IntentAnswer::Busy(why)) => assert!(why.contains("z@x"), "{why}"),
         other => panic!("the desk's intent was not deferred: {other:?}"),
     }
     // Another provider is the desk's to invite.
-    intent(&desk, "y@x").unwrap().unwrap();
+    intent(&desk, "y@x").unwrap().id().unwrap();
     drop(desk);
     drop(run);
 }
@@ -1085,16 +1137,9 @@ fn an_imported_state_carries_the_days_budget_into_the_tables_claims() {
     let sqlite = State::open(&Location::File(file.clone()), Access::Write).unwrap();
     for key in ["p@x", "q@x", "r@x"] {
         let id = rt
-            .block_on(sqlite.intent(
-                POOL,
-                key,
-                InviteKind::Create,
-                Delivery::Email,
-                limited(3),
-                "r",
-                now,
-            ))
+            .block_on(sqlite.intent(who(key), by_email(InviteKind::Create, limited(3), "r", now)))
             .unwrap()
+            .id()
             .unwrap();
         sqlite.settle_intent(id, Some(now), false).unwrap();
     }
@@ -1105,23 +1150,18 @@ fn an_imported_state_carries_the_days_budget_into_the_tables_claims() {
     let state = State::open(&Location::Dynamo(day), Access::Write).unwrap();
     let invite = |key, limit| {
         rt.block_on(state.intent(
-            POOL,
-            key,
-            InviteKind::Create,
-            Delivery::Email,
-            limited(limit),
-            "r2",
-            now,
+            who(key),
+            by_email(InviteKind::Create, limited(limit), "r2", now),
         ))
     };
     assert!(
-        matches!(
-            invite("s@x", 3),
-            Err(cognito_onboard::error::Error::BudgetSpent(_))
-        ),
+        matches!(invite("s@x", 3), Ok(IntentAnswer::BudgetSpent(_))),
         "the three imported messages of today spend a budget of three"
     );
-    invite("s@x", 4).expect("a fourth share is free").unwrap();
+    invite("s@x", 4)
+        .unwrap()
+        .id()
+        .expect("a fourth share is free");
 }
 
 /// An intent's transaction that committed but whose answer was lost is retried with the same
