@@ -91,24 +91,34 @@ pub(crate) async fn run(common: &Common, settings: &DoctorSettings) -> Result<En
             providers,
             fixes,
         };
-        opened.report_files.write_doctor(&report)?;
-        match settings.format {
-            Some(StatusFormat::Json) => println!(
-                "{}",
-                serde_json::to_string_pretty(&report.providers).unwrap_or_default()
-            ),
-            Some(StatusFormat::Table) | None => print!("{}", render::doctor_table(&report)),
-        }
-        tracing::info!(
-            "report: {} and {}",
-            opened.report_files.json.display(),
-            opened.report_files.csv.display()
-        );
+        write_and_show(settings, &opened, &report)?;
         let counts = serde_json::to_string(&report.summary).unwrap_or_default();
         Ok((report.ending(), counts))
     }
     .await;
     session.close(result)
+}
+
+/// Writes the report and shows the verdicts as asked (a table, or JSON for scripts).
+fn write_and_show(
+    settings: &DoctorSettings,
+    opened: &crate::session::Opened<'_>,
+    report: &help::DoctorReport,
+) -> Result<(), Error> {
+    opened.report_files.write_doctor(report)?;
+    match settings.format {
+        Some(StatusFormat::Json) => println!(
+            "{}",
+            serde_json::to_string_pretty(&report.providers).unwrap_or_default()
+        ),
+        Some(StatusFormat::Table) | None => print!("{}", render::doctor_table(report)),
+    }
+    tracing::info!(
+        "report: {} and {}",
+        opened.report_files.json.display(),
+        opened.report_files.csv.display()
+    );
+    Ok(())
 }
 
 /// What `doctor --fix` works with.

@@ -2,6 +2,8 @@
 //! report each provider's standing (what `run` would do now), and hand the newly confirmed over.
 //! Must not classify (`standing`) or read (`status`, `lookup`) itself.
 
+use std::collections::HashMap;
+
 use chrono::Utc;
 
 use crate::cli::StatusFormat;
@@ -17,7 +19,7 @@ use crate::plan::Policy;
 use crate::report::terminal::{self as render, log_status_end};
 use crate::session::{Opened, Session, Spec, calls_by_name, open_pool};
 use crate::standing::{self, Standing, StatusReport};
-use crate::state::Access;
+use crate::state::{Access, Known};
 use crate::status;
 
 /// `status`: refresh where every provider stands by the cheapest reads, record what changed,
@@ -51,23 +53,7 @@ async fn refresh_status(
 ) -> Result<(Ending, String), Error> {
     let (calls, pool) = open_pool(common, opened.pool_id).await?;
     let known = opened.state.known(&pool.id)?;
-    let (mut key_mode, rows) = match reader {
-        Some(reader) => {
-            let (key_mode, rules) = cohort::rules_for(&pool, reader.columns())?;
-            let (rows, rejects) = cohort::read_cohort(reader, key_mode, &rules, Delivery::Email)?;
-            for r in &rejects {
-                tracing::warn!("{}", cohort::invalid_row(r).reason);
-            }
-            (key_mode, Some(rows))
-        }
-        None => (KeyMode::Email, None),
-    };
-    let mut targets = status::targets(rows, &known, &pool);
-    if key_mode == KeyMode::Email && pool.username_mode != UsernameMode::Email && !known.is_empty()
-    {
-        // Keys of free-form pools are usernames or emails; scans match them by username.
-        key_mode = KeyMode::Username;
-    }
+    let (key_mode, mut targets) = targets(&pool, &known, reader)?;
     let plan = status::plan(&targets, &known, &pool, &common.quotas, settings.all);
     tracing::info!(
         "refreshing {} providers by {:?} (estimated quota-seconds: per user {:.2}, scan {:.2}, pending scan {:.2})",
@@ -110,17 +96,71 @@ async fn refresh_status(
     let rows = status::rows(targets, results, &known, &policy, now);
     let mut report = status_report(opened, &pool, &calls.exec, common, plan, rows)?;
     if let Some(on) = &settings.on_confirmed {
-        let seen = report
-            .rows
-            .iter()
-            .filter(|r| matches!(r.standing, Standing::Confirmed | Standing::NewlyConfirmed))
-            .map(|r| (r.key.as_str(), r.username.as_deref(), r.email.as_deref()));
-        let due = handover::due(&pool.id, seen, &known);
-        report.handed_over = handover::hand_over(on, opened.state, &pool.id, due).await?;
+        report.handed_over = hand_over(on, opened, &pool.id, &report, &known).await?;
     }
-    let newly_path = opened.report_files.write_status(&report, opened.run_id)?;
+    write_and_show(settings, opened, &pool.id, &report, now)?;
+    let counts = serde_json::to_string(&report.summary).unwrap_or_default();
+    if let Some(e) = calls.exec.fatal() {
+        return Err(Error::Cognito(e.to_string()));
+    }
+    Ok((report.ending(calls.exec.cancel.is_cancelled()), counts))
+}
+
+/// The providers to refresh (the file's, or every one the state knows) and how scans match
+/// them: keys of free-form pools are usernames or emails, so a scan matches them by username.
+fn targets(
+    pool: &PoolInfo,
+    known: &HashMap<String, Known>,
+    reader: Option<Reader>,
+) -> Result<(KeyMode, Vec<status::Target>), Error> {
+    let (mut key_mode, rows) = match reader {
+        Some(reader) => {
+            let (key_mode, rules) = cohort::rules_for(pool, reader.columns())?;
+            let (rows, rejects) = cohort::read_cohort(reader, key_mode, &rules, Delivery::Email)?;
+            for r in &rejects {
+                tracing::warn!("{}", cohort::invalid_row(r).reason);
+            }
+            (key_mode, Some(rows))
+        }
+        None => (KeyMode::Email, None),
+    };
+    let targets = status::targets(rows, known, pool);
+    if key_mode == KeyMode::Email && pool.username_mode != UsernameMode::Email && !known.is_empty()
+    {
+        key_mode = KeyMode::Username;
+    }
+    Ok((key_mode, targets))
+}
+
+/// Runs `--on-confirmed` for the confirmed providers not handed over yet.
+async fn hand_over(
+    on: &handover::OnConfirmed,
+    opened: &Opened<'_>,
+    pool_id: &str,
+    report: &StatusReport,
+    known: &HashMap<String, Known>,
+) -> Result<Vec<handover::HandOver>, Error> {
+    let seen = report
+        .rows
+        .iter()
+        .filter(|r| matches!(r.standing, Standing::Confirmed | Standing::NewlyConfirmed))
+        .map(|r| (r.key.as_str(), r.username.as_deref(), r.email.as_deref()));
+    let due = handover::due(pool_id, seen, known);
+    handover::hand_over(on, opened.state, pool_id, due).await
+}
+
+/// Writes the report (and the newly confirmed list), records who was reported newly confirmed,
+/// and shows it as asked.
+fn write_and_show(
+    settings: &StatusSettings,
+    opened: &Opened<'_>,
+    pool_id: &str,
+    report: &StatusReport,
+    now: chrono::DateTime<Utc>,
+) -> Result<(), Error> {
+    let newly_path = opened.report_files.write_status(report, opened.run_id)?;
     opened.state.confirmations_reported(
-        &pool.id,
+        pool_id,
         &report
             .newly_confirmed
             .iter()
@@ -128,20 +168,16 @@ async fn refresh_status(
             .collect::<Vec<_>>(),
         now,
     )?;
-    log_status_end(&report, opened.report_files, &newly_path);
+    log_status_end(report, opened.report_files, &newly_path);
     match settings.format {
-        Some(StatusFormat::Table) => print!("{}", render::status_table(&report)),
+        Some(StatusFormat::Table) => print!("{}", render::status_table(report)),
         Some(StatusFormat::Json) => println!(
             "{}",
-            serde_json::to_string_pretty(&report).unwrap_or_default()
+            serde_json::to_string_pretty(report).unwrap_or_default()
         ),
         None => println!("{}", opened.report_files.json.display()),
     }
-    let counts = serde_json::to_string(&report.summary).unwrap_or_default();
-    if let Some(e) = calls.exec.fatal() {
-        return Err(Error::Cognito(e.to_string()));
-    }
-    Ok((report.ending(calls.exec.cancel.is_cancelled()), counts))
+    Ok(())
 }
 
 /// The status report from its rows and what the executor counted.
