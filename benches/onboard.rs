@@ -435,7 +435,7 @@ struct Scale {
 fn standin_settings(work: &Path) -> PathBuf {
     let path = work.join("standin.toml");
     let mut s = String::from("use_provisioned_limits = false\nrate_fraction = 1.0\n[quotas]\n");
-    for category in cognito_onboard::limiter::Category::ALL {
+    for &category in cognito_onboard::limiter::Category::ALL {
         let _ = writeln!(s, "{} = 100000", category.name());
     }
     std::fs::write(&path, s).expect("settings");

@@ -570,7 +570,7 @@ mod tests {
 
     fn executor() -> Executor {
         let mut quotas = Quotas::default();
-        for c in Category::ALL {
+        for &c in Category::ALL {
             quotas.set(c, 10_000.0, crate::limiter::QuotaSource::ConfigFile);
         }
         Executor::new(

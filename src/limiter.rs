@@ -31,6 +31,7 @@ use serde::{Deserialize, Serialize};
     Serialize,
     Deserialize,
     strum::EnumCount,
+    strum::VariantArray,
 )]
 pub enum Category {
     UserCreation,
@@ -47,21 +48,9 @@ pub enum Category {
     StateTable,
 }
 
-crate::every_variant!(Category);
-
 impl Category {
-    pub const ALL: [Category; 10] = [
-        Category::UserCreation,
-        Category::UserRead,
-        Category::UserList,
-        Category::UserAccountRecovery,
-        Category::UserUpdate,
-        Category::UserResourceUpdate,
-        Category::UserPoolRead,
-        Category::UserPoolResourceRead,
-        Category::SesRead,
-        Category::StateTable,
-    ];
+    /// Every variant, in declaration order (derived: a new one cannot be left out).
+    pub const ALL: &'static [Category] = <Category as strum::VariantArray>::VARIANTS;
 
     /// Whether Cognito's GetProvisionedLimit knows the category.
     pub fn is_cognito(self) -> bool {
@@ -103,7 +92,7 @@ impl Category {
 }
 
 /// A DynamoDB operation of the shared state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, strum::EnumCount)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, strum::VariantArray)]
 pub enum StateOp {
     CreateTable,
     DescribeTable,
@@ -118,22 +107,9 @@ pub enum StateOp {
     TransactWriteItems,
 }
 
-crate::every_variant!(StateOp);
-
 impl StateOp {
-    pub const ALL: [StateOp; 11] = [
-        StateOp::CreateTable,
-        StateOp::DescribeTable,
-        StateOp::UpdateTimeToLive,
-        StateOp::GetItem,
-        StateOp::Query,
-        StateOp::Scan,
-        StateOp::PutItem,
-        StateOp::UpdateItem,
-        StateOp::DeleteItem,
-        StateOp::BatchWriteItem,
-        StateOp::TransactWriteItems,
-    ];
+    /// Every variant, in declaration order (derived: a new one cannot be left out).
+    pub const ALL: &'static [StateOp] = <StateOp as strum::VariantArray>::VARIANTS;
 
     /// Whether the call writes items: a 5xx answer to it may come after the write was made.
     pub fn is_write(self) -> bool {
@@ -710,7 +686,7 @@ mod tests {
     #[test]
     fn the_state_tables_sample_policy_grants_every_operation() {
         let policy = include_str!("../samples/iam-policy-dynamodb.json");
-        for op in StateOp::ALL {
+        for &op in StateOp::ALL {
             let actions: &[&str] = match op {
                 StateOp::TransactWriteItems => &["PutItem", "UpdateItem"],
                 other => &[other.name()],

@@ -1565,7 +1565,7 @@ mod tests {
             .unwrap(),
         );
         let mut quotas = Quotas::default();
-        for c in Category::ALL {
+        for &c in Category::ALL {
             quotas.set(c, 10_000.0, QuotaSource::ConfigFile);
         }
         let exec = Arc::new(Executor::new(

@@ -303,6 +303,23 @@ pub(crate) fn run_report(
     Ok(report)
 }
 
+/// The end of a help-desk write whose rows are the IDs someone asked for: its report written
+/// and logged, its path on stdout, and how it ended ([`crate::report::model::ids_ending`]).
+pub(crate) fn ids_report(
+    opened: &Opened<'_>,
+    command: &str,
+    exec: &Executor,
+    budget: &Budget,
+    rows: Vec<RowReport>,
+) -> Result<(Ending, String), Error> {
+    let report = run_report(opened, (command, false), exec, budget, rows)?;
+    opened.report_files.write(&report)?;
+    crate::report::terminal::log_end(&report, opened.report_files);
+    println!("{}", opened.report_files.json.display());
+    let counts = serde_json::to_string(&report.summary).unwrap_or_default();
+    Ok((crate::report::model::ids_ending(&report), counts))
+}
+
 /// The report of a run whose rows were written as they finished (they are not in it), from
 /// what they added up to and what the executor counted.
 pub(crate) fn report_of(

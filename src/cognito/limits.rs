@@ -13,9 +13,37 @@ pub const USERNAME_PATTERN: &str = r"[\p{L}\p{M}\p{S}\p{N}\p{P}]+";
 /// `ListUsers.Filter` (`UserFilterType`): at most this many characters.
 pub const FILTER_MAX: usize = 256;
 
-static USERNAME: LazyLock<regex::Regex> = LazyLock::new(|| {
-    regex::Regex::new(&format!("^(?:{USERNAME_PATTERN})$")).expect("the model's pattern compiles")
+/// The characters `USERNAME_PATTERN`'s class admits, as sorted ranges: the pattern is one class
+/// repeated, so a username matches when every character is in it. Read from the pattern itself
+/// (regex-syntax's Unicode tables), and kept as ranges rather than a compiled regex, whose
+/// Unicode automaton would cost megabytes of memory for a per-character test.
+static USERNAME_CHARS: LazyLock<Vec<(char, char)>> = LazyLock::new(|| {
+    use regex_syntax::hir::{Class, HirKind};
+    let class = USERNAME_PATTERN
+        .strip_suffix('+')
+        .expect("the model's pattern is a class, repeated");
+    let hir = regex_syntax::parse(class).expect("the model's pattern parses");
+    match hir.kind() {
+        HirKind::Class(Class::Unicode(c)) => {
+            c.ranges().iter().map(|r| (r.start(), r.end())).collect()
+        }
+        _ => panic!("the model's username pattern is one Unicode class"),
+    }
 });
+
+fn username_char(c: char) -> bool {
+    USERNAME_CHARS
+        .binary_search_by(|&(start, end)| {
+            if end < c {
+                std::cmp::Ordering::Less
+            } else if start > c {
+                std::cmp::Ordering::Greater
+            } else {
+                std::cmp::Ordering::Equal
+            }
+        })
+        .is_ok()
+}
 
 /// Why Cognito would refuse `value` as a `Username`, if it would.
 pub fn username_problem(value: &str) -> Option<String> {
@@ -28,13 +56,7 @@ pub fn username_problem(value: &str) -> Option<String> {
             "it is {chars} characters long; Cognito's limit for a username is {USERNAME_MAX}"
         ));
     }
-    if USERNAME.is_match(value) {
-        return None;
-    }
-    let bad = value
-        .chars()
-        .find(|c| !USERNAME.is_match(c.encode_utf8(&mut [0; 4])))
-        .unwrap_or(' ');
+    let bad = value.chars().find(|c| !username_char(*c))?;
     let what = if bad.is_whitespace() {
         "a space".to_string()
     } else {

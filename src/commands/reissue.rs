@@ -9,8 +9,7 @@ use crate::error::{Ending, Error};
 use crate::help;
 use crate::onboard;
 use crate::plan::Policy;
-use crate::report::{self, terminal::log_end};
-use crate::session::{Session, Spec, check_invitation, open_pool, run_report};
+use crate::session::{Session, Spec, check_invitation, ids_report, open_pool};
 use crate::state::Access;
 
 pub(crate) async fn run(common: &Common, settings: &DeskSettings) -> Result<Ending, Error> {
@@ -56,18 +55,7 @@ pub(crate) async fn run(common: &Common, settings: &DeskSettings) -> Result<Endi
         let mut reports = onboard::process_rows(&ctx, rows, common.concurrency, false).await;
         reports.extend(refused);
         reports.sort_by_key(|r| r.row);
-        let report = run_report(
-            &opened,
-            ("reissue", false),
-            &calls.exec,
-            &ctx.budget,
-            reports,
-        )?;
-        opened.report_files.write(&report)?;
-        log_end(&report, opened.report_files);
-        println!("{}", opened.report_files.json.display());
-        let counts = serde_json::to_string(&report.summary).unwrap_or_default();
-        Ok((report::model::ids_ending(&report), counts))
+        ids_report(&opened, "reissue", &calls.exec, &ctx.budget, reports)
     }
     .await;
     session.close(result)

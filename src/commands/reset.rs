@@ -8,8 +8,8 @@ use crate::error::{Ending, Error};
 use crate::help;
 use crate::onboard;
 use crate::plan::Policy;
-use crate::report::{self, RowReport, terminal::log_end};
-use crate::session::{Session, open_pool, run_report};
+use crate::report::{self, RowReport};
+use crate::session::{Session, ids_report, open_pool};
 
 use super::reissue::desk_spec;
 
@@ -58,12 +58,7 @@ pub(crate) async fn run(common: &Common, settings: &DeskSettings) -> Result<Endi
                 None => help::refused(line, &id, None),
             });
         }
-        let report = run_report(&opened, ("reset", false), &calls.exec, &ctx.budget, reports)?;
-        opened.report_files.write(&report)?;
-        log_end(&report, opened.report_files);
-        println!("{}", opened.report_files.json.display());
-        let counts = serde_json::to_string(&report.summary).unwrap_or_default();
-        Ok((report::model::ids_ending(&report), counts))
+        ids_report(&opened, "reset", &calls.exec, &ctx.budget, reports)
     }
     .await;
     session.close(result)

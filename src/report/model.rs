@@ -24,6 +24,7 @@ use crate::error::Ending;
     Serialize,
     Deserialize,
     strum::EnumCount,
+    strum::VariantArray,
 )]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
@@ -38,19 +39,9 @@ pub enum Outcome {
     Failed,
 }
 
-crate::every_variant!(Outcome);
-
 impl Outcome {
-    pub const ALL: [Outcome; 8] = [
-        Outcome::Created,
-        Outcome::Reissued,
-        Outcome::Updated,
-        Outcome::Skipped,
-        Outcome::Deferred,
-        Outcome::Attention,
-        Outcome::Invalid,
-        Outcome::Failed,
-    ];
+    /// Every variant, in declaration order (derived: a new one cannot be left out).
+    pub const ALL: &'static [Outcome] = <Outcome as strum::VariantArray>::VARIANTS;
 
     pub fn as_str(self) -> &'static str {
         match self {

@@ -23,7 +23,9 @@ pub enum Refresh {
 }
 
 /// Where a provider stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, strum::EnumCount)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, strum::VariantArray,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Standing {
     /// Confirmed, and not in any earlier status report: send the API credentials.
@@ -43,18 +45,9 @@ pub enum Standing {
     Unknown,
 }
 
-crate::every_variant!(Standing);
-
 impl Standing {
-    pub const ALL: [Standing; 7] = [
-        Standing::NewlyConfirmed,
-        Standing::Confirmed,
-        Standing::Pending,
-        Standing::Expired,
-        Standing::Attention,
-        Standing::NotInvited,
-        Standing::Unknown,
-    ];
+    /// Every variant, in declaration order (derived: a new one cannot be left out).
+    pub const ALL: &'static [Standing] = <Standing as strum::VariantArray>::VARIANTS;
 
     pub fn as_str(self) -> &'static str {
         match self {
