@@ -285,6 +285,11 @@ pub struct RunArgs {
     /// has a monthly spend limit of its own].
     #[arg(long)]
     pub sms_budget: Option<u32>,
+    /// A dead-man's-switch check to ping (healthchecks.io's protocol): URL/start when the run
+    /// begins, URL when it ends with exit 0, URL/<exit code> otherwise; `{run_id}` may appear in
+    /// it. A ping that fails is a warning and never changes the exit code.
+    #[arg(long, value_name = "URL")]
+    pub ping_url: Option<String>,
     #[command(flatten)]
     pub hand_over: HandOverArgs,
 }
@@ -304,6 +309,11 @@ pub struct StatusArgs {
     /// Also print the report on stdout in this form.
     #[arg(long, value_enum)]
     pub format: Option<StatusFormat>,
+    /// A dead-man's-switch check to ping (healthchecks.io's protocol): URL/start when the run
+    /// begins, URL when it ends with exit 0, URL/<exit code> otherwise; `{run_id}` may appear in
+    /// it. A ping that fails is a warning and never changes the exit code.
+    #[arg(long, value_name = "URL")]
+    pub ping_url: Option<String>,
     #[command(flatten)]
     pub hand_over: HandOverArgs,
 }

@@ -62,6 +62,8 @@ pub struct FileConfig {
     pub on_confirmed_timeout_secs: Option<f64>,
     /// AWS credential variables the --on-confirmed command is given after all.
     pub on_confirmed_env: Option<Vec<String>>,
+    /// A dead-man's-switch check `run` and `status` ping (`--ping-url`).
+    pub ping_url: Option<String>,
     /// Seconds one attempt of one call may take.
     pub attempt_timeout_secs: Option<f64>,
     /// Attempts per call before a row fails (throttling and passing faults).
@@ -123,6 +125,8 @@ pub struct RunSettings {
     pub update: Update,
     pub refresh: Refresh,
     pub refresh_after: chrono::Duration,
+    /// `--ping-url`: the dead-man's-switch check to ping.
+    pub ping_url: Option<String>,
 }
 
 /// How `status` and `doctor` judge a provider, and what the help desk's writes follow: the
@@ -161,6 +165,7 @@ pub struct StatusSettings {
     pub format: Option<StatusFormat>,
     pub on_confirmed: Option<crate::handover::OnConfirmed>,
     pub judge: Judge,
+    pub ping_url: Option<String>,
 }
 
 /// `doctor`'s settings.
@@ -249,6 +254,7 @@ fn settings(command: &Command, file: &FileConfig) -> Result<Settings, Error> {
             format: a.format,
             on_confirmed: on_confirmed(&a.hand_over, file)?,
             judge,
+            ping_url: a.ping_url.clone().or_else(|| file.ping_url.clone()),
         }),
         Command::Doctor(a) => Settings::Doctor(DoctorSettings {
             ids: a.ids.clone(),
@@ -627,6 +633,7 @@ fn run(args: &crate::cli::RunArgs, file: &FileConfig) -> Result<RunSettings, Err
             None => crate::plan::DEFAULT_REFRESH_AFTER,
             Some(text) => refresh_after(text)?,
         },
+        ping_url: args.ping_url.clone().or_else(|| file.ping_url.clone()),
     })
 }
 

@@ -40,23 +40,45 @@ impl Ending {
     }
 }
 
-/// The exit code of a command. One exhaustive match, so a new kind of ending or failure cannot
-/// be added without deciding what cron sees.
+/// The exit code of a command. One exhaustive match (with [`Error::exit_code`]), so a new kind
+/// of ending or failure cannot be added without deciding what cron sees.
 pub fn exit_code(result: &Result<Ending, Error>) -> u8 {
     match result {
         Ok(Ending::Settled) => exit::OK,
         Ok(Ending::RowsFailed) => exit::ROWS_FAILED,
         Ok(Ending::Interrupted) => exit::ABORTED,
-        Err(Error::Locked(_)) => exit::LOCKED,
-        Err(
+        Err(e) => e.exit_code(),
+    }
+}
+
+impl Error {
+    /// The exit code a command this stops ends with.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Locked(_) => exit::LOCKED,
             Error::Config(_)
             | Error::Input(_)
             | Error::Credentials(_)
             | Error::Cognito(_)
             | Error::Io { .. }
             | Error::State(_)
-            | Error::Interrupted,
-        ) => exit::ABORTED,
+            | Error::Interrupted => exit::ABORTED,
+        }
+    }
+
+    /// What kind of failure this is, in a word or two: what a monitor is told, where the
+    /// message itself could name a file or a provider.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Config(_) => "configuration error",
+            Error::Input(_) => "input error",
+            Error::Credentials(_) => "AWS credentials error",
+            Error::Cognito(_) => "Cognito error",
+            Error::Io { .. } => "file error",
+            Error::State(_) => "state error",
+            Error::Locked(_) => "another run holds the state",
+            Error::Interrupted => "interrupted",
+        }
     }
 }
 

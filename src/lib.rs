@@ -48,6 +48,7 @@ pub mod manual;
 pub mod onboard;
 pub mod password;
 pub mod password_file;
+pub mod ping;
 pub mod plan;
 pub mod report;
 pub mod session;

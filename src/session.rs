@@ -20,6 +20,7 @@ use crate::executor::{Cancel, Executor, RetryPolicy};
 use crate::invite;
 use crate::limiter::{Limiter, QuotaSource};
 use crate::password_file::PasswordFile;
+use crate::ping::Ping;
 use crate::report::files::ReportFiles;
 use crate::report::{Report, RowReport};
 use crate::state::{Access, RunEnd, RunStart, State};
@@ -37,6 +38,8 @@ pub(crate) struct Spec<'a> {
     pub password_file: Option<(&'a Path, bool)>,
     /// Whether the command is recorded in the state's runs (a read-only `doctor` is not).
     pub record: bool,
+    /// The dead-man's-switch check a scheduled command pings (`--ping-url`).
+    pub ping: Option<&'a str>,
 }
 
 /// An open command: its run id and pool, the state (locked when it writes), its report files and
@@ -51,6 +54,7 @@ pub(crate) struct Session {
     password_file: Option<PasswordFile>,
     password_path: Option<PathBuf>,
     record: bool,
+    ping: Option<Ping>,
 }
 
 impl Session {
@@ -58,7 +62,7 @@ impl Session {
     /// the lock first (a second run must not even create a report), then `first` (what the
     /// command reads before it writes anything, such as its input), then the files and the
     /// run's record.
-    pub fn open<T>(
+    pub async fn open<T>(
         common: &Common,
         spec: Spec<'_>,
         first: impl FnOnce() -> Result<T, Error>,
@@ -66,7 +70,49 @@ impl Session {
         let started_at = Utc::now();
         let run_id = run_id();
         let pool_id = require_pool(common)?.to_string();
+        let ping = spec.ping.map(|url| Ping::new(url, &run_id)).transpose()?;
         let state = Arc::new(State::open(&common.state, spec.access)?);
+        // Pinged once the lock is held: a run refused because another holds it (exit 4) is no
+        // news to the monitor, which hears from the run that holds it.
+        if let Some(ping) = &ping {
+            ping.start().await;
+        }
+        let opened = Self::open_files(common, &spec, &state, &run_id, &pool_id, started_at, first);
+        let (report_files, password_file, read) = match opened {
+            Ok(opened) => opened,
+            Err(e) => {
+                if let Some(ping) = &ping {
+                    ping.finish(e.exit_code(), e.kind()).await;
+                }
+                return Err(e);
+            }
+        };
+        let session = Session {
+            run_id,
+            pool_id,
+            started_at,
+            state,
+            report_files,
+            password_file,
+            password_path: spec.password_file.map(|(path, _)| path.to_path_buf()),
+            record: spec.record,
+            ping,
+        };
+        Ok((session, read))
+    }
+
+    /// What the command opens once its state is held: what it reads first, the report files,
+    /// the password file and the run's record.
+    #[allow(clippy::type_complexity)]
+    fn open_files<T>(
+        common: &Common,
+        spec: &Spec<'_>,
+        state: &Arc<State>,
+        run_id: &str,
+        pool_id: &str,
+        started_at: DateTime<Utc>,
+        first: impl FnOnce() -> Result<T, Error>,
+    ) -> Result<(ReportFiles, Option<PasswordFile>, T), Error> {
         let read = first()?;
         let input_hash = match spec.input {
             Some(path) => Some(
@@ -75,35 +121,25 @@ impl Session {
             None => None,
         };
         let report_files = if spec.page {
-            ReportFiles::open_with_page(&common.report_dir, &run_id)?
+            ReportFiles::open_with_page(&common.report_dir, run_id)?
         } else {
-            ReportFiles::open(&common.report_dir, &run_id)?
+            ReportFiles::open(&common.report_dir, run_id)?
         };
         let (password_path, dry_run) = match spec.password_file {
             Some((path, dry_run)) => (Some(path), dry_run),
             None => (None, false),
         };
-        let password_file = PasswordFile::for_run(password_path, dry_run, &state)?;
+        let password_file = PasswordFile::for_run(password_path, dry_run, state)?;
         if spec.record {
             state.begin_run(RunStart {
-                run_id: &run_id,
-                pool: &pool_id,
+                run_id,
+                pool: pool_id,
                 command: spec.command,
                 input: spec.input.zip(input_hash.as_deref()),
                 at: started_at,
             })?;
         }
-        let session = Session {
-            run_id,
-            pool_id,
-            started_at,
-            state,
-            report_files,
-            password_file,
-            password_path: password_path.map(Path::to_path_buf),
-            record: spec.record,
-        };
-        Ok((session, read))
+        Ok((report_files, password_file, read))
     }
 
     /// What the command's steps work with.
@@ -124,18 +160,27 @@ impl Session {
 
     /// Ends the command: one that stopped before it reported leaves no empty report or password
     /// file behind; a recorded one has its ending and counts written to the state.
-    pub fn close(self, result: Result<(Ending, String), Error>) -> Result<Ending, Error> {
+    pub async fn close(self, result: Result<(Ending, String), Error>) -> Result<Ending, Error> {
         if result.is_err() {
             self.report_files.discard_if_empty();
             if let Some(path) = &self.password_path {
                 PasswordFile::discard_if_empty(path);
             }
         }
-        if self.record {
+        // What the monitor is told: the counts (never a name), or the kind of failure.
+        let summary = match &result {
+            Ok((_, counts)) => counts.clone(),
+            Err(e) => e.kind().to_string(),
+        };
+        let ending = if self.record {
             finish(&self.state, &self.run_id, result)
         } else {
             result.map(|(ending, _)| ending)
+        };
+        if let Some(ping) = &self.ping {
+            ping.finish(error::exit_code(&ending), &summary).await;
         }
+        ending
     }
 }
 

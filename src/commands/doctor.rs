@@ -46,9 +46,11 @@ pub(crate) async fn run(common: &Common, settings: &DoctorSettings) -> Result<En
                 .and_then(|f| f.password_file.as_deref())
                 .map(|p| (p, false)),
             record: fix.is_some(),
+            ping: None,
         },
         || Ok(()),
-    )?;
+    )
+    .await?;
     let password_file = session.take_password_file();
     let opened = session.opened();
     let state = opened.state;
@@ -96,7 +98,7 @@ pub(crate) async fn run(common: &Common, settings: &DoctorSettings) -> Result<En
         Ok((report.ending(), counts))
     }
     .await;
-    session.close(result)
+    session.close(result).await
 }
 
 /// Writes the report and shows the verdicts as asked (a table, or JSON for scripts).

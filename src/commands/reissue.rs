@@ -14,7 +14,7 @@ use crate::state::Access;
 
 pub(crate) async fn run(common: &Common, settings: &DeskSettings) -> Result<Ending, Error> {
     let send = &settings.send;
-    let (mut session, ()) = Session::open(common, desk_spec("reissue", send), || Ok(()))?;
+    let (mut session, ()) = Session::open(common, desk_spec("reissue", send), || Ok(())).await?;
     let password_file = session.take_password_file();
     let opened = session.opened();
     let result = async {
@@ -58,7 +58,7 @@ pub(crate) async fn run(common: &Common, settings: &DeskSettings) -> Result<Endi
         ids_report(&opened, "reissue", &calls.exec, &ctx.budget, reports)
     }
     .await;
-    session.close(result)
+    session.close(result).await
 }
 
 /// What a help-desk write opens: the state shared with a scheduled run (it does not wait for
@@ -71,5 +71,6 @@ pub(crate) fn desk_spec<'a>(command: &'static str, send: &'a crate::config::Send
         page: false,
         password_file: send.password_file.as_deref().map(|p| (p, false)),
         record: true,
+        ping: None,
     }
 }

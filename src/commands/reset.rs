@@ -15,7 +15,7 @@ use super::reissue::desk_spec;
 
 pub(crate) async fn run(common: &Common, settings: &DeskSettings) -> Result<Ending, Error> {
     let send = &settings.send;
-    let (mut session, ()) = Session::open(common, desk_spec("reset", send), || Ok(()))?;
+    let (mut session, ()) = Session::open(common, desk_spec("reset", send), || Ok(())).await?;
     let password_file = session.take_password_file();
     let opened = session.opened();
     let result = async {
@@ -61,5 +61,5 @@ pub(crate) async fn run(common: &Common, settings: &DeskSettings) -> Result<Endi
         ids_report(&opened, "reset", &calls.exec, &ctx.budget, reports)
     }
     .await;
-    session.close(result)
+    session.close(result).await
 }

@@ -47,6 +47,7 @@ pub(crate) async fn run(common: &Common, settings: &RunSettings) -> Result<Endin
                 .as_deref()
                 .map(|p| (p, settings.dry_run)),
             record: true,
+            ping: settings.ping_url.as_deref(),
         },
         || {
             let reader = input::open(&settings.input, &settings.input_options)?;
@@ -57,10 +58,11 @@ pub(crate) async fn run(common: &Common, settings: &RunSettings) -> Result<Endin
             );
             Ok(reader)
         },
-    )?;
+    )
+    .await?;
     let password_file = session.take_password_file();
     let result = onboard_cohort(common, settings, &session.opened(), reader, password_file).await;
-    session.close(result)
+    session.close(result).await
 }
 
 /// The run proper: pool, a first pass over the file (groups, counts, what to read), lookups,

@@ -34,14 +34,16 @@ pub(crate) async fn run(common: &Common, settings: &StatusSettings) -> Result<En
             page: true,
             password_file: None,
             record: true,
+            ping: settings.ping_url.as_deref(),
         },
         || match &settings.input {
             Some(path) => Ok(Some(input::open(path, &settings.input_options)?)),
             None => Ok(None),
         },
-    )?;
+    )
+    .await?;
     let result = refresh_status(common, settings, &session.opened(), reader).await;
-    session.close(result)
+    session.close(result).await
 }
 
 /// The refresh proper: what to read, read it by the cheapest way, record it, judge it, report.

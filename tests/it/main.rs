@@ -13,6 +13,7 @@ mod journey;
 mod limits;
 mod onboard;
 mod page;
+mod ping;
 mod real_cognito;
 mod robustness;
 mod senders;
