@@ -42,12 +42,28 @@ impl Ping {
                 "ping_url {template:?}: must be an http:// or https:// URL"
             )));
         }
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
+        let https = match hyper_rustls::HttpsConnectorBuilder::new()
             .with_provider_and_native_roots(rustls_provider())
-            .map_err(|e| Error::Config(format!("ping_url: no TLS root certificates: {e}")))?
-            .https_or_http()
-            .enable_http1()
-            .build();
+        {
+            Ok(builder) => builder.https_or_http().enable_http1().build(),
+            // A machine without the platform's certificates must not lose its run over a ping:
+            // an http:// check still works, an https:// one fails its handshake, as a warning.
+            Err(e) => {
+                tracing::warn!(
+                    "no TLS root certificates for the pings ({e}): https pings will fail"
+                );
+                let config = rustls::ClientConfig::builder_with_provider(rustls_provider())
+                    .with_safe_default_protocol_versions()
+                    .map_err(|e| Error::Config(format!("ping_url: TLS: {e}")))?
+                    .with_root_certificates(rustls::RootCertStore::empty())
+                    .with_no_client_auth();
+                hyper_rustls::HttpsConnectorBuilder::new()
+                    .with_tls_config(config)
+                    .https_or_http()
+                    .enable_http1()
+                    .build()
+            }
+        };
         Ok(Ping {
             url,
             client: Client::builder(TokioExecutor::new()).build(https),
