@@ -15,8 +15,7 @@ pub const FILTER_MAX: usize = 256;
 
 /// The characters `USERNAME_PATTERN`'s class admits, as sorted ranges: the pattern is one class
 /// repeated, so a username matches when every character is in it. Read from the pattern itself
-/// (regex-syntax's Unicode tables), and kept as ranges rather than a compiled regex, whose
-/// Unicode automaton would cost megabytes of memory for a per-character test.
+/// (regex-syntax's Unicode tables), and kept as ranges: a per-character test needs no automaton.
 static USERNAME_CHARS: LazyLock<Vec<(char, char)>> = LazyLock::new(|| {
     use regex_syntax::hir::{Class, HirKind};
     let class = USERNAME_PATTERN
