@@ -1460,35 +1460,6 @@ pub async fn process_stream<D: Directory>(
         .await;
 }
 
-/// `run`'s row context for the rows the help desk names: each read on its own (a handful of
-/// IDs never warrants a scan), with the budget `caps` allow for `rows` messages.
-#[allow(clippy::too_many_arguments)]
-pub fn help_desk_ctx<D: Directory>(
-    calls: &Arc<Calls<D>>,
-    pool: &PoolInfo,
-    state: &Arc<State>,
-    run_id: &str,
-    policy: plan::Policy,
-    caps: crate::budget::Caps,
-    password_file: Option<PasswordFile>,
-    rows: usize,
-) -> Result<Ctx<D>, crate::error::Error> {
-    let budget = Budget::for_run(pool, policy.delivery, caps, None, state, rows, Utc::now())?;
-    Ok(Ctx {
-        calls: Arc::clone(calls),
-        policy,
-        pool: pool.clone(),
-        dry_run: false,
-        found: crate::lookup::Found::PerRow(crate::lookup::PerRow::new(pool.case_sensitive)),
-        memberships: None,
-        budget,
-        password_file,
-        state: Arc::clone(state),
-        run_id: run_id.to_string(),
-        known: state.known(&pool.id)?,
-    })
-}
-
 /// A row not started because the run was stopped.
 fn not_started_row(row: Row) -> RowReport {
     let name = row.display_name();

@@ -19,6 +19,7 @@ use crate::error::{self, Ending, Error};
 use crate::executor::{Cancel, Executor, RetryPolicy};
 use crate::invite;
 use crate::limiter::{Limiter, QuotaSource};
+use crate::onboard::Ctx;
 use crate::password_file::PasswordFile;
 use crate::ping::Ping;
 use crate::report::files::ReportFiles;
@@ -191,6 +192,44 @@ pub(crate) struct Opened<'a> {
     pub started_at: DateTime<Utc>,
     pub report_files: &'a ReportFiles,
     pub state: &'a Arc<State>,
+}
+
+impl Opened<'_> {
+    /// `run`'s row context for the rows the help desk names: each read on its own (a handful of
+    /// IDs never warrants a scan), recorded under this command's run, with the budget `send`'s
+    /// caps allow for `rows` messages.
+    pub fn desk_ctx(
+        &self,
+        calls: &Arc<Calls<Cognito>>,
+        pool: &PoolInfo,
+        policy: crate::plan::Policy,
+        send: &crate::config::Sending,
+        password_file: Option<PasswordFile>,
+        rows: usize,
+    ) -> Result<Ctx<Cognito>, Error> {
+        let budget = Budget::for_run(
+            pool,
+            policy.delivery,
+            send.caps,
+            None,
+            self.state,
+            rows,
+            Utc::now(),
+        )?;
+        Ok(Ctx {
+            calls: Arc::clone(calls),
+            policy,
+            pool: pool.clone(),
+            dry_run: false,
+            found: crate::lookup::Found::PerRow(crate::lookup::PerRow::new(pool.case_sensitive)),
+            memberships: None,
+            budget,
+            password_file,
+            state: Arc::clone(self.state),
+            run_id: self.run_id.to_string(),
+            known: self.state.known(&pool.id)?,
+        })
+    }
 }
 
 fn require_pool(common: &Common) -> Result<&str, Error> {

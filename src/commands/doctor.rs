@@ -21,7 +21,7 @@ use crate::password_file::PasswordFile;
 use crate::plan::Policy;
 use crate::report::RowReport;
 use crate::report::terminal as render;
-use crate::session::{Session, Spec, check_invitation, open_pool};
+use crate::session::{Opened, Session, Spec, check_invitation, open_pool};
 use crate::state::{Access, State};
 
 /// `doctor`: for each provider, one verdict and the facts behind it, with the remedy. Reads
@@ -68,8 +68,7 @@ pub(crate) async fn run(common: &Common, settings: &DoctorSettings) -> Result<En
                 settings,
                 calls: &calls,
                 pool: &pool,
-                state,
-                run_id: opened.run_id,
+                opened: &opened,
             };
             fixes = fix.apply(send, password_file, &providers).await?;
             if !fixes.is_empty() {
@@ -129,8 +128,7 @@ struct Fix<'a> {
     settings: &'a DoctorSettings,
     calls: &'a Arc<Calls<Cognito>>,
     pool: &'a PoolInfo,
-    state: &'a Arc<State>,
-    run_id: &'a str,
+    opened: &'a Opened<'a>,
 }
 
 impl Fix<'_> {
@@ -157,13 +155,11 @@ impl Fix<'_> {
         check_invitation(self.pool, send.delivery)?;
         let judge = self.settings.judge;
         let policy = Policy::new(judge.reissue, send.delivery, judge.max_reissues, self.pool);
-        let ctx = onboard::help_desk_ctx(
+        let ctx = self.opened.desk_ctx(
             self.calls,
             self.pool,
-            self.state,
-            self.run_id,
             policy,
-            send.caps,
+            send,
             password_file,
             rows.len(),
         )?;

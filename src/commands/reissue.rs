@@ -42,16 +42,7 @@ pub(crate) async fn run(common: &Common, settings: &DeskSettings) -> Result<Endi
         let judge = settings.judge;
         let policy =
             Policy::new(judge.reissue, send.delivery, judge.max_reissues, &pool).explicit_reissue();
-        let ctx = onboard::help_desk_ctx(
-            &calls,
-            &pool,
-            opened.state,
-            opened.run_id,
-            policy,
-            send.caps,
-            password_file,
-            rows.len(),
-        )?;
+        let ctx = opened.desk_ctx(&calls, &pool, policy, send, password_file, rows.len())?;
         let mut reports = onboard::process_rows(&ctx, rows, common.concurrency, false).await;
         reports.extend(refused);
         reports.sort_by_key(|r| r.row);

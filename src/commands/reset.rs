@@ -6,7 +6,6 @@
 use crate::config::{Common, DeskSettings};
 use crate::error::{Ending, Error};
 use crate::help;
-use crate::onboard;
 use crate::plan::Policy;
 use crate::report::{self, RowReport};
 use crate::session::{Session, ids_report, open_pool};
@@ -23,13 +22,11 @@ pub(crate) async fn run(common: &Common, settings: &DeskSettings) -> Result<Endi
         let known = opened.state.known(&pool.id)?;
         let judge = settings.judge;
         let policy = Policy::new(judge.reissue, send.delivery, judge.max_reissues, &pool);
-        let ctx = onboard::help_desk_ctx(
+        let ctx = opened.desk_ctx(
             &calls,
             &pool,
-            opened.state,
-            opened.run_id,
             policy,
-            send.caps,
+            send,
             password_file,
             settings.ids.len(),
         )?;
