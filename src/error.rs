@@ -52,6 +52,14 @@ pub fn exit_code(result: &Result<Ending, Error>) -> u8 {
 }
 
 impl Error {
+    pub(crate) fn io(what: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            what,
+            path: path.into(),
+            source,
+        }
+    }
+
     /// The exit code a command this stops ends with.
     pub fn exit_code(&self) -> u8 {
         match self {
@@ -106,16 +114,6 @@ pub enum Error {
     Locked(String),
     #[error("interrupted")]
     Interrupted,
-}
-
-impl Error {
-    pub(crate) fn io(what: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io {
-            what,
-            path: path.into(),
-            source,
-        }
-    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1071,7 +1071,9 @@ impl<D: Directory> Ctx<D> {
         if !set.is_empty() {
             match self.calls.update_attributes(username, &set).await {
                 Ok(x) => w.r.attempts += x.attempts,
-                Err(f) if f.error.class == ErrorClass::Exists => {
+                // Only an email this write verifies can be "held by another user": any other
+                // alias refused stays a failure in Cognito's own words.
+                Err(f) if f.error.class == ErrorClass::Exists && verified_email.is_some() => {
                     let email = verified_email.unwrap_or_default().to_string();
                     let r = self.changes_failed(w, "updating attributes", &f);
                     return Err(held_by_another(r, &email, None, Some(&f)));

@@ -348,28 +348,31 @@ impl TestEnv {
     /// Gives a user back the email moto's RESEND drops: moto re-creates the user on RESEND and
     /// loses its attributes, where the real Cognito keeps them (`shared/cognito-notes.md`).
     pub fn undo_moto_resend(&self, pool: &Pool, username: &str, email: &str) {
+        self.set_attributes(
+            pool,
+            username,
+            &[("email", email), ("email_verified", "true")],
+        );
+    }
+
+    /// Writes `attributes` to a user directly in moto, as an administrator would.
+    pub fn set_attributes(&self, pool: &Pool, username: &str, attributes: &[(&str, &str)]) {
         self.rt.block_on(async {
-            self.client
+            let mut update = self
+                .client
                 .admin_update_user_attributes()
                 .user_pool_id(&pool.id)
-                .username(username)
-                .user_attributes(
+                .username(username);
+            for (name, value) in attributes {
+                update = update.user_attributes(
                     AttributeType::builder()
-                        .name("email")
-                        .value(email)
+                        .name(*name)
+                        .value(*value)
                         .build()
-                        .unwrap(),
-                )
-                .user_attributes(
-                    AttributeType::builder()
-                        .name("email_verified")
-                        .value("true")
-                        .build()
-                        .unwrap(),
-                )
-                .send()
-                .await
-                .expect("restore the email after moto's RESEND");
+                        .expect("attribute"),
+                );
+            }
+            update.send().await.expect("update the user's attributes");
         });
     }
 
@@ -487,22 +490,7 @@ impl TestEnv {
 
     /// Marks a user's email unverified, as an administrator or a changed address would.
     pub fn unverify_email(&self, pool: &Pool, username: &str) {
-        self.rt.block_on(async {
-            self.client
-                .admin_update_user_attributes()
-                .user_pool_id(&pool.id)
-                .username(username)
-                .user_attributes(
-                    AttributeType::builder()
-                        .name("email_verified")
-                        .value("false")
-                        .build()
-                        .expect("attribute"),
-                )
-                .send()
-                .await
-                .expect("mark the email unverified");
-        });
+        self.set_attributes(pool, username, &[("email_verified", "false")]);
     }
 
     /// Signs in with a password: Ok(true) if Cognito asks for a new password (first sign-in),
