@@ -285,11 +285,8 @@ pub struct RunArgs {
     /// has a monthly spend limit of its own].
     #[arg(long)]
     pub sms_budget: Option<u32>,
-    /// A dead-man's-switch check to ping (healthchecks.io's protocol): URL/start when the run
-    /// begins, URL when it ends with exit 0, URL/<exit code> otherwise; `{run_id}` may appear in
-    /// it. A ping that fails is a warning and never changes the exit code.
-    #[arg(long, value_name = "URL")]
-    pub ping_url: Option<String>,
+    #[command(flatten)]
+    pub monitor: MonitorArgs,
     #[command(flatten)]
     pub hand_over: HandOverArgs,
 }
@@ -309,13 +306,34 @@ pub struct StatusArgs {
     /// Also print the report on stdout in this form.
     #[arg(long, value_enum)]
     pub format: Option<StatusFormat>,
+    #[command(flatten)]
+    pub monitor: MonitorArgs,
+    #[command(flatten)]
+    pub hand_over: HandOverArgs,
+}
+
+/// How a scheduled command is watched: every one is told when it ends, and none can change how
+/// it ends.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Monitoring")]
+pub struct MonitorArgs {
     /// A dead-man's-switch check to ping (healthchecks.io's protocol): URL/start when the run
     /// begins, URL when it ends with exit 0, URL/<exit code> otherwise; `{run_id}` may appear in
     /// it. A ping that fails is a warning and never changes the exit code.
     #[arg(long, value_name = "URL")]
     pub ping_url: Option<String>,
-    #[command(flatten)]
-    pub hand_over: HandOverArgs,
+    /// Write the run's figures to this file in the Prometheus text format (for node_exporter's
+    /// textfile collector), replacing it at once; `run` and `status` may share one file.
+    #[arg(long, value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
+    /// Print the run's figures at its end as one CloudWatch Embedded Metric Format record on
+    /// stderr (with --log-format json, every line of stderr is then JSON).
+    #[arg(long)]
+    pub emf: bool,
+    /// Write the run's one-line summary (exit code and counts) to this file at its end, such
+    /// as /dev/termination-log in a Kubernetes pod.
+    #[arg(long, value_name = "PATH")]
+    pub termination_log: Option<PathBuf>,
 }
 
 /// Closing the loop with the providers who have set their password.

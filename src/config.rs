@@ -11,13 +11,15 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::cli::{
-    Cli, Command, Encoding, GlobalArgs, InputArgs, LogFormat, StateCommand, StatusFormat,
+    Cli, Command, Encoding, GlobalArgs, InputArgs, LogFormat, MonitorArgs, StateCommand,
+    StatusFormat,
 };
 use crate::cognito::{Connection, Delivery, region_of_pool};
 use crate::error::Error;
 use crate::input::{self, EncodingChoice};
 use crate::limiter::{Category, QuotaSource, Quotas};
 use crate::lookup::Lookup;
+use crate::monitor::Monitoring;
 use crate::plan::{Refresh, Reissue, Update, UpdatePart};
 use crate::state::{Location, Table};
 
@@ -64,6 +66,12 @@ pub struct FileConfig {
     pub on_confirmed_env: Option<Vec<String>>,
     /// A dead-man's-switch check `run` and `status` ping (`--ping-url`).
     pub ping_url: Option<String>,
+    /// The Prometheus textfile `run` and `status` write (`--metrics-file`).
+    pub metrics_file: Option<PathBuf>,
+    /// Print an EMF record at the end of `run` and `status` (`--emf`).
+    pub emf: Option<bool>,
+    /// Where `run` and `status` write their one-line summary (`--termination-log`).
+    pub termination_log: Option<PathBuf>,
     /// Seconds one attempt of one call may take.
     pub attempt_timeout_secs: Option<f64>,
     /// Attempts per call before a row fails (throttling and passing faults).
@@ -125,8 +133,8 @@ pub struct RunSettings {
     pub update: Update,
     pub refresh: Refresh,
     pub refresh_after: chrono::Duration,
-    /// `--ping-url`: the dead-man's-switch check to ping.
-    pub ping_url: Option<String>,
+    /// `--ping-url`, `--metrics-file`, `--emf`, `--termination-log`.
+    pub monitoring: Monitoring,
 }
 
 /// How `status` and `doctor` judge a provider, and what the help desk's writes follow: the
@@ -165,7 +173,7 @@ pub struct StatusSettings {
     pub format: Option<StatusFormat>,
     pub on_confirmed: Option<crate::handover::OnConfirmed>,
     pub judge: Judge,
-    pub ping_url: Option<String>,
+    pub monitoring: Monitoring,
 }
 
 /// `doctor`'s settings.
@@ -254,7 +262,7 @@ fn settings(command: &Command, file: &FileConfig) -> Result<Settings, Error> {
             format: a.format,
             on_confirmed: on_confirmed(&a.hand_over, file)?,
             judge,
-            ping_url: a.ping_url.clone().or_else(|| file.ping_url.clone()),
+            monitoring: monitoring(&a.monitor, file),
         }),
         Command::Doctor(a) => Settings::Doctor(DoctorSettings {
             ids: a.ids.clone(),
@@ -633,8 +641,24 @@ fn run(args: &crate::cli::RunArgs, file: &FileConfig) -> Result<RunSettings, Err
             None => crate::plan::DEFAULT_REFRESH_AFTER,
             Some(text) => refresh_after(text)?,
         },
-        ping_url: args.ping_url.clone().or_else(|| file.ping_url.clone()),
+        monitoring: monitoring(&args.monitor, file),
     })
+}
+
+/// How `run` and `status` are watched: each option, else the settings file.
+fn monitoring(args: &MonitorArgs, file: &FileConfig) -> Monitoring {
+    Monitoring {
+        ping_url: args.ping_url.clone().or_else(|| file.ping_url.clone()),
+        metrics_file: args
+            .metrics_file
+            .clone()
+            .or_else(|| file.metrics_file.clone()),
+        emf: args.emf || file.emf.unwrap_or(false),
+        termination_log: args
+            .termination_log
+            .clone()
+            .or_else(|| file.termination_log.clone()),
+    }
 }
 
 /// `refresh_after` as a duration of at least a minute ("7d", "36h", "1week").

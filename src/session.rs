@@ -19,9 +19,9 @@ use crate::error::{self, Ending, Error};
 use crate::executor::{Cancel, Executor, RetryPolicy};
 use crate::invite;
 use crate::limiter::{Limiter, QuotaSource};
+use crate::monitor::{End, Figures, Monitoring, Monitors};
 use crate::onboard::Ctx;
 use crate::password_file::PasswordFile;
-use crate::ping::Ping;
 use crate::report::files::ReportFiles;
 use crate::report::{Report, RowReport};
 use crate::state::{Access, RunEnd, RunStart, State};
@@ -39,8 +39,8 @@ pub(crate) struct Spec<'a> {
     pub password_file: Option<(&'a Path, bool)>,
     /// Whether the command is recorded in the state's runs (a read-only `doctor` is not).
     pub record: bool,
-    /// The dead-man's-switch check a scheduled command pings (`--ping-url`).
-    pub ping: Option<&'a str>,
+    /// How a scheduled command is watched (`--ping-url`, `--metrics-file`, ...).
+    pub monitoring: Option<&'a Monitoring>,
 }
 
 /// An open command: its run id and pool, the state (locked when it writes), its report files and
@@ -55,7 +55,8 @@ pub(crate) struct Session {
     password_file: Option<PasswordFile>,
     password_path: Option<PathBuf>,
     record: bool,
-    ping: Option<Ping>,
+    command: &'static str,
+    monitors: Monitors,
 }
 
 impl Session {
@@ -71,20 +72,33 @@ impl Session {
         let started_at = Utc::now();
         let run_id = run_id();
         let pool_id = require_pool(common)?.to_string();
-        let ping = spec.ping.map(|url| Ping::new(url, &run_id)).transpose()?;
-        let state = Arc::new(State::open(&common.state, spec.access)?);
-        // Pinged once the lock is held: a run refused because another holds it (exit 4) is no
-        // news to the monitor, which hears from the run that holds it.
-        if let Some(ping) = &ping {
-            ping.start().await;
-        }
+        let monitors = Monitors::new(spec.monitoring, &run_id)?;
+        let state = match State::open(&common.state, spec.access) {
+            Ok(state) => Arc::new(state),
+            Err(e) => {
+                monitors.refused(spec.command, &e);
+                return Err(e);
+            }
+        };
+        // Told once the lock is held: a run refused because another holds it (exit 4) is no
+        // news to the monitors, which hear from the run that holds it.
+        monitors.started().await;
         let opened = Self::open_files(common, &spec, &state, &run_id, &pool_id, started_at, first);
         let (report_files, password_file, read) = match opened {
             Ok(opened) => opened,
             Err(e) => {
-                if let Some(ping) = &ping {
-                    ping.finish(e.exit_code(), e.kind()).await;
-                }
+                monitors
+                    .ended(&End {
+                        run_id: &run_id,
+                        command: spec.command,
+                        pool: &pool_id,
+                        started_at,
+                        finished_at: Utc::now(),
+                        exit_code: e.exit_code(),
+                        failure: Some(e.kind()),
+                        figures: None,
+                    })
+                    .await;
                 return Err(e);
             }
         };
@@ -97,7 +111,8 @@ impl Session {
             password_file,
             password_path: spec.password_file.map(|(path, _)| path.to_path_buf()),
             record: spec.record,
-            ping,
+            command: spec.command,
+            monitors,
         };
         Ok((session, read))
     }
@@ -160,27 +175,36 @@ impl Session {
     }
 
     /// Ends the command: one that stopped before it reported leaves no empty report or password
-    /// file behind; a recorded one has its ending and counts written to the state.
-    pub async fn close(self, result: Result<(Ending, String), Error>) -> Result<Ending, Error> {
+    /// file behind; a recorded one has its ending and counts written to the state; the
+    /// monitors are told how it ended.
+    pub async fn close(self, result: Result<(Ending, Figures), Error>) -> Result<Ending, Error> {
         if result.is_err() {
             self.report_files.discard_if_empty();
             if let Some(path) = &self.password_path {
                 PasswordFile::discard_if_empty(path);
             }
         }
-        // What the monitor is told: the counts (never a name), or the kind of failure.
-        let summary = match &result {
-            Ok((_, counts)) => counts.clone(),
-            Err(e) => e.kind().to_string(),
+        let (result, figures) = match result {
+            Ok((ending, figures)) => (Ok((ending, figures.counts())), Some(figures)),
+            Err(e) => (Err(e), None),
         };
         let ending = if self.record {
             finish(&self.state, &self.run_id, result)
         } else {
             result.map(|(ending, _)| ending)
         };
-        if let Some(ping) = &self.ping {
-            ping.finish(error::exit_code(&ending), &summary).await;
-        }
+        self.monitors
+            .ended(&End {
+                run_id: &self.run_id,
+                command: self.command,
+                pool: &self.pool_id,
+                started_at: self.started_at,
+                finished_at: Utc::now(),
+                exit_code: error::exit_code(&ending),
+                failure: ending.as_ref().err().map(Error::kind),
+                figures: figures.as_ref(),
+            })
+            .await;
         ending
     }
 }
@@ -395,13 +419,15 @@ pub(crate) fn ids_report(
     exec: &Executor,
     budget: &Budget,
     rows: Vec<RowReport>,
-) -> Result<(Ending, String), Error> {
+) -> Result<(Ending, Figures), Error> {
     let report = run_report(opened, (command, false), exec, budget, rows)?;
     opened.report_files.write(&report)?;
     crate::report::terminal::log_end(&report, opened.report_files);
     println!("{}", opened.report_files.json.display());
-    let counts = serde_json::to_string(&report.summary).unwrap_or_default();
-    Ok((crate::report::model::ids_ending(&report), counts))
+    let mut tally = crate::report::model::Tally::new(false);
+    report.rows.iter().for_each(|r| tally.add(r));
+    let figures = Figures::of_run(&report, &tally.deferred);
+    Ok((crate::report::model::ids_ending(&report), figures))
 }
 
 /// The report of a run whose rows were written as they finished (they are not in it), from
@@ -434,6 +460,7 @@ pub(crate) fn report_of(
         sent_by: budget.sent_by().map(str::to_string),
         rows: Vec::new(),
         handed_over: Vec::new(),
+        stalled: None,
     })
 }
 

@@ -16,6 +16,7 @@ use crate::config::{Common, DoctorSettings, Sending};
 use crate::error::{Ending, Error};
 use crate::help;
 use crate::input::{self, ColumnRules, KeyMode, Record};
+use crate::monitor::Figures;
 use crate::onboard;
 use crate::password_file::PasswordFile;
 use crate::plan::Policy;
@@ -46,7 +47,7 @@ pub(crate) async fn run(common: &Common, settings: &DoctorSettings) -> Result<En
                 .and_then(|f| f.password_file.as_deref())
                 .map(|p| (p, false)),
             record: fix.is_some(),
-            ping: None,
+            monitoring: None,
         },
         || Ok(()),
     )
@@ -93,8 +94,16 @@ pub(crate) async fn run(common: &Common, settings: &DoctorSettings) -> Result<En
             fixes,
         };
         write_and_show(settings, &opened, &report)?;
-        let counts = serde_json::to_string(&report.summary).unwrap_or_default();
-        Ok((report.ending(), counts))
+        let figures = Figures {
+            standings: report
+                .summary
+                .iter()
+                .map(|(v, n)| (v.as_str(), *n))
+                .collect(),
+            calls: report.calls.clone(),
+            ..Figures::default()
+        };
+        Ok((report.ending(), figures))
     }
     .await;
     session.close(result).await

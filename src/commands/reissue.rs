@@ -62,6 +62,6 @@ pub(crate) fn desk_spec<'a>(command: &'static str, send: &'a crate::config::Send
         page: false,
         password_file: send.password_file.as_deref().map(|p| (p, false)),
         record: true,
-        ping: None,
+        monitoring: None,
     }
 }

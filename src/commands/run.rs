@@ -18,6 +18,7 @@ use crate::error::{Ending, Error};
 use crate::handover;
 use crate::input::{self, ColumnRules, KeyMode};
 use crate::lookup;
+use crate::monitor::{Figures, Stall, stall};
 use crate::onboard::{self, Ctx};
 use crate::password_file::PasswordFile;
 use crate::plan::{self, Policy};
@@ -47,7 +48,7 @@ pub(crate) async fn run(common: &Common, settings: &RunSettings) -> Result<Endin
                 .as_deref()
                 .map(|p| (p, settings.dry_run)),
             record: true,
-            ping: settings.ping_url.as_deref(),
+            monitoring: Some(&settings.monitoring),
         },
         || {
             let reader = input::open(&settings.input, &settings.input_options)?;
@@ -74,7 +75,7 @@ async fn onboard_cohort(
     opened: &Opened<'_>,
     reader: Reader,
     password_file: Option<PasswordFile>,
-) -> Result<(Ending, String), Error> {
+) -> Result<(Ending, Figures), Error> {
     let (calls, pool) = open_pool(common, opened.pool_id).await?;
     check_invitation(&pool, settings.delivery)?;
     let first = first_pass(&calls, &pool, settings, opened, reader).await?;
@@ -96,21 +97,41 @@ async fn onboard_cohort(
         .update
         .is_some()
         .then(|| ctx.policy.update_mode().label());
+    if !settings.dry_run {
+        report.stalled = stalled(opened, &ctx.pool.id, &sink.tally);
+    }
     if let (Some(on), Some(confirmed)) = (&settings.on_confirmed, &sink.tally.confirmed) {
         report.handed_over = hand_over(on, opened, &ctx.pool.id, confirmed).await?;
     }
     let failed = std::mem::take(&mut sink.tally.failed);
+    let figures = Figures::of_run(&report, &sink.tally.deferred);
     sink.finish(&report)?;
     report_log::log_end_with(&report, &failed, opened.report_files);
     println!("{}", opened.report_files.json.display());
-    let counts = serde_json::to_string(&report.summary).unwrap_or_default();
     if let Some(e) = stream_error {
         return Err(e);
     }
     if let Some(e) = calls.exec.fatal() {
         return Err(Error::Cognito(e.to_string()));
     }
-    Ok((report::ending(&report.summary, report.interrupted), counts))
+    Ok((report::ending(&report.summary, report.interrupted), figures))
+}
+
+/// How long the cohort has not moved, as of this run's end: a state that cannot say is a
+/// warning, never the run's failure.
+fn stalled(opened: &Opened<'_>, pool: &str, tally: &Tally) -> Option<Stall> {
+    let seen = stall::Seen {
+        command: "run",
+        started_at: opened.started_at,
+        now: Utc::now(),
+        waited_on_budget: tally.budget_deferred,
+        sent: tally.sent(),
+        expired: tally.expired,
+        oldest_expiry: tally.oldest_expiry,
+    };
+    stall::measure(opened.state, pool, seen)
+        .inspect_err(|e| tracing::warn!("how long the cohort has stalled is unknown: {e}"))
+        .ok()
 }
 
 /// What the first pass over the file learnt, and how its rows are read.

@@ -15,6 +15,7 @@ use crate::executor::Executor;
 use crate::handover;
 use crate::input::{self, KeyMode};
 use crate::lookup;
+use crate::monitor::{Figures, Stall, stall};
 use crate::plan::Policy;
 use crate::report::terminal::{self as render, log_status_end};
 use crate::session::{Opened, Session, Spec, calls_by_name, open_pool};
@@ -34,7 +35,7 @@ pub(crate) async fn run(common: &Common, settings: &StatusSettings) -> Result<En
             page: true,
             password_file: None,
             record: true,
-            ping: settings.ping_url.as_deref(),
+            monitoring: Some(&settings.monitoring),
         },
         || match &settings.input {
             Some(path) => Ok(Some(input::open(path, &settings.input_options)?)),
@@ -52,7 +53,7 @@ async fn refresh_status(
     settings: &StatusSettings,
     opened: &Opened<'_>,
     reader: Option<Reader>,
-) -> Result<(Ending, String), Error> {
+) -> Result<(Ending, Figures), Error> {
     let (calls, pool) = open_pool(common, opened.pool_id).await?;
     let known = opened.state.known(&pool.id)?;
     let (key_mode, mut targets) = targets(&pool, &known, reader)?;
@@ -97,15 +98,45 @@ async fn refresh_status(
     let policy = Policy::new(judge.reissue, judge.delivery, judge.max_reissues, &pool);
     let rows = status::rows(targets, results, &known, &policy, now);
     let mut report = status_report(opened, &pool, &calls.exec, common, plan, rows)?;
+    report.stalled = stalled(opened, &pool.id, &report.rows, now);
     if let Some(on) = &settings.on_confirmed {
         report.handed_over = hand_over(on, opened, &pool.id, &report, &known).await?;
     }
     write_and_show(settings, opened, &pool.id, &report, now)?;
-    let counts = serde_json::to_string(&report.summary).unwrap_or_default();
+    let figures = Figures::of_status(&report);
     if let Some(e) = calls.exec.fatal() {
         return Err(Error::Cognito(e.to_string()));
     }
-    Ok((report.ending(calls.exec.cancel.is_cancelled()), counts))
+    Ok((report.ending(calls.exec.cancel.is_cancelled()), figures))
+}
+
+/// How long the cohort has not moved: the runs' series blocked on the budget, and the
+/// providers pending past their expiry now. A state that cannot say is a warning.
+fn stalled(
+    opened: &Opened<'_>,
+    pool: &str,
+    rows: &[crate::standing::StatusRow],
+    now: chrono::DateTime<Utc>,
+) -> Option<Stall> {
+    let expired: Vec<_> = rows
+        .iter()
+        .filter(|r| r.standing == Standing::Expired)
+        .collect();
+    let seen = stall::Seen {
+        command: "status",
+        started_at: opened.started_at,
+        now,
+        waited_on_budget: false,
+        sent: 0,
+        expired: expired.len() as u64,
+        oldest_expiry: expired
+            .iter()
+            .filter_map(|r| r.temp_password_expires_at)
+            .min(),
+    };
+    stall::measure(opened.state, pool, seen)
+        .inspect_err(|e| tracing::warn!("how long the cohort has stalled is unknown: {e}"))
+        .ok()
 }
 
 /// The providers to refresh (the file's, or every one the state knows) and how scans match
@@ -217,5 +248,6 @@ fn status_report(
             .collect(),
         rows,
         handed_over: Vec::new(),
+        stalled: None,
     })
 }

@@ -98,7 +98,7 @@ impl Act {
 }
 
 /// Why a row was deferred to a later run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, strum::VariantArray)]
 pub enum Deferral {
     /// The run's share of the email budget is spent.
     Budget,
@@ -106,18 +106,35 @@ pub enum Deferral {
     MessageLimit,
     /// The run was stopped before this row started.
     NotStarted,
+    /// The run was stopped while this row waited to try a call again (after a throttle or a
+    /// passing fault); what it had written stays, and a later run finishes it.
+    Stopped,
     /// The shared state is busy with this provider: another machine is inviting them right
     /// now, or DynamoDB kept throttling the intent.
     Busy,
 }
 
 impl Deferral {
+    /// Every variant, in declaration order (derived: a new one cannot be left out).
+    pub const ALL: &'static [Deferral] = <Deferral as strum::VariantArray>::VARIANTS;
+
+    /// The cause as the metrics and the state's counts name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Deferral::Budget => "budget",
+            Deferral::MessageLimit => "message_limit",
+            Deferral::NotStarted => "not_started",
+            Deferral::Stopped => "stopped",
+            Deferral::Busy => "busy",
+        }
+    }
+
     /// Whether the deferral means the message budget is spent (the report then says when it
     /// frees up).
     pub fn is_budget(self) -> bool {
         match self {
             Deferral::Budget | Deferral::MessageLimit => true,
-            Deferral::NotStarted | Deferral::Busy => false,
+            Deferral::NotStarted | Deferral::Stopped | Deferral::Busy => false,
         }
     }
 }
@@ -211,6 +228,48 @@ pub struct Report {
     /// What `--on-confirmed` did, provider by provider.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub handed_over: Vec<HandOver>,
+    /// How long the cohort has not moved ([`crate::monitor::stall`]); absent for a dry run and
+    /// the help desk's writes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stalled: Option<Stall>,
+}
+
+/// How long the cohort has not moved, as of this run.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Stall {
+    /// Since when nothing could be sent because of the message budget: the start of the
+    /// unbroken series of `run`s, up to this one, whose invitations waited on the budget (the
+    /// tool's share, or Cognito's daily limit) and that sent none. None: not stalled.
+    pub budget_blocked_since: Option<DateTime<Utc>>,
+    /// How long that is, in seconds, as of this run's end (0: not stalled).
+    pub budget_blocked_seconds: u64,
+    /// Providers still waiting on an invitation that has expired.
+    pub expired: u64,
+    /// The oldest of those expiries.
+    pub oldest_expiry: Option<DateTime<Utc>>,
+    /// The `run`s that started after the oldest expiry (this one included): how many runs the
+    /// longest-waiting of them has been left pending past its expiry.
+    pub expired_for_runs: u64,
+}
+
+impl Stall {
+    /// What a summary says of it: nothing when the cohort moves.
+    pub fn words(&self, now: DateTime<Utc>) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(since) = self.budget_blocked_since {
+            let hours = (now - since).num_minutes() as f64 / 60.0;
+            out.push(format!(
+                "nothing sent for {hours:.1} h because of the message budget"
+            ));
+        }
+        if self.expired > 0 {
+            out.push(format!(
+                "{} pending past expiry, the longest for {} run(s)",
+                self.expired, self.expired_for_runs
+            ));
+        }
+        out
+    }
 }
 
 /// How a help-desk write ended, where each row is an ID someone asked for: settled only when
@@ -235,6 +294,14 @@ pub struct Tally {
     pub rows: u64,
     /// Some row was deferred by the message budget (the report then says when it frees up).
     pub budget_deferred: bool,
+    /// Deferred rows by cause.
+    pub deferred: BTreeMap<Deferral, u64>,
+    /// Rows left waiting on an invitation that has expired, and the oldest such expiry: how a
+    /// cohort that no longer moves shows (see [`crate::monitor::stall`]).
+    pub expired: u64,
+    pub oldest_expiry: Option<DateTime<Utc>>,
+    /// When the tally began: an expiry before it is past.
+    now: DateTime<Utc>,
     /// The first failed rows: line, key, reason.
     pub failed: Vec<(u64, String, String)>,
     /// Providers seen confirmed (key, username, email), for `--on-confirmed`; only kept when
@@ -251,15 +318,38 @@ impl Tally {
             summary: Outcome::ALL.iter().map(|o| (*o, 0)).collect(),
             rows: 0,
             budget_deferred: false,
+            deferred: Deferral::ALL.iter().map(|d| (*d, 0)).collect(),
+            expired: 0,
+            oldest_expiry: None,
+            now: Utc::now(),
             failed: Vec::new(),
             confirmed: keep_confirmed.then(Vec::new),
         }
+    }
+
+    /// Invitations that went out in this run (each a message, unless sent to a password file).
+    pub fn sent(&self) -> u64 {
+        [Outcome::Created, Outcome::Reissued]
+            .iter()
+            .map(|o| self.summary.get(o).copied().unwrap_or(0))
+            .sum()
     }
 
     pub fn add(&mut self, r: &RowReport) {
         self.rows += 1;
         *self.summary.entry(r.outcome).or_default() += 1;
         self.budget_deferred |= r.deferral.is_some_and(|d| d.is_budget());
+        if let Some(d) = r.deferral {
+            *self.deferred.entry(d).or_default() += 1;
+        }
+        if let (Some(&UserStatus::ForceChangePassword), Some(at)) = (
+            r.status_after.as_ref().or(r.status_before.as_ref()),
+            r.temp_password_expires_at,
+        ) && at <= self.now
+        {
+            self.expired += 1;
+            self.oldest_expiry = Some(self.oldest_expiry.map_or(at, |o| o.min(at)));
+        }
         if r.outcome == Outcome::Failed && self.failed.len() < FAILED_SHOWN {
             self.failed.push((r.row, r.key.clone(), r.reason.clone()));
         }
@@ -303,6 +393,7 @@ impl Report {
             sent_by: None,
             rows: Vec::new(),
             handed_over: Vec::new(),
+            stalled: None,
         }
     }
 }

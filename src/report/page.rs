@@ -979,6 +979,7 @@ mod tests {
             newly_confirmed: rows[..1].to_vec(),
             rows,
             handed_over: Vec::new(),
+            stalled: None,
         };
         let page = status_page(&report, "s1.csv");
         assert_eq!(page.histogram, Some([1, 1, 0, 0, 1]));

@@ -276,6 +276,11 @@ pub fn log_end_with(report: &Report, failed: &[(u64, String, String)], files: &R
             at.to_rfc3339_opts(SecondsFormat::Secs, true)
         );
     }
+    if let Some(stall) = &report.stalled {
+        for words in stall.words(report.finished_at) {
+            tracing::info!("the cohort has stalled: {words}");
+        }
+    }
     tracing::info!("{}", one_line(report));
     tracing::info!("report: {}", files.listed());
 }

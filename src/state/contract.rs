@@ -44,6 +44,16 @@ pub struct RunEnd<'a> {
     pub counts: &'a str,
 }
 
+/// A finished run, as the runs table keeps it: what [`crate::monitor::stall`] reads back to tell
+/// how long a cohort has not moved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PastRun {
+    pub started_at: DateTime<Utc>,
+    pub exit_code: Option<u8>,
+    /// The counts its end recorded ([`RunEnd::counts`]); none for a run that stopped early.
+    pub counts: Option<String>,
+}
+
 /// What an invitation's message counts against: its sender (`email:cognito:ACCOUNT`, ...) and
 /// the cap per rolling 24 hours the run counts by (`None`: no cap of the tool's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -21,7 +21,7 @@ use chrono::{DateTime, Utc};
 use crate::error::Error;
 
 pub use contract::{
-    Counted, IntentAnswer, IntentRequest, Invited, Observation, RunEnd, RunStart, Subject,
+    Counted, IntentAnswer, IntentRequest, Invited, Observation, PastRun, RunEnd, RunStart, Subject,
     UpdateIntent, Updated,
 };
 pub use dynamo::init_table;
@@ -493,7 +493,20 @@ impl State {
     }
     /// The previous `status` report's time for this pool, if any.
     pub fn last_status_run(&self, pool_id: &str) -> Result<Option<DateTime<Utc>>, Error> {
-        each!(self, s => s.last_status_run(pool_id))
+        Ok(self
+            .recent_runs(pool_id, "status", 1)?
+            .first()
+            .map(|r| r.started_at))
+    }
+
+    /// The last `limit` finished runs of `command` in the pool, newest first.
+    pub fn recent_runs(
+        &self,
+        pool_id: &str,
+        command: &str,
+        limit: usize,
+    ) -> Result<Vec<PastRun>, Error> {
+        each!(self, s => s.recent_runs(pool_id, command, limit))
     }
 
     /// The calls that reached a DynamoDB state, and the throttles it answered, by category

@@ -17,7 +17,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use super::{
     Access, DELETED, IntentAnswer, IntentRequest, Invitation, InviteKind, Invited, Known,
-    Observation, Record, RunEnd, RunStart, StoredInvitation, Subject, SyncFirst, TABLES,
+    Observation, PastRun, Record, RunEnd, RunStart, StoredInvitation, Subject, SyncFirst, TABLES,
     UpdateIntent, UpdateOutcome, Updated, Value,
 };
 use crate::cognito::{Delivery, UserStatus};
@@ -978,17 +978,35 @@ impl Sqlite {
     }
 
     /// The previous `status` report's time for this pool, if any.
-    pub fn last_status_run(&self, pool_id: &str) -> Result<Option<DateTime<Utc>>, Error> {
-        Ok(self
-            .with(|c| {
-                c.query_row(
-                    "SELECT MAX(started_at) FROM runs WHERE pool_id = ?1 AND command = 'status' AND finished_at IS NOT NULL",
-                    [pool_id],
-                    |r| r.get::<_, Option<i64>>(0),
-                )
-            })?
-            .flatten()
-            .and_then(|v| from_ms(Some(v))))
+    pub fn recent_runs(
+        &self,
+        pool_id: &str,
+        command: &str,
+        limit: usize,
+    ) -> Result<Vec<PastRun>, Error> {
+        self.with(|c| {
+            let mut stmt = c.prepare(
+                "SELECT started_at, exit_code, counts FROM runs
+                 WHERE pool_id = ?1 AND command = ?2 AND finished_at IS NOT NULL
+                 ORDER BY started_at DESC LIMIT ?3",
+            )?;
+            let rows = stmt.query_map(params![pool_id, command, limit as i64], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, Option<i64>>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                ))
+            })?;
+            rows.map(|row| {
+                row.map(|(started, exit_code, counts)| PastRun {
+                    started_at: from_ms(Some(started)).unwrap_or_default(),
+                    exit_code: exit_code.and_then(|e| u8::try_from(e).ok()),
+                    counts,
+                })
+            })
+            .collect()
+        })
+        .map(Option::unwrap_or_default)
     }
 }
 

@@ -50,7 +50,7 @@ use self::items::{
 use self::lanes::Lanes;
 use self::lease::{Lease, alive, holder_id, take_lease};
 use super::paced::Db;
-use super::{Access, Invitation, Known, RunEnd, RunStart, Subject, SyncFirst, Table};
+use super::{Access, Invitation, Known, PastRun, RunEnd, RunStart, Subject, SyncFirst, Table};
 use crate::cognito::Delivery;
 use crate::error::Error;
 
@@ -296,9 +296,14 @@ impl Dynamo {
         Ok(times)
     }
 
-    pub fn last_status_run(&self, pool_id: &str) -> Result<Option<DateTime<Utc>>, Error> {
+    pub fn recent_runs(
+        &self,
+        pool_id: &str,
+        command: &str,
+        limit: usize,
+    ) -> Result<Vec<PastRun>, Error> {
         let (c, t) = (self.client.clone(), self.table.clone());
-        let pk = runs_pk(pool_id);
+        let (pk, command) = (runs_pk(pool_id), command.to_string());
         let items = self
             .wait(async move {
                 c.all(
@@ -307,7 +312,7 @@ impl Dynamo {
                         .key_condition_expression("pk = :p")
                         .filter_expression("command = :c AND attribute_exists(finished_at)")
                         .expression_attribute_values(":p", s(&pk))
-                        .expression_attribute_values(":c", s("status"))
+                        .expression_attribute_values(":c", s(&command))
                         .scan_index_forward(false)
                         .consistent_read(true),
                 )
@@ -315,7 +320,19 @@ impl Dynamo {
                 .map_err(|e| sdk_error("cannot read the runs", &e))
             })
             .map_err(Error::State)?;
-        Ok(items.iter().filter_map(|i| get_t(i, "started_at")).max())
+        let mut runs: Vec<PastRun> = items
+            .iter()
+            .filter_map(|i| {
+                Some(PastRun {
+                    started_at: get_t(i, "started_at")?,
+                    exit_code: get_n(i, "exit_code").and_then(|e| u8::try_from(e).ok()),
+                    counts: get_s(i, "counts"),
+                })
+            })
+            .collect();
+        runs.sort_by_key(|r| std::cmp::Reverse(r.started_at));
+        runs.truncate(limit);
+        Ok(runs)
     }
 }
 
