@@ -212,7 +212,7 @@ impl<D: Directory> Calls<D> {
     ) -> Result<Done<RemoteUser>, Failed> {
         self.quota_for(Op::AdminCreateUser).await;
         if user.delivery.sends_message() {
-            self.exec.limiter.acquire_message().await;
+            self.exec.pace_message().await;
         }
         self.exec
             .call_verified(
@@ -239,7 +239,7 @@ impl<D: Directory> Calls<D> {
         before: Option<DateTime<Utc>>,
     ) -> Result<Done<()>, Failed> {
         self.quota_for(Op::AdminCreateUserResend).await;
-        self.exec.limiter.acquire_message().await;
+        self.exec.pace_message().await;
         self.exec
             .call_verified(
                 Op::AdminCreateUserResend,
@@ -290,7 +290,7 @@ impl<D: Directory> Calls<D> {
     /// means the code went out; otherwise it is asked again.
     pub async fn reset_password(&self, username: &str) -> Result<Done<()>, Failed> {
         self.quota_for(Op::AdminResetUserPassword).await;
-        self.exec.limiter.acquire_message().await;
+        self.exec.pace_message().await;
         self.exec
             .call_verified(
                 Op::AdminResetUserPassword,

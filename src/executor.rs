@@ -73,13 +73,22 @@ impl Cancel {
 
     /// Sleeps, but wakes early when the run is cancelled.
     pub async fn sleep(&self, d: Duration) {
+        tokio::select! {
+            _ = tokio::time::sleep(d) => {}
+            _ = self.cancelled() => {}
+        }
+    }
+
+    /// Returns once the run is cancelled (at once if it is).
+    pub async fn cancelled(&self) {
+        let notified = self.notify.notified();
+        tokio::pin!(notified);
+        // Registered before the flag is read: a cancel between the two still wakes it.
+        notified.as_mut().enable();
         if self.is_cancelled() {
             return;
         }
-        tokio::select! {
-            _ = tokio::time::sleep(d) => {}
-            _ = self.notify.notified() => {}
-        }
+        notified.await;
     }
 }
 
@@ -144,6 +153,26 @@ pub struct Failed {
     pub attempts: u32,
     /// Some attempt's answer was lost: the call may have been carried out.
     pub maybe_done: bool,
+    /// The run was stopped before this call could be made, or made again: `error` is the last
+    /// attempt's, if there was one. What the row had done stays; a later run finishes it.
+    pub stopped: bool,
+}
+
+impl Failed {
+    /// A call the run's stop kept from being made (again).
+    fn stopped(op: Op, last: Option<CallError>, attempts: u32, maybe_done: bool) -> Failed {
+        Failed {
+            error: last.unwrap_or_else(|| CallError {
+                op,
+                class: ErrorClass::Transient { ambiguous: false },
+                code: None,
+                message: "not made: the run was stopped".into(),
+            }),
+            attempts,
+            maybe_done,
+            stopped: true,
+        }
+    }
 }
 
 // Here rather than in `error`, which sits below the executor and must not import it.
@@ -252,6 +281,16 @@ impl Executor {
         }
     }
 
+    /// Waits for the message rate's permit, or for the run's stop (the call that follows is
+    /// then not made).
+    pub async fn pace_message(&self) {
+        tokio::select! {
+            biased;
+            _ = self.limiter.acquire_message() => {}
+            _ = self.cancel.cancelled() => {}
+        }
+    }
+
     /// Calls `f` until it succeeds, fails for good, or runs out of attempts.
     ///
     /// Throttling and passing faults are retried; an answer lost on a call that must be checked
@@ -322,8 +361,19 @@ impl Executor {
         );
         let mut attempts = 0;
         let mut lost = Lost::default();
+        let mut last: Option<CallError> = None;
         loop {
-            self.limiter.acquire_op(op).await;
+            // Once the run is stopped no call begins, and none waits for its quota: a call in
+            // the air is awaited, so that what it did is known and recorded.
+            let permitted = !self.cancel.is_cancelled()
+                && tokio::select! {
+                    biased;
+                    _ = self.limiter.acquire_op(op) => true,
+                    _ = self.cancel.cancelled() => false,
+                };
+            if !permitted {
+                return Err(Failed::stopped(op, last, attempts, lost.maybe_done));
+            }
             attempts += 1;
             if let Some(n) = self.calls.get(&category) {
                 n.fetch_add(1, Ordering::Relaxed);
@@ -366,11 +416,12 @@ impl Executor {
                     }
                 }
             }
-            if !retry || attempts >= max_attempts || self.cancel.is_cancelled() {
+            if !retry || attempts >= max_attempts {
                 return Err(Failed {
                     error,
                     attempts,
                     maybe_done: lost.maybe_done,
+                    stopped: false,
                 });
             }
             let delay = backoff.next().unwrap_or(self.retry.cap);
@@ -382,6 +433,7 @@ impl Executor {
                 "retrying"
             );
             self.cancel.sleep(delay).await;
+            last = Some(error);
         }
     }
 
@@ -531,6 +583,7 @@ mod tests {
     use rand::SeedableRng;
     use rand::rngs::StdRng;
     use std::sync::Mutex;
+    use std::sync::atomic::AtomicU32;
 
     #[test]
     fn backoff_is_bounded_by_the_doubling_ceiling_and_the_cap() {
@@ -838,6 +891,88 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_call_in_backoff_when_the_run_stops_is_not_made_again() {
+        let mut ex = executor();
+        ex.retry.base = Duration::from_secs(60);
+        ex.retry.cap = Duration::from_secs(60);
+        let ex = Arc::new(ex);
+        let calls = Arc::new(AtomicU32::new(0));
+        let (ex2, calls2) = (Arc::clone(&ex), Arc::clone(&calls));
+        let call = tokio::spawn(async move {
+            ex2.call(Op::AdminCreateUser, || {
+                calls2.fetch_add(1, Ordering::SeqCst);
+                async { Err::<(), _>(fault(ErrorClass::Throttled)) }
+            })
+            .await
+        });
+        while calls.load(Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+        let stopped_at = std::time::Instant::now();
+        ex.cancel.cancel();
+        let f = call.await.unwrap().unwrap_err();
+        assert!(f.stopped, "{f:?}");
+        assert_eq!(f.attempts, 1, "no attempt after the stop");
+        assert_eq!(
+            f.error.class,
+            ErrorClass::Throttled,
+            "the last attempt's error"
+        );
+        assert!(
+            stopped_at.elapsed() < Duration::from_secs(1),
+            "not after its backoff"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_call_waiting_for_its_quota_when_the_run_stops_is_not_made() {
+        let mut quotas = Quotas::default();
+        quotas.set(
+            Category::UserCreation,
+            0.01,
+            crate::limiter::QuotaSource::ConfigFile,
+        );
+        let ex = Arc::new(Executor::new(
+            Arc::new(Limiter::new(&quotas, 1.0)),
+            RetryPolicy::default(),
+            Arc::new(Cancel::default()),
+        ));
+        let made = Arc::new(AtomicU32::new(0));
+        let mut waiting = Vec::new();
+        for _ in 0..3 {
+            let (ex, made) = (Arc::clone(&ex), Arc::clone(&made));
+            waiting.push(tokio::spawn(async move {
+                ex.call(Op::AdminCreateUser, || {
+                    made.fetch_add(1, Ordering::SeqCst);
+                    async { Ok::<(), Fault>(()) }
+                })
+                .await
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        ex.cancel.cancel();
+        let mut results = Vec::new();
+        for w in waiting {
+            results.push(w.await);
+        }
+        let stopped = results
+            .iter()
+            .filter(|r| matches!(r, Ok(Err(f)) if f.stopped && f.attempts == 0))
+            .count();
+        assert!(
+            made.load(Ordering::SeqCst) <= 2,
+            "the quota's burst at most"
+        );
+        assert!(stopped >= 1, "those still waiting are not made");
+        assert!(
+            ex.call(Op::AdminGetUser, || async { Ok::<(), Fault>(()) })
+                .await
+                .unwrap_err()
+                .stopped
+        );
+    }
+
+    #[tokio::test]
     async fn a_verification_that_fails_leaves_the_write_maybe_done() {
         let ex = executor();
         let r: Result<Done<u32>, Failed> = ex
@@ -849,6 +984,7 @@ mod tests {
                         error: CallError::new(Op::AdminGetUser, fault(ErrorClass::Permanent)),
                         attempts: 1,
                         maybe_done: false,
+                        stopped: false,
                     })
                 },
             )

@@ -112,12 +112,19 @@ fn held_by_another(
     r
 }
 
+/// A call that failed for good fails its row; one the run's stop kept from being made (again)
+/// defers it, with what it was doing.
 fn failed(mut r: RowReport, what: &str, f: &Failed) -> RowReport {
-    r.outcome = Outcome::Failed;
     r.attempts += f.attempts;
-    r.reason = format!("{what} failed after {} attempt(s)", f.attempts);
     r.error_code = f.error.code.clone();
     r.error_message = Some(f.error.message.clone());
+    if f.stopped {
+        let why = wording::deferral(Deferral::Stopped, crate::cognito::Delivery::Suppress);
+        r.defer(Deferral::Stopped, format!("{why} (was {what})"));
+        return r;
+    }
+    r.outcome = Outcome::Failed;
+    r.reason = format!("{what} failed after {} attempt(s)", f.attempts);
     r
 }
 

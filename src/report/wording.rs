@@ -93,8 +93,8 @@ pub fn deferral(d: Deferral, medium: Delivery) -> String {
             "Cognito's daily {medium} limit was reached (LimitExceededException); a later run sends this invitation"
         ),
         Deferral::NotStarted => "not started: the run was stopped before this row".to_string(),
-        Deferral::Stopped => "stopped: the run was stopped while this row waited to try a call \
-                              again; what it had written stays, and a later run finishes it"
+        Deferral::Stopped => "stopped: the run was stopped before this row's next call to \
+                              Cognito; what it had written stays, and a later run finishes it"
             .to_string(),
         Deferral::Busy => "the shared state is busy with this provider (another run or \
                            help-desk command is inviting them right now, or DynamoDB kept \
