@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PREFIX ?= $(HOME)/.local
 
-.PHONY: help venv browser demo test bench lint fmt clean install workbooks
+.PHONY: help venv browser prometheus demo test bench lint fmt clean install workbooks
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -19,6 +19,9 @@ $(VENV)/.installed: scripts/requirements.txt
 browser: ## Install headless Chromium and a Japanese font (Debian packages) for the report page's test, where missing
 	scripts/chromium.sh
 
+prometheus: ## Put promtool and node_exporter (from Debian's packages) in .tools/bin for the metrics file's tests
+	scripts/prometheus.sh
+
 demo: venv ## Run the whole job against a local Cognito emulator
 	cargo build --quiet
 	scripts/demo.sh
@@ -26,7 +29,7 @@ demo: venv ## Run the whole job against a local Cognito emulator
 # The last step checks what `cargo install` builds: a release build can fail where a debug one
 # passes (the compiler's layout depth for deep async types once did), and checking finds it in
 # a minute where building takes seven.
-test: venv browser ## Run every test: formatting, lints, unit and end-to-end tests (the report page in headless Chromium), and a check of the release build
+test: venv browser prometheus ## Run every test: formatting, lints, unit and end-to-end tests (the report page in headless Chromium), and a check of the release build
 	cargo fmt --all -- --check
 	cargo clippy --all-targets --quiet -- -D warnings
 	cargo test --lib --bins --tests

@@ -291,6 +291,15 @@ impl<D: Directory> Ctx<D> {
             if self.dry_run {
                 return self.planned(r, &decision, remote.as_ref(), history);
             }
+            // A pending user's invitation expires when it does, whatever the row does: a row
+            // that re-issues it replaces this, one left waiting (deferred, skipped, refused)
+            // shows it, and the run counts those past it (a stalled cohort).
+            if let Some(u) = remote
+                .as_ref()
+                .filter(|u| u.status == UserStatus::ForceChangePassword)
+            {
+                r.temp_password_expires_at = plan::expiry(u, history, self.policy.validity);
+            }
             match (&decision.action, remote) {
                 (Action::Create, _) if round > 0 => {
                     r.outcome = Outcome::Failed;

@@ -65,8 +65,8 @@ pub fn stall(seen: Seen<'_>, earlier: &[PastRun]) -> Stall {
     Stall {
         budget_blocked_since: since,
         budget_blocked_seconds: since
-            .map(|s| (seen.now - s).num_seconds().max(0) as u64)
-            .unwrap_or(0),
+            .map(|s| (seen.now - s).num_milliseconds().max(0) as f64 / 1000.0)
+            .unwrap_or(0.0),
         expired: seen.expired,
         oldest_expiry: seen.oldest_expiry.filter(|_| seen.expired > 0),
         expired_for_runs,
@@ -132,7 +132,7 @@ mod tests {
     fn a_run_that_did_not_wait_on_the_budget_is_not_blocked() {
         let s = stall(run_at(10, false, 0), &[past(9, Some(BLOCKED))]);
         assert_eq!(s.budget_blocked_since, None);
-        assert_eq!(s.budget_blocked_seconds, 0);
+        assert_eq!(s.budget_blocked_seconds, 0.0);
     }
 
     #[test]
@@ -151,7 +151,7 @@ mod tests {
         ];
         let s = stall(run_at(10, true, 0), &earlier);
         assert_eq!(s.budget_blocked_since, Some(t(8)));
-        assert_eq!(s.budget_blocked_seconds, 2 * 3600);
+        assert_eq!(s.budget_blocked_seconds, 2.0 * 3600.0);
     }
 
     #[test]
@@ -181,7 +181,7 @@ mod tests {
         };
         let s = status(&[past(10, Some(BLOCKED)), past(9, Some(BLOCKED))]);
         assert_eq!(s.budget_blocked_since, Some(t(9)));
-        assert_eq!(s.budget_blocked_seconds, 3 * 3600);
+        assert_eq!(s.budget_blocked_seconds, 3.0 * 3600.0);
         assert_eq!(
             status(&[past(10, Some(SENT)), past(9, Some(BLOCKED))]).budget_blocked_since,
             None

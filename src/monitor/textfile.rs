@@ -218,7 +218,7 @@ fn series(end: &End<'_>, last_success: Option<f64>) -> Vec<Sample> {
         push(THROTTLES, &[("category", category)], n(&f.throttles));
     }
     if let Some(stall) = &f.stall {
-        push(BLOCKED, &[], stall.budget_blocked_seconds as f64);
+        push(BLOCKED, &[], stall.budget_blocked_seconds);
         push(EXPIRED, &[], stall.expired as f64);
         push(EXPIRED_RUNS, &[], stall.expired_for_runs as f64);
     }
@@ -344,7 +344,7 @@ mod tests {
         report.email_budget_frees_at = Some(t("2026-12-02T09:00:00Z"));
         report.stalled = Some(Stall {
             budget_blocked_since: None,
-            budget_blocked_seconds: 0,
+            budget_blocked_seconds: 0.0,
             expired: 1,
             oldest_expiry: Some(t("2026-11-20T00:00:00Z")),
             expired_for_runs: 7,

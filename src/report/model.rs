@@ -242,7 +242,7 @@ pub struct Stall {
     /// tool's share, or Cognito's daily limit) and that sent none. None: not stalled.
     pub budget_blocked_since: Option<DateTime<Utc>>,
     /// How long that is, in seconds, as of this run's end (0: not stalled).
-    pub budget_blocked_seconds: u64,
+    pub budget_blocked_seconds: f64,
     /// Providers still waiting on an invitation that has expired.
     pub expired: u64,
     /// The oldest of those expiries.

@@ -14,7 +14,7 @@ use crate::support::*;
 
 /// How the listener behaves.
 #[derive(Clone, Copy, PartialEq)]
-enum Mode {
+pub(crate) enum Mode {
     /// Answers 200 to every request.
     Answer,
     /// Reads the request and never answers (the connection stays open).
@@ -22,7 +22,7 @@ enum Mode {
 }
 
 /// A local monitor: what arrived, as (method, path, body).
-struct Monitor {
+pub(crate) struct Monitor {
     port: u16,
     seen: Arc<Mutex<Vec<(String, String, String)>>>,
     stop: Arc<AtomicBool>,
@@ -30,7 +30,7 @@ struct Monitor {
 }
 
 impl Monitor {
-    fn start(mode: Mode) -> Monitor {
+    pub(crate) fn start(mode: Mode) -> Monitor {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -71,11 +71,11 @@ impl Monitor {
         }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://127.0.0.1:{}/ping/check-{{run_id}}", self.port)
     }
 
-    fn seen(&self) -> Vec<(String, String, String)> {
+    pub(crate) fn seen(&self) -> Vec<(String, String, String)> {
         self.seen.lock().unwrap().clone()
     }
 }

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod model;
+pub mod prom;
 pub mod proxy;
 
 use std::ffi::OsStr;
@@ -213,7 +214,8 @@ impl TestEnv {
              UPDATE users SET last_seen_at = last_seen_at - {ms}, confirmed_at = confirmed_at - {ms},
                confirmed_reported_at = confirmed_reported_at - {ms},
                last_read_at = last_read_at - {ms};
-             UPDATE transitions SET observed_at = observed_at - {ms};"
+             UPDATE transitions SET observed_at = observed_at - {ms};
+             UPDATE runs SET started_at = started_at - {ms}, finished_at = finished_at - {ms};"
         ))
         .expect("age the state");
     }
