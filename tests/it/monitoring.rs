@@ -15,7 +15,7 @@ use crate::ping::{Mode, Monitor};
 use crate::support::prom::{self, NodeExporter};
 use crate::support::*;
 
-fn suppressed<'a>(env: &'a TestEnv, pool: &Pool, args: &[&str], pw: &str) -> TestCommand {
+fn suppressed(env: &TestEnv, pool: &Pool, args: &[&str], pw: &str) -> TestCommand {
     env.command(pool, args.iter().copied())
         .args(["--delivery", "suppress", "--password-file"])
         .arg(env.path(pw))
