@@ -57,8 +57,12 @@ pub fn main(cli: Cli) -> u8 {
             Settings::State(s) => commands::state::run(&common, s),
         }
     });
-    if let Err(e) = &result {
-        tracing::error!("{e}");
+    match &result {
+        // Not a failure: the run that holds the state does the work, and a scheduler that
+        // mails what a run says on stderr (cron with -q) stays quiet.
+        Err(e @ Error::Locked(_)) => tracing::info!("{e}"),
+        Err(e) => tracing::error!("{e}"),
+        Ok(_) => {}
     }
     error::exit_code(&result)
 }

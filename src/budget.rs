@@ -138,8 +138,11 @@ impl Budget {
                 ..Budget::new(delivery, None)
             });
         };
+        // Expected of a cohort larger than a day's budget, every hour until it is through: said
+        // as news, not as a warning (cron with -q would mail it each hour). A budget that lets
+        // nothing through for hours is the stall the metrics and the report measure.
         if rows as u64 > left {
-            tracing::warn!(
+            tracing::info!(
                 "this cohort has {rows} rows and the budget allows {left} more invitations now: \
                  the rest are deferred to later runs"
             );

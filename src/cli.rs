@@ -315,7 +315,6 @@ pub struct StatusArgs {
 /// How a scheduled command is watched: every one is told when it ends, and none can change how
 /// it ends.
 #[derive(Debug, Args)]
-#[command(next_help_heading = "Monitoring")]
 pub struct MonitorArgs {
     /// A dead-man's-switch check to ping (healthchecks.io's protocol): URL/start when the run
     /// begins, URL when it ends with exit 0, URL/<exit code> otherwise; `{run_id}` may appear in

@@ -302,12 +302,15 @@ pub struct Tally {
     pub oldest_expiry: Option<DateTime<Utc>>,
     /// When the tally began: an expiry before it is past.
     now: DateTime<Utc>,
-    /// The first failed rows: line, key, reason.
-    pub failed: Vec<(u64, String, String)>,
+    /// The first rows that failed or were invalid: line, key, outcome, reason.
+    pub failed: Vec<Named>,
     /// Providers seen confirmed (key, username, email), for `--on-confirmed`; only kept when
     /// asked for.
     pub confirmed: Option<Vec<Seen>>,
 }
+
+/// A row named on stderr at the end: line, key, outcome, reason.
+pub type Named = (u64, String, Outcome, String);
 
 /// A provider seen confirmed: key, username, email.
 pub type Seen = (String, Option<String>, Option<String>);
@@ -350,8 +353,11 @@ impl Tally {
             self.expired += 1;
             self.oldest_expiry = Some(self.oldest_expiry.map_or(at, |o| o.min(at)));
         }
-        if r.outcome == Outcome::Failed && self.failed.len() < FAILED_SHOWN {
-            self.failed.push((r.row, r.key.clone(), r.reason.clone()));
+        if matches!(r.outcome, Outcome::Failed | Outcome::Invalid)
+            && self.failed.len() < FAILED_SHOWN
+        {
+            self.failed
+                .push((r.row, r.key.clone(), r.outcome, r.reason.clone()));
         }
         if let Some(confirmed) = &mut self.confirmed
             && r.status_before == Some(UserStatus::Confirmed)

@@ -7,7 +7,7 @@ use std::path::Path;
 use chrono::SecondsFormat;
 
 use super::files::ReportFiles;
-use super::model::{Outcome, Report};
+use super::model::{Named, Outcome, Report};
 use super::status::{Standing, StatusReport};
 use crate::budget::COGNITO_DEFAULT_DAILY_EMAILS;
 use crate::cognito::{Delivery, PoolInfo};
@@ -249,25 +249,29 @@ pub fn one_line(report: &Report) -> String {
 /// What a run says on stderr at the end: each failed row, when the budget frees, the one-line
 /// summary and where the report is.
 pub fn log_end(report: &Report, files: &ReportFiles) {
-    let failed: Vec<(u64, String, String)> = report
+    let failed: Vec<Named> = report
         .rows
         .iter()
-        .filter(|r| r.outcome == Outcome::Failed)
-        .map(|r| (r.row, r.key.clone(), r.reason.clone()))
+        .filter(|r| matches!(r.outcome, Outcome::Failed | Outcome::Invalid))
+        .map(|r| (r.row, r.key.clone(), r.outcome, r.reason.clone()))
         .collect();
     log_end_with(report, &failed, files);
 }
 
 /// [`log_end`] for a report whose rows were written as they finished: `failed` names the first
-/// failed rows (line, key, reason).
-pub fn log_end_with(report: &Report, failed: &[(u64, String, String)], files: &ReportFiles) {
-    for (line, key, reason) in failed {
-        tracing::warn!("line {line}: {key} failed: {reason}");
+/// rows that failed or were invalid, as warnings (what a quiet scheduled run still says).
+pub fn log_end_with(report: &Report, failed: &[Named], files: &ReportFiles) {
+    for (line, key, outcome, reason) in failed {
+        tracing::warn!("line {line}: {key} {}: {reason}", outcome.as_str());
     }
     let shown = failed.len() as u64;
-    let all = report.summary.get(&Outcome::Failed).copied().unwrap_or(0);
+    let count = |o: Outcome| report.summary.get(&o).copied().unwrap_or(0);
+    let all = count(Outcome::Failed) + count(Outcome::Invalid);
     if all > shown {
-        tracing::warn!("and {} more failed rows: see the report", all - shown);
+        tracing::warn!(
+            "and {} more failed or invalid rows: see the report",
+            all - shown
+        );
     }
     if let Some(at) = report.email_budget_frees_at {
         tracing::info!(

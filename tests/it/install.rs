@@ -102,6 +102,171 @@ fn the_systemd_samples_pass_systemd_analyze_verify() {
     // The service runs `run` on the state directory systemd makes for it.
     assert!(service.contains("ExecStart=/usr/local/bin/cognito-onboard run "));
     assert!(service.contains("StateDirectory=cognito-onboard"));
+    // A failed run starts the notifier, whose instance systemd-analyze verifies as well.
+    assert!(service.contains("OnFailure=cognito-onboard-failed@%n.service"));
+    let dir = tempfile::tempdir().unwrap();
+    let notifier = read("cognito-onboard-failed@.service");
+    let verify_notifier = |text: &str| {
+        std::fs::write(dir.path().join("cognito-onboard-failed@.service"), text).unwrap();
+        Command::new("systemd-analyze")
+            .args(["verify", "--man=no"])
+            .arg(
+                dir.path()
+                    .join("cognito-onboard-failed@cognito-onboard.service.service"),
+            )
+            .output()
+            .unwrap()
+    };
+    let out = verify_notifier(&notifier);
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = verify_notifier(&notifier.replace("ExecStart=/bin/sh", "ExecStart=/bin/no-such-sh"));
+    assert!(!out.status.success(), "a notifier that cannot start passed");
+}
+
+/// The exit codes a scheduler counts as success, and those it retries, by the samples' own
+/// words: systemd's `SuccessExitStatus=`, the CronJob's `podFailurePolicy`.
+fn systemd_successes(service: &str) -> Vec<u8> {
+    let mut ok = vec![exit::OK];
+    for line in service.lines() {
+        if let Some(codes) = line.strip_prefix("SuccessExitStatus=") {
+            ok.extend(codes.split_whitespace().map(|c| c.parse::<u8>().unwrap()));
+        }
+    }
+    ok.sort();
+    ok
+}
+
+/// Every exit code means the same to systemd and to Kubernetes: 0 and 4 (another run holds the
+/// state) are not failures; 1, 2 and 3 are, and tell someone (systemd's OnFailure=, the Job's
+/// failed condition); of those, only 1 (aborted: credentials, a throttled pool) is worth a
+/// retry, so 2 and 3 fail the Job at once.
+#[test]
+fn systemd_and_kubernetes_say_the_same_thing_about_each_exit_code() {
+    let root = support::root().join("samples");
+    let service = std::fs::read_to_string(root.join("systemd/cognito-onboard.service")).unwrap();
+    assert_eq!(systemd_successes(&service), [exit::OK, exit::LOCKED]);
+    let docs = yaml_documents(&root.join("kubernetes/cronjob.yaml"));
+    let cron = docs.iter().find(|d| d["kind"] == "CronJob").unwrap();
+    let job = &cron["spec"]["jobTemplate"]["spec"];
+    let container = job["template"]["spec"]["containers"][0]["name"].clone();
+    let mut by_action: std::collections::BTreeMap<String, Vec<u8>> = Default::default();
+    for rule in job["podFailurePolicy"]["rules"].as_array().unwrap() {
+        let Some(codes) = rule.get("onExitCodes") else {
+            // A node drained or the pod preempted: never the run's failure.
+            assert_eq!(rule["action"], "Ignore");
+            assert_eq!(rule["onPodConditions"][0]["type"], "DisruptionTarget");
+            continue;
+        };
+        assert_eq!(codes["containerName"], container);
+        assert_eq!(codes["operator"], "In");
+        by_action
+            .entry(rule["action"].as_str().unwrap().to_string())
+            .or_default()
+            .extend(
+                codes["values"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_u64().unwrap() as u8),
+            );
+    }
+    let not_failures: Vec<u8> = [exit::OK]
+        .into_iter()
+        .chain(by_action["Ignore"].iter().copied())
+        .collect();
+    assert_eq!(not_failures, systemd_successes(&service), "{by_action:?}");
+    assert_eq!(by_action["FailJob"], [exit::USAGE, exit::ROWS_FAILED]);
+    assert!(
+        !by_action.values().flatten().any(|c| *c == exit::ABORTED),
+        "exit 1 counts against backoffLimit and is retried"
+    );
+    assert!(job["backoffLimit"].as_u64().unwrap() >= 1);
+    // The rules take effect only with pods that are never restarted in place, and the Job ends
+    // before the next hourly tick however often exit 4 is ignored.
+    assert_eq!(job["template"]["spec"]["restartPolicy"], "Never");
+    assert!(job["activeDeadlineSeconds"].as_u64().unwrap() < 3600);
+    // SIGTERM ends a run within 20 s: the grace period covers it.
+    assert!(
+        job["template"]["spec"]["terminationGracePeriodSeconds"]
+            .as_u64()
+            .unwrap()
+            >= 25
+    );
+}
+
+/// The CronJob's termination message is the run's line (`--termination-log` at the path the
+/// container declares), with the logs as the fallback for a run that stops before it writes.
+/// Every document is read by the Kubernetes Python client's models, which refuse a key they do
+/// not know (a misspelt field is silently dropped by a lenient reader, not by the API server).
+#[test]
+fn the_kubernetes_sample_is_what_the_kubernetes_api_models_accept() {
+    let path = support::root().join("samples/kubernetes/cronjob.yaml");
+    let docs = yaml_documents(&path);
+    let cron = docs.iter().find(|d| d["kind"] == "CronJob").unwrap();
+    let container = &cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0];
+    let args: Vec<&str> = container["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    let log = args[args.iter().position(|a| *a == "--termination-log").unwrap() + 1];
+    assert_eq!(container["terminationMessagePath"], log);
+    assert_eq!(
+        container["terminationMessagePolicy"],
+        "FallbackToLogsOnError"
+    );
+    let check = |text: &str| {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), text).unwrap();
+        Command::new(support::python())
+            .args([
+                "-c",
+                "import sys, yaml, kubernetes.client as k\n\
+                 for d in yaml.safe_load_all(open(sys.argv[1])):\n    \
+                     getattr(k, 'V1' + d['kind']).model_validate(d)",
+            ])
+            .arg(file.path())
+            .output()
+            .expect("the venv's python (make venv)")
+    };
+    let text = std::fs::read_to_string(&path).unwrap();
+    let out = check(&text);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = check(&text.replace("terminationMessagePolicy:", "terminationMessagePolicey:"));
+    assert!(!out.status.success(), "a misspelt field passed");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("terminationMessagePolicey"));
+}
+
+/// The cron sample is quiet on success and loud on failure by its own means: `-q`, stdout to
+/// /dev/null, MAILTO; the tool's behaviour under those is tested in `monitoring`.
+#[test]
+fn the_cron_sample_mails_only_what_goes_wrong() {
+    let text =
+        std::fs::read_to_string(support::root().join("samples/cron/cognito-onboard")).unwrap();
+    assert!(text.lines().any(|l| l.starts_with("MAILTO=")));
+    let jobs: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with(|c: char| c.is_ascii_digit() || c == '*'))
+        .collect();
+    assert_eq!(jobs.len(), 2);
+    for job in jobs {
+        // minute hour day month weekday user command (cron.d's format)
+        let fields: Vec<&str> = job.split_whitespace().collect();
+        assert!(fields.len() > 6, "{job}");
+        assert_eq!(fields[5], "cognito-onboard", "the user field: {job}");
+        assert!(job.contains("cognito-onboard -q "), "{job}");
+        assert!(job.trim_end().ends_with(">/dev/null"), "{job}");
+        assert!(job.contains("--metrics-file "), "{job}");
+    }
 }
 
 /// Every document of a YAML file, as JSON, read by PyYAML from the project's venv.

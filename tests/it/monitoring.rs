@@ -676,3 +676,36 @@ fn sigterm_with_rows_in_backoff_ends_within_twenty_seconds_with_every_output_wri
     let last = monitor.seen().last().cloned().unwrap();
     assert!(last.1.ends_with("/1"), "{last:?}");
 }
+
+/// The cron sample's way of being quiet (`-q`, stdout to /dev/null, cron mails what is left):
+/// a run that settled with rows waiting on the email budget says nothing, nor does one refused
+/// because the previous run holds the lock; one with a row that failed names it.
+#[test]
+fn a_quiet_run_says_nothing_on_success_and_names_what_failed() {
+    let env = TestEnv::new();
+    let pool = env.pool(false, &[]);
+    let csv = env.write("p.csv", "email,name\np0@example.jp,A\np1@example.jp,B\n");
+    let quiet = |csv: &Path, code: u8| {
+        env.command(&pool, ["-q", "run"])
+            .arg(csv)
+            .args(["--email-budget", "1"])
+            .expect(code)
+            .stderr()
+    };
+    let settled = quiet(&csv, exit::OK);
+    assert_eq!(settled, "", "a settled run mails nothing");
+    let held = cognito_onboard::state::State::open(
+        &cognito_onboard::state::Location::File(env.path("state.db")),
+        cognito_onboard::state::Access::Write,
+    )
+    .unwrap();
+    assert_eq!(quiet(&csv, exit::LOCKED), "", "exit 4 is not news");
+    drop(held);
+    let bad = env.write("bad.csv", "email,name\np0@example.jp,A\nnot-an-email,B\n");
+    let failed = quiet(&bad, exit::ROWS_FAILED);
+    assert!(failed.contains("line 3"), "{failed}");
+    assert!(
+        !failed.contains("p0@example.jp"),
+        "only what failed: {failed}"
+    );
+}
