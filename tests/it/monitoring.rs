@@ -709,3 +709,63 @@ fn a_quiet_run_says_nothing_on_success_and_names_what_failed() {
         "only what failed: {failed}"
     );
 }
+
+/// The README's alert rules are `samples/prometheus/alerts.yml` word for word; promtool accepts
+/// them and their unit tests pass (and fail with a threshold moved); and every metric they
+/// name is one a real run writes.
+#[test]
+fn the_readmes_alert_rules_pass_promtool_and_name_metrics_a_run_writes() {
+    let dir = root().join("samples/prometheus");
+    let rules = std::fs::read_to_string(dir.join("alerts.yml")).unwrap();
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    assert!(
+        readme.contains(&format!("```yaml\n{rules}```\n")),
+        "the README's rules differ from samples/prometheus/alerts.yml"
+    );
+    prom::check_rules(&dir.join("alerts.yml")).unwrap_or_else(|e| panic!("{e}"));
+    prom::test_rules(&dir.join("alerts.test.yml")).unwrap_or_else(|e| panic!("{e}"));
+    let moved = tempfile::tempdir().unwrap();
+    std::fs::write(
+        moved.path().join("alerts.yml"),
+        rules.replace("> 2 * 3600", "> 3 * 3600"),
+    )
+    .unwrap();
+    std::fs::copy(
+        dir.join("alerts.test.yml"),
+        moved.path().join("alerts.test.yml"),
+    )
+    .unwrap();
+    assert!(
+        prom::test_rules(&moved.path().join("alerts.test.yml")).is_err(),
+        "the rule tests pass whatever the threshold"
+    );
+
+    let env = TestEnv::new();
+    let pool = env.pool(false, &[]);
+    let metrics = env.path("m.prom");
+    let csv = env.write("p.csv", "email,name\np0@example.jp,A\n");
+    suppressed(
+        &env,
+        &pool,
+        &[
+            "run",
+            csv.to_str().unwrap(),
+            "--metrics-file",
+            metrics.to_str().unwrap(),
+        ],
+        "pw.csv",
+    )
+    .expect(exit::OK);
+    let written = std::fs::read_to_string(&metrics).unwrap();
+    let named: std::collections::BTreeSet<&str> = rules
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("cognito_onboard_"))
+        .collect();
+    assert_eq!(named.len(), 4, "{named:?}");
+    for name in named {
+        assert!(
+            written.contains(&format!("\n{name}{{")),
+            "{name} is not in what a run writes:\n{written}"
+        );
+    }
+}

@@ -40,6 +40,7 @@ const FOREIGN: &[(&str, &[&str])] = &[
     ("git rev-parse", &["short"]),
     ("systemctl", &["now"]),
     ("chromium", &["headless", "screenshot", "window-size"]),
+    ("node_exporter", &["collector"]),
 ];
 
 /// One command's `--help`: its long options (with whether each takes a value) and its
