@@ -7,7 +7,7 @@ PREFIX ?= $(HOME)/.local
 .PHONY: help venv browser prometheus demo test bench lint fmt clean install workbooks
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 venv: $(VENV)/.installed ## Install moto and the AWS clients into .venv (once)
 

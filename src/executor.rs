@@ -363,21 +363,10 @@ impl Executor {
         let mut lost = Lost::default();
         let mut last: Option<CallError> = None;
         loop {
-            // Once the run is stopped no call begins, and none waits for its quota: a call in
-            // the air is awaited, so that what it did is known and recorded.
-            let permitted = !self.cancel.is_cancelled()
-                && tokio::select! {
-                    biased;
-                    _ = self.limiter.acquire_op(op) => true,
-                    _ = self.cancel.cancelled() => false,
-                };
-            if !permitted {
+            if !self.permit(op).await {
                 return Err(Failed::stopped(op, last, attempts, lost.maybe_done));
             }
             attempts += 1;
-            if let Some(n) = self.calls.get(&category) {
-                n.fetch_add(1, Ordering::Relaxed);
-            }
             let error = match f().await {
                 Ok(value) => {
                     self.limiter.succeeded(category);
@@ -425,16 +414,26 @@ impl Executor {
                 });
             }
             let delay = backoff.next().unwrap_or(self.retry.cap);
-            tracing::debug!(
-                op = op.name(),
-                attempt = attempts,
-                delay_ms = delay.as_millis() as u64,
-                error = %error,
-                "retrying"
-            );
+            tracing::debug!(op = op.name(), attempt = attempts, delay_ms = delay.as_millis() as u64, error = %error, "retrying");
             self.cancel.sleep(delay).await;
             last = Some(error);
         }
+    }
+
+    /// Waits for `op`'s quota and counts the call; false once the run is stopped. Then no call
+    /// begins, and none waits for its quota: a call in the air is awaited, so that what it did
+    /// is known and recorded.
+    async fn permit(&self, op: Op) -> bool {
+        let permitted = !self.cancel.is_cancelled()
+            && tokio::select! {
+                biased;
+                _ = self.limiter.acquire_op(op) => true,
+                _ = self.cancel.cancelled() => false,
+            };
+        if permitted && let Some(n) = self.calls.get(&op.category()) {
+            n.fetch_add(1, Ordering::Relaxed);
+        }
+        permitted
     }
 
     /// What a failed attempt means: whether it is tried again, what it tells the limiter (a

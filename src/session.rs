@@ -1,9 +1,10 @@
 //! The lifecycle every command shares: [`Session::open`] takes, in order, the run id, the pool,
 //! the state and its lock, what the command reads first, the report files, the password file and
 //! the run's record; [`Session::close`] discards what a failed command left empty, records how it
-//! ended, and hands the result on to become an exit code. Also what commands that talk to
-//! Cognito open (the client behind the limiter and executor, the pool, the invitation check) and
-//! the run report they build. Must not hold a command's own steps (`commands`).
+//! ended, tells its monitors (`monitor`), and hands the result on to become an exit code. Also
+//! what commands that talk to Cognito open (the client behind the limiter and executor, the pool,
+//! the invitation check) and the run report they build. Must not hold a command's own steps
+//! (`commands`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

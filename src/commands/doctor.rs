@@ -94,16 +94,7 @@ pub(crate) async fn run(common: &Common, settings: &DoctorSettings) -> Result<En
             fixes,
         };
         write_and_show(settings, &opened, &report)?;
-        let figures = Figures {
-            standings: report
-                .summary
-                .iter()
-                .map(|(v, n)| (v.as_str(), *n))
-                .collect(),
-            calls: report.calls.clone(),
-            ..Figures::default()
-        };
-        Ok((report.ending(), figures))
+        Ok((report.ending(), figures(&report)))
     }
     .await;
     session.close(result).await
@@ -222,4 +213,17 @@ fn doctor_ids(settings: &DoctorSettings) -> Result<Vec<String>, Error> {
         ));
     }
     Ok(ids)
+}
+
+/// What `doctor` tells the state's record of it: its providers by verdict, and its calls.
+fn figures(report: &help::DoctorReport) -> Figures {
+    Figures {
+        standings: report
+            .summary
+            .iter()
+            .map(|(v, n)| (v.as_str(), *n))
+            .collect(),
+        calls: report.calls.clone(),
+        ..Figures::default()
+    }
 }

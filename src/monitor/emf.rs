@@ -5,7 +5,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::End;
+use super::{End, Family, seconds};
 
 /// The CloudWatch namespace the metrics land in.
 pub const NAMESPACE: &str = "CognitoOnboard";
@@ -17,92 +17,9 @@ pub const DIMENSIONS: [&str; 2] = ["UserPoolId", "Command"];
 pub fn record(end: &End<'_>) -> String {
     let mut root = Map::new();
     let mut metrics = Vec::new();
-    let mut put = |root: &mut Map<String, Value>, name: String, unit: &str, value: Value| {
+    for (name, unit, value) in figures(end) {
         metrics.push(json!({ "Name": name, "Unit": unit }));
         root.insert(name, value);
-    };
-    put(&mut root, "ExitCode".into(), "None", end.exit_code.into());
-    // CloudWatch keeps no last success: an alarm on Succeeded summed over two periods, with
-    // missing data treated as breaching, is the missing-run alert.
-    put(
-        &mut root,
-        "Succeeded".into(),
-        "Count",
-        u8::from(end.exit_code == 0).into(),
-    );
-    put(
-        &mut root,
-        "DurationSeconds".into(),
-        "Seconds",
-        end.duration_seconds().into(),
-    );
-    if let Some(f) = end.figures {
-        for (outcome, n) in &f.rows {
-            put(
-                &mut root,
-                format!("Rows{}", pascal(outcome)),
-                "Count",
-                (*n).into(),
-            );
-        }
-        for (cause, n) in &f.deferred {
-            put(
-                &mut root,
-                format!("Deferred{}", pascal(cause)),
-                "Count",
-                (*n).into(),
-            );
-        }
-        if let Some(at) = f.email_budget_frees_at {
-            let secs = (at - end.finished_at).num_seconds().max(0);
-            put(
-                &mut root,
-                "EmailBudgetFreesInSeconds".into(),
-                "Seconds",
-                secs.into(),
-            );
-        }
-        if let Some(funnel) = &f.funnel {
-            for (stage, n) in [
-                ("Invited", funnel.invited),
-                ("Confirmed", funnel.confirmed),
-                ("Pending", funnel.pending),
-                ("Expired", funnel.expired),
-                ("Attention", funnel.attention),
-            ] {
-                put(&mut root, format!("Providers{stage}"), "Count", n.into());
-            }
-        }
-        for (category, n) in &f.calls {
-            put(&mut root, format!("Calls{category}"), "Count", (*n).into());
-            let throttled = f.throttles.get(category).copied().unwrap_or(0);
-            put(
-                &mut root,
-                format!("Throttles{category}"),
-                "Count",
-                throttled.into(),
-            );
-        }
-        if let Some(stall) = &f.stall {
-            put(
-                &mut root,
-                "BudgetBlockedSeconds".into(),
-                "Seconds",
-                stall.budget_blocked_seconds.into(),
-            );
-            put(
-                &mut root,
-                "ExpiredProviders".into(),
-                "Count",
-                stall.expired.into(),
-            );
-            put(
-                &mut root,
-                "ExpiredPendingRuns".into(),
-                "Count",
-                stall.expired_for_runs.into(),
-            );
-        }
     }
     root.insert("UserPoolId".into(), end.pool.into());
     root.insert("Command".into(), end.command.into());
@@ -110,13 +27,9 @@ pub fn record(end: &End<'_>) -> String {
     // The specification allows at most 100 metrics a directive: the figures are split.
     let directives: Vec<Value> = metrics
         .chunks(100)
-        .map(|chunk| {
-            json!({
-                "Namespace": NAMESPACE,
-                "Dimensions": [DIMENSIONS],
-                "Metrics": chunk,
-            })
-        })
+        .map(
+            |chunk| json!({ "Namespace": NAMESPACE, "Dimensions": [DIMENSIONS], "Metrics": chunk }),
+        )
         .collect();
     root.insert(
         "_aws".into(),
@@ -126,6 +39,53 @@ pub fn record(end: &End<'_>) -> String {
         }),
     );
     Value::Object(root).to_string()
+}
+
+/// Each metric: its name, its CloudWatch unit, its value.
+fn figures(end: &End<'_>) -> Vec<(String, &'static str, Value)> {
+    let mut out = vec![
+        ("ExitCode".to_string(), "None", end.exit_code.into()),
+        // CloudWatch keeps no last success: an alarm on Succeeded summed over two periods,
+        // with missing data treated as breaching, is the missing-run alert.
+        (
+            "Succeeded".into(),
+            "Count",
+            u8::from(end.exit_code == 0).into(),
+        ),
+        (
+            "DurationSeconds".into(),
+            "Seconds",
+            end.duration_seconds().into(),
+        ),
+    ];
+    let Some(f) = end.figures else {
+        return out;
+    };
+    for figure in f.each() {
+        let part = figure.part.map(pascal).unwrap_or_default();
+        let (name, unit, value) = match figure.family {
+            Family::Rows => (format!("Rows{part}"), "Count", figure.value.into()),
+            Family::Deferred => (format!("Deferred{part}"), "Count", figure.value.into()),
+            // A time is no metric: how long until then is.
+            Family::BudgetFrees if figure.value > 0.0 => {
+                let secs = (figure.value - seconds(end.finished_at)).max(0.0);
+                ("EmailBudgetFreesInSeconds".into(), "Seconds", secs.into())
+            }
+            Family::BudgetFrees => continue,
+            Family::Providers => (format!("Providers{part}"), "Count", figure.value.into()),
+            Family::Calls => (format!("Calls{part}"), "Count", figure.value.into()),
+            Family::Throttles => (format!("Throttles{part}"), "Count", figure.value.into()),
+            Family::BudgetBlocked => (
+                "BudgetBlockedSeconds".into(),
+                "Seconds",
+                figure.value.into(),
+            ),
+            Family::Expired => ("ExpiredProviders".into(), "Count", figure.value.into()),
+            Family::ExpiredRuns => ("ExpiredPendingRuns".into(), "Count", figure.value.into()),
+        };
+        out.push((name, unit, value));
+    }
+    out
 }
 
 /// Prints the record on stderr, on a line of its own.

@@ -111,6 +111,109 @@ impl Figures {
     }
 }
 
+/// What a figure counts: each monitor names it in its own way (a metric and a label in the
+/// metrics file, a metric name in the EMF record).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// Rows by outcome (the part is the outcome).
+    Rows,
+    /// Deferred rows by cause.
+    Deferred,
+    /// When the message budget frees up, in seconds since the epoch (0: no row waits on it).
+    BudgetFrees,
+    /// `status`'s funnel, by stage.
+    Providers,
+    /// Calls to AWS, by quota category.
+    Calls,
+    /// Throttled calls, by quota category.
+    Throttles,
+    /// Seconds nothing could be sent because of the budget.
+    BudgetBlocked,
+    /// Providers pending past their expiry.
+    Expired,
+    /// Runs the longest-waiting of them has waited.
+    ExpiredRuns,
+}
+
+/// One figure: what it counts, the part of it (an outcome, a cause, a stage, a category), its
+/// value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Figure<'a> {
+    pub family: Family,
+    pub part: Option<&'a str>,
+    pub value: f64,
+}
+
+impl<'a> Figure<'a> {
+    fn new(family: Family, part: Option<&'a str>, value: f64) -> Figure<'a> {
+        Figure {
+            family,
+            part,
+            value,
+        }
+    }
+}
+
+impl Figures {
+    /// Every figure, in the order the monitors show them: rows and their causes and the budget
+    /// (`run`), the funnel (`status`), calls and throttles for each category either has, and
+    /// the stall.
+    pub fn each(&self) -> Vec<Figure<'_>> {
+        let mut out = Vec::new();
+        if !self.rows.is_empty() {
+            for (outcome, n) in &self.rows {
+                out.push(Figure::new(Family::Rows, Some(outcome), *n as f64));
+            }
+            for (cause, n) in &self.deferred {
+                out.push(Figure::new(Family::Deferred, Some(cause), *n as f64));
+            }
+            let frees = self.email_budget_frees_at.map(seconds).unwrap_or(0.0);
+            out.push(Figure::new(Family::BudgetFrees, None, frees));
+        }
+        if let Some(f) = &self.funnel {
+            for (stage, n) in [
+                ("invited", f.invited),
+                ("confirmed", f.confirmed),
+                ("pending", f.pending),
+                ("expired", f.expired),
+                ("attention", f.attention),
+            ] {
+                out.push(Figure::new(Family::Providers, Some(stage), n as f64));
+            }
+        }
+        let categories: std::collections::BTreeSet<&String> =
+            self.calls.keys().chain(self.throttles.keys()).collect();
+        for category in categories {
+            let n = |m: &BTreeMap<String, u64>| m.get(category).copied().unwrap_or(0) as f64;
+            out.push(Figure::new(Family::Calls, Some(category), n(&self.calls)));
+            out.push(Figure::new(
+                Family::Throttles,
+                Some(category),
+                n(&self.throttles),
+            ));
+        }
+        if let Some(stall) = &self.stall {
+            out.push(Figure::new(
+                Family::BudgetBlocked,
+                None,
+                stall.budget_blocked_seconds,
+            ));
+            out.push(Figure::new(Family::Expired, None, stall.expired as f64));
+            out.push(Figure::new(
+                Family::ExpiredRuns,
+                None,
+                stall.expired_for_runs as f64,
+            ));
+        }
+        out
+    }
+}
+
+/// Seconds since the epoch, to the millisecond: how every monitor gives a time.
+pub fn seconds(t: DateTime<Utc>) -> f64 {
+    t.timestamp_millis() as f64 / 1000.0
+}
+
 /// How a command ended, as every monitor is told it.
 #[derive(Debug, Clone)]
 pub struct End<'a> {

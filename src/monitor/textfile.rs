@@ -4,14 +4,11 @@
 //! and `status` may share one file: each rewrites only its own series and keeps the other's,
 //! and the last success survives a failed run. Must not read anything but the file it writes.
 
-use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use chrono::{DateTime, Utc};
-
-use super::End;
+use super::{End, Family, seconds};
 
 /// Which command writes a metric's series.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,10 +147,6 @@ fn owner(metric: &str) -> Option<Owner> {
     METRICS.iter().find(|m| m.name == metric).map(|m| m.owner)
 }
 
-fn seconds(t: DateTime<Utc>) -> f64 {
-    t.timestamp_millis() as f64 / 1000.0
-}
-
 /// This command's series.
 fn series(end: &End<'_>, last_success: Option<f64>) -> Vec<Sample> {
     let mut out = Vec::new();
@@ -182,45 +175,22 @@ fn series(end: &End<'_>, last_success: Option<f64>) -> Vec<Sample> {
     let Some(f) = end.figures else {
         return out;
     };
-    if !f.rows.is_empty() && end.command == "run" {
-        for (outcome, n) in &f.rows {
-            push(ROWS, &[("outcome", outcome)], *n as f64);
+    for figure in f.each() {
+        let (metric, label) = match figure.family {
+            Family::Rows => (ROWS, "outcome"),
+            Family::Deferred => (DEFERRED, "cause"),
+            Family::BudgetFrees => (BUDGET_FREES, ""),
+            Family::Providers => (PROVIDERS, "stage"),
+            Family::Calls => (CALLS, "category"),
+            Family::Throttles => (THROTTLES, "category"),
+            Family::BudgetBlocked => (BLOCKED, ""),
+            Family::Expired => (EXPIRED, ""),
+            Family::ExpiredRuns => (EXPIRED_RUNS, ""),
+        };
+        match figure.part {
+            Some(part) => push(metric, &[(label, part)], figure.value),
+            None => push(metric, &[], figure.value),
         }
-        for (cause, n) in &f.deferred {
-            push(DEFERRED, &[("cause", cause)], *n as f64);
-        }
-        push(
-            BUDGET_FREES,
-            &[],
-            f.email_budget_frees_at.map(seconds).unwrap_or(0.0),
-        );
-    }
-    if let Some(funnel) = &f.funnel {
-        for (stage, n) in [
-            ("invited", funnel.invited),
-            ("confirmed", funnel.confirmed),
-            ("pending", funnel.pending),
-            ("expired", funnel.expired),
-            ("attention", funnel.attention),
-        ] {
-            push(PROVIDERS, &[("stage", stage)], n as f64);
-        }
-    }
-    let categories: BTreeMap<&String, ()> = f
-        .calls
-        .keys()
-        .chain(f.throttles.keys())
-        .map(|k| (k, ()))
-        .collect();
-    for category in categories.keys() {
-        let n = |m: &BTreeMap<String, u64>| m.get(*category).copied().unwrap_or(0) as f64;
-        push(CALLS, &[("category", category)], n(&f.calls));
-        push(THROTTLES, &[("category", category)], n(&f.throttles));
-    }
-    if let Some(stall) = &f.stall {
-        push(BLOCKED, &[], stall.budget_blocked_seconds);
-        push(EXPIRED, &[], stall.expired as f64);
-        push(EXPIRED_RUNS, &[], stall.expired_for_runs as f64);
     }
     out
 }
@@ -327,6 +297,10 @@ fn parse_line(line: &str) -> Option<Sample> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
+
+    use chrono::{DateTime, Utc};
+
     use crate::monitor::{Figures, Stall};
     use crate::report::model::{Deferral, Outcome, Report};
 

@@ -208,13 +208,7 @@ fn the_kubernetes_sample_is_what_the_kubernetes_api_models_accept() {
     let docs = yaml_documents(&path);
     let cron = docs.iter().find(|d| d["kind"] == "CronJob").unwrap();
     let container = &cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0];
-    let args: Vec<&str> = container["args"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a.as_str().unwrap())
-        .collect();
-    let log = args[args.iter().position(|a| *a == "--termination-log").unwrap() + 1];
+    let log = option_value(container, "--termination-log");
     assert_eq!(container["terminationMessagePath"], log);
     assert_eq!(
         container["terminationMessagePolicy"],
@@ -269,6 +263,16 @@ fn the_cron_sample_mails_only_what_goes_wrong() {
     }
 }
 
+/// The value a container's `args` give `option`.
+fn option_value<'a>(container: &'a serde_json::Value, option: &str) -> &'a str {
+    let args = container["args"].as_array().unwrap();
+    let at = args
+        .iter()
+        .position(|a| a == option)
+        .unwrap_or_else(|| panic!("no {option}"));
+    args[at + 1].as_str().unwrap()
+}
+
 /// Every document of a YAML file, as JSON, read by PyYAML from the project's venv.
 fn yaml_documents(path: &Path) -> Vec<serde_json::Value> {
     let out = Command::new(support::python())
@@ -313,13 +317,7 @@ fn the_kubernetes_cronjob_never_overlaps_keeps_its_state_in_dynamodb_and_runs_as
     // The state is a DynamoDB table, which outlives the pod and is shared with the help desk;
     // the reports are on the mount of the persistent volume claim the file defines.
     assert!(state.starts_with("dynamodb://"), "{state}");
-    let args: Vec<&str> = container["args"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a.as_str().unwrap())
-        .collect();
-    let reports = args[args.iter().position(|a| *a == "--report-dir").unwrap() + 1];
+    let reports = option_value(container, "--report-dir");
     let mount = container["volumeMounts"]
         .as_array()
         .unwrap()
