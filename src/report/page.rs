@@ -267,6 +267,15 @@ fn thousands(n: u64) -> String {
     out
 }
 
+/// The note a cohort that does not move gets, if it does not.
+fn stalled(
+    stall: Option<&super::model::Stall>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<String> {
+    let words = stall?.words(now);
+    (!words.is_empty()).then(|| format!("The cohort has stalled: {}.", words.join("; ")))
+}
+
 /// A `run`'s page, built as its rows are read back one at a time.
 pub struct RunPage {
     page: Page,
@@ -294,6 +303,7 @@ impl RunPage {
                 time(Some(at))
             ));
         }
+        notes.extend(stalled(report.stalled.as_ref(), report.finished_at));
         RunPage {
             page: Page {
                 command: "run",
@@ -442,6 +452,7 @@ pub fn status_page(report: &StatusReport, csv_name: &str) -> Page {
                 )
             })
             .into_iter()
+            .chain(stalled(report.stalled.as_ref(), report.finished_at))
             .collect(),
         summary: Standing::ALL
             .iter()
@@ -1009,6 +1020,35 @@ mod tests {
         assert!(text.contains(&rule), "{rule}");
         let reason = format!("#rows td:nth-child({})", at("reason"));
         assert!(!text.contains(&reason), "the reason wraps at its spaces");
+    }
+
+    #[test]
+    fn a_stalled_cohort_is_said_first_and_a_moving_one_is_not() {
+        let mut stalled = report();
+        stalled.stalled = Some(crate::report::model::Stall {
+            budget_blocked_since: Some(stalled.finished_at - chrono::Duration::hours(26)),
+            budget_blocked_seconds: 26.0 * 3600.0,
+            expired: 2,
+            oldest_expiry: Some(stalled.finished_at - chrono::Duration::days(2)),
+            expired_for_runs: 48,
+        });
+        let text = html(&RunPage::new(&stalled, "r.csv").finish());
+        assert!(
+            text.contains(
+                "The cohort has stalled: nothing sent for 26.0 h because of the message budget; \
+                 2 pending past expiry, the longest for 48 run(s)."
+            ),
+            "{text}"
+        );
+        let mut moving = report();
+        moving.stalled = Some(crate::report::model::Stall {
+            budget_blocked_since: None,
+            budget_blocked_seconds: 0.0,
+            expired: 0,
+            oldest_expiry: None,
+            expired_for_runs: 0,
+        });
+        assert!(!html(&RunPage::new(&moving, "r.csv").finish()).contains("stalled"));
     }
 
     #[test]
