@@ -54,6 +54,8 @@ pub fn main(cli: Cli) -> u8 {
             Settings::Doctor(s) => commands::doctor::run(&common, s).await,
             Settings::Reissue(s) => commands::reissue::run(&common, s).await,
             Settings::Reset(s) => commands::reset::run(&common, s).await,
+            Settings::Enable(s) => commands::enable::run(&common, s).await,
+            Settings::Revoke(s) => commands::revoke::run(&common, s).await,
             Settings::State(s) => commands::state::run(&common, s),
         }
     });

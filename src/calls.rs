@@ -305,6 +305,56 @@ impl<D: Directory> Calls<D> {
             .await
     }
 
+    /// AdminDisableUser, for offboarding. A lost answer is settled by reading the user: disabled,
+    /// it went through; still enabled, it is tried again.
+    pub async fn disable_user(&self, username: &str) -> Result<Done<()>, Failed> {
+        self.quota_for(Op::AdminDisableUser).await;
+        self.exec
+            .call_verified(
+                Op::AdminDisableUser,
+                || self.dir.disable_user(username),
+                || self.enabled_is(username, false),
+            )
+            .await
+    }
+
+    /// AdminEnableUser. A lost answer is settled by reading the user: enabled, it went through;
+    /// still disabled, it is tried again.
+    pub async fn enable_user(&self, username: &str) -> Result<Done<()>, Failed> {
+        self.quota_for(Op::AdminEnableUser).await;
+        self.exec
+            .call_verified(
+                Op::AdminEnableUser,
+                || self.dir.enable_user(username),
+                || self.enabled_is(username, true),
+            )
+            .await
+    }
+
+    /// AdminDeleteUser. A lost answer is settled by reading the user: gone, the delete went
+    /// through (a repeat would be refused as UserNotFoundException); still there, it is tried
+    /// again.
+    pub async fn delete_user(&self, username: &str) -> Result<Done<()>, Failed> {
+        self.quota_for(Op::AdminDeleteUser).await;
+        self.exec
+            .call_verified(
+                Op::AdminDeleteUser,
+                || self.dir.delete_user(username),
+                || async move {
+                    let now = self.get_user(username).await?.value;
+                    Ok(now.is_none().then_some(()))
+                },
+            )
+            .await
+    }
+
+    /// `Some(())` if the user exists and its `Enabled` is `enabled`: a disable or enable went
+    /// through.
+    async fn enabled_is(&self, username: &str, enabled: bool) -> Result<Option<()>, Failed> {
+        let now = self.get_user(username).await?.value;
+        Ok(now.filter(|u| u.enabled == enabled).map(|_| ()))
+    }
+
     /// AdminUpdateUserAttributes with these values (writing a value again is harmless).
     pub async fn update_attributes(
         &self,
@@ -349,7 +399,8 @@ impl<D: Directory> Calls<D> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cognito::memory::MemoryPool;
+    use crate::cognito::memory::{self, MemoryPool, Script};
+    use crate::cognito::{Directory, ErrorClass, UserStatus};
     use crate::executor::{Cancel, RetryPolicy};
     use crate::limiter::{Limiter, Quotas};
 
@@ -375,6 +426,105 @@ mod tests {
             "once per category, not per call"
         );
         assert_eq!(c.exec.limiter.current_rate(Category::UserRead), 120.0);
+    }
+
+    fn calls_with(users: &[&str]) -> Calls<MemoryPool> {
+        let c = calls(Probe::never());
+        let pool = MemoryPool::with_users(users.iter().map(|u| {
+            memory::user(
+                u,
+                &format!("{u}@example.jp"),
+                UserStatus::Confirmed,
+                Utc::now(),
+            )
+        }));
+        Calls::new(pool, c.exec, Probe::never())
+    }
+
+    #[tokio::test]
+    async fn a_user_disabled_then_enabled_is_back_as_it_was() {
+        let c = calls_with(&["a"]);
+        let done = c.disable_user("a").await.unwrap();
+        assert_eq!((done.attempts, done.recovered), (1, false));
+        assert!(!c.dir.get("a").unwrap().enabled);
+        assert!(!c.get_user("a").await.unwrap().value.unwrap().enabled);
+        let done = c.enable_user("a").await.unwrap();
+        assert_eq!((done.attempts, done.recovered), (1, false));
+        assert!(c.dir.get("a").unwrap().enabled);
+        assert_eq!(
+            (c.dir.calls("disable_user"), c.dir.calls("enable_user")),
+            (1, 1)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_lost_answer_to_a_disable_that_went_through_is_read_back_not_repeated() {
+        let c = calls_with(&["a"]);
+        c.dir.script("disable_user", Script::LoseAnswer);
+        let done = c.disable_user("a").await.unwrap();
+        assert!(done.recovered, "settled by reading the user");
+        assert_eq!(done.attempts, 1);
+        assert_eq!(c.dir.calls("disable_user"), 1, "no second disable");
+        assert_eq!(c.dir.calls("get_user"), 1);
+        assert!(!c.dir.get("a").unwrap().enabled);
+    }
+
+    #[tokio::test]
+    async fn a_lost_answer_to_an_enable_that_went_through_is_read_back_not_repeated() {
+        let c = calls_with(&["a"]);
+        c.disable_user("a").await.unwrap();
+        // A server error after the write: ambiguous for a write, as a timeout is.
+        c.dir
+            .script("enable_user", Script::DoThenFail("InternalErrorException"));
+        let done = c.enable_user("a").await.unwrap();
+        assert!(done.recovered);
+        assert_eq!(c.dir.calls("enable_user"), 1);
+        assert!(c.dir.get("a").unwrap().enabled);
+    }
+
+    #[tokio::test]
+    async fn a_disable_lost_before_it_reached_the_pool_is_made_again_after_the_read() {
+        let c = calls_with(&["a"]);
+        c.dir.script("disable_user", Script::Timeout);
+        let done = c.disable_user("a").await.unwrap();
+        assert!(!done.recovered, "the second attempt answered");
+        assert_eq!(done.attempts, 2);
+        assert_eq!(c.dir.calls("disable_user"), 2);
+        assert_eq!(c.dir.calls("get_user"), 1, "read once, still enabled");
+        assert!(!c.dir.get("a").unwrap().enabled);
+    }
+
+    #[tokio::test]
+    async fn a_lost_answer_to_a_delete_that_went_through_is_done_once_the_user_is_gone() {
+        let c = calls_with(&["a", "b"]);
+        c.dir.add_to_group("a", "providers").await.unwrap();
+        c.dir.script("delete_user", Script::LoseAnswer);
+        let done = c.delete_user("a").await.unwrap();
+        assert!(done.recovered, "settled by reading the user");
+        assert_eq!(done.attempts, 1);
+        assert_eq!(
+            c.dir.calls("delete_user"),
+            1,
+            "not repeated into UserNotFoundException"
+        );
+        assert!(c.dir.get("a").is_none());
+        assert!(c.dir.members("providers").is_empty());
+        assert!(c.dir.get("b").is_some(), "only that user");
+    }
+
+    #[tokio::test]
+    async fn offboarding_an_unknown_user_fails_as_not_found_at_once() {
+        let c = calls_with(&[]);
+        for (name, failed) in [
+            ("disable_user", c.disable_user("ghost").await.unwrap_err()),
+            ("enable_user", c.enable_user("ghost").await.unwrap_err()),
+            ("delete_user", c.delete_user("ghost").await.unwrap_err()),
+        ] {
+            assert_eq!(failed.error.class, ErrorClass::NotFound, "{name}");
+            assert_eq!(failed.attempts, 1, "{name}");
+            assert!(!failed.maybe_done, "{name}");
+            assert_eq!(c.dir.calls(name), 1, "{name}");
+        }
     }
 
     #[tokio::test]

@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::cognito::Delivery;
 pub use crate::logging::LogFormat;
 use crate::lookup::Lookup;
+pub use crate::offboard::Absent;
 use crate::plan::{Refresh, Reissue, UpdatePart};
 use serde::Deserialize;
 
@@ -93,6 +94,12 @@ pub enum Command {
     /// Help desk: send a new invitation now to providers who have not signed in yet (whatever
     /// the expiry or --max-reissues).
     Reissue(ReissueArgs),
+    /// Offboarding: enable providers again (disabled by this tool or anyone), with the same sub
+    /// and password.
+    Enable(EnableArgs),
+    /// Offboarding: take back the users a run created (or a file lists) who never signed in:
+    /// disabled, or with --delete --confirm-delete deleted.
+    Revoke(RevokeArgs),
     /// Help desk: a confirmed provider lost the password. Cognito sends a code to the verified
     /// email or phone (or, with --temporary, a new temporary password goes to the password file).
     Reset(ResetArgs),
@@ -173,6 +180,45 @@ pub struct ReissueArgs {
     pub ids: Vec<String>,
     #[command(flatten)]
     pub send: SendArgs,
+    /// Where the report is written [default: ./reports].
+    #[arg(long)]
+    pub report_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct EnableArgs {
+    /// Providers, by email or username.
+    #[arg(required = true)]
+    pub ids: Vec<String>,
+    /// Where the report is written [default: ./reports].
+    #[arg(long)]
+    pub report_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RevokeArgs {
+    /// The run whose created users are taken back (its id, as in its report's name).
+    #[arg(long, value_name = "RUN_ID", required_unless_present = "input")]
+    pub run: Option<String>,
+    /// Or the users this CSV or workbook lists.
+    #[arg(long, conflicts_with = "run")]
+    pub input: Option<PathBuf>,
+    #[command(flatten)]
+    pub input_args: InputArgs,
+    /// Report who would be taken back, change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Delete them instead of disabling them. A deleted user cannot be restored, and one
+    /// created again gets a new sub; needs --confirm-delete.
+    #[arg(long, requires = "confirm_delete")]
+    pub delete: bool,
+    /// Confirms --delete.
+    #[arg(long, requires = "delete")]
+    pub confirm_delete: bool,
+    /// The most users one revoke may take back, as a count or a share of those it would
+    /// (10, 5%): more, and none is [default: 5%, at least 1].
+    #[arg(long, value_name = "N|N%")]
+    pub max_absent: Option<String>,
     /// Where the report is written [default: ./reports].
     #[arg(long)]
     pub report_dir: Option<PathBuf>,
@@ -273,6 +319,8 @@ pub struct RunArgs {
     /// With --update attributes: an empty cell deletes the attribute.
     #[arg(long)]
     pub clear_empty: bool,
+    #[command(flatten)]
+    pub offboarding: OffboardArgs,
     /// Invitations to send per rolling 24 hours, counting earlier runs [default: 50 with
     /// Cognito's own email sender, unlimited otherwise].
     #[arg(long)]
@@ -310,6 +358,29 @@ pub struct StatusArgs {
     pub monitor: MonitorArgs,
     #[command(flatten)]
     pub hand_over: HandOverArgs,
+}
+
+/// Offboarding: what `run` does with the providers of its list that are no longer in it.
+#[derive(Debug, Args)]
+pub struct OffboardArgs {
+    /// The list this file is: each provider records the cohort it last came from, and --absent
+    /// only ever touches this cohort's [default: the file's name without its extension].
+    #[arg(long)]
+    pub cohort: Option<String>,
+    /// What to do with providers of this cohort who are no longer in the list: keep them, or
+    /// disable them (AdminDisableUser, which ends their sessions; never deleted)
+    /// [default: keep].
+    #[arg(long, value_enum)]
+    pub absent: Option<Absent>,
+    /// The most providers one run may disable, as a count or a share of the cohort (10, 5%):
+    /// when more would be, none is, the list goes next to the report, and the run exits 5
+    /// [default: 5%, at least 1].
+    #[arg(long, value_name = "N|N%")]
+    pub max_absent: Option<String>,
+    /// Enable again a provider this tool disabled who is back in the list [default: leave it
+    /// disabled and report it; `enable` restores it].
+    #[arg(long)]
+    pub reenable: bool,
 }
 
 /// How a scheduled command is watched: every one is told when it ends, and none can change how

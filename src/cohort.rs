@@ -142,6 +142,12 @@ pub struct Survey {
     /// The groups whose members must be read: those a row to read names and the state does
     /// not record as done for it; with `--update groups`, every managed group.
     pub memberships: BTreeSet<String>,
+    /// With `--absent disable`: the cohort's members the file does not list (what is left of
+    /// the members the survey was given once each row's key is taken out).
+    pub absent: Option<std::collections::HashSet<String>>,
+    /// Invalid rows whose key could not be read: any of them could be a member, so who is
+    /// absent is not known while there are some.
+    pub keyless: u64,
 }
 
 /// What the run's incremental reading needs to know for each row.
@@ -173,17 +179,31 @@ pub fn survey(
     mode: UsernameMode,
     rereading: &Rereading<'_>,
     update_groups: bool,
+    members: Option<std::collections::HashSet<String>>,
 ) -> Result<Survey, Error> {
-    let mut s = Survey::default();
+    let mut s = Survey {
+        absent: members,
+        ..Survey::default()
+    };
     for row in rows {
         let row = match row? {
             Ok(row) => row,
-            Err(_) => {
+            Err(reject) => {
                 s.invalid += 1;
+                match (&reject.key, &mut s.absent) {
+                    (Some(key), Some(absent)) => {
+                        absent.remove(key);
+                    }
+                    (None, _) => s.keyless += 1,
+                    _ => {}
+                }
                 continue;
             }
         };
         s.valid += 1;
+        if let Some(absent) = &mut s.absent {
+            absent.remove(&row.key);
+        }
         note_groups(&mut s.groups, &row);
         s.managed.extend(row.groups.iter().cloned());
         if rereading.not_reread(&row).is_some() {

@@ -72,6 +72,14 @@ pub struct FileConfig {
     pub emf: Option<bool>,
     /// Where `run` and `status` write their one-line summary (`--termination-log`).
     pub termination_log: Option<PathBuf>,
+    /// The list the input is (`--cohort`; default: the input's file name without extension).
+    pub cohort: Option<String>,
+    /// `keep` or `disable` the providers of the cohort no longer in the list (`--absent`).
+    pub absent: Option<crate::offboard::Absent>,
+    /// The most providers one step may take off: "10" or "5%" (`--max-absent`).
+    pub max_absent: Option<String>,
+    /// Enable again a provider this tool disabled who is back in the list (`--reenable`).
+    pub reenable: Option<bool>,
     /// Seconds one attempt of one call may take.
     pub attempt_timeout_secs: Option<f64>,
     /// Attempts per call before a row fails (throttling and passing faults).
@@ -135,6 +143,8 @@ pub struct RunSettings {
     pub refresh_after: chrono::Duration,
     /// `--ping-url`, `--metrics-file`, `--emf`, `--termination-log`.
     pub monitoring: Monitoring,
+    /// `--cohort`, `--absent`, `--max-absent`, `--reenable`.
+    pub offboarding: Offboarding,
 }
 
 /// How `status` and `doctor` judge a provider, and what the help desk's writes follow: the
@@ -200,6 +210,42 @@ pub struct DeskSettings {
     pub temporary: bool,
 }
 
+/// How `run` treats the providers of its list that are no longer in it.
+#[derive(Debug, Clone)]
+pub struct Offboarding {
+    /// The list the file is (`--cohort`, else the file's stem).
+    pub cohort: String,
+    pub absent: crate::offboard::Absent,
+    pub cap: crate::offboard::Cap,
+    /// `--reenable`: a provider this tool disabled, back in the list, is enabled again.
+    pub reenable: bool,
+}
+
+/// `enable`'s settings.
+#[derive(Debug, Clone)]
+pub struct EnableSettings {
+    pub ids: Vec<String>,
+}
+
+/// Whose users `revoke` takes back.
+#[derive(Debug, Clone)]
+pub enum Revoked {
+    /// Those this run created.
+    Run(String),
+    /// Those this file lists.
+    Input(PathBuf, input::Options),
+}
+
+/// `revoke`'s settings.
+#[derive(Debug, Clone)]
+pub struct RevokeSettings {
+    pub from: Revoked,
+    pub dry_run: bool,
+    /// `--delete --confirm-delete`: delete instead of disable.
+    pub delete: bool,
+    pub cap: crate::offboard::Cap,
+}
+
 /// `state`'s settings: what to do with the state.
 #[derive(Debug, Clone)]
 pub enum StateSettings {
@@ -217,6 +263,8 @@ pub enum Settings {
     Doctor(DoctorSettings),
     Reissue(DeskSettings),
     Reset(DeskSettings),
+    Enable(EnableSettings),
+    Revoke(RevokeSettings),
     State(StateSettings),
 }
 
@@ -230,6 +278,8 @@ pub fn resolve(cli: &Cli, stderr_is_terminal: bool) -> Result<(Common, Settings)
         Command::Doctor(a) => (None, None, a.report_dir.as_deref()),
         Command::Reissue(a) => (None, None, a.report_dir.as_deref()),
         Command::Reset(a) => (None, None, a.report_dir.as_deref()),
+        Command::Enable(a) => (None, None, a.report_dir.as_deref()),
+        Command::Revoke(a) => (None, None, a.report_dir.as_deref()),
         Command::Check(_) | Command::State(_) | Command::Completions(_) | Command::Man => {
             (None, None, None)
         }
@@ -289,11 +339,60 @@ fn settings(command: &Command, file: &FileConfig) -> Result<Settings, Error> {
             StateCommand::Export(f) => StateSettings::Export(f.file.clone()),
             StateCommand::Import(f) => StateSettings::Import(f.file.clone()),
         }),
+        Command::Enable(a) => Settings::Enable(EnableSettings { ids: a.ids.clone() }),
+        Command::Revoke(a) => Settings::Revoke(RevokeSettings {
+            from: match (&a.run, &a.input) {
+                (Some(run), _) => Revoked::Run(run.clone()),
+                (None, Some(path)) => {
+                    Revoked::Input(path.clone(), input_options(&a.input_args, file))
+                }
+                (None, None) => {
+                    return Err(Error::Config(
+                        "revoke: pass --run RUN_ID or --input FILE".into(),
+                    ));
+                }
+            },
+            dry_run: a.dry_run,
+            delete: a.delete && a.confirm_delete,
+            cap: cap(a.max_absent.as_deref(), file)?,
+        }),
         Command::Completions(_) | Command::Man => {
             return Err(Error::Config(
                 "completions and man are answered before any settings are read".into(),
             ));
         }
+    })
+}
+
+/// `--max-absent`, else the file's `max_absent`, else 5% of the cohort (at least 1).
+fn cap(arg: Option<&str>, file: &FileConfig) -> Result<crate::offboard::Cap, Error> {
+    match arg.or(file.max_absent.as_deref()) {
+        None => Ok(crate::offboard::Cap::DEFAULT),
+        Some(text) => crate::offboard::Cap::parse(text)
+            .map_err(|why| Error::Config(format!("max_absent {why}"))),
+    }
+}
+
+/// `run`'s offboarding: the cohort is `--cohort`, else the file's `cohort`, else the input
+/// file's name without its extension (providers.csv: `providers`).
+fn offboarding(
+    args: &crate::cli::OffboardArgs,
+    input: &Path,
+    file: &FileConfig,
+) -> Result<Offboarding, Error> {
+    let cohort = args
+        .cohort
+        .clone()
+        .or_else(|| file.cohort.clone())
+        .or_else(|| input.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .map(|c| c.trim().to_string())
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| Error::Config("cohort: give the list a name with --cohort".into()))?;
+    Ok(Offboarding {
+        cohort,
+        absent: args.absent.or(file.absent).unwrap_or_default(),
+        cap: cap(args.max_absent.as_deref(), file)?,
+        reenable: args.reenable || file.reenable.unwrap_or(false),
     })
 }
 
@@ -642,6 +741,7 @@ fn run(args: &crate::cli::RunArgs, file: &FileConfig) -> Result<RunSettings, Err
             Some(text) => refresh_after(text)?,
         },
         monitoring: monitoring(&args.monitor, file),
+        offboarding: offboarding(&args.offboarding, &args.input, file)?,
     })
 }
 

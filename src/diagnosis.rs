@@ -136,9 +136,17 @@ pub fn diagnose(
     if !user.enabled {
         return verdict(
             Verdict::Disabled,
-            "an administrator disabled the account: nothing works until someone enables it \
-             (AdminEnableUser), if that was a mistake"
-                .into(),
+            match &history.disabled_by {
+                Some(by) => format!(
+                    "{}: `cognito-onboard enable` brings it back, if it is back on the list",
+                    crate::report::wording::offboarded(Some(by), true)
+                        .trim_end_matches("; `enable` brings it back (the same sub and password)")
+                ),
+                None => "disabled by someone other than this tool (an administrator, or another \
+                         process): nothing works until it is enabled; `cognito-onboard enable` \
+                         does it, if that was a mistake"
+                    .into(),
+            },
         );
     }
     match &user.status {

@@ -21,6 +21,9 @@ pub mod exit {
     pub const ROWS_FAILED: u8 = 3;
     /// Another run holds the state file's lock; nothing was done.
     pub const LOCKED: u8 = 4;
+    /// An offboarding step would have taken off more providers than its cap allows: none was
+    /// (the rest of the run was done); the list is next to the report.
+    pub const CAPPED: u8 = 5;
 }
 
 /// How a command that ran to its end finished, as cron sees it.
@@ -32,6 +35,8 @@ pub enum Ending {
     RowsFailed,
     /// Stopped by a signal; the report covers what was done.
     Interrupted,
+    /// An offboarding step went past its cap and took no one off.
+    Capped,
 }
 
 impl Ending {
@@ -47,6 +52,7 @@ pub fn exit_code(result: &Result<Ending, Error>) -> u8 {
         Ok(Ending::Settled) => exit::OK,
         Ok(Ending::RowsFailed) => exit::ROWS_FAILED,
         Ok(Ending::Interrupted) => exit::ABORTED,
+        Ok(Ending::Capped) => exit::CAPPED,
         Err(e) => e.exit_code(),
     }
 }
@@ -128,6 +134,7 @@ mod tests {
         assert_eq!(code(Ok(Ending::Settled)), 0);
         assert_eq!(code(Ok(Ending::RowsFailed)), 3);
         assert_eq!(code(Ok(Ending::Interrupted)), 1);
+        assert_eq!(code(Ok(Ending::Capped)), 5);
         assert_eq!(code(Err(Error::Locked("x".into()))), 4);
         assert_eq!(code(Err(Error::Config("x".into()))), 1);
         assert_eq!(code(Err(Error::Interrupted)), 1);

@@ -46,6 +46,7 @@ pub mod logging;
 pub mod lookup;
 pub mod manual;
 pub mod monitor;
+pub mod offboard;
 pub mod onboard;
 pub mod password;
 pub mod password_file;

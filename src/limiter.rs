@@ -165,6 +165,14 @@ pub enum Op {
     AdminDeleteUserAttributes,
     /// AdminRemoveUserFromGroup, for `--update groups`.
     AdminRemoveUserFromGroup,
+    /// AdminDisableUser, for offboarding a provider who left the list: the user can no longer
+    /// sign in and its tokens are revoked, but it stays in the pool (and can be enabled again).
+    AdminDisableUser,
+    /// AdminEnableUser, for re-enabling a provider who was offboarded and is back on the list.
+    AdminEnableUser,
+    /// AdminDeleteUser, for deleting a revoked provider who never signed in (nothing of theirs
+    /// to keep). Cannot be undone; a user created again gets a new `sub`.
+    AdminDeleteUser,
     /// A call of the DynamoDB state (`--state dynamodb://`).
     State(StateOp),
 }
@@ -174,7 +182,7 @@ crate::every_variant!(Op except 1);
 
 impl Op {
     /// Cognito's operations and SES's; the state's are [`StateOp::ALL`].
-    pub const ALL: [Op; 15] = [
+    pub const ALL: [Op; 18] = [
         Op::DescribeUserPool,
         Op::GetProvisionedLimit,
         Op::ListGroups,
@@ -190,17 +198,32 @@ impl Op {
         Op::AdminResetUserPassword,
         Op::AdminDeleteUserAttributes,
         Op::AdminRemoveUserFromGroup,
+        Op::AdminDisableUser,
+        Op::AdminEnableUser,
+        Op::AdminDeleteUser,
     ];
 
     /// The quota category each operation draws from. One exhaustive match, so a new operation
     /// cannot be added without being classified.
+    ///
+    /// AdminDisableUser, AdminEnableUser and AdminDeleteUser are in `UserUpdate` with
+    /// AdminUpdateUserAttributes: "Quotas in Amazon Cognito",
+    /// <https://docs.aws.amazon.com/cognito/latest/developerguide/quotas.html#category_operations>,
+    /// describes the category as the operations used to manage users and user attributes (25
+    /// requests per second, not adjustable). The copies of the page at hand leave its per-category
+    /// operation lists out, so this placement rests on that description (inferred, as in the
+    /// notes); the fault proxy's table (`tests/support/proxy.rs`) places them the same way.
     pub fn category(self) -> Category {
         match self {
             Op::AdminCreateUser | Op::AdminCreateUserResend => Category::UserCreation,
             Op::AdminGetUser => Category::UserRead,
             Op::ListUsers | Op::ListUsersInGroup => Category::UserList,
             Op::AdminSetUserPassword | Op::AdminResetUserPassword => Category::UserAccountRecovery,
-            Op::AdminUpdateUserAttributes | Op::AdminDeleteUserAttributes => Category::UserUpdate,
+            Op::AdminUpdateUserAttributes
+            | Op::AdminDeleteUserAttributes
+            | Op::AdminDisableUser
+            | Op::AdminEnableUser
+            | Op::AdminDeleteUser => Category::UserUpdate,
             Op::AdminAddUserToGroup | Op::AdminRemoveUserFromGroup => Category::UserResourceUpdate,
             Op::DescribeUserPool | Op::GetProvisionedLimit => Category::UserPoolRead,
             Op::ListGroups => Category::UserPoolResourceRead,
@@ -224,6 +247,9 @@ impl Op {
             | Op::AdminAddUserToGroup
             | Op::AdminDeleteUserAttributes
             | Op::AdminRemoveUserFromGroup
+            | Op::AdminDisableUser
+            | Op::AdminEnableUser
+            | Op::AdminDeleteUser
             | Op::GetSendQuota
             | Op::State(_) => false,
         }
@@ -249,6 +275,9 @@ impl Op {
             | Op::AdminResetUserPassword
             | Op::AdminDeleteUserAttributes
             | Op::AdminRemoveUserFromGroup
+            | Op::AdminDisableUser
+            | Op::AdminEnableUser
+            | Op::AdminDeleteUser
             | Op::State(_) => None,
         }
     }
@@ -270,7 +299,10 @@ impl Op {
             | Op::AdminAddUserToGroup
             | Op::AdminDeleteUserAttributes
             | Op::AdminRemoveUserFromGroup
-            | Op::AdminResetUserPassword => true,
+            | Op::AdminResetUserPassword
+            | Op::AdminDisableUser
+            | Op::AdminEnableUser
+            | Op::AdminDeleteUser => true,
             Op::DescribeUserPool
             | Op::GetProvisionedLimit
             | Op::ListGroups
@@ -283,16 +315,23 @@ impl Op {
     }
 
     /// Whether a call whose answer was lost must be checked before it is repeated: a repeated
-    /// RESEND sends a second message, and a repeated create is refused as a duplicate of the
-    /// user it did create. `calls` makes these with [`Executor::call_verified`], which reads the
-    /// user to find out. (AdminSetUserPassword is repeated with the same password, which is
-    /// harmless; whether it moves `UserLastModifiedDate` is not documented, so it is not a
-    /// check.)
+    /// RESEND sends a second message, a repeated create is refused as a duplicate of the user
+    /// it did create, and a repeated delete as UserNotFoundException for the user it did delete.
+    /// `calls` makes these with [`Executor::call_verified`], which reads the user to find out.
+    /// Disabling or enabling again would be harmless, but the user's `Enabled` read back answers
+    /// exactly, so they are checked too. (AdminSetUserPassword is repeated with the same
+    /// password, which is harmless; whether it moves `UserLastModifiedDate` is not documented,
+    /// so it is not a check.)
     ///
     /// [`Executor::call_verified`]: crate::executor::Executor::call_verified
     pub fn checked_when_lost(self) -> bool {
         match self {
-            Op::AdminCreateUser | Op::AdminCreateUserResend | Op::AdminResetUserPassword => true,
+            Op::AdminCreateUser
+            | Op::AdminCreateUserResend
+            | Op::AdminResetUserPassword
+            | Op::AdminDisableUser
+            | Op::AdminEnableUser
+            | Op::AdminDeleteUser => true,
             Op::DescribeUserPool
             | Op::GetProvisionedLimit
             | Op::ListGroups
@@ -329,6 +368,9 @@ impl Op {
             Op::AdminResetUserPassword => "AdminResetUserPassword",
             Op::AdminDeleteUserAttributes => "AdminDeleteUserAttributes",
             Op::AdminRemoveUserFromGroup => "AdminRemoveUserFromGroup",
+            Op::AdminDisableUser => "AdminDisableUser",
+            Op::AdminEnableUser => "AdminEnableUser",
+            Op::AdminDeleteUser => "AdminDeleteUser",
             Op::State(op) => op.name(),
         }
     }
@@ -734,6 +776,38 @@ mod tests {
         );
         assert_eq!(Op::DescribeUserPool.category(), Category::UserPoolRead);
         assert_eq!(Op::ListGroups.category(), Category::UserPoolResourceRead);
+        assert_eq!(Op::AdminDisableUser.category(), Category::UserUpdate);
+        assert_eq!(Op::AdminEnableUser.category(), Category::UserUpdate);
+        assert_eq!(Op::AdminDeleteUser.category(), Category::UserUpdate);
+    }
+
+    /// Every listed operation draws from a quota category Cognito enforces (and so one the
+    /// quota probe asks about), but SES's one, which draws from SES's.
+    #[test]
+    fn every_listed_operation_draws_from_a_cognito_category_but_ses_own() {
+        for op in Op::ALL {
+            let category = op.category();
+            match op {
+                Op::GetSendQuota => assert_eq!(category, Category::SesRead),
+                _ => assert!(category.is_cognito(), "{op:?} is in {category:?}"),
+            }
+        }
+    }
+
+    /// Offboarding's writes are writes (a 5xx may come after the change), send nothing, and a
+    /// lost answer to one is read back rather than repeated.
+    #[test]
+    fn offboarding_writes_are_checked_when_their_answer_is_lost() {
+        for op in [
+            Op::AdminDisableUser,
+            Op::AdminEnableUser,
+            Op::AdminDeleteUser,
+        ] {
+            assert!(op.is_write(), "{op:?}");
+            assert!(op.checked_when_lost(), "{op:?}");
+            assert!(!op.sends_message(), "{op:?}");
+            assert_eq!(op.own_cap(), None, "{op:?}");
+        }
     }
 
     #[test]

@@ -45,6 +45,11 @@ pub struct Ctx<D> {
     pub run_id: String,
     /// What the state knew of each key when the run started.
     pub known: HashMap<String, Known>,
+    /// The list the rows come from (`run --cohort`): recorded for each provider they name.
+    /// None for the help desk's rows.
+    pub cohort: Option<String>,
+    /// `run --reenable`: a provider this tool disabled, back in the list, is enabled again.
+    pub reenable: bool,
 }
 
 /// What an invitation holds between its preparation and its call.
@@ -196,11 +201,63 @@ impl<D: Directory> Ctx<D> {
                 }
             }
         }
+        let mut remote = remote;
+        let back = self.back_in_the_list(&row, &known, remote.as_mut()).await;
+        if let Err(refused) = back {
+            return *refused;
+        }
         let enabled = remote.as_ref().map(|u| u.enabled);
-        let r = self.act(r, &row, remote, &history).await;
+        let mut r = self.act(r, &row, remote, &history).await;
+        match (back, &known.disabled_run) {
+            (Ok(true), _) => r.reason = format!("enabled again (back in the list); {}", r.reason),
+            (Ok(false), Some(run)) if enabled == Some(false) && r.outcome == Outcome::Attention => {
+                r.reason = format!(
+                    "disabled by this tool (run {run}) when it left its list: `enable` it, or \
+                     run with --reenable"
+                );
+            }
+            _ => {}
+        }
         self.observe(&r, enabled);
         self.settle_row(&r, &row, &known);
         r
+    }
+
+    /// A provider this tool disabled that is back in the list: with `--reenable` it is enabled
+    /// again (the same sub and password) before the row is decided, and `Ok(true)` says so;
+    /// otherwise nothing is done here and the row reports who disabled it. A failed enable is
+    /// the row's answer.
+    async fn back_in_the_list(
+        &self,
+        row: &Row,
+        known: &Known,
+        remote: Option<&mut RemoteUser>,
+    ) -> Result<bool, Box<RowReport>> {
+        let Some(user) = remote.filter(|u| !u.enabled) else {
+            return Ok(false);
+        };
+        if !self.reenable || known.disabled_run.is_none() {
+            return Ok(false);
+        }
+        let step = crate::offboard::Step {
+            calls: &self.calls,
+            state: &self.state,
+            pool: &self.pool.id,
+            run_id: &self.run_id,
+            dry_run: self.dry_run,
+            only_pending: false,
+        };
+        let candidate = crate::offboard::Candidate::of(&row.key, known, "back in the list".into());
+        let mut r = step
+            .carry_out(&candidate, crate::state::Offboard::Enable)
+            .await;
+        if r.outcome == Outcome::Enabled {
+            user.enabled = true;
+            return Ok(true);
+        }
+        r.row = row.line;
+        r.name = row.display_name();
+        Err(Box::new(r))
     }
 
     /// Once a row is done: a killed run's update intents are settled (the comparison just made
@@ -209,6 +266,14 @@ impl<D: Directory> Ctx<D> {
     fn settle_row(&self, r: &RowReport, row: &Row, known: &Known) {
         if self.dry_run {
             return;
+        }
+        if let Some(cohort) = &self.cohort
+            && known.cohort.as_deref() != Some(cohort.as_str())
+            && let Err(e) =
+                self.state
+                    .set_cohort(&self.pool.id, std::slice::from_ref(&row.key), cohort)
+        {
+            tracing::warn!("{e}");
         }
         for id in &known.open_updates {
             if let Err(e) = self
@@ -1580,6 +1645,8 @@ mod tests {
             state,
             run_id: "r1".into(),
             known,
+            cohort: None,
+            reenable: false,
         };
         Fixture { ctx, _dir: dir }
     }

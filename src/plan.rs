@@ -40,6 +40,16 @@ pub struct History {
     pub password_lost: bool,
     /// When the job last sent this user a message (an email or SMS invitation).
     pub last_message_at: Option<DateTime<Utc>>,
+    /// This tool disabled the user (offboarded it): in which run, of which list, when.
+    pub disabled_by: Option<DisabledBy>,
+}
+
+/// Who offboarded a provider: the run of this tool that disabled it, its list, and when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DisabledBy {
+    pub run: String,
+    pub cohort: Option<String>,
+    pub at: DateTime<Utc>,
 }
 
 /// Cognito may hold back repeated messages to one address in a short time: `--reissue always`

@@ -253,6 +253,8 @@ impl Opened<'_> {
             state: Arc::clone(self.state),
             run_id: self.run_id.to_string(),
             known: self.state.known(&pool.id)?,
+            cohort: None,
+            reenable: false,
         })
     }
 }
@@ -421,14 +423,34 @@ pub(crate) fn ids_report(
     budget: &Budget,
     rows: Vec<RowReport>,
 ) -> Result<(Ending, Figures), Error> {
-    let report = run_report(opened, (command, false), exec, budget, rows)?;
+    rows_report(
+        opened,
+        (command, false),
+        exec,
+        budget,
+        rows,
+        crate::report::model::ids_ending,
+    )
+}
+
+/// The end of a command whose rows are not a file's: its report written and logged, its path
+/// on stdout, and how it ended by `ending`.
+pub(crate) fn rows_report(
+    opened: &Opened<'_>,
+    command: (&str, bool),
+    exec: &Executor,
+    budget: &Budget,
+    rows: Vec<RowReport>,
+    ending: fn(&crate::report::Report) -> Ending,
+) -> Result<(Ending, Figures), Error> {
+    let report = run_report(opened, command, exec, budget, rows)?;
     opened.report_files.write(&report)?;
     crate::report::terminal::log_end(&report, opened.report_files);
     println!("{}", opened.report_files.json.display());
     let mut tally = crate::report::model::Tally::new(false);
     report.rows.iter().for_each(|r| tally.add(r));
     let figures = Figures::of_run(&report, &tally.deferred);
-    Ok((crate::report::model::ids_ending(&report), figures))
+    Ok((ending(&report), figures))
 }
 
 /// The report of a run whose rows were written as they finished (they are not in it), from

@@ -67,8 +67,16 @@ pub fn classify(
         now,
     );
     let newly = known.invited && known.confirmed_reported_at.is_none();
-    let standing = Standing::of(&decision.action, newly);
+    let offboarded = history
+        .disabled_by
+        .as_ref()
+        .filter(|_| remote.is_none_or(|u| !u.enabled));
+    let standing = match offboarded {
+        Some(_) => Standing::Offboarded,
+        None => Standing::of(&decision.action, newly),
+    };
     let reason = match (standing, known.confirmed_at) {
+        (Standing::Offboarded, _) => wording::offboarded(offboarded, remote.is_some()),
         (Standing::NewlyConfirmed, Some(at)) => format!(
             "confirmed (first seen {}); send the API credentials",
             wording::time(at)

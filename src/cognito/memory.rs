@@ -208,6 +208,34 @@ impl Directory for MemoryPool {
         })
     }
 
+    /// `UserLastModifiedDate` stays: whether Cognito moves it here is not documented (moto does
+    /// not), so no test may lean on it.
+    async fn disable_user(&self, username: &str) -> Result<(), Fault> {
+        self.run("disable_user", |i| {
+            existing(i, username)?.enabled = false;
+            Ok(())
+        })
+    }
+
+    async fn enable_user(&self, username: &str) -> Result<(), Fault> {
+        self.run("enable_user", |i| {
+            existing(i, username)?.enabled = true;
+            Ok(())
+        })
+    }
+
+    /// Deletes the user and its group memberships, as Cognito does.
+    async fn delete_user(&self, username: &str) -> Result<(), Fault> {
+        self.run("delete_user", |i| {
+            existing(i, username)?;
+            i.users.remove(username);
+            for members in i.groups.values_mut() {
+                members.remove(username);
+            }
+            Ok(())
+        })
+    }
+
     async fn send_quota(&self, _region: &str) -> Result<super::SendQuota, Fault> {
         self.run("send_quota", |_| {
             Ok(super::SendQuota {

@@ -131,6 +131,13 @@ pub trait Directory: Send + Sync + 'static {
     /// AdminResetUserPassword: Cognito sends a confirmed user a code; the user is
     /// `RESET_REQUIRED` until they use it.
     fn reset_password(&self, username: &str) -> impl Future<Output = Result<(), Fault>> + Send;
+    /// AdminDisableUser: the user can no longer sign in and its tokens are revoked; it stays in
+    /// the pool, `Enabled=false`. Disabling a disabled user changes nothing.
+    fn disable_user(&self, username: &str) -> impl Future<Output = Result<(), Fault>> + Send;
+    /// AdminEnableUser: a disabled user may sign in again (`Enabled=true`).
+    fn enable_user(&self, username: &str) -> impl Future<Output = Result<(), Fault>> + Send;
+    /// AdminDeleteUser: the user is gone for good (a user created again gets a new `sub`).
+    fn delete_user(&self, username: &str) -> impl Future<Output = Result<(), Fault>> + Send;
 }
 
 /// A bound client for one pool.
@@ -625,6 +632,39 @@ impl Directory for Cognito {
     async fn reset_password(&self, username: &str) -> Result<(), Fault> {
         self.client
             .admin_reset_user_password()
+            .user_pool_id(&self.pool_id)
+            .username(username)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(from_sdk)
+    }
+
+    async fn disable_user(&self, username: &str) -> Result<(), Fault> {
+        self.client
+            .admin_disable_user()
+            .user_pool_id(&self.pool_id)
+            .username(username)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(from_sdk)
+    }
+
+    async fn enable_user(&self, username: &str) -> Result<(), Fault> {
+        self.client
+            .admin_enable_user()
+            .user_pool_id(&self.pool_id)
+            .username(username)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(from_sdk)
+    }
+
+    async fn delete_user(&self, username: &str) -> Result<(), Fault> {
+        self.client
+            .admin_delete_user()
             .user_pool_id(&self.pool_id)
             .username(username)
             .send()

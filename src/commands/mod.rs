@@ -5,8 +5,10 @@
 
 pub(crate) mod check;
 pub(crate) mod doctor;
+pub(crate) mod enable;
 pub(crate) mod reissue;
 pub(crate) mod reset;
+pub(crate) mod revoke;
 pub(crate) mod run;
 pub(crate) mod state;
 pub(crate) mod status;

@@ -19,6 +19,7 @@ use crate::handover;
 use crate::input::{self, ColumnRules, KeyMode};
 use crate::lookup;
 use crate::monitor::{Figures, Stall, stall};
+use crate::offboard::{self, Absent, Candidate};
 use crate::onboard::{self, Ctx};
 use crate::password_file::PasswordFile;
 use crate::plan::{self, Policy};
@@ -26,6 +27,7 @@ use crate::report::model::Tally;
 use crate::report::sink::Sink;
 use crate::report::{self, terminal as report_log};
 use crate::session::{Opened, Session, Spec, check_invitation, open_pool, report_of, send_quota};
+use crate::state::Offboard;
 use crate::state::{self, Access};
 
 /// `run`: lock the state, open the input and the outputs, onboard the cohort, and record how the
@@ -91,6 +93,12 @@ async fn onboard_cohort(
     let keep_confirmed = settings.on_confirmed.is_some() && !settings.dry_run;
     let mut sink = Sink::start(opened.report_files, &head, keep_confirmed)?;
     let stream_error = second_pass(common, settings, opened, &ctx, &pass, &mut sink).await;
+    let capped = match &pass.absent {
+        Some(step) if stream_error.is_none() => {
+            take_off_absent(settings, opened, &ctx, step, &mut sink).await?
+        }
+        _ => false,
+    };
     let mut report = report_of(opened, command, &calls.exec, &ctx.budget, &sink.tally)?;
     report.update = ctx
         .policy
@@ -114,7 +122,72 @@ async fn onboard_cohort(
     if let Some(e) = calls.exec.fatal() {
         return Err(Error::Cognito(e.to_string()));
     }
-    Ok((report::ending(&report.summary, report.interrupted), figures))
+    let ending = match report::ending(&report.summary, report.interrupted) {
+        Ending::Interrupted => Ending::Interrupted,
+        _ if capped => Ending::Capped,
+        ending => ending,
+    };
+    Ok((ending, figures))
+}
+
+/// `--absent disable`: the cohort's members no longer in the list are disabled, one by one,
+/// unless more would be than the cap allows (or rows without a readable key leave who is
+/// absent unknown): then none is, the list goes next to the report, and the answer is true.
+async fn take_off_absent(
+    settings: &RunSettings,
+    opened: &Opened<'_>,
+    ctx: &Ctx<Cognito>,
+    step: &AbsentStep,
+    sink: &mut Sink,
+) -> Result<bool, Error> {
+    if step.candidates.is_empty() {
+        return Ok(false);
+    }
+    let held = if step.keyless > 0 {
+        Some(format!(
+            "{} rows have no readable key, so who is absent is not known",
+            step.keyless
+        ))
+    } else {
+        offboard::check_cap(
+            step.candidates.len() as u64,
+            step.members,
+            settings.offboarding.cap,
+        )
+        .err()
+        .map(|c| c.to_string())
+    };
+    if let Some(why) = held {
+        let rows: Vec<_> = step
+            .candidates
+            .iter()
+            .map(|c| c.held_back(Offboard::Disable, &why))
+            .collect();
+        let path = opened.report_files.write_held_back(opened.run_id, &rows)?;
+        tracing::error!(
+            "--absent disable held back: {why}; the list: {}",
+            path.display()
+        );
+        rows.into_iter().for_each(|r| sink.append(r));
+        return Ok(true);
+    }
+    let take = offboard::Step {
+        calls: &ctx.calls,
+        state: &ctx.state,
+        pool: &ctx.pool.id,
+        run_id: &ctx.run_id,
+        dry_run: ctx.dry_run,
+        only_pending: false,
+    };
+    for c in &step.candidates {
+        let r = if ctx.calls.exec.cancel.is_cancelled() {
+            c.not_started(Offboard::Disable)
+        } else {
+            take.carry_out(c, Offboard::Disable).await
+        };
+        sink.append(r);
+    }
+    Ok(false)
 }
 
 /// How long the cohort has not moved, as of this run's end: a state that cannot say is a
@@ -141,6 +214,7 @@ struct FirstPass {
     columns: Vec<String>,
     known: HashMap<String, state::Known>,
     survey: cohort::Survey,
+    absent: Option<AbsentStep>,
 }
 
 /// The first pass: the pool's rules for the file's columns, what the state knows, and the
@@ -155,12 +229,42 @@ async fn first_pass(
     let (key_mode, rules) = cohort::rules_for(pool, reader.columns())?;
     let columns = reader.columns().to_vec();
     let known = opened.state.known(&pool.id)?;
-    let survey = cohort::survey(
+    let off = &settings.offboarding;
+    let members = (off.absent == Absent::Disable).then(|| {
+        offboard::members(&known, &off.cohort)
+            .into_iter()
+            .map(String::from)
+            .collect::<std::collections::HashSet<String>>()
+    });
+    let cohort_size = members.as_ref().map_or(0, |m| m.len() as u64);
+    let mut survey = cohort::survey(
         cohort::stream(reader, key_mode, &rules, settings.delivery)?,
         pool.username_mode,
         &rereading(settings, &known, opened.started_at),
         settings.update.groups,
+        members,
     )?;
+    let absent = survey.absent.take().map(|keys| {
+        let mut keys: Vec<String> = keys.into_iter().collect();
+        keys.sort();
+        let why = format!("not in the list of cohort {}", off.cohort);
+        AbsentStep {
+            candidates: keys
+                .iter()
+                .map(|k| Candidate::of(k, &known[k], why.clone()))
+                .collect(),
+            members: cohort_size,
+            keyless: survey.keyless,
+        }
+    });
+    if let Some(step) = &absent {
+        tracing::info!(
+            "cohort {}: {} of its {} providers are not in the list (--absent disable)",
+            off.cohort,
+            step.candidates.len(),
+            step.members
+        );
+    }
     cohort::check_groups(calls, &survey.groups).await?;
     tracing::info!(
         "{} valid rows, {} invalid; {} confirmed and unchanged, not re-read (--refresh {})",
@@ -178,7 +282,18 @@ async fn first_pass(
         columns,
         known,
         survey,
+        absent,
     })
+}
+
+/// `--absent disable`'s step: the cohort's members the list no longer has.
+struct AbsentStep {
+    candidates: Vec<Candidate>,
+    /// The cohort's members before the run, for the cap.
+    members: u64,
+    /// Invalid rows whose key could not be read: who is absent is not known while there are
+    /// some.
+    keyless: u64,
 }
 
 /// How the second pass reads the file again.
@@ -187,6 +302,7 @@ struct SecondPass {
     rules: ColumnRules,
     /// The rows the first pass counted.
     total: u64,
+    absent: Option<AbsentStep>,
 }
 
 /// What the rows are carried out with: the message budget (SES's quota read where it applies),
@@ -207,6 +323,7 @@ async fn prepare(
         columns,
         known,
         survey,
+        absent,
     } = first;
     let ses = send_quota(calls, &pool, settings).await;
     let budget = Budget::for_run(
@@ -261,11 +378,14 @@ async fn prepare(
         state: Arc::clone(opened.state),
         run_id: opened.run_id.to_string(),
         known,
+        cohort: Some(settings.offboarding.cohort.clone()),
+        reenable: settings.offboarding.reenable,
     };
     let pass = SecondPass {
         key_mode,
         rules,
         total: survey.valid + survey.invalid,
+        absent,
     };
     Ok((ctx, pass))
 }
@@ -293,7 +413,11 @@ async fn second_pass(
         let stream_error = &stream_error;
         rows.map_while(move |row| match row {
             Ok(Ok(row)) => Some(match rereading.not_reread(&row) {
-                Some(r) => onboard::Item::Reported(r),
+                Some(r) => {
+                    // Not read, so not settled by its row: its list is recorded here.
+                    record_cohort(ctx, &row.key);
+                    onboard::Item::Reported(r)
+                }
                 None => onboard::Item::Process(row),
             }),
             Ok(Err(reject)) => Some(onboard::Item::Reported(cohort::invalid_row(&reject))),
@@ -321,6 +445,23 @@ async fn second_pass(
         );
     }
     stream_error.into_inner()
+}
+
+/// Records that the provider `key` last came from this run's list, where the state says
+/// otherwise.
+fn record_cohort(ctx: &Ctx<Cognito>, key: &str) {
+    let (Some(cohort), Some(known)) = (&ctx.cohort, ctx.known.get(key)) else {
+        return;
+    };
+    if ctx.dry_run || known.cohort.as_deref() == Some(cohort.as_str()) {
+        return;
+    }
+    if let Err(e) = ctx
+        .state
+        .set_cohort(&ctx.pool.id, &[key.to_string()], cohort)
+    {
+        tracing::warn!("{e}");
+    }
 }
 
 /// Runs `--on-confirmed` for the providers this run saw confirmed and had not handed over.

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::csv::{write_csv, write_doctor_csv, write_status_csv};
-use super::model::Report;
+use super::model::{Report, RowReport};
 use super::status::StatusReport;
 use crate::error::Error;
 
@@ -115,6 +115,14 @@ impl ReportFiles {
             write_atomic(html, &|f| crate::report::page::render(&page, f))?;
         }
         Ok(newly)
+    }
+
+    /// Writes the providers an offboarding step held back because of its cap to
+    /// `<run-id>-held-back.csv` (the report's columns); returns its path.
+    pub fn write_held_back(&self, run_id: &str, rows: &[RowReport]) -> Result<PathBuf, Error> {
+        let path = self.json.with_file_name(format!("{run_id}-held-back.csv"));
+        write_atomic(&path, &|f| write_csv(&mut *f, rows))?;
+        Ok(path)
     }
 
     /// Writes `doctor`'s report to both files.

@@ -37,6 +37,12 @@ pub enum Outcome {
     Attention,
     Invalid,
     Failed,
+    /// Taken off the pool: disabled (absent from its list, or revoked).
+    Disabled,
+    /// Enabled again (`enable`, or back in the list with `--reenable`).
+    Enabled,
+    /// Deleted (`revoke --delete`, a user who never signed in).
+    Deleted,
 }
 
 impl Outcome {
@@ -53,6 +59,9 @@ impl Outcome {
             Outcome::Attention => "attention",
             Outcome::Invalid => "invalid",
             Outcome::Failed => "failed",
+            Outcome::Disabled => "disabled",
+            Outcome::Enabled => "enabled",
+            Outcome::Deleted => "deleted",
         }
     }
 
@@ -60,7 +69,12 @@ impl Outcome {
     /// was made. `skipped` (nothing was done, such as a message sent minutes ago) is not.
     pub fn got_what_was_asked(self) -> bool {
         match self {
-            Outcome::Created | Outcome::Reissued | Outcome::Updated => true,
+            Outcome::Created
+            | Outcome::Reissued
+            | Outcome::Updated
+            | Outcome::Disabled
+            | Outcome::Enabled
+            | Outcome::Deleted => true,
             Outcome::Skipped
             | Outcome::Deferred
             | Outcome::Attention
@@ -80,6 +94,10 @@ pub enum Act {
     Attention,
     /// The help desk's `reset` of a confirmed provider's password.
     Reset,
+    /// Offboarding: AdminDisableUser, AdminEnableUser, AdminDeleteUser.
+    Disable,
+    Enable,
+    Delete,
     /// Nothing was decided: the row was invalid, not started, or its user could not be read.
     None,
 }
@@ -92,6 +110,9 @@ impl Act {
             Act::Skip => "skip",
             Act::Attention => "attention",
             Act::Reset => "reset",
+            Act::Disable => "disable",
+            Act::Enable => "enable",
+            Act::Delete => "delete",
             Act::None => "none",
         }
     }

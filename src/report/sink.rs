@@ -96,6 +96,11 @@ impl Sink {
         }
     }
 
+    /// Takes a row after the file's (an offboarded provider), written at once.
+    pub fn append(&mut self, row: RowReport) {
+        self.push(self.next, row);
+    }
+
     fn write(&mut self, row: &RowReport) {
         let result = self
             .csv

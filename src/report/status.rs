@@ -39,6 +39,9 @@ pub enum Standing {
     /// Disabled, deleted from the pool, past `--max-reissues`, another email, or a status the
     /// tool does not manage.
     Attention,
+    /// Disabled by this tool: it left its list (`run --absent disable`), or its cohort was
+    /// revoked. Not a problem to fix; `enable` brings it back.
+    Offboarded,
     /// In the CSV but not in the pool, and never invited (`run` will create it).
     NotInvited,
     /// Its status could not be read.
@@ -56,6 +59,7 @@ impl Standing {
             Standing::Pending => "pending",
             Standing::Expired => "expired",
             Standing::Attention => "attention",
+            Standing::Offboarded => "offboarded",
             Standing::NotInvited => "not_invited",
             Standing::Unknown => "unknown",
         }

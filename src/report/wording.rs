@@ -240,3 +240,30 @@ pub fn standing(action: &Action, reissues: u32) -> String {
         Action::Attention(a) => attention(a),
     }
 }
+
+/// Who took a provider off, in words, and how it comes back; `present`: still in the pool
+/// (disabled), else deleted.
+pub fn offboarded(by: Option<&crate::plan::DisabledBy>, present: bool) -> String {
+    let Some(by) = by else {
+        return "disabled by someone other than this tool".into();
+    };
+    let list = by
+        .cohort
+        .as_deref()
+        .map(|c| format!(" of cohort {c}"))
+        .unwrap_or_default();
+    if present {
+        format!(
+            "offboarded: disabled by this tool's run {}{list} on {}; `enable` brings it back \
+             (the same sub and password)",
+            by.run,
+            time(by.at)
+        )
+    } else {
+        format!(
+            "offboarded: deleted by this tool's run {}{list} on {}",
+            by.run,
+            time(by.at)
+        )
+    }
+}

@@ -145,6 +145,43 @@ pub struct Updated<'a> {
     pub at: DateTime<Utc>,
 }
 
+/// What the tool does to take a provider off the pool, or to put one back. Written ahead as an
+/// update intent whose one change is [`Offboard::change`], settled after, and then recorded on
+/// the user with [`Offboarded`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Offboard {
+    /// AdminDisableUser: the provider left the list, or its cohort was revoked.
+    Disable,
+    /// AdminEnableUser: `enable`, or a provider back in the list with `--absent` re-enabling.
+    Enable,
+    /// AdminDeleteUser: `revoke --delete`, only for users who never signed in.
+    Delete,
+}
+
+impl Offboard {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Offboard::Disable => "disable",
+            Offboard::Enable => "enable",
+            Offboard::Delete => "delete",
+        }
+    }
+
+    /// The update intent's one change: no attribute is named with a `~`.
+    pub fn change(self) -> String {
+        format!("~{}", self.as_str())
+    }
+}
+
+/// A disable, enable or delete that went through (or was found done), for the user's record:
+/// who did it, in which run.
+#[derive(Debug, Clone, Copy)]
+pub struct Offboarded<'a> {
+    pub action: Offboard,
+    pub run_id: &'a str,
+    pub at: DateTime<Utc>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,8 +21,8 @@ use chrono::{DateTime, Utc};
 use crate::error::Error;
 
 pub use contract::{
-    Counted, IntentAnswer, IntentRequest, Invited, Observation, PastRun, RunEnd, RunStart, Subject,
-    UpdateIntent, Updated,
+    Counted, IntentAnswer, IntentRequest, Invited, Observation, Offboard, Offboarded, PastRun,
+    RunEnd, RunStart, Subject, UpdateIntent, Updated,
 };
 pub use dynamo::init_table;
 pub use sqlite::SCHEMA_VERSION;
@@ -112,6 +112,14 @@ pub struct Known {
     /// When `run` last read the provider while it was `CONFIRMED` (incremental runs re-read it
     /// periodically from then).
     pub last_read_at: Option<DateTime<Utc>>,
+    /// The list (`run --cohort`) the provider last came from.
+    pub cohort: Option<String>,
+    /// When the tool disabled the provider, and in which run; none when it is not disabled by
+    /// the tool (never, enabled again, or disabled by someone else).
+    pub disabled_at: Option<DateTime<Utc>>,
+    pub disabled_run: Option<String>,
+    /// The run whose invitation created the user (`revoke --run` takes back what it made).
+    pub created_run: Option<String>,
 }
 
 impl Known {
@@ -135,6 +143,15 @@ impl Known {
             invited: self.invited,
             password_lost: self.password_lost,
             last_message_at: self.last_message_at,
+            disabled_by: self
+                .disabled_run
+                .clone()
+                .zip(self.disabled_at)
+                .map(|(run, at)| crate::plan::DisabledBy {
+                    run,
+                    cohort: self.cohort.clone(),
+                    at,
+                }),
         }
     }
 }
@@ -254,11 +271,15 @@ pub(crate) struct StoredInvitation {
     pub outcome: String,
     pub sent_at: Option<DateTime<Utc>>,
     pub password_recorded: bool,
+    pub run_id: String,
 }
 
 impl Known {
     /// Adds an invitation to what is known, invitations taken oldest first.
     pub(crate) fn fold(&mut self, i: StoredInvitation) {
+        if i.kind == InviteKind::Create && matches!(i.outcome.as_str(), "sent" | "undelivered") {
+            self.created_run = Some(i.run_id.clone());
+        }
         match i.outcome.as_str() {
             "sent" => {
                 let at = i.sent_at.unwrap_or(i.intent_at);
@@ -497,6 +518,17 @@ impl State {
             .recent_runs(pool_id, "status", 1)?
             .first()
             .map(|r| r.started_at))
+    }
+
+    /// Records that the providers `keys` last came from the list `cohort` (only those the state
+    /// already holds a user for).
+    pub fn set_cohort(&self, pool_id: &str, keys: &[String], cohort: &str) -> Result<(), Error> {
+        each!(self, s => s.set_cohort(pool_id, keys, cohort))
+    }
+
+    /// Records a disable, enable or delete that went through.
+    pub fn offboarded(&self, who: Subject<'_>, done: Offboarded<'_>) -> Result<(), Error> {
+        each!(self, s => s.offboarded(who, done))
     }
 
     /// The last `limit` finished runs of `command` in the pool, newest first.

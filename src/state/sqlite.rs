@@ -17,8 +17,8 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use super::{
     Access, DELETED, IntentAnswer, IntentRequest, Invitation, InviteKind, Invited, Known,
-    Observation, PastRun, Record, RunEnd, RunStart, StoredInvitation, Subject, SyncFirst, TABLES,
-    UpdateIntent, UpdateOutcome, Updated, Value,
+    Observation, Offboard, Offboarded, PastRun, Record, RunEnd, RunStart, StoredInvitation,
+    Subject, SyncFirst, TABLES, UpdateIntent, UpdateOutcome, Updated, Value,
 };
 use crate::cognito::{Delivery, UserStatus};
 use crate::error::Error;
@@ -104,6 +104,10 @@ const MIGRATIONS: &[&str] = &[
     // 5: what a message counts against (`email:cognito:ACCOUNT`, `email:ses:ACCOUNT`,
     // `sms:ACCOUNT`); older rows have none and count by their medium.
     "ALTER TABLE invitations ADD COLUMN sender TEXT;",
+    // 6: offboarding: the list each provider last came from, and who disabled it when.
+    "ALTER TABLE users ADD COLUMN cohort TEXT;
+    ALTER TABLE users ADD COLUMN disabled_at INTEGER;
+    ALTER TABLE users ADD COLUMN disabled_run TEXT;",
 ];
 
 /// The schema version this binary writes.
@@ -966,6 +970,45 @@ impl Sqlite {
     }
 
     /// Marks a provider as handed over (the `--on-confirmed` command exited 0 for it).
+    pub fn set_cohort(&self, pool_id: &str, keys: &[String], cohort: &str) -> Result<(), Error> {
+        self.settle(|c| {
+            let mut stmt = c.prepare_cached(
+                "UPDATE users SET cohort = ?3 WHERE pool_id = ?1 AND key = ?2
+                 AND cohort IS NOT ?3",
+            )?;
+            for key in keys {
+                stmt.execute(params![pool_id, key, cohort])?;
+            }
+            Ok(())
+        })
+        .map(|_| ())
+    }
+
+    pub fn offboarded(&self, who: Subject<'_>, done: Offboarded<'_>) -> Result<(), Error> {
+        let (sql, at, run) = match done.action {
+            Offboard::Disable => (
+                "UPDATE users SET disabled_at = ?3, disabled_run = ?4, last_enabled = 0
+                 WHERE pool_id = ?1 AND key = ?2",
+                Some(ms(done.at)),
+                Some(done.run_id),
+            ),
+            Offboard::Enable => (
+                "UPDATE users SET disabled_at = ?3, disabled_run = ?4, last_enabled = 1
+                 WHERE pool_id = ?1 AND key = ?2",
+                None,
+                None,
+            ),
+            Offboard::Delete => (
+                "UPDATE users SET disabled_at = ?3, disabled_run = ?4, last_status = 'DELETED'
+                 WHERE pool_id = ?1 AND key = ?2",
+                Some(ms(done.at)),
+                Some(done.run_id),
+            ),
+        };
+        self.write(|c| exec(c, sql, params![who.pool, who.key, at, run]))
+            .map(|_| ())
+    }
+
     pub fn handed_over(&self, who: Subject<'_>, at: DateTime<Utc>) -> Result<(), Error> {
         self.write(|c| {
             exec(
@@ -1018,7 +1061,7 @@ fn users_of(c: &Connection, pool_id: &str) -> rusqlite::Result<HashMap<String, K
         "SELECT key, username, email, invited, groups_done, last_status, last_enabled,
                 last_seen_at, confirmed_at, confirmed_reported_at, handed_over_at,
                 row_digest, last_written, last_written_at, pending_since,
-                last_read_at
+                last_read_at, cohort, disabled_at, disabled_run
          FROM users WHERE pool_id = ?1",
     )?;
     let rows = stmt.query_map([pool_id], |r| {
@@ -1043,6 +1086,9 @@ fn users_of(c: &Connection, pool_id: &str) -> rusqlite::Result<HashMap<String, K
                 last_written_at: from_ms(r.get(13)?),
                 pending_since: from_ms(r.get(14)?),
                 last_read_at: from_ms(r.get(15)?),
+                cohort: r.get(16)?,
+                disabled_at: from_ms(r.get(17)?),
+                disabled_run: r.get(18)?,
                 ..Known::default()
             },
         ))
@@ -1070,7 +1116,7 @@ fn fold_invitations(
     out: &mut HashMap<String, Known>,
 ) -> rusqlite::Result<()> {
     let mut stmt = c.prepare(
-        "SELECT id, key, kind, medium, intent_at, outcome, sent_at, password_recorded
+        "SELECT id, key, kind, medium, intent_at, outcome, sent_at, password_recorded, run_id
          FROM invitations WHERE pool_id = ?1 ORDER BY id",
     )?;
     let rows = stmt.query_map([pool_id], |r| {
@@ -1085,6 +1131,7 @@ fn fold_invitations(
                 outcome: r.get(5)?,
                 sent_at: from_ms(r.get(6)?),
                 password_recorded: r.get::<_, i64>(7)? != 0,
+                run_id: r.get(8)?,
             },
         ))
     })?;

@@ -12,6 +12,7 @@ mod install;
 mod journey;
 mod limits;
 mod monitoring;
+mod offboarding;
 mod onboard;
 mod page;
 mod ping;

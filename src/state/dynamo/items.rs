@@ -246,6 +246,9 @@ pub(super) fn known_of(item: &Item) -> Option<(String, Known)> {
             last_written_at: get_t(item, "last_written_at"),
             pending_since: get_t(item, "pending_since"),
             last_read_at: get_t(item, "last_read_at"),
+            cohort: get_s(item, "cohort"),
+            disabled_at: get_t(item, "disabled_at"),
+            disabled_run: get_s(item, "disabled_run"),
             ..Known::default()
         },
     ))
@@ -261,6 +264,7 @@ pub(super) fn stored_invitation(item: &Item) -> Option<StoredInvitation> {
         outcome: get_s(item, "outcome")?,
         sent_at: get_t(item, "sent_at"),
         password_recorded: get_bool(item, "password_recorded").unwrap_or(false),
+        run_id: get_s(item, "run_id").unwrap_or_default(),
     })
 }
 

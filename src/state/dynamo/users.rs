@@ -15,7 +15,7 @@ use super::items::{
 };
 use crate::cognito::UserStatus;
 use crate::error::Error;
-use crate::state::{DELETED, Observation, Subject, Updated};
+use crate::state::{DELETED, Observation, Offboard, Offboarded, Subject, Updated};
 
 /// How often a read-then-write of a user's groups is tried when another machine changed them
 /// in between.
@@ -214,6 +214,61 @@ impl Dynamo {
                 vec![(":t", n(ms(at)))],
             );
         }
+        self.flush()
+    }
+
+    pub fn set_cohort(&self, pool_id: &str, keys: &[String], cohort: &str) -> Result<(), Error> {
+        if !self.writable {
+            return Ok(());
+        }
+        for key in keys {
+            let (c, t) = (self.client.clone(), self.table.clone());
+            let (pk, sk, cohort) = (pool_pk(pool_id), user_sk(key), cohort.to_string());
+            self.settle(key, async move {
+                // Only a user the state holds: a provider not created yet gets its list when
+                // it is.
+                let u = c
+                    .update_item()
+                    .table_name(t)
+                    .key("pk", s(&pk))
+                    .key("sk", s(&sk))
+                    .update_expression("SET cohort = :c")
+                    .condition_expression("attribute_exists(sk)")
+                    .expression_attribute_values(":c", s(&cohort));
+                match c.call(u).await {
+                    Ok(_) => Ok(()),
+                    Err(e) if conditional_failed(&e) => Ok(()),
+                    Err(e) => Err(sdk_error("cannot record a cohort", &e)),
+                }
+            });
+        }
+        Ok(())
+    }
+
+    pub fn offboarded(&self, who: Subject<'_>, done: Offboarded<'_>) -> Result<(), Error> {
+        let (expression, values) = match done.action {
+            Offboard::Disable => (
+                "SET disabled_at = :t, disabled_run = :r, last_enabled = :e",
+                vec![
+                    (":t", n(ms(done.at))),
+                    (":r", s(done.run_id)),
+                    (":e", Av::Bool(false)),
+                ],
+            ),
+            Offboard::Enable => (
+                "SET last_enabled = :e REMOVE disabled_at, disabled_run",
+                vec![(":e", Av::Bool(true))],
+            ),
+            Offboard::Delete => (
+                "SET disabled_at = :t, disabled_run = :r, last_status = :s",
+                vec![
+                    (":t", n(ms(done.at))),
+                    (":r", s(done.run_id)),
+                    (":s", s(DELETED)),
+                ],
+            ),
+        };
+        self.update_user(who, expression.into(), values);
         self.flush()
     }
 
