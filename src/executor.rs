@@ -463,6 +463,11 @@ impl Executor {
                 lost.maybe_done |= lost.before;
                 false
             }
+            // Likewise "not found" after a lost delete: the delete may have landed late.
+            ErrorClass::NotFound if op == Op::AdminDeleteUser => {
+                lost.maybe_done |= lost.before;
+                false
+            }
             ErrorClass::EmailQuota
             | ErrorClass::NotFound
             | ErrorClass::DeliveryFailed
@@ -802,13 +807,21 @@ mod tests {
         script: Vec<Result<u32, ErrorClass>>,
         went: Vec<Option<u32>>,
     ) -> (Result<Done<u32>, Failed>, usize, usize) {
+        run_verified_op(Op::AdminCreateUserResend, script, went).await
+    }
+
+    async fn run_verified_op(
+        op: Op,
+        script: Vec<Result<u32, ErrorClass>>,
+        went: Vec<Option<u32>>,
+    ) -> (Result<Done<u32>, Failed>, usize, usize) {
         let ex = executor();
         let script = Mutex::new(script.into_iter());
         let went = Mutex::new(went.into_iter());
         let (writes, checks) = (Mutex::new(0usize), Mutex::new(0usize));
         let result = ex
             .call_verified(
-                Op::AdminCreateUserResend,
+                op,
                 || {
                     *writes.lock().unwrap() += 1;
                     let next = script.lock().unwrap().next().expect("script long enough");
@@ -837,6 +850,27 @@ mod tests {
         assert_eq!(
             (done.value, done.recovered, writes, checks),
             (1, true, 1, 1)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_lost_delete_that_landed_late_is_found_done_not_failed_as_not_found() {
+        let lost = Err(ErrorClass::Transient { ambiguous: true });
+        // Checked while still there, repeated, refused as not found: checked again, gone.
+        let (r, writes, checks) = run_verified_op(
+            Op::AdminDeleteUser,
+            vec![lost, Err(ErrorClass::NotFound)],
+            vec![None, Some(0)],
+        )
+        .await;
+        let done = r.unwrap();
+        assert_eq!((done.recovered, writes, checks), (true, 2, 2));
+        // With nothing lost before it, "not found" is the answer.
+        let (r, _, checks) =
+            run_verified_op(Op::AdminDeleteUser, vec![Err(ErrorClass::NotFound)], vec![]).await;
+        assert_eq!(
+            (r.unwrap_err().error.class, checks),
+            (ErrorClass::NotFound, 0)
         );
     }
 

@@ -286,7 +286,11 @@ impl<D: Directory> Step<'_, D> {
         let who = Subject::new(self.pool, &c.key);
         match now(user.as_ref(), action, self.only_pending) {
             Now::Gone => {
-                r.reason = format!("{}: no longer in the pool; nothing to do", c.why);
+                r.reason = format!("{}: not in the pool; nothing to do", c.why);
+                // Asked to bring back someone who is not there: a person must look.
+                if action == Offboard::Enable {
+                    r.outcome = Outcome::Attention;
+                }
                 return r;
             }
             Now::SignedIn => {

@@ -7,7 +7,8 @@ use crate::config::{Common, EnableSettings};
 use crate::error::{Ending, Error};
 use crate::help;
 use crate::offboard::{Candidate, Step};
-use crate::session::{Session, Spec, ids_report, open_pool};
+use crate::report::model::Outcome;
+use crate::session::{Session, Spec, open_pool, rows_report};
 use crate::state::{Access, Known, Offboard};
 
 pub(crate) async fn run(common: &Common, settings: &EnableSettings) -> Result<Ending, Error> {
@@ -46,7 +47,21 @@ pub(crate) async fn run(common: &Common, settings: &EnableSettings) -> Result<En
             rows.push(r);
         }
         let budget = Budget::new(crate::cognito::Delivery::Suppress, None);
-        ids_report(&opened, "enable", &calls.exec, &budget, rows)
+        // Already enabled is what was asked; not in the pool, or a failure, is not.
+        rows_report(
+            &opened,
+            ("enable", false),
+            &calls.exec,
+            &budget,
+            rows,
+            |r| {
+                let n = |o| r.summary.get(&o).copied().unwrap_or(0);
+                match crate::report::ending(&r.summary, r.interrupted) {
+                    Ending::Settled if n(Outcome::Attention) > 0 => Ending::RowsFailed,
+                    ending => ending,
+                }
+            },
+        )
     }
     .await;
     session.close(result).await

@@ -42,7 +42,7 @@ metrics! {
     DURATION = "cognito_onboard_last_run_duration_seconds", Owner::Each,
         "How long the last run of the command took.";
     EXIT = "cognito_onboard_last_run_exit_code", Owner::Each,
-        "The last run's exit code: 0 settled, 1 aborted or interrupted, 3 some rows failed (4, another run holds the state, is never written).";
+        "The last run's exit code: 0 settled, 1 aborted or interrupted, 3 some rows failed, 5 --absent disable held back by its cap (4, another run holds the state, is never written).";
     SUCCESS = "cognito_onboard_last_success_timestamp_seconds", Owner::Each,
         "When the last run that exited 0 ended, in seconds since the epoch (0: none yet); kept across failed runs.";
     ROWS = "cognito_onboard_last_run_rows", Owner::Only("run"),

@@ -11,6 +11,7 @@
 //!
 //! | the row | stage |
 //! |---|---|
+//! | outcome `disabled` or `deleted` (offboarded: left its list, or revoked) | not in the funnel |
 //! | outcome `attention` | attention |
 //! | `status_after` CONFIRMED | confirmed |
 //! | `status_after` FORCE_CHANGE_PASSWORD, `temp_password_expires_at` after `at` (or unknown) | pending |
@@ -79,6 +80,9 @@ pub enum Stage {
 
 /// Where a `run`'s row stands in the funnel at `at` (the module's table); None: not in it.
 pub fn run_stage(row: &RowReport, at: DateTime<Utc>) -> Option<Stage> {
+    if matches!(row.outcome, Outcome::Disabled | Outcome::Deleted) {
+        return None;
+    }
     if row.outcome == Outcome::Attention {
         return Some(Stage::Attention);
     }
@@ -899,6 +903,16 @@ mod tests {
                 "another status",
                 row(2, Outcome::Failed, Some(ResetRequired), None),
                 Some(Stage::Attention),
+            ),
+            (
+                "offboarded",
+                row(0, Outcome::Disabled, Some(Confirmed), None),
+                None,
+            ),
+            (
+                "revoked",
+                row(0, Outcome::Deleted, Some(ForceChangePassword), later),
+                None,
             ),
             ("invalid", row(2, Outcome::Invalid, None, None), None),
             ("dry run create", row(2, Outcome::Created, None, None), None),

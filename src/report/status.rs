@@ -86,7 +86,7 @@ pub struct StatusRow {
     pub confirmed_at: Option<DateTime<Utc>>,
 }
 
-/// The onboarding funnel over the providers the tool invited.
+/// The onboarding funnel over the providers the tool invited and has not offboarded.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Funnel {
     pub invited: u64,
@@ -100,9 +100,10 @@ pub struct Funnel {
 }
 
 pub fn funnel(rows: &[StatusRow]) -> Funnel {
+    // The offboarded left their list: they are no longer part of its onboarding.
     let invited: Vec<&StatusRow> = rows
         .iter()
-        .filter(|r| r.first_invited_at.is_some())
+        .filter(|r| r.first_invited_at.is_some() && r.standing != Standing::Offboarded)
         .collect();
     let count =
         |f: &dyn Fn(Standing) -> bool| invited.iter().filter(|r| f(r.standing)).count() as u64;

@@ -13,7 +13,8 @@ use cognito_onboard::error::exit;
 use cognito_onboard::limiter::StateOp;
 use cognito_onboard::state::{
     Access, Counted, IntentAnswer, IntentRequest, InviteKind, Invited, Known, Location,
-    Observation, RunEnd, RunStart, State, Subject, Table, UpdateIntent, UpdateOutcome, Updated,
+    Observation, Offboard, Offboarded, RunEnd, RunStart, State, Subject, Table, UpdateIntent,
+    UpdateOutcome, Updated,
 };
 
 use crate::support::*;
@@ -216,6 +217,21 @@ fn write_history(state: &State, rt: &tokio::runtime::Runtime) -> HashMap<&'stati
         .id()
         .unwrap();
     state.settle_intent(ses, Some(t(4)), false).unwrap();
+    // Offboarding: the list each provider last came from (only users the state holds), and
+    // who disabled whom.
+    let listed = ["a@x", "b@x", "nobody@x"].map(String::from);
+    state.set_cohort(POOL, &listed, "list-1").unwrap();
+    state.set_cohort(POOL, &listed[..1], "list-2").unwrap();
+    state
+        .offboarded(
+            who("b@x"),
+            Offboarded {
+                action: Offboard::Disable,
+                run_id: "r9",
+                at: t(9),
+            },
+        )
+        .unwrap();
     state.flush().unwrap();
     ids.extend([("a", a), ("b", b), ("c", c), ("d", d), ("e", e)]);
     ids
@@ -311,6 +327,23 @@ fn check_history(state: &State, ids: &HashMap<&str, i64>) -> Vec<(String, Known)
         (t(1), "sent")
     );
     assert_eq!(state.known("eu-west-1_other").unwrap().len(), 1);
+    assert_eq!(
+        a.cohort.as_deref(),
+        Some("list-2"),
+        "the list it last came from"
+    );
+    assert_eq!(a.created_run.as_deref(), Some("r1"));
+    assert_eq!((a.disabled_run.as_deref(), a.disabled_at), (None, None));
+    assert_eq!(b.cohort.as_deref(), Some("list-1"));
+    assert_eq!(
+        (b.disabled_run.as_deref(), b.disabled_at, b.last_enabled),
+        (Some("r9"), Some(t(9)), Some(false))
+    );
+    assert!(
+        !known.contains_key("nobody@x"),
+        "a cohort creates no user: {:?}",
+        known.get("nobody@x")
+    );
     comparable(known)
 }
 
@@ -1228,4 +1261,52 @@ fn an_intent_that_finds_its_own_mark_carries_on_and_an_unsent_ones_share_is_give
     assert_eq!(report["summary"]["created"], 2, "{report:#}");
     assert_eq!(report["summary"]["deferred"], 1, "the sixth: {report:#}");
     assert_eq!(proxy.stats().invitations(), 5);
+}
+
+/// Offboarding with the state in a table: the help desk's `enable` on another machine, the
+/// absent step on this one, each write made once, and a re-run on a third machine (the table
+/// is the memory, not the disk) that writes nothing.
+#[test]
+fn offboarding_with_a_dynamodb_state_disables_once_whichever_machine_runs() {
+    let mut env = TestEnv::new();
+    let pool = env.pool(false, &[]);
+    let proxy = env.proxy(|c| c);
+    on_machine(&env, &pool, &env.path("a"), "offboard", &["state", "init"]).expect(exit::OK);
+    let list = env.write("providers.csv", cohort(8));
+    let run = |machine: &str, extra: &[&str]| {
+        let pw = env.path(&format!("{machine}-passwords.csv"));
+        let mut args = vec![
+            "run",
+            list.to_str().unwrap(),
+            "--delivery",
+            "suppress",
+            "--password-file",
+            pw.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        on_machine(&env, &pool, &env.path(machine), "offboard", &args)
+    };
+    run("a", &[]).expect(exit::OK);
+    env.write("providers.csv", cohort(6));
+    let absent = ["--absent", "disable", "--max-absent", "2"];
+    let done = run("b", &absent).expect(exit::OK).report();
+    assert_eq!(
+        rows_with(&done, "disabled").len(),
+        2,
+        "{:#}",
+        done["summary"]
+    );
+    assert_eq!(proxy.stats().received("AdminDisableUser"), 2);
+    let again = run("c", &absent).expect(exit::OK).report();
+    assert!(rows_with(&again, "disabled").is_empty());
+    assert_eq!(proxy.stats().received("AdminDisableUser"), 2);
+    on_machine(
+        &env,
+        &pool,
+        &env.path("d"),
+        "offboard",
+        &["enable", "provider0007@example.com"],
+    )
+    .expect(exit::OK);
+    assert_eq!(proxy.stats().received("AdminEnableUser"), 1);
 }

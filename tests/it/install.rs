@@ -141,9 +141,9 @@ fn systemd_successes(service: &str) -> Vec<u8> {
 }
 
 /// Every exit code means the same to systemd and to Kubernetes: 0 and 4 (another run holds the
-/// state) are not failures; 1, 2 and 3 are, and tell someone (systemd's OnFailure=, the Job's
-/// failed condition); of those, only 1 (aborted: credentials, a throttled pool) is worth a
-/// retry, so 2 and 3 fail the Job at once.
+/// state) are not failures; 1, 2, 3 and 5 are, and tell someone (systemd's OnFailure=, the
+/// Job's failed condition); of those, only 1 (aborted: credentials, a throttled pool) is worth
+/// a retry, so 2, 3 and 5 fail the Job at once.
 #[test]
 fn systemd_and_kubernetes_say_the_same_thing_about_each_exit_code() {
     let root = support::root().join("samples");
@@ -179,7 +179,10 @@ fn systemd_and_kubernetes_say_the_same_thing_about_each_exit_code() {
         .chain(by_action["Ignore"].iter().copied())
         .collect();
     assert_eq!(not_failures, systemd_successes(&service), "{by_action:?}");
-    assert_eq!(by_action["FailJob"], [exit::USAGE, exit::ROWS_FAILED]);
+    assert_eq!(
+        by_action["FailJob"],
+        [exit::USAGE, exit::ROWS_FAILED, exit::CAPPED]
+    );
     assert!(
         !by_action.values().flatten().any(|c| *c == exit::ABORTED),
         "exit 1 counts against backoffLimit and is retried"
