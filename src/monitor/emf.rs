@@ -64,24 +64,24 @@ fn figures(end: &End<'_>) -> Vec<(String, &'static str, Value)> {
     for figure in f.each() {
         let part = figure.part.map(pascal).unwrap_or_default();
         let (name, unit, value) = match figure.family {
-            Family::Rows => (format!("Rows{part}"), "Count", figure.value.into()),
-            Family::Deferred => (format!("Deferred{part}"), "Count", figure.value.into()),
+            Family::Rows => (format!("Rows{part}"), "Count", number(figure.value)),
+            Family::Deferred => (format!("Deferred{part}"), "Count", number(figure.value)),
             // A time is no metric: how long until then is.
             Family::BudgetFrees if figure.value > 0.0 => {
                 let secs = (figure.value - seconds(end.finished_at)).max(0.0);
                 ("EmailBudgetFreesInSeconds".into(), "Seconds", secs.into())
             }
             Family::BudgetFrees => continue,
-            Family::Providers => (format!("Providers{part}"), "Count", figure.value.into()),
-            Family::Calls => (format!("Calls{part}"), "Count", figure.value.into()),
-            Family::Throttles => (format!("Throttles{part}"), "Count", figure.value.into()),
+            Family::Providers => (format!("Providers{part}"), "Count", number(figure.value)),
+            Family::Calls => (format!("Calls{part}"), "Count", number(figure.value)),
+            Family::Throttles => (format!("Throttles{part}"), "Count", number(figure.value)),
             Family::BudgetBlocked => (
                 "BudgetBlockedSeconds".into(),
                 "Seconds",
-                figure.value.into(),
+                number(figure.value),
             ),
-            Family::Expired => ("ExpiredProviders".into(), "Count", figure.value.into()),
-            Family::ExpiredRuns => ("ExpiredPendingRuns".into(), "Count", figure.value.into()),
+            Family::Expired => ("ExpiredProviders".into(), "Count", number(figure.value)),
+            Family::ExpiredRuns => ("ExpiredPendingRuns".into(), "Count", number(figure.value)),
         };
         out.push((name, unit, value));
     }
@@ -91,6 +91,15 @@ fn figures(end: &End<'_>) -> Vec<(String, &'static str, Value)> {
 /// Prints the record on stderr, on a line of its own.
 pub fn emit(end: &End<'_>) {
     eprintln!("{}", record(end));
+}
+
+/// A count as an integer, a measure as it is.
+fn number(v: f64) -> Value {
+    if v.fract() == 0.0 && v.abs() < 9.0e15 {
+        (v as i64).into()
+    } else {
+        v.into()
+    }
 }
 
 /// `message_limit` → `MessageLimit`.

@@ -314,3 +314,56 @@ fn a_run_killed_during_its_disables_is_resumed_with_each_provider_disabled_once(
     assert!(keys(&again, "disabled").is_empty());
     assert_eq!(proxy.stats().received("AdminDisableUser"), 10);
 }
+
+/// `revoke --input FILE`: the users a file lists that this tool created and that never signed
+/// in; a user the file lists that the tool did not create is left alone, and the cap counts.
+#[test]
+fn revoke_by_file_takes_back_only_what_this_tool_created() {
+    let env = TestEnv::new();
+    let pool = env.pool(false, &[]);
+    let list = env.write("wrong-pool.csv", cohort(0, 4));
+    run_list(&env, &pool, &list, &[]).expect(exit::OK);
+    // A provider this tool never created, listed in the same file.
+    env.write(
+        "wrong-pool.csv",
+        format!("{}p900@example.jp,Not Ours\n", cohort(0, 4)),
+    );
+    let capped = env
+        .command(
+            &pool,
+            [
+                "revoke",
+                "--input",
+                list.to_str().unwrap(),
+                "--max-absent",
+                "3",
+            ],
+        )
+        .expect(exit::CAPPED);
+    assert!(disabled(&env, &pool).is_empty(), "{}", capped.stderr());
+    let done = env
+        .command(
+            &pool,
+            [
+                "revoke",
+                "--input",
+                list.to_str().unwrap(),
+                "--max-absent",
+                "4",
+            ],
+        )
+        .expect(exit::OK);
+    let done = read_json(Path::new(done.stdout().trim()));
+    assert_eq!(
+        keys(&done, "disabled"),
+        (0..4).map(email).collect::<Vec<_>>()
+    );
+    let left = rows_with(&done, "skipped");
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(
+        left[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not created by this tool")
+    );
+}
