@@ -97,7 +97,8 @@ pub fn plan(
 }
 
 /// Reads every target by `refresh`. With `all`, users of the pool that the tool does not track
-/// become targets too.
+/// become targets too. After a pending-only listing, the targets it did not find are read the
+/// cheaper way for their number ([`lookup::rest_by`]), which is answered with the reads.
 pub async fn read<D: Directory>(
     calls: &Calls<D>,
     pool: &PoolInfo,
@@ -106,12 +107,13 @@ pub async fn read<D: Directory>(
     all: bool,
     targets: &mut Vec<Target>,
     concurrency: usize,
-) -> Result<BTreeMap<String, Read>, Error> {
+) -> Result<(BTreeMap<String, Read>, Option<Refresh>), Error> {
     let pairs = |ts: &mut dyn Iterator<Item = &Target>| -> Vec<(String, String)> {
         ts.map(|t| (t.key.clone(), t.username.clone())).collect()
     };
     if refresh == Refresh::PerUser {
-        return Ok(lookup::read_each(calls, pairs(&mut targets.iter()), concurrency).await);
+        let read = lookup::read_each(calls, pairs(&mut targets.iter()), concurrency).await;
+        return Ok((read, None));
     }
     let users = match refresh {
         Refresh::PendingScan => lookup::pending_users(calls, false).await?,
@@ -149,9 +151,36 @@ pub async fn read<D: Directory>(
             None => missing.push(t),
         }
     }
+    if missing.is_empty() {
+        return Ok((results, None));
+    }
+    let limiter = &calls.exec.limiter;
+    let rest = lookup::rest_by(
+        missing.len() as u64,
+        pool.estimated_users,
+        limiter.current_rate(crate::limiter::Category::UserRead),
+        limiter.current_rate(crate::limiter::Category::UserList),
+    );
+    if rest == Refresh::Scan {
+        tracing::info!(
+            "{} providers were not among the pending users: a full listing reads them for fewer \
+             quota-seconds than one AdminGetUser each",
+            missing.len()
+        );
+        let mut everyone: BTreeMap<String, crate::cognito::RemoteUser> =
+            lookup::all_users(calls, pool.estimated_users, false)
+                .await?
+                .into_iter()
+                .filter_map(|u| lookup::scan_key(pool.username_mode, key_mode, &u).map(|k| (k, u)))
+                .collect();
+        for t in missing {
+            results.insert(t.key.clone(), Ok(everyone.remove(&t.key.to_lowercase())));
+        }
+        return Ok((results, Some(Refresh::Scan)));
+    }
     let missing = pairs(&mut missing.into_iter());
     results.extend(lookup::read_each(calls, missing, concurrency).await);
-    Ok(results)
+    Ok((results, Some(Refresh::PerUser)))
 }
 
 /// Records what each read showed (a user gone from the pool only if the tool invited it).
@@ -181,6 +210,14 @@ pub fn record(
             at: now,
         };
         state.observe(Subject::new(pool_id, &t.key), seen)?;
+        // A read is a read: `run` does not read a provider `status` just saw confirmed again
+        // until its row changes or its re-read period is over.
+        if remote
+            .as_ref()
+            .is_some_and(|u| u.status == UserStatus::Confirmed)
+        {
+            state.read_confirmed(Subject::new(pool_id, &t.key), now)?;
+        }
     }
     Ok(())
 }

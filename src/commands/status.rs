@@ -70,7 +70,7 @@ async fn refresh_status(
         plan.estimates["scan"],
         plan.estimates["pending_scan"]
     );
-    let results = status::read(
+    let (results, rest) = status::read(
         &calls,
         &pool,
         key_mode,
@@ -98,6 +98,7 @@ async fn refresh_status(
     let policy = Policy::new(judge.reissue, judge.delivery, judge.max_reissues, &pool);
     let rows = status::rows(targets, results, &known, &policy, now);
     let mut report = status_report(opened, &pool, &calls.exec, common, plan, rows)?;
+    report.rest = rest;
     report.stalled = stalled(opened, &pool.id, &report.rows, now);
     if let Some(on) = &settings.on_confirmed {
         report.handed_over = hand_over(on, opened, &pool.id, &report, &known).await?;
@@ -236,6 +237,7 @@ fn status_report(
         user_pool_id: pool.id.clone(),
         previous_status_at: opened.state.last_status_run(&pool.id)?,
         refresh: plan.refresh,
+        rest: None,
         estimated_quota_seconds: plan.estimates,
         quota_seconds: (quota_seconds * 1000.0).round() / 1000.0,
         calls: calls_by_name(exec, opened.state),

@@ -996,6 +996,7 @@ mod tests {
             user_pool_id: "eu-west-1_x".into(),
             previous_status_at: None,
             refresh: crate::lookup::Refresh::PerUser,
+            rest: None,
             estimated_quota_seconds: BTreeMap::new(),
             quota_seconds: 0.0,
             calls: BTreeMap::new(),

@@ -140,6 +140,10 @@ pub struct StatusReport {
     pub user_pool_id: String,
     pub previous_status_at: Option<DateTime<Utc>>,
     pub refresh: Refresh,
+    /// After a pending-only listing: how the providers it did not find were read (one
+    /// `AdminGetUser` each, or a full listing, whichever cost less for their number).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rest: Option<Refresh>,
     /// Estimated quota-seconds of each strategy, and what the chosen one spent.
     pub estimated_quota_seconds: BTreeMap<&'static str, f64>,
     pub quota_seconds: f64,

@@ -115,3 +115,65 @@ fn a_rerun_reads_only_what_may_have_changed_and_rereads_everyone_within_refresh_
     let short = run(&env, &["--refresh-after", "1m"]);
     assert!(not_reread(&short).is_empty(), "{short:#}");
 }
+
+/// The sequence an operator's cohort goes through: onboarded, a `status` while everyone is
+/// pending, then most of them sign in. The next `status` chose a pending-only listing (the
+/// state last saw everyone pending) and then finds most providers gone from it: it reads them
+/// by one full listing, not one AdminGetUser each. And a provider `status` saw confirmed counts
+/// as read: the first `run` after it reads only the pending ones.
+#[test]
+fn status_after_most_sign_ins_lists_the_pool_instead_of_reading_each_and_run_reads_only_the_pending()
+ {
+    let mut env = TestEnv::new();
+    let pool = env.pool(false, &[]);
+    let n = 180;
+    let csv = env.write(
+        "p.csv",
+        (0..n).fold(String::from("email,name\n"), |mut s, i| {
+            s.push_str(&format!("p{i:04}@example.jp,P {i}\n"));
+            s
+        }),
+    );
+    let passwords = env.onboard_suppressed(&pool, &csv);
+    // The pool's other users (production's), which make a full listing cost more than a
+    // pending-only one.
+    env.populate(&pool, "other", 420, 8);
+    let proxy = env.proxy(|c| c);
+    env.command(&pool, ["status"]).expect(exit::OK);
+    // 160 of 180 sign in.
+    for (user, temporary) in passwords.iter().take(160) {
+        env.complete_first_sign_in(&pool, user, temporary, "Own-Passw0rd!");
+    }
+    let before = reads(&proxy);
+    let r = env.command(&pool, ["status"]).expect(exit::OK);
+    let (gets, pages) = (reads(&proxy).0 - before.0, reads(&proxy).1 - before.1);
+    let report = read_json(std::path::Path::new(r.stdout().trim()));
+    assert_eq!(
+        report["summary"]["newly_confirmed"], 160,
+        "{:#}",
+        report["summary"]
+    );
+    assert_eq!(report["refresh"], "pending_scan");
+    assert_eq!(report["rest"], "scan", "{report:#}");
+    // One page of the 20 still pending, then the whole pool (600 users: 10 pages, or one more
+    // per part of a parallel scan): never 160 AdminGetUser.
+    assert!(gets <= 2, "{gets} AdminGetUser");
+    assert!(pages <= 1 + 10 + 16, "{pages} ListUsers pages");
+
+    // The first run after it: the 160 confirmed were just read by status; only the 20 pending
+    // are read.
+    let before = reads(&proxy);
+    let run = env
+        .command(&pool, ["run"])
+        .arg(&csv)
+        .args(["--delivery", "suppress", "--password-file"])
+        .arg(env.path("pw2.csv"))
+        .expect(exit::OK)
+        .report();
+    let (gets, pages) = (reads(&proxy).0 - before.0, reads(&proxy).1 - before.1);
+    assert_eq!(not_reread(&run).len(), 160, "{:#}", run["summary"]);
+    assert!(
+        gets + pages <= 20 + 2,
+        "{gets} AdminGetUser, {pages} ListUsers pages"
+    );
+}
