@@ -694,7 +694,148 @@ fn sdk_baseline(rows: usize) -> f64 {
     created as f64 / wall
 }
 
+/// The SDK's own floor, in a process of its own (so that its CPU is measured as the tool's
+/// is): the calls the tool makes for a new cohort (AdminCreateUser with SUPPRESS for every
+/// row, AdminAddUserToGroup for every second, as `cohort_csv` writes them), with the client
+/// built as the tool builds it (SDK retries, stalled-stream protection off; a 10 s attempt
+/// timeout), on a current-thread runtime, `concurrency` rows in flight. No limiter, executor,
+/// state, report or input: what is left is the SDK and the HTTP stack.
+fn floor_child(endpoint: &str, rows: usize, concurrency: usize) {
+    use aws_config::retry::RetryConfig;
+    use aws_config::stalled_stream_protection::StalledStreamProtectionConfig;
+    use aws_config::timeout::TimeoutConfig;
+    use futures_util::StreamExt;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .retry_config(RetryConfig::disabled())
+            .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .operation_attempt_timeout(Duration::from_secs(10))
+                    .connect_timeout(Duration::from_secs(5))
+                    .build(),
+            )
+            .region(aws_config::Region::new("eu-west-1"))
+            .endpoint_url(endpoint)
+            .load()
+            .await;
+        let client = cip::Client::new(&config);
+        let attr = |n: &str, v: &str| {
+            cip::types::AttributeType::builder()
+                .name(n)
+                .value(v)
+                .build()
+                .expect("attr")
+        };
+        futures_util::stream::iter(0..rows)
+            .for_each_concurrent(concurrency, |i| {
+                let (client, attr) = (&client, &attr);
+                async move {
+                    let email = format!("floor{i:06}@example.com");
+                    let created = client
+                        .admin_create_user()
+                        .user_pool_id(standin::POOL_ID)
+                        .username(&email)
+                        .user_attributes(attr("email", &email))
+                        .user_attributes(attr("email_verified", "true"))
+                        .user_attributes(attr("name", &format!("Provider {i}")))
+                        .temporary_password("Floor-Passw0rd!")
+                        .message_action(cip::types::MessageActionType::Suppress)
+                        .send()
+                        .await;
+                    assert!(created.is_ok(), "create {i}: {created:?}");
+                    if i % 2 == 0 {
+                        client
+                            .admin_add_user_to_group()
+                            .user_pool_id(standin::POOL_ID)
+                            .username(&email)
+                            .group_name("providers")
+                            .send()
+                            .await
+                            .expect("add to group");
+                    }
+                }
+            })
+            .await;
+    });
+}
+
+/// The floor beside the tool for a new cohort of `rows` against a fresh stand-in each: wall,
+/// CPU and calls, and the tool's CPU per call over the floor's.
+fn floor(rows: usize, work: &Path) -> Vec<String> {
+    let dir = work.join("floor");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("floor dir");
+    let concurrency = 64;
+    let floor_standin = standin::StandIn::start(&["providers"]);
+    let mut cmd = Command::new(std::env::current_exe().expect("the bench's own path"));
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", &dir)
+        .env("AWS_ACCESS_KEY_ID", "bench")
+        .env("AWS_SECRET_ACCESS_KEY", "bench")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env(
+            "BENCH_FLOOR_CHILD",
+            format!("{}|{rows}|{concurrency}", floor_standin.url()),
+        );
+    let f = measure(cmd);
+    assert_eq!(f.code, 0, "the floor's loop failed");
+    let f_calls = total(&floor_standin.calls());
+    let tool_standin = standin::StandIn::start(&["providers"]);
+    let csv = dir.join(format!("floor-{rows}.csv"));
+    cohort_csv(&csv, rows, "p");
+    let pw = dir.join("passwords.csv");
+    let t = measure(standin_cmd(
+        &tool_standin,
+        &dir,
+        &dir.join("state.db"),
+        &[
+            "run",
+            csv.to_str().unwrap(),
+            "--delivery",
+            "suppress",
+            "--password-file",
+            pw.to_str().unwrap(),
+            "--concurrency",
+            &concurrency.to_string(),
+        ],
+    ));
+    assert_eq!(t.code, 0, "the tool's run failed");
+    let t_calls = total(&tool_standin.calls());
+    let per = |m: &Measured, calls: u64| m.cpu.as_secs_f64() * 1000.0 / calls.max(1) as f64;
+    vec![
+        format!(
+            "| SDK floor: the same calls in a bare loop, {rows} rows, {concurrency} in flight | {:.1} | {:.1} | {:.1} | {f_calls} | {:.3} |",
+            f.wall.as_secs_f64(),
+            f.cpu.as_secs_f64(),
+            f.max_rss_mb,
+            per(&f, f_calls)
+        ),
+        format!(
+            "| the tool: run, {rows} new rows, {concurrency} in flight (x{:.2} the floor's CPU per call) | {:.1} | {:.1} | {:.1} | {t_calls} | {:.3} |",
+            per(&t, t_calls) / per(&f, f_calls),
+            t.wall.as_secs_f64(),
+            t.cpu.as_secs_f64(),
+            t.max_rss_mb,
+            per(&t, t_calls)
+        ),
+    ]
+}
+
 fn main() {
+    if let Ok(spec) = std::env::var("BENCH_FLOOR_CHILD") {
+        let mut parts = spec.split('|');
+        let endpoint = parts.next().expect("endpoint").to_string();
+        let rows = parts.next().and_then(|n| n.parse().ok()).expect("rows");
+        let concurrency = parts.next().and_then(|n| n.parse().ok()).expect("concurrency");
+        floor_child(&endpoint, rows, concurrency);
+        return;
+    }
     // `cargo test --all-targets` runs harness-less benches too; only `cargo bench` passes --bench.
     if !std::env::args().any(|a| a == "--bench") {
         println!("benches/onboard.rs: run it with `make bench` (cargo bench --bench onboard)");
@@ -735,6 +876,18 @@ fn main() {
         }
         return;
     }
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("floor") {
+        let rows = if std::env::var_os("BENCH_QUICK").is_some() {
+            10_000
+        } else {
+            100_000
+        };
+        println!("{SCALE_HEADER}");
+        for row in floor(rows, &work) {
+            println!("{row}");
+        }
+        return;
+    }
     if std::env::var("BENCH_ONLY").as_deref() == Ok("memory") {
         println!("{MEMORY_HEADER}");
         for m in memory_rows(&sizes, &work) {
@@ -771,7 +924,9 @@ fn main() {
     let cli = cli_baseline(sizes.cli_rows);
 
     eprintln!("scale (in-memory stand-in)");
-    let scaled = scale(&scale_new, &scale_dry, &work);
+    let mut scaled = scale(&scale_new, &scale_dry, &work);
+    eprintln!("the SDK's floor (in-memory stand-in)");
+    scaled.rows.extend(floor(scale_new[0], &work));
 
     let mut md = String::new();
     let _ = writeln!(
