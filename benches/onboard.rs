@@ -569,13 +569,34 @@ fn scale(new_rows: &[usize], dry_rows: &[usize], work: &Path) -> Scale {
             }
         }
     }
-    let m = measure(standin_cmd(
-        &standin,
-        &dir,
-        &state,
+    // The sequence of issue 24: the first `status` after the sign-ins (the state last saw
+    // everyone pending), `status --all`, the first `run` after them, then the hourly re-run.
+    let mut step = |label: String, args: &[&str]| {
+        standin.reset_calls();
+        let m = measure(standin_cmd(&standin, &dir, &state, args));
+        assert_eq!(m.code, 0, "{label} failed");
+        let calls = standin.calls();
+        out.push(format!(
+            "| {label} | {:.1} | {:.1} | {:.1} | {} | quota-seconds {:.2} |",
+            m.wall.as_secs_f64(),
+            m.cpu.as_secs_f64(),
+            m.max_rss_mb,
+            total(&calls),
+            quota_seconds(&calls)
+        ));
+    };
+    step(
+        format!("status, the first after 95% of {new_rows} signed in"),
+        &["status"],
+    );
+    step(
+        format!("status --all, {new_rows} tracked"),
+        &["status", "--all"],
+    );
+    step(
+        format!("run, the first after that status, {new_rows} rows"),
         &["run", csv.to_str().unwrap()],
-    ));
-    assert_eq!(m.code, 0, "the run that sees the confirmations failed");
+    );
     let mut rerun = |label: &str, args: &[&str]| {
         standin.reset_calls();
         let mut all = vec!["run", csv.to_str().unwrap()];
@@ -832,7 +853,10 @@ fn main() {
         let mut parts = spec.split('|');
         let endpoint = parts.next().expect("endpoint").to_string();
         let rows = parts.next().and_then(|n| n.parse().ok()).expect("rows");
-        let concurrency = parts.next().and_then(|n| n.parse().ok()).expect("concurrency");
+        let concurrency = parts
+            .next()
+            .and_then(|n| n.parse().ok())
+            .expect("concurrency");
         floor_child(&endpoint, rows, concurrency);
         return;
     }
@@ -844,7 +868,13 @@ fn main() {
     let sizes = sizes();
     let work = root().join("bench/work");
     std::fs::create_dir_all(&work).expect("bench/work");
-    let (scale_new, scale_dry) = if std::env::var_os("BENCH_QUICK").is_some() {
+    // BENCH_SCALE=100000,1000000: the scale section's cohort sizes.
+    let chosen: Option<Vec<usize>> = std::env::var("BENCH_SCALE")
+        .ok()
+        .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect());
+    let (scale_new, scale_dry) = if let Some(sizes) = chosen.filter(|s| !s.is_empty()) {
+        (sizes.clone(), sizes)
+    } else if std::env::var_os("BENCH_QUICK").is_some() {
         (vec![10_000, 100_000], vec![10_000, 100_000])
     } else {
         (vec![100_000, 1_000_000], vec![100_000, 1_000_000])
