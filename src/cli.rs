@@ -422,6 +422,13 @@ pub struct HandOverArgs {
     /// environment without them otherwise. Repeat for each.
     #[arg(long, value_name = "NAME")]
     pub on_confirmed_env: Vec<String>,
+    /// Run COMMAND once per invitation for each pending provider whose temporary password
+    /// expires within DURATION (1d, 36h), with a JSON object on stdin (pool, username, email,
+    /// name, invited_at, expires_at; never a password): a reminder through your own channel.
+    /// Recorded only when it exits 0, tried again on the next run otherwise;
+    /// --on-confirmed-timeout and --on-confirmed-env apply to it too.
+    #[arg(long, num_args = 2, value_names = ["DURATION", "COMMAND"])]
+    pub on_expiring: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]

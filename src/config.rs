@@ -64,6 +64,10 @@ pub struct FileConfig {
     pub on_confirmed_timeout_secs: Option<f64>,
     /// AWS credential variables the --on-confirmed command is given after all.
     pub on_confirmed_env: Option<Vec<String>>,
+    /// A reminder command run once per invitation for pending providers about to expire.
+    pub on_expiring: Option<String>,
+    /// How soon before the expiry the reminder is due ("1d", the default; "36h").
+    pub on_expiring_within: Option<String>,
     /// A dead-man's-switch check `run` and `status` ping (`--ping-url`).
     pub ping_url: Option<String>,
     /// The Prometheus textfile `run` and `status` write (`--metrics-file`).
@@ -137,6 +141,8 @@ pub struct RunSettings {
     /// None: unlimited.
     pub sms_budget: Option<u32>,
     pub on_confirmed: Option<crate::handover::OnConfirmed>,
+    /// `--on-expiring DURATION COMMAND`.
+    pub on_expiring: Option<crate::handover::OnExpiring>,
     /// `--update` and `--clear-empty`.
     pub update: Update,
     pub refresh: Refresh,
@@ -182,6 +188,7 @@ pub struct StatusSettings {
     pub all: bool,
     pub format: Option<StatusFormat>,
     pub on_confirmed: Option<crate::handover::OnConfirmed>,
+    pub on_expiring: Option<crate::handover::OnExpiring>,
     pub judge: Judge,
     pub monitoring: Monitoring,
 }
@@ -311,6 +318,7 @@ fn settings(command: &Command, file: &FileConfig) -> Result<Settings, Error> {
             all: a.all,
             format: a.format,
             on_confirmed: on_confirmed(&a.hand_over, file)?,
+            on_expiring: on_expiring(&a.hand_over, file)?,
             judge,
             monitoring: monitoring(&a.monitor, file),
         }),
@@ -699,6 +707,49 @@ fn on_confirmed(
     }))
 }
 
+/// `--on-expiring DURATION COMMAND`, else the file's `on_expiring` (and `on_expiring_within`,
+/// default 1d); its time limit and environment are `--on-confirmed`'s.
+fn on_expiring(
+    args: &crate::cli::HandOverArgs,
+    file: &FileConfig,
+) -> Result<Option<crate::handover::OnExpiring>, Error> {
+    let (within, command) = match (&args.on_expiring, &file.on_expiring) {
+        (Some(pair), _) if pair.len() == 2 => (pair[0].clone(), pair[1].clone()),
+        (Some(_), _) => {
+            return Err(Error::Config("--on-expiring takes DURATION COMMAND".into()));
+        }
+        (None, Some(command)) => (
+            file.on_expiring_within
+                .clone()
+                .unwrap_or_else(|| "1d".into()),
+            command.clone(),
+        ),
+        (None, None) => return Ok(None),
+    };
+    let bad = |why: String| Error::Config(format!("on_expiring {within:?}: {why}"));
+    let d = humantime::parse_duration(within.trim()).map_err(|e| bad(e.to_string()))?;
+    let within = chrono::Duration::from_std(d).map_err(|e| bad(e.to_string()))?;
+    if within <= chrono::Duration::zero() {
+        return Err(bad("must be longer than nothing, such as 1d".into()));
+    }
+    let hook_args = crate::cli::HandOverArgs {
+        on_confirmed: Some(command),
+        on_confirmed_timeout: args.on_confirmed_timeout,
+        on_confirmed_env: args.on_confirmed_env.clone(),
+        on_expiring: None,
+    };
+    let hook = on_confirmed(
+        &hook_args,
+        &FileConfig {
+            on_confirmed: None,
+            on_confirmed_timeout_secs: file.on_confirmed_timeout_secs,
+            on_confirmed_env: file.on_confirmed_env.clone(),
+            ..FileConfig::default()
+        },
+    )?;
+    Ok(hook.map(|hook| crate::handover::OnExpiring { within, hook }))
+}
+
 /// Merges and validates the settings of `run`.
 fn run(args: &crate::cli::RunArgs, file: &FileConfig) -> Result<RunSettings, Error> {
     let Judge {
@@ -727,6 +778,7 @@ fn run(args: &crate::cli::RunArgs, file: &FileConfig) -> Result<RunSettings, Err
         },
         sms_budget: args.sms_budget.or(file.sms_budget),
         on_confirmed: on_confirmed(&args.hand_over, file)?,
+        on_expiring: on_expiring(&args.hand_over, file)?,
         update: Update::of(
             args.update
                 .as_deref()

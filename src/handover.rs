@@ -1,6 +1,7 @@
 //! Closing the loop: the operator's `--on-confirmed` command, run once for each confirmed
-//! provider the tool invited and has not handed over yet, with a JSON object on stdin and a
-//! time limit. A provider is marked handed over only when the command exits 0, so a failed or
+//! provider the tool invited and has not handed over yet, and `--on-expiring`'s, run once per
+//! invitation for each pending provider whose temporary password expires soon, each with a JSON
+//! object on stdin (never a password) and a time limit. A provider is marked handed over only when the command exits 0, so a failed or
 //! timed-out command is retried on the next run, and never run twice after success. The command
 //! inherits the tool's environment less its AWS credentials ([`WITHHELD`]), unless the operator
 //! names them on purpose. Must not decide who is confirmed (`standing` and `onboard` do).
@@ -59,6 +60,100 @@ pub struct Confirmed {
 
 pub use crate::report::model::HandOver;
 
+/// `--on-expiring DURATION COMMAND`: the reminder, and how soon before the expiry it is due.
+#[derive(Debug, Clone)]
+pub struct OnExpiring {
+    pub within: chrono::Duration,
+    pub hook: OnConfirmed,
+}
+
+/// What the reminder command receives on stdin: who, and when the invitation expires.
+#[derive(Debug, Clone, Serialize)]
+pub struct Expiring {
+    #[serde(skip)]
+    pub key: String,
+    pub pool: String,
+    pub username: Option<String>,
+    pub email: Option<String>,
+    pub name: Option<String>,
+    /// When the invitation (the one this reminder is for) went out.
+    pub invited_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A pending provider as a report row saw it: key, username, email, name, expiry.
+pub type Pending = (
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    DateTime<Utc>,
+);
+
+/// The reminders due among `pending`: a provider the tool invited, whose temporary password
+/// has not expired and expires within `within` of `now`, and who has had no reminder for this
+/// invitation (a re-issue is a new invitation, and gets one of its own).
+pub fn expiring_due(
+    pool_id: &str,
+    pending: &[Pending],
+    known: &std::collections::HashMap<String, crate::state::Known>,
+    within: chrono::Duration,
+    now: DateTime<Utc>,
+) -> Vec<Expiring> {
+    pending
+        .iter()
+        .filter(|(.., expires_at)| *expires_at > now && *expires_at - now <= within)
+        .filter_map(|(key, username, email, name, expires_at)| {
+            let k = known.get(key)?;
+            let invited_at = k.last_invited_at?;
+            (k.invited && k.reminded_for != Some(invited_at)).then(|| Expiring {
+                key: key.clone(),
+                pool: pool_id.to_string(),
+                username: username.clone().or_else(|| k.username.clone()),
+                email: email.clone().or_else(|| k.email.clone()),
+                name: name.clone(),
+                invited_at,
+                expires_at: *expires_at,
+            })
+        })
+        .collect()
+}
+
+/// Runs the reminder for each provider, one after another, and records each success against
+/// its invitation.
+pub async fn remind(
+    on: &OnExpiring,
+    state: &State,
+    due: Vec<Expiring>,
+) -> Result<Vec<HandOver>, Error> {
+    let mut out = Vec::with_capacity(due.len());
+    for p in due {
+        let mut h = run_once(&on.hook, &p.key, &p).await;
+        if h.exit_code == Some(0) {
+            state.reminded(Subject::new(&p.pool, &p.key), p.invited_at)?;
+            h.handed_over = true;
+        } else {
+            tracing::warn!(
+                "--on-expiring for {} {}; the next run tries again",
+                p.key,
+                failure(&h)
+            );
+        }
+        out.push(h);
+    }
+    Ok(out)
+}
+
+/// What went wrong with a hook's run, in words.
+fn failure(h: &HandOver) -> String {
+    match (&h.error, h.timed_out, h.exit_code) {
+        (Some(e), _, _) => format!("could not run: {e}"),
+        (None, true, _) => "ran out of time and was stopped".to_string(),
+        (None, false, Some(code)) => format!("exited with {code}"),
+        (None, false, None) => "was killed by a signal".to_string(),
+    }
+}
+
 /// The providers to hand over among `seen` (key, username, email of providers seen
 /// `CONFIRMED`): those the tool invited and has not handed over yet.
 pub fn due<'a>(
@@ -90,7 +185,7 @@ pub async fn hand_over(
 ) -> Result<Vec<HandOver>, Error> {
     let mut out = Vec::with_capacity(providers.len());
     for p in providers {
-        let mut h = run_once(on, &p).await;
+        let mut h = run_once(on, &p.key, &p).await;
         if h.exit_code == Some(0) {
             state.handed_over(Subject::new(pool_id, &p.key), Utc::now())?;
             h.handed_over = true;
@@ -98,12 +193,7 @@ pub async fn hand_over(
             tracing::warn!(
                 "--on-confirmed for {} {}; the next run tries again",
                 p.key,
-                match (&h.error, h.timed_out, h.exit_code) {
-                    (Some(e), _, _) => format!("could not run: {e}"),
-                    (None, true, _) => "ran out of time and was stopped".to_string(),
-                    (None, false, Some(code)) => format!("exited with {code}"),
-                    (None, false, None) => "was killed by a signal".to_string(),
-                }
+                failure(&h)
             );
         }
         out.push(h);
@@ -111,9 +201,9 @@ pub async fn hand_over(
     Ok(out)
 }
 
-async fn run_once(on: &OnConfirmed, p: &Confirmed) -> HandOver {
+async fn run_once(on: &OnConfirmed, key: &str, p: &impl Serialize) -> HandOver {
     let mut h = HandOver {
-        key: p.key.clone(),
+        key: key.to_string(),
         exit_code: None,
         timed_out: false,
         handed_over: false,

@@ -483,6 +483,7 @@ pub(crate) fn report_of(
         sent_by: budget.sent_by().map(str::to_string),
         rows: Vec::new(),
         handed_over: Vec::new(),
+        reminded: Vec::new(),
         stalled: None,
     })
 }

@@ -92,6 +92,9 @@ async fn onboard_cohort(
     )?;
     let keep_confirmed = settings.on_confirmed.is_some() && !settings.dry_run;
     let mut sink = Sink::start(opened.report_files, &head, keep_confirmed)?;
+    if let Some(on) = settings.on_expiring.as_ref().filter(|_| !settings.dry_run) {
+        sink.tally.expiring = Some((Utc::now() + on.within, Vec::new()));
+    }
     let stream_error = second_pass(common, settings, opened, &ctx, &pass, &mut sink).await;
     let capped = match &pass.absent {
         Some(step) if stream_error.is_none() => {
@@ -110,6 +113,10 @@ async fn onboard_cohort(
     }
     if let (Some(on), Some(confirmed)) = (&settings.on_confirmed, &sink.tally.confirmed) {
         report.handed_over = hand_over(on, opened, &ctx.pool.id, confirmed).await?;
+    }
+    if let (Some(on), Some((_, pending))) = (&settings.on_expiring, &sink.tally.expiring) {
+        let due = handover::expiring_due(&ctx.pool.id, pending, &ctx.known, on.within, Utc::now());
+        report.reminded = handover::remind(on, opened.state, due).await?;
     }
     let failed = std::mem::take(&mut sink.tally.failed);
     let figures = Figures::of_run(&report, &sink.tally.deferred);

@@ -103,6 +103,25 @@ async fn refresh_status(
     if let Some(on) = &settings.on_confirmed {
         report.handed_over = hand_over(on, opened, &pool.id, &report, &known).await?;
     }
+    if let Some(on) = &settings.on_expiring {
+        let pending: Vec<handover::Pending> = report
+            .rows
+            .iter()
+            .filter(|r| r.standing == Standing::Pending)
+            .filter_map(|r| {
+                let at = r.temp_password_expires_at?;
+                Some((
+                    r.key.clone(),
+                    r.username.clone(),
+                    r.email.clone(),
+                    r.name.clone(),
+                    at,
+                ))
+            })
+            .collect();
+        let due = handover::expiring_due(&pool.id, &pending, &known, on.within, now);
+        report.reminded = handover::remind(on, opened.state, due).await?;
+    }
     write_and_show(settings, opened, &pool.id, &report, now)?;
     let figures = Figures::of_status(&report);
     if let Some(e) = calls.exec.fatal() {
@@ -250,6 +269,7 @@ fn status_report(
             .collect(),
         rows,
         handed_over: Vec::new(),
+        reminded: Vec::new(),
         stalled: None,
     })
 }

@@ -249,6 +249,10 @@ pub struct Report {
     /// What `--on-confirmed` did, provider by provider.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub handed_over: Vec<HandOver>,
+    /// What `--on-expiring` did, provider by provider (`handed_over`: the reminder ran and is
+    /// recorded for this invitation).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reminded: Vec<HandOver>,
     /// How long the cohort has not moved ([`crate::monitor::stall`]); absent for a dry run and
     /// the help desk's writes.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -328,6 +332,9 @@ pub struct Tally {
     /// Providers seen confirmed (key, username, email), for `--on-confirmed`; only kept when
     /// asked for.
     pub confirmed: Option<Vec<Seen>>,
+    /// With `--on-expiring`: until when an expiry is due a reminder, and the pending providers
+    /// whose invitation expires by then (and has not yet).
+    pub expiring: Option<(DateTime<Utc>, Vec<crate::handover::Pending>)>,
 }
 
 /// A row named on stderr at the end: line, key, outcome, reason.
@@ -348,6 +355,7 @@ impl Tally {
             now: Utc::now(),
             failed: Vec::new(),
             confirmed: keep_confirmed.then(Vec::new),
+            expiring: None,
         }
     }
 
@@ -379,6 +387,21 @@ impl Tally {
         {
             self.failed
                 .push((r.row, r.key.clone(), r.outcome, r.reason.clone()));
+        }
+        if let (Some((until, expiring)), Some(&UserStatus::ForceChangePassword), Some(at)) = (
+            &mut self.expiring,
+            r.status_after.as_ref(),
+            r.temp_password_expires_at,
+        ) && at > self.now
+            && at <= *until
+        {
+            expiring.push((
+                r.key.clone(),
+                r.username.clone(),
+                r.email.clone(),
+                r.name.clone(),
+                at,
+            ));
         }
         if let Some(confirmed) = &mut self.confirmed
             && r.status_before == Some(UserStatus::Confirmed)
@@ -420,6 +443,7 @@ impl Report {
             sent_by: None,
             rows: Vec::new(),
             handed_over: Vec::new(),
+            reminded: Vec::new(),
             stalled: None,
         }
     }

@@ -1005,6 +1005,7 @@ mod tests {
             newly_confirmed: rows[..1].to_vec(),
             rows,
             handed_over: Vec::new(),
+            reminded: Vec::new(),
             stalled: None,
         };
         let page = status_page(&report, "s1.csv");

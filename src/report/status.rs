@@ -155,6 +155,9 @@ pub struct StatusReport {
     /// What `--on-confirmed` did, provider by provider.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub handed_over: Vec<HandOver>,
+    /// What `--on-expiring` did, provider by provider.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reminded: Vec<HandOver>,
     /// How long the cohort has not moved ([`crate::monitor::stall`]).
     pub stalled: Option<super::model::Stall>,
 }

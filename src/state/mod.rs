@@ -120,6 +120,8 @@ pub struct Known {
     pub disabled_run: Option<String>,
     /// The run whose invitation created the user (`revoke --run` takes back what it made).
     pub created_run: Option<String>,
+    /// The invitation (by when it went out) the last `--on-expiring` reminder was for.
+    pub reminded_for: Option<DateTime<Utc>>,
 }
 
 impl Known {
@@ -524,6 +526,11 @@ impl State {
     /// already holds a user for).
     pub fn set_cohort(&self, pool_id: &str, keys: &[String], cohort: &str) -> Result<(), Error> {
         each!(self, s => s.set_cohort(pool_id, keys, cohort))
+    }
+
+    /// Records that `--on-expiring`'s reminder ran (exit 0) for the invitation sent at `invited_at`.
+    pub fn reminded(&self, who: Subject<'_>, invited_at: DateTime<Utc>) -> Result<(), Error> {
+        each!(self, s => s.reminded(who, invited_at))
     }
 
     /// Records a disable, enable or delete that went through.

@@ -108,6 +108,8 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE users ADD COLUMN cohort TEXT;
     ALTER TABLE users ADD COLUMN disabled_at INTEGER;
     ALTER TABLE users ADD COLUMN disabled_run TEXT;",
+    // 7: the invitation the last --on-expiring reminder was for.
+    "ALTER TABLE users ADD COLUMN reminded_for INTEGER;",
 ];
 
 /// The schema version this binary writes.
@@ -984,6 +986,17 @@ impl Sqlite {
         .map(|_| ())
     }
 
+    pub fn reminded(&self, who: Subject<'_>, invited_at: DateTime<Utc>) -> Result<(), Error> {
+        self.write(|c| {
+            exec(
+                c,
+                "UPDATE users SET reminded_for = ?3 WHERE pool_id = ?1 AND key = ?2",
+                params![who.pool, who.key, ms(invited_at)],
+            )
+        })
+        .map(|_| ())
+    }
+
     pub fn offboarded(&self, who: Subject<'_>, done: Offboarded<'_>) -> Result<(), Error> {
         let (sql, at, run) = match done.action {
             Offboard::Disable => (
@@ -1061,7 +1074,7 @@ fn users_of(c: &Connection, pool_id: &str) -> rusqlite::Result<HashMap<String, K
         "SELECT key, username, email, invited, groups_done, last_status, last_enabled,
                 last_seen_at, confirmed_at, confirmed_reported_at, handed_over_at,
                 row_digest, last_written, last_written_at, pending_since,
-                last_read_at, cohort, disabled_at, disabled_run
+                last_read_at, cohort, disabled_at, disabled_run, reminded_for
          FROM users WHERE pool_id = ?1",
     )?;
     let rows = stmt.query_map([pool_id], |r| {
@@ -1089,6 +1102,7 @@ fn users_of(c: &Connection, pool_id: &str) -> rusqlite::Result<HashMap<String, K
                 cohort: r.get(16)?,
                 disabled_at: from_ms(r.get(17)?),
                 disabled_run: r.get(18)?,
+                reminded_for: from_ms(r.get(19)?),
                 ..Known::default()
             },
         ))

@@ -18,6 +18,7 @@ mod page;
 mod ping;
 mod prometheus_tools;
 mod real_cognito;
+mod reminders;
 mod robustness;
 mod senders;
 mod snapshot;

@@ -34,10 +34,17 @@ pub enum Service {
     DynamoDb,
     /// SES (v1): awsQuery, `Action=Op&Version=2010-12-01` in a form body.
     Ses,
+    /// SES v2 (restJson1): only for checking what samples ask of it (the reminder's mail).
+    SesV2,
 }
 
 impl Service {
-    pub const ALL: [Service; 3] = [Service::CognitoIdp, Service::DynamoDb, Service::Ses];
+    pub const ALL: [Service; 4] = [
+        Service::CognitoIdp,
+        Service::DynamoDb,
+        Service::Ses,
+        Service::SesV2,
+    ];
 
     /// botocore's directory for the service's model, under `botocore/data`.
     fn model_dir(self) -> &'static str {
@@ -45,6 +52,7 @@ impl Service {
             Service::CognitoIdp => "cognito-idp/2016-04-18",
             Service::DynamoDb => "dynamodb/2012-08-10",
             Service::Ses => "ses/2010-12-01",
+            Service::SesV2 => "sesv2/2019-09-27",
         }
     }
 
@@ -54,6 +62,7 @@ impl Service {
             Service::CognitoIdp => "InvalidParameterException",
             Service::DynamoDb => "ValidationException",
             Service::Ses => "ValidationError",
+            Service::SesV2 => "BadRequestException",
         }
     }
 
@@ -74,6 +83,7 @@ impl fmt::Display for Service {
             Service::CognitoIdp => "cognito-idp",
             Service::DynamoDb => "dynamodb",
             Service::Ses => "ses",
+            Service::SesV2 => "sesv2",
         })
     }
 }
@@ -227,10 +237,12 @@ pub fn model(service: Service) -> &'static Model {
     static COGNITO: OnceLock<Model> = OnceLock::new();
     static DYNAMODB: OnceLock<Model> = OnceLock::new();
     static SES: OnceLock<Model> = OnceLock::new();
+    static SESV2: OnceLock<Model> = OnceLock::new();
     let cell = match service {
         Service::CognitoIdp => &COGNITO,
         Service::DynamoDb => &DYNAMODB,
         Service::Ses => &SES,
+        Service::SesV2 => &SESV2,
     };
     cell.get_or_init(|| Model::load(service))
 }

@@ -1301,7 +1301,8 @@ fn validation_error(checked: &Checked, request_id: u64) -> Response<Full<Bytes>>
     let message = model::aws_message(&checked.violations);
     let code = checked.service.error_code();
     let mut response = match checked.service {
-        Service::CognitoIdp | Service::DynamoDb => {
+        // restJson1 answers as the JSON services do; the proxy forwards no SES v2 request yet.
+        Service::CognitoIdp | Service::DynamoDb | Service::SesV2 => {
             let body = serde_json::json!({ "__type": code, "message": message });
             json_answer(StatusCode::BAD_REQUEST, &body, request_id)
         }

@@ -249,6 +249,7 @@ pub(super) fn known_of(item: &Item) -> Option<(String, Known)> {
             cohort: get_s(item, "cohort"),
             disabled_at: get_t(item, "disabled_at"),
             disabled_run: get_s(item, "disabled_run"),
+            reminded_for: get_t(item, "reminded_for"),
             ..Known::default()
         },
     ))

@@ -245,6 +245,15 @@ impl Dynamo {
         Ok(())
     }
 
+    pub fn reminded(&self, who: Subject<'_>, invited_at: DateTime<Utc>) -> Result<(), Error> {
+        self.update_user(
+            who,
+            "SET reminded_for = :t".into(),
+            vec![(":t", n(ms(invited_at)))],
+        );
+        self.flush()
+    }
+
     pub fn offboarded(&self, who: Subject<'_>, done: Offboarded<'_>) -> Result<(), Error> {
         let (expression, values) = match done.action {
             Offboard::Disable => (
