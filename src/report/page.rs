@@ -412,17 +412,32 @@ pub fn status_page(report: &StatusReport, csv_name: &str) -> Page {
             histogram[bucket((c - i).num_seconds())] += 1;
         }
         let class = r.standing.as_str();
-        if matches!(
-            r.standing,
-            Standing::Attention | Standing::Expired | Standing::Unknown
-        ) {
+        // The help desk's next calls: a pending invitation that expires within a day.
+        let expiring = r.standing == Standing::Pending
+            && r.temp_password_expires_at.is_some_and(|at| {
+                at > report.finished_at && at - report.finished_at <= chrono::Duration::days(1)
+            });
+        if expiring
+            || matches!(
+                r.standing,
+                Standing::Attention | Standing::Expired | Standing::Unknown
+            )
+        {
+            let reason = if expiring {
+                format!(
+                    "expires within a day ({}): a reminder now saves a call (--on-expiring)",
+                    time(r.temp_password_expires_at)
+                )
+            } else {
+                r.reason.clone()
+            };
             needs_action.push(class, || {
                 vec![
                     r.key.clone(),
                     opt(&r.name),
                     class.to_string(),
                     opt(&r.status),
-                    r.reason.clone(),
+                    reason,
                 ]
             });
         }
@@ -1065,6 +1080,49 @@ mod tests {
             expired_for_runs: 0,
         });
         assert!(!html(&RunPage::new(&moving, "r.csv").finish()).contains("stalled"));
+    }
+
+    #[test]
+    fn a_status_page_lists_the_invitations_that_expire_within_a_day() {
+        let mk = |key: &str, hours: i64| StatusRow {
+            key: key.into(),
+            username: None,
+            email: None,
+            name: None,
+            status: Some("FORCE_CHANGE_PASSWORD".into()),
+            standing: Standing::Pending,
+            reason: "pending".into(),
+            first_invited_at: Some(at() - Duration::days(6)),
+            last_invited_at: Some(at() - Duration::days(6)),
+            reissues: 0,
+            temp_password_expires_at: Some(at() + Duration::hours(hours)),
+            confirmed_at: None,
+        };
+        let rows = vec![mk("soon@x", 12), mk("later@x", 72)];
+        let report = StatusReport {
+            run_id: "s1".into(),
+            command: "status",
+            started_at: at(),
+            finished_at: at(),
+            user_pool_id: "eu-west-1_x".into(),
+            previous_status_at: None,
+            refresh: crate::report::status::Refresh::PerUser,
+            rest: None,
+            estimated_quota_seconds: BTreeMap::new(),
+            quota_seconds: 0.0,
+            calls: BTreeMap::new(),
+            summary: super::super::status::summarize(&rows),
+            funnel: super::super::status::funnel(&rows),
+            newly_confirmed: Vec::new(),
+            rows,
+            handed_over: Vec::new(),
+            reminded: Vec::new(),
+            stalled: None,
+        };
+        let page = status_page(&report, "s1.csv");
+        assert_eq!(page.needs_action.total, 1);
+        let text = html(&page);
+        assert!(text.contains("soon@x") && text.contains("expires within a day"));
     }
 
     #[test]

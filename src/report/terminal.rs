@@ -303,6 +303,21 @@ pub fn log_status_end(report: &StatusReport, files: &ReportFiles, newly_path: &P
         s(Standing::NotInvited),
         report.quota_seconds
     );
+    let soon = report
+        .rows
+        .iter()
+        .filter(|r| r.standing == Standing::Pending)
+        .filter(|r| {
+            r.temp_password_expires_at.is_some_and(|at| {
+                at > report.finished_at && at - report.finished_at <= chrono::Duration::days(1)
+            })
+        })
+        .count();
+    if soon > 0 {
+        tracing::info!(
+            "{soon} pending invitations expire within a day: the help desk's next calls (the page lists them; --on-expiring reminds them)"
+        );
+    }
     tracing::info!(
         "report: {}; newly confirmed: {}",
         files.listed(),

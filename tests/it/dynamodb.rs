@@ -222,6 +222,7 @@ fn write_history(state: &State, rt: &tokio::runtime::Runtime) -> HashMap<&'stati
     let listed = ["a@x", "b@x", "nobody@x"].map(String::from);
     state.set_cohort(POOL, &listed, "list-1").unwrap();
     state.set_cohort(POOL, &listed[..1], "list-2").unwrap();
+    state.reminded(who("a@x"), t(1)).unwrap();
     state
         .offboarded(
             who("b@x"),
@@ -333,6 +334,11 @@ fn check_history(state: &State, ids: &HashMap<&str, i64>) -> Vec<(String, Known)
         "the list it last came from"
     );
     assert_eq!(a.created_run.as_deref(), Some("r1"));
+    assert_eq!(
+        a.reminded_for,
+        Some(t(1)),
+        "the invitation its reminder was for"
+    );
     assert_eq!((a.disabled_run.as_deref(), a.disabled_at), (None, None));
     assert_eq!(b.cohort.as_deref(), Some("list-1"));
     assert_eq!(
