@@ -167,20 +167,32 @@ pub async fn read<D: Directory>(
              quota-seconds than one AdminGetUser each",
             missing.len()
         );
-        let mut everyone: BTreeMap<String, crate::cognito::RemoteUser> =
-            lookup::all_users(calls, pool.estimated_users, false)
-                .await?
-                .into_iter()
-                .filter_map(|u| lookup::scan_key(pool.username_mode, key_mode, &u).map(|k| (k, u)))
-                .collect();
-        for t in missing {
-            results.insert(t.key.clone(), Ok(everyone.remove(&t.key.to_lowercase())));
-        }
+        results.extend(list_the_rest(calls, pool, key_mode, missing).await?);
         return Ok((results, Some(Refresh::Scan)));
     }
     let missing = pairs(&mut missing.into_iter());
     results.extend(lookup::read_each(calls, missing, concurrency).await);
     Ok((results, Some(Refresh::PerUser)))
+}
+
+/// The providers a pending-only listing did not find, read by one full listing (absent from it:
+/// not in the pool).
+async fn list_the_rest<D: Directory>(
+    calls: &Calls<D>,
+    pool: &PoolInfo,
+    key_mode: KeyMode,
+    missing: Vec<&Target>,
+) -> Result<Vec<(String, Read)>, Error> {
+    let mut everyone: BTreeMap<String, crate::cognito::RemoteUser> =
+        lookup::all_users(calls, pool.estimated_users, false)
+            .await?
+            .into_iter()
+            .filter_map(|u| lookup::scan_key(pool.username_mode, key_mode, &u).map(|k| (k, u)))
+            .collect();
+    Ok(missing
+        .into_iter()
+        .map(|t| (t.key.clone(), Ok(everyone.remove(&t.key.to_lowercase()))))
+        .collect())
 }
 
 /// Records what each read showed (a user gone from the pool only if the tool invited it).

@@ -104,23 +104,7 @@ async fn refresh_status(
         report.handed_over = hand_over(on, opened, &pool.id, &report, &known).await?;
     }
     if let Some(on) = &settings.on_expiring {
-        let pending: Vec<handover::Pending> = report
-            .rows
-            .iter()
-            .filter(|r| r.standing == Standing::Pending)
-            .filter_map(|r| {
-                let at = r.temp_password_expires_at?;
-                Some((
-                    r.key.clone(),
-                    r.username.clone(),
-                    r.email.clone(),
-                    r.name.clone(),
-                    at,
-                ))
-            })
-            .collect();
-        let due = handover::expiring_due(&pool.id, &pending, &known, on.within, now);
-        report.reminded = handover::remind(on, opened.state, due).await?;
+        report.reminded = remind_expiring(on, opened, &pool.id, &report, &known, now).await?;
     }
     write_and_show(settings, opened, &pool.id, &report, now)?;
     let figures = Figures::of_status(&report);
@@ -128,6 +112,35 @@ async fn refresh_status(
         return Err(Error::Cognito(e.to_string()));
     }
     Ok((report.ending(calls.exec.cancel.is_cancelled()), figures))
+}
+
+/// Runs `--on-expiring` for the pending providers whose invitation expires soon and has had no
+/// reminder yet.
+async fn remind_expiring(
+    on: &handover::OnExpiring,
+    opened: &Opened<'_>,
+    pool_id: &str,
+    report: &StatusReport,
+    known: &HashMap<String, Known>,
+    now: chrono::DateTime<Utc>,
+) -> Result<Vec<handover::HandOver>, Error> {
+    let pending: Vec<handover::Pending> = report
+        .rows
+        .iter()
+        .filter(|r| r.standing == Standing::Pending)
+        .filter_map(|r| {
+            let at = r.temp_password_expires_at?;
+            Some((
+                r.key.clone(),
+                r.username.clone(),
+                r.email.clone(),
+                r.name.clone(),
+                at,
+            ))
+        })
+        .collect();
+    let due = handover::expiring_due(pool_id, &pending, known, on.within, now);
+    handover::remind(on, opened.state, due).await
 }
 
 /// How long the cohort has not moved: the runs' series blocked on the budget, and the

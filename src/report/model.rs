@@ -334,8 +334,12 @@ pub struct Tally {
     pub confirmed: Option<Vec<Seen>>,
     /// With `--on-expiring`: until when an expiry is due a reminder, and the pending providers
     /// whose invitation expires by then (and has not yet).
-    pub expiring: Option<(DateTime<Utc>, Vec<crate::handover::Pending>)>,
+    pub expiring: Option<(DateTime<Utc>, Vec<Pending>)>,
 }
+
+/// A pending provider as a report row saw it, for `--on-expiring`: key, username, email, name,
+/// expiry.
+pub type Pending = (String, Option<String>, Option<String>, Option<String>, DateTime<Utc>);
 
 /// A row named on stderr at the end: line, key, outcome, reason.
 pub type Named = (u64, String, Outcome, String);

@@ -399,6 +399,25 @@ fn status_cells(r: &StatusRow) -> Vec<String> {
     ]
 }
 
+/// Why a provider of a `status` report needs an action, if one does: attention, expired,
+/// unread, and the help desk's next calls (a pending invitation that expires within a day).
+fn action(r: &StatusRow, now: DateTime<Utc>) -> Option<String> {
+    let expiring = r.standing == Standing::Pending
+        && r.temp_password_expires_at
+            .is_some_and(|at| at > now && at - now <= chrono::Duration::days(1));
+    if expiring {
+        return Some(format!(
+            "expires within a day ({}): a reminder now saves a call (--on-expiring)",
+            time(r.temp_password_expires_at)
+        ));
+    }
+    matches!(
+        r.standing,
+        Standing::Attention | Standing::Expired | Standing::Unknown
+    )
+    .then(|| r.reason.clone())
+}
+
 /// A `status` report's page; `csv_name` is the CSV report's file name.
 pub fn status_page(report: &StatusReport, csv_name: &str) -> Page {
     let f = &report.funnel;
@@ -412,25 +431,7 @@ pub fn status_page(report: &StatusReport, csv_name: &str) -> Page {
             histogram[bucket((c - i).num_seconds())] += 1;
         }
         let class = r.standing.as_str();
-        // The help desk's next calls: a pending invitation that expires within a day.
-        let expiring = r.standing == Standing::Pending
-            && r.temp_password_expires_at.is_some_and(|at| {
-                at > report.finished_at && at - report.finished_at <= chrono::Duration::days(1)
-            });
-        if expiring
-            || matches!(
-                r.standing,
-                Standing::Attention | Standing::Expired | Standing::Unknown
-            )
-        {
-            let reason = if expiring {
-                format!(
-                    "expires within a day ({}): a reminder now saves a call (--on-expiring)",
-                    time(r.temp_password_expires_at)
-                )
-            } else {
-                r.reason.clone()
-            };
+        if let Some(reason) = action(r, report.finished_at) {
             needs_action.push(class, || {
                 vec![
                     r.key.clone(),
