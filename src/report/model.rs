@@ -339,7 +339,13 @@ pub struct Tally {
 
 /// A pending provider as a report row saw it, for `--on-expiring`: key, username, email, name,
 /// expiry.
-pub type Pending = (String, Option<String>, Option<String>, Option<String>, DateTime<Utc>);
+pub type Pending = (
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    DateTime<Utc>,
+);
 
 /// A row named on stderr at the end: line, key, outcome, reason.
 pub type Named = (u64, String, Outcome, String);
