@@ -143,7 +143,8 @@ pub struct Survey {
     /// not record as done for it; with `--update groups`, every managed group.
     pub memberships: BTreeSet<String>,
     /// With `--absent disable`: the cohort's members the file does not list (what is left of
-    /// the members the survey was given once each row's key is taken out).
+    /// the members the survey was given once each row's key is taken out; lower-cased when the
+    /// pool ignores case, as the members must then be given).
     pub absent: Option<std::collections::HashSet<String>>,
     /// Invalid rows whose key could not be read: any of them could be a member, so who is
     /// absent is not known while there are some.
@@ -180,7 +181,16 @@ pub fn survey(
     rereading: &Rereading<'_>,
     update_groups: bool,
     members: Option<std::collections::HashSet<String>>,
+    fold_case: bool,
 ) -> Result<Survey, Error> {
+    // A pool that ignores case finds `Alice` by `alice`: the list still has that provider.
+    let fold = |key: &str| {
+        if fold_case {
+            key.to_lowercase()
+        } else {
+            key.to_string()
+        }
+    };
     let mut s = Survey {
         absent: members,
         ..Survey::default()
@@ -192,7 +202,7 @@ pub fn survey(
                 s.invalid += 1;
                 match (&reject.key, &mut s.absent) {
                     (Some(key), Some(absent)) => {
-                        absent.remove(key);
+                        absent.remove(&fold(key));
                     }
                     (None, _) => s.keyless += 1,
                     _ => {}
@@ -202,7 +212,7 @@ pub fn survey(
         };
         s.valid += 1;
         if let Some(absent) = &mut s.absent {
-            absent.remove(&row.key);
+            absent.remove(&fold(&row.key));
         }
         note_groups(&mut s.groups, &row);
         s.managed.extend(row.groups.iter().cloned());

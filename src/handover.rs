@@ -106,7 +106,9 @@ pub fn expiring_due(
         .filter_map(|(key, username, email, name, expires_at)| {
             let k = known.get(key)?;
             let invited_at = k.last_invited_at?;
-            (k.invited && k.reminded_for != Some(invited_at)).then(|| Expiring {
+            // Not one who cannot sign in anyway (disabled, by this tool or anyone).
+            let usable = k.disabled_run.is_none() && k.last_enabled != Some(false);
+            (k.invited && usable && k.reminded_for != Some(invited_at)).then(|| Expiring {
                 key: key.clone(),
                 pool: pool_id.to_string(),
                 username: username.clone().or_else(|| k.username.clone()),

@@ -14,7 +14,7 @@ use crate::cognito::{Directory, RemoteUser, UserStatus};
 use crate::executor::Failed;
 use crate::report::model::{Act, Deferral, Outcome, RowReport};
 use crate::state::{
-    DELETED, Known, Offboard, Offboarded, State, Subject, UpdateIntent, UpdateOutcome,
+    DELETED, Known, Observation, Offboard, Offboarded, State, Subject, UpdateIntent, UpdateOutcome,
 };
 
 /// What `run` does with the providers of its cohort that are no longer in the list.
@@ -115,12 +115,14 @@ pub fn check_cap(would: u64, members: u64, cap: Cap) -> Result<(), Capped> {
 /// | no | any | any | any | no: never onboarded by this tool |
 /// | yes | another, or none recorded | any | any | no: another list's |
 /// | yes | this | yes | any | no: already offboarded |
+/// | yes | this | no | disabled (by someone else) | no: nothing to disable |
 /// | yes | this | no | deleted from the pool | no: gone |
 /// | yes | this | no | otherwise | yes |
 pub fn member(known: &Known, cohort: &str) -> bool {
     known.invited
         && known.cohort.as_deref() == Some(cohort)
         && known.disabled_run.is_none()
+        && known.last_enabled != Some(false)
         && known.last_status.as_ref().map(UserStatus::as_str) != Some(DELETED)
 }
 
@@ -166,8 +168,10 @@ pub struct Candidate {
     pub email: Option<String>,
     /// Why: "absent from cohort providers", "created by run R".
     pub why: String,
-    /// Update intents a killed run left open for the user.
-    pub open: Vec<i64>,
+    /// Disables, enables and deletes a killed run left open for the user, with which.
+    pub open: Vec<(i64, String)>,
+    /// This tool disabled it (and has not seen it enabled since).
+    pub disabled_by_tool: bool,
 }
 
 impl Candidate {
@@ -177,8 +181,19 @@ impl Candidate {
             username: known.username.clone(),
             email: known.email.clone(),
             why,
-            open: known.open_updates.clone(),
+            open: known.open_offboards.clone(),
+            disabled_by_tool: known.disabled_run.is_some(),
         }
+    }
+
+    /// The open intents of a killed run for `action`.
+    fn open_for(&self, action: Offboard) -> Vec<i64> {
+        let change = action.change();
+        self.open
+            .iter()
+            .filter(|(_, c)| *c == change)
+            .map(|(id, _)| *id)
+            .collect()
     }
 
     /// Its row when the step was held back (by its cap, say `why`): nothing was written.
@@ -284,9 +299,15 @@ impl<D: Directory> Step<'_, D> {
         r.status_before = user.as_ref().map(|u| u.status.clone());
         r.status_after = r.status_before.clone();
         let who = Subject::new(self.pool, &c.key);
+        let open = c.open_for(action);
         match now(user.as_ref(), action, self.only_pending) {
+            // A killed run's delete that went through: settled and recorded, not written again.
+            Now::Gone if action == Offboard::Delete && !open.is_empty() => {
+                return self.found_done(r, c, &open, who, action);
+            }
             Now::Gone => {
                 r.reason = format!("{}: not in the pool; nothing to do", c.why);
+                self.observe(who, c, None);
                 // Asked to bring back someone who is not there: a person must look.
                 if action == Offboard::Enable {
                     r.outcome = Outcome::Attention;
@@ -297,21 +318,18 @@ impl<D: Directory> Step<'_, D> {
                 r.reason = format!("{}: signed in since; left alone", c.why);
                 return r;
             }
-            Now::AlreadyDone if c.open.is_empty() => {
-                r.reason = format!(
-                    "{}: already {}d (not by this tool); nothing to write",
-                    c.why,
-                    action.as_str()
-                );
-                return r;
+            Now::AlreadyDone if !open.is_empty() => {
+                return self.found_done(r, c, &open, who, action);
             }
             Now::AlreadyDone => {
-                // A killed run of this tool wrote it: settled, recorded, never written twice.
-                self.settle(&c.open, UpdateOutcome::Rechecked);
-                self.record(who, action);
-                r.outcome = outcome(action);
+                // Someone else did it: the state says so (a disabled provider is no candidate,
+                // an enabled one no longer offboarded), and it is not claimed as this tool's.
+                match action {
+                    Offboard::Enable if c.disabled_by_tool => self.record(who, action),
+                    _ => self.observe(who, c, user.as_ref()),
+                }
                 r.reason = format!(
-                    "{}: {}d (found done after a stopped run)",
+                    "{}: already {}d (not by this tool); nothing to write",
                     c.why,
                     action.as_str()
                 );
@@ -326,6 +344,45 @@ impl<D: Directory> Step<'_, D> {
         }
         let username = user.map(|u| u.username).unwrap_or_else(|| name.to_string());
         self.write(r, c, who, &username, action).await
+    }
+
+    /// A killed run of this tool made the write: settled, recorded, never written twice.
+    fn found_done(
+        &self,
+        mut r: RowReport,
+        c: &Candidate,
+        open: &[i64],
+        who: Subject<'_>,
+        action: Offboard,
+    ) -> RowReport {
+        self.settle(open, UpdateOutcome::Rechecked);
+        self.record(who, action);
+        r.outcome = outcome(action);
+        r.reason = format!(
+            "{}: {}d (found done after a stopped run)",
+            c.why,
+            action.as_str()
+        );
+        r
+    }
+
+    /// Records what the user is now (not in the pool: `user` None), where no write of this
+    /// tool's explains it.
+    fn observe(&self, who: Subject<'_>, c: &Candidate, user: Option<&RemoteUser>) {
+        if self.dry_run {
+            return;
+        }
+        let seen = Observation {
+            username: user.map(|u| u.username.as_str()).or(c.username.as_deref()),
+            email: user.and_then(|u| u.email.as_deref()).or(c.email.as_deref()),
+            status: user.map(|u| &u.status),
+            enabled: user.map(|u| u.enabled),
+            run_id: self.run_id,
+            at: Utc::now(),
+        };
+        if let Err(e) = self.state.observe(who, seen) {
+            tracing::warn!("{e}");
+        }
     }
 
     async fn write(
@@ -361,7 +418,7 @@ impl<D: Directory> Step<'_, D> {
             Offboard::Enable => self.calls.enable_user(username).await,
             Offboard::Delete => self.calls.delete_user(username).await,
         };
-        let intents: Vec<i64> = c.open.iter().copied().chain(intent).collect();
+        let intents: Vec<i64> = c.open_for(action).into_iter().chain(intent).collect();
         match done {
             Ok(done) => {
                 r.attempts += done.attempts;

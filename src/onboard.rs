@@ -233,9 +233,24 @@ impl<D: Directory> Ctx<D> {
         known: &Known,
         remote: Option<&mut RemoteUser>,
     ) -> Result<bool, Box<RowReport>> {
-        let Some(user) = remote.filter(|u| !u.enabled) else {
+        let Some(user) = remote else {
             return Ok(false);
         };
+        if user.enabled {
+            // Offboarded by this tool, enabled since by someone else (or by a stopped run):
+            // no longer this tool's to count as offboarded.
+            if known.disabled_run.is_some() && !self.dry_run {
+                let done = crate::state::Offboarded {
+                    action: crate::state::Offboard::Enable,
+                    run_id: &self.run_id,
+                    at: self.now(),
+                };
+                if let Err(e) = self.state.offboarded(self.subject(&row.key), done) {
+                    tracing::warn!("{e}");
+                }
+            }
+            return Ok(false);
+        }
         if !self.reenable || known.disabled_run.is_none() {
             return Ok(false);
         }

@@ -150,34 +150,6 @@ async fn take_off_absent(
     if step.candidates.is_empty() {
         return Ok(false);
     }
-    let held = if step.keyless > 0 {
-        Some(format!(
-            "{} rows have no readable key, so who is absent is not known",
-            step.keyless
-        ))
-    } else {
-        offboard::check_cap(
-            step.candidates.len() as u64,
-            step.members,
-            settings.offboarding.cap,
-        )
-        .err()
-        .map(|c| c.to_string())
-    };
-    if let Some(why) = held {
-        let rows: Vec<_> = step
-            .candidates
-            .iter()
-            .map(|c| c.held_back(Offboard::Disable, &why))
-            .collect();
-        let path = opened.report_files.write_held_back(opened.run_id, &rows)?;
-        tracing::error!(
-            "--absent disable held back: {why}; the list: {}",
-            path.display()
-        );
-        rows.into_iter().for_each(|r| sink.append(r));
-        return Ok(true);
-    }
     let take = offboard::Step {
         calls: &ctx.calls,
         state: &ctx.state,
@@ -186,7 +158,47 @@ async fn take_off_absent(
         dry_run: ctx.dry_run,
         only_pending: false,
     };
-    for c in &step.candidates {
+    if step.keyless > 0 {
+        let why = format!(
+            "{} rows have no readable key, so who is absent is not known",
+            step.keyless
+        );
+        return hold_back(
+            opened,
+            &step.candidates.iter().collect::<Vec<_>>(),
+            &why,
+            sink,
+        );
+    }
+    // The cap counts those who would be written: one already disabled or gone (by someone
+    // else) is recorded as such and is no candidate again. Reading stops once more than the
+    // cap would need a write.
+    let limit = settings.offboarding.cap.limit(step.members);
+    let mut to_write = Vec::new();
+    for (i, c) in step.candidates.iter().enumerate() {
+        if ctx.calls.exec.cancel.is_cancelled() {
+            sink.append(c.not_started(Offboard::Disable));
+            continue;
+        }
+        let name = c.username.as_deref().unwrap_or(&c.key);
+        match ctx.calls.get_user(name).await {
+            Ok(done) if done.value.as_ref().is_none_or(|u| !u.enabled) => {
+                sink.append(take.carry_out(c, Offboard::Disable).await);
+            }
+            _ => to_write.push(c),
+        }
+        if to_write.len() as u64 > limit {
+            let capped = offboard::Capped {
+                would: (to_write.len() + step.candidates.len() - i - 1) as u64,
+                limit,
+                cap: settings.offboarding.cap,
+                members: step.members,
+            };
+            to_write.extend(&step.candidates[i + 1..]);
+            return hold_back(opened, &to_write, &capped.to_string(), sink);
+        }
+    }
+    for c in to_write {
         let r = if ctx.calls.exec.cancel.is_cancelled() {
             c.not_started(Offboard::Disable)
         } else {
@@ -195,6 +207,26 @@ async fn take_off_absent(
         sink.append(r);
     }
     Ok(false)
+}
+
+/// The absent step held back: nobody disabled, the list next to the report, and said why.
+fn hold_back(
+    opened: &Opened<'_>,
+    candidates: &[&Candidate],
+    why: &str,
+    sink: &mut Sink,
+) -> Result<bool, Error> {
+    let rows: Vec<_> = candidates
+        .iter()
+        .map(|c| c.held_back(Offboard::Disable, why))
+        .collect();
+    let path = opened.report_files.write_held_back(opened.run_id, &rows)?;
+    tracing::error!(
+        "--absent disable held back: {why}; the list: {}",
+        path.display()
+    );
+    rows.into_iter().for_each(|r| sink.append(r));
+    Ok(true)
 }
 
 /// How long the cohort has not moved, as of this run's end: a state that cannot say is a
@@ -237,11 +269,20 @@ async fn first_pass(
     let columns = reader.columns().to_vec();
     let known = opened.state.known(&pool.id)?;
     let off = &settings.offboarding;
-    let members = (off.absent == Absent::Disable).then(|| {
+    // Keyed as the survey compares them: lower-cased where the pool ignores case.
+    let fold_case = !pool.case_sensitive;
+    let folded = |k: &str| {
+        if fold_case {
+            k.to_lowercase()
+        } else {
+            k.to_string()
+        }
+    };
+    let members: Option<HashMap<String, String>> = (off.absent == Absent::Disable).then(|| {
         offboard::members(&known, &off.cohort)
             .into_iter()
-            .map(String::from)
-            .collect::<std::collections::HashSet<String>>()
+            .map(|k| (folded(k), k.to_string()))
+            .collect()
     });
     let cohort_size = members.as_ref().map_or(0, |m| m.len() as u64);
     let mut survey = cohort::survey(
@@ -249,10 +290,15 @@ async fn first_pass(
         pool.username_mode,
         &rereading(settings, &known, opened.started_at),
         settings.update.groups,
-        members,
+        members.as_ref().map(|m| m.keys().cloned().collect()),
+        fold_case,
     )?;
-    let absent = survey.absent.take().map(|keys| {
-        let mut keys: Vec<String> = keys.into_iter().collect();
+    let absent = survey.absent.take().map(|folded_keys| {
+        let originals = members.unwrap_or_default();
+        let mut keys: Vec<String> = folded_keys
+            .into_iter()
+            .filter_map(|k| originals.get(&k).cloned())
+            .collect();
         keys.sort();
         let why = format!("not in the list of cohort {}", off.cohort);
         AbsentStep {

@@ -122,6 +122,8 @@ pub struct Known {
     pub created_run: Option<String>,
     /// The invitation (by when it went out) the last `--on-expiring` reminder was for.
     pub reminded_for: Option<DateTime<Utc>>,
+    /// Of `open_updates`, the disables, enables and deletes, with which ([`Offboard::change`]).
+    pub open_offboards: Vec<(i64, String)>,
 }
 
 impl Known {
@@ -277,6 +279,16 @@ pub(crate) struct StoredInvitation {
 }
 
 impl Known {
+    /// Adds an update intent a killed run left open, with its changes.
+    pub(crate) fn open(&mut self, id: i64, changes: &[String]) {
+        self.open_updates.push(id);
+        if let [change] = changes
+            && change.starts_with('~')
+        {
+            self.open_offboards.push((id, change.clone()));
+        }
+    }
+
     /// Adds an invitation to what is known, invitations taken oldest first.
     pub(crate) fn fold(&mut self, i: StoredInvitation) {
         if i.kind == InviteKind::Create && matches!(i.outcome.as_str(), "sent" | "undelivered") {

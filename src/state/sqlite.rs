@@ -1162,14 +1162,19 @@ fn add_open_updates(
     pool_id: &str,
     out: &mut HashMap<String, Known>,
 ) -> rusqlite::Result<()> {
-    let mut stmt =
-        c.prepare("SELECT id, key FROM updates WHERE pool_id = ?1 AND outcome = 'pending'")?;
+    let mut stmt = c.prepare(
+        "SELECT id, key, changes FROM updates WHERE pool_id = ?1 AND outcome = 'pending'",
+    )?;
     let rows = stmt.query_map([pool_id], |r| {
-        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+        ))
     })?;
     for row in rows {
-        let (id, key) = row?;
-        out.entry(key).or_default().open_updates.push(id);
+        let (id, key, changes) = row?;
+        out.entry(key).or_default().open(id, &lines(&changes));
     }
     Ok(())
 }

@@ -245,6 +245,9 @@ fn comparable(mut known: HashMap<String, Known>) -> Vec<(String, Known)> {
             open.id = 0;
         }
         k.open_updates = vec![0; k.open_updates.len()];
+        for (id, _) in &mut k.open_offboards {
+            *id = 0;
+        }
     }
     let mut v: Vec<_> = known.into_iter().collect();
     v.sort_by(|a, b| a.0.cmp(&b.0));

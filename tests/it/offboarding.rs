@@ -367,3 +367,68 @@ fn revoke_by_file_takes_back_only_what_this_tool_created() {
             .contains("not created by this tool")
     );
 }
+
+/// What someone else did is not the tool's: a departed provider an administrator disabled is no
+/// candidate (and does not count against the cap, run after run), and one the tool disabled
+/// that an administrator enabled again is the tool's to disable again when it leaves the list.
+#[test]
+fn someone_elses_disable_or_enable_is_not_taken_for_the_tools() {
+    let mut env = TestEnv::new();
+    let pool = env.pool(false, &[]);
+    let proxy = env.proxy(|c| c);
+    let list = env.write("cohort.csv", cohort(0, 10));
+    run_list(&env, &pool, &list, &[]).expect(exit::OK);
+    let admin = |op: &str, i: usize| {
+        let (client, id, user) = (&env.client, pool.id.clone(), email(i));
+        env.rt
+            .block_on(async {
+                match op {
+                    "disable" => client
+                        .admin_disable_user()
+                        .user_pool_id(id)
+                        .username(user)
+                        .send()
+                        .await
+                        .map(drop)
+                        .map_err(|e| e.to_string()),
+                    _ => client
+                        .admin_enable_user()
+                        .user_pool_id(id)
+                        .username(user)
+                        .send()
+                        .await
+                        .map(drop)
+                        .map_err(|e| e.to_string()),
+                }
+            })
+            .expect("the administrator's call");
+    };
+    // p009 leaves and an administrator disables it; p008 leaves too. A cap of 1 is enough:
+    // p009 needs no write, so it does not count, and is recorded as someone else's.
+    admin("disable", 9);
+    env.write("cohort.csv", cohort(0, 8));
+    let absent = ["--absent", "disable", "--max-absent", "1"];
+    let r = run_list(&env, &pool, &list, &absent)
+        .expect(exit::OK)
+        .report();
+    assert_eq!(keys(&r, "disabled"), [email(8)], "{:#}", r["rows"]);
+    assert_eq!(proxy.stats().received("AdminDisableUser"), 1);
+    let r = run_list(&env, &pool, &list, &absent)
+        .expect(exit::OK)
+        .report();
+    assert!(
+        keys(&r, "disabled").is_empty(),
+        "p009 is no longer a candidate"
+    );
+
+    // The administrator enables p008 again; it is back in the list, then leaves it again.
+    admin("enable", 8);
+    env.write("cohort.csv", cohort(0, 9));
+    run_list(&env, &pool, &list, &[]).expect(exit::OK);
+    env.write("cohort.csv", cohort(0, 8));
+    let r = run_list(&env, &pool, &list, &absent)
+        .expect(exit::OK)
+        .report();
+    assert_eq!(keys(&r, "disabled"), [email(8)], "{:#}", r["rows"]);
+    assert_eq!(proxy.stats().received("AdminDisableUser"), 2);
+}

@@ -236,7 +236,8 @@ impl Dynamo {
             };
             if get_s(&item, "outcome").as_deref() == Some("pending") {
                 pools.insert(id, (pool_id.to_string(), key.clone()));
-                out.entry(key).or_default().open_updates.push(id);
+                let changes = items::get_list(&item, "changes");
+                out.entry(key).or_default().open(id, &changes);
             }
         }
         Ok(out)
