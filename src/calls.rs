@@ -276,6 +276,15 @@ impl<D: Directory> Calls<D> {
         Ok(moved.then_some(()))
     }
 
+    /// GetLogDeliveryConfiguration, tried once: the help desk says so when it cannot be read.
+    pub async fn delivery_log(&self) -> Result<Done<Option<crate::cognito::DeliveryLog>>, Failed> {
+        self.exec
+            .call_with_attempts(Op::GetLogDeliveryConfiguration, 1, || {
+                self.dir.delivery_log()
+            })
+            .await
+    }
+
     /// SES GetSendQuota in `region`, tried once: a refusal means "use the settings".
     pub async fn send_quota(
         &self,

@@ -43,16 +43,75 @@ pub struct PoolFacts {
     pub sender: String,
     pub temporary_password_validity_days: u32,
     pub email_budget: BudgetNow,
+    /// Whether the pool logs its message-delivery errors, and where (GetLogDeliveryConfiguration).
+    pub delivery_errors: DeliveryErrors,
+    /// What fits the pool's sender when an invitation did not arrive (Cognito's own sender).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sender_advice: Option<String>,
+}
+
+/// Whether the pool sends its message-delivery errors (event source `userNotification`) to logs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryErrors {
+    /// To this destination (a CloudWatch Logs group, a Firehose stream or an S3 bucket).
+    LoggedTo {
+        destination: String,
+        level: String,
+    },
+    NotLogged,
+    /// Could not be read (no permission, say); said once, never fatal.
+    Unknown {
+        why: String,
+    },
 }
 
 impl PoolFacts {
-    pub fn new(pool: &PoolInfo, email_budget: BudgetNow) -> Self {
+    pub fn new(pool: &PoolInfo, email_budget: BudgetNow, delivery_errors: DeliveryErrors) -> Self {
         PoolFacts {
             account_recovery: pool.recovery,
             email_sending_account: pool.email_sending_account.clone(),
             sender: sender(pool),
             temporary_password_validity_days: pool.temporary_password_validity_days,
             email_budget,
+            delivery_errors,
+            sender_advice: sender_advice(pool),
+        }
+    }
+}
+
+/// The advice that fits Cognito's own sender, whose mail corporate systems often filter, and
+/// which drops messages over its daily cap while the calls succeed.
+fn sender_advice(pool: &PoolInfo) -> Option<String> {
+    (pool.sender_of(crate::cognito::Delivery::Email) == Sender::CognitoEmail).then(|| {
+        format!(
+            "Cognito's own sender ({}) is often filtered by corporate mail systems, and over its \
+             daily cap messages are dropped while the calls succeed: ask the provider to look in \
+             spam and quarantine; for a cohort, send through SES (EmailSendingAccount DEVELOPER)",
+            diagnosis::COGNITO_SENDER
+        )
+    })
+}
+
+/// Whether the pool logs its delivery errors, read once for `doctor`: a read that fails is
+/// said once and is never fatal.
+pub async fn delivery_errors<D: Directory>(calls: &Calls<D>) -> DeliveryErrors {
+    match calls.delivery_log().await {
+        Ok(done) => match done.value {
+            Some(log) => DeliveryErrors::LoggedTo {
+                destination: log.destination,
+                level: log.level,
+            },
+            None => DeliveryErrors::NotLogged,
+        },
+        Err(f) => {
+            tracing::warn!(
+                "whether the pool logs message-delivery errors is unknown: {}",
+                f.error
+            );
+            DeliveryErrors::Unknown {
+                why: f.error.to_string(),
+            }
         }
     }
 }

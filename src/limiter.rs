@@ -173,6 +173,9 @@ pub enum Op {
     /// AdminDeleteUser, for deleting a revoked provider who never signed in (nothing of theirs
     /// to keep). Cannot be undone; a user created again gets a new `sub`.
     AdminDeleteUser,
+    /// GetLogDeliveryConfiguration, for the help desk: whether the pool sends its
+    /// message-delivery errors (event source `userNotification`) to logs, and where.
+    GetLogDeliveryConfiguration,
     /// A call of the DynamoDB state (`--state dynamodb://`).
     State(StateOp),
 }
@@ -182,7 +185,7 @@ crate::every_variant!(Op except 1);
 
 impl Op {
     /// Cognito's operations and SES's; the state's are [`StateOp::ALL`].
-    pub const ALL: [Op; 18] = [
+    pub const ALL: [Op; 19] = [
         Op::DescribeUserPool,
         Op::GetProvisionedLimit,
         Op::ListGroups,
@@ -201,6 +204,7 @@ impl Op {
         Op::AdminDisableUser,
         Op::AdminEnableUser,
         Op::AdminDeleteUser,
+        Op::GetLogDeliveryConfiguration,
     ];
 
     /// The quota category each operation draws from. One exhaustive match, so a new operation
@@ -225,7 +229,9 @@ impl Op {
             | Op::AdminEnableUser
             | Op::AdminDeleteUser => Category::UserUpdate,
             Op::AdminAddUserToGroup | Op::AdminRemoveUserFromGroup => Category::UserResourceUpdate,
-            Op::DescribeUserPool | Op::GetProvisionedLimit => Category::UserPoolRead,
+            Op::DescribeUserPool | Op::GetProvisionedLimit | Op::GetLogDeliveryConfiguration => {
+                Category::UserPoolRead
+            }
             Op::ListGroups => Category::UserPoolResourceRead,
             Op::GetSendQuota => Category::SesRead,
             Op::State(_) => Category::StateTable,
@@ -250,6 +256,7 @@ impl Op {
             | Op::AdminDisableUser
             | Op::AdminEnableUser
             | Op::AdminDeleteUser
+            | Op::GetLogDeliveryConfiguration
             | Op::GetSendQuota
             | Op::State(_) => false,
         }
@@ -278,6 +285,7 @@ impl Op {
             | Op::AdminDisableUser
             | Op::AdminEnableUser
             | Op::AdminDeleteUser
+            | Op::GetLogDeliveryConfiguration
             | Op::State(_) => None,
         }
     }
@@ -285,7 +293,10 @@ impl Op {
     /// Whether the run can do without the call's answer (it falls back on documented quotas or
     /// the settings), so that no refusal of it is fatal.
     pub fn optional(self) -> bool {
-        matches!(self, Op::GetProvisionedLimit | Op::GetSendQuota)
+        matches!(
+            self,
+            Op::GetProvisionedLimit | Op::GetSendQuota | Op::GetLogDeliveryConfiguration
+        )
     }
 
     /// Whether the call changes the pool (or the state's table): a 5xx answer to it may come
@@ -309,6 +320,7 @@ impl Op {
             | Op::ListUsers
             | Op::ListUsersInGroup
             | Op::AdminGetUser
+            | Op::GetLogDeliveryConfiguration
             | Op::GetSendQuota => false,
             Op::State(op) => op.is_write(),
         }
@@ -343,6 +355,7 @@ impl Op {
             | Op::AdminAddUserToGroup
             | Op::AdminDeleteUserAttributes
             | Op::AdminRemoveUserFromGroup
+            | Op::GetLogDeliveryConfiguration
             | Op::GetSendQuota => false,
             // Repeated, as the SDK's own retries would: a state write is idempotent or
             // conditional, and a repeat whose condition fails because the first one landed is
@@ -371,6 +384,7 @@ impl Op {
             Op::AdminDisableUser => "AdminDisableUser",
             Op::AdminEnableUser => "AdminEnableUser",
             Op::AdminDeleteUser => "AdminDeleteUser",
+            Op::GetLogDeliveryConfiguration => "GetLogDeliveryConfiguration",
             Op::State(op) => op.name(),
         }
     }

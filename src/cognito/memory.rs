@@ -236,6 +236,10 @@ impl Directory for MemoryPool {
         })
     }
 
+    async fn delivery_log(&self) -> Result<Option<super::DeliveryLog>, Fault> {
+        self.run("delivery_log", |_| Ok(None))
+    }
+
     async fn send_quota(&self, _region: &str) -> Result<super::SendQuota, Fault> {
         self.run("send_quota", |_| {
             Ok(super::SendQuota {

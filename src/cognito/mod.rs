@@ -138,6 +138,8 @@ pub trait Directory: Send + Sync + 'static {
     fn enable_user(&self, username: &str) -> impl Future<Output = Result<(), Fault>> + Send;
     /// AdminDeleteUser: the user is gone for good (a user created again gets a new `sub`).
     fn delete_user(&self, username: &str) -> impl Future<Output = Result<(), Fault>> + Send;
+    /// GetLogDeliveryConfiguration: where the pool logs its message-delivery errors, if it does.
+    fn delivery_log(&self) -> impl Future<Output = Result<Option<DeliveryLog>, Fault>> + Send;
 }
 
 /// A bound client for one pool.
@@ -638,6 +640,37 @@ impl Directory for Cognito {
             .await
             .map(|_| ())
             .map_err(from_sdk)
+    }
+
+    async fn delivery_log(&self) -> Result<Option<DeliveryLog>, Fault> {
+        let out = self
+            .client
+            .get_log_delivery_configuration()
+            .user_pool_id(&self.pool_id)
+            .send()
+            .await
+            .map_err(from_sdk)?;
+        let Some(config) = out.log_delivery_configuration() else {
+            return Ok(None);
+        };
+        Ok(config
+            .log_configurations()
+            .iter()
+            .find(|c| {
+                *c.event_source()
+                    == aws_sdk_cognitoidentityprovider::types::EventSourceName::UserNotification
+            })
+            .and_then(|c| {
+                let destination = c
+                    .cloud_watch_logs_configuration()
+                    .and_then(|d| d.log_group_arn())
+                    .or_else(|| c.firehose_configuration().and_then(|d| d.stream_arn()))
+                    .or_else(|| c.s3_configuration().and_then(|d| d.bucket_arn()))?;
+                Some(DeliveryLog {
+                    destination: destination.to_string(),
+                    level: c.log_level().as_str().to_string(),
+                })
+            }))
     }
 
     async fn disable_user(&self, username: &str) -> Result<(), Fault> {

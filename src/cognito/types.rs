@@ -195,6 +195,14 @@ impl Default for Recovery {
     }
 }
 
+/// Where a pool sends its message-delivery errors (GetLogDeliveryConfiguration, event source
+/// `userNotification`): the destination's ARN and the level logged.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DeliveryLog {
+    pub destination: String,
+    pub level: String,
+}
+
 /// The SES account's sending limits (SES GetSendQuota), in its region.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SendQuota {

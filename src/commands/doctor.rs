@@ -60,6 +60,7 @@ pub(crate) async fn run(common: &Common, settings: &DoctorSettings) -> Result<En
         let facts = help::PoolFacts::new(
             &pool,
             help::budget_now(&pool, settings.email_budget, state, opened.started_at)?,
+            help::delivery_errors(&calls).await,
         );
         let mut providers = examine_all(&calls, &pool, &facts, state, &ids).await?;
         let mut fixes = Vec::new();

@@ -204,7 +204,7 @@ fn doctor_provider(p: &crate::help::Examined) -> String {
 /// The pool's line under `doctor`'s table: how it recovers, who sends, the day's emails.
 fn doctor_pool(f: &crate::help::PoolFacts) -> String {
     format!(
-        "\npool: recovery by {}; email by {} from {}; {} emails in the last 24 hours{}{}\n",
+        "\npool: recovery by {}; email by {} from {}; {} emails in the last 24 hours{}{}; {}\n{}",
         match (f.account_recovery.by_email, f.account_recovery.by_phone) {
             (true, true) => "verified email or phone",
             (true, false) => "verified email",
@@ -221,7 +221,22 @@ fn doctor_pool(f: &crate::help::PoolFacts) -> String {
         match (f.email_budget.spent(), f.email_budget.frees_at) {
             (true, Some(at)) => format!("; spent until {}", crate::report::wording::time(at)),
             _ => String::new(),
-        }
+        },
+        match &f.delivery_errors {
+            crate::help::DeliveryErrors::LoggedTo { destination, level } => {
+                format!("delivery errors logged to {destination} ({level})")
+            }
+            crate::help::DeliveryErrors::NotLogged => "delivery errors not logged \
+                (SetLogDeliveryConfiguration with event source userNotification logs them)"
+                .to_string(),
+            crate::help::DeliveryErrors::Unknown { .. } => {
+                "whether delivery errors are logged is unknown".to_string()
+            }
+        },
+        f.sender_advice
+            .as_ref()
+            .map(|a| format!("{a}\n"))
+            .unwrap_or_default()
     )
 }
 

@@ -4,6 +4,7 @@
 
 use cognito_onboard::error::exit;
 
+use crate::support::proxy::FaultKind;
 use crate::support::*;
 
 fn verdicts(r: &Run) -> std::collections::BTreeMap<String, (String, String)> {
@@ -535,4 +536,58 @@ fn the_help_desks_email_budget_on_the_command_line_wins_over_the_file() {
     let report = r.report();
     assert_eq!(report["summary"]["reissued"], 1, "{report:#}");
     assert_eq!(report["summary"]["deferred"], 1, "{report:#}");
+}
+
+/// Where the pool logs its message-delivery errors, in `doctor`'s answer: read with
+/// GetLogDeliveryConfiguration, answered here by the test proxy as AWS documents it (moto does
+/// not implement it); without an answer it is said once to be unknown and the verdicts stand.
+/// Cognito's own sender gets its advice.
+#[test]
+fn doctor_names_where_delivery_errors_are_logged_and_the_advice_for_cognitos_sender() {
+    const ANSWER: &str = r#"{"LogDeliveryConfiguration": {"UserPoolId": "eu-west-1_x",
+        "LogConfigurations": [{"LogLevel": "ERROR", "EventSource": "userNotification",
+        "CloudWatchLogsConfiguration": {"LogGroupArn":
+        "arn:aws:logs:eu-west-1:123456789012:log-group:/aws/cognito/onboard"}}]}}"#;
+    let mut env = TestEnv::new();
+    let pool = env.pool(false, &[]);
+    let csv = env.write("p.csv", "email,name\np0@example.jp,A\n");
+    env.onboard_suppressed(&pool, &csv);
+    let unknown = env.command(&pool, ["doctor", "p0@example.jp"]).run();
+    assert_eq!(unknown.code(), Some(exit::OK), "{}", unknown.stderr());
+    assert!(
+        unknown
+            .stdout()
+            .contains("whether delivery errors are logged is unknown"),
+        "{}",
+        unknown.stdout()
+    );
+    assert_eq!(
+        unknown
+            .stderr()
+            .matches("message-delivery errors is unknown")
+            .count(),
+        1,
+        "{}",
+        unknown.stderr()
+    );
+    assert!(unknown.stdout().contains("look in spam and quarantine"));
+
+    let proxy = env.proxy(|c| {
+        c.fault(
+            Some("GetLogDeliveryConfiguration"),
+            FaultKind::Answer(ANSWER),
+            1.0,
+        )
+    });
+    let logged = env
+        .command(&pool, ["doctor", "p0@example.jp"])
+        .expect(exit::OK);
+    assert!(
+        logged.stdout().contains(
+            "delivery errors logged to arn:aws:logs:eu-west-1:123456789012:log-group:/aws/cognito/onboard (ERROR)"
+        ),
+        "{}",
+        logged.stdout()
+    );
+    assert_eq!(proxy.stats().received("GetLogDeliveryConfiguration"), 1);
 }

@@ -149,6 +149,9 @@ pub enum FaultKind {
     /// cancellation reasons, one per item, without forwarding (DynamoDB's way of saying an item
     /// was throttled or in another transaction).
     CancelTransaction(&'static [&'static str]),
+    /// Answer 200 with this JSON body without forwarding: what AWS documents for an operation
+    /// moto does not implement (GetLogDeliveryConfiguration, ...).
+    Answer(&'static str),
 }
 
 /// A fault injected into a fraction of the requests for one operation, or for all of them.
@@ -1033,6 +1036,7 @@ async fn handle(shared: Arc<Shared>, parts: Parts, body: Bytes) -> Reply {
                     | FaultKind::ResetBeforeForward
                     | FaultKind::AccessDenied
                     | FaultKind::Refuse(_)
+                    | FaultKind::Answer(_)
                     | FaultKind::CancelTransaction(_)),
                 ) => Decision::Fault(kind),
                 fault => {
@@ -1093,6 +1097,10 @@ async fn handle(shared: Arc<Shared>, parts: Parts, body: Bytes) -> Reply {
                     "PreSignUp failed with error: not on the partner list (injected by the test proxy)",
                     request_id,
                 ))
+            } else if let FaultKind::Answer(body) = kind {
+                state.record(decided_at, &operation, Outcome::InternalError);
+                let body: Value = serde_json::from_str(body).expect("an answer is JSON");
+                Reply::Respond(json_answer(StatusCode::OK, &body, request_id))
             } else if let FaultKind::CancelTransaction(reasons) = kind {
                 state.record(decided_at, &operation, Outcome::InternalError);
                 Reply::Respond(cancelled_transaction(reasons, request_id))
