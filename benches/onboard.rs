@@ -571,9 +571,16 @@ fn scale(new_rows: &[usize], dry_rows: &[usize], work: &Path) -> Scale {
     }
     // The sequence of issue 24: the first `status` after the sign-ins (the state last saw
     // everyone pending), `status --all`, the first `run` after them, then the hourly re-run.
-    let mut step = |label: String, args: &[&str]| {
+    // `optional`: a run with an option an older build (BENCH_BIN) may lack.
+    let mut step = |label: String, args: &[&str], optional: bool| {
         standin.reset_calls();
         let m = measure(standin_cmd(&standin, &dir, &state, args));
+        if m.code != 0 && optional {
+            out.push(format!(
+                "| {label} | (not supported by this build) | | | | |"
+            ));
+            return;
+        }
         assert_eq!(m.code, 0, "{label} failed");
         let calls = standin.calls();
         out.push(format!(
@@ -585,47 +592,31 @@ fn scale(new_rows: &[usize], dry_rows: &[usize], work: &Path) -> Scale {
             quota_seconds(&calls)
         ));
     };
+    let csv = csv.to_str().unwrap();
     step(
         format!("status, the first after 95% of {new_rows} signed in"),
         &["status"],
+        false,
     );
     step(
         format!("status --all, {new_rows} tracked"),
         &["status", "--all"],
+        false,
     );
     step(
         format!("run, the first after that status, {new_rows} rows"),
-        &["run", csv.to_str().unwrap()],
+        &["run", csv],
+        false,
     );
-    let mut rerun = |label: &str, args: &[&str]| {
-        standin.reset_calls();
-        let mut all = vec!["run", csv.to_str().unwrap()];
-        all.extend_from_slice(args);
-        let m = measure(standin_cmd(&standin, &dir, &state, &all));
-        if m.code != 0 {
-            // An older build without the option.
-            out.push(format!(
-                "| {label} | (not supported by this build) | | | | |"
-            ));
-            return;
-        }
-        let calls = standin.calls();
-        out.push(format!(
-            "| {label} | {:.1} | {:.1} | {:.1} | {} | quota-seconds {:.2} |",
-            m.wall.as_secs_f64(),
-            m.cpu.as_secs_f64(),
-            m.max_rss_mb,
-            total(&calls),
-            quota_seconds(&calls)
-        ));
-    };
-    rerun(
-        &format!("re-run, {new_rows} unchanged rows, 95% confirmed"),
-        &[],
+    step(
+        format!("re-run, {new_rows} unchanged rows, 95% confirmed"),
+        &["run", csv],
+        true,
     );
-    rerun(
-        &format!("re-run, {new_rows} rows, 95% confirmed, --refresh full"),
-        &["--refresh", "full"],
+    step(
+        format!("re-run, {new_rows} rows, 95% confirmed, --refresh full"),
+        &["run", csv, "--refresh", "full"],
+        true,
     );
     let pending = new_rows.div_ceil(20) as f64;
     out.push(format!(

@@ -254,6 +254,19 @@ pub struct Step<'a, D: Directory> {
     pub only_pending: bool,
 }
 
+/// A candidate's user as read just before its step: None when it is not in the pool.
+pub struct Seen {
+    pub user: Option<RemoteUser>,
+    pub attempts: u32,
+}
+
+impl Seen {
+    /// Whether a disable would write nothing: the user is gone, or disabled already.
+    pub fn nothing_to_disable(&self) -> bool {
+        self.user.as_ref().is_none_or(|u| !u.enabled)
+    }
+}
+
 /// What the user is now decides the write.
 ///
 /// | user now | action | pending only | → |
@@ -287,15 +300,34 @@ fn now(user: Option<&RemoteUser>, action: Offboard, only_pending: bool) -> Now {
 impl<D: Directory> Step<'_, D> {
     /// Carries out `action` for one provider and reports it.
     pub async fn carry_out(&self, c: &Candidate, action: Offboard) -> RowReport {
-        let mut r = c.row(action);
+        match self.read(c, action).await {
+            Ok(seen) => self.carry_out_seen(c, action, seen).await,
+            Err(r) => *r,
+        }
+    }
+
+    /// Reads the user as it is now; a read that fails is the row's answer.
+    pub async fn read(&self, c: &Candidate, action: Offboard) -> Result<Seen, Box<RowReport>> {
         let name = c.username.as_deref().unwrap_or(&c.key);
-        let user = match self.calls.get_user(name).await {
-            Ok(done) => {
-                r.attempts += done.attempts;
-                done.value
-            }
-            Err(f) => return self.failed(r, "reading the user (AdminGetUser)", &f),
-        };
+        match self.calls.get_user(name).await {
+            Ok(done) => Ok(Seen {
+                user: done.value,
+                attempts: done.attempts,
+            }),
+            Err(f) => Err(Box::new(self.failed(
+                c.row(action),
+                "reading the user (AdminGetUser)",
+                &f,
+            ))),
+        }
+    }
+
+    /// [`Step::carry_out`] with the user already read.
+    pub async fn carry_out_seen(&self, c: &Candidate, action: Offboard, seen: Seen) -> RowReport {
+        let mut r = c.row(action);
+        r.attempts += seen.attempts;
+        let name = c.username.as_deref().unwrap_or(&c.key);
+        let user = seen.user;
         r.status_before = user.as_ref().map(|u| u.status.clone());
         r.status_after = r.status_before.clone();
         let who = Subject::new(self.pool, &c.key);

@@ -180,12 +180,11 @@ async fn take_off_absent(
             sink.append(c.not_started(Offboard::Disable));
             continue;
         }
-        let name = c.username.as_deref().unwrap_or(&c.key);
-        match ctx.calls.get_user(name).await {
-            Ok(done) if done.value.as_ref().is_none_or(|u| !u.enabled) => {
-                sink.append(take.carry_out(c, Offboard::Disable).await);
+        match take.read(c, Offboard::Disable).await {
+            Ok(seen) if seen.nothing_to_disable() => {
+                sink.append(take.carry_out_seen(c, Offboard::Disable, seen).await);
             }
-            _ => to_write.push(c),
+            seen => to_write.push((c, seen)),
         }
         if to_write.len() as u64 > limit {
             let capped = offboard::Capped {
@@ -194,15 +193,19 @@ async fn take_off_absent(
                 cap: settings.offboarding.cap,
                 members: step.members,
             };
-            to_write.extend(&step.candidates[i + 1..]);
-            return hold_back(opened, &to_write, &capped.to_string(), sink);
+            let held: Vec<&Candidate> = to_write
+                .iter()
+                .map(|(c, _)| *c)
+                .chain(&step.candidates[i + 1..])
+                .collect();
+            return hold_back(opened, &held, &capped.to_string(), sink);
         }
     }
-    for c in to_write {
-        let r = if ctx.calls.exec.cancel.is_cancelled() {
-            c.not_started(Offboard::Disable)
-        } else {
-            take.carry_out(c, Offboard::Disable).await
+    for (c, seen) in to_write {
+        let r = match seen {
+            _ if ctx.calls.exec.cancel.is_cancelled() => c.not_started(Offboard::Disable),
+            Ok(seen) => take.carry_out_seen(c, Offboard::Disable, seen).await,
+            Err(failed) => *failed,
         };
         sink.append(r);
     }
@@ -229,8 +232,7 @@ fn hold_back(
     Ok(true)
 }
 
-/// How long the cohort has not moved, as of this run's end: a state that cannot say is a
-/// warning, never the run's failure.
+/// How long the cohort has not moved, as of this run's end.
 fn stalled(opened: &Opened<'_>, pool: &str, tally: &Tally) -> Option<Stall> {
     let seen = stall::Seen {
         command: "run",
@@ -242,8 +244,6 @@ fn stalled(opened: &Opened<'_>, pool: &str, tally: &Tally) -> Option<Stall> {
         oldest_expiry: tally.oldest_expiry,
     };
     stall::measure(opened.state, pool, seen)
-        .inspect_err(|e| tracing::warn!("how long the cohort has stalled is unknown: {e}"))
-        .ok()
 }
 
 /// What the first pass over the file learnt, and how its rows are read.

@@ -144,7 +144,7 @@ async fn remind_expiring(
 }
 
 /// How long the cohort has not moved: the runs' series blocked on the budget, and the
-/// providers pending past their expiry now. A state that cannot say is a warning.
+/// providers pending past their expiry now.
 fn stalled(
     opened: &Opened<'_>,
     pool: &str,
@@ -168,8 +168,6 @@ fn stalled(
             .min(),
     };
     stall::measure(opened.state, pool, seen)
-        .inspect_err(|e| tracing::warn!("how long the cohort has stalled is unknown: {e}"))
-        .ok()
 }
 
 /// The providers to refresh (the file's, or every one the state knows) and how scans match

@@ -5,7 +5,6 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::error::Error;
 pub use crate::report::model::Stall;
 use crate::state::{PastRun, State};
 
@@ -89,10 +88,16 @@ fn blocked(run: &PastRun) -> bool {
     waited && n(&counts, "created") + n(&counts, "reissued") == 0
 }
 
-/// [`stall`] with the earlier `run`s read from the state.
-pub fn measure(state: &State, pool: &str, seen: Seen<'_>) -> Result<Stall, Error> {
-    let earlier = state.recent_runs(pool, "run", RUNS_READ)?;
-    Ok(stall(seen, &earlier))
+/// [`stall`] with the earlier `run`s read from the state; a state that cannot say is a
+/// warning, never the command's failure.
+pub fn measure(state: &State, pool: &str, seen: Seen<'_>) -> Option<Stall> {
+    match state.recent_runs(pool, "run", RUNS_READ) {
+        Ok(earlier) => Some(stall(seen, &earlier)),
+        Err(e) => {
+            tracing::warn!("how long the cohort has stalled is unknown: {e}");
+            None
+        }
+    }
 }
 
 #[cfg(test)]

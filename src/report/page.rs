@@ -402,10 +402,7 @@ fn status_cells(r: &StatusRow) -> Vec<String> {
 /// Why a provider of a `status` report needs an action, if one does: attention, expired,
 /// unread, and the help desk's next calls (a pending invitation that expires within a day).
 fn action(r: &StatusRow, now: DateTime<Utc>) -> Option<String> {
-    let expiring = r.standing == Standing::Pending
-        && r.temp_password_expires_at
-            .is_some_and(|at| at > now && at - now <= chrono::Duration::days(1));
-    if expiring {
+    if r.expires_soon(now) {
         return Some(format!(
             "expires within a day ({}): a reminder now saves a call (--on-expiring)",
             time(r.temp_password_expires_at)

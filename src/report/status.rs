@@ -86,6 +86,16 @@ pub struct StatusRow {
     pub confirmed_at: Option<DateTime<Utc>>,
 }
 
+impl StatusRow {
+    /// A pending invitation that expires within a day of `now`: the help desk's next calls.
+    pub fn expires_soon(&self, now: DateTime<Utc>) -> bool {
+        self.standing == Standing::Pending
+            && self
+                .temp_password_expires_at
+                .is_some_and(|at| at > now && at - now <= chrono::Duration::days(1))
+    }
+}
+
 /// The onboarding funnel over the providers the tool invited and has not offboarded.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Funnel {

@@ -321,12 +321,7 @@ pub fn log_status_end(report: &StatusReport, files: &ReportFiles, newly_path: &P
     let soon = report
         .rows
         .iter()
-        .filter(|r| r.standing == Standing::Pending)
-        .filter(|r| {
-            r.temp_password_expires_at.is_some_and(|at| {
-                at > report.finished_at && at - report.finished_at <= chrono::Duration::days(1)
-            })
-        })
+        .filter(|r| r.expires_soon(report.finished_at))
         .count();
     if soon > 0 {
         tracing::info!(
