@@ -160,39 +160,69 @@ impl<D: Directory> Calls<D> {
 
     /// Every group of the pool (ListGroups, all pages).
     pub async fn groups(&self) -> Result<Vec<String>, Failed> {
-        self.pages(Op::ListGroups, |next| self.dir.list_groups(next))
-            .await
+        let mut out = Vec::new();
+        self.pages(
+            Op::ListGroups,
+            |next| self.dir.list_groups(next),
+            |g| out.extend(g),
+        )
+        .await?;
+        Ok(out)
     }
 
     /// The usernames in a group (ListUsersInGroup, all pages).
     pub async fn group_members(&self, group: &str) -> Result<Vec<String>, Failed> {
-        self.pages(Op::ListUsersInGroup, |next| {
-            self.dir.list_users_in_group(group, next)
-        })
-        .await
+        let mut out = Vec::new();
+        self.pages(
+            Op::ListUsersInGroup,
+            |next| self.dir.list_users_in_group(group, next),
+            |names| out.extend(names),
+        )
+        .await?;
+        Ok(out)
     }
 
     /// Every user matching `filter` (ListUsers, all pages).
     pub async fn users(&self, filter: Option<&str>) -> Result<Vec<RemoteUser>, Failed> {
-        self.pages(Op::ListUsers, |next| self.dir.list_users(filter, next))
-            .await
+        let mut out = Vec::new();
+        self.users_each(filter, |users| out.extend(users)).await?;
+        Ok(out)
     }
 
-    /// Follows the pagination token until the listing ends.
-    async fn pages<T, F, Fut>(&self, op: Op, mut page: F) -> Result<Vec<T>, Failed>
+    /// Every user matching `filter` (ListUsers, all pages), handed to `each` a page at a time,
+    /// so that a large pool's listing is never held whole.
+    pub async fn users_each(
+        &self,
+        filter: Option<&str>,
+        each: impl FnMut(Vec<RemoteUser>),
+    ) -> Result<(), Failed> {
+        self.pages(
+            Op::ListUsers,
+            |next| self.dir.list_users(filter, next),
+            each,
+        )
+        .await
+    }
+
+    /// Follows the pagination token until the listing ends, handing each page's items on.
+    async fn pages<T, F, Fut>(
+        &self,
+        op: Op,
+        mut page: F,
+        mut each: impl FnMut(Vec<T>),
+    ) -> Result<(), Failed>
     where
         F: FnMut(Option<String>) -> Fut,
         Fut: Future<Output = Result<Page<T>, Fault>>,
     {
-        let mut out = Vec::new();
         let mut next: Option<String> = None;
         loop {
             let token = next.take();
             let done = self.call(op, || page(token.clone())).await?;
-            out.extend(done.value.items);
+            each(done.value.items);
             match done.value.next {
                 Some(t) if !t.is_empty() => next = Some(t),
-                _ => return Ok(out),
+                _ => return Ok(()),
             }
         }
     }

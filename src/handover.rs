@@ -102,23 +102,33 @@ pub fn expiring_due(
 ) -> Vec<Expiring> {
     pending
         .iter()
-        .filter(|(.., expires_at)| *expires_at > now && *expires_at - now <= within)
-        .filter_map(|(key, username, email, name, expires_at)| {
-            let k = known.get(key)?;
-            let invited_at = k.last_invited_at?;
-            // Not one who cannot sign in anyway (disabled, by this tool or anyone).
-            let usable = k.disabled_run.is_none() && k.last_enabled != Some(false);
-            (k.invited && usable && k.reminded_for != Some(invited_at)).then(|| Expiring {
-                key: key.clone(),
-                pool: pool_id.to_string(),
-                username: username.clone().or_else(|| k.username.clone()),
-                email: email.clone().or_else(|| k.email.clone()),
-                name: name.clone(),
-                invited_at,
-                expires_at: *expires_at,
-            })
-        })
+        .filter_map(|p| expiring(pool_id, p, known.get(&p.0)?, within, now))
         .collect()
+}
+
+/// [`expiring_due`] for one pending provider, with what the state knows of it.
+pub fn expiring(
+    pool_id: &str,
+    (key, username, email, name, expires_at): &Pending,
+    k: &crate::state::Known,
+    within: chrono::Duration,
+    now: DateTime<Utc>,
+) -> Option<Expiring> {
+    if *expires_at <= now || *expires_at - now > within {
+        return None;
+    }
+    let invited_at = k.last_invited_at?;
+    // Not one who cannot sign in anyway (disabled, by this tool or anyone).
+    let usable = k.disabled_run.is_none() && k.last_enabled != Some(false);
+    (k.invited && usable && k.reminded_for != Some(invited_at)).then(|| Expiring {
+        key: key.clone(),
+        pool: pool_id.to_string(),
+        username: username.clone().or_else(|| k.username.clone()),
+        email: email.clone().or_else(|| k.email.clone()),
+        name: name.clone(),
+        invited_at,
+        expires_at: *expires_at,
+    })
 }
 
 /// Runs the reminder for each provider, one after another, and records each success against
@@ -164,18 +174,26 @@ pub fn due<'a>(
     known: &std::collections::HashMap<String, crate::state::Known>,
 ) -> Vec<Confirmed> {
     seen.filter_map(|(key, username, email)| {
-        let k = known.get(key)?;
-        (k.invited && k.handed_over_at.is_none()).then(|| Confirmed {
-            key: key.to_string(),
-            pool: pool_id.to_string(),
-            username: username.map(str::to_string).or_else(|| k.username.clone()),
-            email: email.map(str::to_string).or_else(|| k.email.clone()),
-            groups: k.groups_done.clone(),
-            invited_at: k.first_invited_at,
-            confirmed_at: k.confirmed_at,
-        })
+        confirmed(pool_id, (key, username, email), known.get(key)?)
     })
     .collect()
+}
+
+/// [`due`] for one confirmed provider, with what the state knows of it.
+pub fn confirmed(
+    pool_id: &str,
+    (key, username, email): (&str, Option<&str>, Option<&str>),
+    k: &crate::state::Known,
+) -> Option<Confirmed> {
+    (k.invited && k.handed_over_at.is_none()).then(|| Confirmed {
+        key: key.to_string(),
+        pool: pool_id.to_string(),
+        username: username.map(str::to_string).or_else(|| k.username.clone()),
+        email: email.map(str::to_string).or_else(|| k.email.clone()),
+        groups: k.groups_done.clone(),
+        invited_at: k.first_invited_at,
+        confirmed_at: k.confirmed_at,
+    })
 }
 
 /// Runs the command for each provider, one after another, and records each success.

@@ -242,31 +242,46 @@ pub fn scan_key(mode: UsernameMode, key_mode: KeyMode, user: &RemoteUser) -> Opt
 /// `sub`, so the scan runs at the UserList quota rather than at one page per round trip.
 ///
 /// `attributes`: keep every user's attributes (only `run --update` compares them); without,
-/// all but the name are dropped as each part arrives, so a scan of a big pool holds only what
-/// decisions and reports need.
+/// all but the name are dropped.
 pub async fn all_users<D: Directory>(
     calls: &Calls<D>,
     pool_users: u64,
     attributes: bool,
 ) -> Result<Vec<RemoteUser>, Error> {
-    let slim = |u| slim(u, attributes);
+    let mut users = Vec::with_capacity(pool_users as usize);
+    each_user(calls, pool_users, attributes, |page| users.extend(page)).await?;
+    Ok(users)
+}
+
+/// [`all_users`], handed to `each` a page at a time (a large pool is never held whole). A pool
+/// too large for one listing is listed in 16 parts (`sub ^= "0"` ... `"f"`) at once; a listing
+/// with a part missing would make its users look absent, so it is an error.
+pub async fn each_user<D: Directory>(
+    calls: &Calls<D>,
+    pool_users: u64,
+    attributes: bool,
+    each: impl FnMut(Vec<RemoteUser>),
+) -> Result<(), Error> {
+    let each = std::cell::RefCell::new(each);
+    let page = |users: Vec<RemoteUser>| {
+        (each.borrow_mut())(users.into_iter().map(|u| slim(u, attributes)).collect())
+    };
     if pool_users.div_ceil(60) < PARTITION_FROM_PAGES {
-        return Ok(calls.users(None).await?.into_iter().map(slim).collect());
+        return Ok(calls.users_each(None, page).await?);
     }
     let filters: Vec<String> = "0123456789abcdef"
         .chars()
         .map(|digit| format!("sub ^= \"{digit}\""))
         .collect();
-    let mut users = Vec::with_capacity(pool_users as usize);
     let mut first_error = None;
     let not_started = calls
         .exec
         .for_each_bounded(
             filters.iter(),
             filters.len(),
-            |filter| calls.users(Some(filter)),
+            |filter| calls.users_each(Some(filter), page),
             |part| match part {
-                Ok(Ok(found)) => users.extend(found.into_iter().map(slim)),
+                Ok(Ok(())) => {}
                 Ok(Err(failed)) => {
                     first_error.get_or_insert(Error::from(failed));
                 }
@@ -282,11 +297,10 @@ pub async fn all_users<D: Directory>(
     if let Some(e) = first_error {
         return Err(e);
     }
-    // A scan with a part missing would make its users look absent: never use one.
     if !not_started.is_empty() {
         return Err(Error::Interrupted);
     }
-    Ok(users)
+    Ok(())
 }
 
 /// The pool's users that a row may name (by username or email, in any case), indexed.
@@ -316,12 +330,24 @@ pub async fn pending_users<D: Directory>(
     calls: &Calls<D>,
     attributes: bool,
 ) -> Result<Vec<RemoteUser>, Error> {
+    let mut users = Vec::new();
+    pending_each(calls, attributes, |page| users.extend(page)).await?;
+    Ok(users)
+}
+
+/// [`pending_users`], handed to `each` a page at a time.
+pub async fn pending_each<D: Directory>(
+    calls: &Calls<D>,
+    attributes: bool,
+    mut each: impl FnMut(Vec<RemoteUser>),
+) -> Result<(), Error> {
     let filter = format!(
         "cognito:user_status = \"{}\"",
         UserStatus::ForceChangePassword.as_str()
     );
-    let users = calls.users(Some(&filter)).await?;
-    Ok(users.into_iter().map(|u| slim(u, attributes)).collect())
+    let page =
+        |users: Vec<RemoteUser>| each(users.into_iter().map(|u| slim(u, attributes)).collect());
+    Ok(calls.users_each(Some(&filter), page).await?)
 }
 
 /// The attributes a report names a provider by, kept even when the rest are dropped.

@@ -2,7 +2,7 @@
 //! report each provider's standing (what `run` would do now), and hand the newly confirmed over.
 //! Must not classify (`standing`) or read (`status`, `lookup`) itself.
 
-use std::collections::HashMap;
+use std::io::Write;
 
 use chrono::Utc;
 
@@ -17,10 +17,12 @@ use crate::input::{self, KeyMode};
 use crate::lookup;
 use crate::monitor::{Figures, Stall, stall};
 use crate::plan::Policy;
+use crate::report::page::StatusPage;
+use crate::report::status::{RowsOnDisk, Tally};
 use crate::report::terminal::{self as render, log_status_end};
 use crate::session::{Opened, Session, Spec, calls_by_name, open_pool};
-use crate::standing::{self, Standing, StatusReport};
-use crate::state::{Access, Known};
+use crate::standing::{Standing, StatusReport};
+use crate::state::Access;
 use crate::status;
 
 /// `status`: refresh where every provider stands by the cheapest reads, record what changed,
@@ -55,58 +57,57 @@ async fn refresh_status(
     reader: Option<Reader>,
 ) -> Result<(Ending, Figures), Error> {
     let (calls, pool) = open_pool(common, opened.pool_id).await?;
-    let known = opened.state.known(&pool.id)?;
-    let (key_mode, mut targets) = targets(&pool, &known, reader)?;
-    let plan = status::plan(&targets, &known, &pool, &common.quotas, settings.all);
+    let (key_mode, work) = targets(opened.state, &pool, reader)?;
+    let plan = status::plan(&work, &pool, &common.quotas, settings.all)?;
     tracing::info!(
         "refreshing {} providers by {:?} (estimated quota-seconds: per user {:.2}, scan {:.2}, pending scan {:.2})",
         if settings.all {
             "all".to_string()
         } else {
-            targets.len().to_string()
+            plan.targets.to_string()
         },
         plan.refresh,
         plan.estimates["per_user"],
         plan.estimates["scan"],
         plan.estimates["pending_scan"]
     );
-    let (results, rest) = status::read(
+    let rest = status::read(
         &calls,
         &pool,
         key_mode,
         plan.refresh,
         settings.all,
-        &mut targets,
+        &work,
         common.concurrency,
     )
     .await?;
     let now = Utc::now();
-    status::record(
-        opened.state,
-        &pool.id,
-        &targets,
-        &results,
-        &known,
-        opened.run_id,
-        now,
-    )?;
-    // What was just recorded (confirmations, transitions) is read back; the first copy goes
-    // first, so that two are never held at once.
-    drop(known);
-    let known = opened.state.known(&pool.id)?;
+    status::record(opened.state, &pool.id, &work, opened.run_id, now)?;
     let judge = settings.judge;
     let policy = Policy::new(judge.reissue, judge.delivery, judge.max_reissues, &pool);
-    let rows = status::rows(targets, results, &known, &policy, now);
-    let mut report = status_report(opened, &pool, &calls.exec, common, plan, rows)?;
+    let classified = classify(settings, opened, &pool.id, &work, &policy, now)?;
+    drop(work);
+    let mut report = status_report(opened, &pool, &calls.exec, common, plan, &classified)?;
     report.rest = rest;
-    report.stalled = stalled(opened, &pool.id, &report.rows, now);
+    report.stalled = stalled(opened, &pool.id, &classified.tally, now);
     if let Some(on) = &settings.on_confirmed {
-        report.handed_over = hand_over(on, opened, &pool.id, &report, &known).await?;
+        report.handed_over =
+            handover::hand_over(on, opened.state, &pool.id, classified.confirmed).await?;
     }
     if let Some(on) = &settings.on_expiring {
-        report.reminded = remind_expiring(on, opened, &pool.id, &report, &known, now).await?;
+        report.reminded = handover::remind(on, opened.state, classified.expiring).await?;
     }
-    write_and_show(settings, opened, &pool.id, &report, now)?;
+    let page = classified
+        .page
+        .map(|p| p.finish(&report, &opened.report_files.csv_name()));
+    write_and_show(
+        settings,
+        opened,
+        &pool.id,
+        &report,
+        page,
+        classified.tally.key_width,
+    )?;
     let figures = Figures::of_status(&report);
     if let Some(e) = calls.exec.fatal() {
         return Err(Error::Cognito(e.to_string()));
@@ -114,33 +115,79 @@ async fn refresh_status(
     Ok((report.ending(calls.exec.cancel.is_cancelled()), figures))
 }
 
-/// Runs `--on-expiring` for the pending providers whose invitation expires soon and has had no
-/// reminder yet.
-async fn remind_expiring(
-    on: &handover::OnExpiring,
+/// What classifying every provider leaves: the rows (on disk), their tally, the page built
+/// from them, and the providers due a hand-over or a reminder.
+struct Classified {
+    rows: RowsOnDisk,
+    tally: Tally,
+    page: Option<StatusPage>,
+    confirmed: Vec<handover::Confirmed>,
+    expiring: Vec<handover::Expiring>,
+}
+
+/// Classifies each provider in key order with what the state knows of it now, and writes its
+/// row as soon as it is made: the rows go to disk, and only their tally, the page's bins and
+/// capped lists, and who is due a hand-over or a reminder are kept.
+fn classify(
+    settings: &StatusSettings,
     opened: &Opened<'_>,
     pool_id: &str,
-    report: &StatusReport,
-    known: &HashMap<String, Known>,
+    work: &status::Workset,
+    policy: &Policy,
     now: chrono::DateTime<Utc>,
-) -> Result<Vec<handover::HandOver>, Error> {
-    let pending: Vec<handover::Pending> = report
-        .rows
-        .iter()
-        .filter(|r| r.standing == Standing::Pending)
-        .filter_map(|r| {
-            let at = r.temp_password_expires_at?;
-            Some((
-                r.key.clone(),
-                r.username.clone(),
-                r.email.clone(),
-                r.name.clone(),
+) -> Result<Classified, Error> {
+    let mut rows = opened.report_files.status_rows()?;
+    let mut tally = Tally::new();
+    let mut page = opened
+        .report_files
+        .html
+        .as_ref()
+        .map(|_| StatusPage::new(now));
+    let (mut confirmed, mut expiring) = (Vec::new(), Vec::new());
+    status::each_with_known(opened.state, pool_id, work, |j, known| {
+        let row = status::row(&j, known, policy, now);
+        tally.add(&row, now);
+        if let Some(page) = &mut page {
+            page.add(&row);
+        }
+        let seen = (
+            row.key.as_str(),
+            row.username.as_deref(),
+            row.email.as_deref(),
+        );
+        if settings.on_confirmed.is_some()
+            && matches!(row.standing, Standing::Confirmed | Standing::NewlyConfirmed)
+        {
+            confirmed.extend(handover::confirmed(pool_id, seen, known));
+        }
+        if let (Some(on), Standing::Pending, Some(at)) = (
+            &settings.on_expiring,
+            row.standing,
+            row.temp_password_expires_at,
+        ) {
+            let pending = (
+                row.key.clone(),
+                row.username.clone(),
+                row.email.clone(),
+                row.name.clone(),
                 at,
-            ))
-        })
-        .collect();
-    let due = handover::expiring_due(pool_id, &pending, known, on.within, now);
-    handover::remind(on, opened.state, due).await
+            );
+            expiring.extend(handover::expiring(pool_id, &pending, known, on.within, now));
+        }
+        rows.push(&row)
+            .map_err(|e| Error::io("cannot write report", rows.path(), e))
+    })?;
+    let path = rows.path().to_path_buf();
+    let rows = rows
+        .finish()
+        .map_err(|e| Error::io("cannot write report", &path, e))?;
+    Ok(Classified {
+        rows,
+        tally,
+        page,
+        confirmed,
+        expiring,
+    })
 }
 
 /// How long the cohort has not moved: the runs' series blocked on the budget, and the
@@ -148,69 +195,56 @@ async fn remind_expiring(
 fn stalled(
     opened: &Opened<'_>,
     pool: &str,
-    rows: &[crate::standing::StatusRow],
+    tally: &Tally,
     now: chrono::DateTime<Utc>,
 ) -> Option<Stall> {
-    let expired: Vec<_> = rows
-        .iter()
-        .filter(|r| r.standing == Standing::Expired)
-        .collect();
     let seen = stall::Seen {
         command: "status",
         started_at: opened.started_at,
         now,
         waited_on_budget: false,
         sent: 0,
-        expired: expired.len() as u64,
-        oldest_expiry: expired
-            .iter()
-            .filter_map(|r| r.temp_password_expires_at)
-            .min(),
+        expired: tally.summary.get(&Standing::Expired).copied().unwrap_or(0),
+        oldest_expiry: tally.oldest_expiry,
     };
     stall::measure(opened.state, pool, seen)
 }
 
-/// The providers to refresh (the file's, or every one the state knows) and how scans match
-/// them: keys of free-form pools are usernames or emails, so a scan matches them by username.
+/// The providers to refresh (the file's, or every one the state knows), gathered on disk, and
+/// how scans match them: keys of free-form pools are usernames or emails, so a scan matches
+/// them by username.
 fn targets(
+    state: &crate::state::State,
     pool: &PoolInfo,
-    known: &HashMap<String, Known>,
     reader: Option<Reader>,
-) -> Result<(KeyMode, Vec<status::Target>), Error> {
-    let (mut key_mode, rows) = match reader {
+) -> Result<(KeyMode, status::Workset), Error> {
+    let (mut key_mode, work, known_any) = match reader {
         Some(reader) => {
             let (key_mode, rules) = cohort::rules_for(pool, reader.columns())?;
-            let (rows, rejects) = cohort::read_cohort(reader, key_mode, &rules, Delivery::Email)?;
-            for r in &rejects {
-                tracing::warn!("{}", cohort::invalid_row(r).reason);
-            }
-            (key_mode, Some(rows))
+            let rows =
+                cohort::stream(reader, key_mode, &rules, Delivery::Email)?.filter_map(|record| {
+                    match record {
+                        Ok(Ok(row)) => Some(Ok(row)),
+                        Ok(Err(reject)) => {
+                            tracing::warn!("{}", cohort::invalid_row(&reject).reason);
+                            None
+                        }
+                        Err(e) => Some(Err(e)),
+                    }
+                });
+            let (work, any) = status::gather(state, pool, Some(rows))?;
+            (key_mode, work, any)
         }
-        None => (KeyMode::Email, None),
+        None => {
+            let (work, any) =
+                status::gather(state, pool, None::<std::iter::Empty<Result<_, Error>>>)?;
+            (KeyMode::Email, work, any)
+        }
     };
-    let targets = status::targets(rows, known, pool);
-    if key_mode == KeyMode::Email && pool.username_mode != UsernameMode::Email && !known.is_empty()
-    {
+    if key_mode == KeyMode::Email && pool.username_mode != UsernameMode::Email && known_any {
         key_mode = KeyMode::Username;
     }
-    Ok((key_mode, targets))
-}
-
-/// Runs `--on-confirmed` for the confirmed providers not handed over yet.
-async fn hand_over(
-    on: &handover::OnConfirmed,
-    opened: &Opened<'_>,
-    pool_id: &str,
-    report: &StatusReport,
-    known: &HashMap<String, Known>,
-) -> Result<Vec<handover::HandOver>, Error> {
-    let seen = report
-        .rows
-        .iter()
-        .filter(|r| matches!(r.standing, Standing::Confirmed | Standing::NewlyConfirmed))
-        .map(|r| (r.key.as_str(), r.username.as_deref(), r.email.as_deref()));
-    let due = handover::due(pool_id, seen, known);
-    handover::hand_over(on, opened.state, pool_id, due).await
+    Ok((key_mode, work))
 }
 
 /// Writes the report (and the newly confirmed list), records who was reported newly confirmed,
@@ -220,38 +254,55 @@ fn write_and_show(
     opened: &Opened<'_>,
     pool_id: &str,
     report: &StatusReport,
-    now: chrono::DateTime<Utc>,
+    page: Option<crate::report::page::Page>,
+    key_width: usize,
 ) -> Result<(), Error> {
-    let newly_path = opened.report_files.write_status(report, opened.run_id)?;
-    opened.state.confirmations_reported(
-        pool_id,
-        &report
-            .newly_confirmed
-            .iter()
-            .map(|r| r.key.clone())
-            .collect::<Vec<_>>(),
-        now,
-    )?;
+    let newly_path = opened
+        .report_files
+        .write_status(report, page, opened.run_id)?;
+    let mut keys = Vec::new();
+    let mut recorded = Ok(());
+    let mut record = |keys: &mut Vec<String>| {
+        if recorded.is_ok() {
+            recorded =
+                opened
+                    .state
+                    .confirmations_reported(pool_id, &std::mem::take(keys), Utc::now());
+        }
+    };
+    report
+        .newly_confirmed
+        .each(|r| {
+            keys.push(r.key);
+            if keys.len() == 1000 {
+                record(&mut keys);
+            }
+            Ok(())
+        })
+        .map_err(|e| Error::io("cannot read the report back", &opened.report_files.json, e))?;
+    record(&mut keys);
+    recorded?;
     log_status_end(report, opened.report_files, &newly_path);
-    match settings.format {
-        Some(StatusFormat::Table) => print!("{}", render::status_table(report)),
-        Some(StatusFormat::Json) => println!(
-            "{}",
-            serde_json::to_string_pretty(report).unwrap_or_default()
-        ),
-        None => println!("{}", opened.report_files.json.display()),
-    }
+    let mut out = std::io::stdout().lock();
+    // Standard output closed early (a pager quit) is not the run's failure.
+    let _ = match settings.format {
+        Some(StatusFormat::Table) => render::status_table(report, key_width, &mut out),
+        Some(StatusFormat::Json) => serde_json::to_writer_pretty(&mut out, report)
+            .map_err(std::io::Error::other)
+            .and_then(|()| writeln!(out)),
+        None => writeln!(out, "{}", opened.report_files.json.display()),
+    };
     Ok(())
 }
 
-/// The status report from its rows and what the executor counted.
+/// The status report from its tally, its rows on disk, and what the executor counted.
 fn status_report(
     opened: &Opened<'_>,
     pool: &PoolInfo,
     exec: &Executor,
     common: &Common,
     plan: status::Plan,
-    rows: Vec<standing::StatusRow>,
+    classified: &Classified,
 ) -> Result<StatusReport, Error> {
     let calls = exec.calls();
     let quota_seconds = calls
@@ -259,6 +310,12 @@ fn status_report(
         .map(|(c, n)| lookup::quota_seconds(*n, common.quotas.get(*c)))
         .filter(|q| q.is_finite())
         .sum::<f64>();
+    let tally = &classified.tally;
+    let newly = tally
+        .summary
+        .get(&Standing::NewlyConfirmed)
+        .copied()
+        .unwrap_or(0);
     Ok(StatusReport {
         run_id: opened.run_id.to_string(),
         command: "status",
@@ -271,16 +328,13 @@ fn status_report(
         estimated_quota_seconds: plan.estimates,
         quota_seconds: (quota_seconds * 1000.0).round() / 1000.0,
         calls: calls_by_name(exec, opened.state),
-        summary: standing::summarize(&rows),
-        funnel: standing::funnel(&rows),
-        newly_confirmed: rows
-            .iter()
-            .filter(|r| r.standing == Standing::NewlyConfirmed)
-            .cloned()
-            .collect(),
-        rows,
+        summary: tally.summary.clone(),
+        funnel: tally.funnel(),
+        newly_confirmed: classified.rows.only(Standing::NewlyConfirmed, newly),
+        rows: classified.rows.clone(),
         handed_over: Vec::new(),
         reminded: Vec::new(),
         stalled: None,
+        expires_soon: tally.expires_soon,
     })
 }

@@ -6,7 +6,7 @@ use std::io::Write;
 use chrono::{DateTime, SecondsFormat, Utc};
 
 use super::model::RowReport;
-use super::status::StatusRow;
+use super::status::RowsOnDisk;
 use crate::cognito::UserStatus;
 
 /// Neutralises a cell that a spreadsheet would run as a formula (OWASP "CSV injection").
@@ -87,7 +87,7 @@ pub fn write_csv<W: Write>(mut out: W, rows: &[RowReport]) -> std::io::Result<()
 }
 
 /// Writes `status`'s rows as CSV (UTF-8 with BOM), formula-looking cells escaped.
-pub fn write_status_csv<W: Write>(mut out: W, rows: &[StatusRow]) -> std::io::Result<()> {
+pub fn write_status_csv<W: Write>(mut out: W, rows: &RowsOnDisk) -> std::io::Result<()> {
     out.write_all("\u{feff}".as_bytes())?;
     let mut w = csv::Writer::from_writer(out);
     w.write_record([
@@ -106,7 +106,7 @@ pub fn write_status_csv<W: Write>(mut out: W, rows: &[StatusRow]) -> std::io::Re
         "name",
     ])?;
     let t = time;
-    for r in rows {
+    rows.each(|r| {
         let record = [
             r.key.clone(),
             r.username.clone().unwrap_or_default(),
@@ -121,8 +121,8 @@ pub fn write_status_csv<W: Write>(mut out: W, rows: &[StatusRow]) -> std::io::Re
             t(&r.confirmed_at),
             r.name.clone().unwrap_or_default(),
         ];
-        w.write_record(record.iter().map(|c| escape_cell(c).into_owned()))?;
-    }
+        Ok(w.write_record(record.iter().map(|c| escape_cell(c).into_owned()))?)
+    })?;
     w.flush()
 }
 

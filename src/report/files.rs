@@ -94,9 +94,15 @@ impl ReportFiles {
         )
     }
 
-    /// Writes `status`'s report to both files, and its newly confirmed providers to
-    /// `<run-id>-newly-confirmed.csv`; returns that file's path.
-    pub fn write_status(&self, report: &StatusReport, run_id: &str) -> Result<PathBuf, Error> {
+    /// Writes `status`'s report to both files (its rows read back from where they were kept as
+    /// they were classified), its newly confirmed providers to `<run-id>-newly-confirmed.csv`,
+    /// and `page`, built from the same rows; returns the newly confirmed list's path.
+    pub fn write_status(
+        &self,
+        report: &StatusReport,
+        page: Option<crate::report::page::Page>,
+        run_id: &str,
+    ) -> Result<PathBuf, Error> {
         let newly = self
             .json
             .with_file_name(format!("{run_id}-newly-confirmed.csv"));
@@ -110,11 +116,18 @@ impl ReportFiles {
         write_atomic(&newly, &|f| {
             write_status_csv(&mut *f, &report.newly_confirmed)
         })?;
-        if let Some(html) = &self.html {
-            let page = crate::report::page::status_page(report, &self.csv_name());
+        if let (Some(html), Some(page)) = (&self.html, page) {
             write_atomic(html, &|f| crate::report::page::render(&page, f))?;
         }
         Ok(newly)
+    }
+
+    /// Where `status` keeps its rows while it classifies them: beside the report, removed when
+    /// the report is written.
+    pub fn status_rows(&self) -> Result<crate::report::status::RowsWriter, Error> {
+        let path = self.json.with_extension("rows.jsonl");
+        crate::report::status::RowsWriter::create(&path)
+            .map_err(|e| Error::io("cannot write report", &path, e))
     }
 
     /// Writes the providers an offboarding step held back because of its cap to

@@ -415,21 +415,37 @@ fn action(r: &StatusRow, now: DateTime<Utc>) -> Option<String> {
     .then(|| r.reason.clone())
 }
 
-/// A `status` report's page; `csv_name` is the CSV report's file name.
-pub fn status_page(report: &StatusReport, csv_name: &str) -> Page {
-    let f = &report.funnel;
-    let mut histogram = [0u64; BUCKETS.len()];
-    let mut needs_action = Capped::new(STATUS_ACTION_COLUMNS, LIST_CAP);
-    let mut table = Capped::new(STATUS_COLUMNS, TABLE_CAP);
-    for r in &report.rows {
+/// A `status` report's page, built as the rows are classified: the histogram's bins and the
+/// capped lists, never the rows.
+pub struct StatusPage {
+    now: DateTime<Utc>,
+    histogram: [u64; BUCKETS.len()],
+    needs_action: Capped,
+    table: Capped,
+    newly: Capped,
+}
+
+impl StatusPage {
+    /// `now`: what "expires within a day" is counted from.
+    pub fn new(now: DateTime<Utc>) -> StatusPage {
+        StatusPage {
+            now,
+            histogram: [0; BUCKETS.len()],
+            needs_action: Capped::new(STATUS_ACTION_COLUMNS, LIST_CAP),
+            table: Capped::new(STATUS_COLUMNS, TABLE_CAP),
+            newly: Capped::new(NEWLY_COLUMNS, LIST_CAP),
+        }
+    }
+
+    pub fn add(&mut self, r: &StatusRow) {
         if let (Some(i), Some(c)) = (r.first_invited_at, r.confirmed_at)
             && c >= i
         {
-            histogram[bucket((c - i).num_seconds())] += 1;
+            self.histogram[bucket((c - i).num_seconds())] += 1;
         }
         let class = r.standing.as_str();
-        if let Some(reason) = action(r, report.finished_at) {
-            needs_action.push(class, || {
+        if let Some(reason) = action(r, self.now) {
+            self.needs_action.push(class, || {
                 vec![
                     r.key.clone(),
                     opt(&r.name),
@@ -439,55 +455,59 @@ pub fn status_page(report: &StatusReport, csv_name: &str) -> Page {
                 ]
             });
         }
-        table.push(class, || status_cells(r));
+        self.table.push(class, || status_cells(r));
+        if r.standing == Standing::NewlyConfirmed {
+            self.newly.push("newly_confirmed", || {
+                vec![
+                    r.key.clone(),
+                    opt(&r.name),
+                    opt(&r.username),
+                    opt(&r.email),
+                    time(r.first_invited_at),
+                    time(r.confirmed_at),
+                ]
+            });
+        }
     }
-    let mut newly = Capped::new(NEWLY_COLUMNS, LIST_CAP);
-    for r in &report.newly_confirmed {
-        newly.push("newly_confirmed", || {
-            vec![
-                r.key.clone(),
-                opt(&r.name),
-                opt(&r.username),
-                opt(&r.email),
-                time(r.first_invited_at),
-                time(r.confirmed_at),
-            ]
-        });
-    }
-    Page {
-        command: "status",
-        run_id: report.run_id.clone(),
-        pool_id: report.user_pool_id.clone(),
-        started_at: report.started_at,
-        finished_at: report.finished_at,
-        notes: report
-            .previous_status_at
-            .map(|t| {
-                format!(
-                    "Newly confirmed: since the previous status report, {}.",
-                    time(Some(t))
-                )
-            })
-            .into_iter()
-            .chain(stalled(report.stalled.as_ref(), report.finished_at))
-            .collect(),
-        summary: Standing::ALL
-            .iter()
-            .map(|s| (s.as_str(), report.summary.get(s).copied().unwrap_or(0)))
-            .collect(),
-        funnel: FunnelCounts {
-            invited: f.invited,
-            confirmed: f.confirmed,
-            pending: f.pending,
-            expired: f.expired,
-            attention: f.attention,
-        },
-        median_hours_to_confirm: f.median_hours_to_confirm,
-        histogram: Some(histogram),
-        needs_action,
-        newly_confirmed: Some(newly),
-        table,
-        csv_name: csv_name.to_string(),
+
+    /// The page of `report`, whose rows were added; `csv_name` is the CSV report's file name.
+    pub fn finish(self, report: &StatusReport, csv_name: &str) -> Page {
+        let f = &report.funnel;
+        Page {
+            command: "status",
+            run_id: report.run_id.clone(),
+            pool_id: report.user_pool_id.clone(),
+            started_at: report.started_at,
+            finished_at: report.finished_at,
+            notes: report
+                .previous_status_at
+                .map(|t| {
+                    format!(
+                        "Newly confirmed: since the previous status report, {}.",
+                        time(Some(t))
+                    )
+                })
+                .into_iter()
+                .chain(stalled(report.stalled.as_ref(), report.finished_at))
+                .collect(),
+            summary: Standing::ALL
+                .iter()
+                .map(|s| (s.as_str(), report.summary.get(s).copied().unwrap_or(0)))
+                .collect(),
+            funnel: FunnelCounts {
+                invited: f.invited,
+                confirmed: f.confirmed,
+                pending: f.pending,
+                expired: f.expired,
+                attention: f.attention,
+            },
+            median_hours_to_confirm: f.median_hours_to_confirm,
+            histogram: Some(self.histogram),
+            needs_action: self.needs_action,
+            newly_confirmed: Some(self.newly),
+            table: self.table,
+            csv_name: csv_name.to_string(),
+        }
     }
 }
 
@@ -978,6 +998,35 @@ mod tests {
         assert_eq!(bucket(400 * 24 * h), 4);
     }
 
+    /// The page of a `status` report of these rows, made as `status` makes it.
+    fn status_page_of(rows: &[StatusRow]) -> Page {
+        let tally = super::super::status::Tally::of(rows);
+        let report = StatusReport {
+            run_id: "s1".into(),
+            command: "status",
+            started_at: at(),
+            finished_at: at(),
+            user_pool_id: "eu-west-1_x".into(),
+            previous_status_at: None,
+            refresh: crate::report::status::Refresh::PerUser,
+            rest: None,
+            estimated_quota_seconds: BTreeMap::new(),
+            quota_seconds: 0.0,
+            calls: BTreeMap::new(),
+            summary: tally.summary.clone(),
+            funnel: tally.funnel(),
+            newly_confirmed: Default::default(),
+            rows: Default::default(),
+            handed_over: Vec::new(),
+            reminded: Vec::new(),
+            stalled: None,
+            expires_soon: 0,
+        };
+        let mut page = StatusPage::new(at());
+        rows.iter().for_each(|r| page.add(r));
+        page.finish(&report, "s1.csv")
+    }
+
     #[test]
     fn a_status_page_draws_the_histogram_from_invitation_to_confirmation() {
         let mk = |standing, invited_h: i64, confirmed_h: Option<i64>| StatusRow {
@@ -1001,27 +1050,7 @@ mod tests {
             mk(Standing::Pending, 5, None),
             mk(Standing::Expired, 200, None),
         ];
-        let report = StatusReport {
-            run_id: "s1".into(),
-            command: "status",
-            started_at: at(),
-            finished_at: at(),
-            user_pool_id: "eu-west-1_x".into(),
-            previous_status_at: None,
-            refresh: crate::lookup::Refresh::PerUser,
-            rest: None,
-            estimated_quota_seconds: BTreeMap::new(),
-            quota_seconds: 0.0,
-            calls: BTreeMap::new(),
-            summary: super::super::status::summarize(&rows),
-            funnel: super::super::status::funnel(&rows),
-            newly_confirmed: rows[..1].to_vec(),
-            rows,
-            handed_over: Vec::new(),
-            reminded: Vec::new(),
-            stalled: None,
-        };
-        let page = status_page(&report, "s1.csv");
+        let page = status_page_of(&rows);
         assert_eq!(page.histogram, Some([1, 1, 0, 0, 1]));
         assert_eq!(page.funnel.invited, 5);
         assert_eq!(page.funnel.confirmed, 3);
@@ -1097,27 +1126,7 @@ mod tests {
             confirmed_at: None,
         };
         let rows = vec![mk("soon@x", 12), mk("later@x", 72)];
-        let report = StatusReport {
-            run_id: "s1".into(),
-            command: "status",
-            started_at: at(),
-            finished_at: at(),
-            user_pool_id: "eu-west-1_x".into(),
-            previous_status_at: None,
-            refresh: crate::report::status::Refresh::PerUser,
-            rest: None,
-            estimated_quota_seconds: BTreeMap::new(),
-            quota_seconds: 0.0,
-            calls: BTreeMap::new(),
-            summary: super::super::status::summarize(&rows),
-            funnel: super::super::status::funnel(&rows),
-            newly_confirmed: Vec::new(),
-            rows,
-            handed_over: Vec::new(),
-            reminded: Vec::new(),
-            stalled: None,
-        };
-        let page = status_page(&report, "s1.csv");
+        let page = status_page_of(&rows);
         assert_eq!(page.needs_action.total, 1);
         let text = html(&page);
         assert!(text.contains("soon@x") && text.contains("expires within a day"));

@@ -1,11 +1,15 @@
 //! The status report's vocabulary: where a provider stands, a provider's row, the funnel, the
-//! summary, and how statuses were read. Imported by `standing` (which decides the standing) and
-//! by the writers; must import none of them.
+//! summary and their tally, the rows kept on disk while the report is made, and how statuses
+//! were read. Imported by `standing` (which decides the standing) and by the writers; must
+//! import none of them.
 
 use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::model::HandOver;
 
@@ -24,7 +28,17 @@ pub enum Refresh {
 
 /// Where a provider stands.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, strum::VariantArray,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::VariantArray,
 )]
 #[serde(rename_all = "snake_case")]
 pub enum Standing {
@@ -67,7 +81,7 @@ impl Standing {
 }
 
 /// One provider in the status report.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusRow {
     pub key: String,
     pub username: Option<String>,
@@ -109,34 +123,214 @@ pub struct Funnel {
     pub median_hours_to_confirm: Option<f64>,
 }
 
+/// The funnel of these rows.
 pub fn funnel(rows: &[StatusRow]) -> Funnel {
-    // The offboarded left their list: they are no longer part of its onboarding.
-    let invited: Vec<&StatusRow> = rows
-        .iter()
-        .filter(|r| r.first_invited_at.is_some() && r.standing != Standing::Offboarded)
-        .collect();
-    let count =
-        |f: &dyn Fn(Standing) -> bool| invited.iter().filter(|r| f(r.standing)).count() as u64;
-    let mut hours: Vec<f64> = invited
-        .iter()
-        .filter_map(|r| match (r.first_invited_at, r.confirmed_at) {
-            (Some(i), Some(c)) if c >= i => Some((c - i).num_seconds() as f64 / 3600.0),
-            _ => None,
+    Tally::of(rows).funnel()
+}
+
+/// What the report counts of its rows, taken one at a time as they are classified: the
+/// summary, the funnel, the hours each took to confirm (for the median), and what the page and
+/// the log say of them. Holds no row.
+#[derive(Debug, Clone, Default)]
+pub struct Tally {
+    pub rows: u64,
+    pub summary: BTreeMap<Standing, u64>,
+    invited: u64,
+    confirmed: u64,
+    pending: u64,
+    expired: u64,
+    attention: u64,
+    /// Hours from the first invitation to the first sight of the confirmation, one a confirmed
+    /// provider (the median needs them all): 8 bytes each, a million in 8 MB.
+    hours: Vec<f64>,
+    /// The widest key, in characters (the terminal's table lines up on it).
+    pub key_width: usize,
+    /// Pending invitations that expire within a day of the tally's `now`.
+    pub expires_soon: u64,
+    /// The earliest expiry among the expired.
+    pub oldest_expiry: Option<DateTime<Utc>>,
+}
+
+impl Tally {
+    /// A tally with every standing at zero.
+    pub fn new() -> Tally {
+        Tally {
+            summary: Standing::ALL.iter().map(|s| (*s, 0)).collect(),
+            ..Tally::default()
+        }
+    }
+
+    /// The tally of these rows (`now`: the epoch; what expires soon is not counted).
+    pub fn of(rows: &[StatusRow]) -> Tally {
+        let mut t = Tally::new();
+        for r in rows {
+            t.add(r, DateTime::<Utc>::MIN_UTC);
+        }
+        t
+    }
+
+    pub fn add(&mut self, r: &StatusRow, now: DateTime<Utc>) {
+        self.rows += 1;
+        *self.summary.entry(r.standing).or_default() += 1;
+        self.key_width = self.key_width.max(r.key.chars().count());
+        if r.expires_soon(now) {
+            self.expires_soon += 1;
+        }
+        if r.standing == Standing::Expired {
+            self.oldest_expiry = match (self.oldest_expiry, r.temp_password_expires_at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        // The offboarded left their list: they are no longer part of its onboarding.
+        if r.first_invited_at.is_none() || r.standing == Standing::Offboarded {
+            return;
+        }
+        self.invited += 1;
+        match r.standing {
+            Standing::Confirmed | Standing::NewlyConfirmed => self.confirmed += 1,
+            Standing::Pending => self.pending += 1,
+            Standing::Expired => self.expired += 1,
+            Standing::Attention => self.attention += 1,
+            _ => {}
+        }
+        if let (Some(i), Some(c)) = (r.first_invited_at, r.confirmed_at)
+            && c >= i
+        {
+            self.hours.push((c - i).num_seconds() as f64 / 3600.0);
+        }
+    }
+
+    /// The funnel over the providers the tool invited and has not offboarded.
+    pub fn funnel(&self) -> Funnel {
+        let mut hours = self.hours.clone();
+        hours.sort_by(|a, b| a.total_cmp(b));
+        let median = match hours.len() {
+            0 => None,
+            n if n % 2 == 1 => Some(hours[n / 2]),
+            n => Some((hours[n / 2 - 1] + hours[n / 2]) / 2.0),
+        };
+        Funnel {
+            invited: self.invited,
+            confirmed: self.confirmed,
+            pending: self.pending,
+            expired: self.expired,
+            attention: self.attention,
+            median_hours_to_confirm: median.map(|h| (h * 10.0).round() / 10.0),
+        }
+    }
+}
+
+/// A file of rows, one JSON object a line, removed when the last handle to it goes.
+#[derive(Debug)]
+struct SpillFile(PathBuf);
+
+impl Drop for SpillFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// The report's rows, kept on disk as they were classified (a million of them are never held)
+/// and read back one at a time wherever the report is written; `only`: just the rows of this
+/// standing (the newly confirmed).
+#[derive(Debug, Clone, Default)]
+pub struct RowsOnDisk {
+    file: Option<Arc<SpillFile>>,
+    only: Option<Standing>,
+    count: u64,
+}
+
+impl RowsOnDisk {
+    pub fn len(&self) -> u64 {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The same file's rows of one standing, `count` of them.
+    pub fn only(&self, standing: Standing, count: u64) -> RowsOnDisk {
+        RowsOnDisk {
+            file: self.file.clone(),
+            only: Some(standing),
+            count,
+        }
+    }
+
+    /// Each row, in the order written.
+    pub fn each(&self, mut f: impl FnMut(StatusRow) -> std::io::Result<()>) -> std::io::Result<()> {
+        let Some(file) = &self.file else {
+            return Ok(());
+        };
+        for line in BufReader::new(std::fs::File::open(&file.0)?).lines() {
+            let row: StatusRow = serde_json::from_str(&line?)?;
+            if self.only.is_none_or(|s| s == row.standing) {
+                f(row)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Serialize for RowsOnDisk {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{Error, SerializeSeq};
+        let mut seq = s.serialize_seq(Some(self.count as usize))?;
+        let mut failed = None;
+        let read = self.each(|row| {
+            seq.serialize_element(&row).map_err(|e| {
+                failed = Some(e);
+                std::io::Error::other("serializing a row failed")
+            })
+        });
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        read.map_err(S::Error::custom)?;
+        seq.end()
+    }
+}
+
+/// Writes rows to a [`RowsOnDisk`] as they come.
+pub struct RowsWriter {
+    file: Arc<SpillFile>,
+    out: BufWriter<std::fs::File>,
+    count: u64,
+}
+
+impl RowsWriter {
+    /// A new, empty file at `path` (replacing one a killed run left).
+    pub fn create(path: &Path) -> std::io::Result<RowsWriter> {
+        let out = BufWriter::with_capacity(64 * 1024, std::fs::File::create(path)?);
+        Ok(RowsWriter {
+            file: Arc::new(SpillFile(path.to_path_buf())),
+            out,
+            count: 0,
         })
-        .collect();
-    hours.sort_by(|a, b| a.total_cmp(b));
-    let median = match hours.len() {
-        0 => None,
-        n if n % 2 == 1 => Some(hours[n / 2]),
-        n => Some((hours[n / 2 - 1] + hours[n / 2]) / 2.0),
-    };
-    Funnel {
-        invited: invited.len() as u64,
-        confirmed: count(&|s| matches!(s, Standing::Confirmed | Standing::NewlyConfirmed)),
-        pending: count(&|s| s == Standing::Pending),
-        expired: count(&|s| s == Standing::Expired),
-        attention: count(&|s| s == Standing::Attention),
-        median_hours_to_confirm: median.map(|h| (h * 10.0).round() / 10.0),
+    }
+
+    /// Where the rows go.
+    pub fn path(&self) -> &Path {
+        &self.file.0
+    }
+
+    pub fn push(&mut self, row: &StatusRow) -> std::io::Result<()> {
+        serde_json::to_writer(&mut self.out, row)?;
+        self.out.write_all(b"\n")?;
+        self.count += 1;
+        Ok(())
+    }
+
+    /// The rows written, to read back.
+    pub fn finish(mut self) -> std::io::Result<RowsOnDisk> {
+        self.out.flush()?;
+        Ok(RowsOnDisk {
+            file: Some(self.file),
+            only: None,
+            count: self.count,
+        })
     }
 }
 
@@ -160,8 +354,8 @@ pub struct StatusReport {
     pub calls: BTreeMap<String, u64>,
     pub summary: BTreeMap<Standing, u64>,
     pub funnel: Funnel,
-    pub newly_confirmed: Vec<StatusRow>,
-    pub rows: Vec<StatusRow>,
+    pub newly_confirmed: RowsOnDisk,
+    pub rows: RowsOnDisk,
     /// What `--on-confirmed` did, provider by provider.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub handed_over: Vec<HandOver>,
@@ -170,6 +364,9 @@ pub struct StatusReport {
     pub reminded: Vec<HandOver>,
     /// How long the cohort has not moved ([`crate::monitor::stall`]).
     pub stalled: Option<super::model::Stall>,
+    /// Pending invitations that expire within a day (the log says how many).
+    #[serde(skip)]
+    pub expires_soon: u64,
 }
 
 impl StatusReport {
@@ -188,9 +385,5 @@ impl StatusReport {
 
 /// Counts per standing, every standing present (zero when none).
 pub fn summarize(rows: &[StatusRow]) -> BTreeMap<Standing, u64> {
-    let mut out: BTreeMap<Standing, u64> = Standing::ALL.iter().map(|s| (*s, 0)).collect();
-    for r in rows {
-        *out.entry(r.standing).or_default() += 1;
-    }
-    out
+    Tally::of(rows).summary
 }

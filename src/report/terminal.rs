@@ -83,32 +83,33 @@ pub fn email_days(pool: &PoolInfo, valid: u64) -> Option<String> {
     })
 }
 
-/// A plain table for a terminal.
-pub fn status_table(report: &StatusReport) -> String {
-    let mut out = String::new();
-    let width = report
-        .rows
-        .iter()
-        .map(|r| r.key.chars().count())
-        .max()
-        .unwrap_or(3)
-        .max(3);
-    out.push_str(&format!(
-        "{:<width$}  {:<22}  {:<15}  {}\n",
-        "key", "status", "standing", "detail"
-    ));
-    for r in &report.rows {
-        out.push_str(&format!(
-            "{:<width$}  {:<22}  {:<15}  {}\n",
+/// A plain table for a terminal, written to `out` a row at a time; `key_width`: the widest
+/// key, in characters.
+pub fn status_table(
+    report: &StatusReport,
+    key_width: usize,
+    out: &mut impl std::io::Write,
+) -> std::io::Result<()> {
+    let width = key_width.max(3);
+    writeln!(
+        out,
+        "{:<width$}  {:<22}  {:<15}  detail",
+        "key", "status", "standing"
+    )?;
+    report.rows.each(|r| {
+        writeln!(
+            out,
+            "{:<width$}  {:<22}  {:<15}  {}",
             r.key,
             r.status.as_deref().unwrap_or("-"),
             r.standing.as_str(),
             r.reason
-        ));
-    }
+        )
+    })?;
     let f = &report.funnel;
-    out.push_str(&format!(
-        "\nfunnel: {} invited, {} confirmed, {} pending, {} expired, {} attention; median time to confirm: {}\n",
+    writeln!(
+        out,
+        "\nfunnel: {} invited, {} confirmed, {} pending, {} expired, {} attention; median time to confirm: {}",
         f.invited,
         f.confirmed,
         f.pending,
@@ -117,21 +118,18 @@ pub fn status_table(report: &StatusReport) -> String {
         f.median_hours_to_confirm
             .map(|h| format!("{h} h"))
             .unwrap_or_else(|| "-".into())
-    ));
-    out.push_str(&format!(
-        "newly confirmed: {}\n",
-        if report.newly_confirmed.is_empty() {
-            "none".to_string()
-        } else {
-            report
-                .newly_confirmed
-                .iter()
-                .map(|r| r.key.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        }
-    ));
-    out
+    )?;
+    write!(out, "newly confirmed: ")?;
+    if report.newly_confirmed.is_empty() {
+        write!(out, "none")?;
+    }
+    let mut first = true;
+    report.newly_confirmed.each(|r| {
+        write!(out, "{}{}", if first { "" } else { ", " }, r.key)?;
+        first = false;
+        Ok(())
+    })?;
+    writeln!(out)
 }
 
 /// `doctor`'s answer on a terminal: per provider, the verdict and remedy, then the facts.
@@ -318,11 +316,7 @@ pub fn log_status_end(report: &StatusReport, files: &ReportFiles, newly_path: &P
         s(Standing::NotInvited),
         report.quota_seconds
     );
-    let soon = report
-        .rows
-        .iter()
-        .filter(|r| r.expires_soon(report.finished_at))
-        .count();
+    let soon = report.expires_soon;
     if soon > 0 {
         tracing::info!(
             "{soon} pending invitations expire within a day: the help desk's next calls (the page lists them; --on-expiring reminds them)"

@@ -339,6 +339,42 @@ enum Store {
     Dynamo(dynamo::Dynamo),
 }
 
+/// See [`State::known_in_order`].
+pub struct KnownInOrder<'a> {
+    state: &'a State,
+    pool: String,
+    after: Option<String>,
+    /// A shared table's users, read whole (its invitations are not stored by user), sorted and
+    /// handed out a slice at a time.
+    loaded: Option<std::vec::IntoIter<(String, Known)>>,
+}
+
+/// How many users a slice of [`KnownInOrder`] holds.
+const SLICE: usize = 1000;
+
+impl KnownInOrder<'_> {
+    /// The next users in key order (byte order, as `str` sorts), with what is known of them;
+    /// empty at the end. Reads what was recorded up to now.
+    pub fn next_slice(&mut self) -> Result<Vec<(String, Known)>, Error> {
+        let slice = match &self.state.store {
+            Store::Sqlite(s) => s.known_after(&self.pool, self.after.as_deref(), SLICE)?,
+            Store::Dynamo(d) => {
+                if self.loaded.is_none() {
+                    let mut all: Vec<(String, Known)> = d.known(&self.pool)?.into_iter().collect();
+                    all.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+                    self.loaded = Some(all.into_iter());
+                }
+                let loaded = self.loaded.as_mut().expect("loaded above");
+                loaded.by_ref().take(SLICE).collect()
+            }
+        };
+        if let Some((key, _)) = slice.last() {
+            self.after = Some(key.clone());
+        }
+        Ok(slice)
+    }
+}
+
 /// Calls the same method on whichever store holds the state.
 macro_rules! each {
     ($self:ident, $s:ident => $e:expr) => {
@@ -383,6 +419,17 @@ impl State {
     /// Everything known about the users of a pool, by key.
     pub fn known(&self, pool_id: &str) -> Result<HashMap<String, Known>, Error> {
         each!(self, s => s.known(pool_id))
+    }
+
+    /// A pass over what the state knows of a pool's users, in key order, a slice at a time:
+    /// what `status` reads a large state by, never holding all of it.
+    pub fn known_in_order(&self, pool_id: &str) -> KnownInOrder<'_> {
+        KnownInOrder {
+            state: self,
+            pool: pool_id.to_string(),
+            after: None,
+            loaded: None,
+        }
     }
 
     /// Every invitation recorded for a user, oldest first (for the help desk).

@@ -6,7 +6,7 @@
 //! `status` can say who is newly confirmed. Also the run lock. Must never store a password, and
 //! must not decide anything from what it holds (that is `plan`).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -565,11 +565,41 @@ impl Sqlite {
         // Marks still waiting are part of what the state knows.
         self.flush()?;
         Ok(self
+            .with(|c| known_in(c, pool_id, Keys::All))?
+            .map(|known| known.into_iter().collect())
+            .unwrap_or_default())
+    }
+
+    /// What is known of the next `limit` users of a pool after `after` in key order (byte
+    /// order, as Rust's `str` sorts), sorted: a pass over a large state a slice at a time.
+    pub fn known_after(
+        &self,
+        pool_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Known)>, Error> {
+        self.flush()?;
+        Ok(self
             .with(|c| {
-                let mut out = users_of(c, pool_id)?;
-                fold_invitations(c, pool_id, &mut out)?;
-                add_open_updates(c, pool_id, &mut out)?;
-                Ok(out)
+                let after = after.unwrap_or("");
+                // A user may have invitations or an open update before its row exists.
+                let through: Option<String> = c.query_row(
+                    "SELECT max(key) FROM (
+                           SELECT key FROM users WHERE pool_id = ?1 AND key > ?2
+                           UNION SELECT key FROM invitations WHERE pool_id = ?1 AND key > ?2
+                           UNION SELECT key FROM updates
+                             WHERE pool_id = ?1 AND key > ?2 AND outcome = 'pending'
+                           ORDER BY key LIMIT ?3)",
+                    params![pool_id, after, limit as i64],
+                    |r| r.get(0),
+                )?;
+                match through {
+                    Some(through) => {
+                        let known = known_in(c, pool_id, Keys::Between(after, &through))?;
+                        Ok(known.into_iter().collect())
+                    }
+                    None => Ok(Vec::new()),
+                }
             })?
             .unwrap_or_default())
     }
@@ -1068,16 +1098,59 @@ impl Sqlite {
 
 /// The users of a pool as their rows have them: the half of [`Sqlite::known`] that needs no
 /// invitation.
-fn users_of(c: &Connection, pool_id: &str) -> rusqlite::Result<HashMap<String, Known>> {
-    let mut out: HashMap<String, Known> = HashMap::new();
-    let mut stmt = c.prepare(
+/// Which users of a pool a read is about: every one, or those with keys after the first and up
+/// to the second.
+#[derive(Clone, Copy)]
+enum Keys<'a> {
+    All,
+    Between(&'a str, &'a str),
+}
+
+impl<'a> Keys<'a> {
+    /// The condition on `key` (parameters 2 and 3), for a query whose `pool_id` is `?1`.
+    fn condition(self) -> &'static str {
+        match self {
+            Keys::All => "?2 IS NULL AND ?3 IS NULL",
+            Keys::Between(..) => "key > ?2 AND key <= ?3",
+        }
+    }
+
+    fn bounds(self) -> (Option<&'a str>, Option<&'a str>) {
+        match self {
+            Keys::All => (None, None),
+            Keys::Between(after, through) => (Some(after), Some(through)),
+        }
+    }
+}
+
+/// Everything known about these users of a pool, sorted by key.
+fn known_in(
+    c: &Connection,
+    pool_id: &str,
+    keys: Keys<'_>,
+) -> rusqlite::Result<BTreeMap<String, Known>> {
+    let mut out = users_of(c, pool_id, keys)?;
+    fold_invitations(c, pool_id, keys, &mut out)?;
+    add_open_updates(c, pool_id, keys, &mut out)?;
+    Ok(out)
+}
+
+fn users_of(
+    c: &Connection,
+    pool_id: &str,
+    keys: Keys<'_>,
+) -> rusqlite::Result<BTreeMap<String, Known>> {
+    let mut out: BTreeMap<String, Known> = BTreeMap::new();
+    let mut stmt = c.prepare(&format!(
         "SELECT key, username, email, invited, groups_done, last_status, last_enabled,
                 last_seen_at, confirmed_at, confirmed_reported_at, handed_over_at,
                 row_digest, last_written, last_written_at, pending_since,
                 last_read_at, cohort, disabled_at, disabled_run, reminded_for
-         FROM users WHERE pool_id = ?1",
-    )?;
-    let rows = stmt.query_map([pool_id], |r| {
+         FROM users WHERE pool_id = ?1 AND {}",
+        keys.condition()
+    ))?;
+    let (after, through) = keys.bounds();
+    let rows = stmt.query_map(params![pool_id, after, through], |r| {
         let groups: String = r.get(4)?;
         Ok((
             r.get::<_, String>(0)?,
@@ -1127,13 +1200,16 @@ fn lines(text: &str) -> Vec<String> {
 fn fold_invitations(
     c: &Connection,
     pool_id: &str,
-    out: &mut HashMap<String, Known>,
+    keys: Keys<'_>,
+    out: &mut BTreeMap<String, Known>,
 ) -> rusqlite::Result<()> {
-    let mut stmt = c.prepare(
+    let mut stmt = c.prepare(&format!(
         "SELECT id, key, kind, medium, intent_at, outcome, sent_at, password_recorded, run_id
-         FROM invitations WHERE pool_id = ?1 ORDER BY id",
-    )?;
-    let rows = stmt.query_map([pool_id], |r| {
+         FROM invitations WHERE pool_id = ?1 AND {} ORDER BY id",
+        keys.condition()
+    ))?;
+    let (after, through) = keys.bounds();
+    let rows = stmt.query_map(params![pool_id, after, through], |r| {
         Ok((
             r.get::<_, String>(1)?,
             StoredInvitation {
@@ -1160,12 +1236,15 @@ fn fold_invitations(
 fn add_open_updates(
     c: &Connection,
     pool_id: &str,
-    out: &mut HashMap<String, Known>,
+    keys: Keys<'_>,
+    out: &mut BTreeMap<String, Known>,
 ) -> rusqlite::Result<()> {
-    let mut stmt = c.prepare(
-        "SELECT id, key, changes FROM updates WHERE pool_id = ?1 AND outcome = 'pending'",
-    )?;
-    let rows = stmt.query_map([pool_id], |r| {
+    let mut stmt = c.prepare(&format!(
+        "SELECT id, key, changes FROM updates WHERE pool_id = ?1 AND outcome = 'pending' AND {}",
+        keys.condition()
+    ))?;
+    let (after, through) = keys.bounds();
+    let rows = stmt.query_map(params![pool_id, after, through], |r| {
         Ok((
             r.get::<_, i64>(0)?,
             r.get::<_, String>(1)?,
