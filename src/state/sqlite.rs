@@ -1836,6 +1836,51 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn known_after_hands_out_the_whole_pool_in_key_order_a_slice_at_a_time() {
+        let (_dir, _path, state) = fresh();
+        for key in ["c", "a", "e", "b"] {
+            state
+                .mark_invited(Subject::new("p", key), key, "x@example.com")
+                .unwrap();
+        }
+        state
+            .mark_invited(Subject::new("other", "aa"), "aa", "x@example.com")
+            .unwrap();
+        // A killed run's intent for a user with no row yet is known too, in its place.
+        state
+            .intent_for("p", "d", InviteKind::Create, Delivery::Email, "r1", t(1))
+            .await
+            .unwrap();
+        let mut slices = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let slice = state.known_after("p", after.as_deref(), 2).unwrap();
+            let Some((last, _)) = slice.last() else { break };
+            after = Some(last.clone());
+            slices.push(slice.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>());
+            assert!(slices.len() < 10, "the pass ends");
+        }
+        assert_eq!(slices, [vec!["a", "b"], vec!["c", "d"], vec!["e"]]);
+        let whole = state.known("p").unwrap();
+        let mut again = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let slice = state.known_after("p", after.as_deref(), 2).unwrap();
+            let Some((last, _)) = slice.last() else { break };
+            after = Some(last.clone());
+            again.extend(slice);
+        }
+        assert_eq!(again.len(), whole.len());
+        for (key, known) in again {
+            assert_eq!(
+                whole[&key], known,
+                "{key}: a slice knows what the whole does"
+            );
+        }
+        assert!(whole["d"].open_intent.is_some());
+    }
+
     #[test]
     fn observations_record_transitions_and_confirmations() {
         let dir = tempfile::tempdir().unwrap();
