@@ -2,7 +2,7 @@
 //! the CSV read into valid rows and rejects, the groups the rows name checked against the pool,
 //! and the groups whose members need reading. Must not write to Cognito or decide per row.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use crate::calls::Calls;
 use crate::cognito::{Delivery, Directory, PoolInfo, UserStatus, UsernameMode};
@@ -151,21 +151,22 @@ pub struct Survey {
     pub keyless: u64,
 }
 
-/// What the run's incremental reading needs to know for each row.
-pub struct Rereading<'a> {
-    pub known: &'a HashMap<String, Known>,
+/// What the run's incremental reading needs to know for each row (and the row's history,
+/// given with it).
+pub struct Rereading {
     pub label: String,
     pub refresh: Refresh,
     pub refresh_after: chrono::Duration,
     pub now: chrono::DateTime<chrono::Utc>,
 }
 
-impl Rereading<'_> {
-    /// The report of a row not read this run, or `None` when it is read.
-    pub fn not_reread(&self, row: &Row) -> Option<RowReport> {
+impl Rereading {
+    /// The report of a row not read this run, or `None` when it is read; `known`: what the
+    /// state knows of the row's provider.
+    pub fn not_reread(&self, row: &Row, known: Option<&Known>) -> Option<RowReport> {
         crate::onboard::not_reread(
             row,
-            self.known.get(&row.key),
+            known,
             &self.label,
             self.refresh,
             self.refresh_after,
@@ -174,11 +175,27 @@ impl Rereading<'_> {
     }
 }
 
+/// The file's rows, each with what the state knows of its provider (read a slice of rows at
+/// a time: see [`crate::state::KnownOf::along`]).
+pub fn with_known(
+    known: crate::state::KnownOf<'_>,
+    rows: impl Iterator<Item = Result<Result<Row, Reject>, Error>>,
+) -> impl Iterator<Item = Result<(Result<Row, Reject>, Option<Known>), Error>> {
+    let key = |r: &Result<Result<Row, Reject>, Error>| match r {
+        Ok(Ok(row)) => Some(row.key.clone()),
+        _ => None,
+    };
+    known.along(rows, key).map(|paired| match paired {
+        Ok((Ok(row), known)) => Ok((row, known)),
+        Ok((Err(e), _)) | Err(e) => Err(e),
+    })
+}
+
 /// The first pass over the file: see [`Survey`].
 pub fn survey(
-    rows: impl Iterator<Item = Result<Result<Row, Reject>, Error>>,
+    rows: impl Iterator<Item = Result<(Result<Row, Reject>, Option<Known>), Error>>,
     mode: UsernameMode,
-    rereading: &Rereading<'_>,
+    rereading: &Rereading,
     update_groups: bool,
     members: Option<std::collections::HashSet<String>>,
     fold_case: bool,
@@ -196,7 +213,9 @@ pub fn survey(
         ..Survey::default()
     };
     for row in rows {
-        let row = match row? {
+        let (row, known) = row?;
+        let known = known.as_ref();
+        let row = match row {
             Ok(row) => row,
             Err(reject) => {
                 s.invalid += 1;
@@ -216,12 +235,11 @@ pub fn survey(
         }
         note_groups(&mut s.groups, &row);
         s.managed.extend(row.groups.iter().cloned());
-        if rereading.not_reread(&row).is_some() {
+        if rereading.not_reread(&row, known).is_some() {
             s.not_reread += 1;
             continue;
         }
         s.to_read += 1;
-        let known = rereading.known.get(&row.key);
         if known.and_then(|k| k.last_status.as_ref()) == Some(&UserStatus::ForceChangePassword) {
             s.pending += 1;
         }

@@ -4,8 +4,6 @@
 //! ahead in the state, settled after, an ambiguous answer checked by reading the user back
 //! (`calls`). Must not decide a row of the list (`plan`), nor write a report file (`report`).
 
-use std::collections::HashMap;
-
 use chrono::Utc;
 use serde::Deserialize;
 
@@ -127,11 +125,11 @@ pub fn member(known: &Known, cohort: &str) -> bool {
 }
 
 /// The members of `cohort`, by key.
-pub fn members<'a>(known: &'a HashMap<String, Known>, cohort: &str) -> Vec<&'a str> {
-    let mut out: Vec<&str> = known
-        .iter()
+pub fn members(known: impl IntoIterator<Item = (String, Known)>, cohort: &str) -> Vec<String> {
+    let mut out: Vec<String> = known
+        .into_iter()
         .filter(|(_, k)| member(k, cohort))
-        .map(|(key, _)| key.as_str())
+        .map(|(key, _)| key)
         .collect();
     out.sort_unstable();
     out
@@ -556,12 +554,12 @@ mod tests {
     #[test]
     fn an_invited_provider_of_this_list_is_a_member() {
         assert!(member(&known(true, Some("a")), "a"));
-        let map = HashMap::from([
+        let map = std::collections::HashMap::from([
             ("x".to_string(), known(true, Some("a"))),
             ("y".to_string(), known(true, Some("b"))),
             ("z".to_string(), known(false, Some("a"))),
         ]);
-        assert_eq!(members(&map, "a"), ["x"]);
+        assert_eq!(members(map, "a"), ["x"]);
     }
 
     fn created(run: &str, confirmed: bool, disabled: bool) -> Known {

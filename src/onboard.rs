@@ -43,13 +43,53 @@ pub struct Ctx<D> {
     pub password_file: Option<PasswordFile>,
     pub state: Arc<State>,
     pub run_id: String,
-    /// What the state knew of each key when the run started.
-    pub known: HashMap<String, Known>,
+    /// What the state knew of the rows on their way through, each when its slice was read.
+    pub known: KnownRows,
     /// The list the rows come from (`run --cohort`): recorded for each provider they name.
     /// None for the help desk's rows.
     pub cohort: Option<String>,
     /// `run --reenable`: a provider this tool disabled, back in the list, is enabled again.
     pub reenable: bool,
+}
+
+/// What the state knew of the rows in flight: each row's history is held from when its slice
+/// of the file is read until its row is reported, so a run over a large state holds a few
+/// thousand, never all of them.
+#[derive(Debug, Default)]
+pub struct KnownRows(std::sync::Mutex<HashMap<String, Known>>);
+
+impl From<HashMap<String, Known>> for KnownRows {
+    fn from(known: HashMap<String, Known>) -> Self {
+        KnownRows(std::sync::Mutex::new(known))
+    }
+}
+
+impl KnownRows {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Known>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// What the state knew of `key`.
+    pub fn get(&self, key: &str) -> Option<Known> {
+        self.map().get(key).cloned()
+    }
+
+    /// `f` of what the state knew of `key`, without a copy.
+    pub fn with<T>(&self, key: &str, f: impl FnOnce(Option<&Known>) -> T) -> T {
+        f(self.map().get(key))
+    }
+
+    /// Holds `key`'s history until [`KnownRows::release`].
+    pub fn hold(&self, key: &str, known: Known) {
+        self.map().insert(key.to_string(), known);
+    }
+
+    /// Lets `key`'s history go: its row is reported.
+    pub fn release(&self, key: &str) {
+        self.map().remove(key);
+    }
 }
 
 /// What an invitation holds between its preparation and its call.
@@ -145,7 +185,7 @@ impl<D: Directory> Ctx<D> {
 
     /// Decides and carries out one row, and records what it saw.
     pub async fn process(&self, row: Row) -> RowReport {
-        let known = self.known.get(&row.key).cloned().unwrap_or_default();
+        let known = self.known.get(&row.key).unwrap_or_default();
         let mut history = known.history();
         let name = username_for(self.pool.username_mode, &row);
         let mut r = RowReport::new(
@@ -1310,8 +1350,9 @@ impl<D: Directory> Ctx<D> {
             .iter()
             .find(|(n, _)| n == "email")
             .map(|(_, v)| v.as_str());
-        let known = self.known.get(key);
-        let uninvited = known.is_none_or(|k| k.last_invited_at.is_none());
+        let uninvited = self
+            .known
+            .with(key, |k| k.is_none_or(|k| k.last_invited_at.is_none()));
         let pending_since = (user.status == UserStatus::ForceChangePassword && uninvited)
             .then_some(user.last_modified)
             .flatten();
@@ -1373,12 +1414,16 @@ impl<D: Directory> Ctx<D> {
     /// Records the statuses the row saw, and only those the state does not already hold: a
     /// re-run of a big cohort then writes nothing for the rows that did not change.
     fn observe(&self, r: &RowReport, enabled: Option<bool>) {
-        let known = self.known.get(&r.key);
+        let (last_status, last_enabled, last_read_at) = self.known.with(&r.key, |k| {
+            (
+                k.and_then(|k| k.last_status.clone()),
+                k.and_then(|k| k.last_enabled),
+                k.and_then(|k| k.last_read_at),
+            )
+        });
         let mut statuses = Vec::new();
         if let Some(before) = &r.status_before {
-            let unchanged = known.is_some_and(|k| {
-                k.last_status.as_ref() == Some(before) && k.last_enabled == enabled
-            });
+            let unchanged = last_status.as_ref() == Some(before) && last_enabled == enabled;
             if !unchanged {
                 statuses.push(before);
             }
@@ -1391,9 +1436,7 @@ impl<D: Directory> Ctx<D> {
             statuses.push(after);
         }
         let read_confirmed = r.status_before == Some(UserStatus::Confirmed)
-            && known
-                .and_then(|k| k.last_read_at)
-                .is_none_or(|at| self.now() - at > READ_AT_RESOLUTION);
+            && last_read_at.is_none_or(|at| self.now() - at > READ_AT_RESOLUTION);
         for status in statuses {
             let seen = Observation {
                 username: r.username.as_deref(),
@@ -1659,7 +1702,7 @@ mod tests {
             password_file: None,
             state,
             run_id: "r1".into(),
-            known,
+            known: known.into(),
             cohort: None,
             reenable: false,
         };
@@ -2126,7 +2169,7 @@ mod tests {
 
     /// The state as a new run would read it.
     fn reload(f: &mut Fixture) {
-        f.ctx.known = f.ctx.state.known(&f.ctx.pool.id).unwrap();
+        f.ctx.known = f.ctx.state.known(&f.ctx.pool.id).unwrap().into();
     }
 
     fn confirmed(name: &str, attributes: &[(&str, &str)]) -> RemoteUser {
@@ -2323,7 +2366,10 @@ mod tests {
             .unwrap()
             .unwrap();
         reload(&mut f);
-        assert_eq!(f.ctx.known["taro@example.com"].open_updates, [id]);
+        assert_eq!(
+            f.ctx.known.get("taro@example.com").unwrap().open_updates,
+            [id]
+        );
         let report = f.ctx.process(row("taro", &[])).await;
         assert_eq!(report.outcome, Outcome::Skipped, "{report:?}");
         assert_eq!(pool(&f).calls("update_attributes"), 0);

@@ -252,7 +252,7 @@ impl Opened<'_> {
             password_file,
             state: Arc::clone(self.state),
             run_id: self.run_id.to_string(),
-            known: self.state.known(&pool.id)?,
+            known: self.state.known(&pool.id)?.into(),
             cohort: None,
             reenable: false,
         })

@@ -115,7 +115,9 @@ async fn onboard_cohort(
         report.handed_over = hand_over(on, opened, &ctx.pool.id, confirmed).await?;
     }
     if let (Some(on), Some((_, pending))) = (&settings.on_expiring, &sink.tally.expiring) {
-        let due = handover::expiring_due(&ctx.pool.id, pending, &ctx.known, on.within, Utc::now());
+        let keys: Vec<String> = pending.iter().map(|p| p.0.clone()).collect();
+        let known = opened.state.known_of(&ctx.pool.id).of(&keys)?;
+        let due = handover::expiring_due(&ctx.pool.id, pending, &known, on.within, Utc::now());
         report.reminded = handover::remind(on, opened.state, due).await?;
     }
     let failed = std::mem::take(&mut sink.tally.failed);
@@ -251,7 +253,6 @@ struct FirstPass {
     key_mode: KeyMode,
     rules: ColumnRules,
     columns: Vec<String>,
-    known: HashMap<String, state::Known>,
     survey: cohort::Survey,
     absent: Option<AbsentStep>,
 }
@@ -267,7 +268,6 @@ async fn first_pass(
 ) -> Result<FirstPass, Error> {
     let (key_mode, rules) = cohort::rules_for(pool, reader.columns())?;
     let columns = reader.columns().to_vec();
-    let known = opened.state.known(&pool.id)?;
     let off = &settings.offboarding;
     // Keyed as the survey compares them: lower-cased where the pool ignores case.
     let fold_case = !pool.case_sensitive;
@@ -278,38 +278,48 @@ async fn first_pass(
             k.to_string()
         }
     };
-    let members: Option<HashMap<String, String>> = (off.absent == Absent::Disable).then(|| {
-        offboard::members(&known, &off.cohort)
-            .into_iter()
-            .map(|k| (folded(k), k.to_string()))
-            .collect()
-    });
+    let members: Option<HashMap<String, String>> = match off.absent {
+        Absent::Disable => Some(
+            members_of(opened.state, &pool.id, &off.cohort)?
+                .into_iter()
+                .map(|k| (folded(&k), k))
+                .collect(),
+        ),
+        _ => None,
+    };
     let cohort_size = members.as_ref().map_or(0, |m| m.len() as u64);
     let mut survey = cohort::survey(
-        cohort::stream(reader, key_mode, &rules, settings.delivery)?,
+        cohort::with_known(
+            opened.state.known_of(&pool.id),
+            cohort::stream(reader, key_mode, &rules, settings.delivery)?,
+        ),
         pool.username_mode,
-        &rereading(settings, &known, opened.started_at),
+        &rereading(settings, opened.started_at),
         settings.update.groups,
         members.as_ref().map(|m| m.keys().cloned().collect()),
         fold_case,
     )?;
-    let absent = survey.absent.take().map(|folded_keys| {
-        let originals = members.unwrap_or_default();
-        let mut keys: Vec<String> = folded_keys
-            .into_iter()
-            .filter_map(|k| originals.get(&k).cloned())
-            .collect();
-        keys.sort();
-        let why = format!("not in the list of cohort {}", off.cohort);
-        AbsentStep {
-            candidates: keys
-                .iter()
-                .map(|k| Candidate::of(k, &known[k], why.clone()))
-                .collect(),
-            members: cohort_size,
-            keyless: survey.keyless,
+    let absent = match survey.absent.take() {
+        Some(folded_keys) => {
+            let originals = members.unwrap_or_default();
+            let mut keys: Vec<String> = folded_keys
+                .into_iter()
+                .filter_map(|k| originals.get(&k).cloned())
+                .collect();
+            keys.sort();
+            let known = opened.state.known_of(&pool.id).of(&keys)?;
+            let why = format!("not in the list of cohort {}", off.cohort);
+            Some(AbsentStep {
+                candidates: keys
+                    .iter()
+                    .filter_map(|k| Some(Candidate::of(k, known.get(k)?, why.clone())))
+                    .collect(),
+                members: cohort_size,
+                keyless: survey.keyless,
+            })
         }
-    });
+        None => None,
+    };
     if let Some(step) = &absent {
         tracing::info!(
             "cohort {}: {} of its {} providers are not in the list (--absent disable)",
@@ -333,10 +343,22 @@ async fn first_pass(
         key_mode,
         rules,
         columns,
-        known,
         survey,
         absent,
     })
+}
+
+/// The members of `cohort` (see [`offboard::member`]), walking the state a slice at a time.
+fn members_of(state: &state::State, pool: &str, cohort: &str) -> Result<Vec<String>, Error> {
+    let mut walk = state.known_in_order(pool);
+    let mut out = Vec::new();
+    loop {
+        let slice = walk.next_slice()?;
+        if slice.is_empty() {
+            return Ok(out);
+        }
+        out.extend(offboard::members(slice, cohort));
+    }
 }
 
 /// `--absent disable`'s step: the cohort's members the list no longer has.
@@ -374,7 +396,6 @@ async fn prepare(
         key_mode,
         rules,
         columns,
-        known,
         survey,
         absent,
     } = first;
@@ -430,7 +451,7 @@ async fn prepare(
         password_file,
         state: Arc::clone(opened.state),
         run_id: opened.run_id.to_string(),
-        known,
+        known: Default::default(),
         cohort: Some(settings.offboarding.cohort.clone()),
         reenable: settings.offboarding.reenable,
     };
@@ -462,18 +483,25 @@ async fn second_pass(
         Err(e) => return Some(e),
     };
     let items = {
-        let rereading = rereading(settings, &ctx.known, opened.started_at);
+        let rereading = rereading(settings, opened.started_at);
         let stream_error = &stream_error;
+        let rows = cohort::with_known(opened.state.known_of(&ctx.pool.id), rows);
         rows.map_while(move |row| match row {
-            Ok(Ok(row)) => Some(match rereading.not_reread(&row) {
+            Ok((Ok(row), known)) => Some(match rereading.not_reread(&row, known.as_ref()) {
                 Some(r) => {
                     // Not read, so not settled by its row: its list is recorded here.
-                    record_cohort(ctx, &row.key);
+                    record_cohort(ctx, &row.key, known.as_ref());
                     onboard::Item::Reported(r)
                 }
-                None => onboard::Item::Process(row),
+                None => {
+                    // Held while the row is on its way, let go when it is reported.
+                    if let Some(known) = known {
+                        ctx.known.hold(&row.key, known);
+                    }
+                    onboard::Item::Process(row)
+                }
             }),
-            Ok(Err(reject)) => Some(onboard::Item::Reported(cohort::invalid_row(&reject))),
+            Ok((Err(reject), _)) => Some(onboard::Item::Reported(cohort::invalid_row(&reject))),
             Err(e) => {
                 stream_error.borrow_mut().get_or_insert(e);
                 None
@@ -487,7 +515,10 @@ async fn second_pass(
         total,
         common.concurrency,
         common.progress,
-        |seq, r| sink.push(seq, r),
+        |seq, r| {
+            ctx.known.release(&r.key);
+            sink.push(seq, r)
+        },
     )
     .await;
     if sink.tally.rows != total {
@@ -502,8 +533,8 @@ async fn second_pass(
 
 /// Records that the provider `key` last came from this run's list, where the state says
 /// otherwise.
-fn record_cohort(ctx: &Ctx<Cognito>, key: &str) {
-    let (Some(cohort), Some(known)) = (&ctx.cohort, ctx.known.get(key)) else {
+fn record_cohort(ctx: &Ctx<Cognito>, key: &str, known: Option<&state::Known>) {
+    let (Some(cohort), Some(known)) = (&ctx.cohort, known) else {
         return;
     };
     if ctx.dry_run || known.cohort.as_deref() == Some(cohort.as_str()) {
@@ -524,7 +555,8 @@ async fn hand_over(
     pool_id: &str,
     confirmed: &[crate::report::model::Seen],
 ) -> Result<Vec<handover::HandOver>, Error> {
-    let known = opened.state.known(pool_id)?;
+    let keys: Vec<String> = confirmed.iter().map(|(k, ..)| k.clone()).collect();
+    let known = opened.state.known_of(pool_id).of(&keys)?;
     let seen = confirmed
         .iter()
         .map(|(k, u, e)| (k.as_str(), u.as_deref(), e.as_deref()));
@@ -533,13 +565,8 @@ async fn hand_over(
 }
 
 /// How this run decides which rows to read again.
-fn rereading<'a>(
-    settings: &RunSettings,
-    known: &'a std::collections::HashMap<String, state::Known>,
-    now: chrono::DateTime<Utc>,
-) -> cohort::Rereading<'a> {
+fn rereading(settings: &RunSettings, now: chrono::DateTime<Utc>) -> cohort::Rereading {
     cohort::Rereading {
-        known,
         label: settings.update.label(),
         refresh: settings.refresh,
         refresh_after: settings.refresh_after,

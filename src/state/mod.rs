@@ -339,6 +339,62 @@ enum Store {
     Dynamo(dynamo::Dynamo),
 }
 
+/// What the state knows of a few users at a time, read as they are asked for: from an SQLite
+/// file, one query a slice; from a shared table, whose invitations are not stored by user, a
+/// copy of the pool's users read once, each handed out once.
+pub struct KnownOf<'a> {
+    state: &'a State,
+    pool: String,
+    copy: Option<HashMap<String, Known>>,
+}
+
+impl KnownOf<'_> {
+    /// What is known of these keys (those the state knows nothing of are left out).
+    pub fn of(&mut self, keys: &[String]) -> Result<HashMap<String, Known>, Error> {
+        match &self.state.store {
+            Store::Sqlite(s) => s.known_of(&self.pool, keys),
+            Store::Dynamo(d) => {
+                if self.copy.is_none() {
+                    self.copy = Some(d.known(&self.pool)?);
+                }
+                let copy = self.copy.as_mut().expect("read above");
+                Ok(keys.iter().filter_map(|k| copy.remove_entry(k)).collect())
+            }
+        }
+    }
+
+    /// Pairs each of `items` with what is known of its key (`key`; none for an item without
+    /// one), reading ahead a slice of items at a time: one read a slice, never the whole state.
+    /// A failed read ends the items with its error.
+    pub fn along<T>(
+        mut self,
+        items: impl Iterator<Item = T>,
+        key: impl Fn(&T) -> Option<String>,
+    ) -> impl Iterator<Item = Result<(T, Option<Known>), Error>> {
+        let mut items = items.peekable();
+        let mut ahead: std::collections::VecDeque<Result<(T, Option<Known>), Error>> =
+            Default::default();
+        let mut failed = false;
+        std::iter::from_fn(move || {
+            if ahead.is_empty() && !failed && items.peek().is_some() {
+                let slice: Vec<T> = items.by_ref().take(SLICE).collect();
+                let keys: Vec<String> = slice.iter().filter_map(&key).collect();
+                match self.of(&keys) {
+                    Ok(mut known) => ahead.extend(slice.into_iter().map(|item| {
+                        let k = key(&item).and_then(|k| known.remove(&k));
+                        Ok((item, k))
+                    })),
+                    Err(e) => {
+                        failed = true;
+                        ahead.push_back(Err(e));
+                    }
+                }
+            }
+            ahead.pop_front()
+        })
+    }
+}
+
 /// See [`State::known_in_order`].
 pub struct KnownInOrder<'a> {
     state: &'a State,
@@ -419,6 +475,16 @@ impl State {
     /// Everything known about the users of a pool, by key.
     pub fn known(&self, pool_id: &str) -> Result<HashMap<String, Known>, Error> {
         each!(self, s => s.known(pool_id))
+    }
+
+    /// What the state knows of a few of a pool's users at a time ([`KnownOf`]): what `run`
+    /// reads its rows' history by, never holding the whole state.
+    pub fn known_of(&self, pool_id: &str) -> KnownOf<'_> {
+        KnownOf {
+            state: self,
+            pool: pool_id.to_string(),
+            copy: None,
+        }
     }
 
     /// A pass over what the state knows of a pool's users, in key order, a slice at a time:

@@ -570,6 +570,20 @@ impl Sqlite {
             .unwrap_or_default())
     }
 
+    /// What is known of these users of a pool (those it knows nothing of are left out).
+    pub fn known_of(
+        &self,
+        pool_id: &str,
+        keys: &[String],
+    ) -> Result<HashMap<String, Known>, Error> {
+        self.flush()?;
+        let listed = serde_json::to_string(keys).unwrap_or_default();
+        Ok(self
+            .with(|c| known_in(c, pool_id, Keys::Listed(&listed)))?
+            .map(|known| known.into_iter().collect())
+            .unwrap_or_default())
+    }
+
     /// What is known of the next `limit` users of a pool after `after` in key order (byte
     /// order, as Rust's `str` sorts), sorted: a pass over a large state a slice at a time.
     pub fn known_after(
@@ -1104,6 +1118,8 @@ impl Sqlite {
 enum Keys<'a> {
     All,
     Between(&'a str, &'a str),
+    /// The keys of this JSON array of strings.
+    Listed(&'a str),
 }
 
 impl<'a> Keys<'a> {
@@ -1112,6 +1128,7 @@ impl<'a> Keys<'a> {
         match self {
             Keys::All => "?2 IS NULL AND ?3 IS NULL",
             Keys::Between(..) => "key > ?2 AND key <= ?3",
+            Keys::Listed(_) => "key IN (SELECT value FROM json_each(?2)) AND ?3 IS NULL",
         }
     }
 
@@ -1119,6 +1136,7 @@ impl<'a> Keys<'a> {
         match self {
             Keys::All => (None, None),
             Keys::Between(after, through) => (Some(after), Some(through)),
+            Keys::Listed(keys) => (Some(keys), None),
         }
     }
 }
