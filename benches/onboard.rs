@@ -443,6 +443,14 @@ fn standin_settings(work: &Path) -> PathBuf {
 }
 
 fn standin_cmd(standin: &standin::StandIn, work: &Path, state: &Path, args: &[&str]) -> Command {
+    let mut cmd = tool_cmd(work, state);
+    cmd.args(["--endpoint-url", &standin.url(), "--no-progress"])
+        .args(args);
+    cmd
+}
+
+/// The tool with the bench's settings and `state`, before its endpoints and arguments.
+fn tool_cmd(work: &Path, state: &Path) -> Command {
     // BENCH_BIN: another build of the tool (an older commit's, for a before-and-after table).
     let bin = std::env::var_os("BENCH_BIN")
         .map(PathBuf::from)
@@ -460,9 +468,7 @@ fn standin_cmd(standin: &standin::StandIn, work: &Path, state: &Path, args: &[&s
         .arg("--config")
         .arg(standin_settings(work))
         .arg("--state")
-        .arg(state)
-        .args(["--endpoint-url", &standin.url(), "--no-progress"])
-        .args(args);
+        .arg(state);
     cmd
 }
 
@@ -618,6 +624,11 @@ fn scale(new_rows: &[usize], dry_rows: &[usize], work: &Path) -> Scale {
         &["run", csv, "--refresh", "full"],
         true,
     );
+    // The same state in a DynamoDB table (moto's, behind the validating proxy), and the same
+    // re-run over it: `BENCH_DYNAMODB=0` leaves it out.
+    if std::env::var("BENCH_DYNAMODB").as_deref() != Ok("0") {
+        out.extend(dynamodb_rerun(&standin, &dir, &state, csv, new_rows));
+    }
     let pending = new_rows.div_ceil(20) as f64;
     out.push(format!(
         "| (pending-only cost: one filtered listing of {pending} users) | | | | {} | quota-seconds {:.2} |",
@@ -625,6 +636,57 @@ fn scale(new_rows: &[usize], dry_rows: &[usize], work: &Path) -> Scale {
         (pending / 60.0).ceil() / quota_of("UserList")
     ));
     Scale { rows: out }
+}
+
+/// The re-run over an unchanged CSV with the state in DynamoDB (moto's server, behind the
+/// validating proxy; the stand-in answers for Cognito): the SQLite state is imported into a new
+/// table, then the run is measured as on SQLite.
+fn dynamodb_rerun(
+    standin: &standin::StandIn,
+    dir: &Path,
+    sqlite_state: &Path,
+    csv: &str,
+    rows: usize,
+) -> Vec<String> {
+    let moto = Moto::start();
+    // Cognito's calls to the stand-in, the state's to moto.
+    let on_dynamodb = |args: &[&str]| {
+        let mut cmd = tool_cmd(dir, Path::new("dynamodb://bench-state"));
+        cmd.env("AWS_ENDPOINT_URL", standin.url())
+            .env("AWS_ENDPOINT_URL_DYNAMODB", moto.url())
+            .arg("--no-progress")
+            .args(args);
+        cmd
+    };
+    let init = measure(on_dynamodb(&["state", "init"]));
+    assert_eq!(init.code, 0, "state init on moto failed");
+    let started = Instant::now();
+    let import = measure(on_dynamodb(&[
+        "state",
+        "import",
+        sqlite_state.to_str().unwrap(),
+    ]));
+    assert_eq!(import.code, 0, "state import into moto failed");
+    eprintln!(
+        "  imported {rows} providers' state into moto's DynamoDB in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    let mut out = Vec::new();
+    for label in ["re-run", "re-run again"] {
+        standin.reset_calls();
+        let m = measure(on_dynamodb(&["run", csv]));
+        assert_eq!(m.code, 0, "the {label} on DynamoDB failed");
+        let calls = standin.calls();
+        out.push(format!(
+            "| {label}, {rows} unchanged rows, state in DynamoDB (moto) | {:.1} | {:.1} | {:.1} | {} | quota-seconds {:.2} |",
+            m.wall.as_secs_f64(),
+            m.cpu.as_secs_f64(),
+            m.max_rss_mb,
+            total(&calls),
+            quota_seconds(&calls)
+        ));
+    }
+    out
 }
 
 /// A shell loop of `aws cognito-idp admin-create-user` (and add-to-group), as people write it.

@@ -57,7 +57,7 @@ pub struct DisabledBy {
 pub const MIN_RESEND_INTERVAL: Duration = Duration::minutes(15);
 
 /// What kind of invitation the job sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum InviteKind {
     Create,

@@ -8,6 +8,7 @@
 mod contract;
 mod dynamo;
 mod paced;
+mod spill;
 mod sqlite;
 
 use std::collections::{BTreeMap, HashMap};
@@ -68,7 +69,7 @@ impl UpdateOutcome {
 }
 
 /// An invitation whose result was never recorded: the run died around the call.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct OpenIntent {
     pub id: i64,
     pub kind: InviteKind,
@@ -76,8 +77,9 @@ pub struct OpenIntent {
     pub medium: Delivery,
 }
 
-/// What the state knows of one user.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// What the state knows of one user. (Serialized only to a shared table's temporary copy on
+/// disk, [`spill`], never into a report.)
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Known {
     pub username: Option<String>,
     pub email: Option<String>,
@@ -341,11 +343,11 @@ enum Store {
 
 /// What the state knows of a few users at a time, read as they are asked for: from an SQLite
 /// file, one query a slice; from a shared table, whose invitations are not stored by user, a
-/// copy of the pool's users read once, each handed out once.
+/// copy of the pool's users made once, on disk ([`spill::Spill`]).
 pub struct KnownOf<'a> {
     state: &'a State,
     pool: String,
-    copy: Option<HashMap<String, Known>>,
+    copy: Option<spill::Spill>,
 }
 
 impl KnownOf<'_> {
@@ -355,10 +357,9 @@ impl KnownOf<'_> {
             Store::Sqlite(s) => s.known_of(&self.pool, keys),
             Store::Dynamo(d) => {
                 if self.copy.is_none() {
-                    self.copy = Some(d.known(&self.pool)?);
+                    self.copy = Some(d.known_spilled(&self.pool)?);
                 }
-                let copy = self.copy.as_mut().expect("read above");
-                Ok(keys.iter().filter_map(|k| copy.remove_entry(k)).collect())
+                self.copy.as_ref().expect("made above").of(keys)
             }
         }
     }
@@ -400,9 +401,9 @@ pub struct KnownInOrder<'a> {
     state: &'a State,
     pool: String,
     after: Option<String>,
-    /// A shared table's users, read whole (its invitations are not stored by user), sorted and
-    /// handed out a slice at a time.
-    loaded: Option<std::vec::IntoIter<(String, Known)>>,
+    /// A shared table's users, copied to disk whole first (its invitations are not stored by
+    /// user), then handed out a slice at a time.
+    copy: Option<spill::Spill>,
 }
 
 /// How many users a slice of [`KnownInOrder`] holds.
@@ -415,13 +416,11 @@ impl KnownInOrder<'_> {
         let slice = match &self.state.store {
             Store::Sqlite(s) => s.known_after(&self.pool, self.after.as_deref(), SLICE)?,
             Store::Dynamo(d) => {
-                if self.loaded.is_none() {
-                    let mut all: Vec<(String, Known)> = d.known(&self.pool)?.into_iter().collect();
-                    all.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-                    self.loaded = Some(all.into_iter());
+                if self.copy.is_none() {
+                    self.copy = Some(d.known_spilled(&self.pool)?);
                 }
-                let loaded = self.loaded.as_mut().expect("loaded above");
-                loaded.by_ref().take(SLICE).collect()
+                let copy = self.copy.as_ref().expect("made above");
+                copy.after(self.after.as_deref(), SLICE)?
             }
         };
         if let Some((key, _)) = slice.last() {
@@ -494,7 +493,7 @@ impl State {
             state: self,
             pool: pool_id.to_string(),
             after: None,
-            loaded: None,
+            copy: None,
         }
     }
 

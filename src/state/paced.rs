@@ -234,19 +234,29 @@ impl Db {
         let mut items = Vec::new();
         let mut start: Option<Item> = None;
         loop {
-            let page = self
-                .call(request.clone().starting_at(start.clone()))
-                .await?;
-            let (found, next) = R::page(&page);
-            items.extend(found.iter().cloned());
+            let (found, next) = self.page(request.clone(), start.clone()).await?;
+            items.extend(found);
             match next {
-                // The same key again would page for ever (the SDK's paginators stop there too).
-                Some(key) if !key.is_empty() && start.as_ref() != Some(key) => {
-                    start = Some(key.clone());
-                }
-                _ => return Ok(items),
+                Some(key) => start = Some(key),
+                None => return Ok(items),
             }
         }
+    }
+
+    /// One page of `request` from `start`, and where the next starts (none at the end).
+    pub(super) async fn page<R: Paged>(
+        &self,
+        request: R,
+        start: Option<Item>,
+    ) -> Result<(Vec<Item>, Option<Item>), SdkError<R::Error, Response>> {
+        let page = self.call(request.starting_at(start.clone())).await?;
+        let (found, next) = R::page(&page);
+        let next = match next {
+            // The same key again would page for ever (the SDK's paginators stop there too).
+            Some(key) if !key.is_empty() && start.as_ref() != Some(key) => Some(key.clone()),
+            _ => None,
+        };
+        Ok((found.to_vec(), next))
     }
 
     /// The calls that reached the table, and the throttles it answered, by category.

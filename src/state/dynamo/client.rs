@@ -143,6 +143,27 @@ pub(super) async fn query(
     .map_err(|e| sdk_error("cannot read the state", &e))
 }
 
+/// One page of [`query`] from `start`, and where the next starts.
+pub(super) async fn query_page(
+    c: &Db,
+    table: &str,
+    pk: String,
+    prefix: &str,
+    start: Option<Item>,
+) -> Result<(Vec<Item>, Option<Item>), String> {
+    c.page(
+        c.query()
+            .table_name(table)
+            .key_condition_expression("pk = :p AND begins_with(sk, :s)")
+            .expression_attribute_values(":p", s(&pk))
+            .expression_attribute_values(":s", s(prefix))
+            .consistent_read(true),
+        start,
+    )
+    .await
+    .map_err(|e| sdk_error("cannot read the state", &e))
+}
+
 /// Puts `items`, 25 to a request, until DynamoDB has taken every one.
 pub(super) async fn batch_put(c: &Db, t: &str, items: Vec<Item>) -> Result<(), String> {
     use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};

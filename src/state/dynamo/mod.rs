@@ -42,7 +42,7 @@ use chrono::{DateTime, Utc};
 
 pub use init::init_table;
 
-use self::client::{client, query, runtime, sdk_error, wait};
+use self::client::{client, query, query_page, runtime, sdk_error, wait};
 use self::items::{
     Item, get_n, get_s, get_t, known_of, ledger_after, ledger_pk, ms, n, pool_pk, run_item,
     runs_pk, s, stored_invitation,
@@ -50,6 +50,7 @@ use self::items::{
 use self::lanes::Lanes;
 use self::lease::{Lease, alive, holder_id, take_lease};
 use super::paced::Db;
+use super::spill::Spill;
 use super::{Access, Invitation, Known, PastRun, RunEnd, RunStart, Subject, SyncFirst, Table};
 use crate::cognito::Delivery;
 use crate::error::Error;
@@ -206,41 +207,101 @@ impl Dynamo {
     }
 
     pub fn known(&self, pool_id: &str) -> Result<HashMap<String, Known>, Error> {
+        let mut out: HashMap<String, Known> = HashMap::new();
+        self.known_pages(pool_id, |page| {
+            for (key, part) in page {
+                part.apply(out.entry(key).or_default());
+            }
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// What is known of a pool's users, copied to disk a page at a time ([`Spill`]): never
+    /// held whole.
+    pub fn known_spilled(&self, pool_id: &str) -> Result<Spill, Error> {
+        let spill = Spill::new()?;
+        self.known_pages(pool_id, |page| spill.change(page, |k, part| part.apply(k)))?;
+        Ok(spill)
+    }
+
+    /// What is known of a pool's users, a page of the table at a time: the users' items, then
+    /// their invitations, oldest first, then the updates a killed run left open. Notes the
+    /// pool and user of each intent and update left open, for their settles.
+    fn known_pages(
+        &self,
+        pool_id: &str,
+        mut each: impl FnMut(Vec<(String, Part)>) -> Result<(), Error>,
+    ) -> Result<(), Error> {
         self.flush()?;
         let pk = pool_pk(pool_id);
-        let mut out: HashMap<String, Known> = self
-            .query(pk.clone(), "U#")?
-            .iter()
-            .filter_map(known_of)
-            .collect();
+        self.query_pages(pk.clone(), "U#", |items| {
+            each(
+                items
+                    .iter()
+                    .filter_map(known_of)
+                    .map(|(key, k)| (key, Part::User(Box::new(k))))
+                    .collect(),
+            )
+        })?;
         let holder_now = self.lock_holder()?;
-        let mut pools = lock(&self.pools);
-        for item in self.query(pk.clone(), "I#")? {
-            let (Some(key), Some(i)) = (get_s(&item, "key"), stored_invitation(&item)) else {
-                continue;
-            };
-            // Another machine's intent that may still be at work is not this run's to settle.
-            let holder = get_s(&item, "holder").unwrap_or_default();
-            if i.outcome == "pending"
-                && holder != self.holder
-                && alive(&holder, ms(i.intent_at), &holder_now, &self.holder)
-            {
-                continue;
+        self.query_pages(pk.clone(), "I#", |items| {
+            let mut page = Vec::with_capacity(items.len());
+            for item in items {
+                let (Some(key), Some(i)) = (get_s(&item, "key"), stored_invitation(&item)) else {
+                    continue;
+                };
+                // Another machine's intent that may still be at work is not this run's to
+                // settle.
+                let holder = get_s(&item, "holder").unwrap_or_default();
+                if i.outcome == "pending"
+                    && holder != self.holder
+                    && alive(&holder, ms(i.intent_at), &holder_now, &self.holder)
+                {
+                    continue;
+                }
+                if i.outcome == "pending" {
+                    self.remember(i.id, pool_id, &key);
+                }
+                page.push((key, Part::Invitation(i)));
             }
-            pools.insert(i.id, (pool_id.to_string(), key.clone()));
-            out.entry(key).or_default().fold(i);
-        }
-        for item in self.query(pk, "W#")? {
-            let (Some(key), Some(id)) = (get_s(&item, "key"), get_n(&item, "id")) else {
-                continue;
-            };
-            if get_s(&item, "outcome").as_deref() == Some("pending") {
-                pools.insert(id, (pool_id.to_string(), key.clone()));
-                let changes = items::get_list(&item, "changes");
-                out.entry(key).or_default().open(id, &changes);
+            each(page)
+        })?;
+        self.query_pages(pk, "W#", |items| {
+            let mut page = Vec::new();
+            for item in items {
+                let (Some(key), Some(id)) = (get_s(&item, "key"), get_n(&item, "id")) else {
+                    continue;
+                };
+                if get_s(&item, "outcome").as_deref() == Some("pending") {
+                    self.remember(id, pool_id, &key);
+                    page.push((key, Part::Open(id, items::get_list(&item, "changes"))));
+                }
+            }
+            each(page)
+        })
+    }
+
+    /// Every item of `pk` whose sort key starts with `prefix`, handed to `each` a page at a
+    /// time.
+    fn query_pages(
+        &self,
+        pk: String,
+        prefix: &'static str,
+        mut each: impl FnMut(Vec<Item>) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        let mut start = None;
+        loop {
+            let (c, t, pk) = (self.client.clone(), self.table.clone(), pk.clone());
+            let (items, next) = self
+                .wait(async move { query_page(&c, &t, pk, prefix, start).await })
+                .map_err(Error::State)?;
+            each(items)?;
+            match next {
+                Some(next) => start = Some(next),
+                None => return Ok(()),
             }
         }
-        Ok(out)
     }
 
     pub fn invitations_of(&self, who: Subject<'_>) -> Result<Vec<Invitation>, Error> {
@@ -344,6 +405,23 @@ impl Drop for Dynamo {
         }
         if let Some(lease) = self.lease.take() {
             lease.release(self.rt(), &self.client, &self.table);
+        }
+    }
+}
+
+/// One piece of what is known of a user, as the table stores it apart.
+enum Part {
+    User(Box<Known>),
+    Invitation(super::StoredInvitation),
+    Open(i64, Vec<String>),
+}
+
+impl Part {
+    fn apply(self, k: &mut Known) {
+        match self {
+            Part::User(user) => *k = *user,
+            Part::Invitation(i) => k.fold(i),
+            Part::Open(id, changes) => k.open(id, &changes),
         }
     }
 }

@@ -1,0 +1,153 @@
+//! A pool's users as a shared table holds them, copied a page at a time into a private
+//! temporary SQLite database (removed when it closes) and handed back in key order or by key,
+//! so that a pass over a large table never holds it whole: the table keeps a user's
+//! invitations apart from its item, so what is known of one user is only whole once every page
+//! is read. Must not read the table itself or decide anything about a user.
+
+use std::collections::HashMap;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::Known;
+use crate::error::Error;
+
+/// The copy.
+pub struct Spill {
+    db: Connection,
+}
+
+fn spill_err(e: impl std::fmt::Display) -> Error {
+    Error::Io {
+        what: "cannot keep a copy of the shared state in",
+        path: std::env::temp_dir(),
+        source: std::io::Error::other(e.to_string()),
+    }
+}
+
+fn encode(k: &Known) -> String {
+    serde_json::to_string(k).unwrap_or_default()
+}
+
+fn decode(text: &str) -> Result<Known, Error> {
+    serde_json::from_str(text).map_err(spill_err)
+}
+
+impl Spill {
+    pub fn new() -> Result<Spill, Error> {
+        let db = Connection::open("").map_err(spill_err)?;
+        db.execute_batch(
+            "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA cache_size = -4096;
+             CREATE TABLE known (key TEXT PRIMARY KEY, known TEXT NOT NULL) WITHOUT ROWID;",
+        )
+        .map_err(spill_err)?;
+        Ok(Spill { db })
+    }
+
+    /// Changes what is known of each of `keys` by `f` (a user not copied yet starts empty), in
+    /// one transaction.
+    pub fn change<T>(
+        &self,
+        each: impl IntoIterator<Item = (String, T)>,
+        mut f: impl FnMut(&mut Known, T),
+    ) -> Result<(), Error> {
+        let tx = self.db.unchecked_transaction().map_err(spill_err)?;
+        {
+            let mut read = tx
+                .prepare_cached("SELECT known FROM known WHERE key = ?1")
+                .map_err(spill_err)?;
+            let mut write = tx
+                .prepare_cached("INSERT OR REPLACE INTO known (key, known) VALUES (?1, ?2)")
+                .map_err(spill_err)?;
+            for (key, change) in each {
+                let before: Option<String> = read
+                    .query_row([&key], |r| r.get(0))
+                    .optional()
+                    .map_err(spill_err)?;
+                let mut known = match before {
+                    Some(text) => decode(&text)?,
+                    None => Known::default(),
+                };
+                f(&mut known, change);
+                write
+                    .execute(params![key, encode(&known)])
+                    .map_err(spill_err)?;
+            }
+        }
+        tx.commit().map_err(spill_err)
+    }
+
+    /// The next `limit` users after `after`, in key order (byte order, as `str` sorts).
+    pub fn after(&self, after: Option<&str>, limit: usize) -> Result<Vec<(String, Known)>, Error> {
+        let mut stmt = self
+            .db
+            .prepare_cached("SELECT key, known FROM known WHERE key > ?1 ORDER BY key LIMIT ?2")
+            .map_err(spill_err)?;
+        let rows = stmt
+            .query_map(params![after.unwrap_or(""), limit as i64], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })
+            .map_err(spill_err)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (key, text) = row.map_err(spill_err)?;
+            out.push((key, decode(&text)?));
+        }
+        Ok(out)
+    }
+
+    /// What is known of these keys (those never copied are left out).
+    pub fn of(&self, keys: &[String]) -> Result<HashMap<String, Known>, Error> {
+        let mut stmt = self
+            .db
+            .prepare_cached("SELECT known FROM known WHERE key = ?1")
+            .map_err(spill_err)?;
+        let mut out = HashMap::new();
+        for key in keys {
+            let text: Option<String> = stmt
+                .query_row([key], |r| r.get(0))
+                .optional()
+                .map_err(spill_err)?;
+            if let Some(text) = text {
+                out.insert(key.clone(), decode(&text)?);
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cognito::UserStatus;
+
+    #[test]
+    fn a_copy_changed_a_page_at_a_time_comes_back_whole_in_key_order_and_by_key() {
+        let spill = Spill::new().unwrap();
+        spill
+            .change(
+                [
+                    ("b".to_string(), UserStatus::Confirmed),
+                    ("a".to_string(), UserStatus::ForceChangePassword),
+                ],
+                |k, status| k.last_status = Some(status),
+            )
+            .unwrap();
+        // A later page adds to what an earlier one copied, and may name a user first.
+        spill
+            .change([("b".to_string(), 2), ("c".to_string(), 1)], |k, n| {
+                k.reissues += n;
+                k.invited = true;
+            })
+            .unwrap();
+        let all = spill.after(None, 10).unwrap();
+        let keys: Vec<&str> = all.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["a", "b", "c"]);
+        assert_eq!(all[1].1.last_status, Some(UserStatus::Confirmed));
+        assert_eq!(all[1].1.reissues, 2);
+        assert!(!all[0].1.invited && all[2].1.invited);
+        assert_eq!(spill.after(Some("a"), 1).unwrap()[0].0, "b");
+        let some = spill.of(&["c".to_string(), "z".to_string()]).unwrap();
+        assert_eq!(some.len(), 1);
+        assert_eq!(some["c"].reissues, 1);
+    }
+}
