@@ -769,6 +769,68 @@ mod tests {
         (dir, state)
     }
 
+    #[test]
+    fn along_pairs_each_item_with_its_own_history_a_slice_at_a_time() {
+        let (_dir, state) = file_state();
+        let n = SLICE * 2 + 7;
+        for i in (0..n).step_by(2) {
+            let key = format!("p{i:05}@example.com");
+            state
+                .mark_invited(Subject::new("pool", &key), &format!("u{i}"), &key)
+                .unwrap();
+        }
+        // Items in no order, one without a key, and keys the state never saw.
+        let items: Vec<Option<String>> = (0..n)
+            .rev()
+            .map(|i| Some(format!("p{i:05}@example.com")))
+            .chain([None])
+            .collect();
+        let paired: Vec<_> = state
+            .known_of("pool")
+            .along(items.into_iter(), |k| k.clone())
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(paired.len(), n + 1);
+        for (key, known) in &paired {
+            match key {
+                Some(key) => {
+                    let i: usize = key[1..6].parse().unwrap();
+                    let name = known.as_ref().and_then(|k| k.username.clone());
+                    let expected = (i % 2 == 0).then(|| format!("u{i}"));
+                    assert_eq!(name, expected, "{key}");
+                }
+                None => assert!(known.is_none()),
+            }
+        }
+    }
+
+    #[test]
+    fn known_in_order_walks_the_whole_pool_once_in_key_order() {
+        let (_dir, state) = file_state();
+        let n = SLICE + 5;
+        for i in (0..n).rev() {
+            let key = format!("k{i:05}");
+            state
+                .mark_invited(Subject::new("pool", &key), &key, "x@example.com")
+                .unwrap();
+        }
+        state
+            .mark_invited(Subject::new("other", "k00000"), "k", "x@example.com")
+            .unwrap();
+        let mut walk = state.known_in_order("pool");
+        let mut keys = Vec::new();
+        loop {
+            let slice = walk.next_slice().unwrap();
+            if slice.is_empty() {
+                break;
+            }
+            assert!(slice.len() <= SLICE);
+            keys.extend(slice.into_iter().map(|(k, _)| k));
+        }
+        let expected: Vec<String> = (0..n).map(|i| format!("k{i:05}")).collect();
+        assert_eq!(keys, expected);
+    }
+
     #[tokio::test]
     async fn only_an_invitation_that_sends_a_message_counts_against_its_sender() {
         let (_dir, state) = file_state();

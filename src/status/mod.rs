@@ -352,3 +352,90 @@ pub fn row(
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::{Access, Location};
+
+    /// A file state that invited every other one of `n` providers, `p00000@example.com`, ...
+    fn state_of(n: usize) -> (tempfile::TempDir, State, PoolInfo) {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::open(&Location::File(dir.path().join("s.db")), Access::Write).unwrap();
+        let pool = crate::cognito::memory::pool_info();
+        for i in (0..n).step_by(2) {
+            let key = format!("p{i:05}@example.com");
+            state
+                .mark_invited(Subject::new(&pool.id, &key), &format!("u{i}"), &key)
+                .unwrap();
+        }
+        (dir, state, pool)
+    }
+
+    #[test]
+    fn without_a_file_the_targets_are_the_invited_and_each_meets_its_own_history() {
+        let n = SLICE * 2 + 11;
+        let (_dir, state, pool) = state_of(n);
+        let (work, known_any) = gather(&state, &pool, None::<std::iter::Empty<_>>).unwrap();
+        assert!(known_any);
+        assert_eq!(work.counts().unwrap(), (n.div_ceil(2) as u64, 0));
+        let mut seen = Vec::new();
+        each_with_known(&state, &pool.id, &work, |j, k| {
+            let i: usize = j.target.key[1..6].parse().unwrap();
+            assert_eq!(j.target.username, format!("u{i}"));
+            assert_eq!(k.username.as_deref(), Some(format!("u{i}").as_str()));
+            assert!(j.invited && j.found.is_none());
+            seen.push(i);
+            Ok(())
+        })
+        .unwrap();
+        let expected: Vec<usize> = (0..n).step_by(2).collect();
+        assert_eq!(seen, expected, "every target once, in key order");
+    }
+
+    #[test]
+    fn a_files_rows_meet_the_history_of_theirs_and_none_of_another() {
+        let n = SLICE + 21;
+        let (_dir, state, pool) = state_of(n);
+        // Every row, in reverse, and one the state never saw ahead of them all in key order.
+        let rows: Vec<Result<Row, Error>> = (0..n)
+            .rev()
+            .map(|i| format!("p{i:05}@example.com"))
+            .chain(["a-new@example.com".to_string()])
+            .map(|key| {
+                Ok(Row {
+                    line: 2,
+                    key: key.clone(),
+                    email: key,
+                    username: None,
+                    attributes: Vec::new(),
+                    groups: Vec::new(),
+                })
+            })
+            .collect();
+        let (work, _) = gather(&state, &pool, Some(rows.into_iter())).unwrap();
+        assert_eq!(work.counts().unwrap(), ((n + 1) as u64, 0));
+        let mut count = 0;
+        each_with_known(&state, &pool.id, &work, |j, k| {
+            count += 1;
+            match j.target.key[1..6].parse::<usize>() {
+                Ok(i) if i % 2 == 0 => {
+                    assert!(j.invited);
+                    assert_eq!(
+                        j.target.username,
+                        format!("u{i}"),
+                        "the name it was created with"
+                    );
+                    assert_eq!(k.username.as_deref(), Some(format!("u{i}").as_str()));
+                }
+                _ => {
+                    assert!(!j.invited, "{}", j.target.key);
+                    assert_eq!(k, &Known::default(), "{}", j.target.key);
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(count, n + 1);
+    }
+}
