@@ -796,7 +796,7 @@ mod tests {
                 Some(key) => {
                     let i: usize = key[1..6].parse().unwrap();
                     let name = known.as_ref().and_then(|k| k.username.clone());
-                    let expected = (i % 2 == 0).then(|| format!("u{i}"));
+                    let expected = i.is_multiple_of(2).then(|| format!("u{i}"));
                     assert_eq!(name, expected, "{key}");
                 }
                 None => assert!(known.is_none()),

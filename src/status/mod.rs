@@ -419,7 +419,7 @@ mod tests {
         each_with_known(&state, &pool.id, &work, |j, k| {
             count += 1;
             match j.target.key[1..6].parse::<usize>() {
-                Ok(i) if i % 2 == 0 => {
+                Ok(i) if i.is_multiple_of(2) => {
                     assert!(j.invited);
                     assert_eq!(
                         j.target.username,
