@@ -449,12 +449,34 @@ fn standin_cmd(standin: &standin::StandIn, work: &Path, state: &Path, args: &[&s
     cmd
 }
 
+/// The build of the tool `BENCH_BEFORE_BIN` swaps in for the "before" table while it runs.
+static BEFORE: std::sync::Mutex<Option<PathBuf>> = std::sync::Mutex::new(None);
+
+/// The tool's binary: this build, or `BENCH_BIN` (another build of the tool, an older commit's,
+/// for a before-and-after table), or the "before" build while its table is measured.
+fn tool_bin() -> PathBuf {
+    if let Some(before) = BEFORE.lock().unwrap().clone() {
+        return before;
+    }
+    std::env::var_os("BENCH_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_cognito-onboard")))
+}
+
+/// The scale section at its first size, run with another build (`BENCH_BEFORE_BIN`): the
+/// "before" of a before-and-after table, measured by the same harness on the same machine.
+fn scale_before(sizes: &[usize], work: &Path) -> Option<(String, Scale)> {
+    let bin = PathBuf::from(std::env::var_os("BENCH_BEFORE_BIN")?);
+    let label = std::env::var("BENCH_BEFORE_LABEL").unwrap_or_else(|_| bin.display().to_string());
+    *BEFORE.lock().unwrap() = Some(bin);
+    let before = scale(&sizes[..1], &[], work);
+    *BEFORE.lock().unwrap() = None;
+    Some((label, before))
+}
+
 /// The tool with the bench's settings and `state`, before its endpoints and arguments.
 fn tool_cmd(work: &Path, state: &Path) -> Command {
-    // BENCH_BIN: another build of the tool (an older commit's, for a before-and-after table).
-    let bin = std::env::var_os("BENCH_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_cognito-onboard")));
+    let bin = tool_bin();
     let mut cmd = Command::new(bin);
     cmd.env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -671,22 +693,19 @@ fn dynamodb_rerun(
         "  imported {rows} providers' state into moto's DynamoDB in {:.0} s",
         started.elapsed().as_secs_f64()
     );
-    let mut out = Vec::new();
-    for label in ["re-run", "re-run again"] {
-        standin.reset_calls();
-        let m = measure(on_dynamodb(&["run", csv]));
-        assert_eq!(m.code, 0, "the {label} on DynamoDB failed");
-        let calls = standin.calls();
-        out.push(format!(
-            "| {label}, {rows} unchanged rows, state in DynamoDB (moto) | {:.1} | {:.1} | {:.1} | {} | quota-seconds {:.2} |",
-            m.wall.as_secs_f64(),
-            m.cpu.as_secs_f64(),
-            m.max_rss_mb,
-            total(&calls),
-            quota_seconds(&calls)
-        ));
-    }
-    out
+    // One run: moto reads a partition item by item for every page (minutes at this size).
+    standin.reset_calls();
+    let m = measure(on_dynamodb(&["run", csv]));
+    assert_eq!(m.code, 0, "the re-run on DynamoDB failed");
+    let calls = standin.calls();
+    vec![format!(
+        "| re-run, {rows} unchanged rows, state in DynamoDB (moto) | {:.1} | {:.1} | {:.1} | {} | quota-seconds {:.2} |",
+        m.wall.as_secs_f64(),
+        m.cpu.as_secs_f64(),
+        m.max_rss_mb,
+        total(&calls),
+        quota_seconds(&calls)
+    )]
 }
 
 /// A shell loop of `aws cognito-idp admin-create-user` (and add-to-group), as people write it.
@@ -952,6 +971,13 @@ fn main() {
         return;
     }
     if std::env::var("BENCH_ONLY").as_deref() == Ok("scale") {
+        if let Some((label, before)) = scale_before(&scale_new, &work) {
+            println!("before ({label}):\n{SCALE_HEADER}");
+            for row in &before.rows {
+                println!("{row}");
+            }
+            println!("\nafter (this build):");
+        }
         let s = scale(&scale_new, &scale_dry, &work);
         println!("{SCALE_HEADER}");
         for row in &s.rows {
@@ -1007,6 +1033,7 @@ fn main() {
     let cli = cli_baseline(sizes.cli_rows);
 
     eprintln!("scale (in-memory stand-in)");
+    let before = scale_before(&scale_new, &work);
     let mut scaled = scale(&scale_new, &scale_dry, &work);
     eprintln!("the SDK's floor (in-memory stand-in)");
     scaled.rows.extend(floor(scale_new[0], &work));
@@ -1103,6 +1130,16 @@ fn main() {
     let _ = writeln!(md, "{SCALE_HEADER}");
     for row in &scaled.rows {
         let _ = writeln!(md, "{row}");
+    }
+    if let Some((label, before)) = &before {
+        let _ = writeln!(
+            md,
+            "\nBefore: the same section at its first size with {label} (`BENCH_BEFORE_BIN`):\n"
+        );
+        let _ = writeln!(md, "{SCALE_HEADER}");
+        for row in &before.rows {
+            let _ = writeln!(md, "{row}");
+        }
     }
     let _ = writeln!(
         md,

@@ -287,7 +287,6 @@ async fn first_pass(
         ),
         _ => None,
     };
-    let cohort_size = members.as_ref().map_or(0, |m| m.len() as u64);
     let mut survey = cohort::survey(
         cohort::with_known(
             opened.state.known_of(&pool.id),
@@ -300,24 +299,14 @@ async fn first_pass(
         fold_case,
     )?;
     let absent = match survey.absent.take() {
-        Some(folded_keys) => {
-            let originals = members.unwrap_or_default();
-            let mut keys: Vec<String> = folded_keys
-                .into_iter()
-                .filter_map(|k| originals.get(&k).cloned())
-                .collect();
-            keys.sort();
-            let known = opened.state.known_of(&pool.id).of(&keys)?;
-            let why = format!("not in the list of cohort {}", off.cohort);
-            Some(AbsentStep {
-                candidates: keys
-                    .iter()
-                    .filter_map(|k| Some(Candidate::of(k, known.get(k)?, why.clone())))
-                    .collect(),
-                members: cohort_size,
-                keyless: survey.keyless,
-            })
-        }
+        Some(folded_keys) => Some(absent_step(
+            opened,
+            &pool.id,
+            off,
+            folded_keys,
+            members.unwrap_or_default(),
+            survey.keyless,
+        )?),
         None => None,
     };
     if let Some(step) = &absent {
@@ -345,6 +334,33 @@ async fn first_pass(
         columns,
         survey,
         absent,
+    })
+}
+
+/// `--absent disable`'s candidates: the cohort's members (`members`, by their folded keys)
+/// whose folded keys the list did not have, each with what the state knows of it.
+fn absent_step(
+    opened: &Opened<'_>,
+    pool_id: &str,
+    off: &crate::config::Offboarding,
+    folded_keys: std::collections::HashSet<String>,
+    members: HashMap<String, String>,
+    keyless: u64,
+) -> Result<AbsentStep, Error> {
+    let mut keys: Vec<String> = folded_keys
+        .into_iter()
+        .filter_map(|k| members.get(&k).cloned())
+        .collect();
+    keys.sort();
+    let known = opened.state.known_of(pool_id).of(&keys)?;
+    let why = format!("not in the list of cohort {}", off.cohort);
+    Ok(AbsentStep {
+        candidates: keys
+            .iter()
+            .filter_map(|k| Some(Candidate::of(k, known.get(k)?, why.clone())))
+            .collect(),
+        members: members.len() as u64,
+        keyless,
     })
 }
 
