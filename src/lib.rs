@@ -52,6 +52,7 @@ pub mod password;
 pub mod password_file;
 pub mod plan;
 pub mod report;
+pub mod scratch;
 pub mod session;
 pub mod standing;
 pub mod state;

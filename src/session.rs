@@ -103,6 +103,11 @@ impl Session {
                 return Err(e);
             }
         };
+        // A walk over a shared table copies it to the report directory, which the command
+        // can write.
+        if let Some(dir) = report_files.json.parent() {
+            state.scratch_in(dir);
+        }
         let session = Session {
             run_id,
             pool_id,

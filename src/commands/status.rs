@@ -57,7 +57,7 @@ async fn refresh_status(
     reader: Option<Reader>,
 ) -> Result<(Ending, Figures), Error> {
     let (calls, pool) = open_pool(common, opened.pool_id).await?;
-    let (key_mode, work) = targets(opened.state, &pool, reader)?;
+    let (key_mode, work) = targets(opened, &pool, reader)?;
     let plan = status::plan(&work, &pool, &common.quotas, settings.all)?;
     tracing::info!(
         "refreshing {} providers by {:?} (estimated quota-seconds: per user {:.2}, scan {:.2}, pending scan {:.2})",
@@ -214,10 +214,11 @@ fn stalled(
 /// how scans match them: keys of free-form pools are usernames or emails, so a scan matches
 /// them by username.
 fn targets(
-    state: &crate::state::State,
+    opened: &Opened<'_>,
     pool: &PoolInfo,
     reader: Option<Reader>,
 ) -> Result<(KeyMode, status::Workset), Error> {
+    let (state, dir) = (opened.state, opened.report_files.json.parent());
     let (mut key_mode, work, known_any) = match reader {
         Some(reader) => {
             let (key_mode, rules) = cohort::rules_for(pool, reader.columns())?;
@@ -232,12 +233,12 @@ fn targets(
                         Err(e) => Some(Err(e)),
                     }
                 });
-            let (work, any) = status::gather(state, pool, Some(rows))?;
+            let (work, any) = status::gather(state, pool, Some(rows), dir)?;
             (key_mode, work, any)
         }
         None => {
             let (work, any) =
-                status::gather(state, pool, None::<std::iter::Empty<Result<_, Error>>>)?;
+                status::gather(state, pool, None::<std::iter::Empty<Result<_, Error>>>, dir)?;
             (KeyMode::Email, work, any)
         }
     };

@@ -334,6 +334,9 @@ impl Known {
 /// The open state, in whichever store it lives.
 pub struct State {
     store: Store,
+    /// Where a copy of a shared table's users goes while a command walks it
+    /// ([`State::scratch_in`]).
+    scratch: std::sync::OnceLock<PathBuf>,
 }
 
 enum Store {
@@ -357,7 +360,10 @@ impl KnownOf<'_> {
             Store::Sqlite(s) => s.known_of(&self.pool, keys),
             Store::Dynamo(d) => {
                 if self.copy.is_none() {
-                    self.copy = Some(d.known_spilled(&self.pool)?);
+                    self.copy = Some(d.known_spilled(
+                        &self.pool,
+                        self.state.scratch.get().map(PathBuf::as_path),
+                    )?);
                 }
                 self.copy.as_ref().expect("made above").of(keys)
             }
@@ -417,7 +423,10 @@ impl KnownInOrder<'_> {
             Store::Sqlite(s) => s.known_after(&self.pool, self.after.as_deref(), SLICE)?,
             Store::Dynamo(d) => {
                 if self.copy.is_none() {
-                    self.copy = Some(d.known_spilled(&self.pool)?);
+                    self.copy = Some(d.known_spilled(
+                        &self.pool,
+                        self.state.scratch.get().map(PathBuf::as_path),
+                    )?);
                 }
                 let copy = self.copy.as_ref().expect("made above");
                 copy.after(self.after.as_deref(), SLICE)?
@@ -448,7 +457,16 @@ impl State {
             Location::File(path) => Store::Sqlite(sqlite::Sqlite::open(path, access)?),
             Location::Dynamo(table) => Store::Dynamo(dynamo::Dynamo::open(table, access)?),
         };
-        Ok(State { store })
+        Ok(State {
+            store,
+            scratch: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// Makes `dir` (the command's report directory, which it can write) the place for the
+    /// scratch files of a walk over a shared table; without it, SQLite's temporary directory.
+    pub fn scratch_in(&self, dir: &Path) {
+        let _ = self.scratch.set(dir.to_path_buf());
     }
 
     /// Commits the writes still waiting.

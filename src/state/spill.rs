@@ -33,13 +33,12 @@ fn decode(text: &str) -> Result<Known, Error> {
 }
 
 impl Spill {
-    pub fn new() -> Result<Spill, Error> {
-        let db = Connection::open("").map_err(spill_err)?;
-        db.execute_batch(
-            "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA cache_size = -4096;
-             CREATE TABLE known (key TEXT PRIMARY KEY, known TEXT NOT NULL) WITHOUT ROWID;",
-        )
-        .map_err(spill_err)?;
+    /// An empty copy in a scratch file of its own in `dir` ([`crate::scratch`]).
+    pub fn new(dir: Option<&std::path::Path>) -> Result<Spill, Error> {
+        let db = crate::scratch::open(
+            dir,
+            "CREATE TABLE known (key TEXT PRIMARY KEY, known TEXT NOT NULL) WITHOUT ROWID;",
+        )?;
         Ok(Spill { db })
     }
 
@@ -122,7 +121,7 @@ mod tests {
 
     #[test]
     fn a_copy_changed_a_page_at_a_time_comes_back_whole_in_key_order_and_by_key() {
-        let spill = Spill::new().unwrap();
+        let spill = Spill::new(None).unwrap();
         spill
             .change(
                 [

@@ -40,8 +40,9 @@ pub fn gather(
     state: &State,
     pool: &PoolInfo,
     rows: Option<impl Iterator<Item = Result<Row, Error>>>,
+    dir: Option<&std::path::Path>,
 ) -> Result<(Workset, bool), Error> {
-    let work = Workset::new()?;
+    let work = Workset::new(dir)?;
     let from_file = rows.is_some();
     if let Some(rows) = rows {
         let mut slice = Vec::with_capacity(SLICE);
@@ -376,7 +377,7 @@ mod tests {
     fn without_a_file_the_targets_are_the_invited_and_each_meets_its_own_history() {
         let n = SLICE * 2 + 11;
         let (_dir, state, pool) = state_of(n);
-        let (work, known_any) = gather(&state, &pool, None::<std::iter::Empty<_>>).unwrap();
+        let (work, known_any) = gather(&state, &pool, None::<std::iter::Empty<_>>, None).unwrap();
         assert!(known_any);
         assert_eq!(work.counts().unwrap(), (n.div_ceil(2) as u64, 0));
         let mut seen = Vec::new();
@@ -413,7 +414,7 @@ mod tests {
                 })
             })
             .collect();
-        let (work, _) = gather(&state, &pool, Some(rows.into_iter())).unwrap();
+        let (work, _) = gather(&state, &pool, Some(rows.into_iter()), None).unwrap();
         assert_eq!(work.counts().unwrap(), ((n + 1) as u64, 0));
         let mut count = 0;
         each_with_known(&state, &pool.id, &work, |j, k| {

@@ -34,28 +34,20 @@ pub struct Workset {
     db: Connection,
 }
 
-/// The working set lives where SQLite keeps its temporary files (`SQLITE_TMPDIR`, `TMPDIR`,
-/// `/var/tmp`, ...); a failure names the usual place.
 fn scratch_err(e: rusqlite::Error) -> Error {
     Error::Io {
-        what: "cannot use status's temporary working set in",
+        what: "cannot use status's working set in",
         path: std::env::temp_dir(),
         source: std::io::Error::other(e),
     }
 }
 
-/// The page cache of the working set, in KiB: enough for the slices in use, and a bound on
-/// its memory whatever the state's size.
-const CACHE_KIB: i64 = 4096;
-
 impl Workset {
-    /// An empty working set in a temporary file of its own (SQLite's private database, named
-    /// by none and removed when it closes).
-    pub fn new() -> Result<Workset, Error> {
-        let db = Connection::open("").map_err(scratch_err)?;
-        db.execute_batch(&format!(
-            "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA cache_size = -{CACHE_KIB};
-             CREATE TABLE targets (
+    /// An empty working set in a scratch file of its own in `dir` ([`crate::scratch`]).
+    pub fn new(dir: Option<&std::path::Path>) -> Result<Workset, Error> {
+        let db = crate::scratch::open(
+            dir,
+            "CREATE TABLE targets (
                  key TEXT PRIMARY KEY, lkey TEXT NOT NULL, username TEXT NOT NULL, email TEXT,
                  pending INTEGER NOT NULL DEFAULT 0, invited INTEGER NOT NULL DEFAULT 0
              ) WITHOUT ROWID;
@@ -65,9 +57,8 @@ impl Workset {
                  username TEXT, status TEXT, enabled INTEGER, email TEXT, email_verified INTEGER,
                  phone TEXT, phone_verified INTEGER, sub TEXT, last_modified INTEGER,
                  created INTEGER, attributes TEXT
-             ) WITHOUT ROWID;"
-        ))
-        .map_err(scratch_err)?;
+             ) WITHOUT ROWID;",
+        )?;
         Ok(Workset { db })
     }
 
@@ -362,7 +353,7 @@ mod tests {
 
     #[test]
     fn targets_come_back_sorted_with_what_was_found_whatever_the_case_of_their_key() {
-        let w = Workset::new().unwrap();
+        let w = Workset::new(None).unwrap();
         w.add(&[
             (target("c"), false, true),
             (target("A"), true, true),
@@ -404,7 +395,7 @@ mod tests {
 
     #[test]
     fn all_adopts_the_users_no_target_names_and_a_later_answer_replaces_an_earlier() {
-        let w = Workset::new().unwrap();
+        let w = Workset::new(None).unwrap();
         w.add(&[(target("x@example.jp"), true, true)]).unwrap();
         w.found(vec![
             (

@@ -217,10 +217,14 @@ impl Dynamo {
         Ok(out)
     }
 
-    /// What is known of a pool's users, copied to disk a page at a time ([`Spill`]): never
-    /// held whole.
-    pub fn known_spilled(&self, pool_id: &str) -> Result<Spill, Error> {
-        let spill = Spill::new()?;
+    /// What is known of a pool's users, copied to a scratch file in `dir` a page at a time
+    /// ([`Spill`]): never held whole.
+    pub fn known_spilled(
+        &self,
+        pool_id: &str,
+        dir: Option<&std::path::Path>,
+    ) -> Result<Spill, Error> {
+        let spill = Spill::new(dir)?;
         self.known_pages(pool_id, |page| spill.change(page, |k, part| part.apply(k)))?;
         Ok(spill)
     }
