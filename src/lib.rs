@@ -56,3 +56,4 @@ pub mod session;
 pub mod standing;
 pub mod state;
 pub mod status;
+pub mod suppression;

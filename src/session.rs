@@ -255,6 +255,7 @@ impl Opened<'_> {
             known: self.state.known(&pool.id)?,
             cohort: None,
             reenable: false,
+            suppression: crate::suppression::SuppressionList::of(pool),
         })
     }
 }

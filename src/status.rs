@@ -11,8 +11,8 @@ use crate::cognito::{Directory, PoolInfo, UserStatus};
 use crate::error::Error;
 use crate::input::{KeyMode, Row};
 use crate::lookup::{self, Read, Refresh};
-use crate::plan::{Policy, username_for};
-use crate::standing::{self, StatusRow};
+use crate::plan::{Policy, Suppression, username_for};
+use crate::standing::{self, StatusRow, Who};
 use crate::state::{Known, Observation, State, Subject};
 
 /// One provider `status` refreshes: its key, the name to read it by, and the row's email.
@@ -31,6 +31,45 @@ impl Target {
             (_, false) => &self.username,
         }
     }
+
+    fn who<'a>(&'a self, policy: &Policy) -> Who<'a> {
+        Who {
+            key: &self.key,
+            name: self.name(policy),
+            email: self.email.as_deref(),
+        }
+    }
+}
+
+/// What the SES suppression list says of each provider `run` would re-issue through SES
+/// ([`standing::screened_address`]), by key: one GetSuppressedDestination each, in their
+/// order. None is read for a pool that does not send through SES, nor for anyone else.
+pub async fn suppressions<D: Directory>(
+    calls: &Calls<D>,
+    list: &crate::suppression::SuppressionList,
+    pool: &PoolInfo,
+    read: (&[Target], &BTreeMap<String, Read>),
+    known: &HashMap<String, Known>,
+    policy: &Policy,
+    now: DateTime<Utc>,
+) -> HashMap<String, Suppression> {
+    let (targets, results) = read;
+    let sender = pool.sender_of(policy.delivery);
+    let empty = Known::default();
+    let mut out = HashMap::new();
+    for t in targets {
+        let Some(Ok(remote)) = results.get(&t.key) else {
+            continue;
+        };
+        let k = known.get(&t.key).unwrap_or(&empty);
+        let who = t.who(policy);
+        if let Some(email) =
+            standing::screened_address(who, remote.as_ref(), k, policy, sender, now)
+        {
+            out.insert(t.key.clone(), list.read(calls, email).await);
+        }
+    }
+    out
 }
 
 /// The providers to refresh: the CSV's rows, or else every provider the tool invited.
@@ -236,9 +275,12 @@ pub fn record(
 
 /// Each target's row of the report, sorted by key. Takes the targets and reads, and lets each
 /// go as its row is made, so that they and the rows are never all held at once.
+/// `suppressions`: what the SES suppression list said of the providers it was read for
+/// ([`suppressions`]); anyone else is classified as not suppressed.
 pub fn rows(
     targets: Vec<Target>,
     mut results: BTreeMap<String, Read>,
+    suppressions: &HashMap<String, Suppression>,
     known: &HashMap<String, Known>,
     policy: &Policy,
     now: DateTime<Utc>,
@@ -249,10 +291,9 @@ pub fn rows(
         let k = known.get(&t.key).unwrap_or(&empty);
         match results.remove(&t.key) {
             Some(Ok(remote)) => standing::classify(
-                &t.key,
-                t.name(policy),
-                t.email.as_deref(),
+                t.who(policy),
                 remote.as_ref(),
+                suppressions.get(&t.key).unwrap_or(&Suppression::Clear),
                 k,
                 policy,
                 now,

@@ -422,6 +422,7 @@ async fn prepare(
     let ctx = Ctx {
         calls: Arc::clone(calls),
         policy,
+        suppression: crate::suppression::SuppressionList::of(&pool),
         pool,
         dry_run: settings.dry_run,
         found,

@@ -96,7 +96,17 @@ async fn refresh_status(
     let known = opened.state.known(&pool.id)?;
     let judge = settings.judge;
     let policy = Policy::new(judge.reissue, judge.delivery, judge.max_reissues, &pool);
-    let rows = status::rows(targets, results, &known, &policy, now);
+    let suppressions = status::suppressions(
+        &calls,
+        &crate::suppression::SuppressionList::of(&pool),
+        &pool,
+        (&targets, &results),
+        &known,
+        &policy,
+        now,
+    )
+    .await;
+    let rows = status::rows(targets, results, &suppressions, &known, &policy, now);
     let mut report = status_report(opened, &pool, &calls.exec, common, plan, rows)?;
     report.rest = rest;
     report.stalled = stalled(opened, &pool.id, &report.rows, now);
@@ -244,6 +254,14 @@ fn write_and_show(
     Ok(())
 }
 
+/// The keys of the rows stuck as `which` says.
+fn keys_of(rows: &[standing::StatusRow], which: fn(&crate::report::Stuck) -> bool) -> Vec<String> {
+    rows.iter()
+        .filter(|r| r.stuck.as_ref().is_some_and(which))
+        .map(|r| r.key.clone())
+        .collect()
+}
+
 /// The status report from its rows and what the executor counted.
 fn status_report(
     opened: &Opened<'_>,
@@ -278,6 +296,8 @@ fn status_report(
             .filter(|r| r.standing == Standing::NewlyConfirmed)
             .cloned()
             .collect(),
+        suppressed: keys_of(&rows, |s| s.suppressed().is_some()),
+        reissue_limit: keys_of(&rows, crate::report::Stuck::at_reissue_limit),
         rows,
         handed_over: Vec::new(),
         reminded: Vec::new(),
