@@ -402,18 +402,32 @@ mod tests {
             let d = verdict_suppressed(&fcp, &h);
             assert_eq!(d.verdict, Verdict::Suppressed, "{h:?}");
             assert!(
-                d.remedy.contains("suppression list (BOUNCE: a message to it bounced, since 2026-11-29T12:00:00Z)"),
+                d.remedy.contains(
+                    "suppression list (BOUNCE: a message to it bounced, since 2026-11-29T12:00:00Z)"
+                ),
                 "{}",
                 d.remedy
             );
-            assert!(d.remedy.contains("correct the address in the list"), "{}", d.remedy);
-            assert!(d.remedy.contains("delete-suppressed-destination"), "{}", d.remedy);
+            assert!(
+                d.remedy.contains("correct the address in the list"),
+                "{}",
+                d.remedy
+            );
+            assert!(
+                d.remedy.contains("delete-suppressed-destination"),
+                "{}",
+                d.remedy
+            );
             assert!(!d.verdict.alone());
             assert!(d.temp_password_expires_at.is_some());
         }
         let confirmed = verdict_suppressed(&user(UserStatus::Confirmed), &invited(9));
         assert_eq!(confirmed.verdict, Verdict::Suppressed);
-        assert!(confirmed.remedy.contains("no ForgotPassword code"), "{}", confirmed.remedy);
+        assert!(
+            confirmed.remedy.contains("no ForgotPassword code"),
+            "{}",
+            confirmed.remedy
+        );
         let mut by_phone = user(UserStatus::Confirmed);
         by_phone.phone = Some("+819012345678".into());
         by_phone.phone_verified = true;
@@ -534,7 +548,10 @@ mod tests {
         assert!(reads_suppression(&user(UserStatus::Confirmed), Sender::Ses));
         assert!(!reads_suppression(&disabled, Sender::Ses));
         assert!(!reads_suppression(&no_email, Sender::Ses));
-        assert!(!reads_suppression(&user(UserStatus::ResetRequired), Sender::Ses));
+        assert!(!reads_suppression(
+            &user(UserStatus::ResetRequired),
+            Sender::Ses
+        ));
         for other in [Sender::CognitoEmail, Sender::CustomEmailLambda] {
             assert!(!reads_suppression(&fcp, other), "{other:?}");
         }

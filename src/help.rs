@@ -365,7 +365,11 @@ pub async fn examine<D: Directory>(
     };
     let suppressed = match &user {
         Some(u) if diagnosis::reads_suppression(u, pool.sender_of(Delivery::Email)) => {
-            match facts.list.read(calls, u.email.as_deref().unwrap_or_default()).await {
+            match facts
+                .list
+                .read(calls, u.email.as_deref().unwrap_or_default())
+                .await
+            {
                 crate::plan::Suppression::Suppressed(s) => Some(s),
                 crate::plan::Suppression::Clear | crate::plan::Suppression::Unknown => None,
             }

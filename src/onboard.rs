@@ -369,17 +369,7 @@ impl<D: Directory> Ctx<D> {
                 r.status_after = Some(u.status.clone());
             }
             let decision = self.decide(row, remote.as_ref(), history).await;
-            let email = remote.as_ref().and_then(|u| u.email.as_deref());
-            let decision = self
-                .suppression
-                .screen(
-                    &self.calls,
-                    &self.pool,
-                    self.policy.delivery,
-                    decision,
-                    email,
-                )
-                .await;
+            let decision = self.screen(decision, remote.as_ref()).await;
             r.action = wording::act(&decision.action);
             r.stuck = wording::stuck(&decision.action);
             if self.dry_run {
@@ -463,6 +453,16 @@ impl<D: Directory> Ctx<D> {
             &self.policy,
             self.now(),
         )
+    }
+
+    /// The decision once the suppression list has been read for the address its message would
+    /// go to (the user's email), where it sends one through SES.
+    async fn screen(&self, d: Decision, remote: Option<&RemoteUser>) -> Decision {
+        let email = remote.and_then(|u| u.email.as_deref());
+        let delivery = self.policy.delivery;
+        self.suppression
+            .screen(&self.calls, &self.pool, delivery, d, email)
+            .await
     }
 
     async fn member_of(&self) -> Option<Arc<Memberships>> {
@@ -1981,7 +1981,11 @@ mod tests {
         );
         let r = f.ctx.process(row("taro", &[])).await;
         assert_eq!(r.outcome, Outcome::Attention, "{}", r.reason);
-        assert!(r.reason.contains("suppression list (BOUNCE"), "{}", r.reason);
+        assert!(
+            r.reason.contains("suppression list (BOUNCE"),
+            "{}",
+            r.reason
+        );
         assert!(r.reason.contains("nothing spent"), "{}", r.reason);
         assert!(matches!(
             r.stuck,
@@ -2035,7 +2039,11 @@ mod tests {
             let r = f.ctx.process(row(name, &[])).await;
             assert_eq!(r.outcome, Outcome::Reissued, "{name}: {}", r.reason);
         }
-        assert_eq!(pool(&f).calls("suppressed"), 1, "refused once, not asked again");
+        assert_eq!(
+            pool(&f).calls("suppressed"),
+            1,
+            "refused once, not asked again"
+        );
         assert_eq!(pool(&f).calls("resend_invitation"), 2);
         assert!(f.ctx.suppression.refused().is_some());
         assert!(!f.ctx.calls.exec.cancel.is_cancelled(), "never fatal");

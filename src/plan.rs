@@ -1693,7 +1693,10 @@ mod tests {
         let p = policy(Reissue::Expired);
         for (remote, history) in [
             (None, History::default()),
-            (Some(user(UserStatus::ForceChangePassword, 1)), History::default()),
+            (
+                Some(user(UserStatus::ForceChangePassword, 1)),
+                History::default(),
+            ),
             (Some(user(UserStatus::ResetRequired, 1)), History::default()),
         ] {
             let d = decide_for(remote.as_ref(), &history, &p);

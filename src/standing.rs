@@ -503,9 +503,8 @@ mod tests {
         use crate::cognito::{Suppressed, SuppressionReason};
         let fcp = user(UserStatus::ForceChangePassword);
         let p = policy(Reissue::Expired);
-        let address = |known: &Known, sender| {
-            screened_address(WHO, Some(&fcp), known, &p, sender, now())
-        };
+        let address =
+            |known: &Known, sender| screened_address(WHO, Some(&fcp), known, &p, sender, now());
         assert_eq!(address(&invited(8), Sender::Ses), Some("a@example.com"));
         assert_eq!(address(&invited(8), Sender::CognitoEmail), None);
         assert_eq!(address(&invited(2), Sender::Ses), None, "not expired");
@@ -523,10 +522,25 @@ mod tests {
         );
         assert_eq!(row.standing, Standing::Attention);
         assert_eq!(row.stuck, Some(crate::report::Stuck::Suppressed(gone)));
-        assert!(row.reason.contains("suppression list (BOUNCE"), "{}", row.reason);
+        assert!(
+            row.reason.contains("suppression list (BOUNCE"),
+            "{}",
+            row.reason
+        );
         assert!(!row.reason.contains("`run` re-issues"), "{}", row.reason);
-        let unknown = classify(WHO, Some(&fcp), &Suppression::Unknown, &invited(8), &p, now());
-        assert_eq!(unknown.standing, Standing::Expired, "unknown: `run` re-issues");
+        let unknown = classify(
+            WHO,
+            Some(&fcp),
+            &Suppression::Unknown,
+            &invited(8),
+            &p,
+            now(),
+        );
+        assert_eq!(
+            unknown.standing,
+            Standing::Expired,
+            "unknown: `run` re-issues"
+        );
     }
 
     #[test]

@@ -21,6 +21,9 @@ pub struct SuppressionList {
     refused: Mutex<Option<String>>,
     /// Some read failed, and that was said.
     said: AtomicBool,
+    /// Whether a read has been answered: until then reads go one at a time, so that a list the
+    /// permissions refuse is asked once, not once for every row in flight.
+    answered: tokio::sync::Mutex<bool>,
 }
 
 impl SuppressionList {
@@ -58,6 +61,12 @@ impl SuppressionList {
             self.say_once("the pool names no SES identity (EmailConfiguration.SourceArn)");
             return Suppression::Unknown;
         };
+        let mut answered = self.answered.lock().await;
+        if *answered {
+            drop(answered);
+        } else {
+            *answered = true;
+        }
         if self.lock().is_some() {
             return Suppression::Unknown;
         }

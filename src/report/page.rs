@@ -266,7 +266,14 @@ impl Asked {
 }
 
 const RUN_SUPPRESSED_COLUMNS: &[&str] = &["line", "key", "name", "email", "suppressed", "since"];
-const RUN_LIMIT_COLUMNS: &[&str] = &["line", "key", "name", "email", "reissues", "password expired"];
+const RUN_LIMIT_COLUMNS: &[&str] = &[
+    "line",
+    "key",
+    "name",
+    "email",
+    "reissues",
+    "password expired",
+];
 
 const RUN_COLUMNS: &[&str] = &[
     "line",
@@ -397,7 +404,14 @@ impl RunPage {
         let class = r.outcome.as_str();
         page.asked.add(
             r.stuck.as_ref(),
-            || vec![r.row.to_string(), r.key.clone(), opt(&r.name), opt(&r.email)],
+            || {
+                vec![
+                    r.row.to_string(),
+                    r.key.clone(),
+                    opt(&r.name),
+                    opt(&r.email),
+                ]
+            },
             r.temp_password_expires_at,
             class,
         );
@@ -478,6 +492,24 @@ fn action(r: &StatusRow, now: DateTime<Utc>) -> Option<String> {
     .then(|| r.reason.clone())
 }
 
+/// A `status` report's list of the newly confirmed.
+fn newly_confirmed(report: &StatusReport) -> Capped {
+    let mut newly = Capped::new(NEWLY_COLUMNS, LIST_CAP);
+    for r in &report.newly_confirmed {
+        newly.push("newly_confirmed", || {
+            vec![
+                r.key.clone(),
+                opt(&r.name),
+                opt(&r.username),
+                opt(&r.email),
+                time(r.first_invited_at),
+                time(r.confirmed_at),
+            ]
+        });
+    }
+    newly
+}
+
 /// A `status` report's page; `csv_name` is the CSV report's file name.
 pub fn status_page(report: &StatusReport, csv_name: &str) -> Page {
     let f = &report.funnel;
@@ -511,19 +543,6 @@ pub fn status_page(report: &StatusReport, csv_name: &str) -> Page {
         }
         table.push(class, || status_cells(r));
     }
-    let mut newly = Capped::new(NEWLY_COLUMNS, LIST_CAP);
-    for r in &report.newly_confirmed {
-        newly.push("newly_confirmed", || {
-            vec![
-                r.key.clone(),
-                opt(&r.name),
-                opt(&r.username),
-                opt(&r.email),
-                time(r.first_invited_at),
-                time(r.confirmed_at),
-            ]
-        });
-    }
     Page {
         command: "status",
         run_id: report.run_id.clone(),
@@ -556,7 +575,7 @@ pub fn status_page(report: &StatusReport, csv_name: &str) -> Page {
         histogram: Some(histogram),
         needs_action,
         asked,
-        newly_confirmed: Some(newly),
+        newly_confirmed: Some(newly_confirmed(report)),
         table,
         csv_name: csv_name.to_string(),
     }
@@ -1254,9 +1273,19 @@ mod tests {
             since: at() - Duration::days(2),
         });
         let mut page = RunPage::new(&report(), "r.csv");
-        let mut dead = row(2, Outcome::Attention, Some(UserStatus::ForceChangePassword), None);
+        let mut dead = row(
+            2,
+            Outcome::Attention,
+            Some(UserStatus::ForceChangePassword),
+            None,
+        );
         dead.stuck = Some(gone.clone());
-        let mut capped = row(3, Outcome::Attention, Some(UserStatus::ForceChangePassword), None);
+        let mut capped = row(
+            3,
+            Outcome::Attention,
+            Some(UserStatus::ForceChangePassword),
+            None,
+        );
         capped.stuck = Some(Stuck::ReissueLimit { reissues: 3 });
         page.add(&dead);
         page.add(&capped);
@@ -1315,13 +1344,16 @@ mod tests {
             reissue_limit: vec!["capped@x".into()],
         };
         let page = status_page(&report, "s1.csv");
-        assert_eq!(page.asked.suppressed.rows, vec![vec![
-            "dead@x".to_string(),
-            String::new(),
-            "dead@x".to_string(),
-            "COMPLAINT".to_string(),
-            "2026-11-29 12:00 UTC".to_string(),
-        ]]);
+        assert_eq!(
+            page.asked.suppressed.rows,
+            vec![vec![
+                "dead@x".to_string(),
+                String::new(),
+                "dead@x".to_string(),
+                "COMPLAINT".to_string(),
+                "2026-11-29 12:00 UTC".to_string(),
+            ]]
+        );
         assert_eq!(page.asked.reissue_limit.rows[0][0], "capped@x");
         report.rows.iter_mut().for_each(|r| r.stuck = None);
         let text = html(&status_page(&report, "s1.csv"));
