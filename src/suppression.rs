@@ -107,3 +107,60 @@ impl SuppressionList {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::cognito::memory::{self, MemoryPool, Script};
+    use crate::executor::{Cancel, Executor, RetryPolicy};
+    use crate::limiter::{Limiter, Quotas};
+
+    fn calls() -> Calls<MemoryPool> {
+        let exec = Arc::new(Executor::new(
+            Arc::new(Limiter::new(&Quotas::default(), 1.0)),
+            RetryPolicy::default(),
+            Arc::new(Cancel::default()),
+        ));
+        Calls::new(MemoryPool::default(), exec, crate::calls::Probe::never())
+    }
+
+    fn ses_pool() -> PoolInfo {
+        let mut pool = memory::pool_info();
+        pool.email_sending_account = "DEVELOPER".into();
+        pool.email_source_arn =
+            Some("arn:aws:ses:eu-west-1:123456789012:identity/no-reply@example.jp".into());
+        pool
+    }
+
+    /// Rows in flight at once wait for the first read's answer: a refused list is asked once,
+    /// and every row goes on as unknown.
+    #[tokio::test]
+    async fn a_refusal_is_asked_once_however_many_rows_are_in_flight() {
+        let calls = calls();
+        calls
+            .dir
+            .script("suppressed", Script::Refuse("AccessDeniedException"));
+        let list = SuppressionList::of(&ses_pool());
+        let reads = futures_util::future::join_all(
+            ["a@x.jp", "b@x.jp", "c@x.jp"].map(|e| list.read(&calls, e)),
+        )
+        .await;
+        assert!(
+            reads.iter().all(|r| *r == Suppression::Unknown),
+            "{reads:?}"
+        );
+        assert_eq!(calls.dir.calls("suppressed"), 1);
+        assert!(list.refused().unwrap().contains("AccessDeniedException"));
+    }
+
+    /// A pool that does not send through SES has no list to read: nothing is asked.
+    #[tokio::test]
+    async fn a_pool_without_ses_asks_nothing() {
+        let calls = calls();
+        let list = SuppressionList::of(&memory::pool_info());
+        assert_eq!(list.read(&calls, "a@x.jp").await, Suppression::Unknown);
+        assert_eq!(calls.dir.calls("suppressed"), 0);
+    }
+}

@@ -292,7 +292,8 @@ fn a_suppression_list_that_cannot_be_read_is_said_once_and_reissues_go_out() {
 }
 
 /// A pool with Cognito's own sender: `run`'s re-issue, `reissue`, `status` and `doctor` make no
-/// SES call at all (SES's list cannot hold Cognito's own mail back).
+/// SES call at all (SES's list cannot hold Cognito's own mail back). `status` and its page list
+/// the provider re-issued to the limit without signing in.
 #[test]
 fn a_pool_that_does_not_send_through_ses_makes_no_ses_call() {
     let mut env = TestEnv::new();
@@ -321,8 +322,47 @@ fn a_pool_that_does_not_send_through_ses_makes_no_ses_call() {
     env.command(&pool, ["reissue", "p0@example.jp"])
         .expect(exit::OK);
     env.undo_moto_resend(&pool, "p0@example.jp", "p0@example.jp");
-    let status = env.command(&pool, ["status"]).expect(exit::OK).report();
-    assert!(status.get("suppressed").is_none(), "{status:#}");
+    // p1, re-issued once and expired again, has had its share at `max_reissues = 1`; p0, just
+    // re-issued, is pending: only p1 is listed among those re-issued to the limit.
+    let settings = env.write("settings.toml", "max_reissues = 1\n");
+    let settings = settings.to_str().unwrap();
+    let status = env
+        .command(&pool, ["--config", settings, "status"])
+        .expect(exit::OK);
+    let report = status.report();
+    assert!(report.get("suppressed").is_none(), "{report:#}");
+    assert_eq!(
+        report["reissue_limit"],
+        serde_json::json!(["p1@example.jp"])
+    );
+    assert_eq!(
+        row(&report, "p1@example.jp")["stuck"]["reissue_limit"]["reissues"],
+        1
+    );
+    assert!(
+        status
+            .stderr()
+            .contains("1 providers were re-issued to the limit"),
+        "{}",
+        status.stderr()
+    );
+    let page = std::fs::read_to_string(
+        status
+            .stdout()
+            .lines()
+            .rev()
+            .find(|l| l.ends_with(".json"))
+            .map(|l| std::path::PathBuf::from(l).with_extension("html"))
+            .unwrap(),
+    )
+    .unwrap();
+    let listed = &page[page.find("id=\"reissue-limit\"").expect("the list")..];
+    let listed = &listed[..listed.find("</div>").unwrap()];
+    assert!(
+        listed.contains("p1@example.jp") && !listed.contains("p0@example.jp"),
+        "{listed}"
+    );
+    assert!(!page.contains("id=\"suppressed\""));
     env.command(&pool, ["doctor", "p0@example.jp", "p1@example.jp"])
         .run();
     assert!(proxy.stats().invitations_to("p0@example.jp") >= 2);
