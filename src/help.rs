@@ -343,6 +343,22 @@ fn key_of(known: &HashMap<String, Known>, user: &RemoteUser) -> Option<String> {
         .map(|(key, _)| key.clone())
 }
 
+/// Whether SES drops mail to the user's address, where `doctor` reads the suppression list for
+/// them ([`diagnosis::reads_suppression`]); `None` when it is not on it, or not known.
+async fn suppressed<D: Directory>(
+    calls: &Calls<D>,
+    pool: &PoolInfo,
+    facts: &PoolFacts,
+    user: Option<&RemoteUser>,
+) -> Option<Suppressed> {
+    let user = user.filter(|u| diagnosis::reads_suppression(u, pool.sender_of(Delivery::Email)))?;
+    let email = user.email.as_deref().unwrap_or_default();
+    match facts.list.read(calls, email).await {
+        crate::plan::Suppression::Suppressed(s) => Some(s),
+        crate::plan::Suppression::Clear | crate::plan::Suppression::Unknown => None,
+    }
+}
+
 /// Examines one provider: finds them, diagnoses them, and gathers the facts.
 pub async fn examine<D: Directory>(
     calls: &Calls<D>,
@@ -363,19 +379,7 @@ pub async fn examine<D: Directory>(
         Some(k) => state.invitations_of(crate::state::Subject::new(&pool.id, k))?,
         None => Vec::new(),
     };
-    let suppressed = match &user {
-        Some(u) if diagnosis::reads_suppression(u, pool.sender_of(Delivery::Email)) => {
-            match facts
-                .list
-                .read(calls, u.email.as_deref().unwrap_or_default())
-                .await
-            {
-                crate::plan::Suppression::Suppressed(s) => Some(s),
-                crate::plan::Suppression::Clear | crate::plan::Suppression::Unknown => None,
-            }
-        }
-        _ => None,
-    };
+    let suppressed = suppressed(calls, pool, facts, user.as_ref()).await;
     let d = diagnosis::diagnose(
         user.as_ref(),
         &history,
