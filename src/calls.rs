@@ -315,6 +315,21 @@ impl<D: Directory> Calls<D> {
             .await
     }
 
+    /// SES v2 GetSuppressedDestination for `email` in `region`: `None` when the address is not
+    /// on the account's suppression list. Throttles and passing faults are retried like any
+    /// read; a refusal (no permission) is never fatal, the caller goes on without the answer.
+    pub async fn suppressed(
+        &self,
+        region: &str,
+        email: &str,
+    ) -> Result<Done<Option<crate::cognito::Suppressed>>, Failed> {
+        self.exec
+            .call(Op::GetSuppressedDestination, || {
+                self.dir.suppressed(region, email)
+            })
+            .await
+    }
+
     /// SES GetSendQuota in `region`, tried once: a refusal means "use the settings".
     pub async fn send_quota(
         &self,

@@ -6,9 +6,9 @@
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
-use crate::cognito::{Delivery, Recovery, RemoteUser, UserStatus};
+use crate::cognito::{Delivery, Recovery, RemoteUser, Suppressed, UserStatus};
 use crate::plan::{self, History};
-use crate::report::wording::time;
+use crate::report::wording::{self, time};
 
 /// Cognito's own email sender (`COGNITO_DEFAULT`): over the account's daily cap it is reported
 /// to accept a code and drop it, and corporate mail often filters it.
@@ -33,6 +33,9 @@ pub enum Verdict {
     Unconfirmed,
     /// A legacy status (`ARCHIVED`, `COMPROMISED`, `UNKNOWN`, ...).
     Other,
+    /// SES drops every message to the provider's address (the SES account's suppression list):
+    /// no invitation, and no recovery code by email, reaches them.
+    Suppressed,
 }
 
 impl Verdict {
@@ -51,6 +54,7 @@ impl Verdict {
             Verdict::ExternalProvider => "external_provider",
             Verdict::Unconfirmed => "unconfirmed",
             Verdict::Other => "other",
+            Verdict::Suppressed => "suppressed",
         }
     }
 
@@ -68,9 +72,20 @@ impl Verdict {
             | Verdict::Disabled
             | Verdict::ExternalProvider
             | Verdict::Unconfirmed
-            | Verdict::Other => false,
+            | Verdict::Other
+            | Verdict::Suppressed => false,
         }
     }
+}
+
+/// How messages reach the provider: the address invitations come from, how the last one went
+/// out (where the state knows), and whether SES drops mail to the provider's address (read only
+/// for pools that send through SES).
+#[derive(Debug, Clone, Copy)]
+pub struct Mail<'a> {
+    pub sender: &'a str,
+    pub sent_by: Option<Delivery>,
+    pub suppressed: Option<&'a Suppressed>,
 }
 
 /// A verdict with its remedy and the facts behind it.
@@ -84,8 +99,26 @@ pub struct Diagnosis {
     pub forgot_password_works: bool,
 }
 
-/// Diagnoses one provider. `sender`: the address invitations come from; `sent_by`: how the
-/// last invitation went out, where the state knows.
+/// Whether `doctor` reads the SES suppression list for this user, by who sends the pool's email:
+/// only a message SES sends can be held back by SES's list, and only where the verdict could
+/// turn on it.
+///
+/// | who sends email | the user                                         | read the list? |
+/// |-----------------|--------------------------------------------------|----------------|
+/// | SES             | enabled, with an email, `FORCE_CHANGE_PASSWORD` or `CONFIRMED` | yes |
+/// | SES             | disabled, without an email, or any other status  | no             |
+/// | anyone else     | anyone                                           | no             |
+pub fn reads_suppression(user: &RemoteUser, sender: crate::cognito::Sender) -> bool {
+    sender == crate::cognito::Sender::Ses
+        && user.enabled
+        && user.email.is_some()
+        && matches!(
+            user.status,
+            UserStatus::ForceChangePassword | UserStatus::Confirmed
+        )
+}
+
+/// Diagnoses one provider, with what is known of how messages reach them (`mail`).
 ///
 /// | user in the pool | condition                                         | verdict             |
 /// |------------------|---------------------------------------------------|---------------------|
@@ -95,9 +128,11 @@ pub struct Diagnosis {
 /// | present          | `EXTERNAL_PROVIDER`                               | `external_provider` |
 /// | present          | `UNCONFIRMED`                                     | `unconfirmed`       |
 /// | present          | `RESET_REQUIRED`                                  | `reset_required`    |
+/// | present          | `FORCE_CHANGE_PASSWORD`, its email on the SES suppression list | `suppressed` |
 /// | present          | `FORCE_CHANGE_PASSWORD`, nobody got the password  | `password_lost`     |
 /// | present          | `FORCE_CHANGE_PASSWORD`, expired                  | `expired`           |
 /// | present          | `FORCE_CHANGE_PASSWORD`, valid (or expiry unknown)| `pending`           |
+/// | present          | `CONFIRMED`, recovers by a verified email only, on the SES suppression list | `suppressed` |
 /// | present          | `CONFIRMED`, a verified email or phone the pool recovers by | `recoverable` |
 /// | present          | `CONFIRMED`, otherwise                            | `unrecoverable`     |
 /// | present          | any other status                                  | `other`             |
@@ -106,10 +141,14 @@ pub fn diagnose(
     history: &History,
     validity: Duration,
     recovery: Recovery,
-    sender: &str,
-    sent_by: Option<Delivery>,
+    mail: Mail<'_>,
     now: DateTime<Utc>,
 ) -> Diagnosis {
+    let Mail {
+        sender,
+        sent_by,
+        suppressed,
+    } = mail;
     let verdict = |verdict, remedy: String| Diagnosis {
         verdict,
         remedy,
@@ -183,7 +222,16 @@ pub fn diagnose(
         },
         UserStatus::ForceChangePassword => {
             let expires = plan::expiry(user, history, validity);
-            let d = if history.password_lost {
+            let d = if let Some(s) = suppressed {
+                verdict(
+                    Verdict::Suppressed,
+                    format!(
+                        "{}: no invitation reaches them; {}",
+                        wording::suppressed(s),
+                        wording::SUPPRESSED_REMEDY
+                    ),
+                )
+            } else if history.password_lost {
                 verdict(
                     Verdict::PasswordLost,
                     "nobody received the temporary password: issue a new one (`doctor --fix` or \
@@ -236,7 +284,18 @@ pub fn diagnose(
         UserStatus::Confirmed => {
             let by_email = recovery.by_email && user.email.is_some() && user.email_verified;
             let by_phone = recovery.by_phone && user.phone.is_some() && user.phone_verified;
-            if by_email || by_phone {
+            if let (true, false, Some(s)) = (by_email, by_phone, suppressed) {
+                verdict(
+                    Verdict::Suppressed,
+                    format!(
+                        "confirmed, but {}: no ForgotPassword code reaches them; correct the \
+                         address (and mark it verified), or, once the address is known to work, \
+                         remove it from the suppression list (`aws sesv2 \
+                         delete-suppressed-destination --email-address ADDRESS`)",
+                        wording::suppressed(s)
+                    ),
+                )
+            } else if by_email || by_phone {
                 Diagnosis {
                     forgot_password_works: true,
                     ..verdict(
@@ -290,16 +349,91 @@ mod tests {
         }
     }
 
+    const MAIL: Mail<'static> = Mail {
+        sender: COGNITO_SENDER,
+        sent_by: Some(Delivery::Email),
+        suppressed: None,
+    };
+
     fn verdict(user: Option<&RemoteUser>, history: &History) -> Diagnosis {
         diagnose(
             user,
             history,
             Duration::days(7),
             Recovery::default(),
-            COGNITO_SENDER,
-            Some(Delivery::Email),
+            MAIL,
             now(),
         )
+    }
+
+    fn bounced() -> Suppressed {
+        Suppressed {
+            reason: crate::cognito::SuppressionReason::Bounce,
+            since: now() - Duration::days(2),
+        }
+    }
+
+    fn verdict_suppressed(user: &RemoteUser, history: &History) -> Diagnosis {
+        let gone = bounced();
+        diagnose(
+            Some(user),
+            history,
+            Duration::days(7),
+            Recovery::default(),
+            Mail {
+                suppressed: Some(&gone),
+                ..MAIL
+            },
+            now(),
+        )
+    }
+
+    /// The suppressed rows of the table: an invitation pending, expired or lost goes nowhere,
+    /// whatever its expiry; a confirmed provider who recovers by email only gets no code. With
+    /// a verified phone the pool recovers by, the provider still recovers alone.
+    #[test]
+    fn a_suppressed_address_is_its_own_verdict_with_its_remedy() {
+        let fcp = user(UserStatus::ForceChangePassword);
+        let lost = History {
+            password_lost: true,
+            ..invited(1)
+        };
+        for h in [invited(2), invited(8), lost] {
+            let d = verdict_suppressed(&fcp, &h);
+            assert_eq!(d.verdict, Verdict::Suppressed, "{h:?}");
+            assert!(
+                d.remedy.contains(
+                    "suppression list (BOUNCE: a message to it bounced, since 2026-11-29T12:00:00Z)"
+                ),
+                "{}",
+                d.remedy
+            );
+            assert!(
+                d.remedy.contains("correct the address in the list"),
+                "{}",
+                d.remedy
+            );
+            assert!(
+                d.remedy.contains("delete-suppressed-destination"),
+                "{}",
+                d.remedy
+            );
+            assert!(!d.verdict.alone());
+            assert!(d.temp_password_expires_at.is_some());
+        }
+        let confirmed = verdict_suppressed(&user(UserStatus::Confirmed), &invited(9));
+        assert_eq!(confirmed.verdict, Verdict::Suppressed);
+        assert!(
+            confirmed.remedy.contains("no ForgotPassword code"),
+            "{}",
+            confirmed.remedy
+        );
+        let mut by_phone = user(UserStatus::Confirmed);
+        by_phone.phone = Some("+819012345678".into());
+        by_phone.phone_verified = true;
+        let d = verdict_suppressed(&by_phone, &invited(9));
+        assert_eq!(d.verdict, Verdict::Recoverable, "{}", d.remedy);
+        assert_eq!(Verdict::Suppressed.as_str(), "suppressed");
     }
 
     /// One case per row of the table.
@@ -401,6 +535,28 @@ mod tests {
         }
     }
 
+    /// One case per row of `reads_suppression`'s table.
+    #[test]
+    fn the_suppression_list_is_read_only_where_ses_sends_and_the_verdict_turns_on_it() {
+        use crate::cognito::Sender;
+        let fcp = user(UserStatus::ForceChangePassword);
+        let mut disabled = fcp.clone();
+        disabled.enabled = false;
+        let mut no_email = fcp.clone();
+        no_email.email = None;
+        assert!(reads_suppression(&fcp, Sender::Ses));
+        assert!(reads_suppression(&user(UserStatus::Confirmed), Sender::Ses));
+        assert!(!reads_suppression(&disabled, Sender::Ses));
+        assert!(!reads_suppression(&no_email, Sender::Ses));
+        assert!(!reads_suppression(
+            &user(UserStatus::ResetRequired),
+            Sender::Ses
+        ));
+        for other in [Sender::CognitoEmail, Sender::CustomEmailLambda] {
+            assert!(!reads_suppression(&fcp, other), "{other:?}");
+        }
+    }
+
     #[test]
     fn pending_names_when_and_from_whom_and_until_when() {
         let d = verdict(Some(&user(UserStatus::ForceChangePassword)), &invited(2));
@@ -423,8 +579,11 @@ mod tests {
                 by_email: false,
                 by_phone: true,
             },
-            "x",
-            None,
+            Mail {
+                sender: "x",
+                sent_by: None,
+                suppressed: None,
+            },
             now(),
         );
         assert_eq!(d.verdict, Verdict::Unrecoverable);

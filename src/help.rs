@@ -3,19 +3,22 @@
 //! that the verdict rests on. The verdict itself is `diagnosis`'s; must not write anything.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::calls::Calls;
 use crate::cognito::{
-    Directory, PoolInfo, Recovery, RemoteUser, Sender, UserStatus, UsernameMode, limits,
+    Delivery, Directory, PoolInfo, Recovery, RemoteUser, Sender, Suppressed, UserStatus,
+    UsernameMode, limits,
 };
 use crate::diagnosis::{self, Verdict};
 use crate::error::Error;
 use crate::input::Row;
 use crate::report::{Outcome, RowReport};
 use crate::state::{Invitation, Known, State};
+use crate::suppression::SuppressionList;
 
 /// What the budget looks like to the help desk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -41,6 +44,9 @@ pub struct PoolFacts {
     pub email_sending_account: String,
     /// The address invitations come from.
     pub sender: String,
+    /// Who sends them: Cognito's own sender, SES with its identity (and the From the provider
+    /// sees), or the pool's custom sender Lambda.
+    pub sent_by: String,
     pub temporary_password_validity_days: u32,
     pub email_budget: BudgetNow,
     /// Whether the pool logs its message-delivery errors, and where (GetLogDeliveryConfiguration).
@@ -48,6 +54,24 @@ pub struct PoolFacts {
     /// What fits the pool's sender when an invitation did not arrive (Cognito's own sender).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sender_advice: Option<String>,
+    /// Whether the SES account's suppression list was read for the providers (pools that send
+    /// through SES only).
+    pub suppression_list: SuppressionRead,
+    /// The list itself, read as the providers are examined.
+    #[serde(skip)]
+    pub list: Arc<SuppressionList>,
+}
+
+/// Whether `doctor` could read the SES account's suppression list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SuppressionRead {
+    /// The pool does not send through SES: SES's list cannot hold its mail back.
+    NotSes,
+    /// Read for each provider whose verdict could turn on it.
+    Read,
+    /// Could not be read (no permission, say); said once, and the verdicts stand without it.
+    Unknown { why: String },
 }
 
 /// Whether the pool sends its message-delivery errors (event source `userNotification`) to logs.
@@ -72,10 +96,48 @@ impl PoolFacts {
             account_recovery: pool.recovery,
             email_sending_account: pool.email_sending_account.clone(),
             sender: sender(pool),
+            sent_by: sent_by(pool),
             temporary_password_validity_days: pool.temporary_password_validity_days,
             email_budget,
             delivery_errors,
             sender_advice: sender_advice(pool),
+            suppression_list: match pool.sender_of(Delivery::Email) {
+                Sender::Ses => SuppressionRead::Read,
+                _ => SuppressionRead::NotSes,
+            },
+            list: Arc::new(SuppressionList::of(pool)),
+        }
+    }
+
+    /// Once the providers are examined: whether a read of the suppression list was refused.
+    pub fn settle_suppression_list(&mut self) {
+        if let Some(why) = self.list.refused() {
+            self.suppression_list = SuppressionRead::Unknown { why };
+        }
+    }
+}
+
+/// Who sends the pool's email, named for a person: Cognito's own sender, SES with the identity
+/// the pool sends from and the From the provider sees, or the pool's custom sender Lambda.
+fn sent_by(pool: &PoolInfo) -> String {
+    match pool.sender_of(Delivery::Email) {
+        Sender::Ses => format!(
+            "Amazon SES, identity {}{}",
+            pool.email_source_arn
+                .as_deref()
+                .unwrap_or("(no EmailConfiguration.SourceArn)"),
+            pool.email_from
+                .as_deref()
+                .map(|f| format!(", From {f}"))
+                .unwrap_or_default()
+        ),
+        Sender::CustomEmailLambda => {
+            "the pool's custom email sender Lambda (LambdaConfig.CustomEmailSender): it, not \
+             Cognito, sends the mail"
+                .into()
+        }
+        Sender::CognitoEmail | Sender::Sns | Sender::CustomSmsLambda | Sender::Nobody => {
+            format!("Cognito's own sender ({})", diagnosis::COGNITO_SENDER)
         }
     }
 }
@@ -147,6 +209,10 @@ pub struct Examined {
     pub invitations: Vec<Invitation>,
     pub temp_password_expires_at: Option<DateTime<Utc>>,
     pub forgot_password_works: bool,
+    /// The address is on the SES account's suppression list: why, and since when (read only
+    /// for pools that send through SES).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub suppressed: Option<Suppressed>,
     /// No invitation can go out before the budget frees.
     pub budget_spent: bool,
     /// The user as read, and the state's key for it: what `--fix` works on, without reading
@@ -171,7 +237,8 @@ impl Examined {
             | Verdict::Disabled
             | Verdict::ExternalProvider
             | Verdict::Unconfirmed
-            | Verdict::Other => false,
+            | Verdict::Other
+            | Verdict::Suppressed => false,
         }
     }
 }
@@ -276,6 +343,22 @@ fn key_of(known: &HashMap<String, Known>, user: &RemoteUser) -> Option<String> {
         .map(|(key, _)| key.clone())
 }
 
+/// Whether SES drops mail to the user's address, where `doctor` reads the suppression list for
+/// them ([`diagnosis::reads_suppression`]); `None` when it is not on it, or not known.
+async fn suppressed<D: Directory>(
+    calls: &Calls<D>,
+    pool: &PoolInfo,
+    facts: &PoolFacts,
+    user: Option<&RemoteUser>,
+) -> Option<Suppressed> {
+    let user = user.filter(|u| diagnosis::reads_suppression(u, pool.sender_of(Delivery::Email)))?;
+    let email = user.email.as_deref().unwrap_or_default();
+    match facts.list.read(calls, email).await {
+        crate::plan::Suppression::Suppressed(s) => Some(s),
+        crate::plan::Suppression::Clear | crate::plan::Suppression::Unknown => None,
+    }
+}
+
 /// Examines one provider: finds them, diagnoses them, and gathers the facts.
 pub async fn examine<D: Directory>(
     calls: &Calls<D>,
@@ -296,17 +379,21 @@ pub async fn examine<D: Directory>(
         Some(k) => state.invitations_of(crate::state::Subject::new(&pool.id, k))?,
         None => Vec::new(),
     };
+    let suppressed = suppressed(calls, pool, facts, user.as_ref()).await;
     let d = diagnosis::diagnose(
         user.as_ref(),
         &history,
         chrono::Duration::days(i64::from(pool.temporary_password_validity_days)),
         pool.recovery,
-        &facts.sender,
-        invitations
-            .iter()
-            .rev()
-            .find(|i| i.outcome == "sent")
-            .map(|i| i.medium),
+        diagnosis::Mail {
+            sender: &facts.sender,
+            sent_by: invitations
+                .iter()
+                .rev()
+                .find(|i| i.outcome == "sent")
+                .map(|i| i.medium),
+            suppressed: suppressed.as_ref(),
+        },
         now,
     );
     let budget_spent = facts.email_budget.spent()
@@ -338,6 +425,7 @@ pub async fn examine<D: Directory>(
         invitations,
         temp_password_expires_at: d.temp_password_expires_at,
         forgot_password_works: d.forgot_password_works,
+        suppressed,
         budget_spent,
         found: user.map(|u| (u, key)),
     })
@@ -360,6 +448,7 @@ pub fn invalid(typed: &str, why: String) -> Examined {
         invitations: Vec::new(),
         temp_password_expires_at: None,
         forgot_password_works: false,
+        suppressed: None,
         budget_spent: false,
         found: None,
     }

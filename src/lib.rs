@@ -57,3 +57,4 @@ pub mod session;
 pub mod standing;
 pub mod state;
 pub mod status;
+pub mod suppression;

@@ -44,6 +44,10 @@ pub enum Category {
     UserPoolResourceRead,
     /// Not Cognito's: SES's API quota, for reading the account's send quota.
     SesRead,
+    /// Not Cognito's: SES v2's API, for reading the account's suppression list (one address a
+    /// call, so its own category: a cohort's re-issues must not starve the send quota's read,
+    /// nor the other way round).
+    SesSuppression,
     /// Not Cognito's: the DynamoDB table of a shared state (`--state dynamodb://`).
     StateTable,
 }
@@ -54,12 +58,23 @@ impl Category {
 
     /// Whether Cognito's GetProvisionedLimit knows the category.
     pub fn is_cognito(self) -> bool {
-        !matches!(self, Category::SesRead | Category::StateTable)
+        !matches!(
+            self,
+            Category::SesRead | Category::SesSuppression | Category::StateTable
+        )
     }
 
     /// Cognito's documented default quota, in requests per second per account and Region. The
     /// state table has no request quota: its figure is what DynamoDB serves one partition key
     /// (1,000 write units a second), as the state keeps each pool under one key.
+    ///
+    /// SES documents no request rate for GetSuppressedDestination: its API reference
+    /// (<https://docs.aws.amazon.com/ses/latest/APIReference-V2/API_GetSuppressedDestination.html>)
+    /// names only `TooManyRequestsException` (429), and "Service quotas in Amazon SES"
+    /// (<https://docs.aws.amazon.com/ses/latest/dg/quotas.html>) lists sending quotas, not API
+    /// rates. SES's own reads that do document one (v1 GetSendQuota: "no more than once per
+    /// second") allow 1 a second, so the suppression list is read at that conservative rate
+    /// too (the run's fraction of it), and slowed further if SES throttles.
     pub fn default_quota(self) -> f64 {
         match self {
             Category::UserCreation => 50.0,
@@ -71,6 +86,7 @@ impl Category {
             Category::UserPoolRead => 15.0,
             Category::UserPoolResourceRead => 20.0,
             Category::SesRead => 1.0,
+            Category::SesSuppression => 1.0,
             Category::StateTable => 1000.0,
         }
     }
@@ -86,6 +102,7 @@ impl Category {
             Category::UserPoolRead => "UserPoolRead",
             Category::UserPoolResourceRead => "UserPoolResourceRead",
             Category::SesRead => "SesRead",
+            Category::SesSuppression => "SesSuppression",
             Category::StateTable => "StateTable",
         }
     }
@@ -176,6 +193,9 @@ pub enum Op {
     /// GetLogDeliveryConfiguration, for the help desk: whether the pool sends its
     /// message-delivery errors (event source `userNotification`) to logs, and where.
     GetLogDeliveryConfiguration,
+    /// SES v2 GetSuppressedDestination, for pools that send email through SES (`DEVELOPER`):
+    /// whether an address is on the account's suppression list (SES drops every message to it).
+    GetSuppressedDestination,
     /// A call of the DynamoDB state (`--state dynamodb://`).
     State(StateOp),
 }
@@ -185,7 +205,7 @@ crate::every_variant!(Op except 1);
 
 impl Op {
     /// Cognito's operations and SES's; the state's are [`StateOp::ALL`].
-    pub const ALL: [Op; 19] = [
+    pub const ALL: [Op; 20] = [
         Op::DescribeUserPool,
         Op::GetProvisionedLimit,
         Op::ListGroups,
@@ -205,6 +225,7 @@ impl Op {
         Op::AdminEnableUser,
         Op::AdminDeleteUser,
         Op::GetLogDeliveryConfiguration,
+        Op::GetSuppressedDestination,
     ];
 
     /// The quota category each operation draws from. One exhaustive match, so a new operation
@@ -234,6 +255,7 @@ impl Op {
             }
             Op::ListGroups => Category::UserPoolResourceRead,
             Op::GetSendQuota => Category::SesRead,
+            Op::GetSuppressedDestination => Category::SesSuppression,
             Op::State(_) => Category::StateTable,
         }
     }
@@ -257,6 +279,7 @@ impl Op {
             | Op::AdminEnableUser
             | Op::AdminDeleteUser
             | Op::GetLogDeliveryConfiguration
+            | Op::GetSuppressedDestination
             | Op::GetSendQuota
             | Op::State(_) => false,
         }
@@ -286,6 +309,7 @@ impl Op {
             | Op::AdminEnableUser
             | Op::AdminDeleteUser
             | Op::GetLogDeliveryConfiguration
+            | Op::GetSuppressedDestination
             | Op::State(_) => None,
         }
     }
@@ -295,7 +319,10 @@ impl Op {
     pub fn optional(self) -> bool {
         matches!(
             self,
-            Op::GetProvisionedLimit | Op::GetSendQuota | Op::GetLogDeliveryConfiguration
+            Op::GetProvisionedLimit
+                | Op::GetSendQuota
+                | Op::GetLogDeliveryConfiguration
+                | Op::GetSuppressedDestination
         )
     }
 
@@ -321,6 +348,7 @@ impl Op {
             | Op::ListUsersInGroup
             | Op::AdminGetUser
             | Op::GetLogDeliveryConfiguration
+            | Op::GetSuppressedDestination
             | Op::GetSendQuota => false,
             Op::State(op) => op.is_write(),
         }
@@ -356,6 +384,7 @@ impl Op {
             | Op::AdminDeleteUserAttributes
             | Op::AdminRemoveUserFromGroup
             | Op::GetLogDeliveryConfiguration
+            | Op::GetSuppressedDestination
             | Op::GetSendQuota => false,
             // Repeated, as the SDK's own retries would: a state write is idempotent or
             // conditional, and a repeat whose condition fails because the first one landed is
@@ -385,6 +414,7 @@ impl Op {
             Op::AdminEnableUser => "AdminEnableUser",
             Op::AdminDeleteUser => "AdminDeleteUser",
             Op::GetLogDeliveryConfiguration => "GetLogDeliveryConfiguration",
+            Op::GetSuppressedDestination => "GetSuppressedDestination",
             Op::State(op) => op.name(),
         }
     }
@@ -728,6 +758,7 @@ mod tests {
             let action = match op {
                 Op::AdminCreateUserResend => "cognito-idp:AdminCreateUser".to_string(),
                 Op::GetSendQuota => "ses:GetSendQuota".to_string(),
+                Op::GetSuppressedDestination => "ses:GetSuppressedDestination".to_string(),
                 other => format!("cognito-idp:{}", other.name()),
             };
             assert!(
@@ -796,16 +827,33 @@ mod tests {
     }
 
     /// Every listed operation draws from a quota category Cognito enforces (and so one the
-    /// quota probe asks about), but SES's one, which draws from SES's.
+    /// quota probe asks about), but SES's, which draw from SES's: the send quota's read and the
+    /// suppression list's each from a category of its own.
     #[test]
     fn every_listed_operation_draws_from_a_cognito_category_but_ses_own() {
         for op in Op::ALL {
             let category = op.category();
             match op {
                 Op::GetSendQuota => assert_eq!(category, Category::SesRead),
+                Op::GetSuppressedDestination => {
+                    assert_eq!(category, Category::SesSuppression);
+                    assert!(!category.is_cognito());
+                }
                 _ => assert!(category.is_cognito(), "{op:?} is in {category:?}"),
             }
         }
+    }
+
+    /// The suppression list's read sends nothing, changes nothing, and a refusal of it (no
+    /// permission) is never fatal: it is paced at SES's conservative 1 a second.
+    #[test]
+    fn the_suppression_lists_read_is_optional_and_paced_at_one_a_second() {
+        let op = Op::GetSuppressedDestination;
+        assert!(op.optional());
+        assert!(!op.is_write() && !op.sends_message() && !op.checked_when_lost());
+        assert_eq!(Category::SesSuppression.default_quota(), 1.0);
+        let limiter = Limiter::new(&Quotas::default(), 0.8);
+        assert!((limiter.current_rate(Category::SesSuppression) - 0.8).abs() < 1e-9);
     }
 
     /// Offboarding's writes are writes (a 5xx may come after the change), send nothing, and a

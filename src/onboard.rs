@@ -50,6 +50,8 @@ pub struct Ctx<D> {
     pub cohort: Option<String>,
     /// `run --reenable`: a provider this tool disabled, back in the list, is enabled again.
     pub reenable: bool,
+    /// The SES account's suppression list, read before a re-issue through SES.
+    pub suppression: crate::suppression::SuppressionList,
 }
 
 /// What the state knew of the rows in flight: each row's history is held from when its slice
@@ -407,7 +409,9 @@ impl<D: Directory> Ctx<D> {
                 r.status_after = Some(u.status.clone());
             }
             let decision = self.decide(row, remote.as_ref(), history).await;
+            let decision = self.screen(decision, remote.as_ref()).await;
             r.action = wording::act(&decision.action);
+            r.stuck = wording::stuck(&decision.action);
             if self.dry_run {
                 return self.planned(r, &decision, remote.as_ref(), history);
             }
@@ -446,6 +450,13 @@ impl<D: Directory> Ctx<D> {
                     }
                     return self.fix_up(r, &user.username, Some(&user), &decision).await;
                 }
+                // No message to a dead address; what the row asks besides still goes through (a
+                // corrected email among it, which the next run's re-issue then reaches).
+                (Action::Attention(a @ plan::Attention::Suppressed(_)), Some(user)) => {
+                    r.outcome = Outcome::Attention;
+                    r.reason = wording::attention(a);
+                    return self.fix_up(r, &user.username, Some(&user), &decision).await;
+                }
                 (Action::Attention(a), _) => {
                     r.outcome = Outcome::Attention;
                     r.reason = wording::attention(a);
@@ -482,6 +493,16 @@ impl<D: Directory> Ctx<D> {
             &self.policy,
             self.now(),
         )
+    }
+
+    /// The decision once the suppression list has been read for the address its message would
+    /// go to (the user's email), where it sends one through SES.
+    async fn screen(&self, d: Decision, remote: Option<&RemoteUser>) -> Decision {
+        let email = remote.and_then(|u| u.email.as_deref());
+        let delivery = self.policy.delivery;
+        self.suppression
+            .screen(&self.calls, &self.pool, delivery, d, email)
+            .await
     }
 
     async fn member_of(&self) -> Option<Arc<Memberships>> {
@@ -1705,6 +1726,7 @@ mod tests {
             known: known.into(),
             cohort: None,
             reenable: false,
+            suppression: crate::suppression::SuppressionList::default(),
         };
         Fixture { ctx, _dir: dir }
     }
@@ -1971,6 +1993,103 @@ mod tests {
         assert_eq!(pool(&f).messages(), 1);
         let known = f.ctx.state.known(&f.ctx.pool.id).unwrap();
         assert_eq!(known["taro@example.com"].reissues, 1);
+    }
+
+    /// The fixture's pool sending through SES, in eu-west-1.
+    fn through_ses(f: &mut Fixture) {
+        f.ctx.pool.email_sending_account = "DEVELOPER".into();
+        f.ctx.pool.email_source_arn =
+            Some("arn:aws:ses:eu-west-1:123456789012:identity/no-reply@example.jp".into());
+        f.ctx.suppression = crate::suppression::SuppressionList::of(&f.ctx.pool);
+    }
+
+    /// SES drops mail to a suppressed address: the expired invitation is not re-issued, no
+    /// share of the budget is spent, and the row says why; the next provider, not suppressed,
+    /// is re-issued as before. Each address is read once on the list.
+    #[tokio::test]
+    async fn an_expired_invitation_to_a_suppressed_address_is_not_reissued_and_spends_nothing() {
+        let mut f = fixture(
+            MemoryPool::with_users([expired_user("taro"), expired_user("hanako")]),
+            Some(5),
+            Found::PerRow(PerRow::new(true)),
+        );
+        through_ses(&mut f);
+        let since = Utc::now() - chrono::Duration::days(2);
+        pool(&f).suppress(
+            "taro@example.com",
+            crate::cognito::Suppressed {
+                reason: crate::cognito::SuppressionReason::Bounce,
+                since,
+            },
+        );
+        let r = f.ctx.process(row("taro", &[])).await;
+        assert_eq!(r.outcome, Outcome::Attention, "{}", r.reason);
+        assert!(
+            r.reason.contains("suppression list (BOUNCE"),
+            "{}",
+            r.reason
+        );
+        assert!(r.reason.contains("nothing spent"), "{}", r.reason);
+        assert!(matches!(
+            r.stuck,
+            Some(crate::report::Stuck::Suppressed(ref s)) if s.since == since
+        ));
+        assert_eq!(pool(&f).calls("resend_invitation"), 0);
+        assert_eq!(pool(&f).messages(), 0);
+        assert_eq!(left(&f.ctx.budget), 5, "no share spent");
+        let known = f.ctx.state.known(&f.ctx.pool.id).unwrap();
+        assert_eq!(known["taro@example.com"].reissues, 0);
+        assert!(known["taro@example.com"].open_intent.is_none(), "no intent");
+
+        let r = f.ctx.process(row("hanako", &[])).await;
+        assert_eq!(r.outcome, Outcome::Reissued, "{}", r.reason);
+        assert_eq!(pool(&f).calls("suppressed"), 2, "one read per address");
+        assert_eq!(pool(&f).calls("resend_invitation"), 1);
+    }
+
+    /// A pool that does not send through SES never reads SES's list.
+    #[tokio::test]
+    async fn a_pool_with_cognitos_own_sender_never_reads_the_suppression_list() {
+        let f = fixture(
+            MemoryPool::with_users([expired_user("taro")]),
+            Some(5),
+            Found::PerRow(PerRow::new(true)),
+        );
+        pool(&f).suppress(
+            "taro@example.com",
+            crate::cognito::Suppressed {
+                reason: crate::cognito::SuppressionReason::Complaint,
+                since: Utc::now(),
+            },
+        );
+        let r = f.ctx.process(row("taro", &[])).await;
+        assert_eq!(r.outcome, Outcome::Reissued, "{}", r.reason);
+        assert_eq!(pool(&f).calls("suppressed"), 0);
+    }
+
+    /// A list that cannot be read (no permission) is not asked again, and the re-issues go out
+    /// as they did before it was read at all.
+    #[tokio::test]
+    async fn a_refused_read_of_the_list_is_not_asked_again_and_the_reissue_goes_out() {
+        let mut f = fixture(
+            MemoryPool::with_users([expired_user("taro"), expired_user("hanako")]),
+            Some(5),
+            Found::PerRow(PerRow::new(true)),
+        );
+        through_ses(&mut f);
+        pool(&f).script("suppressed", Script::Refuse("AccessDeniedException"));
+        for name in ["taro", "hanako"] {
+            let r = f.ctx.process(row(name, &[])).await;
+            assert_eq!(r.outcome, Outcome::Reissued, "{name}: {}", r.reason);
+        }
+        assert_eq!(
+            pool(&f).calls("suppressed"),
+            1,
+            "refused once, not asked again"
+        );
+        assert_eq!(pool(&f).calls("resend_invitation"), 2);
+        assert!(f.ctx.suppression.refused().is_some());
+        assert!(!f.ctx.calls.exec.cancel.is_cancelled(), "never fatal");
     }
 
     #[tokio::test]

@@ -8,7 +8,9 @@ use std::collections::BTreeSet;
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
-use crate::cognito::{Delivery, PoolInfo, RemoteUser, UserStatus, UsernameMode};
+use crate::cognito::{
+    Delivery, PoolInfo, RemoteUser, Sender, Suppressed, UserStatus, UsernameMode,
+};
 use crate::input::Row;
 
 /// When a user still in FORCE_CHANGE_PASSWORD gets a new temporary password.
@@ -393,6 +395,9 @@ pub enum Attention {
     /// The user has no email in the pool: it cannot be verified, and recovery codes can never
     /// reach the provider.
     NoEmail,
+    /// The invitation would go out through SES to an address on the account's suppression
+    /// list, which SES drops: not re-issued, nothing spent ([`screen`]).
+    Suppressed(Suppressed),
 }
 
 /// Why an invitation is issued again.
@@ -746,6 +751,90 @@ pub fn decide(
         add_groups,
         verify_email: !user.email_verified && !changes.sets_email(),
         changes,
+    }
+}
+
+/// What the SES account's suppression list says of the address an invitation would go to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Suppression {
+    /// Not on the list (SES answered `NotFoundException`), or not asked ([`checks_suppression`]).
+    Clear,
+    /// On the list: SES drops every message to it.
+    Suppressed(Suppressed),
+    /// Could not be read (no permission, say): the invitation goes out as it did before the
+    /// list was read at all.
+    Unknown,
+}
+
+/// Whether the suppression list is read before `d` is carried out, by who sends its message
+/// (`PoolInfo::sender_of` the run's delivery). Only a message SES sends can be dropped by SES's
+/// list, so a pool that does not send through SES never costs an SES call.
+///
+/// | action                            | who sends the message                   | read the list? |
+/// |-----------------------------------|-----------------------------------------|----------------|
+/// | `Reissue` by RESEND                | SES (`DEVELOPER`)                       | yes            |
+/// | `Reissue` by RESEND                | Cognito's own sender, a custom sender Lambda, SNS | no   |
+/// | `Reissue` by AdminSetUserPassword  | anyone (nothing is sent)                | no             |
+/// | `Create`, `Keep`, `Attention`      | anyone                                  | no             |
+///
+/// A first invitation is not checked: the address is new to this tool, and a cohort's creates
+/// would all wait on SES's one read a second.
+pub fn checks_suppression(d: &Decision, sender: Sender) -> bool {
+    match (&d.action, sender) {
+        (
+            Action::Reissue {
+                method: ReissueMethod::Resend,
+                ..
+            },
+            Sender::Ses,
+        ) => true,
+        (
+            Action::Reissue {
+                method: ReissueMethod::Resend,
+                ..
+            },
+            Sender::CognitoEmail
+            | Sender::CustomEmailLambda
+            | Sender::Sns
+            | Sender::CustomSmsLambda
+            | Sender::Nobody,
+        )
+        | (
+            Action::Reissue {
+                method: ReissueMethod::SetPassword,
+                ..
+            },
+            _,
+        )
+        | (Action::Create | Action::Keep(_) | Action::Attention(_), _) => false,
+    }
+}
+
+/// The decision once the suppression list has been read for the address its message would go
+/// to ([`checks_suppression`]).
+///
+/// | decision              | the address                       | screened                         |
+/// |-----------------------|-----------------------------------|----------------------------------|
+/// | `Reissue` by RESEND    | on the list                       | `Attention(Suppressed)`          |
+/// | `Reissue` by RESEND    | not on it, or unknown (not read)  | unchanged                        |
+/// | anything else         | anything                          | unchanged                        |
+///
+/// A suppressed address gets no message and spends no budget; what the row asks besides (its
+/// groups, `email_verified`, `--update`'s changes, a corrected email among them) is still
+/// done, as none of it sends anything.
+pub fn screen(d: Decision, suppression: &Suppression) -> Decision {
+    match (&d.action, suppression) {
+        (
+            Action::Reissue {
+                method: ReissueMethod::Resend,
+                ..
+            },
+            Suppression::Suppressed(s),
+        ) => Decision {
+            action: Action::Attention(Attention::Suppressed(s.clone())),
+            ..d
+        },
+        _ => d,
     }
 }
 
@@ -1551,5 +1640,108 @@ mod tests {
             let again = decide_now(remote.as_ref(), &history);
             assert!(again.is_settled(), "from {start:?}: {d:?} then {again:?}");
         }
+    }
+
+    fn bounced() -> Suppressed {
+        Suppressed {
+            reason: crate::cognito::SuppressionReason::Bounce,
+            since: now() - Duration::days(3),
+        }
+    }
+
+    /// One case per row of `checks_suppression`'s table: only a RESEND through SES reads the
+    /// list; a pool with another sender never costs an SES call.
+    #[test]
+    fn only_a_resend_through_ses_reads_the_suppression_list() {
+        let expired = decide_for(
+            Some(&user(UserStatus::ForceChangePassword, 8)),
+            &History::default(),
+            &policy(Reissue::Expired),
+        );
+        assert!(matches!(
+            expired.action,
+            Action::Reissue {
+                method: ReissueMethod::Resend,
+                ..
+            }
+        ));
+        assert!(checks_suppression(&expired, Sender::Ses));
+        for other in [
+            Sender::CognitoEmail,
+            Sender::CustomEmailLambda,
+            Sender::Sns,
+            Sender::CustomSmsLambda,
+            Sender::Nobody,
+        ] {
+            assert!(!checks_suppression(&expired, other), "{other:?}");
+        }
+        let mut suppress = policy(Reissue::Expired);
+        suppress.delivery = Delivery::Suppress;
+        let set_password = decide_for(
+            Some(&user(UserStatus::ForceChangePassword, 8)),
+            &History::default(),
+            &suppress,
+        );
+        assert!(matches!(
+            set_password.action,
+            Action::Reissue {
+                method: ReissueMethod::SetPassword,
+                ..
+            }
+        ));
+        assert!(!checks_suppression(&set_password, Sender::Ses));
+        let p = policy(Reissue::Expired);
+        for (remote, history) in [
+            (None, History::default()),
+            (
+                Some(user(UserStatus::ForceChangePassword, 1)),
+                History::default(),
+            ),
+            (Some(user(UserStatus::ResetRequired, 1)), History::default()),
+        ] {
+            let d = decide_for(remote.as_ref(), &history, &p);
+            assert!(!checks_suppression(&d, Sender::Ses), "{:?}", d.action);
+        }
+    }
+
+    /// One case per row of `screen`'s table: a suppressed address turns a RESEND into
+    /// attention (nothing sent, nothing spent) and keeps what the row asks besides; a clear or
+    /// unknown one leaves it; anything else is left as decided.
+    #[test]
+    fn a_suppressed_address_gets_no_reissue_and_the_rest_of_the_row_is_kept() {
+        let mut u = user(UserStatus::ForceChangePassword, 8);
+        u.email_verified = false;
+        let d = decide_for(Some(&u), &History::default(), &policy(Reissue::Expired));
+        assert_eq!(d.add_groups, vec!["beta".to_string()]);
+        let screened = screen(d.clone(), &Suppression::Suppressed(bounced()));
+        assert_eq!(
+            screened.action,
+            Action::Attention(Attention::Suppressed(bounced()))
+        );
+        assert!(!screened.sends_message(Delivery::Email));
+        assert_eq!(screened.add_groups, d.add_groups);
+        assert!(screened.verify_email);
+        assert_eq!(screen(d.clone(), &Suppression::Clear), d);
+        assert_eq!(screen(d.clone(), &Suppression::Unknown), d);
+        let pending = decide_for(
+            Some(&user(UserStatus::ForceChangePassword, 1)),
+            &History::default(),
+            &policy(Reissue::Expired),
+        );
+        assert_eq!(
+            screen(pending.clone(), &Suppression::Suppressed(bounced())),
+            pending
+        );
+        // `reissue`'s explicit re-issue is screened the same way.
+        let always = decide_for(
+            Some(&user(UserStatus::ForceChangePassword, 1)),
+            &History::default(),
+            &policy(Reissue::Expired).explicit_reissue(),
+        );
+        assert!(checks_suppression(&always, Sender::Ses));
+        assert!(matches!(
+            screen(always, &Suppression::Suppressed(bounced())).action,
+            Action::Attention(Attention::Suppressed(_))
+        ));
     }
 }

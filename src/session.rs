@@ -260,6 +260,7 @@ impl Opened<'_> {
             known: self.state.known(&pool.id)?.into(),
             cohort: None,
             reenable: false,
+            suppression: crate::suppression::SuppressionList::of(pool),
         })
     }
 }

@@ -5,8 +5,8 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::cognito::RemoteUser;
-use crate::plan::{self, Action, Keep, Policy, ReissueCause, Wanted};
+use crate::cognito::{RemoteUser, Sender};
+use crate::plan::{self, Action, Decision, Keep, Policy, ReissueCause, Suppression, Wanted};
 pub use crate::report::status::{Funnel, Standing, StatusReport, StatusRow, funnel, summarize};
 use crate::report::wording;
 use crate::state::{DELETED, Known};
@@ -34,20 +34,26 @@ impl Standing {
     }
 }
 
-/// Classifies one provider: `plan::decide` on what Cognito shows now (`remote`, None: not in
-/// the pool) and on `known`, the state after this refresh was recorded, with the policy `run`
-/// would use. `email`: the row's email (the CSV's, or the one the state recorded).
-pub fn classify(
-    key: &str,
-    name: &str,
-    email: Option<&str>,
+/// Who a provider of `status` is: its key, the name it has (or would be created with) in the
+/// pool, and the row's email (the CSV's, or none: the one the state recorded).
+#[derive(Debug, Clone, Copy)]
+pub struct Who<'a> {
+    pub key: &'a str,
+    pub name: &'a str,
+    pub email: Option<&'a str>,
+}
+
+/// What `run` would decide for the provider now: `plan::decide` on what Cognito shows
+/// (`remote`, None: not in the pool) and on `known`, with the policy `run` would use.
+fn decision(
+    who: Who<'_>,
     remote: Option<&RemoteUser>,
     known: &Known,
     policy: &Policy,
     now: DateTime<Utc>,
-) -> StatusRow {
-    let history = known.history();
-    let email = email
+) -> (Decision, Option<String>) {
+    let email = who
+        .email
         .map(str::to_string)
         .or_else(|| known.email.clone())
         .or_else(|| remote.and_then(|u| u.email.clone()));
@@ -55,17 +61,51 @@ pub fn classify(
     let decision = plan::decide(
         &Wanted {
             email: email.as_deref().unwrap_or_default(),
-            name,
+            name: who.name,
             groups: &[],
             attributes: &[],
             keyed_by_username: false,
         },
         remote,
         &|_| true,
-        &history,
+        &known.history(),
         policy,
         now,
     );
+    (decision, email)
+}
+
+/// The address whose place on the SES suppression list decides the provider's standing, if
+/// one does: where `run` would re-issue through SES (`plan::checks_suppression`, by `sender`),
+/// the user's email, which the message would go to.
+pub fn screened_address<'a>(
+    who: Who<'_>,
+    remote: Option<&'a RemoteUser>,
+    known: &Known,
+    policy: &Policy,
+    sender: Sender,
+    now: DateTime<Utc>,
+) -> Option<&'a str> {
+    let (d, _) = decision(who, remote, known, policy, now);
+    plan::checks_suppression(&d, sender)
+        .then(|| remote.and_then(|u| u.email.as_deref()))
+        .flatten()
+}
+
+/// Classifies one provider: what `run` would decide now ([`screened_address`]'s decision,
+/// screened with what the suppression list says of its address, `Clear` where it was not read)
+/// on `known`, the state after this refresh was recorded.
+pub fn classify(
+    who: Who<'_>,
+    remote: Option<&RemoteUser>,
+    suppression: &Suppression,
+    known: &Known,
+    policy: &Policy,
+    now: DateTime<Utc>,
+) -> StatusRow {
+    let history = known.history();
+    let (decision, email) = decision(who, remote, known, policy, now);
+    let decision = plan::screen(decision, suppression);
     let newly = known.invited && known.confirmed_reported_at.is_none();
     let offboarded = history
         .disabled_by
@@ -86,7 +126,7 @@ pub fn classify(
     };
     let confirmed = matches!(standing, Standing::Confirmed | Standing::NewlyConfirmed);
     StatusRow {
-        key: key.to_string(),
+        key: who.key.to_string(),
         username: remote
             .map(|u| u.username.clone())
             .or_else(|| known.username.clone()),
@@ -107,6 +147,10 @@ pub fn classify(
             .filter(|u| u.status == crate::cognito::UserStatus::ForceChangePassword)
             .and_then(|u| plan::expiry(u, &history, policy.validity)),
         confirmed_at: if confirmed { known.confirmed_at } else { None },
+        stuck: match standing {
+            Standing::Offboarded => None,
+            _ => wording::stuck(&decision.action),
+        },
     }
 }
 
@@ -126,6 +170,7 @@ pub fn unread(key: &str, username: &str, known: &Known, why: String) -> StatusRo
         reissues: known.reissues,
         temp_password_expires_at: None,
         confirmed_at: known.confirmed_at,
+        stuck: None,
     }
 }
 
@@ -171,12 +216,17 @@ mod tests {
         }
     }
 
+    const WHO: Who<'static> = Who {
+        key: "a@example.com",
+        name: "a@example.com",
+        email: Some("a@example.com"),
+    };
+
     fn standing(remote: Option<&RemoteUser>, known: &Known) -> Standing {
         classify(
-            "a@example.com",
-            "a@example.com",
-            Some("a@example.com"),
+            WHO,
             remote,
+            &Suppression::Clear,
             known,
             &policy(Reissue::Expired),
             now(),
@@ -330,15 +380,7 @@ mod tests {
         ];
         for (case, remote, known, reissue, want, says) in rows {
             let p = policy(reissue);
-            let got = classify(
-                "a@example.com",
-                "a@example.com",
-                Some("a@example.com"),
-                remote.as_ref(),
-                &known,
-                &p,
-                now(),
-            );
+            let got = classify(WHO, remote.as_ref(), &Suppression::Clear, &known, &p, now());
             let run = plan::decide(
                 &Wanted {
                     email: "a@example.com",
@@ -372,13 +414,17 @@ mod tests {
         }
         // The cap: `run` stops re-issuing, so `status` must not say it re-issues.
         let capped = classify(
-            "a@example.com",
-            "a@example.com",
-            Some("a@example.com"),
+            WHO,
             Some(&fcp),
+            &Suppression::Clear,
             &at_cap,
             &policy(Expired),
             now(),
+        );
+        assert_eq!(
+            capped.stuck,
+            Some(crate::report::Stuck::ReissueLimit { reissues: 3 }),
+            "listed among those re-issued to the limit"
         );
         assert!(
             !capped.reason.contains("`run` re-issues"),
@@ -439,15 +485,62 @@ mod tests {
             );
         }
         let row = classify(
-            "a@example.com",
-            "a@example.com",
-            Some("a@example.com"),
+            WHO,
             None,
+            &Suppression::Clear,
             &invited(2),
             &policy(Reissue::Expired),
             now(),
         );
         assert_eq!(row.status.as_deref(), Some("DELETED"));
+    }
+
+    /// Where `run` would re-issue through SES, the address is read on the suppression list
+    /// first; a suppressed one is attention, listed as such, and `run` does not re-issue it.
+    /// Cognito's own sender, or an invitation still valid, asks for no read.
+    #[test]
+    fn a_suppressed_address_is_attention_and_only_an_ses_reissue_asks_for_the_list() {
+        use crate::cognito::{Suppressed, SuppressionReason};
+        let fcp = user(UserStatus::ForceChangePassword);
+        let p = policy(Reissue::Expired);
+        let address =
+            |known: &Known, sender| screened_address(WHO, Some(&fcp), known, &p, sender, now());
+        assert_eq!(address(&invited(8), Sender::Ses), Some("a@example.com"));
+        assert_eq!(address(&invited(8), Sender::CognitoEmail), None);
+        assert_eq!(address(&invited(2), Sender::Ses), None, "not expired");
+        let gone = Suppressed {
+            reason: SuppressionReason::Bounce,
+            since: now() - Duration::days(3),
+        };
+        let row = classify(
+            WHO,
+            Some(&fcp),
+            &Suppression::Suppressed(gone.clone()),
+            &invited(8),
+            &p,
+            now(),
+        );
+        assert_eq!(row.standing, Standing::Attention);
+        assert_eq!(row.stuck, Some(crate::report::Stuck::Suppressed(gone)));
+        assert!(
+            row.reason.contains("suppression list (BOUNCE"),
+            "{}",
+            row.reason
+        );
+        assert!(!row.reason.contains("`run` re-issues"), "{}", row.reason);
+        let unknown = classify(
+            WHO,
+            Some(&fcp),
+            &Suppression::Unknown,
+            &invited(8),
+            &p,
+            now(),
+        );
+        assert_eq!(
+            unknown.standing,
+            Standing::Expired,
+            "unknown: `run` re-issues"
+        );
     }
 
     #[test]
@@ -465,6 +558,7 @@ mod tests {
             reissues: 0,
             temp_password_expires_at: None,
             confirmed_at: confirmed_h.map(|h| now() - Duration::hours(h)),
+            stuck: None,
         };
         let rows = vec![
             mk(Standing::NewlyConfirmed, 10, Some(8)),

@@ -36,6 +36,8 @@ struct Inner {
     scripts: HashMap<&'static str, VecDeque<Script>>,
     calls: Vec<&'static str>,
     messages: u32,
+    /// The SES account's suppression list, by address.
+    suppressed: HashMap<String, super::Suppressed>,
 }
 
 /// An in-memory pool.
@@ -115,6 +117,7 @@ pub fn pool_info() -> PoolInfo {
         case_sensitive: true,
         invitation: Default::default(),
         email_source_arn: None,
+        email_from: None,
         recovery: Default::default(),
         arn: Some("arn:aws:cognito-idp:eu-west-1:123456789012:userpool/eu-west-1_memory".into()),
     }
@@ -139,6 +142,11 @@ impl MemoryPool {
     /// How many calls of `op` reached the pool.
     pub fn calls(&self, op: &str) -> usize {
         self.lock().calls.iter().filter(|c| **c == op).count()
+    }
+
+    /// Puts `email` on the SES account's suppression list.
+    pub fn suppress(&self, email: &str, suppressed: super::Suppressed) {
+        self.lock().suppressed.insert(email.to_string(), suppressed);
     }
 
     /// Messages (invitations) the pool sent.
@@ -238,6 +246,14 @@ impl Directory for MemoryPool {
 
     async fn delivery_log(&self) -> Result<Option<super::DeliveryLog>, Fault> {
         self.run("delivery_log", |_| Ok(None))
+    }
+
+    async fn suppressed(
+        &self,
+        _region: &str,
+        email: &str,
+    ) -> Result<Option<super::Suppressed>, Fault> {
+        self.run("suppressed", |i| Ok(i.suppressed.get(email).cloned()))
     }
 
     async fn send_quota(&self, _region: &str) -> Result<super::SendQuota, Fault> {

@@ -140,6 +140,13 @@ pub trait Directory: Send + Sync + 'static {
     fn delete_user(&self, username: &str) -> impl Future<Output = Result<(), Fault>> + Send;
     /// GetLogDeliveryConfiguration: where the pool logs its message-delivery errors, if it does.
     fn delivery_log(&self) -> impl Future<Output = Result<Option<DeliveryLog>, Fault>> + Send;
+    /// SES v2 GetSuppressedDestination in `region` (where a `DEVELOPER` pool's SES identity
+    /// lives): `Ok(None)` when `email` is not on the account's suppression list.
+    fn suppressed(
+        &self,
+        region: &str,
+        email: &str,
+    ) -> impl Future<Output = Result<Option<Suppressed>, Fault>> + Send;
 }
 
 /// A bound client for one pool.
@@ -373,6 +380,11 @@ impl Directory for Cognito {
             email_source_arn: pool
                 .email_configuration()
                 .and_then(|e| e.source_arn())
+                .map(str::to_string),
+            email_from: pool
+                .email_configuration()
+                .and_then(|e| e.from())
+                .filter(|f| !f.is_empty())
                 .map(str::to_string),
             invitation: {
                 let t = pool
@@ -720,6 +732,45 @@ impl Directory for Cognito {
             max_send_rate: out.max_send_rate(),
             sent_last_24_hours: out.sent_last24_hours(),
         })
+    }
+
+    async fn suppressed(&self, region: &str, email: &str) -> Result<Option<Suppressed>, Fault> {
+        let config = aws_sdk_sesv2::config::Builder::from(&self.config)
+            .region(Region::new(region.to_string()))
+            .build();
+        let out = match aws_sdk_sesv2::Client::from_conf(config)
+            .get_suppressed_destination()
+            .email_address(email)
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            // SES's answer for an address that is not on the list.
+            Err(e) => {
+                return match from_sdk(e) {
+                    f if f.code.as_deref() == Some("NotFoundException") => Ok(None),
+                    f => Err(f),
+                };
+            }
+        };
+        let Some(found) = out.suppressed_destination() else {
+            return Ok(None);
+        };
+        let reason = match found.reason() {
+            aws_sdk_sesv2::types::SuppressionListReason::Bounce => SuppressionReason::Bounce,
+            aws_sdk_sesv2::types::SuppressionListReason::Complaint => SuppressionReason::Complaint,
+            other => {
+                return Err(Fault::local(format!(
+                    "an unknown suppression reason: {}",
+                    other.as_str()
+                )));
+            }
+        };
+        Ok(Some(Suppressed {
+            reason,
+            since: date(Some(found.last_update_time()))
+                .ok_or_else(|| Fault::local("a suppression without a time"))?,
+        }))
     }
 
     async fn add_to_group(&self, username: &str, group: &str) -> Result<(), Fault> {

@@ -171,6 +171,8 @@ pub struct PoolInfo {
     pub invitation: InviteTemplate,
     /// `EmailConfiguration.SourceArn`: the SES identity a `DEVELOPER` pool sends from.
     pub email_source_arn: Option<String>,
+    /// `EmailConfiguration.From`: the sender the provider sees, where the pool sets one.
+    pub email_from: Option<String>,
     /// `AccountRecoverySetting`: how a confirmed user may recover a lost password.
     pub recovery: Recovery,
     /// The pool's ARN (`arn:aws:cognito-idp:REGION:ACCOUNT:userpool/ID`): whose account it is.
@@ -201,6 +203,35 @@ impl Default for Recovery {
 pub struct DeliveryLog {
     pub destination: String,
     pub level: String,
+}
+
+/// Why SES put an address on the account's suppression list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum SuppressionReason {
+    /// A message to it bounced hard: the mailbox does not exist, or refuses mail for good.
+    Bounce,
+    /// Its owner marked a message as spam.
+    Complaint,
+}
+
+impl SuppressionReason {
+    /// SES's name for it (`BOUNCE`, `COMPLAINT`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SuppressionReason::Bounce => "BOUNCE",
+            SuppressionReason::Complaint => "COMPLAINT",
+        }
+    }
+}
+
+/// An address on the SES account's suppression list (sesv2 GetSuppressedDestination): SES
+/// drops every message to it, while the call that sent it (Cognito's RESEND) succeeds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Suppressed {
+    pub reason: SuppressionReason,
+    /// When SES last put it there (`LastUpdateTime`).
+    pub since: DateTime<Utc>,
 }
 
 /// The SES account's sending limits (SES GetSendQuota), in its region.
@@ -416,6 +447,7 @@ mod tests {
             case_sensitive: true,
             invitation: InviteTemplate::default(),
             email_source_arn: None,
+            email_from: None,
             recovery: Recovery::default(),
             arn: None,
         }

@@ -57,7 +57,7 @@ pub(crate) async fn run(common: &Common, settings: &DoctorSettings) -> Result<En
     let state = opened.state;
     let result = async {
         let (calls, pool) = open_pool(common, opened.pool_id).await?;
-        let facts = help::PoolFacts::new(
+        let mut facts = help::PoolFacts::new(
             &pool,
             help::budget_now(&pool, settings.email_budget, state, opened.started_at)?,
             help::delivery_errors(&calls).await,
@@ -78,6 +78,7 @@ pub(crate) async fn run(common: &Common, settings: &DoctorSettings) -> Result<En
                 providers = examine_all(&calls, &pool, &facts, state, &ids).await?;
             }
         }
+        facts.settle_suppression_list();
         let mut summary = BTreeMap::new();
         for p in &providers {
             *summary.entry(p.verdict).or_insert(0) += 1;

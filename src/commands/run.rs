@@ -396,6 +396,28 @@ struct SecondPass {
     absent: Option<AbsentStep>,
 }
 
+/// `run`'s policy on `pool`, comparing with the file's `columns` and managed groups where it
+/// updates.
+fn policy(
+    settings: &RunSettings,
+    pool: &PoolInfo,
+    columns: &[String],
+    managed: std::collections::BTreeSet<String>,
+) -> Policy {
+    Policy::new(
+        settings.reissue,
+        settings.delivery,
+        settings.max_reissues,
+        pool,
+    )
+    .updating(
+        settings.update,
+        pool,
+        input::attribute_columns(columns),
+        managed,
+    )
+}
+
 /// What the rows are carried out with: the message budget (SES's quota read where it applies),
 /// `run`'s policy, and the users the rows name, looked up the cheapest way. Takes the first
 /// pass whole, so that what only the lookups need (every name in the file) is dropped before
@@ -428,18 +450,7 @@ async fn prepare(
         survey.to_read as usize,
         opened.started_at,
     )?;
-    let policy = Policy::new(
-        settings.reissue,
-        settings.delivery,
-        settings.max_reissues,
-        &pool,
-    )
-    .updating(
-        settings.update,
-        &pool,
-        input::attribute_columns(&columns),
-        survey.managed,
-    );
+    let policy = policy(settings, &pool, &columns, survey.managed);
     let found = lookup::find(
         calls,
         &pool,
@@ -459,6 +470,7 @@ async fn prepare(
     let ctx = Ctx {
         calls: Arc::clone(calls),
         policy,
+        suppression: crate::suppression::SuppressionList::of(&pool),
         pool,
         dry_run: settings.dry_run,
         found,

@@ -2,6 +2,7 @@
 //! report each provider's standing (what `run` would do now), and hand the newly confirmed over.
 //! Must not classify (`standing`) or read (`status`, `lookup`) itself.
 
+use std::collections::HashMap;
 use std::io::Write;
 
 use chrono::Utc;
@@ -16,7 +17,7 @@ use crate::handover;
 use crate::input::{self, KeyMode};
 use crate::lookup;
 use crate::monitor::{Figures, Stall, stall};
-use crate::plan::Policy;
+use crate::plan::{Policy, Suppression};
 use crate::report::page::StatusPage;
 use crate::report::status::{RowsOnDisk, Tally};
 use crate::report::terminal::{self as render, log_status_end};
@@ -85,7 +86,17 @@ async fn refresh_status(
     status::record(opened.state, &pool.id, &work, opened.run_id, now)?;
     let judge = settings.judge;
     let policy = Policy::new(judge.reissue, judge.delivery, judge.max_reissues, &pool);
-    let classified = classify(settings, opened, &pool.id, &work, &policy, now)?;
+    let list = crate::suppression::SuppressionList::of(&pool);
+    let suppressions =
+        status::suppressions(&calls, &list, &pool, opened.state, &work, &policy, now).await?;
+    let classified = classify(
+        settings,
+        opened,
+        &pool.id,
+        &work,
+        (&policy, &suppressions),
+        now,
+    )?;
     drop(work);
     let mut report = status_report(opened, &pool, &calls.exec, common, plan, &classified)?;
     report.rest = rest;
@@ -120,6 +131,10 @@ async fn refresh_status(
 struct Classified {
     rows: RowsOnDisk,
     tally: Tally,
+    /// The keys of the providers whose address is suppressed, and of those re-issued to the
+    /// limit (few: the page and the report list them).
+    suppressed: Vec<String>,
+    reissue_limit: Vec<String>,
     page: Option<StatusPage>,
     confirmed: Vec<handover::Confirmed>,
     expiring: Vec<handover::Expiring>,
@@ -133,7 +148,7 @@ fn classify(
     opened: &Opened<'_>,
     pool_id: &str,
     work: &status::Workset,
-    policy: &Policy,
+    (policy, suppressions): (&Policy, &HashMap<String, Suppression>),
     now: chrono::DateTime<Utc>,
 ) -> Result<Classified, Error> {
     let mut rows = opened.report_files.status_rows()?;
@@ -144,8 +159,17 @@ fn classify(
         .as_ref()
         .map(|_| StatusPage::new(now));
     let (mut confirmed, mut expiring) = (Vec::new(), Vec::new());
+    let (mut suppressed, mut reissue_limit) = (Vec::new(), Vec::new());
     status::each_with_known(opened.state, pool_id, work, |j, known| {
-        let row = status::row(&j, known, policy, now);
+        let screened = suppressions
+            .get(&j.target.key)
+            .unwrap_or(&Suppression::Clear);
+        let row = status::row(&j, known, policy, screened, now);
+        match &row.stuck {
+            Some(s) if s.suppressed().is_some() => suppressed.push(row.key.clone()),
+            Some(s) if s.at_reissue_limit() => reissue_limit.push(row.key.clone()),
+            _ => {}
+        }
         tally.add(&row, now);
         if let Some(page) = &mut page {
             page.add(&row);
@@ -184,6 +208,8 @@ fn classify(
     Ok(Classified {
         rows,
         tally,
+        suppressed,
+        reissue_limit,
         page,
         confirmed,
         expiring,
@@ -333,6 +359,8 @@ fn status_report(
         funnel: tally.funnel(),
         newly_confirmed: classified.rows.only(Standing::NewlyConfirmed, newly),
         rows: classified.rows.clone(),
+        suppressed: classified.suppressed.clone(),
+        reissue_limit: classified.reissue_limit.clone(),
         handed_over: Vec::new(),
         reminded: Vec::new(),
         stalled: None,

@@ -12,4 +12,4 @@ pub mod status;
 pub mod terminal;
 pub mod wording;
 
-pub use model::{Act, Deferral, Outcome, Report, RowReport, ending, summarize};
+pub use model::{Act, Deferral, Outcome, Report, RowReport, Stuck, ending, summarize};

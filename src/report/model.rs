@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::cognito::UserStatus;
+use crate::cognito::{Suppressed, UserStatus};
 use crate::error::Ending;
 
 /// What finally happened to a row.
@@ -160,6 +160,36 @@ impl Deferral {
     }
 }
 
+/// Why a provider cannot move on without a person, where it is one of the questions the help
+/// desk will be asked: the page and `status` list these on their own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stuck {
+    /// SES drops every message to the provider's address (the account's suppression list):
+    /// no invitation can reach them.
+    Suppressed(Suppressed),
+    /// Re-issued `--max-reissues` times without signing in: not invited again.
+    ReissueLimit { reissues: u32 },
+}
+
+impl Stuck {
+    /// Whether the address is suppressed.
+    pub fn suppressed(&self) -> Option<&Suppressed> {
+        match self {
+            Stuck::Suppressed(s) => Some(s),
+            Stuck::ReissueLimit { .. } => None,
+        }
+    }
+
+    /// Whether the provider was re-issued to the limit without signing in.
+    pub fn at_reissue_limit(&self) -> bool {
+        match self {
+            Stuck::ReissueLimit { .. } => true,
+            Stuck::Suppressed(_) => false,
+        }
+    }
+}
+
 /// One row of the report (read back from `run`'s rows file for its page).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RowReport {
@@ -187,6 +217,10 @@ pub struct RowReport {
     /// Why a deferred row was deferred (the reason says it in words).
     #[serde(skip)]
     pub deferral: Option<Deferral>,
+    /// Why a provider needing attention cannot move on alone, where the help desk will be asked
+    /// (the reason says it in words); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stuck: Option<Stuck>,
 }
 
 impl RowReport {
@@ -209,6 +243,7 @@ impl RowReport {
             error_code: None,
             error_message: None,
             deferral: None,
+            stuck: None,
         }
     }
 
@@ -501,6 +536,7 @@ impl RowReport {
             error_code: None,
             error_message: None,
             deferral: None,
+            stuck: None,
         }
     }
 }

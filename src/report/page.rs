@@ -205,12 +205,75 @@ pub struct Page {
     /// Counts per [`BUCKETS`]; None where the report has no confirmation times (a run).
     pub histogram: Option<[u64; BUCKETS.len()]>,
     pub needs_action: Capped,
+    /// The help desk's questions listed on their own in the needs-action section, shown only
+    /// where some provider is in them.
+    pub asked: Asked,
     /// None on a run's page (`status` finds who is newly confirmed).
     pub newly_confirmed: Option<Capped>,
     pub table: Capped,
     /// The CSV with every row (a file name, next to the page).
     pub csv_name: String,
 }
+
+/// What the help desk will be asked, listed apart from the rest of what needs an action.
+#[derive(Debug, Clone)]
+pub struct Asked {
+    /// Providers whose address SES drops (the account's suppression list).
+    pub suppressed: Capped,
+    /// Providers re-issued `--max-reissues` times without signing in.
+    pub reissue_limit: Capped,
+}
+
+impl Asked {
+    /// The lists of a `run` page (`line` first) or a `status` page.
+    fn new(with_line: bool) -> Self {
+        let (suppressed, limit) = match with_line {
+            true => (RUN_SUPPRESSED_COLUMNS, RUN_LIMIT_COLUMNS),
+            false => (&RUN_SUPPRESSED_COLUMNS[1..], &RUN_LIMIT_COLUMNS[1..]),
+        };
+        Asked {
+            suppressed: Capped::new(suppressed, LIST_CAP),
+            reissue_limit: Capped::new(limit, LIST_CAP),
+        }
+    }
+
+    /// Lists a provider stuck as `stuck` says; `head`: who it is (its line on a run's page,
+    /// key, name, email), made only when it is listed.
+    fn add(
+        &mut self,
+        stuck: Option<&super::model::Stuck>,
+        head: impl Fn() -> Vec<String>,
+        expires: Option<DateTime<Utc>>,
+        class: &'static str,
+    ) {
+        let head = || head().into_iter();
+        match stuck {
+            Some(super::model::Stuck::Suppressed(s)) => self.suppressed.push(class, || {
+                head()
+                    .chain([s.reason.as_str().to_string(), time(Some(s.since))])
+                    .collect()
+            }),
+            Some(super::model::Stuck::ReissueLimit { reissues }) => {
+                self.reissue_limit.push(class, || {
+                    head()
+                        .chain([reissues.to_string(), time(expires)])
+                        .collect()
+                })
+            }
+            None => {}
+        }
+    }
+}
+
+const RUN_SUPPRESSED_COLUMNS: &[&str] = &["line", "key", "name", "email", "suppressed", "since"];
+const RUN_LIMIT_COLUMNS: &[&str] = &[
+    "line",
+    "key",
+    "name",
+    "email",
+    "reissues",
+    "password expired",
+];
 
 const RUN_COLUMNS: &[&str] = &[
     "line",
@@ -324,6 +387,7 @@ impl RunPage {
                 median_hours_to_confirm: None,
                 histogram: None,
                 needs_action: Capped::new(RUN_ACTION_COLUMNS, LIST_CAP),
+                asked: Asked::new(true),
                 newly_confirmed: None,
                 table: Capped::new(RUN_COLUMNS, TABLE_CAP),
                 csv_name: csv_name.to_string(),
@@ -338,6 +402,19 @@ impl RunPage {
             page.funnel.add(stage);
         }
         let class = r.outcome.as_str();
+        page.asked.add(
+            r.stuck.as_ref(),
+            || {
+                vec![
+                    r.row.to_string(),
+                    r.key.clone(),
+                    opt(&r.name),
+                    opt(&r.email),
+                ]
+            },
+            r.temp_password_expires_at,
+            class,
+        );
         if matches!(
             r.outcome,
             Outcome::Attention | Outcome::Failed | Outcome::Invalid
@@ -421,6 +498,7 @@ pub struct StatusPage {
     now: DateTime<Utc>,
     histogram: [u64; BUCKETS.len()],
     needs_action: Capped,
+    asked: Asked,
     table: Capped,
     newly: Capped,
 }
@@ -432,6 +510,7 @@ impl StatusPage {
             now,
             histogram: [0; BUCKETS.len()],
             needs_action: Capped::new(STATUS_ACTION_COLUMNS, LIST_CAP),
+            asked: Asked::new(false),
             table: Capped::new(STATUS_COLUMNS, TABLE_CAP),
             newly: Capped::new(NEWLY_COLUMNS, LIST_CAP),
         }
@@ -444,6 +523,12 @@ impl StatusPage {
             self.histogram[bucket((c - i).num_seconds())] += 1;
         }
         let class = r.standing.as_str();
+        self.asked.add(
+            r.stuck.as_ref(),
+            || vec![r.key.clone(), opt(&r.name), opt(&r.email)],
+            r.temp_password_expires_at,
+            class,
+        );
         if let Some(reason) = action(r, self.now) {
             self.needs_action.push(class, || {
                 vec![
@@ -504,6 +589,7 @@ impl StatusPage {
             median_hours_to_confirm: f.median_hours_to_confirm,
             histogram: Some(self.histogram),
             needs_action: self.needs_action,
+            asked: self.asked,
             newly_confirmed: Some(self.newly),
             table: self.table,
             csv_name: csv_name.to_string(),
@@ -520,6 +606,7 @@ body { margin: 0; padding: 24px 32px 48px; background: var(--bg); color: var(--i
   "Noto Sans CJK JP", "Noto Sans JP", "Yu Gothic", Meiryo, sans-serif; }
 h1 { font-size: 22px; margin: 0 0 4px; }
 h2 { font-size: 17px; margin: 0 0 12px; }
+h3 { font-size: 15px; margin: 16px 0 8px; }
 .meta { color: var(--muted); margin: 0 0 20px; }
 .meta code { font-size: 13px; }
 section { background: #fff; border: 1px solid var(--line); border-radius: 8px; padding: 16px 20px;
@@ -571,14 +658,16 @@ pub fn render<W: Write>(page: &Page, out: &mut W) -> io::Result<()> {
     out.write_all(s.as_bytes())?;
     s.clear();
     let title = format!("Needs an action ({})", thousands(page.needs_action.total));
-    table(
+    open_section(&mut s, "needs-action", &title);
+    table_body(
         &mut s,
         "needs-action",
-        &title,
         &page.needs_action,
         "Nobody: nothing needs a person.",
         &page.csv_name,
     );
+    asked(&mut s, &page.asked, &page.csv_name);
+    s.push_str("</section>\n");
     if let Some(newly) = &page.newly_confirmed {
         let title = format!(
             "Newly confirmed ({}): send them the API credentials",
@@ -768,16 +857,55 @@ enum Wrap {
 fn wrapping(column: &str) -> Wrap {
     match column {
         "action" | "outcome" | "status" | "status after" | "standing" | "line" | "attempts"
-        | "reissues" | "first invited" | "password expires" | "confirmed" => Wrap::Never,
+        | "reissues" | "first invited" | "password expires" | "confirmed" | "suppressed"
+        | "since" | "password expired" => Wrap::Never,
         "key" | "email" | "username" => Wrap::Address,
         _ => Wrap::AtSpaces,
     }
 }
 
-fn table(s: &mut String, id: &str, title: &str, rows: &Capped, empty: &str, csv_name: &str) {
+/// The help desk's questions, each list under its own heading inside the needs-action
+/// section, only where someone is in it (a page without them is as it was).
+fn asked(s: &mut String, asked: &Asked, csv_name: &str) {
+    let lists = [
+        (
+            "suppressed",
+            &asked.suppressed,
+            "Address suppressed by SES: no invitation reaches them; correct the address in the \
+             list, or remove it from the suppression list once it is known to work",
+        ),
+        (
+            "reissue-limit",
+            &asked.reissue_limit,
+            "Re-issued to the limit (--max-reissues) without signing in: not invited again",
+        ),
+    ];
+    for (id, rows, title) in lists.into_iter().filter(|(_, rows, _)| rows.total > 0) {
+        let _ = writeln!(
+            s,
+            "<div id=\"{id}\"><h3>{} ({})</h3>",
+            Esc(title),
+            thousands(rows.total)
+        );
+        table_body(s, id, rows, "", csv_name);
+        s.push_str("</div>\n");
+    }
+}
+
+fn open_section(s: &mut String, id: &str, title: &str) {
     let _ = writeln!(s, "<section id=\"{id}\"><h2>{}</h2>", Esc(title));
+}
+
+fn table(s: &mut String, id: &str, title: &str, rows: &Capped, empty: &str, csv_name: &str) {
+    open_section(s, id, title);
+    table_body(s, id, rows, empty, csv_name);
+    s.push_str("</section>\n");
+}
+
+/// A list's table (or, when it is empty, `empty`), without its section.
+fn table_body(s: &mut String, id: &str, rows: &Capped, empty: &str, csv_name: &str) {
     if rows.total == 0 {
-        let _ = writeln!(s, "<p class=\"note\">{}</p></section>", Esc(empty));
+        let _ = writeln!(s, "<p class=\"note\">{}</p>", Esc(empty));
         return;
     }
     if let Some(note) = rows.cap_note(csv_name) {
@@ -814,7 +942,7 @@ fn table(s: &mut String, id: &str, title: &str, rows: &Capped, empty: &str, csv_
         }
         s.push_str("</tr>\n");
     }
-    s.push_str("</tbody></table></div></section>\n");
+    s.push_str("</tbody></table></div>\n");
 }
 
 #[cfg(test)]
@@ -1021,6 +1149,8 @@ mod tests {
             reminded: Vec::new(),
             stalled: None,
             expires_soon: 0,
+            suppressed: Vec::new(),
+            reissue_limit: Vec::new(),
         };
         let mut page = StatusPage::new(at());
         rows.iter().for_each(|r| page.add(r));
@@ -1042,6 +1172,7 @@ mod tests {
             reissues: 0,
             temp_password_expires_at: None,
             confirmed_at: confirmed_h.map(|h| at() - Duration::hours(h)),
+            stuck: None,
         };
         let rows = vec![
             mk(Standing::NewlyConfirmed, 10, Some(8)),
@@ -1124,12 +1255,91 @@ mod tests {
             reissues: 0,
             temp_password_expires_at: Some(at() + Duration::hours(hours)),
             confirmed_at: None,
+            stuck: None,
         };
         let rows = vec![mk("soon@x", 12), mk("later@x", 72)];
         let page = status_page_of(&rows);
         assert_eq!(page.needs_action.total, 1);
         let text = html(&page);
         assert!(text.contains("soon@x") && text.contains("expires within a day"));
+    }
+
+    /// The help desk's questions: a suppressed address and a provider re-issued to the limit
+    /// are listed apart, inside the needs-action section, on a run's page and a status page;
+    /// a page where nobody is in them shows neither list.
+    #[test]
+    fn suppressed_addresses_and_the_reissue_limit_are_listed_in_the_needs_action_section() {
+        use crate::cognito::{Suppressed, SuppressionReason};
+        use crate::report::Stuck;
+        let gone = Stuck::Suppressed(Suppressed {
+            reason: SuppressionReason::Complaint,
+            since: at() - Duration::days(2),
+        });
+        let mut page = RunPage::new(&report(), "r.csv");
+        let mut dead = row(
+            2,
+            Outcome::Attention,
+            Some(UserStatus::ForceChangePassword),
+            None,
+        );
+        dead.stuck = Some(gone.clone());
+        let mut capped = row(
+            3,
+            Outcome::Attention,
+            Some(UserStatus::ForceChangePassword),
+            None,
+        );
+        capped.stuck = Some(Stuck::ReissueLimit { reissues: 3 });
+        page.add(&dead);
+        page.add(&capped);
+        page.add(&row(4, Outcome::Attention, None, None));
+        let page = page.finish();
+        assert_eq!(page.needs_action.total, 3);
+        assert_eq!(page.asked.suppressed.total, 1);
+        assert_eq!(page.asked.reissue_limit.total, 1);
+        assert_eq!(page.asked.suppressed.rows[0][4], "COMPLAINT");
+        assert_eq!(page.asked.reissue_limit.rows[0][4], "3");
+        let text = html(&page);
+        let section = &text[text.find("id=\"needs-action\"").unwrap()..];
+        let section = &section[..section.find("</section>").unwrap()];
+        assert!(section.contains("id=\"suppressed\"") && section.contains("p2@example.jp"));
+        assert!(section.contains("id=\"reissue-limit\"") && section.contains("p3@example.jp"));
+
+        let mk = |key: &str, stuck: Option<Stuck>| StatusRow {
+            key: key.into(),
+            username: None,
+            email: Some(key.into()),
+            name: None,
+            status: Some("FORCE_CHANGE_PASSWORD".into()),
+            standing: Standing::Attention,
+            reason: "attention".into(),
+            first_invited_at: Some(at() - Duration::days(30)),
+            last_invited_at: Some(at() - Duration::days(9)),
+            reissues: 3,
+            temp_password_expires_at: Some(at() - Duration::days(2)),
+            confirmed_at: None,
+            stuck,
+        };
+        let rows = vec![
+            mk("dead@x", Some(gone)),
+            mk("capped@x", Some(Stuck::ReissueLimit { reissues: 3 })),
+        ];
+        let page = status_page_of(&rows);
+        assert_eq!(
+            page.asked.suppressed.rows,
+            vec![vec![
+                "dead@x".to_string(),
+                String::new(),
+                "dead@x".to_string(),
+                "COMPLAINT".to_string(),
+                "2026-11-29 12:00 UTC".to_string(),
+            ]]
+        );
+        assert_eq!(page.asked.reissue_limit.rows[0][0], "capped@x");
+        let mut rows = rows;
+        rows.iter_mut().for_each(|r| r.stuck = None);
+        let text = html(&status_page_of(&rows));
+        assert!(!text.contains("id=\"suppressed\"") && !text.contains("id=\"reissue-limit\""));
     }
 
     #[test]

@@ -98,6 +98,10 @@ pub struct StatusRow {
     pub temp_password_expires_at: Option<DateTime<Utc>>,
     /// When the tool first saw the user CONFIRMED.
     pub confirmed_at: Option<DateTime<Utc>>,
+    /// Why the provider cannot move on without a person, where the help desk will be asked
+    /// (a suppressed address, re-issued to the limit); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stuck: Option<super::model::Stuck>,
 }
 
 impl StatusRow {
@@ -367,6 +371,14 @@ pub struct StatusReport {
     /// Pending invitations that expire within a day (the log says how many).
     #[serde(skip)]
     pub expires_soon: u64,
+    /// The providers whose address is on the SES account's suppression list (their keys): no
+    /// invitation reaches them, and `run` re-issues none. Absent when there are none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub suppressed: Vec<String>,
+    /// The providers re-issued `--max-reissues` times without signing in (their keys): `run`
+    /// invites them no more. Absent when there are none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reissue_limit: Vec<String>,
 }
 
 impl StatusReport {

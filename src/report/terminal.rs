@@ -175,6 +175,13 @@ fn doctor_provider(p: &crate::help::Examined) -> String {
             }
         ));
     }
+    if let Some(s) = &p.suppressed {
+        out.push_str(&format!(
+            "  email on the SES suppression list: {} since {}\n",
+            s.reason.as_str(),
+            time(s.since)
+        ));
+    }
     for i in &p.invitations {
         out.push_str(&format!(
             "  invitation: {} by {} at {} ({}), run {}\n",
@@ -202,7 +209,7 @@ fn doctor_provider(p: &crate::help::Examined) -> String {
 /// The pool's line under `doctor`'s table: how it recovers, who sends, the day's emails.
 fn doctor_pool(f: &crate::help::PoolFacts) -> String {
     format!(
-        "\npool: recovery by {}; email by {} from {}; {} emails in the last 24 hours{}{}; {}\n{}",
+        "\npool: recovery by {}; email ({}) sent by {}; {} emails in the last 24 hours{}{}; {}{}\n{}",
         match (f.account_recovery.by_email, f.account_recovery.by_phone) {
             (true, true) => "verified email or phone",
             (true, false) => "verified email",
@@ -210,7 +217,7 @@ fn doctor_pool(f: &crate::help::PoolFacts) -> String {
             (false, false) => "an administrator only",
         },
         f.email_sending_account,
-        f.sender,
+        f.sent_by,
         f.email_budget.used_last_24_hours,
         f.email_budget
             .limit
@@ -229,6 +236,17 @@ fn doctor_pool(f: &crate::help::PoolFacts) -> String {
                 .to_string(),
             crate::help::DeliveryErrors::Unknown { .. } => {
                 "whether delivery errors are logged is unknown".to_string()
+            }
+        },
+        match &f.suppression_list {
+            crate::help::SuppressionRead::NotSes => String::new(),
+            crate::help::SuppressionRead::Read => {
+                "; SES suppression list read for each provider".to_string()
+            }
+            crate::help::SuppressionRead::Unknown { .. } => {
+                "; whether SES suppresses the providers' addresses is unknown (the suppression \
+                 list could not be read)"
+                    .to_string()
             }
         },
         f.sender_advice
@@ -320,6 +338,18 @@ pub fn log_status_end(report: &StatusReport, files: &ReportFiles, newly_path: &P
     if soon > 0 {
         tracing::info!(
             "{soon} pending invitations expire within a day: the help desk's next calls (the page lists them; --on-expiring reminds them)"
+        );
+    }
+    if !report.suppressed.is_empty() {
+        tracing::info!(
+            "{} providers' addresses are on the SES suppression list: no invitation reaches them (the page lists them; correct the address, or remove it from the list once it works)",
+            report.suppressed.len()
+        );
+    }
+    if !report.reissue_limit.is_empty() {
+        tracing::info!(
+            "{} providers were re-issued to the limit (--max-reissues) without signing in: the page lists them",
+            report.reissue_limit.len()
         );
     }
     tracing::info!(

@@ -6,7 +6,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 
 use crate::cognito::Delivery;
 use crate::plan::{Action, Attention, Decision, Keep, ReissueCause, ReissueMethod};
-use crate::report::{Act, Deferral};
+use crate::report::{Act, Deferral, Stuck};
 
 pub fn time(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
@@ -21,6 +21,47 @@ pub fn act(action: &Action) -> Act {
         Action::Attention(_) => Act::Attention,
     }
 }
+
+/// Where the help desk will be asked about a provider that needs a person, if it is one of the
+/// questions listed on their own (the page, `status`).
+pub fn stuck(action: &Action) -> Option<Stuck> {
+    match action {
+        Action::Attention(Attention::Suppressed(s)) => Some(Stuck::Suppressed(s.clone())),
+        Action::Attention(Attention::ReissueLimit { reissues, .. }) => Some(Stuck::ReissueLimit {
+            reissues: *reissues,
+        }),
+        Action::Attention(
+            Attention::Disabled
+            | Attention::Status(_)
+            | Attention::EmailMismatch { .. }
+            | Attention::ExistsAs { .. }
+            | Attention::Deleted
+            | Attention::NoEmail,
+        )
+        | Action::Create
+        | Action::Reissue { .. }
+        | Action::Keep(_) => None,
+    }
+}
+
+/// Why SES drops an address's mail, and since when.
+pub fn suppressed(s: &crate::cognito::Suppressed) -> String {
+    let why = match s.reason {
+        crate::cognito::SuppressionReason::Bounce => "a message to it bounced",
+        crate::cognito::SuppressionReason::Complaint => "its owner marked a message as spam",
+    };
+    format!(
+        "the address is on the SES account's suppression list ({}: {why}, since {}), so SES \
+         drops every message to it",
+        s.reason.as_str(),
+        time(s.since)
+    )
+}
+
+/// What to do about a suppressed address.
+pub const SUPPRESSED_REMEDY: &str = "correct the address in the list (`run --update attributes` \
+    writes it), or, once the address is known to work, remove it from the suppression list \
+    (`aws sesv2 delete-suppressed-destination --email-address ADDRESS`); then `reissue`";
 
 /// Why a user is left alone.
 pub fn keep(k: &Keep) -> String {
@@ -71,6 +112,10 @@ pub fn attention(a: &Attention) -> String {
         Attention::NoEmail => "the user has no email in the pool: it cannot be verified and \
                                recovery codes can never reach the provider; set the email"
             .to_string(),
+        Attention::Suppressed(s) => format!(
+            "{}: not re-issued, nothing spent; {SUPPRESSED_REMEDY}",
+            suppressed(s)
+        ),
         Attention::EmailMismatch { remote } => format!(
             "a user with this username exists with another email ({}); nothing was changed \
              (`run --update attributes` writes the row's email, verified)",

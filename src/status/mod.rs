@@ -6,16 +6,17 @@
 
 mod workset;
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 
 use chrono::{DateTime, Utc};
 
 use crate::calls::Calls;
-use crate::cognito::{Directory, PoolInfo, RemoteUser, UserStatus};
+use crate::cognito::{Directory, PoolInfo, RemoteUser, Sender, UserStatus};
 use crate::error::Error;
 use crate::input::{KeyMode, Row};
 use crate::lookup::{self, Refresh};
-use crate::plan::{Policy, username_for};
+use crate::plan::{Policy, Suppression, username_for};
+use crate::standing::{self, Who};
 use crate::state::{Known, Observation, State, Subject};
 pub use workset::{Joined, Target, Workset};
 
@@ -31,6 +32,54 @@ impl Target {
             (_, false) => &self.username,
         }
     }
+
+    fn who<'a>(&'a self, policy: &Policy) -> Who<'a> {
+        Who {
+            key: &self.key,
+            name: self.name(policy),
+            email: self.email.as_deref(),
+        }
+    }
+}
+
+/// What the SES suppression list says of each provider `run` would re-issue through SES
+/// ([`standing::screened_address`]), by key: one GetSuppressedDestination each. A first walk
+/// finds them (few: the expired); none is read for anyone else, and a pool that does not send
+/// through SES is not walked at all (only SES's messages are dropped by SES's list:
+/// [`crate::plan::checks_suppression`]).
+pub async fn suppressions<D: Directory>(
+    calls: &Calls<D>,
+    list: &crate::suppression::SuppressionList,
+    pool: &PoolInfo,
+    state: &State,
+    work: &Workset,
+    policy: &Policy,
+    now: DateTime<Utc>,
+) -> Result<HashMap<String, Suppression>, Error> {
+    let sender = pool.sender_of(policy.delivery);
+    let mut screened = Vec::new();
+    if sender == Sender::Ses {
+        each_with_known(state, &pool.id, work, |j, k| {
+            if let Some(Ok(remote)) = &j.found
+                && let Some(email) = standing::screened_address(
+                    j.target.who(policy),
+                    remote.as_ref(),
+                    k,
+                    policy,
+                    sender,
+                    now,
+                )
+            {
+                screened.push((j.target.key.clone(), email.to_string()));
+            }
+            Ok(())
+        })?;
+    }
+    let mut out = HashMap::new();
+    for (key, email) in screened {
+        out.insert(key, list.read(calls, &email).await);
+    }
+    Ok(out)
 }
 
 /// The providers to refresh, in a new working set: the CSV's rows (`rows`), or else every
@@ -324,20 +373,21 @@ pub fn each_with_known(
 }
 
 /// A target's row of the report.
+/// A target's row of the report; `suppression`: what the SES suppression list said of its
+/// address ([`suppressions`]; `Clear` where it was not read).
 pub fn row(
     j: &Joined,
     known: &Known,
     policy: &Policy,
+    suppression: &Suppression,
     now: DateTime<Utc>,
-) -> crate::standing::StatusRow {
-    use crate::standing;
+) -> standing::StatusRow {
     let t = &j.target;
     match &j.found {
         Some(Ok(remote)) => standing::classify(
-            &t.key,
-            t.name(policy),
-            t.email.as_deref(),
+            t.who(policy),
             remote.as_ref(),
+            suppression,
             known,
             policy,
             now,

@@ -23,6 +23,7 @@ mod robustness;
 mod senders;
 mod snapshot;
 mod state;
+mod suppression;
 mod update;
 mod usage;
 mod validator;

@@ -36,6 +36,7 @@ const FOREIGN: &[(&str, &[&str])] = &[
         "aws dynamodb",
         &["table-name", "point-in-time-recovery-specification"],
     ),
+    ("aws sesv2", &["email-address"]),
     ("docker", &["build-arg", "rm"]),
     ("git rev-parse", &["short"]),
     ("systemctl", &["now"]),

@@ -7,7 +7,8 @@ use aws_sdk_cognitoidentityprovider as cip;
 use serde_json::{Value, json};
 
 use crate::support::model::{
-    self, Service, Violation, check_list_users_filter, compile_pattern, validate_request,
+    self, Service, Violation, check_list_users_filter, compile_pattern, rest_request,
+    validate_request,
 };
 use crate::support::*;
 
@@ -643,6 +644,89 @@ fn a_password_is_never_printed() {
         "unknown member",
     );
     everywhere(&checked.violations);
+}
+
+/// SES v2 speaks REST: its operation is its method and path against the model's
+/// `requestUri`s, and its input the path's labels (percent-decoded, `+` kept), the query
+/// string's members (typed by their shapes) and the body's, checked like any other input.
+#[test]
+fn rest_requests_are_routed_by_method_and_path_and_checked_whole() {
+    let get = rest_request(
+        "GET",
+        "/v2/email/suppression/addresses/a%2Bb%40example.jp",
+        None,
+        b"",
+    )
+    .expect("an SES v2 route");
+    assert_eq!(
+        (get.service, get.operation.as_str()),
+        (Service::SesV2, "GetSuppressedDestination")
+    );
+    assert_eq!(get.input, json!({"EmailAddress": "a+b@example.jp"}));
+    assert_valid(&get.check().violations);
+    let tenant = rest_request(
+        "GET",
+        "/v2/email/suppression/addresses/a%40example.jp",
+        Some("TenantName="),
+        b"",
+    )
+    .unwrap();
+    assert_one(
+        &tenant.check().violations,
+        "GetSuppressedDestination.TenantName",
+        "< min 1",
+    );
+    let listed = rest_request(
+        "GET",
+        "/v2/email/suppression/addresses",
+        Some("Reason=BOUNCE&Reason=COMPLAINT&PageSize=many"),
+        b"",
+    )
+    .unwrap();
+    assert_eq!(listed.operation, "ListSuppressedDestinations");
+    assert_eq!(listed.input["Reasons"], json!(["BOUNCE", "COMPLAINT"]));
+    assert_one(
+        &listed.check().violations,
+        "ListSuppressedDestinations.PageSize",
+        "expected an integer",
+    );
+    let paged = rest_request(
+        "GET",
+        "/v2/email/suppression/addresses",
+        Some("PageSize=20"),
+        b"",
+    )
+    .unwrap();
+    assert_eq!(paged.input, json!({"PageSize": 20}));
+    assert_valid(&paged.check().violations);
+    let deleted = rest_request(
+        "DELETE",
+        "/v2/email/suppression/addresses/a%40example.jp",
+        None,
+        b"",
+    )
+    .unwrap();
+    assert_eq!(deleted.operation, "DeleteSuppressedDestination");
+    let put = rest_request(
+        "PUT",
+        "/v2/email/suppression/addresses",
+        None,
+        br#"{"EmailAddress":"a@example.jp","Reason":"SPAM"}"#,
+    )
+    .unwrap();
+    assert_eq!(put.operation, "PutSuppressedDestination");
+    assert_one(
+        &put.check().violations,
+        "PutSuppressedDestination.Reason",
+        "enum",
+    );
+    // A JSON protocol's `POST /`, moto's own endpoints and unknown paths are not SES v2's.
+    assert_eq!(rest_request("POST", "/", None, b"{}"), None);
+    assert_eq!(rest_request("POST", "/moto-api/reset", None, b""), None);
+    assert_eq!(
+        rest_request("GET", "/v2/email/no-such-thing/x/y/z", None, b""),
+        None
+    );
 }
 
 #[test]

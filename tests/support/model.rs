@@ -14,7 +14,10 @@
 //! - DynamoDB: every `#name`/`:value` in a structure's expressions is defined in its
 //!   `ExpressionAttributeNames`/`ExpressionAttributeValues`, and every one defined is used.
 //!
-//! Entry points: [`validate_request`] for an HTTP request (what the proxy calls), or
+//! Entry points: [`validate_request`] for an HTTP request of the JSON or query protocols, and
+//! [`rest_request`] for one of the REST protocol (SES v2: the operation found by the method and
+//! the path against the model's `requestUri`s, its input gathered from the path's labels, the
+//! query string and the JSON body) (what the proxy calls), or
 //! [`model`]`(Service::…).`[`validate`](Model::validate) for one operation's JSON input.
 #![allow(dead_code)]
 
@@ -34,7 +37,9 @@ pub enum Service {
     DynamoDb,
     /// SES (v1): awsQuery, `Action=Op&Version=2010-12-01` in a form body.
     Ses,
-    /// SES v2 (restJson1): only for checking what samples ask of it (the reminder's mail).
+    /// SES v2 (restJson1): the operation is the method and path (`GET
+    /// /v2/email/suppression/addresses/{EmailAddress}`); also what samples ask of it (the
+    /// reminder's mail).
     SesV2,
 }
 
@@ -191,7 +196,108 @@ pub fn validate_request(path: &str, target: Option<&str>, body: &[u8]) -> Option
     })
 }
 
+/// A request of a REST protocol, routed to its operation by its method and path.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RestRequest {
+    pub service: Service,
+    pub operation: String,
+    /// The operation's input as one JSON object: the path's labels, the query string's
+    /// members and the body's, each under its member name.
+    pub input: Value,
+}
+
+impl RestRequest {
+    /// The request checked against its operation's input shape.
+    pub fn check(&self) -> Checked {
+        Checked {
+            service: self.service,
+            operation: self.operation.clone(),
+            violations: model(self.service).validate(&self.operation, &self.input),
+        }
+    }
+}
+
+/// The REST services' requests: which operation `method` and `path` name (`None`: none of
+/// theirs, such as moto's own endpoints or a JSON protocol's `POST /`), and its input.
+pub fn rest_request(
+    method: &str,
+    path: &str,
+    query: Option<&str>,
+    body: &[u8],
+) -> Option<RestRequest> {
+    if !path.starts_with("/v2/") {
+        return None;
+    }
+    let service = Service::SesV2;
+    let m = model(service);
+    let (operation, labels) = m.route(method, path)?;
+    let mut input = Map::new();
+    if !body.is_empty() {
+        match serde_json::from_slice::<Value>(body) {
+            Ok(Value::Object(members)) => input.extend(members),
+            // A body that is not an object is checked as the input itself, and refused.
+            Ok(other) => {
+                return Some(RestRequest {
+                    service,
+                    operation,
+                    input: other,
+                });
+            }
+            Err(_) => {
+                let broken = Value::String(String::from_utf8_lossy(body).into_owned());
+                return Some(RestRequest {
+                    service,
+                    operation,
+                    input: broken,
+                });
+            }
+        }
+    }
+    let params = parse_form(query.unwrap_or_default());
+    for (member, shape, location, name) in m.located(&operation) {
+        let value = match location {
+            Location::Uri => labels.get(name).map(|v| Value::String(v.clone())),
+            Location::Query => m.query_member(shape, &params, name),
+        };
+        if let Some(value) = value {
+            input.insert(member.to_owned(), value);
+        }
+    }
+    Some(RestRequest {
+        service,
+        operation,
+        input: Value::Object(input),
+    })
+}
+
 /// `application/x-www-form-urlencoded` pairs, decoded.
+/// A path's labels if its segments fit a `requestUri`'s (`{Label}` one segment, `{Label+}` the
+/// rest).
+fn match_template(template: &[&str], segments: &[&str]) -> Option<HashMap<String, String>> {
+    let mut labels = HashMap::new();
+    for (i, t) in template.iter().enumerate() {
+        match t.strip_prefix('{').and_then(|t| t.strip_suffix('}')) {
+            Some(greedy) if greedy.ends_with('+') => {
+                let rest = segments.get(i..).filter(|r| !r.is_empty())?.join("/");
+                labels.insert(greedy.trim_end_matches('+').to_owned(), path_decode(&rest));
+                return Some(labels);
+            }
+            Some(label) => {
+                let segment = segments.get(i).filter(|s| !s.is_empty())?;
+                labels.insert(label.to_owned(), path_decode(segment));
+            }
+            None if segments.get(i) == Some(t) => {}
+            None => return None,
+        }
+    }
+    (segments.len() == template.len()).then_some(labels)
+}
+
+/// A path segment decoded: `%XX` only (a `+` in a path is itself, not a space).
+fn path_decode(segment: &str) -> String {
+    percent_decode(&segment.replace('+', "%2B"))
+}
+
 fn parse_form(form: &str) -> Vec<(String, String)> {
     form.split('&')
         .filter(|pair| !pair.is_empty())
@@ -310,6 +416,19 @@ pub struct Model {
     /// Operation name → its input shape (`None`: the operation takes no input).
     operations: HashMap<String, Option<usize>>,
     shapes: Vec<Shape>,
+    /// REST protocols: each operation's method and `requestUri` (its path part).
+    routes: Vec<(String, String, String)>,
+    /// REST protocols: the input members sent outside the body (member, shape, where, name).
+    locations: HashMap<usize, Vec<(String, usize, Location, String)>>,
+}
+
+/// Where a REST request carries an input member outside its body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Location {
+    /// A `{label}` of the path.
+    Uri,
+    /// A parameter of the query string.
+    Query,
 }
 
 struct Shape {
@@ -409,7 +528,27 @@ impl Model {
                 .ok_or_else(|| format!("unknown shape {name}"))
         };
         let mut shapes = Vec::with_capacity(raw.len());
+        let mut locations: HashMap<usize, Vec<(String, usize, Location, String)>> = HashMap::new();
         for (name, s) in raw {
+            if let Some(m) = s.get("members").and_then(Value::as_object) {
+                for (member, r) in m {
+                    let location = match r.get("location").and_then(Value::as_str) {
+                        Some("uri") => Location::Uri,
+                        Some("querystring") => Location::Query,
+                        _ => continue,
+                    };
+                    let wire = r
+                        .get("locationName")
+                        .and_then(Value::as_str)
+                        .unwrap_or(member);
+                    locations.entry(index[name.as_str()]).or_default().push((
+                        member.clone(),
+                        target(Some(r))?,
+                        location,
+                        wire.to_owned(),
+                    ));
+                }
+            }
             let num = |k: &str| s.get(k).and_then(Value::as_f64);
             let ty = s.get("type").and_then(Value::as_str).unwrap_or("");
             let kind = match ty {
@@ -492,6 +631,7 @@ impl Model {
             });
         }
         let mut operations = HashMap::new();
+        let mut routes = Vec::new();
         for (name, op) in json
             .get("operations")
             .and_then(Value::as_object)
@@ -502,6 +642,11 @@ impl Model {
                 None => None,
             };
             operations.insert(name.clone(), input);
+            let http = |k: &str| op.pointer(&format!("/http/{k}")).and_then(Value::as_str);
+            if let (Some(method), Some(uri)) = (http("method"), http("requestUri")) {
+                let path = uri.split('?').next().unwrap_or(uri);
+                routes.push((method.to_owned(), path.to_owned(), name.clone()));
+            }
         }
         Ok(Model {
             service,
@@ -512,7 +657,73 @@ impl Model {
                 .to_owned(),
             operations,
             shapes,
+            routes,
+            locations,
         })
+    }
+
+    /// The operation a REST request's `method` and `path` name, with the path's labels
+    /// (percent-decoded). Where two match, the one with more literal segments wins.
+    fn route(&self, method: &str, path: &str) -> Option<(String, HashMap<String, String>)> {
+        let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        let mut best: Option<(usize, &str, HashMap<String, String>)> = None;
+        for (m, uri, operation) in &self.routes {
+            if m != method {
+                continue;
+            }
+            let template: Vec<&str> = uri.trim_start_matches('/').split('/').collect();
+            let Some(labels) = match_template(&template, &segments) else {
+                continue;
+            };
+            let literal = template.iter().filter(|t| !t.starts_with('{')).count();
+            if best.as_ref().is_none_or(|(n, _, _)| literal > *n) {
+                best = Some((literal, operation, labels));
+            }
+        }
+        best.map(|(_, operation, labels)| (operation.to_owned(), labels))
+    }
+
+    /// The input members of `operation` that a REST request carries outside its body.
+    fn located(&self, operation: &str) -> Vec<(&str, usize, Location, &str)> {
+        self.operations
+            .get(operation)
+            .copied()
+            .flatten()
+            .and_then(|shape| self.locations.get(&shape))
+            .map(|members| {
+                members
+                    .iter()
+                    .map(|(m, shape, l, wire)| (m.as_str(), *shape, *l, wire.as_str()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// A query string member as its shape reads it: a list of every value given, a number, a
+    /// boolean, or the text.
+    fn query_member(&self, shape: usize, params: &[(String, String)], name: &str) -> Option<Value> {
+        let mut values = params.iter().filter(|(k, _)| k == name).map(|(_, v)| v);
+        let typed = |kind: &Kind, v: &String| match kind {
+            Kind::Integer { .. } | Kind::Float { .. } => v
+                .parse::<serde_json::Number>()
+                .map(Value::Number)
+                .unwrap_or_else(|_| Value::String(v.clone())),
+            Kind::Boolean => match v.as_str() {
+                "true" => Value::Bool(true),
+                "false" => Value::Bool(false),
+                _ => Value::String(v.clone()),
+            },
+            _ => Value::String(v.clone()),
+        };
+        match &self.shapes[shape].kind {
+            Kind::List { member, .. } => {
+                let items: Vec<Value> = values
+                    .map(|v| typed(&self.shapes[*member].kind, v))
+                    .collect();
+                (!items.is_empty()).then_some(Value::Array(items))
+            }
+            kind => values.next().map(|v| typed(kind, v)),
+        }
     }
 
     /// Whether the model has `operation`.

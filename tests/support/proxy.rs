@@ -150,8 +150,12 @@ pub enum FaultKind {
     /// was throttled or in another transaction).
     CancelTransaction(&'static [&'static str]),
     /// Answer 200 with this JSON body without forwarding: what AWS documents for an operation
-    /// moto does not implement (GetLogDeliveryConfiguration, ...).
+    /// moto does not implement (GetLogDeliveryConfiguration, GetSuppressedDestination, ...).
     Answer(&'static str),
+    /// Answer this HTTP status and error code without forwarding: AWS's documented error for an
+    /// operation moto does not implement (SES v2's 404 `NotFoundException` for an address not on
+    /// the suppression list, its 403 `AccessDeniedException` without the permission).
+    Status(u16, &'static str),
 }
 
 /// A fault injected into a fraction of the requests for one operation, or for all of them.
@@ -369,7 +373,8 @@ pub struct Event {
     /// When its fate was decided (after the inbound half of the latency), since the proxy started
     /// or its stats were last reset. Events are listed in completion order, so `at` is not sorted.
     pub at: Duration,
-    /// The operation name, e.g. `AdminCreateUser` (empty if the request had no `X-Amz-Target`).
+    /// The operation name, e.g. `AdminCreateUser`: the `X-Amz-Target`'s, a query request's
+    /// `Action`, or a REST request's by its method and path (empty if none of those).
     pub operation: String,
     /// Its quota category, if any.
     pub category: Option<&'static str>,
@@ -868,11 +873,13 @@ fn operation_of(headers: &HeaderMap) -> String {
         .to_owned()
 }
 
-/// The lower-cased user a request is about, wherever the operation puts it.
+/// The lower-cased user a request is about, wherever the operation puts it (SES v2's
+/// suppression list: the address).
 fn username_of(body: &Value) -> Option<String> {
     body.get("Username")
         .or_else(|| body.pointer("/AuthParameters/USERNAME"))
         .or_else(|| body.pointer("/ChallengeResponses/USERNAME"))
+        .or_else(|| body.get("EmailAddress"))
         .and_then(Value::as_str)
         .map(str::to_lowercase)
 }
@@ -986,15 +993,25 @@ async fn serve_request(
 }
 
 async fn handle(shared: Arc<Shared>, parts: Parts, body: Bytes) -> Reply {
-    let operation = operation_of(&parts.headers);
-    let category = category_of(&operation);
     let target = parts
         .headers
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok());
-    let invalid = model::validate_request(parts.uri.path(), target, &body)
-        .filter(|checked| !checked.violations.is_empty());
-    let json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let path = parts.uri.path();
+    let rest = model::rest_request(parts.method.as_str(), path, parts.uri.query(), &body);
+    let checked = model::validate_request(path, target, &body)
+        .or_else(|| rest.as_ref().map(model::RestRequest::check));
+    let operation = match (operation_of(&parts.headers), &checked) {
+        (op, Some(c)) if op.is_empty() => c.operation.clone(),
+        (op, _) => op,
+    };
+    let category = category_of(&operation);
+    let invalid = checked.filter(|checked| !checked.violations.is_empty());
+    // A REST request's input is its path, query and body together.
+    let json: Value = match rest {
+        Some(r) => r.input,
+        None => serde_json::from_slice(&body).unwrap_or(Value::Null),
+    };
     let create = create_call(&operation, &json);
     let username = username_of(&json);
 
@@ -1037,6 +1054,7 @@ async fn handle(shared: Arc<Shared>, parts: Parts, body: Bytes) -> Reply {
                     | FaultKind::AccessDenied
                     | FaultKind::Refuse(_)
                     | FaultKind::Answer(_)
+                    | FaultKind::Status(..)
                     | FaultKind::CancelTransaction(_)),
                 ) => Decision::Fault(kind),
                 fault => {
@@ -1101,6 +1119,19 @@ async fn handle(shared: Arc<Shared>, parts: Parts, body: Bytes) -> Reply {
                 state.record(decided_at, &operation, Outcome::InternalError);
                 let body: Value = serde_json::from_str(body).expect("an answer is JSON");
                 Reply::Respond(json_answer(StatusCode::OK, &body, request_id))
+            } else if let FaultKind::Status(status, code) = kind {
+                state.record(decided_at, &operation, Outcome::InternalError);
+                let status = StatusCode::from_u16(status).expect("an HTTP status");
+                let mut answer = aws_error(
+                    status,
+                    code,
+                    "answered by the test proxy as AWS documents it",
+                    request_id,
+                );
+                if let Ok(v) = HeaderValue::from_str(code) {
+                    answer.headers_mut().insert("x-amzn-errortype", v);
+                }
+                Reply::Respond(answer)
             } else if let FaultKind::CancelTransaction(reasons) = kind {
                 state.record(decided_at, &operation, Outcome::InternalError);
                 Reply::Respond(cancelled_transaction(reasons, request_id))
@@ -1309,10 +1340,19 @@ fn validation_error(checked: &Checked, request_id: u64) -> Response<Full<Bytes>>
     let message = model::aws_message(&checked.violations);
     let code = checked.service.error_code();
     let mut response = match checked.service {
-        // restJson1 answers as the JSON services do; the proxy forwards no SES v2 request yet.
-        Service::CognitoIdp | Service::DynamoDb | Service::SesV2 => {
+        Service::CognitoIdp | Service::DynamoDb => {
             let body = serde_json::json!({ "__type": code, "message": message });
             json_answer(StatusCode::BAD_REQUEST, &body, request_id)
+        }
+        // restJson1 names the error in a header too.
+        Service::SesV2 => {
+            let body = serde_json::json!({ "__type": code, "message": message });
+            let mut answer = json_answer(StatusCode::BAD_REQUEST, &body, request_id);
+            answer.headers_mut().insert(
+                "x-amzn-errortype",
+                HeaderValue::from_static("BadRequestException"),
+            );
+            answer
         }
         Service::Ses => {
             let body = format!(
