@@ -69,12 +69,14 @@ struct Measured {
     max_rss_mb: f64,
     code: i32,
     stdout: String,
+    /// The end of what it wrote on stderr, for a failure's message.
+    stderr_tail: String,
 }
 
 // The child is reaped by wait4(2), which std's Child does not know about.
 #[allow(clippy::zombie_processes)]
 fn measure(mut cmd: Command) -> Measured {
-    cmd.stdout(Stdio::piped()).stderr(Stdio::null());
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     let started = Instant::now();
     let mut child = cmd.spawn().expect("spawn");
     let stdout = child.stdout.take();
@@ -84,6 +86,20 @@ fn measure(mut cmd: Command) -> Measured {
             let _ = std::io::Read::read_to_string(&mut out, &mut s);
         }
         s
+    });
+    // Read as it comes (a full pipe would stall the tool); only the end is kept.
+    let stderr = child.stderr.take();
+    let errors = std::thread::spawn(move || {
+        let mut tail = std::collections::VecDeque::new();
+        if let Some(err) = stderr {
+            for line in std::io::BufRead::lines(std::io::BufReader::new(err)).map_while(Result::ok) {
+                tail.push_back(line);
+                if tail.len() > 20 {
+                    tail.pop_front();
+                }
+            }
+        }
+        Vec::from(tail).join("\n")
     });
     // The child's own peak memory. Not ru_maxrss: on Linux that also counts the parent's resident
     // size at fork, before exec, so it measures this harness, not the tool. VmHWM is a high-water
@@ -123,6 +139,7 @@ fn measure(mut cmd: Command) -> Measured {
             -1
         },
         stdout: reader.join().unwrap_or_default(),
+        stderr_tail: errors.join().unwrap_or_default(),
     }
 }
 
@@ -443,7 +460,7 @@ fn standin_settings(work: &Path) -> PathBuf {
 }
 
 fn standin_cmd(standin: &standin::StandIn, work: &Path, state: &Path, args: &[&str]) -> Command {
-    let mut cmd = tool_cmd(work, state);
+    let mut cmd = tool_cmd(work, state, &standin_settings(work));
     cmd.args(["--endpoint-url", &standin.url(), "--no-progress"])
         .args(args);
     cmd
@@ -474,8 +491,8 @@ fn scale_before(sizes: &[usize], work: &Path) -> Option<(String, Scale)> {
     Some((label, before))
 }
 
-/// The tool with the bench's settings and `state`, before its endpoints and arguments.
-fn tool_cmd(work: &Path, state: &Path) -> Command {
+/// The tool with `settings` and `state`, before its endpoints and arguments.
+fn tool_cmd(work: &Path, state: &Path, settings: &Path) -> Command {
     let bin = tool_bin();
     let mut cmd = Command::new(bin);
     cmd.env_clear()
@@ -488,7 +505,7 @@ fn tool_cmd(work: &Path, state: &Path) -> Command {
         .env("COGNITO_USER_POOL_ID", standin::POOL_ID)
         .current_dir(work)
         .arg("--config")
-        .arg(standin_settings(work))
+        .arg(settings)
         .arg("--state")
         .arg(state);
     cmd
@@ -671,9 +688,13 @@ fn dynamodb_rerun(
     rows: usize,
 ) -> Vec<String> {
     let moto = Moto::start();
-    // Cognito's calls to the stand-in, the state's to moto.
+    // Cognito's calls to the stand-in, the state's to moto, which answers a page of a large
+    // partition in seconds (the tool's 10 s attempt timeout is for DynamoDB).
+    let settings = dir.join("standin-moto.toml");
+    let quotas = std::fs::read_to_string(standin_settings(dir)).expect("settings");
+    std::fs::write(&settings, format!("attempt_timeout_secs = 300\n{quotas}")).expect("settings");
     let on_dynamodb = |args: &[&str]| {
-        let mut cmd = tool_cmd(dir, Path::new("dynamodb://bench-state"));
+        let mut cmd = tool_cmd(dir, Path::new("dynamodb://bench-state"), &settings);
         cmd.env("AWS_ENDPOINT_URL", standin.url())
             .env("AWS_ENDPOINT_URL_DYNAMODB", moto.url())
             .arg("--no-progress")
@@ -681,14 +702,14 @@ fn dynamodb_rerun(
         cmd
     };
     let init = measure(on_dynamodb(&["state", "init"]));
-    assert_eq!(init.code, 0, "state init on moto failed");
+    assert_eq!(init.code, 0, "state init on moto failed: {}", init.stderr_tail);
     let started = Instant::now();
     let import = measure(on_dynamodb(&[
         "state",
         "import",
         sqlite_state.to_str().unwrap(),
     ]));
-    assert_eq!(import.code, 0, "state import into moto failed");
+    assert_eq!(import.code, 0, "state import into moto failed: {}", import.stderr_tail);
     eprintln!(
         "  imported {rows} providers' state into moto's DynamoDB in {:.0} s",
         started.elapsed().as_secs_f64()
@@ -696,7 +717,7 @@ fn dynamodb_rerun(
     // One run: moto reads a partition item by item for every page (minutes at this size).
     standin.reset_calls();
     let m = measure(on_dynamodb(&["run", csv]));
-    assert_eq!(m.code, 0, "the re-run on DynamoDB failed");
+    assert_eq!(m.code, 0, "the re-run on DynamoDB failed: {}", m.stderr_tail);
     let calls = standin.calls();
     vec![format!(
         "| re-run, {rows} unchanged rows, state in DynamoDB (moto) | {:.1} | {:.1} | {:.1} | {} | quota-seconds {:.2} |",
