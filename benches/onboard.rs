@@ -656,6 +656,11 @@ fn scale_with(new_rows: &[usize], dry_rows: &[usize], work: &Path, dynamodb: boo
         false,
     );
     step(
+        format!("status FILE, the {new_rows}-row CSV"),
+        &["status", csv],
+        false,
+    );
+    step(
         format!("run, the first after that status, {new_rows} rows"),
         &["run", csv],
         false,
