@@ -92,7 +92,8 @@ fn measure(mut cmd: Command) -> Measured {
     let errors = std::thread::spawn(move || {
         let mut tail = std::collections::VecDeque::new();
         if let Some(err) = stderr {
-            for line in std::io::BufRead::lines(std::io::BufReader::new(err)).map_while(Result::ok) {
+            for line in std::io::BufRead::lines(std::io::BufReader::new(err)).map_while(Result::ok)
+            {
                 tail.push_back(line);
                 if tail.len() > 20 {
                     tail.pop_front();
@@ -714,14 +715,22 @@ fn dynamodb_rerun(
         cmd
     };
     let init = measure(on_dynamodb(&["state", "init"]));
-    assert_eq!(init.code, 0, "state init on moto failed: {}", init.stderr_tail);
+    assert_eq!(
+        init.code, 0,
+        "state init on moto failed: {}",
+        init.stderr_tail
+    );
     let started = Instant::now();
     let import = measure(on_dynamodb(&[
         "state",
         "import",
         sqlite_state.to_str().unwrap(),
     ]));
-    assert_eq!(import.code, 0, "state import into moto failed: {}", import.stderr_tail);
+    assert_eq!(
+        import.code, 0,
+        "state import into moto failed: {}",
+        import.stderr_tail
+    );
     eprintln!(
         "  imported {rows} providers' state into moto's DynamoDB in {:.0} s",
         started.elapsed().as_secs_f64()
@@ -729,7 +738,11 @@ fn dynamodb_rerun(
     // One run: moto reads a partition item by item for every page (minutes at this size).
     standin.reset_calls();
     let m = measure(on_dynamodb(&["run", csv]));
-    assert_eq!(m.code, 0, "the re-run on DynamoDB failed: {}", m.stderr_tail);
+    assert_eq!(
+        m.code, 0,
+        "the re-run on DynamoDB failed: {}",
+        m.stderr_tail
+    );
     let calls = standin.calls();
     vec![format!(
         "| re-run, {rows} unchanged rows, state in DynamoDB (moto) | {:.1} | {:.1} | {:.1} | {} | quota-seconds {:.2} |",

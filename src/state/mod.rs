@@ -360,10 +360,7 @@ impl KnownOf<'_> {
             Store::Sqlite(s) => s.known_of(&self.pool, keys),
             Store::Dynamo(d) => {
                 if self.copy.is_none() {
-                    self.copy = Some(d.known_spilled(
-                        &self.pool,
-                        self.state.scratch.get().map(PathBuf::as_path),
-                    )?);
+                    self.copy = Some(self.state.copy_of(d, &self.pool)?);
                 }
                 self.copy.as_ref().expect("made above").of(keys)
             }
@@ -423,10 +420,7 @@ impl KnownInOrder<'_> {
             Store::Sqlite(s) => s.known_after(&self.pool, self.after.as_deref(), SLICE)?,
             Store::Dynamo(d) => {
                 if self.copy.is_none() {
-                    self.copy = Some(d.known_spilled(
-                        &self.pool,
-                        self.state.scratch.get().map(PathBuf::as_path),
-                    )?);
+                    self.copy = Some(self.state.copy_of(d, &self.pool)?);
                 }
                 let copy = self.copy.as_ref().expect("made above");
                 copy.after(self.after.as_deref(), SLICE)?
@@ -461,6 +455,11 @@ impl State {
             store,
             scratch: std::sync::OnceLock::new(),
         })
+    }
+
+    /// A shared table's copy of a pool's users, in the scratch directory.
+    fn copy_of(&self, d: &dynamo::Dynamo, pool: &str) -> Result<spill::Spill, Error> {
+        d.known_spilled(pool, self.scratch.get().map(PathBuf::as_path))
     }
 
     /// Makes `dir` (the command's report directory, which it can write) the place for the

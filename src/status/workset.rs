@@ -130,57 +130,28 @@ impl Workset {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
             )?;
             for (key, read) in answers {
-                let lkey = key.to_lowercase();
-                match read {
-                    Err(e) => insert.execute(params![
-                        lkey,
-                        false,
-                        e,
-                        None::<String>,
-                        None::<String>,
-                        None::<bool>,
-                        None::<String>,
-                        None::<bool>,
-                        None::<String>,
-                        None::<bool>,
-                        None::<String>,
-                        None::<i64>,
-                        None::<i64>,
-                        None::<String>
-                    ])?,
-                    Ok(None) => insert.execute(params![
-                        lkey,
-                        false,
-                        None::<String>,
-                        None::<String>,
-                        None::<String>,
-                        None::<bool>,
-                        None::<String>,
-                        None::<bool>,
-                        None::<String>,
-                        None::<bool>,
-                        None::<String>,
-                        None::<i64>,
-                        None::<i64>,
-                        None::<String>
-                    ])?,
-                    Ok(Some(u)) => insert.execute(params![
-                        lkey,
-                        true,
-                        None::<String>,
-                        u.username,
-                        u.status.as_str(),
-                        u.enabled,
-                        u.email,
-                        u.email_verified,
-                        u.phone,
-                        u.phone_verified,
-                        u.sub,
-                        u.last_modified.map(|t| t.timestamp_millis()),
-                        u.created.map(|t| t.timestamp_millis()),
-                        serde_json::to_string(&u.attributes).unwrap_or_default(),
-                    ])?,
+                let (user, error) = match read {
+                    Ok(user) => (user, None),
+                    Err(e) => (None, Some(e)),
                 };
+                let u = user.as_ref();
+                insert.execute(params![
+                    key.to_lowercase(),
+                    u.is_some(),
+                    error,
+                    u.map(|u| &u.username),
+                    u.map(|u| u.status.as_str()),
+                    u.map(|u| u.enabled),
+                    u.and_then(|u| u.email.as_ref()),
+                    u.map(|u| u.email_verified),
+                    u.and_then(|u| u.phone.as_ref()),
+                    u.map(|u| u.phone_verified),
+                    u.and_then(|u| u.sub.as_ref()),
+                    u.and_then(|u| u.last_modified)
+                        .map(|t| t.timestamp_millis()),
+                    u.and_then(|u| u.created).map(|t| t.timestamp_millis()),
+                    u.map(|u| serde_json::to_string(&u.attributes).unwrap_or_default()),
+                ])?;
             }
             Ok(())
         })

@@ -131,16 +131,23 @@ pub(super) async fn query(
     prefix: &str,
     consistent: bool,
 ) -> Result<Vec<Item>, String> {
-    c.all(
-        c.query()
-            .table_name(table)
-            .key_condition_expression("pk = :p AND begins_with(sk, :s)")
-            .expression_attribute_values(":p", s(&pk))
-            .expression_attribute_values(":s", s(prefix))
-            .consistent_read(consistent),
-    )
-    .await
-    .map_err(|e| sdk_error("cannot read the state", &e))
+    c.all(query_of(c, table, &pk, prefix).consistent_read(consistent))
+        .await
+        .map_err(|e| sdk_error("cannot read the state", &e))
+}
+
+/// The query for the items of `pk` whose sort key starts with `prefix`.
+fn query_of(
+    c: &Db,
+    table: &str,
+    pk: &str,
+    prefix: &str,
+) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
+    c.query()
+        .table_name(table)
+        .key_condition_expression("pk = :p AND begins_with(sk, :s)")
+        .expression_attribute_values(":p", s(pk))
+        .expression_attribute_values(":s", s(prefix))
 }
 
 /// One page of [`query`] from `start`, and where the next starts.
@@ -151,17 +158,9 @@ pub(super) async fn query_page(
     prefix: &str,
     start: Option<Item>,
 ) -> Result<(Vec<Item>, Option<Item>), String> {
-    c.page(
-        c.query()
-            .table_name(table)
-            .key_condition_expression("pk = :p AND begins_with(sk, :s)")
-            .expression_attribute_values(":p", s(&pk))
-            .expression_attribute_values(":s", s(prefix))
-            .consistent_read(true),
-        start,
-    )
-    .await
-    .map_err(|e| sdk_error("cannot read the state", &e))
+    c.page(query_of(c, table, &pk, prefix).consistent_read(true), start)
+        .await
+        .map_err(|e| sdk_error("cannot read the state", &e))
 }
 
 /// Puts `items`, 25 to a request, until DynamoDB has taken every one.
