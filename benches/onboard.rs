@@ -452,11 +452,37 @@ struct Scale {
 
 fn standin_settings(work: &Path) -> PathBuf {
     let path = work.join("standin.toml");
-    let mut s = String::from("use_provisioned_limits = false\nrate_fraction = 1.0\n[quotas]\n");
-    for &category in cognito_onboard::limiter::Category::ALL {
-        let _ = writeln!(s, "{} = 100000", category.name());
+    let write = |names: &[&str]| {
+        let mut s = String::from("use_provisioned_limits = false\nrate_fraction = 1.0\n[quotas]\n");
+        for name in names {
+            let _ = writeln!(s, "{name} = 100000");
+        }
+        std::fs::write(&path, s).expect("settings");
+    };
+    let names: Vec<&str> = cognito_onboard::limiter::Category::ALL
+        .iter()
+        .map(|c| c.name())
+        .collect();
+    write(&names);
+    // An older build (the "before" table's) refuses a category it does not know, and says
+    // which it does: the file keeps those.
+    if BEFORE.lock().unwrap().is_some() {
+        let probe = Command::new(tool_bin())
+            .arg("--config")
+            .arg(&path)
+            .args(["check", "/dev/null"])
+            .output()
+            .expect("run the older build");
+        let said = String::from_utf8_lossy(&probe.stderr);
+        if let Some(known) = said.split("expected one of ").nth(1) {
+            let known: Vec<&str> = names
+                .iter()
+                .copied()
+                .filter(|n| known.contains(&format!("`{n}`")))
+                .collect();
+            write(&known);
+        }
     }
-    std::fs::write(&path, s).expect("settings");
     path
 }
 
