@@ -178,7 +178,7 @@ impl Rereading {
 /// The file's rows, each with what the state knows of its provider (read a slice of rows at
 /// a time: see [`crate::state::KnownOf::along`]).
 pub fn with_known(
-    known: crate::state::KnownOf<'_>,
+    known: &mut crate::state::KnownOf<'_>,
     rows: impl Iterator<Item = Result<Result<Row, Reject>, Error>>,
 ) -> impl Iterator<Item = Result<(Result<Row, Reject>, Option<Known>), Error>> {
     let key = |r: &Result<Result<Row, Reject>, Error>| match r {

@@ -80,7 +80,10 @@ async fn onboard_cohort(
 ) -> Result<(Ending, Figures), Error> {
     let (calls, pool) = open_pool(common, opened.pool_id).await?;
     check_invitation(&pool, settings.delivery)?;
-    let first = first_pass(&calls, &pool, settings, opened, reader).await?;
+    // What the state knew at the start: both passes read their rows' history through it (a
+    // shared table's users are copied once).
+    let mut known = opened.state.known_of(&pool.id);
+    let first = first_pass(&calls, &pool, settings, opened, &mut known, reader).await?;
     let (ctx, pass) = prepare(&calls, pool, settings, opened, first, password_file).await?;
     let command = ("run", settings.dry_run);
     let head = report_of(
@@ -95,7 +98,15 @@ async fn onboard_cohort(
     if let Some(on) = settings.on_expiring.as_ref().filter(|_| !settings.dry_run) {
         sink.tally.expiring = Some((Utc::now() + on.within, Vec::new()));
     }
-    let stream_error = second_pass(common, settings, opened, &ctx, &pass, &mut sink).await;
+    let stream_error = second_pass(
+        (common, settings),
+        opened,
+        &ctx,
+        (&pass, &mut known),
+        &mut sink,
+    )
+    .await;
+    drop(known);
     let capped = match &pass.absent {
         Some(step) if stream_error.is_none() => {
             take_off_absent(settings, opened, &ctx, step, &mut sink).await?
@@ -264,6 +275,7 @@ async fn first_pass(
     pool: &PoolInfo,
     settings: &RunSettings,
     opened: &Opened<'_>,
+    known: &mut state::KnownOf<'_>,
     reader: Reader,
 ) -> Result<FirstPass, Error> {
     let (key_mode, rules) = cohort::rules_for(pool, reader.columns())?;
@@ -280,7 +292,7 @@ async fn first_pass(
     };
     let members: Option<HashMap<String, String>> = match off.absent {
         Absent::Disable => Some(
-            members_of(opened.state, &pool.id, &off.cohort)?
+            members_of(known, &off.cohort)?
                 .into_iter()
                 .map(|k| (folded(&k), k))
                 .collect(),
@@ -289,7 +301,7 @@ async fn first_pass(
     };
     let mut survey = cohort::survey(
         cohort::with_known(
-            opened.state.known_of(&pool.id),
+            known,
             cohort::stream(reader, key_mode, &rules, settings.delivery)?,
         ),
         pool.username_mode,
@@ -300,8 +312,7 @@ async fn first_pass(
     )?;
     let absent = match survey.absent.take() {
         Some(folded_keys) => Some(absent_step(
-            opened,
-            &pool.id,
+            known,
             off,
             folded_keys,
             members.unwrap_or_default(),
@@ -340,8 +351,7 @@ async fn first_pass(
 /// `--absent disable`'s candidates: the cohort's members (`members`, by their folded keys)
 /// whose folded keys the list did not have, each with what the state knows of it.
 fn absent_step(
-    opened: &Opened<'_>,
-    pool_id: &str,
+    known: &mut state::KnownOf<'_>,
     off: &crate::config::Offboarding,
     folded_keys: std::collections::HashSet<String>,
     members: HashMap<String, String>,
@@ -352,7 +362,7 @@ fn absent_step(
         .filter_map(|k| members.get(&k).cloned())
         .collect();
     keys.sort();
-    let known = opened.state.known_of(pool_id).of(&keys)?;
+    let known = known.of(&keys)?;
     let why = format!("not in the list of cohort {}", off.cohort);
     Ok(AbsentStep {
         candidates: keys
@@ -365,8 +375,8 @@ fn absent_step(
 }
 
 /// The members of `cohort` (see [`offboard::member`]), walking the state a slice at a time.
-fn members_of(state: &state::State, pool: &str, cohort: &str) -> Result<Vec<String>, Error> {
-    let mut walk = state.known_in_order(pool);
+fn members_of(known: &mut state::KnownOf<'_>, cohort: &str) -> Result<Vec<String>, Error> {
+    let mut walk = known.in_order();
     let mut out = Vec::new();
     loop {
         let slice = walk.next_slice()?;
@@ -495,11 +505,10 @@ async fn prepare(
 /// The second pass: the same rows, read again from the file, processed and reported one by one
 /// as they finish. Answers the error that stopped the file's reading, if one did.
 async fn second_pass(
-    common: &Common,
-    settings: &RunSettings,
+    (common, settings): (&Common, &RunSettings),
     opened: &Opened<'_>,
     ctx: &Ctx<Cognito>,
-    pass: &SecondPass,
+    (pass, known): (&SecondPass, &mut state::KnownOf<'_>),
     sink: &mut Sink,
 ) -> Option<Error> {
     let stream_error = std::cell::RefCell::new(None);
@@ -513,7 +522,7 @@ async fn second_pass(
     let items = {
         let rereading = rereading(settings, opened.started_at);
         let stream_error = &stream_error;
-        let rows = cohort::with_known(opened.state.known_of(&ctx.pool.id), rows);
+        let rows = cohort::with_known(known, rows);
         rows.map_while(move |row| match row {
             Ok((Ok(row), known)) => Some(match rereading.not_reread(&row, known.as_ref()) {
                 Some(r) => {

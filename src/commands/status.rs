@@ -86,17 +86,21 @@ async fn refresh_status(
     status::record(opened.state, &pool.id, &work, opened.run_id, now)?;
     let judge = settings.judge;
     let policy = Policy::new(judge.reissue, judge.delivery, judge.max_reissues, &pool);
+    // What the state knows now, after the refresh was recorded (a shared table's users are
+    // copied once for both walks).
+    let mut known = opened.state.known_of(&pool.id);
     let list = crate::suppression::SuppressionList::of(&pool);
     let suppressions =
-        status::suppressions(&calls, &list, &pool, opened.state, &work, &policy, now).await?;
+        status::suppressions(&calls, &list, &pool, &mut known, &work, &policy, now).await?;
     let classified = classify(
         settings,
         opened,
-        &pool.id,
+        (&pool.id, &mut known),
         &work,
         (&policy, &suppressions),
         now,
     )?;
+    drop(known);
     drop(work);
     let mut report = status_report(opened, &pool, &calls.exec, common, plan, &classified)?;
     report.rest = rest;
@@ -146,7 +150,7 @@ struct Classified {
 fn classify(
     settings: &StatusSettings,
     opened: &Opened<'_>,
-    pool_id: &str,
+    (pool_id, known): (&str, &mut crate::state::KnownOf<'_>),
     work: &status::Workset,
     (policy, suppressions): (&Policy, &HashMap<String, Suppression>),
     now: chrono::DateTime<Utc>,
@@ -160,7 +164,7 @@ fn classify(
         .map(|_| StatusPage::new(now));
     let (mut confirmed, mut expiring) = (Vec::new(), Vec::new());
     let (mut suppressed, mut reissue_limit) = (Vec::new(), Vec::new());
-    status::each_with_known(opened.state, pool_id, work, |j, known| {
+    status::each_with_known(known, work, |j, known| {
         let screened = suppressions
             .get(&j.target.key)
             .unwrap_or(&Suppression::Clear);

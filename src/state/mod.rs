@@ -344,26 +344,52 @@ enum Store {
     Dynamo(dynamo::Dynamo),
 }
 
-/// What the state knows of a few users at a time, read as they are asked for: from an SQLite
-/// file, one query a slice; from a shared table, whose invitations are not stored by user, a
-/// copy of the pool's users made once, on disk ([`spill::Spill`]).
+/// What the state knows of a pool's users, a few at a time, as they are asked for: by key
+/// ([`KnownOf::of`], [`KnownOf::along`]) or in key order ([`KnownOf::in_order`]). From an SQLite
+/// file, one query a slice, of what the file holds then; from a shared table, whose invitations
+/// are not stored by user, a copy of the pool's users made at the first read, on disk
+/// ([`spill::Spill`]), which every later read of this view shares: make a new view to see
+/// what was written since.
 pub struct KnownOf<'a> {
     state: &'a State,
     pool: String,
     copy: Option<spill::Spill>,
 }
 
-impl KnownOf<'_> {
+/// How many users a slice holds.
+const SLICE: usize = 1000;
+
+impl<'a> KnownOf<'a> {
+    fn copy(&mut self, d: &dynamo::Dynamo) -> Result<&spill::Spill, Error> {
+        if self.copy.is_none() {
+            self.copy =
+                Some(d.known_spilled(&self.pool, self.state.scratch.get().map(PathBuf::as_path))?);
+        }
+        Ok(self.copy.as_ref().expect("made above"))
+    }
+
     /// What is known of these keys (those the state knows nothing of are left out).
     pub fn of(&mut self, keys: &[String]) -> Result<HashMap<String, Known>, Error> {
         match &self.state.store {
             Store::Sqlite(s) => s.known_of(&self.pool, keys),
-            Store::Dynamo(d) => {
-                if self.copy.is_none() {
-                    self.copy = Some(self.state.copy_of(d, &self.pool)?);
-                }
-                self.copy.as_ref().expect("made above").of(keys)
-            }
+            Store::Dynamo(d) => self.copy(d)?.of(keys),
+        }
+    }
+
+    /// The next users after `after` in key order (byte order, as `str` sorts), a slice of
+    /// them; empty at the end.
+    fn after(&mut self, after: Option<&str>) -> Result<Vec<(String, Known)>, Error> {
+        match &self.state.store {
+            Store::Sqlite(s) => s.known_after(&self.pool, after, SLICE),
+            Store::Dynamo(d) => self.copy(d)?.after(after, SLICE),
+        }
+    }
+
+    /// A walk over the pool's users in key order, a slice at a time.
+    pub fn in_order(&mut self) -> KnownInOrder<'_, 'a> {
+        KnownInOrder {
+            view: self,
+            after: None,
         }
     }
 
@@ -371,7 +397,7 @@ impl KnownOf<'_> {
     /// one), reading ahead a slice of items at a time: one read a slice, never the whole state.
     /// A failed read ends the items with its error.
     pub fn along<T>(
-        mut self,
+        &mut self,
         items: impl Iterator<Item = T>,
         key: impl Fn(&T) -> Option<String>,
     ) -> impl Iterator<Item = Result<(T, Option<Known>), Error>> {
@@ -399,33 +425,16 @@ impl KnownOf<'_> {
     }
 }
 
-/// See [`State::known_in_order`].
-pub struct KnownInOrder<'a> {
-    state: &'a State,
-    pool: String,
+/// See [`KnownOf::in_order`].
+pub struct KnownInOrder<'v, 'a> {
+    view: &'v mut KnownOf<'a>,
     after: Option<String>,
-    /// A shared table's users, copied to disk whole first (its invitations are not stored by
-    /// user), then handed out a slice at a time.
-    copy: Option<spill::Spill>,
 }
 
-/// How many users a slice of [`KnownInOrder`] holds.
-const SLICE: usize = 1000;
-
-impl KnownInOrder<'_> {
-    /// The next users in key order (byte order, as `str` sorts), with what is known of them;
-    /// empty at the end. Reads what was recorded up to now.
+impl KnownInOrder<'_, '_> {
+    /// The next users in key order, with what is known of them; empty at the end.
     pub fn next_slice(&mut self) -> Result<Vec<(String, Known)>, Error> {
-        let slice = match &self.state.store {
-            Store::Sqlite(s) => s.known_after(&self.pool, self.after.as_deref(), SLICE)?,
-            Store::Dynamo(d) => {
-                if self.copy.is_none() {
-                    self.copy = Some(self.state.copy_of(d, &self.pool)?);
-                }
-                let copy = self.copy.as_ref().expect("made above");
-                copy.after(self.after.as_deref(), SLICE)?
-            }
-        };
+        let slice = self.view.after(self.after.as_deref())?;
         if let Some((key, _)) = slice.last() {
             self.after = Some(key.clone());
         }
@@ -455,11 +464,6 @@ impl State {
             store,
             scratch: std::sync::OnceLock::new(),
         })
-    }
-
-    /// A shared table's copy of a pool's users, in the scratch directory.
-    fn copy_of(&self, d: &dynamo::Dynamo, pool: &str) -> Result<spill::Spill, Error> {
-        d.known_spilled(pool, self.scratch.get().map(PathBuf::as_path))
     }
 
     /// Makes `dir` (the command's report directory, which it can write) the place for the
@@ -493,23 +497,12 @@ impl State {
         each!(self, s => s.known(pool_id))
     }
 
-    /// What the state knows of a few of a pool's users at a time ([`KnownOf`]): what `run`
-    /// reads its rows' history by, never holding the whole state.
+    /// What the state knows of a pool's users, a few at a time ([`KnownOf`]): by key, for a
+    /// file's rows, or in key order; never the whole pool at once.
     pub fn known_of(&self, pool_id: &str) -> KnownOf<'_> {
         KnownOf {
             state: self,
             pool: pool_id.to_string(),
-            copy: None,
-        }
-    }
-
-    /// A pass over what the state knows of a pool's users, in key order, a slice at a time:
-    /// what `status` reads a large state by, never holding all of it.
-    pub fn known_in_order(&self, pool_id: &str) -> KnownInOrder<'_> {
-        KnownInOrder {
-            state: self,
-            pool: pool_id.to_string(),
-            after: None,
             copy: None,
         }
     }
@@ -834,7 +827,8 @@ mod tests {
         state
             .mark_invited(Subject::new("other", "k00000"), "k", "x@example.com")
             .unwrap();
-        let mut walk = state.known_in_order("pool");
+        let mut view = state.known_of("pool");
+        let mut walk = view.in_order();
         let mut keys = Vec::new();
         loop {
             let slice = walk.next_slice().unwrap();

@@ -17,7 +17,7 @@ use crate::input::{KeyMode, Row};
 use crate::lookup::{self, Refresh};
 use crate::plan::{Policy, Suppression, username_for};
 use crate::standing::{self, Who};
-use crate::state::{Known, Observation, State, Subject};
+use crate::state::{Known, KnownOf, Observation, State, Subject};
 pub use workset::{Joined, Target, Workset};
 
 /// How many targets a pass takes at a time.
@@ -51,7 +51,7 @@ pub async fn suppressions<D: Directory>(
     calls: &Calls<D>,
     list: &crate::suppression::SuppressionList,
     pool: &PoolInfo,
-    state: &State,
+    view: &mut KnownOf<'_>,
     work: &Workset,
     policy: &Policy,
     now: DateTime<Utc>,
@@ -59,7 +59,7 @@ pub async fn suppressions<D: Directory>(
     let sender = pool.sender_of(policy.delivery);
     let mut screened = Vec::new();
     if sender == Sender::Ses {
-        each_with_known(state, &pool.id, work, |j, k| {
+        each_with_known(view, work, |j, k| {
             if let Some(Ok(remote)) = &j.found
                 && let Some(email) = standing::screened_address(
                     j.target.who(policy),
@@ -110,7 +110,8 @@ pub fn gather(
         }
         work.add(&slice)?;
     }
-    let mut known = state.known_in_order(&pool.id);
+    let mut view = state.known_of(&pool.id);
+    let mut known = view.in_order();
     let mut any = false;
     loop {
         let slice = known.next_slice()?;
@@ -335,17 +336,16 @@ fn each_joined(
     }
 }
 
-/// Each target with what it was read as and what the state knows of it now (after
-/// [`record`]), in key order: the state's users are walked beside the targets, a slice of
-/// each at a time, so that neither is held whole.
+/// Each target with what it was read as and what `view` knows of it (made after [`record`],
+/// what the state knows now), in key order: the state's users are walked beside the targets,
+/// a slice of each at a time, so that neither is held whole.
 pub fn each_with_known(
-    state: &State,
-    pool_id: &str,
+    view: &mut KnownOf<'_>,
     work: &Workset,
     mut f: impl FnMut(Joined, &Known) -> Result<(), Error>,
 ) -> Result<(), Error> {
     let empty = Known::default();
-    let mut known = state.known_in_order(pool_id);
+    let mut known = view.in_order();
     let mut ahead: VecDeque<(String, Known)> = VecDeque::new();
     let mut exhausted = false;
     each_joined(work, |j| {
@@ -431,7 +431,7 @@ mod tests {
         assert!(known_any);
         assert_eq!(work.counts().unwrap(), (n.div_ceil(2) as u64, 0));
         let mut seen = Vec::new();
-        each_with_known(&state, &pool.id, &work, |j, k| {
+        each_with_known(&mut state.known_of(&pool.id), &work, |j, k| {
             let i: usize = j.target.key[1..6].parse().unwrap();
             assert_eq!(j.target.username, format!("u{i}"));
             assert_eq!(k.username.as_deref(), Some(format!("u{i}").as_str()));
@@ -467,7 +467,7 @@ mod tests {
         let (work, _) = gather(&state, &pool, Some(rows.into_iter()), None).unwrap();
         assert_eq!(work.counts().unwrap(), ((n + 1) as u64, 0));
         let mut count = 0;
-        each_with_known(&state, &pool.id, &work, |j, k| {
+        each_with_known(&mut state.known_of(&pool.id), &work, |j, k| {
             count += 1;
             match j.target.key[1..6].parse::<usize>() {
                 Ok(i) if i.is_multiple_of(2) => {

@@ -1319,3 +1319,62 @@ fn offboarding_with_a_dynamodb_state_disables_once_whichever_machine_runs() {
     .expect(exit::OK);
     assert_eq!(proxy.stats().received("AdminEnableUser"), 1);
 }
+
+/// A run reads what a shared table knows of the pool's users once, into a copy on disk that
+/// both its passes share, by key and in key order: what the copy hands out is what the table
+/// holds, and reading it again costs no call; a new view reads the table again.
+#[test]
+fn a_view_of_a_shared_table_copies_the_pools_users_once_and_hands_out_what_the_table_knows() {
+    moto_credentials();
+    let moto = Moto::start();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let suite = table(&moto, "views");
+    cognito_onboard::state::init_table(&suite).unwrap();
+    let dynamo = State::open(&Location::Dynamo(suite), Access::Write).unwrap();
+    dynamo.scratch_in(dir.path());
+    write_history(&dynamo, &rt);
+    let whole = dynamo.known(POOL).unwrap();
+    assert!(whole.len() > 2, "{whole:?}");
+    let calls = || dynamo.calls().0.values().sum::<u64>();
+
+    let mut view = dynamo.known_of(POOL);
+    let keys: Vec<String> = whole.keys().cloned().chain(["nobody@x".into()]).collect();
+    let before = calls();
+    let by_key = view.of(&keys).unwrap();
+    let copied = calls() - before;
+    assert!(copied > 0, "the first read copies the table");
+    assert_eq!(
+        by_key, whole,
+        "by key, what the table knows; nobody is left out"
+    );
+    let mut in_order = Vec::new();
+    let mut walk = view.in_order();
+    loop {
+        let slice = walk.next_slice().unwrap();
+        if slice.is_empty() {
+            break;
+        }
+        in_order.extend(slice);
+    }
+    assert_eq!(
+        calls() - before,
+        copied,
+        "the walk reads the copy, not the table"
+    );
+    let mut sorted: Vec<(String, Known)> = whole.clone().into_iter().collect();
+    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(in_order, sorted, "in key order, every user once");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "the copy's file is unlinked while it is in use"
+    );
+    drop(view);
+    let again = calls();
+    dynamo.known_of(POOL).of(&keys[..1]).unwrap();
+    assert!(calls() > again, "a new view reads the table again");
+}
