@@ -158,10 +158,20 @@ pub(super) async fn query_page(
     prefix: &str,
     start: Option<Item>,
 ) -> Result<(Vec<Item>, Option<Item>), String> {
-    c.page(query_of(c, table, &pk, prefix).consistent_read(true), start)
-        .await
-        .map_err(|e| sdk_error("cannot read the state", &e))
+    // A page of 1 MB is a few thousand items, held parsed at once: 500 keep a walk over a large
+    // pool small, and cost no more capacity (a read is charged by its size).
+    c.page(
+        query_of(c, table, &pk, prefix)
+            .consistent_read(true)
+            .limit(PAGE_ITEMS),
+        start,
+    )
+    .await
+    .map_err(|e| sdk_error("cannot read the state", &e))
 }
+
+/// Items a page of a walk over the table holds at most.
+const PAGE_ITEMS: i32 = 500;
 
 /// Puts `items`, 25 to a request, until DynamoDB has taken every one.
 pub(super) async fn batch_put(c: &Db, t: &str, items: Vec<Item>) -> Result<(), String> {
