@@ -1010,7 +1010,10 @@ fn main() {
         return;
     }
     let sizes = sizes();
-    let work = root().join("bench/work");
+    // BENCH_WORK=DIR: where the sections keep their files (two sections at once need two).
+    let work = std::env::var_os("BENCH_WORK")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("bench/work"));
     std::fs::create_dir_all(&work).expect("bench/work");
     // BENCH_SCALE=100000,1000000: the scale section's cohort sizes.
     let chosen: Option<Vec<usize>> = std::env::var("BENCH_SCALE")
