@@ -55,5 +55,5 @@ clean: ## Remove build output and the venv
 	cargo clean
 	rm -rf $(VENV)
 
-bench: venv ## Benchmark against moto behind the quota-enforcing proxy; writes bench/results.md (about 20 min)
+bench: venv ## Benchmark against moto behind the quota-enforcing proxy; writes bench/results.md (about 80 min; BENCH_DYNAMODB=0 leaves out the 50-min DynamoDB step)
 	cargo bench --bench onboard
