@@ -58,7 +58,7 @@ pub struct Confirmed {
     pub confirmed_at: Option<DateTime<Utc>>,
 }
 
-pub use crate::report::model::HandOver;
+pub use crate::report::model::{HandOver, Pending};
 
 /// `--on-expiring DURATION COMMAND`: the reminder, and how soon before the expiry it is due.
 #[derive(Debug, Clone)]
@@ -80,15 +80,6 @@ pub struct Expiring {
     pub invited_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
 }
-
-/// A pending provider as a report row saw it: key, username, email, name, expiry.
-pub type Pending = (
-    String,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    DateTime<Utc>,
-);
 
 /// The reminders due among `pending`: a provider the tool invited, whose temporary password
 /// has not expired and expires within `within` of `now`, and who has had no reminder for this

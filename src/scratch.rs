@@ -15,17 +15,38 @@ use crate::error::Error;
 /// use, and a bound on its memory whatever the working set's size.
 const CACHE_KIB: i64 = 4096;
 
-fn err(dir: &Path) -> impl Fn(rusqlite::Error) -> Error + '_ {
+fn err<E: std::fmt::Display>(dir: &Path) -> impl Fn(E) -> Error + '_ {
     move |e| Error::Io {
         what: "cannot keep a scratch file in",
         path: dir.to_path_buf(),
-        source: std::io::Error::other(e),
+        source: std::io::Error::other(e.to_string()),
+    }
+}
+
+/// A scratch database, and the directory it lives in (what its errors name).
+#[derive(Debug)]
+pub struct Scratch {
+    db: Connection,
+    at: PathBuf,
+}
+
+impl std::ops::Deref for Scratch {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        &self.db
+    }
+}
+
+impl Scratch {
+    /// A failure of this scratch file, naming its directory.
+    pub fn err<E: std::fmt::Display>(&self) -> impl Fn(E) -> Error + '_ {
+        err(&self.at)
     }
 }
 
 /// A new scratch database in `dir` with `schema`; in SQLite's own temporary directory when
 /// `dir` is none (a command without a report directory, and the unit tests).
-pub fn open(dir: Option<&Path>, schema: &str) -> Result<Connection, Error> {
+pub fn open(dir: Option<&Path>, schema: &str) -> Result<Scratch, Error> {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let tmp = std::env::temp_dir();
     let (db, path) = match dir {
@@ -51,7 +72,10 @@ pub fn open(dir: Option<&Path>, schema: &str) -> Result<Connection, Error> {
     if let Some(path) = path {
         unlink(&path)?;
     }
-    Ok(db)
+    Ok(Scratch {
+        db,
+        at: at.to_path_buf(),
+    })
 }
 
 fn unlink(path: &PathBuf) -> Result<(), Error> {
@@ -66,6 +90,7 @@ mod tests {
     fn a_scratch_database_in_a_directory_works_and_leaves_no_file() {
         let dir = tempfile::tempdir().unwrap();
         let db = open(Some(dir.path()), "CREATE TABLE t (v INTEGER);").unwrap();
+        assert_eq!(db.at, dir.path());
         assert_eq!(
             std::fs::read_dir(dir.path()).unwrap().count(),
             0,

@@ -122,12 +122,15 @@ async fn onboard_cohort(
     if !settings.dry_run {
         report.stalled = stalled(opened, &ctx.pool.id, &sink.tally);
     }
+    // What the state knows after the rows, for the hand-over and the reminders (read only
+    // where one is due; a shared table's users are copied once for both).
+    let mut after = opened.state.known_of(&ctx.pool.id);
     if let (Some(on), Some(confirmed)) = (&settings.on_confirmed, &sink.tally.confirmed) {
-        report.handed_over = hand_over(on, opened, &ctx.pool.id, confirmed).await?;
+        report.handed_over = hand_over(on, opened, (&ctx.pool.id, &mut after), confirmed).await?;
     }
     if let (Some(on), Some((_, pending))) = (&settings.on_expiring, &sink.tally.expiring) {
         let keys: Vec<String> = pending.iter().map(|p| p.0.clone()).collect();
-        let known = opened.state.known_of(&ctx.pool.id).of(&keys)?;
+        let known = after.of(&keys)?;
         let due = handover::expiring_due(&ctx.pool.id, pending, &known, on.within, Utc::now());
         report.reminded = handover::remind(on, opened.state, due).await?;
     }
@@ -589,11 +592,11 @@ fn record_cohort(ctx: &Ctx<Cognito>, key: &str, known: Option<&state::Known>) {
 async fn hand_over(
     on: &handover::OnConfirmed,
     opened: &Opened<'_>,
-    pool_id: &str,
+    (pool_id, after): (&str, &mut state::KnownOf<'_>),
     confirmed: &[crate::report::model::Seen],
 ) -> Result<Vec<handover::HandOver>, Error> {
     let keys: Vec<String> = confirmed.iter().map(|(k, ..)| k.clone()).collect();
-    let known = opened.state.known_of(pool_id).of(&keys)?;
+    let known = after.of(&keys)?;
     let seen = confirmed
         .iter()
         .map(|(k, u, e)| (k.as_str(), u.as_deref(), e.as_deref()));

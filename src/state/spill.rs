@@ -1,35 +1,27 @@
-//! A pool's users as a shared table holds them, copied a page at a time into a private
-//! temporary SQLite database (removed when it closes) and handed back in key order or by key,
+//! A pool's users as a shared table holds them, copied a page at a time into a scratch SQLite
+//! file ([`crate::scratch`]) and handed back in key order or by key,
 //! so that a pass over a large table never holds it whole: the table keeps a user's
 //! invitations apart from its item, so what is known of one user is only whole once every page
 //! is read. Must not read the table itself or decide anything about a user.
 
 use std::collections::HashMap;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{OptionalExtension, params};
 
 use super::Known;
 use crate::error::Error;
 
 /// The copy.
 pub struct Spill {
-    db: Connection,
-}
-
-fn spill_err(e: impl std::fmt::Display) -> Error {
-    Error::Io {
-        what: "cannot keep a copy of the shared state in",
-        path: std::env::temp_dir(),
-        source: std::io::Error::other(e.to_string()),
-    }
+    db: crate::scratch::Scratch,
 }
 
 fn encode(k: &Known) -> String {
     serde_json::to_string(k).unwrap_or_default()
 }
 
-fn decode(text: &str) -> Result<Known, Error> {
-    serde_json::from_str(text).map_err(spill_err)
+fn decode(text: &str) -> serde_json::Result<Known> {
+    serde_json::from_str(text)
 }
 
 impl Spill {
@@ -49,30 +41,30 @@ impl Spill {
         each: impl IntoIterator<Item = (String, T)>,
         mut f: impl FnMut(&mut Known, T),
     ) -> Result<(), Error> {
-        let tx = self.db.unchecked_transaction().map_err(spill_err)?;
+        let tx = self.db.unchecked_transaction().map_err(self.db.err())?;
         {
             let mut read = tx
                 .prepare_cached("SELECT known FROM known WHERE key = ?1")
-                .map_err(spill_err)?;
+                .map_err(self.db.err())?;
             let mut write = tx
                 .prepare_cached("INSERT OR REPLACE INTO known (key, known) VALUES (?1, ?2)")
-                .map_err(spill_err)?;
+                .map_err(self.db.err())?;
             for (key, change) in each {
                 let before: Option<String> = read
                     .query_row([&key], |r| r.get(0))
                     .optional()
-                    .map_err(spill_err)?;
+                    .map_err(self.db.err())?;
                 let mut known = match before {
-                    Some(text) => decode(&text)?,
+                    Some(text) => decode(&text).map_err(self.db.err())?,
                     None => Known::default(),
                 };
                 f(&mut known, change);
                 write
                     .execute(params![key, encode(&known)])
-                    .map_err(spill_err)?;
+                    .map_err(self.db.err())?;
             }
         }
-        tx.commit().map_err(spill_err)
+        tx.commit().map_err(self.db.err())
     }
 
     /// The next `limit` users after `after`, in key order (byte order, as `str` sorts).
@@ -80,16 +72,16 @@ impl Spill {
         let mut stmt = self
             .db
             .prepare_cached("SELECT key, known FROM known WHERE key > ?1 ORDER BY key LIMIT ?2")
-            .map_err(spill_err)?;
+            .map_err(self.db.err())?;
         let rows = stmt
             .query_map(params![after.unwrap_or(""), limit as i64], |r| {
                 Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
             })
-            .map_err(spill_err)?;
+            .map_err(self.db.err())?;
         let mut out = Vec::new();
         for row in rows {
-            let (key, text) = row.map_err(spill_err)?;
-            out.push((key, decode(&text)?));
+            let (key, text) = row.map_err(self.db.err())?;
+            out.push((key, decode(&text).map_err(self.db.err())?));
         }
         Ok(out)
     }
@@ -99,15 +91,15 @@ impl Spill {
         let mut stmt = self
             .db
             .prepare_cached("SELECT known FROM known WHERE key = ?1")
-            .map_err(spill_err)?;
+            .map_err(self.db.err())?;
         let mut out = HashMap::new();
         for key in keys {
             let text: Option<String> = stmt
                 .query_row([key], |r| r.get(0))
                 .optional()
-                .map_err(spill_err)?;
+                .map_err(self.db.err())?;
             if let Some(text) = text {
-                out.insert(key.clone(), decode(&text)?);
+                out.insert(key.clone(), decode(&text).map_err(self.db.err())?);
             }
         }
         Ok(out)

@@ -1,6 +1,6 @@
 //! `status`'s working set, on disk: the providers to refresh and what reading each found, in a
-//! private temporary SQLite database that goes away with the connection, so that a state of a
-//! million providers is never held in memory, and handed back sorted by key. Must not read
+//! scratch SQLite file ([`crate::scratch`]), so that a state of a million providers is never
+//! held in memory, and handed back sorted by key. Must not read
 //! Cognito or the state, or decide anything about a provider.
 
 use std::collections::BTreeMap;
@@ -31,15 +31,7 @@ pub struct Joined {
 
 /// The working set of one `status` run.
 pub struct Workset {
-    db: Connection,
-}
-
-fn scratch_err(e: rusqlite::Error) -> Error {
-    Error::Io {
-        what: "cannot use status's working set in",
-        path: std::env::temp_dir(),
-        source: std::io::Error::other(e),
-    }
+    db: crate::scratch::Scratch,
 }
 
 impl Workset {
@@ -64,9 +56,9 @@ impl Workset {
 
     /// Runs `f` in one transaction (thousands of small writes, one commit).
     fn batch<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, Error> {
-        let tx = self.db.unchecked_transaction().map_err(scratch_err)?;
-        let out = f(&tx).map_err(scratch_err)?;
-        tx.commit().map_err(scratch_err)?;
+        let tx = self.db.unchecked_transaction().map_err(self.db.err())?;
+        let out = f(&tx).map_err(self.db.err())?;
+        tx.commit().map_err(self.db.err())?;
         Ok(out)
     }
 
@@ -115,7 +107,7 @@ impl Workset {
                 [],
                 |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
             )
-            .map_err(scratch_err)
+            .map_err(self.db.err())
     }
 
     /// Records what a listing or a read found, by the key it answers for (any case): a user, or
@@ -181,7 +173,7 @@ impl Workset {
                 |r| r.get::<_, i64>(0),
             )
             .map(|n| n as u64)
-            .map_err(scratch_err)
+            .map_err(self.db.err())
     }
 
     /// The next `limit` targets after `after` (by key) that nothing has answered for yet, as
@@ -198,13 +190,13 @@ impl Workset {
                  WHERE key > ?1 AND NOT EXISTS (SELECT 1 FROM reads r WHERE r.lkey = t.lkey)
                  ORDER BY key LIMIT ?2",
             )
-            .map_err(scratch_err)?;
+            .map_err(self.db.err())?;
         let rows = stmt
             .query_map(params![after.unwrap_or(""), limit as i64], |r| {
                 Ok((r.get(0)?, r.get(1)?))
             })
-            .map_err(scratch_err)?;
-        rows.collect::<rusqlite::Result<_>>().map_err(scratch_err)
+            .map_err(self.db.err())?;
+        rows.collect::<rusqlite::Result<_>>().map_err(self.db.err())
     }
 
     /// After a full listing: every target it did not find is not in the pool.
@@ -230,7 +222,7 @@ impl Workset {
             )
             .optional()
             .map(|p| p.unwrap_or(false))
-            .map_err(scratch_err)
+            .map_err(self.db.err())
     }
 
     /// The next `limit` targets after `after` in key order, each with what its read found.
@@ -244,11 +236,11 @@ impl Workset {
                  FROM targets t LEFT JOIN reads r ON r.lkey = t.lkey
                  WHERE t.key > ?1 ORDER BY t.key LIMIT ?2",
             )
-            .map_err(scratch_err)?;
+            .map_err(self.db.err())?;
         let rows = stmt
             .query_map(params![after.unwrap_or(""), limit as i64], joined)
-            .map_err(scratch_err)?;
-        rows.collect::<rusqlite::Result<_>>().map_err(scratch_err)
+            .map_err(self.db.err())?;
+        rows.collect::<rusqlite::Result<_>>().map_err(self.db.err())
     }
 }
 
